@@ -1,0 +1,108 @@
+//! The Persys gateway: the one public entry of the platform.
+//!
+//! It owns users (argon2id passwords, roles), sessions (JWT access tokens and rotating refresh
+//! tokens with reuse detection), API keys and the audit log, and forwards every other
+//! `persys.<service>.v1.*` call to the service that owns it over mTLS, with the caller's
+//! verified identity attached. gRPC and gRPC-web share the public port; other services reach
+//! it on an internal mTLS port. It holds no state of other services.
+
+pub mod accounts;
+pub mod api;
+pub mod auth;
+pub mod authn;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod proxy;
+pub mod ratelimit;
+pub mod store;
+
+use std::sync::Arc;
+
+use persys_kit::{
+    metrics::Metrics,
+    server::{ServerOptions, announce_ready, serve},
+    shutdown::Shutdown,
+};
+use tokio::net::TcpListener;
+
+use crate::{
+    accounts::{Accounts, Policy},
+    auth::TokenKeys,
+    config::ServeArgs,
+    error::GatewayError,
+    ratelimit::Rate,
+    store::SqlStore,
+};
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })
+}
+
+/// Builds the account flows from the configuration, running migrations.
+pub async fn accounts(args: &ServeArgs) -> Result<Arc<Accounts<SqlStore>>, GatewayError> {
+    let secret = args.jwt_secret()?;
+    let store = Arc::new(SqlStore::connect(&args.database_url, args.database_max_connections).await?);
+    let minute = std::time::Duration::from_secs(60);
+    let policy = Policy {
+        access_ttl: args.access_ttl,
+        refresh_ttl: args.refresh_ttl,
+        login_per_user: Rate { burst: args.login_per_user.max(1), period: minute },
+        login_per_peer: Rate { burst: args.login_per_peer.max(1), period: minute },
+    };
+    Ok(Arc::new(Accounts::new(store, TokenKeys::new(&secret), policy)))
+}
+
+/// Runs the gateway until `shutdown`, then drains.
+pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), GatewayError> {
+    let upstreams = args.upstream_map()?;
+    let admin_addr = args.telemetry.admin_addr()?;
+    let tls = args.tls.load()?;
+    let accounts = accounts(&args).await?;
+    if let (Some(username), Some(password)) = (&args.admin_username, &args.admin_password) {
+        if accounts.bootstrap_admin(username, password).await? {
+            tracing::info!(%username, "created the first admin");
+        }
+    }
+    let metrics = Metrics::new();
+    let admin = match admin_addr {
+        Some(addr) => Some(
+            metrics.spawn_admin(addr, shutdown.clone()).await.map_err(|source| GatewayError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let proxy = proxy::Proxy::new(grpc::upstream_channels(&upstreams, &tls, &metrics)?, args.max_message_bytes);
+    let (public_routes, public_health) = grpc::public_routes(accounts, proxy, args.max_message_bytes)?;
+    let (internal_routes, internal_health, authorize) = grpc::internal_routes()?;
+    let public = bind(args.listen).await?;
+    let internal = bind(args.internal_listen).await?;
+    let public_addr = public.local_addr().map_err(|source| GatewayError::Bind { addr: args.listen, source })?;
+    let internal_addr = internal.local_addr().map_err(|source| GatewayError::Bind { addr: args.internal_listen, source })?;
+    let mut services: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+    services.sort_unstable();
+    tracing::info!(public = %public_addr, internal = %internal_addr, upstreams = ?services, "gateway ready");
+    announce_ready(
+        "gateway",
+        &[("public", Some(public_addr)), ("internal", Some(internal_addr)), ("admin", admin)],
+    );
+
+    let public_options = ServerOptions {
+        tls: args.public_tls.then(|| tls.server_config_with(&[b"h2", b"http/1.1"], false)),
+        grpc_web: Some(grpc::grpc_web(&args.cors_origins)),
+        metrics: Some(metrics.clone()),
+        drain_timeout: args.drain_timeout,
+        ..ServerOptions::default()
+    };
+    let internal_options = ServerOptions {
+        tls: Some(tls.server_config(&[b"h2"])),
+        authorize: Some(authorize),
+        metrics: Some(metrics),
+        drain_timeout: args.drain_timeout,
+        ..ServerOptions::default()
+    };
+    tokio::try_join!(
+        serve(public, public_routes, public_options, Some(public_health), shutdown.clone()),
+        serve(internal, internal_routes, internal_options, Some(internal_health), shutdown),
+    )?;
+    Ok(())
+}

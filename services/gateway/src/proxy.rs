@@ -1,0 +1,197 @@
+//! Transparent forwarding of `persys.<service>.v1.*` calls to the service that owns them.
+//!
+//! The gateway knows every Persys method from the compiled descriptor set, so it can refuse
+//! unknown methods and the stream kinds it does not carry before touching an upstream. The
+//! request message is read whole (unary and server-streaming calls send exactly one), checked
+//! against the size limit and sent on over mTLS with the caller's verified identity in
+//! `x-persys-user-*` metadata; the response, streamed or not, flows back untouched.
+
+use std::{collections::HashMap, convert::Infallible, sync::Arc};
+
+use axum::body::Body as AxumBody;
+use http::{HeaderMap, Request, Response, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use persys_kit::{client::TracedChannel, identity::strip_user_headers};
+use prost::Message;
+use tonic::{Status, body::Body};
+use tower::ServiceExt;
+
+use crate::accounts::Principal;
+
+/// The kind of a method, as far as forwarding cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MethodKind {
+    /// One request, one response.
+    Unary,
+    /// One request, a stream of responses.
+    ServerStreaming,
+    /// A client or bidirectional stream: not forwarded.
+    ClientStreaming,
+}
+
+/// Returns every method of the Persys contracts by gRPC path.
+pub fn method_table() -> HashMap<String, MethodKind> {
+    let set = prost_types::FileDescriptorSet::decode(persys_proto::FILE_DESCRIPTOR_SET)
+        .expect("the compiled descriptor set decodes");
+    let mut table = HashMap::new();
+    for file in &set.file {
+        let package = file.package();
+        for service in &file.service {
+            for method in &service.method {
+                let kind = match (method.client_streaming(), method.server_streaming()) {
+                    (false, false) => MethodKind::Unary,
+                    (false, true) => MethodKind::ServerStreaming,
+                    _ => MethodKind::ClientStreaming,
+                };
+                table.insert(format!("/{package}.{}/{}", service.name(), method.name()), kind);
+            }
+        }
+    }
+    table
+}
+
+/// Returns the service an owned path belongs to: `/persys.scheduler.v1.X/Y` → `scheduler`.
+pub fn owning_service(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/persys.")?;
+    let (service, rest) = rest.split_once('.')?;
+    rest.starts_with("v1.").then_some(service)
+}
+
+/// Forwards calls to upstream services.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    methods: HashMap<String, MethodKind>,
+    upstreams: HashMap<String, TracedChannel>,
+    max_request_bytes: usize,
+}
+
+/// Headers that describe the client's connection or credentials, never forwarded.
+const DROPPED: [&str; 4] = ["authorization", "host", "connection", "cookie"];
+
+impl Proxy {
+    /// Returns a proxy over `upstreams` (service name → channel).
+    pub fn new(upstreams: HashMap<String, TracedChannel>, max_request_bytes: usize) -> Self {
+        Self { inner: Arc::new(Inner { methods: method_table(), upstreams, max_request_bytes }) }
+    }
+
+    /// Returns whether `path` is a Persys method served elsewhere (not by the gateway itself).
+    pub fn forwards(path: &str) -> bool {
+        owning_service(path).is_some_and(|s| s != "gateway")
+    }
+
+    /// Forwards one call; every failure becomes a gRPC status response.
+    pub async fn call(&self, request: Request<AxumBody>) -> Result<Response<Body>, Infallible> {
+        Ok(match self.forward(request).await {
+            Ok(response) => response,
+            Err(status) => status.into_http(),
+        })
+    }
+
+    async fn forward(&self, request: Request<AxumBody>) -> Result<Response<Body>, Status> {
+        let path = request.uri().path().to_owned();
+        let kind = self.inner.methods.get(&path).copied().ok_or_else(|| {
+            Status::unimplemented(format!("unknown method {path}: check the service and method names (grpcurl list)"))
+        })?;
+        if kind == MethodKind::ClientStreaming {
+            return Err(Status::unimplemented(format!(
+                "{path} is a client or bidirectional stream, which the gateway does not forward; call the service directly"
+            )));
+        }
+        let service = owning_service(&path).unwrap_or_default().to_owned();
+        let channel = self.inner.upstreams.get(&service).cloned().ok_or_else(|| {
+            Status::unavailable(format!("service `{service}` is not available: no upstream is configured for it on this gateway"))
+        })?;
+        let principal = request
+            .extensions()
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("missing credentials"))?;
+
+        let (mut parts, body) = request.into_parts();
+        let limit = self.inner.max_request_bytes;
+        let bytes = Limited::new(body, limit + 5).collect().await.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Status::resource_exhausted(format!("request message larger than {limit} bytes"))
+            } else {
+                Status::cancelled(format!("reading request: {e}"))
+            }
+        })?;
+        let bytes = bytes.to_bytes();
+        check_single_frame(&bytes, limit)?;
+
+        let mut headers = HeaderMap::with_capacity(parts.headers.len() + 3);
+        for (name, value) in parts.headers.drain().filter_map(|(k, v)| k.map(|k| (k, v))) {
+            if !DROPPED.contains(&name.as_str()) {
+                headers.append(name, value);
+            }
+        }
+        strip_user_headers(&mut headers);
+        principal.user.write_headers(&mut headers);
+
+        let mut upstream = Request::builder()
+            .method(http::Method::POST)
+            .uri(Uri::try_from(path.as_str()).map_err(|_| Status::invalid_argument("bad path"))?)
+            .version(http::Version::HTTP_2)
+            .body(Body::new(Full::new(bytes)))
+            .map_err(|e| Status::internal(e.to_string()))?;
+        *upstream.headers_mut() = headers;
+
+        let response = channel.oneshot(upstream).await.map_err(|e| {
+            tracing::warn!(%service, error = %e, "upstream unreachable");
+            Status::unavailable(format!("service `{service}` is unreachable: {e}"))
+        })?;
+        Ok(response.map(Body::new))
+    }
+}
+
+/// Checks that a gRPC request body is exactly one length-prefixed message within the limit.
+fn check_single_frame(bytes: &[u8], limit: usize) -> Result<(), Status> {
+    if bytes.len() < 5 {
+        return Err(Status::invalid_argument("request body is not a gRPC message"));
+    }
+    let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+    if len > limit {
+        return Err(Status::resource_exhausted(format!("request message of {len} bytes exceeds the limit of {limit}")));
+    }
+    if bytes.len() != len + 5 {
+        return Err(Status::invalid_argument("request body must hold exactly one message for this method"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owning_service_reads_the_package() {
+        assert_eq!(owning_service("/persys.scheduler.v1.SchedulerService/GetNode"), Some("scheduler"));
+        assert_eq!(owning_service("/persys.gateway.v1.AuthService/Login"), Some("gateway"));
+        assert_eq!(owning_service("/persys.scheduler.v2.X/Y"), None);
+        assert_eq!(owning_service("/grpc.health.v1.Health/Check"), None);
+        assert!(Proxy::forwards("/persys.analyzer.v1.AnalyzerService/Analyze"));
+        assert!(!Proxy::forwards("/persys.gateway.v1.AuthService/Login"));
+    }
+
+    #[test]
+    fn method_table_knows_stream_kinds() {
+        let t = method_table();
+        assert_eq!(t.get("/persys.gateway.v1.AuthService/Login"), Some(&MethodKind::Unary));
+        assert_eq!(t.get("/persys.scheduler.v1.SchedulerService/WatchNodes"), Some(&MethodKind::ServerStreaming));
+        assert_eq!(t.get("/persys.scheduler.v1.AgentService/Connect"), Some(&MethodKind::ClientStreaming));
+    }
+
+    #[test]
+    fn frames_are_checked() {
+        let mut ok = vec![0, 0, 0, 0, 3];
+        ok.extend_from_slice(b"abc");
+        assert!(check_single_frame(&ok, 10).is_ok());
+        assert_eq!(check_single_frame(&ok, 2).unwrap_err().code(), tonic::Code::ResourceExhausted);
+        assert_eq!(check_single_frame(&ok[..6], 10).unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(check_single_frame(b"", 10).unwrap_err().code(), tonic::Code::InvalidArgument);
+    }
+}

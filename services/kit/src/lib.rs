@@ -1,0 +1,29 @@
+//! The Persys service kit: what every Persys service and client shares.
+//!
+//! - [`config`]: clap argument groups for TLS, listening and telemetry, validated at start;
+//! - [`telemetry`]: tracing (text or JSON), OTLP export, W3C trace context on every gRPC hop,
+//!   Prometheus metrics on an admin port;
+//! - [`tls`]: mTLS material that reloads when its files change;
+//! - [`identity`]: who is calling (SPIFFE URI SAN of the peer certificate, and the user the
+//!   gateway vouches for), and a tower layer that authorizes callers per service;
+//! - [`server`]: health, reflection, gRPC-web, limits and graceful shutdown around a router;
+//! - [`client`]: mTLS channels with timeouts and reconnect backoff;
+//! - [`error`]: the one mapping from errors to `tonic::Status`.
+//!
+//! It holds no business logic and no service's state.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod metrics;
+pub mod pki;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod testing;
+pub mod tls;
+pub mod trace;
+
+pub use error::{ApiError, FieldViolation};
+pub use identity::{Caller, Identity, UserClaims};

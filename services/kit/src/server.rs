@@ -1,0 +1,288 @@
+//! Server assembly: one function that serves a router with health, reflection, trace context,
+//! metrics, optional caller authorization, optional gRPC-web with CORS, TLS and a graceful
+//! shutdown that drains in-flight calls and streams until a deadline.
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use http::{Request, Response};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{body::Body, server::NamedService, service::Routes, transport::Server};
+use tonic_health::server::HealthReporter;
+use tower::{Service, ServiceBuilder, util::BoxCloneService};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::{
+    identity::AuthorizeLayer, metrics::Metrics, shutdown::Shutdown, trace::ServerTraceLayer,
+};
+
+/// Default limit of one decoded message, in bytes.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Errors serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be built from the descriptor sets.
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+/// Browser access through gRPC-web.
+#[derive(Clone, Debug, Default)]
+pub struct GrpcWeb {
+    /// Origins allowed by CORS; `*` allows any.
+    pub allowed_origins: Vec<String>,
+}
+
+/// How a server is assembled.
+pub struct ServerOptions {
+    /// TLS config; `None` serves plaintext h2c (only for loopback development and tests).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Caller authorization; requires `tls` with client certificates.
+    pub authorize: Option<AuthorizeLayer>,
+    /// gRPC-web over HTTP/1.1 and HTTP/2, with CORS.
+    pub grpc_web: Option<GrpcWeb>,
+    /// RPC metrics to record.
+    pub metrics: Option<Metrics>,
+    /// How long in-flight calls and streams may run after shutdown begins.
+    pub drain_timeout: Duration,
+    /// Extra encoded descriptor sets to offer through reflection (Persys and health are always there).
+    pub descriptor_sets: Vec<&'static [u8]>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            authorize: None,
+            grpc_web: None,
+            metrics: None,
+            drain_timeout: Duration::from_secs(10),
+            descriptor_sets: Vec::new(),
+        }
+    }
+}
+
+/// The health service of a server, so its owner can flip statuses.
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+}
+
+impl Health {
+    /// Marks `S` as serving.
+    pub async fn serving<S: NamedService>(&self) {
+        self.reporter.set_serving::<S>().await;
+    }
+
+    /// Marks the whole server as not serving (during drain).
+    pub async fn not_serving(&self) {
+        self.reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+    }
+}
+
+/// Returns routes with `grpc.health.v1` and reflection mounted, plus the health handle.
+pub fn base_routes(extra_descriptor_sets: &[&'static [u8]]) -> Result<(Routes, Health), ServeError> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let mut reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(persys_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for set in extra_descriptor_sets {
+        reflection = reflection.register_encoded_file_descriptor_set(set);
+    }
+    let v1 = reflection.build_v1().map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let routes = Routes::new(health_service).add_service(v1);
+    Ok((routes, Health { reporter }))
+}
+
+type HttpService = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
+
+fn stack(router: axum::Router, options: &ServerOptions) -> HttpService {
+    let cors = options.grpc_web.as_ref().map(|web| {
+        let origin = if web.allowed_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(web.allowed_origins.iter().filter_map(|o| o.parse().ok()))
+        };
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods([http::Method::POST, http::Method::OPTIONS])
+            .allow_headers(tower_http::cors::Any)
+            .expose_headers([
+                http::HeaderName::from_static("grpc-status"),
+                http::HeaderName::from_static("grpc-message"),
+                http::HeaderName::from_static("grpc-status-details-bin"),
+            ])
+            .max_age(Duration::from_secs(600))
+    });
+    let inner = ServiceBuilder::new()
+        .layer(ServerTraceLayer::new(options.metrics.clone()))
+        .option_layer(options.authorize.clone())
+        .map_response(|r: Response<axum::body::Body>| r.map(Body::new))
+        .service(router);
+    let inner = BoxCloneService::new(inner);
+    match cors {
+        Some(cors) => BoxCloneService::<Request<Body>, Response<Body>, Infallible>::new(
+            ServiceBuilder::new().layer(cors).layer(tonic_web::GrpcWebLayer::new()).service(inner),
+        ),
+        None => inner,
+    }
+}
+
+/// Accepts TCP connections and completes TLS handshakes off the accept loop, so one slow or
+/// hostile client cannot stall others.
+fn tls_incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: Shutdown,
+) -> ReceiverStream<Result<tokio_rustls::server::TlsStream<TcpStream>, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.clone().wait() => return,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(error)) => tracing::debug!(%peer, %error, "tls handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Serves `routes` on `listener` until `shutdown`, then drains for up to
+/// `options.drain_timeout` and closes what remains.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    options: ServerOptions,
+    health: Option<Health>,
+    shutdown: Shutdown,
+) -> Result<(), ServeError> {
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    let service = stack(routes.prepare().into_axum_router(), &options);
+    let builder = Server::builder()
+        .accept_http1(options.grpc_web.is_some())
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    let drain = options.drain_timeout;
+    let signal = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.wait().await;
+            if let Some(h) = health {
+                h.not_serving().await;
+            }
+        }
+    };
+    tracing::info!(addr = ?local, tls = options.tls.is_some(), grpc_web = options.grpc_web.is_some(), "serving");
+    let served = async {
+        match options.tls.clone() {
+            Some(config) => {
+                let incoming = tls_incoming(listener, config, shutdown.clone());
+                builder.serve_with_incoming_shutdown(ServiceFn(service), incoming, signal).await
+            }
+            None => {
+                let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                builder.serve_with_incoming_shutdown(ServiceFn(service), incoming, signal).await
+            }
+        }
+    };
+    tokio::pin!(served);
+    let deadline = async {
+        shutdown.clone().wait().await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        result = &mut served => result?,
+        _ = deadline => tracing::warn!(?drain, "drain deadline passed; closing remaining connections"),
+    }
+    tracing::info!(addr = ?local, "stopped");
+    Ok(())
+}
+
+/// Adapts the boxed stack to what tonic's `serve_with_incoming_shutdown` expects.
+#[derive(Clone)]
+struct ServiceFn(HttpService);
+
+impl Service<Request<Body>> for ServiceFn {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = <HttpService as Service<Request<Body>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        self.0.call(request)
+    }
+}
+
+/// Waits until the gRPC health service at `channel` reports SERVING, polling with backoff up to
+/// `timeout`. Tests and the CLI use it instead of sleeping.
+pub async fn wait_until_serving(
+    channel: tonic::transport::Channel,
+    timeout: Duration,
+) -> Result<(), tonic::Status> {
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        let result = client
+            .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+            .await;
+        match result {
+            Ok(r) if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 => {
+                return Ok(());
+            }
+            Ok(_) | Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+            Ok(r) => return Err(tonic::Status::unavailable(format!("health is {:?}", r.get_ref().status))),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Prints one JSON line on stdout naming the bound addresses, e.g.
+/// `{"event":"ready","service":"gateway","public":"127.0.0.1:8080"}`, so supervisors and tests
+/// learn ports bound with `:0` without scraping logs (which go to stderr).
+pub fn announce_ready(service: &str, addrs: &[(&str, Option<SocketAddr>)]) {
+    use std::io::Write;
+    let mut line = format!(r#"{{"event":"ready","service":"{service}""#);
+    for (name, addr) in addrs {
+        if let Some(addr) = addr {
+            line.push_str(&format!(r#","{name}":"{addr}""#));
+        }
+    }
+    line.push('}');
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

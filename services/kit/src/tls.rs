@@ -1,0 +1,355 @@
+//! mTLS material that reloads itself: a CA bundle, a certificate chain and its key, read from
+//! PEM files and swapped atomically when the files change.
+//!
+//! Handshakes after a reload use the new material; established connections keep theirs, so a
+//! rotation drops nothing. Server configs require and verify a client certificate from the CA;
+//! client configs present ours and verify the server against the same CA.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
+    client::{
+        ResolvesClientCert, WebPkiServerVerifier,
+        danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    },
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime},
+    server::{
+        ClientHello, ResolvesServerCert, WebPkiClientVerifier,
+        danger::{ClientCertVerified, ClientCertVerifier},
+    },
+    sign::CertifiedKey,
+};
+use sha2::{Digest, Sha256};
+
+/// Errors loading TLS material.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file held no usable PEM item of the expected kind.
+    #[error("{path}: {what}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        what: String,
+    },
+    /// rustls refused the material.
+    #[error("tls: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Where the PEM files live.
+#[derive(Clone, Debug)]
+pub struct TlsPaths {
+    /// The CA bundle that peers must chain to.
+    pub ca: PathBuf,
+    /// Our certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key of our certificate (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+}
+
+struct Material {
+    digest: [u8; 32],
+    key: Arc<CertifiedKey>,
+    roots: Arc<RootCertStore>,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+    server_verifier: Arc<WebPkiServerVerifier>,
+}
+
+/// TLS material shared by every server and client of a process, reloadable in place.
+pub struct Tls {
+    paths: TlsPaths,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<Material>>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls").field("paths", &self.paths).finish_non_exhaustive()
+    }
+}
+
+/// Returns the crypto provider every Persys TLS config uses (ring).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+}
+
+/// Parses every certificate in a PEM document.
+pub fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem { path: path.to_owned(), what: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem { path: path.to_owned(), what: "no CERTIFICATE block found".into() });
+    }
+    Ok(certs)
+}
+
+fn parse_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    rustls_pemfile::private_key(&mut &pem[..])
+        .map_err(|e| TlsError::Pem { path: path.to_owned(), what: e.to_string() })?
+        .ok_or_else(|| TlsError::Pem { path: path.to_owned(), what: "no PRIVATE KEY block found".into() })
+}
+
+impl Tls {
+    /// Loads the material, failing with the file and the reason when any part is unusable.
+    pub fn load(paths: TlsPaths) -> Result<Arc<Self>, TlsError> {
+        let provider = provider();
+        let material = Self::read_material(&paths, &provider)?;
+        Ok(Arc::new(Self { paths, provider, current: RwLock::new(Arc::new(material)) }))
+    }
+
+    fn read_material(paths: &TlsPaths, provider: &Arc<CryptoProvider>) -> Result<Material, TlsError> {
+        let ca_pem = read(&paths.ca)?;
+        let cert_pem = read(&paths.cert)?;
+        let key_pem = read(&paths.key)?;
+        let mut hasher = Sha256::new();
+        for part in [&ca_pem, &cert_pem, &key_pem] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+
+        let mut roots = RootCertStore::empty();
+        for ca in parse_certs(&ca_pem, &paths.ca)? {
+            roots.add(ca).map_err(|e| TlsError::Pem { path: paths.ca.clone(), what: e.to_string() })?;
+        }
+        let roots = Arc::new(roots);
+        let chain = parse_certs(&cert_pem, &paths.cert)?;
+        let key = parse_key(&key_pem, &paths.key)?;
+        let signing = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| TlsError::Pem { path: paths.key.clone(), what: e.to_string() })?;
+        let key = Arc::new(CertifiedKey::new(chain, signing));
+        key.keys_match().map_err(|e| TlsError::Pem {
+            path: paths.key.clone(),
+            what: format!("key does not match {}: {e}", paths.cert.display()),
+        })?;
+        let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| TlsError::Pem { path: paths.ca.clone(), what: e.to_string() })?;
+        let server_verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| TlsError::Pem { path: paths.ca.clone(), what: e.to_string() })?;
+        Ok(Material { digest, key, roots, client_verifier, server_verifier })
+    }
+
+    fn material(&self) -> Arc<Material> {
+        self.current.read().expect("tls lock poisoned").clone()
+    }
+
+    /// Rereads the files; returns `true` when they changed and the new material is in use.
+    /// On error the old material stays in use.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let fresh = Self::read_material(&self.paths, &self.provider)?;
+        let mut current = self.current.write().expect("tls lock poisoned");
+        if current.digest == fresh.digest {
+            return Ok(false);
+        }
+        *current = Arc::new(fresh);
+        Ok(true)
+    }
+
+    /// Polls the files every `interval` and reloads them when they change. Polling, rather
+    /// than inotify, also catches Kubernetes' atomic symlink swaps of mounted secrets.
+    pub fn spawn_reloader(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let tls = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(tls) = tls.upgrade() else { return };
+                match tls.reload() {
+                    Ok(true) => tracing::info!(cert = %tls.paths.cert.display(), "tls material reloaded"),
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, "tls reload failed; keeping the current material"),
+                }
+            }
+        })
+    }
+
+    /// Returns the CA roots currently trusted.
+    pub fn roots(&self) -> Arc<RootCertStore> {
+        self.material().roots.clone()
+    }
+
+    /// Returns our current certificate chain, leaf first.
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.material().key.cert.clone()
+    }
+
+    /// Returns a server config that requires a client certificate from the CA (mTLS).
+    /// `alpn` lists the protocols offered, e.g. `h2` and `http/1.1`.
+    pub fn server_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        self.server_config_with(alpn, true)
+    }
+
+    /// Returns a server config; `require_client_cert = false` serves TLS without mTLS (for
+    /// bootstrap and public endpoints).
+    pub fn server_config_with(self: &Arc<Self>, alpn: &[&[u8]], require_client_cert: bool) -> Arc<rustls::ServerConfig> {
+        let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions");
+        let builder = if require_client_cert {
+            builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier(self.clone())))
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(Resolver(self.clone())));
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
+    /// Returns a client config that presents our certificate and verifies servers against the CA.
+    pub fn client_config(self: &Arc<Self>) -> Arc<rustls::ClientConfig> {
+        let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ReloadingServerVerifier(self.clone())))
+            .with_client_cert_resolver(Arc::new(Resolver(self.clone())));
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(config)
+    }
+}
+
+/// Serves our current certificate, as a server and as a client.
+struct Resolver(Arc<Tls>);
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Resolver")
+    }
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.material().key.clone())
+    }
+}
+
+impl ResolvesClientCert for Resolver {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.material().key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Verifies client certificates against the CA in force at handshake time.
+struct ReloadingClientVerifier(Arc<Tls>);
+
+impl fmt::Debug for ReloadingClientVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReloadingClientVerifier")
+    }
+}
+
+impl ClientCertVerifier for ReloadingClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // Hints borrow from the verifier, which a reload replaces; clients here hold exactly one
+        // certificate, so sending no hints changes nothing.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0.material().client_verifier.verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.material().client_verifier.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.material().client_verifier.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.material().client_verifier.supported_verify_schemes()
+    }
+}
+
+/// Verifies server certificates against the CA in force at handshake time.
+struct ReloadingServerVerifier(Arc<Tls>);
+
+impl fmt::Debug for ReloadingServerVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReloadingServerVerifier")
+    }
+}
+
+impl ServerCertVerifier for ReloadingServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.0
+            .material()
+            .server_verifier
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.material().server_verifier.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.material().server_verifier.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.material().server_verifier.supported_verify_schemes()
+    }
+}

@@ -1,0 +1,212 @@
+//! Tower layers that carry W3C trace context across every gRPC hop and record RPC metrics.
+//!
+//! [`ServerTraceLayer`] opens a server span per call whose parent is the caller's
+//! `traceparent`; [`ClientTraceLayer`] opens a client span and writes its context into the
+//! outgoing headers. Both record [`Metrics`] when given some.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use opentelemetry::propagation::{Extractor, Injector};
+use tower::{Layer, Service};
+use tracing::{Instrument, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::metrics::{Metrics, split_path};
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Writes the current span's trace context into `headers`.
+pub fn inject_current(headers: &mut HeaderMap) {
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(headers)));
+}
+
+/// Returns the gRPC status code of a response from its headers (trailers-only responses, which
+/// is how errors before the first message travel); responses with a body report `Ok`.
+fn status_of<B>(response: &Response<B>) -> tonic::Code {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(tonic::Code::from_i32)
+        .unwrap_or(tonic::Code::Ok)
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+/// Server side: a span per call, parented on the caller's trace context.
+#[derive(Clone, Debug, Default)]
+pub struct ServerTraceLayer {
+    metrics: Option<Metrics>,
+}
+
+impl ServerTraceLayer {
+    /// Returns a layer that also records `metrics`.
+    pub fn new(metrics: Option<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for ServerTraceLayer {
+    type Service = ServerTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerTrace { inner, metrics: self.metrics.clone() }
+    }
+}
+
+/// The service made by [`ServerTraceLayer`].
+#[derive(Clone, Debug)]
+pub struct ServerTrace<S> {
+    inner: S,
+    metrics: Option<Metrics>,
+}
+
+impl<S, B, R> Service<Request<B>> for ServerTrace<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Response<R>, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let (service, method) = split_path(&path);
+        let span = tracing::info_span!(
+            "grpc.server",
+            otel.name = %path.trim_start_matches('/'),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = Empty,
+        );
+        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
+        let _ = span.set_parent(parent);
+        let start = Instant::now();
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        let metrics = self.metrics.clone();
+        Box::pin(
+            async move {
+                let result = future.await;
+                if let Ok(response) = &result {
+                    let code = status_of(response);
+                    tracing::Span::current().record("rpc.grpc.status_code", code as i32);
+                    if let Some(m) = &metrics {
+                        m.observe("server", &path, code, start.elapsed());
+                    }
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Client side: a span per call whose context travels in the request headers.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTraceLayer {
+    metrics: Option<Metrics>,
+}
+
+impl ClientTraceLayer {
+    /// Returns a layer that also records `metrics`.
+    pub fn new(metrics: Option<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for ClientTraceLayer {
+    type Service = ClientTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ClientTrace { inner, metrics: self.metrics.clone() }
+    }
+}
+
+/// The service made by [`ClientTraceLayer`].
+#[derive(Clone, Debug)]
+pub struct ClientTrace<S> {
+    inner: S,
+    metrics: Option<Metrics>,
+}
+
+impl<S, B, R> Service<Request<B>> for ClientTrace<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Response<R>, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let (service, method) = split_path(&path);
+        let span = tracing::info_span!(
+            "grpc.client",
+            otel.name = %path.trim_start_matches('/'),
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+        );
+        {
+            let _entered = span.enter();
+            inject_current(request.headers_mut());
+        }
+        let start = Instant::now();
+        let future = self.inner.call(request);
+        let metrics = self.metrics.clone();
+        Box::pin(
+            async move {
+                let result = future.await;
+                if let (Ok(response), Some(m)) = (&result, &metrics) {
+                    m.observe("client", &path, status_of(response), start.elapsed());
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
