@@ -178,8 +178,11 @@ svc_log_tail() {
 
 # svc_stop_pid NAME PID SIGNAL TIMEOUT: signal, wait, then SIGKILL its whole session.
 svc_stop_pid() {
-    local name=$1 pid=$2 sig=$3 timeout=$4
+    local name=$1 pid=$2 sig=$3 timeout=$4 kids
     svc_alive "$pid" || return 0
+    # Postgres backends and containerd call setsid() themselves: remember the
+    # whole process tree now, to SIGKILL whatever of it outlives the daemon.
+    kids=$(svc_descendants "$pid")
     kill "-$sig" "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + timeout))
     while svc_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
@@ -190,9 +193,29 @@ svc_stop_pid() {
         kill -KILL -- "-$pid" 2>/dev/null || true
         kill -KILL "$pid" 2>/dev/null || true
     fi
-    # Anything left in the daemon's session (postgres backends, containerd, ...).
+    # Anything left in the daemon's session or process tree.
     svc_kill_session "$pid"
+    # shellcheck disable=SC2086 # a list of pids
+    [ -z "$kids" ] || kill -KILL $kids 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+}
+
+# svc_descendants PID: print all descendants of PID (children first by level).
+svc_descendants() {
+    ps -eo pid=,ppid= 2>/dev/null | awk -v root="$1" '
+        { parent[$1] = $2; pids[NR] = $1 }
+        END {
+            want[root] = 1
+            changed = 1
+            while (changed) {
+                changed = 0
+                for (i in pids) {
+                    p = pids[i]
+                    if (!(p in want) && (parent[p] in want)) { want[p] = 1; changed = 1 }
+                }
+            }
+            for (p in want) if (p != root) print p
+        }' || true
 }
 
 svc_kill_session() {

@@ -60,6 +60,16 @@ impl Default for ClientOptions {
 /// Returns a lazily connecting mTLS channel to `address` (`http://host:port`; the host is also
 /// the name checked against the server certificate).
 pub fn mtls_channel(address: &str, tls: &Arc<Tls>, options: &ClientOptions) -> Result<TracedChannel, ClientError> {
+    tls_channel(address, tls.client_config(), options)
+}
+
+/// Returns a lazily connecting TLS channel with a given rustls config (which must offer ALPN
+/// `h2`), e.g. for a public endpoint verified against a CA without a client certificate.
+pub fn tls_channel(
+    address: &str,
+    config: Arc<rustls::ClientConfig>,
+    options: &ClientOptions,
+) -> Result<TracedChannel, ClientError> {
     let mut endpoint = Endpoint::from_shared(address.to_owned())
         .map_err(|_| ClientError::Address(address.to_owned()))?
         .connect_timeout(options.connect_timeout)
@@ -71,7 +81,7 @@ pub fn mtls_channel(address: &str, tls: &Arc<Tls>, options: &ClientOptions) -> R
         endpoint = endpoint.timeout(t);
     }
     let connector = TlsConnectorService {
-        connector: TlsConnector::from(tls.client_config()),
+        connector: TlsConnector::from(config),
         connect_timeout: options.connect_timeout,
         backoff: Arc::new(Mutex::new(Backoff::new(options.max_backoff))),
     };

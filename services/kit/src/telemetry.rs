@@ -47,18 +47,29 @@ pub enum TelemetryError {
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set, an OTLP/gRPC span exporter. Must run inside a
 /// multi-threaded tokio runtime.
 pub fn init(service: &str, args: &TelemetryArgs) -> Result<TelemetryGuard, TelemetryError> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|s| !s.is_empty());
+    init_with_endpoint(service, args, endpoint)
+}
+
+/// Like [`init`], with the OTLP endpoint given rather than read from the environment.
+pub fn init_with_endpoint(
+    service: &str,
+    args: &TelemetryArgs,
+    endpoint: Option<String>,
+) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_new(&args.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The log filter applies to logs only: quiet logs must not cut spans out of traces.
     let fmt = match args.log_format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_writer(std::io::stderr)
+            .with_filter(filter)
             .boxed(),
     };
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|s| !s.is_empty());
     let provider = match endpoint {
         Some(endpoint) => {
             use opentelemetry_otlp::WithExportConfig;
@@ -78,10 +89,11 @@ pub fn init(service: &str, args: &TelemetryArgs) -> Result<TelemetryGuard, Telem
     };
     let otel = provider.as_ref().map(|p| {
         opentelemetry::global::set_tracer_provider(p.clone());
-        tracing_opentelemetry::layer().with_tracer(p.tracer(service.to_owned()))
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service.to_owned()))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     });
     tracing_subscriber::registry()
-        .with(filter)
         .with(fmt)
         .with(otel)
         .try_init()

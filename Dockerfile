@@ -1,0 +1,37 @@
+# One image for every Persys binary. Each deployment picks the program with its command
+# (`gateway`, `persys`, and later `scheduler`, `agent`, `analyzer`, `reconciler`,
+# `metrics-pipeline`); see docs/deploy.md.
+#
+#   docker build -t persys:dev .
+#
+# When a service is added, append `--bin <name>` to the cargo line and the name to the install
+# line below; nothing else changes.
+
+FROM rust:1-bookworm AS builder
+WORKDIR /src
+COPY . .
+# The protobuf contracts are compiled by protox inside the build script: no protoc, no node.
+RUN cargo build --release --locked --bin gateway --bin persys \
+ && mkdir -p /out \
+ && for bin in gateway persys; do install -m 0755 "target/release/$bin" /out/; done
+
+FROM debian:bookworm-slim
+# ca-certificates: TLS to outside services (OTLP collector, managed PostgreSQL, GitHub...).
+# Platform traffic uses the cluster CA given in PERSYS_TLS_CA instead.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 persys \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/persys --no-create-home \
+      --shell /usr/sbin/nologin persys \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/persys
+COPY --from=builder /out/ /usr/local/bin/
+USER 10001:10001
+WORKDIR /var/lib/persys
+# public gRPC + gRPC-web, internal mTLS gRPC, admin HTTP (/metrics, /healthz) of the gateway
+EXPOSE 8080 8443 9090
+CMD ["gateway"]
+
+LABEL org.opencontainers.image.title="persys" \
+      org.opencontainers.image.description="Persys platform binaries: gateway and the persys CLI" \
+      org.opencontainers.image.licenses="Apache-2.0"

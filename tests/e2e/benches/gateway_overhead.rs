@@ -1,0 +1,150 @@
+//! Gateway overhead: unary 1 KiB calls straight to an upstream over mTLS versus the same calls
+//! through the gateway (authenticated, mTLS to the upstream), in one run on one machine.
+//!
+//! Prints throughput and p50/p99 latency for both and the differences. Run with
+//! `scripts/bench` (which builds the release binaries first). Knobs:
+//! `PERSYS_BENCH_REQUESTS` (default 20000 per load phase), `PERSYS_BENCH_CONCURRENCY` (64).
+
+use std::{sync::Arc, time::{Duration, Instant}};
+
+use persys_e2e::stack::{Bearer, Stack, StackOptions};
+use persys_proto::metrics::v1::{QueryRangeRequest, metrics_query_service_client::MetricsQueryServiceClient};
+use tonic::{metadata::MetadataValue, service::Interceptor};
+
+#[derive(Clone)]
+struct AsGatewayUser;
+
+impl Interceptor for AsGatewayUser {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        // What the gateway attaches: the upstream sees the same metadata either way.
+        r.metadata_mut().insert("x-persys-user-id", MetadataValue::from_static("bench"));
+        r.metadata_mut().insert("x-persys-user-name", MetadataValue::from_static("admin"));
+        r.metadata_mut().insert("x-persys-user-role", MetadataValue::from_static("admin"));
+        Ok(r)
+    }
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn request() -> QueryRangeRequest {
+    QueryRangeRequest {
+        node_ids: vec!["n1".into()],
+        match_labels: [("payload".to_string(), "x".repeat(1024))].into(),
+        ..Default::default()
+    }
+}
+
+struct Figures {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Runs `total` calls with `concurrency` in flight; returns throughput and latency percentiles.
+async fn run<F, Fut>(total: usize, concurrency: usize, call: F) -> Figures
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let call = Arc::new(call);
+    let per_task = total / concurrency;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_task);
+                for _ in 0..per_task {
+                    let t = Instant::now();
+                    call().await;
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await.expect("bench task"));
+    }
+    let elapsed = start.elapsed();
+    all.sort_unstable();
+    Figures { rps: all.len() as f64 / elapsed.as_secs_f64(), p50: percentile(&all, 0.5), p99: percentile(&all, 0.99) }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn print_pair(title: &str, direct: &Figures, gateway: &Figures) {
+    println!("\n{title}");
+    println!("{:<22} {:>12} {:>12} {:>12}", "", "req/s", "p50 µs", "p99 µs");
+    println!("{:<22} {:>12.0} {:>12.1} {:>12.1}", "direct (mTLS)", direct.rps, us(direct.p50), us(direct.p99));
+    println!("{:<22} {:>12.0} {:>12.1} {:>12.1}", "through gateway", gateway.rps, us(gateway.p50), us(gateway.p99));
+    println!(
+        "{:<22} {:>11.0}% {:>+12.1} {:>+12.1}",
+        "gateway vs direct",
+        100.0 * gateway.rps / direct.rps,
+        us(gateway.p50) - us(direct.p50),
+        us(gateway.p99) - us(direct.p99)
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let total = env_or("PERSYS_BENCH_REQUESTS", 20_000);
+    let concurrency = env_or("PERSYS_BENCH_CONCURRENCY", 64);
+    let stack = Stack::start(StackOptions {
+        upstream: true,
+        gateway_args: vec!["--log-filter".into(), "warn".into()],
+        ..Default::default()
+    })
+    .await?;
+    let token = stack.admin_token().await;
+    let upstream = stack.upstream.as_ref().expect("upstream").addr("grpc");
+
+    let direct = MetricsQueryServiceClient::with_interceptor(stack.mtls_channel_as("gateway", upstream), AsGatewayUser);
+    let gateway = MetricsQueryServiceClient::with_interceptor(stack.public_channel(), Bearer(token));
+    let direct_call = {
+        let c = direct.clone();
+        move || {
+            let mut c = c.clone();
+            async move {
+                c.query_range(request()).await.expect("direct call");
+            }
+        }
+    };
+    let gateway_call = {
+        let c = gateway.clone();
+        move || {
+            let mut c = c.clone();
+            async move {
+                c.query_range(request()).await.expect("gateway call");
+            }
+        }
+    };
+
+    println!("gateway overhead benchmark: unary QueryRange, 1 KiB request and response");
+    println!("machine: {} cores; load phase: {total} requests, {concurrency} in flight", std::thread::available_parallelism()?);
+    // Warm up connections, TLS sessions and allocators.
+    run(2_000, 8, direct_call.clone()).await;
+    run(2_000, 8, gateway_call.clone()).await;
+
+    let latency_n = (total / 4).max(1_000);
+    let d1 = run(latency_n, 1, direct_call.clone()).await;
+    let g1 = run(latency_n, 1, gateway_call.clone()).await;
+    print_pair(&format!("latency: one call in flight, {latency_n} calls"), &d1, &g1);
+
+    let d = run(total, concurrency, direct_call).await;
+    let g = run(total, concurrency, gateway_call).await;
+    print_pair(&format!("throughput: {concurrency} calls in flight, {total} calls"), &d, &g);
+
+    stack.gateway.stop().await?;
+    Ok(())
+}

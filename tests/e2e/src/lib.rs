@@ -1,0 +1,55 @@
+//! The end-to-end harness: start the real Persys binaries with certificates from
+//! `persys certs init`, wait until they announce their ports, and talk to them with clients
+//! built on the generated stubs. It also holds an in-process OTLP receiver to check traces.
+
+pub mod otlp;
+pub mod process;
+pub mod stack;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// Returns the directory holding the workspace's binaries (next to the running test or bench).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("PERSYS_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("exe dir");
+    if dir.ends_with("deps") { dir.parent().expect("target dir").to_path_buf() } else { dir.to_path_buf() }
+}
+
+/// Returns the path of a workspace binary, failing with how to build it when missing.
+pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        bail!("{} is missing: build the binaries first (`cargo build --workspace --bins`)", path.display());
+    }
+    Ok(path)
+}
+
+/// Runs `persys certs init --dir DIR` with the real CLI.
+pub fn certs_init(dir: &Path) -> anyhow::Result<()> {
+    let out = std::process::Command::new(bin("persys")?)
+        .args(["certs", "init", "--dir"])
+        .arg(dir)
+        .output()
+        .context("running persys certs init")?;
+    if !out.status.success() {
+        bail!("persys certs init failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Returns the TLS flags of a service whose certificate `certs init` wrote under `dir`.
+pub fn tls_args(dir: &Path, service: &str) -> Vec<String> {
+    vec![
+        "--tls-ca".into(),
+        dir.join("ca.pem").display().to_string(),
+        "--tls-cert".into(),
+        dir.join(service).join("cert.pem").display().to_string(),
+        "--tls-key".into(),
+        dir.join(service).join("key.pem").display().to_string(),
+    ]
+}
