@@ -11,7 +11,7 @@ use persys_kit::{
 use crate::{
     auth::{self, Claims, TokenKeys},
     ratelimit::{Limiter, Rate},
-    store::{ApiKeyRow, AuditRow, RefreshRow, RefreshUse, Store, StoreError, UserRow},
+    store::{ApiKeyRow, AuditRow, NextRefresh, RefreshRow, RefreshUse, Store, StoreError, UserRow},
 };
 
 /// Minimum password length accepted for new passwords.
@@ -231,15 +231,13 @@ impl<S: Store> Accounts<S> {
                 return Err(ApiError::Unauthenticated(BAD_LOGIN.into()));
             }
         };
-        let session = self.issue(user, new_id()).await?;
+        let session = self.issue(user).await?;
         self.audit((&session.user.id, &session.user.username), "login", &session.user.username, true, peer, "").await;
         Ok(session)
     }
 
-    async fn issue(&self, user: UserRow, family_id: String) -> Result<Session, ApiError> {
-        let now = now_ms();
+    fn access_token(&self, user: &UserRow, now: i64) -> (String, i64) {
         let access_expires_at = now + self.policy.access_ttl.as_millis() as i64;
-        let refresh_expires_at = now + self.policy.refresh_ttl.as_millis() as i64;
         let claims = Claims {
             iss: auth::ISSUER.into(),
             aud: auth::AUDIENCE.into(),
@@ -250,17 +248,24 @@ impl<S: Store> Accounts<S> {
             exp: access_expires_at / 1000,
             jti: new_id(),
         };
+        (self.keys.sign(&claims), access_expires_at)
+    }
+
+    async fn issue(&self, user: UserRow) -> Result<Session, ApiError> {
+        let now = now_ms();
+        let refresh_expires_at = now + self.policy.refresh_ttl.as_millis() as i64;
         let refresh_token = auth::new_refresh_token();
         self.store
             .insert_refresh(&RefreshRow {
                 token_hash: auth::sha256_hex(&refresh_token),
-                family_id,
+                family_id: new_id(),
                 user_id: user.id.clone(),
                 created_at: now,
                 expires_at: refresh_expires_at,
             })
             .await?;
-        Ok(Session { access_token: self.keys.sign(&claims), refresh_token, access_expires_at, refresh_expires_at, user })
+        let (access_token, access_expires_at) = self.access_token(&user, now);
+        Ok(Session { access_token, refresh_token, access_expires_at, refresh_expires_at, user })
     }
 
     /// Rotates a refresh token. Presenting one that was already used revokes its whole family,
@@ -269,13 +274,23 @@ impl<S: Store> Accounts<S> {
         if refresh_token.is_empty() {
             return Err(ApiError::invalid("refresh_token", "required"));
         }
-        match self.store.use_refresh(&auth::sha256_hex(refresh_token), now_ms()).await? {
+        let now = now_ms();
+        let next_token = auth::new_refresh_token();
+        let next = NextRefresh {
+            token_hash: auth::sha256_hex(&next_token),
+            expires_at: now + self.policy.refresh_ttl.as_millis() as i64,
+        };
+        match self.store.rotate_refresh(&auth::sha256_hex(refresh_token), &next, now).await? {
             RefreshUse::Fresh(row) => {
-                let user = self.store.user_by_id(&row.user_id).await?;
-                match user {
-                    Some(u) if u.disabled_at.is_none() => self.issue(u, row.family_id).await,
-                    _ => Err(ApiError::Unauthenticated(BAD_TOKEN.into())),
-                }
+                let user = self.store.user_by_id(&row.user_id).await?.ok_or_else(|| ApiError::Unauthenticated(BAD_TOKEN.into()))?;
+                let (access_token, access_expires_at) = self.access_token(&user, now);
+                Ok(Session {
+                    access_token,
+                    refresh_token: next_token,
+                    access_expires_at,
+                    refresh_expires_at: next.expires_at,
+                    user,
+                })
             }
             RefreshUse::Reused { family_id, user_id } => {
                 tracing::warn!(%user_id, %family_id, "refresh token reused; family revoked");

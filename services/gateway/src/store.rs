@@ -68,10 +68,19 @@ pub struct RefreshRow {
     pub expires_at: i64,
 }
 
+/// The token that replaces a refresh token when it is rotated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextRefresh {
+    /// SHA-256 of the new token, hex.
+    pub token_hash: String,
+    /// Its expiry, unix ms.
+    pub expires_at: i64,
+}
+
 /// What presenting a refresh token did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RefreshUse {
-    /// The token was valid and is now used; rotate to a new one in the same family.
+    /// The token was valid and is now used; its successor is stored in the same family.
     Fresh(RefreshRow),
     /// The token had been used before: its family is now revoked.
     Reused {
@@ -80,7 +89,7 @@ pub enum RefreshUse {
         /// Its owner.
         user_id: String,
     },
-    /// Unknown, expired or revoked.
+    /// Unknown, expired or revoked, or its user is disabled or gone.
     Invalid,
 }
 
@@ -159,8 +168,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a new refresh token.
     fn insert_refresh(&self, row: &RefreshRow) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Atomically marks a refresh token used; detects reuse and revokes the family then.
-    fn use_refresh(&self, token_hash: &str, now: i64) -> impl Future<Output = Result<RefreshUse, StoreError>> + Send;
+    /// Rotates a refresh token in one transaction: marks it used and stores `next` in its
+    /// family, so a reuse detected concurrently always revokes the successor too. Presenting a
+    /// used token revokes its whole family.
+    fn rotate_refresh(
+        &self,
+        token_hash: &str,
+        next: &NextRefresh,
+        now: i64,
+    ) -> impl Future<Output = Result<RefreshUse, StoreError>> + Send;
     /// Revokes every token of a family; returns whether the token existed.
     fn revoke_family_of(&self, token_hash: &str, now: i64) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// Revokes every refresh token of a user.
@@ -378,9 +394,11 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn use_refresh(&self, token_hash: &str, now: i64) -> Result<RefreshUse, StoreError> {
-        // The conditional UPDATE is the compare-and-set: of two concurrent refreshes with the same
-        // token exactly one sees its row change; the other is treated as reuse.
+    async fn rotate_refresh(&self, token_hash: &str, next: &NextRefresh, now: i64) -> Result<RefreshUse, StoreError> {
+        // The conditional UPDATE is the compare-and-set: of two concurrent rotations of one token
+        // exactly one sees its row change. The successor is inserted before the row lock is
+        // released, so a reuse that revokes the family afterwards revokes it as well.
+        let mut tx = self.pool.begin().await?;
         let claimed = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $1 \
              WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1 \
@@ -388,17 +406,42 @@ impl Store for SqlStore {
         )
         .bind(now)
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = claimed {
-            return Ok(RefreshUse::Fresh(RefreshRow {
+            let old = RefreshRow {
                 token_hash: row.try_get("token_hash")?,
                 family_id: row.try_get("family_id")?,
                 user_id: row.try_get("user_id")?,
                 created_at: row.try_get("created_at")?,
                 expires_at: row.try_get("expires_at")?,
-            }));
+            };
+            let user = sqlx::query("SELECT disabled_at FROM users WHERE id = $1")
+                .bind(&old.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let enabled = match user {
+                Some(u) => u.try_get::<Option<i64>, _>("disabled_at")?.is_none(),
+                None => false,
+            };
+            if !enabled {
+                tx.commit().await?;
+                return Ok(RefreshUse::Invalid);
+            }
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&next.token_hash)
+            .bind(&old.family_id)
+            .bind(&old.user_id)
+            .bind(now)
+            .bind(next.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(RefreshUse::Fresh(old));
         }
+        tx.commit().await?;
         let existing = sqlx::query("SELECT family_id, user_id, used_at FROM refresh_tokens WHERE token_hash = $1")
             .bind(token_hash)
             .fetch_optional(&self.pool)

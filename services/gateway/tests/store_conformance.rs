@@ -6,11 +6,16 @@ mod common;
 
 use persys_gateway::{
     accounts::new_id,
-    store::{ApiKeyRow, AuditRow, RefreshRow, RefreshUse, Store, StoreError, UserPatch, UserRow},
+    store::{ApiKeyRow, AuditRow, NextRefresh, RefreshRow, RefreshUse, Store, StoreError, UserPatch, UserRow},
 };
 use persys_kit::identity::Role;
 
 /// A fixed "now", in unix ms; beyond `i32` so 64-bit columns are exercised.
+/// A successor token with a unique hash, as a rotation stores it.
+fn next() -> NextRefresh {
+    NextRefresh { token_hash: format!("next-{}", uuid::Uuid::new_v4()), expires_at: NOW + 3_600_000 }
+}
+
 const NOW: i64 = 1_700_000_000_000;
 const HOUR: i64 = 3_600_000;
 
@@ -71,7 +76,7 @@ async fn add_user<S: Store>(s: &S, name: &str) -> UserRow {
 }
 
 async fn assert_invalid<S: Store>(s: &S, hash: &str, now: i64) {
-    assert_eq!(s.use_refresh(hash, now).await.unwrap(), RefreshUse::Invalid, "token {hash}");
+    assert_eq!(s.rotate_refresh(hash, &next(), now).await.unwrap(), RefreshUse::Invalid, "token {hash}");
 }
 
 fn ids<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<String> {
@@ -187,7 +192,7 @@ async fn delete_user_removes_their_tokens_and_keys<S: Store>(s: &S) {
 
     // Bob keeps everything.
     assert_eq!(s.api_key_by_prefix(&bob_key.prefix).await.unwrap(), Some(bob_key));
-    assert!(matches!(s.use_refresh("bob-token", NOW).await.unwrap(), RefreshUse::Fresh(_)));
+    assert!(matches!(s.rotate_refresh("bob-token", &next(), NOW).await.unwrap(), RefreshUse::Fresh(_)));
     // The name is free again.
     add_user(s, "ada").await;
 }
@@ -198,23 +203,23 @@ async fn refresh_use_detects_reuse_and_revokes_the_family<S: Store>(s: &S) {
     s.insert_refresh(&first).await.unwrap();
     s.insert_refresh(&refresh(&ada, "family-2", "other-login", NOW + HOUR)).await.unwrap();
 
-    assert_eq!(s.use_refresh("t1", NOW).await.unwrap(), RefreshUse::Fresh(first));
+    assert_eq!(s.rotate_refresh("t1", &next(), NOW).await.unwrap(), RefreshUse::Fresh(first));
     // Rotation: the next token of the family.
     let second = refresh(&ada, "family-1", "t2", NOW + 2 * HOUR);
     s.insert_refresh(&second).await.unwrap();
 
     // The used token again: reuse, reported with its family and owner.
     assert_eq!(
-        s.use_refresh("t1", NOW + 1).await.unwrap(),
+        s.rotate_refresh("t1", &next(), NOW + 1).await.unwrap(),
         RefreshUse::Reused { family_id: "family-1".into(), user_id: ada.id.clone() }
     );
     // The newer token of the family was revoked with it, and stays refused.
     assert_invalid(s, "t2", NOW + 2).await;
     assert_invalid(s, "t2", NOW + 3).await;
     // Reuse of a used token keeps reporting reuse.
-    assert!(matches!(s.use_refresh("t1", NOW + 4).await.unwrap(), RefreshUse::Reused { .. }));
+    assert!(matches!(s.rotate_refresh("t1", &next(), NOW + 4).await.unwrap(), RefreshUse::Reused { .. }));
     // Other families of the same user are untouched.
-    assert!(matches!(s.use_refresh("other-login", NOW + 5).await.unwrap(), RefreshUse::Fresh(_)));
+    assert!(matches!(s.rotate_refresh("other-login", &next(), NOW + 5).await.unwrap(), RefreshUse::Fresh(_)));
     assert_invalid(s, "never-issued", NOW).await;
 }
 
@@ -229,7 +234,7 @@ async fn expired_refresh_tokens_are_invalid<S: Store>(s: &S) {
     assert_invalid(s, "expires-now", NOW).await;
     // An expired token never counted as used, so presenting it again is not reuse.
     assert_invalid(s, "expired", NOW).await;
-    assert_eq!(s.use_refresh("live", NOW).await.unwrap(), RefreshUse::Fresh(live));
+    assert_eq!(s.rotate_refresh("live", &next(), NOW).await.unwrap(), RefreshUse::Fresh(live));
 }
 
 async fn revoke_family_of_revokes_only_that_family<S: Store>(s: &S) {
@@ -241,7 +246,7 @@ async fn revoke_family_of_revokes_only_that_family<S: Store>(s: &S) {
     assert_eq!(s.revoke_family_of("a1", NOW).await.unwrap().as_deref(), Some("fam-a"));
     assert_invalid(s, "a1", NOW).await;
     assert_invalid(s, "a2", NOW).await;
-    assert!(matches!(s.use_refresh("b1", NOW).await.unwrap(), RefreshUse::Fresh(_)));
+    assert!(matches!(s.rotate_refresh("b1", &next(), NOW).await.unwrap(), RefreshUse::Fresh(_)));
     // Unknown tokens name no family; revoking twice is harmless.
     assert_eq!(s.revoke_family_of("unknown", NOW).await.unwrap(), None);
     assert_eq!(s.revoke_family_of("a2", NOW + 1).await.unwrap().as_deref(), Some("fam-a"));
@@ -257,14 +262,15 @@ async fn revoke_user_refresh_revokes_only_that_user<S: Store>(s: &S) {
     s.revoke_user_refresh(&ada.id, NOW).await.unwrap();
     assert_invalid(s, "ada-laptop", NOW).await;
     assert_invalid(s, "ada-phone", NOW).await;
-    assert!(matches!(s.use_refresh("bob-laptop", NOW).await.unwrap(), RefreshUse::Fresh(_)));
+    assert!(matches!(s.rotate_refresh("bob-laptop", &next(), NOW).await.unwrap(), RefreshUse::Fresh(_)));
 }
 
 async fn concurrent_use_of_one_refresh_token_has_one_winner<S: Store>(s: &S) {
     let ada = add_user(s, "ada").await;
     s.insert_refresh(&refresh(&ada, "raced", "contested", NOW + HOUR)).await.unwrap();
 
-    let outcomes = futures::future::join_all((0..16).map(|_| s.use_refresh("contested", NOW))).await;
+    let successors: Vec<NextRefresh> = (0..16).map(|_| next()).collect();
+    let outcomes = futures::future::join_all(successors.iter().map(|n| s.rotate_refresh("contested", n, NOW))).await;
     let outcomes: Vec<RefreshUse> = outcomes.into_iter().map(|o| o.expect("use_refresh")).collect();
     let fresh = outcomes.iter().filter(|o| matches!(o, RefreshUse::Fresh(_))).count();
     let reused = outcomes.iter().filter(|o| matches!(o, RefreshUse::Reused { .. })).count();

@@ -16,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod identity;
+mod killable;
 pub mod metrics;
 pub mod pki;
 pub mod server;

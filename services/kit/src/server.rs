@@ -7,14 +7,16 @@ use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 use http::{Request, Response};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+use tokio_util::sync::CancellationToken;
 use tonic::{body::Body, server::NamedService, service::Routes, transport::Server};
 use tonic_health::server::HealthReporter;
 use tower::{Service, ServiceBuilder, util::BoxCloneService};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
-    identity::AuthorizeLayer, metrics::Metrics, shutdown::Shutdown, trace::ServerTraceLayer,
+    identity::AuthorizeLayer,
+    killable::Killable, metrics::Metrics, shutdown::Shutdown, trace::ServerTraceLayer,
 };
 
 /// Default limit of one decoded message, in bytes.
@@ -200,14 +202,19 @@ pub async fn serve(
         }
     };
     tracing::info!(addr = ?local, tls = options.tls.is_some(), grpc_web = options.grpc_web.is_some(), "serving");
+    // Cancelled at the drain deadline: cuts connections whose calls outlive it.
+    let cut = CancellationToken::new();
     let served = async {
         match options.tls.clone() {
             Some(config) => {
-                let incoming = tls_incoming(listener, config, shutdown.clone());
+                let incoming = tls_incoming(listener, config, shutdown.clone())
+                    .map(|io| io.map(|io| Killable::new(io, &cut)));
                 builder.serve_with_incoming_shutdown(ServiceFn(service), incoming, signal).await
             }
             None => {
-                let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .map(|io| io.map(|io| Killable::new(io, &cut)));
                 builder.serve_with_incoming_shutdown(ServiceFn(service), incoming, signal).await
             }
         }
@@ -219,7 +226,10 @@ pub async fn serve(
     };
     tokio::select! {
         result = &mut served => result?,
-        _ = deadline => tracing::warn!(?drain, "drain deadline passed; closing remaining connections"),
+        _ = deadline => {
+            tracing::warn!(?drain, "drain deadline passed; closing remaining connections");
+            cut.cancel();
+        }
     }
     tracing::info!(addr = ?local, "stopped");
     Ok(())
