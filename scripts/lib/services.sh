@@ -86,16 +86,24 @@ svc_ensure_packages() {
         made_policy=1
     fi
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get update -qq >&2; then
+    local aptlog
+    aptlog=$(mktemp /tmp/persys-apt.XXXXXX.log)
+    if ! apt-get update >"$aptlog" 2>&1; then
         svc_warn "apt-get update failed; trying to install from the existing package lists"
+        svc_log_tail "$aptlog"
     fi
-    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; then
+    if ! apt-get install -y --no-install-recommends "${missing[@]}" >"$aptlog" 2>&1; then
+        svc_log_tail "$aptlog"
         svc_warn "installing all at once failed; trying one package at a time"
         for p in "${missing[@]}"; do
-            apt-get install -y -qq --no-install-recommends "$p" >&2 || svc_warn "could not install $p"
+            if ! apt-get install -y --no-install-recommends "$p" >"$aptlog" 2>&1; then
+                svc_warn "could not install $p"
+                svc_log_tail "$aptlog"
+            fi
         done
     fi
-    [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    rm -f "$aptlog"
+    if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
     svc_log "packages done in $(svc_elapsed "$t0")"
 }
 
@@ -547,7 +555,7 @@ svc_start_all() {
         if "svc_start_$s"; then
             svc_log "$s ready in $(svc_elapsed "$t0")"
         else
-            st="$s: NOT AVAILABLE (see warnings above; logs in $SVC_ROOT/logs)"
+            st="$s: NOT AVAILABLE (see the warnings above; PERSYS_TEST_KEEP_ROOT=1 keeps the logs)"
             SVC_STATUS+=("$st")
             svc_warn "$st"
         fi
@@ -596,4 +604,5 @@ svc_cleanup() {
     else
         rm -rf "$SVC_ROOT" 2>/dev/null || svc_warn "could not remove $SVC_ROOT completely"
     fi
+    svc_log "services stopped"
 }

@@ -19,10 +19,7 @@ pub const MIN_PASSWORD_LEN: usize = 12;
 
 /// Returns the current time in unix milliseconds.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
 /// Returns a new time-ordered id.
@@ -137,7 +134,15 @@ impl<S: Store> Accounts<S> {
     }
 
     /// Appends an audit event; a failure to write it is logged, never hidden silently.
-    pub async fn audit(&self, actor: (&str, &str), action: &str, target: &str, success: bool, peer: &str, detail: &str) {
+    pub async fn audit(
+        &self,
+        actor: (&str, &str),
+        action: &str,
+        target: &str,
+        success: bool,
+        peer: &str,
+        detail: &str,
+    ) {
         let row = AuditRow {
             id: new_id(),
             at: now_ms(),
@@ -282,7 +287,11 @@ impl<S: Store> Accounts<S> {
         };
         match self.store.rotate_refresh(&auth::sha256_hex(refresh_token), &next, now).await? {
             RefreshUse::Fresh(row) => {
-                let user = self.store.user_by_id(&row.user_id).await?.ok_or_else(|| ApiError::Unauthenticated(BAD_TOKEN.into()))?;
+                let user = self
+                    .store
+                    .user_by_id(&row.user_id)
+                    .await?
+                    .ok_or_else(|| ApiError::Unauthenticated(BAD_TOKEN.into()))?;
                 let (access_token, access_expires_at) = self.access_token(&user, now);
                 Ok(Session {
                     access_token,
@@ -348,7 +357,8 @@ impl<S: Store> Accounts<S> {
         {
             return Err(refused());
         }
-        let user = self.store.user_by_id(&key.user_id).await?.filter(|u| u.disabled_at.is_none()).ok_or_else(refused)?;
+        let user =
+            self.store.user_by_id(&key.user_id).await?.filter(|u| u.disabled_at.is_none()).ok_or_else(refused)?;
         if let Err(error) = self.store.touch_api_key(&key.id, now).await {
             tracing::warn!(%error, key = %key.id, "could not record api key use");
         }
@@ -414,7 +424,10 @@ fn validate_username(u: &str) -> Option<FieldViolation> {
         && u.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
         && u.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     (!ok).then(|| {
-        FieldViolation::new("username", "2-64 characters: letters, digits, '-', '_', '.', '@', starting with a letter or digit")
+        FieldViolation::new(
+            "username",
+            "2-64 characters: letters, digits, '-', '_', '.', '@', starting with a letter or digit",
+        )
     })
 }
 

@@ -155,7 +155,8 @@ impl TokenKeys {
 
     /// Signs `claims` as a compact JWT.
     pub fn sign(&self, claims: &Claims) -> String {
-        let header = B64.encode(serde_json::to_vec(&Header { alg: "HS256".into(), typ: "JWT".into() }).expect("header"));
+        let header =
+            B64.encode(serde_json::to_vec(&Header { alg: "HS256".into(), typ: "JWT".into() }).expect("header"));
         let payload = B64.encode(serde_json::to_vec(claims).expect("claims"));
         let signing_input = format!("{header}.{payload}");
         let mut mac = self.mac();
@@ -169,8 +170,8 @@ impl TokenKeys {
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(TokenError::Malformed);
         };
-        let header: Header =
-            serde_json::from_slice(&B64.decode(h).map_err(|_| TokenError::Malformed)?).map_err(|_| TokenError::Malformed)?;
+        let header: Header = serde_json::from_slice(&B64.decode(h).map_err(|_| TokenError::Malformed)?)
+            .map_err(|_| TokenError::Malformed)?;
         if header.alg != "HS256" {
             return Err(TokenError::Algorithm);
         }
@@ -180,8 +181,8 @@ impl TokenKeys {
         mac.update(b".");
         mac.update(p.as_bytes());
         mac.verify_slice(&signature).map_err(|_| TokenError::Signature)?;
-        let claims: Claims =
-            serde_json::from_slice(&B64.decode(p).map_err(|_| TokenError::Malformed)?).map_err(|_| TokenError::Malformed)?;
+        let claims: Claims = serde_json::from_slice(&B64.decode(p).map_err(|_| TokenError::Malformed)?)
+            .map_err(|_| TokenError::Malformed)?;
         if claims.iss != ISSUER || claims.aud != AUDIENCE {
             return Err(TokenError::Audience);
         }

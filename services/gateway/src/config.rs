@@ -61,7 +61,12 @@ pub struct ServeArgs {
     #[arg(long = "upstream", env = "PERSYS_GATEWAY_UPSTREAMS", value_delimiter = ',')]
     pub upstreams: Vec<String>,
     /// Origins allowed to call through gRPC-web (CORS); `*` allows any.
-    #[arg(long = "cors-origin", env = "PERSYS_GATEWAY_CORS_ORIGINS", value_delimiter = ',', default_value = "http://localhost:5173")]
+    #[arg(
+        long = "cors-origin",
+        env = "PERSYS_GATEWAY_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:5173"
+    )]
     pub cors_origins: Vec<String>,
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "PERSYS_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
@@ -95,10 +100,15 @@ impl ServeArgs {
         let mut map = HashMap::new();
         for entry in self.upstreams.iter().filter(|e| !e.trim().is_empty()) {
             let (service, url) = entry.split_once('=').ok_or_else(|| {
-                ConfigError(format!("--upstream `{entry}`: expected SERVICE=URL, e.g. scheduler=https://scheduler:7000"))
+                ConfigError(format!(
+                    "--upstream `{entry}`: expected SERVICE=URL, e.g. scheduler=https://scheduler:7000"
+                ))
             })?;
             let service = service.trim();
-            if service.is_empty() || service == "gateway" || !service.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+            if service.is_empty()
+                || service == "gateway"
+                || !service.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            {
                 return Err(ConfigError(format!("--upstream `{entry}`: `{service}` is not a Persys service name")));
             }
             // Channels add TLS themselves from the certificates; the scheme only says where.

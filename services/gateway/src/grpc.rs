@@ -34,9 +34,15 @@ pub fn public_routes<S: Store>(
 ) -> Result<(Routes, Health), ServeError> {
     let (routes, health) = base_routes(&[])?;
     let routes = routes
-        .add_service(AuthServiceServer::new(AuthApi::new(accounts.clone())).max_decoding_message_size(max_message_bytes))
-        .add_service(UserServiceServer::new(UsersApi::new(accounts.clone())).max_decoding_message_size(max_message_bytes))
-        .add_service(ApiKeyServiceServer::new(ApiKeysApi::new(accounts.clone())).max_decoding_message_size(max_message_bytes));
+        .add_service(
+            AuthServiceServer::new(AuthApi::new(accounts.clone())).max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            UserServiceServer::new(UsersApi::new(accounts.clone())).max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            ApiKeyServiceServer::new(ApiKeysApi::new(accounts.clone())).max_decoding_message_size(max_message_bytes),
+        );
     let forward = tower::service_fn(move |request| {
         let proxy = proxy.clone();
         async move { proxy.call(request).await }
@@ -59,10 +65,7 @@ pub fn upstream_channels(
     metrics: &Metrics,
 ) -> Result<HashMap<String, persys_kit::client::TracedChannel>, GatewayError> {
     let options = ClientOptions { metrics: Some(metrics.clone()), ..ClientOptions::default() };
-    upstreams
-        .iter()
-        .map(|(service, url)| Ok((service.clone(), mtls_channel(url, tls, &options)?)))
-        .collect()
+    upstreams.iter().map(|(service, url)| Ok((service.clone(), mtls_channel(url, tls, &options)?))).collect()
 }
 
 /// Returns the gRPC-web settings of the public port.

@@ -59,10 +59,10 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), GatewayError
     let admin_addr = args.telemetry.admin_addr()?;
     let tls = args.tls.load()?;
     let accounts = accounts(&args).await?;
-    if let (Some(username), Some(password)) = (&args.admin_username, &args.admin_password) {
-        if accounts.bootstrap_admin(username, password).await? {
-            tracing::info!(%username, "created the first admin");
-        }
+    if let (Some(username), Some(password)) = (&args.admin_username, &args.admin_password)
+        && accounts.bootstrap_admin(username, password).await?
+    {
+        tracing::info!(%username, "created the first admin");
     }
     let metrics = Metrics::new();
     let admin = match admin_addr {
@@ -77,14 +77,12 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), GatewayError
     let public = bind(args.listen).await?;
     let internal = bind(args.internal_listen).await?;
     let public_addr = public.local_addr().map_err(|source| GatewayError::Bind { addr: args.listen, source })?;
-    let internal_addr = internal.local_addr().map_err(|source| GatewayError::Bind { addr: args.internal_listen, source })?;
+    let internal_addr =
+        internal.local_addr().map_err(|source| GatewayError::Bind { addr: args.internal_listen, source })?;
     let mut services: Vec<&str> = upstreams.keys().map(String::as_str).collect();
     services.sort_unstable();
     tracing::info!(public = %public_addr, internal = %internal_addr, upstreams = ?services, "gateway ready");
-    announce_ready(
-        "gateway",
-        &[("public", Some(public_addr)), ("internal", Some(internal_addr)), ("admin", admin)],
-    );
+    announce_ready("gateway", &[("public", Some(public_addr)), ("internal", Some(internal_addr)), ("admin", admin)]);
 
     let public_options = ServerOptions {
         tls: args.public_tls.then(|| tls.server_config_with(&[b"h2", b"http/1.1"], false)),

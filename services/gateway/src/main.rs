@@ -18,7 +18,9 @@ async fn main() -> anyhow::Result<()> {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password).context("reading the password from stdin")?;
             let accounts = exit_on_error(persys_gateway::accounts(&cli.serve).await);
-            let user = exit_on_error(accounts.create_user(&username, password.trim_end_matches(['\r', '\n']), Role::Admin).await);
+            let user = exit_on_error(
+                accounts.create_user(&username, password.trim_end_matches(['\r', '\n']), Role::Admin).await,
+            );
             accounts.audit(("", "cli"), "user.create", &user.username, true, "local", "create-admin").await;
             println!("created admin `{}` ({})", user.username, user.id);
         }

@@ -103,7 +103,9 @@ impl Proxy {
         }
         let service = owning_service(&path).unwrap_or_default().to_owned();
         let channel = self.inner.upstreams.get(&service).cloned().ok_or_else(|| {
-            Status::unavailable(format!("service `{service}` is not available: no upstream is configured for it on this gateway"))
+            Status::unavailable(format!(
+                "service `{service}` is not available: no upstream is configured for it on this gateway"
+            ))
         })?;
         let principal = request
             .extensions()

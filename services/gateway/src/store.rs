@@ -158,7 +158,11 @@ pub trait Store: Send + Sync + 'static {
     /// Returns a user by name.
     fn user_by_name(&self, name: &str) -> impl Future<Output = Result<Option<UserRow>, StoreError>> + Send;
     /// Lists users after the cursor.
-    fn list_users(&self, after: Option<&str>, limit: u32) -> impl Future<Output = Result<Page<UserRow>, StoreError>> + Send;
+    fn list_users(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<UserRow>, StoreError>> + Send;
     /// Counts users.
     fn count_users(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// Applies a patch and returns the result.
@@ -178,7 +182,11 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<RefreshUse, StoreError>> + Send;
     /// Revokes every token of a family; returns whether the token existed.
-    fn revoke_family_of(&self, token_hash: &str, now: i64) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    fn revoke_family_of(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// Revokes every refresh token of a user.
     fn revoke_user_refresh(&self, user_id: &str, now: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -187,7 +195,12 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the key with this prefix.
     fn api_key_by_prefix(&self, prefix: &str) -> impl Future<Output = Result<Option<ApiKeyRow>, StoreError>> + Send;
     /// Lists a user's keys.
-    fn list_api_keys(&self, user_id: &str, after: Option<&str>, limit: u32) -> impl Future<Output = Result<Page<ApiKeyRow>, StoreError>> + Send;
+    fn list_api_keys(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<ApiKeyRow>, StoreError>> + Send;
     /// Returns a key by id.
     fn api_key_by_id(&self, id: &str) -> impl Future<Output = Result<Option<ApiKeyRow>, StoreError>> + Send;
     /// Revokes a key.
@@ -198,7 +211,12 @@ pub trait Store: Send + Sync + 'static {
     /// Appends an audit event.
     fn append_audit(&self, row: &AuditRow) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Lists audit events, newest last, optionally of one actor.
-    fn list_audit(&self, actor_id: Option<&str>, after: Option<&str>, limit: u32) -> impl Future<Output = Result<Page<AuditRow>, StoreError>> + Send;
+    fn list_audit(
+        &self,
+        actor_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<AuditRow>, StoreError>> + Send;
 }
 
 /// The SQL implementation for PostgreSQL and SQLite.
@@ -318,7 +336,10 @@ impl Store for SqlStore {
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.as_ref().map(user_from).transpose()?)
     }
 
@@ -346,8 +367,12 @@ impl Store for SqlStore {
 
     async fn update_user(&self, id: &str, patch: &UserPatch) -> Result<UserRow, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1")).bind(id).fetch_optional(&mut *tx).await?;
-        let mut user = row.as_ref().map(user_from).transpose()?.ok_or_else(|| StoreError::NotFound(format!("user `{id}`")))?;
+        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut user =
+            row.as_ref().map(user_from).transpose()?.ok_or_else(|| StoreError::NotFound(format!("user `{id}`")))?;
         if let Some(role) = patch.role {
             user.role = role;
         }
@@ -498,27 +523,44 @@ impl Store for SqlStore {
             .bind(k.last_used_at)
             .execute(&self.pool)
             .await
-            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("api key prefix".into()) } else { e.into() })?;
+            .map_err(
+                |e| if is_unique_violation(&e) { StoreError::Conflict("api key prefix".into()) } else { e.into() },
+            )?;
         Ok(())
     }
 
     async fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKeyRow>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", key_cols!(), " FROM api_keys WHERE prefix = $1")).bind(prefix).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(concat!("SELECT ", key_cols!(), " FROM api_keys WHERE prefix = $1"))
+            .bind(prefix)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.as_ref().map(key_from).transpose()?)
     }
 
     async fn api_key_by_id(&self, id: &str) -> Result<Option<ApiKeyRow>, StoreError> {
-        let row = sqlx::query(concat!("SELECT ", key_cols!(), " FROM api_keys WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(concat!("SELECT ", key_cols!(), " FROM api_keys WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.as_ref().map(key_from).transpose()?)
     }
 
-    async fn list_api_keys(&self, user_id: &str, after: Option<&str>, limit: u32) -> Result<Page<ApiKeyRow>, StoreError> {
-        let rows = sqlx::query(concat!("SELECT ", key_cols!(), " FROM api_keys WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3"))
-            .bind(user_id)
-            .bind(after.unwrap_or(""))
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await?;
+    async fn list_api_keys(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<ApiKeyRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            key_cols!(),
+            " FROM api_keys WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(user_id)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
         let items = rows.iter().map(key_from).collect::<Result<Vec<_>, _>>()?;
         Ok(page(items, limit, |k| k.id.clone()))
     }
@@ -536,7 +578,11 @@ impl Store for SqlStore {
     }
 
     async fn touch_api_key(&self, id: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2").bind(now).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -559,7 +605,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn list_audit(&self, actor_id: Option<&str>, after: Option<&str>, limit: u32) -> Result<Page<AuditRow>, StoreError> {
+    async fn list_audit(
+        &self,
+        actor_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<AuditRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, actor_id, actor_name, action, target, success, peer, detail FROM audit_events \
              WHERE id > $1 AND ($2 = '' OR actor_id = $2) ORDER BY id LIMIT $3",

@@ -10,7 +10,9 @@ use persys_gateway::{
     accounts::{Accounts, AuthMethod, Policy, Principal, Session, new_id, now_ms},
     auth::{self, AUDIENCE, Claims, ISSUER, TokenKeys},
     ratelimit::Rate,
-    store::{ApiKeyRow, AuditRow, NextRefresh, Page, RefreshRow, RefreshUse, SqlStore, Store, StoreError, UserPatch, UserRow},
+    store::{
+        ApiKeyRow, AuditRow, NextRefresh, Page, RefreshRow, RefreshUse, SqlStore, Store, StoreError, UserPatch, UserRow,
+    },
 };
 use persys_kit::{
     ApiError,
@@ -92,7 +94,10 @@ async fn login_issues_a_jwt_that_authenticates_with_the_role() {
     let principal = accounts.authenticate(Some(&bearer(&session.access_token))).await.unwrap();
     assert_eq!(
         principal,
-        Principal { user: UserClaims { id: ada.id.clone(), name: "ada".into(), role: Role::Member }, method: AuthMethod::Jwt }
+        Principal {
+            user: UserClaims { id: ada.id.clone(), name: "ada".into(), role: Role::Member },
+            method: AuthMethod::Jwt
+        }
     );
     // The token names the role of the user who logged in, not of anyone else.
     let root = accounts.login("root", PASSWORD, PEER).await.unwrap();
@@ -185,9 +190,13 @@ async fn foreign_expired_and_misaddressed_access_tokens_are_refused() {
     let other_audience = ours.sign(&Claims { aud: "another-app".into(), ..claims.clone() });
     let other_issuer = ours.sign(&Claims { iss: "someone-else".into(), ..claims.clone() });
     let unknown_role = ours.sign(&Claims { role: "superuser".into(), ..claims.clone() });
-    for (what, token) in
-        [("foreign key", foreign), ("expired", expired), ("audience", other_audience), ("issuer", other_issuer), ("role", unknown_role)]
-    {
+    for (what, token) in [
+        ("foreign key", foreign),
+        ("expired", expired),
+        ("audience", other_audience),
+        ("issuer", other_issuer),
+        ("role", unknown_role),
+    ] {
         match accounts.authenticate(Some(&bearer(&token))).await {
             Err(ApiError::Unauthenticated(_)) => {}
             other => panic!("{what}: expected Unauthenticated, got {other:?}"),
@@ -358,7 +367,11 @@ async fn revoked_expired_and_disabled_owners_keys_are_refused() {
     };
     store.insert_api_key(&expired).await.unwrap();
     unauthenticated(accounts.authenticate(Some(&bearer(&minted.secret))).await);
-    assert_eq!(store.api_key_by_id(&expired.id).await.unwrap().unwrap().last_used_at, None, "a refused key is not touched");
+    assert_eq!(
+        store.api_key_by_id(&expired.id).await.unwrap().unwrap().last_used_at,
+        None,
+        "a refused key is not touched"
+    );
 
     // Control for the expiry: the same kind of row with a future expiry authenticates.
     let minted_live = auth::new_api_key();
@@ -405,12 +418,22 @@ async fn bootstrap_admin_only_creates_the_first_user() {
 async fn create_user_names_the_invalid_fields() {
     let (_dir, accounts) = sqlite_accounts(policy()).await;
     let short = "elevenchars"; // one below the minimum
-    assert_eq!(violated_fields(accounts.create_user("a", short, Role::Member).await), fields(&["username", "password"]));
+    assert_eq!(
+        violated_fields(accounts.create_user("a", short, Role::Member).await),
+        fields(&["username", "password"])
+    );
     assert_eq!(violated_fields(accounts.create_user("ada", short, Role::Member).await), fields(&["password"]));
     for bad_name in ["a", "-ada", ".ada", "ada lovelace", "ada/1", "ädä", &"a".repeat(65)] {
-        assert_eq!(violated_fields(accounts.create_user(bad_name, PASSWORD, Role::Member).await), fields(&["username"]), "{bad_name}");
+        assert_eq!(
+            violated_fields(accounts.create_user(bad_name, PASSWORD, Role::Member).await),
+            fields(&["username"]),
+            "{bad_name}"
+        );
     }
-    assert_eq!(violated_fields(accounts.create_user("ada", &"p".repeat(1025), Role::Member).await), fields(&["password"]));
+    assert_eq!(
+        violated_fields(accounts.create_user("ada", &"p".repeat(1025), Role::Member).await),
+        fields(&["password"])
+    );
     assert_eq!(accounts.store().count_users().await.unwrap(), 0, "nothing invalid was stored");
 
     // The boundaries are accepted.
@@ -490,7 +513,14 @@ impl Store for ReuseBetweenClaimAndRotation {
         let outcome = self.0.rotate_refresh(token_hash, next, now).await?;
         if matches!(outcome, RefreshUse::Fresh(_)) {
             // The concurrent request with the same token: detected as reuse.
-            let other = self.0.rotate_refresh(token_hash, &NextRefresh { token_hash: "racer".into(), expires_at: next.expires_at }, now).await?;
+            let other = self
+                .0
+                .rotate_refresh(
+                    token_hash,
+                    &NextRefresh { token_hash: "racer".into(), expires_at: next.expires_at },
+                    now,
+                )
+                .await?;
             assert!(matches!(other, RefreshUse::Reused { .. }), "{other:?}");
         }
         Ok(outcome)
@@ -507,7 +537,12 @@ impl Store for ReuseBetweenClaimAndRotation {
     async fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKeyRow>, StoreError> {
         self.0.api_key_by_prefix(prefix).await
     }
-    async fn list_api_keys(&self, user_id: &str, after: Option<&str>, limit: u32) -> Result<Page<ApiKeyRow>, StoreError> {
+    async fn list_api_keys(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<ApiKeyRow>, StoreError> {
         self.0.list_api_keys(user_id, after, limit).await
     }
     async fn api_key_by_id(&self, id: &str) -> Result<Option<ApiKeyRow>, StoreError> {
@@ -522,7 +557,12 @@ impl Store for ReuseBetweenClaimAndRotation {
     async fn append_audit(&self, row: &AuditRow) -> Result<(), StoreError> {
         self.0.append_audit(row).await
     }
-    async fn list_audit(&self, actor_id: Option<&str>, after: Option<&str>, limit: u32) -> Result<Page<AuditRow>, StoreError> {
+    async fn list_audit(
+        &self,
+        actor_id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<AuditRow>, StoreError> {
         self.0.list_audit(actor_id, after, limit).await
     }
 }

@@ -145,18 +145,25 @@ async fn update_user_applies_only_the_patched_fields<S: Store>(s: &S) {
     let original = add_user(s, "ada").await;
     let other = add_user(s, "bob").await;
 
-    let promoted = s.update_user(&original.id, &UserPatch { role: Some(Role::Admin), ..UserPatch::default() }).await.unwrap();
+    let promoted =
+        s.update_user(&original.id, &UserPatch { role: Some(Role::Admin), ..UserPatch::default() }).await.unwrap();
     assert_eq!(promoted, UserRow { role: Role::Admin, ..original.clone() });
     assert_eq!(s.user_by_id(&original.id).await.unwrap(), Some(promoted.clone()));
 
-    let disabled = s.update_user(&original.id, &UserPatch { disabled_at: Some(Some(NOW + 1)), ..UserPatch::default() }).await.unwrap();
+    let disabled = s
+        .update_user(&original.id, &UserPatch { disabled_at: Some(Some(NOW + 1)), ..UserPatch::default() })
+        .await
+        .unwrap();
     assert_eq!(disabled, UserRow { disabled_at: Some(NOW + 1), ..promoted.clone() });
 
-    let rehashed =
-        s.update_user(&original.id, &UserPatch { password_hash: Some("new hash".into()), ..UserPatch::default() }).await.unwrap();
+    let rehashed = s
+        .update_user(&original.id, &UserPatch { password_hash: Some("new hash".into()), ..UserPatch::default() })
+        .await
+        .unwrap();
     assert_eq!(rehashed, UserRow { password_hash: "new hash".into(), ..disabled.clone() });
 
-    let enabled = s.update_user(&original.id, &UserPatch { disabled_at: Some(None), ..UserPatch::default() }).await.unwrap();
+    let enabled =
+        s.update_user(&original.id, &UserPatch { disabled_at: Some(None), ..UserPatch::default() }).await.unwrap();
     assert_eq!(enabled, UserRow { disabled_at: None, ..rehashed.clone() });
 
     let untouched = s.update_user(&original.id, &UserPatch::default()).await.unwrap();
@@ -164,7 +171,8 @@ async fn update_user_applies_only_the_patched_fields<S: Store>(s: &S) {
     assert_eq!(s.user_by_id(&original.id).await.unwrap(), Some(enabled));
     assert_eq!(s.user_by_id(&other.id).await.unwrap(), Some(other), "other users are unchanged");
 
-    let err = s.update_user(&new_id(), &UserPatch { role: Some(Role::Admin), ..UserPatch::default() }).await.unwrap_err();
+    let err =
+        s.update_user(&new_id(), &UserPatch { role: Some(Role::Admin), ..UserPatch::default() }).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 

@@ -20,7 +20,11 @@ use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tower::{Layer, Service};
 
-use crate::{metrics::Metrics, tls::Tls, trace::{ClientTrace, ClientTraceLayer}};
+use crate::{
+    metrics::Metrics,
+    tls::Tls,
+    trace::{ClientTrace, ClientTraceLayer},
+};
 
 /// A channel to a Persys service with trace propagation.
 pub type TracedChannel = ClientTrace<Channel>;
@@ -146,7 +150,8 @@ struct TlsConnectorService {
     backoff: Arc<Mutex<Backoff>>,
 }
 
-type ConnectFuture = Pin<Box<dyn Future<Output = Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, std::io::Error>> + Send>>;
+type ConnectFuture =
+    Pin<Box<dyn Future<Output = Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, std::io::Error>> + Send>>;
 
 impl Service<Uri> for TlsConnectorService {
     type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
@@ -186,9 +191,8 @@ async fn connect(
     connector: TlsConnector,
     uri: &Uri,
 ) -> Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, std::io::Error> {
-    let host = uri
-        .host()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{uri}: no host")))?;
+    let host =
+        uri.host().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{uri}: no host")))?;
     let port = uri.port_u16().unwrap_or(443);
     let tcp = TcpStream::connect((host.trim_matches(|c| c == '[' || c == ']'), port)).await?;
     tcp.set_nodelay(true)?;

@@ -71,7 +71,8 @@ pub struct TlsArgs {
 impl TlsArgs {
     /// Loads the material and starts watching it for rotation.
     pub fn load(&self) -> Result<std::sync::Arc<Tls>, TlsError> {
-        let tls = Tls::load(TlsPaths { ca: self.tls_ca.clone(), cert: self.tls_cert.clone(), key: self.tls_key.clone() })?;
+        let tls =
+            Tls::load(TlsPaths { ca: self.tls_ca.clone(), cert: self.tls_cert.clone(), key: self.tls_key.clone() })?;
         tls.spawn_reloader(self.tls_reload_interval);
         Ok(tls)
     }

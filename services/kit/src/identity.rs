@@ -42,9 +42,8 @@ impl Identity {
     /// Parses `spiffe://persys/<service>` or `spiffe://persys/agent/<node>`.
     pub fn from_uri(uri: &str) -> Option<Self> {
         let rest = uri.strip_prefix("spiffe://")?.strip_prefix(TRUST_DOMAIN)?.strip_prefix('/')?;
-        let valid = |s: &str| {
-            !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-        };
+        let valid =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
         match rest.split_once('/') {
             Some(("agent", node)) if valid(node) => Some(Self::Agent(node.to_owned())),
             None if valid(rest) => Some(Self::Service(rest.to_owned())),
@@ -165,9 +164,9 @@ impl Caller {
 
     /// Returns the user or `UNAUTHENTICATED` when the call carries none.
     pub fn user(&self) -> Result<&UserClaims, crate::ApiError> {
-        self.user
-            .as_ref()
-            .ok_or_else(|| crate::ApiError::Unauthenticated("this call needs a user; call it through the gateway".into()))
+        self.user.as_ref().ok_or_else(|| {
+            crate::ApiError::Unauthenticated("this call needs a user; call it through the gateway".into())
+        })
     }
 }
 
@@ -223,9 +222,7 @@ impl Policy {
         if path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.") {
             return true;
         }
-        self.rules
-            .iter()
-            .any(|(prefix, who)| path.starts_with(prefix.as_str()) && who.iter().any(|m| m.matches(id)))
+        self.rules.iter().any(|(prefix, who)| path.starts_with(prefix.as_str()) && who.iter().any(|m| m.matches(id)))
     }
 }
 

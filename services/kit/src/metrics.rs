@@ -103,17 +103,18 @@ impl Metrics {
     pub async fn serve_admin(self, listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
         use axum::{Router, routing::get};
         let metrics = self.clone();
-        let app = Router::new()
-            .route(
-                "/metrics",
-                get(move || {
-                    let m = metrics.clone();
-                    async move {
-                        ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.encode())
-                    }
-                }),
-            )
-            .route("/healthz", get(|| async { "ok" }));
+        let app =
+            Router::new()
+                .route(
+                    "/metrics",
+                    get(move || {
+                        let m = metrics.clone();
+                        async move {
+                            ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.encode())
+                        }
+                    }),
+                )
+                .route("/healthz", get(|| async { "ok" }));
         axum::serve(listener, app).with_graceful_shutdown(shutdown.wait()).await
     }
 
@@ -151,7 +152,12 @@ mod tests {
     fn counts_and_histograms_appear_in_the_text_format() {
         let m = Metrics::new();
         m.observe("server", "/persys.gateway.v1.AuthService/Login", tonic::Code::Ok, Duration::from_micros(300));
-        m.observe("server", "/persys.gateway.v1.AuthService/Login", tonic::Code::Unauthenticated, Duration::from_millis(2));
+        m.observe(
+            "server",
+            "/persys.gateway.v1.AuthService/Login",
+            tonic::Code::Unauthenticated,
+            Duration::from_millis(2),
+        );
         let text = m.encode();
         assert!(text.contains(
             r#"persys_grpc_requests_total{side="server",service="persys.gateway.v1.AuthService",method="Login",code="Unauthenticated"} 1"#

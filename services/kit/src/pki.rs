@@ -2,15 +2,11 @@
 //! and private files written 0600. Used by `persys certs`, the dev stack and (for agents'
 //! certificate requests) the scheduler.
 
-use std::{
-    io::Write,
-    net::IpAddr,
-    path::Path,
-    time::Duration,
-};
+use std::{io::Write, net::IpAddr, path::Path, time::Duration};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
 };
 use time::OffsetDateTime;
 
@@ -81,7 +77,8 @@ impl Ca {
         params.distinguished_name.push(DnType::CommonName, name);
         params.distinguished_name.push(DnType::OrganizationName, "Persys");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         validity(&mut params, valid_for);
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;

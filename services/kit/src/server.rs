@@ -15,8 +15,7 @@ use tower::{Service, ServiceBuilder, util::BoxCloneService};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
-    identity::AuthorizeLayer,
-    killable::Killable, metrics::Metrics, shutdown::Shutdown, trace::ServerTraceLayer,
+    identity::AuthorizeLayer, killable::Killable, metrics::Metrics, shutdown::Shutdown, trace::ServerTraceLayer,
 };
 
 /// Default limit of one decoded message, in bytes.
@@ -207,8 +206,8 @@ pub async fn serve(
     let served = async {
         match options.tls.clone() {
             Some(config) => {
-                let incoming = tls_incoming(listener, config, shutdown.clone())
-                    .map(|io| io.map(|io| Killable::new(io, &cut)));
+                let incoming =
+                    tls_incoming(listener, config, shutdown.clone()).map(|io| io.map(|io| Killable::new(io, &cut)));
                 builder.serve_with_incoming_shutdown(ServiceFn(service), incoming, signal).await
             }
             None => {
@@ -255,17 +254,12 @@ impl Service<Request<Body>> for ServiceFn {
 
 /// Waits until the gRPC health service at `channel` reports SERVING, polling with backoff up to
 /// `timeout`. Tests and the CLI use it instead of sleeping.
-pub async fn wait_until_serving(
-    channel: tonic::transport::Channel,
-    timeout: Duration,
-) -> Result<(), tonic::Status> {
+pub async fn wait_until_serving(channel: tonic::transport::Channel, timeout: Duration) -> Result<(), tonic::Status> {
     let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delay = Duration::from_millis(10);
     loop {
-        let result = client
-            .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
-            .await;
+        let result = client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
         match result {
             Ok(r) if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 => {
                 return Ok(());

@@ -207,7 +207,11 @@ impl Tls {
 
     /// Returns a server config; `require_client_cert = false` serves TLS without mTLS (for
     /// bootstrap and public endpoints).
-    pub fn server_config_with(self: &Arc<Self>, alpn: &[&[u8]], require_client_cert: bool) -> Arc<rustls::ServerConfig> {
+    pub fn server_config_with(
+        self: &Arc<Self>,
+        alpn: &[&[u8]],
+        require_client_cert: bool,
+    ) -> Arc<rustls::ServerConfig> {
         let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions");
@@ -325,10 +329,7 @@ impl ServerCertVerifier for ReloadingServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.0
-            .material()
-            .server_verifier
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        self.0.material().server_verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(

@@ -28,7 +28,10 @@ struct Slow {
 
 #[tonic::async_trait]
 impl MetricsQueryService for Slow {
-    async fn query_range(&self, request: Request<pb::QueryRangeRequest>) -> Result<Response<pb::QueryRangeResponse>, Status> {
+    async fn query_range(
+        &self,
+        request: Request<pb::QueryRangeRequest>,
+    ) -> Result<Response<pb::QueryRangeResponse>, Status> {
         let caller = Caller::of(&request).map(|c| c.identity.to_string()).unwrap_or_default();
         Ok(Response::new(pb::QueryRangeResponse {
             series: vec![pb::Series { node_id: caller, ..Default::default() }],
@@ -105,7 +108,9 @@ async fn start(server_tls: &Arc<Tls>, interval: Duration, drain: Duration) -> Ru
 }
 
 fn client(tls: &Arc<Tls>, addr: std::net::SocketAddr) -> MetricsQueryServiceClient<persys_kit::client::TracedChannel> {
-    MetricsQueryServiceClient::new(mtls_channel(&format!("http://localhost:{}", addr.port()), tls, &ClientOptions::default()).unwrap())
+    MetricsQueryServiceClient::new(
+        mtls_channel(&format!("http://localhost:{}", addr.port()), tls, &ClientOptions::default()).unwrap(),
+    )
 }
 
 /// Returns the leaf certificate a fresh TLS connection to `addr` is served.
@@ -204,7 +209,11 @@ async fn the_drain_deadline_cuts_streams_that_would_not_end() {
         .unwrap()
         .into_inner();
     server.trigger.trigger();
-    tokio::time::timeout(Duration::from_secs(30), server.task).await.expect("server stopped at the deadline").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), server.task)
+        .await
+        .expect("server stopped at the deadline")
+        .unwrap()
+        .unwrap();
     // The cut stream ends with an error, not a hang.
     let end = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("stream ended");
     assert!(!matches!(end, Some(Ok(_))), "{end:?}");

@@ -5,7 +5,10 @@
 //! `scripts/bench` (which builds the release binaries first). Knobs:
 //! `PERSYS_BENCH_REQUESTS` (default 20000 per load phase), `PERSYS_BENCH_CONCURRENCY` (64).
 
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use persys_e2e::stack::{Bearer, Stack, StackOptions};
 use persys_proto::metrics::v1::{QueryRangeRequest, metrics_query_service_client::MetricsQueryServiceClient};
@@ -131,7 +134,10 @@ async fn main() -> anyhow::Result<()> {
     };
 
     println!("gateway overhead benchmark: unary QueryRange, 1 KiB request and response");
-    println!("machine: {} cores; load phase: {total} requests, {concurrency} in flight", std::thread::available_parallelism()?);
+    println!(
+        "machine: {} cores; load phase: {total} requests, {concurrency} in flight",
+        std::thread::available_parallelism()?
+    );
     // Warm up connections, TLS sessions and allocators.
     run(2_000, 8, direct_call.clone()).await;
     run(2_000, 8, gateway_call.clone()).await;

@@ -42,10 +42,10 @@ impl Service {
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(timeout, async {
             while let Some(line) = lines.next_line().await? {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if v["event"] == "ready" {
-                        return Ok::<_, anyhow::Error>(Some(v));
-                    }
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["event"] == "ready"
+                {
+                    return Ok::<_, anyhow::Error>(Some(v));
                 }
             }
             Ok(None)

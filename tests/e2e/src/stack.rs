@@ -63,7 +63,8 @@ impl Stack {
             let mut args = vec!["--listen".to_string(), "127.0.0.1:0".into()];
             // The upstream serves with the metrics-pipeline's certificate: it is one.
             args.extend(tls_args(&certs, "metrics-pipeline"));
-            let service = Service::start("upstream", bin("persys-test-upstream")?, &args, &env, dir.path(), timeout).await?;
+            let service =
+                Service::start("upstream", bin("persys-test-upstream")?, &args, &env, dir.path(), timeout).await?;
             upstreams.push(format!("metrics=https://localhost:{}", service.addr("grpc").port()));
             Some(service)
         } else {
@@ -144,7 +145,8 @@ pub struct Bearer(pub String);
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let value = MetadataValue::try_from(format!("Bearer {}", self.0)).map_err(|_| tonic::Status::internal("token"))?;
+        let value =
+            MetadataValue::try_from(format!("Bearer {}", self.0)).map_err(|_| tonic::Status::internal("token"))?;
         request.metadata_mut().insert("authorization", value);
         Ok(request)
     }

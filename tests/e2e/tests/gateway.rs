@@ -15,7 +15,8 @@ use persys_proto::{
         user_service_client::UserServiceClient,
     },
     metrics::v1::{
-        QueryRangeRequest, QueryRangeResponse, WatchHostMetricsRequest, metrics_query_service_client::MetricsQueryServiceClient,
+        QueryRangeRequest, QueryRangeResponse, WatchHostMetricsRequest,
+        metrics_query_service_client::MetricsQueryServiceClient,
     },
 };
 use prost::Message;
@@ -252,9 +253,12 @@ async fn internal_port_refuses_missing_and_foreign_client_certificates() {
         key: dir.join("key.pem"),
     })
     .unwrap();
-    let channel =
-        persys_kit::client::mtls_channel(&format!("http://localhost:{}", internal.port()), &impostor, &Default::default())
-            .unwrap();
+    let channel = persys_kit::client::mtls_channel(
+        &format!("http://localhost:{}", internal.port()),
+        &impostor,
+        &Default::default(),
+    )
+    .unwrap();
     assert!(health(channel).await.is_err(), "a certificate from another CA must be refused");
 }
 
@@ -385,7 +389,8 @@ async fn api_keys_authenticate_forwarded_calls_until_revoked() {
     let stack = with_upstream().await;
     let admin = stack.admin_token().await;
     let mut keys = ApiKeyServiceClient::with_interceptor(stack.public_channel(), Bearer(admin));
-    let created = keys.create_api_key(CreateApiKeyRequest { name: "ci".into(), expires_at: None }).await.unwrap().into_inner();
+    let created =
+        keys.create_api_key(CreateApiKeyRequest { name: "ci".into(), expires_at: None }).await.unwrap().into_inner();
     assert!(created.secret.starts_with("psk_"));
     let key = created.api_key.unwrap();
     assert!(created.secret.contains(&key.prefix));
@@ -452,4 +457,35 @@ async fn one_trace_spans_client_gateway_and_upstream() {
         .find(|s| s.service == "test-upstream" && s.trace_id == trace_id && s.name.contains("MetricsQueryService"))
         .expect("upstream server span");
     assert!(gateway_ids.contains(&upstream_server.parent_span_id));
+}
+
+#[tokio::test]
+async fn reflection_on_the_public_port_lists_every_persys_service() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let mut client = ServerReflectionClient::new(stack.public_channel());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer {response:?}");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for expected in [
+        "persys.gateway.v1.AuthService",
+        "persys.gateway.v1.UserService",
+        "persys.scheduler.v1.SchedulerService",
+        "persys.analyzer.v1.AnalyzerService",
+        "persys.metrics.v1.MetricsQueryService",
+        "persys.reconciler.v1.PersonaService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
 }

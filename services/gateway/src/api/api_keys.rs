@@ -27,7 +27,10 @@ impl<S> ApiKeysApi<S> {
 #[tonic::async_trait]
 impl<S: Store> ApiKeyService for ApiKeysApi<S> {
     #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
-    async fn create_api_key(&self, request: Request<pb::CreateApiKeyRequest>) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let p = principal(&request)?;
         let peer = peer(request.extensions());
         let r = request.into_inner();
@@ -36,10 +39,14 @@ impl<S: Store> ApiKeyService for ApiKeysApi<S> {
         Ok(Response::new(pb::CreateApiKeyResponse { api_key: Some(key_to_pb(&row)), secret }))
     }
 
-    async fn list_api_keys(&self, request: Request<pb::ListApiKeysRequest>) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
         let p = principal(&request)?;
         let (size, after) = page_args(request.get_ref().page.as_ref());
-        let page = self.accounts.store().list_api_keys(&p.user.id, after.as_deref(), size).await.map_err(ApiError::from)?;
+        let page =
+            self.accounts.store().list_api_keys(&p.user.id, after.as_deref(), size).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::ListApiKeysResponse {
             api_keys: page.items.iter().map(key_to_pb).collect(),
             page: page_response(page.next_after),
@@ -47,7 +54,10 @@ impl<S: Store> ApiKeyService for ApiKeysApi<S> {
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
-    async fn revoke_api_key(&self, request: Request<pb::RevokeApiKeyRequest>) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
         let p = principal(&request)?;
         let peer = peer(request.extensions());
         let id = request.into_inner().id;

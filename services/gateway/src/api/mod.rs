@@ -122,6 +122,10 @@ pub fn require_admin(p: &Principal) -> Result<(), ApiError> {
     if p.user.role == Role::Admin {
         Ok(())
     } else {
-        Err(ApiError::PermissionDenied(format!("`{}` is a {}; this call needs an admin", p.user.name, p.user.role.as_str())))
+        Err(ApiError::PermissionDenied(format!(
+            "`{}` is a {}; this call needs an admin",
+            p.user.name,
+            p.user.role.as_str()
+        )))
     }
 }

@@ -27,7 +27,10 @@ impl<S> UsersApi<S> {
 #[tonic::async_trait]
 impl<S: Store> UserService for UsersApi<S> {
     #[tracing::instrument(skip_all, fields(username = %request.get_ref().username))]
-    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Result<Response<pb::CreateUserResponse>, Status> {
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
         let admin = principal(&request)?;
         require_admin(&admin)?;
         let peer = peer(request.extensions());
@@ -48,7 +51,10 @@ impl<S: Store> UserService for UsersApi<S> {
         Ok(Response::new(pb::GetUserResponse { user: Some(user_to_pb(&user)) }))
     }
 
-    async fn list_users(&self, request: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersResponse>, Status> {
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
         require_admin(&principal(&request)?)?;
         let (size, after) = page_args(request.get_ref().page.as_ref());
         let page = self.accounts.store().list_users(after.as_deref(), size).await.map_err(ApiError::from)?;
@@ -59,7 +65,10 @@ impl<S: Store> UserService for UsersApi<S> {
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
-    async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Result<Response<pb::UpdateUserResponse>, Status> {
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::UpdateUserResponse>, Status> {
         let admin = principal(&request)?;
         require_admin(&admin)?;
         let peer = peer(request.extensions());
@@ -78,18 +87,24 @@ impl<S: Store> UserService for UsersApi<S> {
             patch.disabled_at = Some(disabled.then(now_ms));
         }
         let result = self.accounts.store().update_user(&r.id, &patch).await.map_err(ApiError::from);
-        if let Ok(user) = &result {
-            if user.disabled_at.is_some() || patch.password_hash.is_some() {
-                self.accounts.store().revoke_user_refresh(&user.id, now_ms()).await.map_err(ApiError::from)?;
-            }
+        if let Ok(user) = &result
+            && (user.disabled_at.is_some() || patch.password_hash.is_some())
+        {
+            self.accounts.store().revoke_user_refresh(&user.id, now_ms()).await.map_err(ApiError::from)?;
         }
-        let what = format!("role={:?} password={} disabled={:?}", patch.role, patch.password_hash.is_some(), r.disabled);
-        self.accounts.audit((&admin.user.id, &admin.user.name), "user.update", &r.id, result.is_ok(), &peer, &what).await;
+        let what =
+            format!("role={:?} password={} disabled={:?}", patch.role, patch.password_hash.is_some(), r.disabled);
+        self.accounts
+            .audit((&admin.user.id, &admin.user.name), "user.update", &r.id, result.is_ok(), &peer, &what)
+            .await;
         Ok(Response::new(pb::UpdateUserResponse { user: Some(user_to_pb(&result?)) }))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
-    async fn delete_user(&self, request: Request<pb::DeleteUserRequest>) -> Result<Response<pb::DeleteUserResponse>, Status> {
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
         let admin = principal(&request)?;
         require_admin(&admin)?;
         let peer = peer(request.extensions());

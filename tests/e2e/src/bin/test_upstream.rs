@@ -51,7 +51,10 @@ fn caller_labels<T>(request: &Request<T>) -> Vec<(String, String)> {
 
 #[tonic::async_trait]
 impl MetricsQueryService for Echo {
-    async fn query_range(&self, request: Request<pb::QueryRangeRequest>) -> Result<Response<pb::QueryRangeResponse>, Status> {
+    async fn query_range(
+        &self,
+        request: Request<pb::QueryRangeRequest>,
+    ) -> Result<Response<pb::QueryRangeResponse>, Status> {
         let mut labels: std::collections::HashMap<String, String> = caller_labels(&request).into_iter().collect();
         let r = request.into_inner();
         labels.extend(r.match_labels);
@@ -76,7 +79,8 @@ impl MetricsQueryService for Echo {
         &self,
         request: Request<pb::WatchHostMetricsRequest>,
     ) -> Result<Response<Self::WatchHostMetricsStream>, Status> {
-        let user = Caller::of(&request).and_then(|c| c.user.clone()).ok_or_else(|| Status::unauthenticated("no user"))?;
+        let user =
+            Caller::of(&request).and_then(|c| c.user.clone()).ok_or_else(|| Status::unauthenticated("no user"))?;
         let r = request.into_inner();
         let start = r.since_revision;
         let events: Vec<_> = r
