@@ -28,10 +28,8 @@ fn main() {
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
-    let relative: Vec<PathBuf> = files
-        .iter()
-        .map(|f| f.strip_prefix(&root).expect("under root").to_path_buf())
-        .collect();
+    let relative: Vec<PathBuf> =
+        files.iter().map(|f| f.strip_prefix(&root).expect("under root").to_path_buf()).collect();
     let fds = protox::compile(&relative, [&root]).unwrap_or_else(|e| panic!("{e:?}"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("out dir"));
     fs::write(out.join("persys_descriptor.bin"), fds.encode_to_vec()).expect("write descriptor set");

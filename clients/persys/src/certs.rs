@@ -148,7 +148,11 @@ fn init(args: &InitArgs) -> anyhow::Result<()> {
 
 fn issue(args: &IssueArgs) -> anyhow::Result<()> {
     let ca = Ca::load_dir(&args.dir).with_context(|| {
-        format!("loading the CA from {} (run `persys certs init --dir {}` first)", args.dir.display(), args.dir.display())
+        format!(
+            "loading the CA from {} (run `persys certs init --dir {}` first)",
+            args.dir.display(),
+            args.dir.display()
+        )
     })?;
     let (mut dns_names, mut ips) = split_sans(&args.sans);
     let (identity, default_dir) = match (&args.service, &args.agent) {

@@ -188,9 +188,15 @@ impl<S: Store> Accounts<S> {
         if self.store.count_users().await? > 0 {
             return Ok(false);
         }
-        let user = self.create_user(username, password, Role::Admin).await?;
-        self.audit(("", "bootstrap"), "user.create", &user.username, true, "local", "first admin").await;
-        Ok(true)
+        match self.create_user(username, password, Role::Admin).await {
+            Ok(user) => {
+                self.audit(("", "bootstrap"), "user.create", &user.username, true, "local", "first admin").await;
+                Ok(true)
+            }
+            // Another replica starting at the same moment created it first.
+            Err(ApiError::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Checks a password and issues a session. Unknown users and wrong passwords get the same
