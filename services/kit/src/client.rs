@@ -23,11 +23,11 @@ use tower::{Layer, Service};
 use crate::{
     metrics::Metrics,
     tls::Tls,
-    trace::{ClientTrace, ClientTraceLayer},
+    trace::{Trace, TraceLayer},
 };
 
 /// A channel to a Persys service with trace propagation.
-pub type TracedChannel = ClientTrace<Channel>;
+pub type TracedChannel = Trace<Channel>;
 
 /// Errors building a channel.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +90,7 @@ pub fn tls_channel(
         backoff: Arc::new(Mutex::new(Backoff::new(options.max_backoff))),
     };
     let channel = endpoint.connect_with_connector_lazy(connector);
-    Ok(ClientTraceLayer::new(options.metrics.clone()).layer(channel))
+    Ok(TraceLayer::client(options.metrics.clone()).layer(channel))
 }
 
 /// Returns a lazily connecting plaintext channel (loopback development and tests only).
@@ -102,7 +102,7 @@ pub fn plain_channel(address: &str, options: &ClientOptions) -> Result<TracedCha
     if let Some(t) = options.request_timeout {
         endpoint = endpoint.timeout(t);
     }
-    Ok(ClientTraceLayer::new(options.metrics.clone()).layer(endpoint.connect_lazy()))
+    Ok(TraceLayer::client(options.metrics.clone()).layer(endpoint.connect_lazy()))
 }
 
 #[derive(Debug)]

@@ -14,9 +14,7 @@ use tonic_health::server::HealthReporter;
 use tower::{Service, ServiceBuilder, util::BoxCloneService};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{
-    identity::AuthorizeLayer, killable::Killable, metrics::Metrics, shutdown::Shutdown, trace::ServerTraceLayer,
-};
+use crate::{identity::AuthorizeLayer, killable::Killable, metrics::Metrics, shutdown::Shutdown, trace::TraceLayer};
 
 /// Default limit of one decoded message, in bytes.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -121,7 +119,8 @@ fn stack(router: axum::Router, options: &ServerOptions) -> HttpService {
             .max_age(Duration::from_secs(600))
     });
     let inner = ServiceBuilder::new()
-        .layer(ServerTraceLayer::new(options.metrics.clone()))
+        .map_response(oversized_is_resource_exhausted)
+        .layer(TraceLayer::server(options.metrics.clone()))
         .option_layer(options.authorize.clone())
         .map_response(|r: Response<axum::body::Body>| r.map(Body::new))
         .service(router);
@@ -132,6 +131,32 @@ fn stack(router: axum::Router, options: &ServerOptions) -> HttpService {
         ),
         None => inner,
     }
+}
+
+/// tonic refuses a message over the decoding limit with OUT_OF_RANGE; gRPC's own servers, and
+/// our clients, expect RESOURCE_EXHAUSTED for a limit hit, so the code is corrected here, in the
+/// headers of trailers-only responses and in the trailers of the others (`grpc-message` is
+/// percent-encoded on the wire).
+fn oversized_is_resource_exhausted(response: Response<Body>) -> Response<Body> {
+    fn fix(headers: &mut http::HeaderMap) {
+        let oversized = headers.get("grpc-status").is_some_and(|v| v == "11")
+            && headers.get("grpc-message").and_then(|v| v.to_str().ok()).is_some_and(|m| {
+                m.contains("message%20length%20too%20large") || m.contains("message length too large")
+            });
+        if oversized {
+            headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        }
+    }
+    let (mut parts, body) = response.into_parts();
+    fix(&mut parts.headers);
+    let body = http_body_util::BodyExt::map_frame(body, |frame| match frame.into_trailers() {
+        Ok(mut trailers) => {
+            fix(&mut trailers);
+            http_body::Frame::trailers(trailers)
+        }
+        Err(frame) => frame,
+    });
+    Response::from_parts(parts, Body::new(body))
 }
 
 /// Accepts TCP connections and completes TLS handshakes off the accept loop, so one slow or

@@ -1,7 +1,7 @@
 //! Tower layers that carry W3C trace context across every gRPC hop and record RPC metrics.
 //!
-//! [`ServerTraceLayer`] opens a server span per call whose parent is the caller's
-//! `traceparent`; [`ClientTraceLayer`] opens a client span and writes its context into the
+//! [`TraceLayer::server`] opens a server span per call whose parent is the caller's
+//! `traceparent`; [`TraceLayer::client`] opens a client span and writes its context into the
 //! outgoing headers. Both record [`Metrics`] when given some.
 
 use std::{
@@ -61,113 +61,59 @@ fn status_of<B>(response: &Response<B>) -> tonic::Code {
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
-/// Server side: a span per call, parented on the caller's trace context.
-#[derive(Clone, Debug, Default)]
-pub struct ServerTraceLayer {
-    metrics: Option<Metrics>,
+/// Which end of a call a [`TraceLayer`] sits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Serving: the span's parent is the caller's `traceparent`.
+    Server,
+    /// Calling: the span's context is written into the outgoing headers.
+    Client,
 }
 
-impl ServerTraceLayer {
-    /// Returns a layer that also records `metrics`.
-    pub fn new(metrics: Option<Metrics>) -> Self {
-        Self { metrics }
+impl Side {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Client => "client",
+        }
     }
 }
 
-impl<S> Layer<S> for ServerTraceLayer {
-    type Service = ServerTrace<S>;
+/// A span per gRPC call, carried across the hop as W3C trace context, and RPC metrics.
+#[derive(Clone, Debug)]
+pub struct TraceLayer {
+    side: Side,
+    metrics: Option<Metrics>,
+}
+
+impl TraceLayer {
+    /// Returns the server-side layer, recording `metrics` when given.
+    pub fn server(metrics: Option<Metrics>) -> Self {
+        Self { side: Side::Server, metrics }
+    }
+
+    /// Returns the client-side layer, recording `metrics` when given.
+    pub fn client(metrics: Option<Metrics>) -> Self {
+        Self { side: Side::Client, metrics }
+    }
+}
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = Trace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ServerTrace { inner, metrics: self.metrics.clone() }
+        Trace { inner, layer: self.clone() }
     }
 }
 
-/// The service made by [`ServerTraceLayer`].
+/// The service made by [`TraceLayer`].
 #[derive(Clone, Debug)]
-pub struct ServerTrace<S> {
+pub struct Trace<S> {
     inner: S,
-    metrics: Option<Metrics>,
+    layer: TraceLayer,
 }
 
-impl<S, B, R> Service<Request<B>> for ServerTrace<S>
-where
-    S: Service<Request<B>, Response = Response<R>>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<R>;
-    type Error = S::Error;
-    type Future = BoxFuture<Response<R>, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let path = request.uri().path().to_owned();
-        let (service, method) = split_path(&path);
-        let span = tracing::info_span!(
-            "grpc.server",
-            otel.name = %path.trim_start_matches('/'),
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = Empty,
-        );
-        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
-        let _ = span.set_parent(parent);
-        let start = Instant::now();
-        let future = {
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        let metrics = self.metrics.clone();
-        Box::pin(
-            async move {
-                let result = future.await;
-                if let Ok(response) = &result {
-                    let code = status_of(response);
-                    tracing::Span::current().record("rpc.grpc.status_code", code as i32);
-                    if let Some(m) = &metrics {
-                        m.observe("server", &path, code, start.elapsed());
-                    }
-                }
-                result
-            }
-            .instrument(span),
-        )
-    }
-}
-
-/// Client side: a span per call whose context travels in the request headers.
-#[derive(Clone, Debug, Default)]
-pub struct ClientTraceLayer {
-    metrics: Option<Metrics>,
-}
-
-impl ClientTraceLayer {
-    /// Returns a layer that also records `metrics`.
-    pub fn new(metrics: Option<Metrics>) -> Self {
-        Self { metrics }
-    }
-}
-
-impl<S> Layer<S> for ClientTraceLayer {
-    type Service = ClientTrace<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ClientTrace { inner, metrics: self.metrics.clone() }
-    }
-}
-
-/// The service made by [`ClientTraceLayer`].
-#[derive(Clone, Debug)]
-pub struct ClientTrace<S> {
-    inner: S,
-    metrics: Option<Metrics>,
-}
-
-impl<S, B, R> Service<Request<B>> for ClientTrace<S>
+impl<S, B, R> Service<Request<B>> for Trace<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
     S::Future: Send + 'static,
@@ -181,28 +127,44 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let side = self.layer.side;
         let path = request.uri().path().to_owned();
         let (service, method) = split_path(&path);
         let span = tracing::info_span!(
-            "grpc.client",
+            "grpc",
             otel.name = %path.trim_start_matches('/'),
-            otel.kind = "client",
+            otel.kind = side.as_str(),
             rpc.system = "grpc",
             rpc.service = %service,
             rpc.method = %method,
+            rpc.grpc.status_code = Empty,
         );
-        {
-            let _entered = span.enter();
-            inject_current(request.headers_mut());
+        match side {
+            Side::Server => {
+                let parent =
+                    opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
+                let _ = span.set_parent(parent);
+            }
+            Side::Client => {
+                let _entered = span.enter();
+                inject_current(request.headers_mut());
+            }
         }
         let start = Instant::now();
-        let future = self.inner.call(request);
-        let metrics = self.metrics.clone();
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        let metrics = self.layer.metrics.clone();
         Box::pin(
             async move {
                 let result = future.await;
-                if let (Ok(response), Some(m)) = (&result, &metrics) {
-                    m.observe("client", &path, status_of(response), start.elapsed());
+                if let Ok(response) = &result {
+                    let code = status_of(response);
+                    tracing::Span::current().record("rpc.grpc.status_code", code as i32);
+                    if let Some(m) = &metrics {
+                        m.observe(side.as_str(), &path, code, start.elapsed());
+                    }
                 }
                 result
             }

@@ -359,6 +359,13 @@ async fn bad_credentials_and_roles_get_clear_statuses() {
     let too_big = metrics_client(&stack, &admin).query_range(big).await.unwrap_err();
     assert_eq!(too_big.code(), Code::ResourceExhausted, "{too_big:?}");
 
+    // The same for the gateway's own services.
+    let huge = users
+        .create_user(CreateUserRequest { username: "big".into(), password: "p".repeat(5 * 1024 * 1024), role: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(huge.code(), Code::ResourceExhausted, "{huge:?}");
+
     // Services with no upstream, or one that is down, are named in the error.
     let missing = persys_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient::with_interceptor(
         stack.public_channel(),
