@@ -3,7 +3,8 @@
 //!
 //! Prints throughput and p50/p99 latency for both and the differences. Run with
 //! `scripts/bench` (which builds the release binaries first). Knobs:
-//! `PERSYS_BENCH_REQUESTS` (default 20000 per load phase), `PERSYS_BENCH_CONCURRENCY` (64).
+//! `PERSYS_BENCH_REQUESTS` (default 20000 per load phase), `PERSYS_BENCH_CONCURRENCY` (64),
+//! `PERSYS_BENCH_ROUNDS` (5; each figure is the median over the rounds).
 
 use std::{
     sync::Arc,
@@ -81,6 +82,18 @@ where
     Figures { rps: all.len() as f64 / elapsed.as_secs_f64(), p50: percentile(&all, 0.5), p99: percentile(&all, 0.99) }
 }
 
+/// Returns the median of each figure over rounds.
+fn median(rounds: Vec<Figures>) -> Figures {
+    let mid = rounds.len() / 2;
+    let mut rps: Vec<f64> = rounds.iter().map(|f| f.rps).collect();
+    let mut p50: Vec<Duration> = rounds.iter().map(|f| f.p50).collect();
+    let mut p99: Vec<Duration> = rounds.iter().map(|f| f.p99).collect();
+    rps.sort_by(f64::total_cmp);
+    p50.sort_unstable();
+    p99.sort_unstable();
+    Figures { rps: rps[mid], p50: p50[mid], p99: p99[mid] }
+}
+
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -103,6 +116,7 @@ fn print_pair(title: &str, direct: &Figures, gateway: &Figures) {
 async fn main() -> anyhow::Result<()> {
     let total = env_or("PERSYS_BENCH_REQUESTS", 20_000);
     let concurrency = env_or("PERSYS_BENCH_CONCURRENCY", 64);
+    let rounds = env_or("PERSYS_BENCH_ROUNDS", 5).max(1);
     let stack = Stack::start(StackOptions {
         upstream: true,
         gateway_args: vec!["--log-filter".into(), "warn".into()],
@@ -142,14 +156,28 @@ async fn main() -> anyhow::Result<()> {
     run(2_000, 8, direct_call.clone()).await;
     run(2_000, 8, gateway_call.clone()).await;
 
+    // Direct and gateway rounds alternate, and each figure is the median over the rounds, so
+    // a slow moment of the machine does not land on one side only.
     let latency_n = (total / 4).max(1_000);
-    let d1 = run(latency_n, 1, direct_call.clone()).await;
-    let g1 = run(latency_n, 1, gateway_call.clone()).await;
-    print_pair(&format!("latency: one call in flight, {latency_n} calls"), &d1, &g1);
-
-    let d = run(total, concurrency, direct_call).await;
-    let g = run(total, concurrency, gateway_call).await;
-    print_pair(&format!("throughput: {concurrency} calls in flight, {total} calls"), &d, &g);
+    let (mut d1, mut g1, mut d, mut g) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        d1.push(run(latency_n, 1, direct_call.clone()).await);
+        g1.push(run(latency_n, 1, gateway_call.clone()).await);
+    }
+    print_pair(
+        &format!("latency: one call in flight, {latency_n} calls, median of {rounds} rounds"),
+        &median(d1),
+        &median(g1),
+    );
+    for _ in 0..rounds {
+        d.push(run(total, concurrency, direct_call.clone()).await);
+        g.push(run(total, concurrency, gateway_call.clone()).await);
+    }
+    print_pair(
+        &format!("throughput: {concurrency} calls in flight, {total} calls, median of {rounds} rounds"),
+        &median(d),
+        &median(g),
+    );
 
     stack.gateway.stop().await?;
     Ok(())
