@@ -1,0 +1,210 @@
+//! The agent's configuration: every flag is also a `PERSYS_AGENT_*` environment variable.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use persys_kit::config::{ConfigError, TelemetryArgs, parse_duration};
+
+/// The Persys node agent: runs workloads on this machine for the scheduler.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "agent", version, about, long_about = None)]
+pub struct Cli {
+    /// Scheduler mTLS address (AgentService and certificate renewal), `https://HOST:PORT`.
+    #[arg(long, env = "PERSYS_AGENT_SCHEDULER")]
+    pub scheduler: String,
+    /// Scheduler bootstrap address (server-side TLS only, for Join), `https://HOST:PORT`.
+    /// Needed only until the node has joined.
+    #[arg(long, env = "PERSYS_AGENT_BOOTSTRAP")]
+    pub bootstrap: Option<String>,
+    /// Join token `<id>.<secret>`, used once on the first start.
+    #[arg(long, env = "PERSYS_AGENT_JOIN_TOKEN", hide_env_values = true, conflicts_with = "join_token_file")]
+    pub join_token: Option<String>,
+    /// File holding the join token (preferred over `--join-token`, which shows in `ps`).
+    #[arg(long, env = "PERSYS_AGENT_JOIN_TOKEN_FILE")]
+    pub join_token_file: Option<PathBuf>,
+    /// PEM file of the cluster CA that the scheduler's certificate must chain to during join;
+    /// after join the CA bundle the scheduler returned (in the state directory) is used.
+    #[arg(long, env = "PERSYS_AGENT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Directory for the node id, key (0600), certificates and process logs.
+    #[arg(long, env = "PERSYS_AGENT_STATE_DIR", default_value = "/var/lib/persys-agent")]
+    pub state_dir: PathBuf,
+    /// Node name reported as hostname; defaults to the machine's hostname.
+    #[arg(long, env = "PERSYS_AGENT_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Node label `KEY=VALUE`, repeatable or comma-separated.
+    #[arg(long = "label", env = "PERSYS_AGENT_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Addresses of this machine to advertise, most preferred first (default: none).
+    #[arg(long = "address", env = "PERSYS_AGENT_ADDRESSES", value_delimiter = ',')]
+    pub addresses: Vec<String>,
+    /// Workload drivers to enable: `docker`, `process` (host processes; off unless listed).
+    #[arg(long, env = "PERSYS_AGENT_DRIVERS", value_delimiter = ',', default_value = "docker")]
+    pub drivers: Vec<String>,
+    /// Docker engine address: `unix:///path` or `tcp://HOST:PORT`; defaults to `DOCKER_HOST`,
+    /// then `unix:///var/run/docker.sock`.
+    #[arg(long, env = "PERSYS_AGENT_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// Network containers join when their spec names none (`bridge`, `host`, `none`, or a
+    /// user-defined network).
+    #[arg(long, env = "PERSYS_AGENT_NETWORK_MODE", default_value = "bridge")]
+    pub network_mode: String,
+    /// Host directory under which workloads may bind-mount paths, repeatable; none allows
+    /// named volumes only.
+    #[arg(long = "volume-root", env = "PERSYS_AGENT_VOLUME_ROOTS", value_delimiter = ',')]
+    pub volume_roots: Vec<PathBuf>,
+    /// Loopback address of the local admin gRPC API (AgentAdminService); `off` disables it.
+    #[arg(long, env = "PERSYS_AGENT_ADMIN_API_LISTEN", default_value = "127.0.0.1:9091")]
+    pub admin_api_listen: String,
+    /// Heartbeat interval until the scheduler's Welcome sets its own.
+    #[arg(long, env = "PERSYS_AGENT_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// CPU kept for the system, in millicores, subtracted from capacity to give allocatable.
+    #[arg(long, env = "PERSYS_AGENT_RESERVED_CPU_MILLIS", default_value_t = 0)]
+    pub reserved_cpu_millis: i64,
+    /// Memory kept for the system, in bytes, subtracted from capacity to give allocatable.
+    #[arg(long, env = "PERSYS_AGENT_RESERVED_MEMORY_BYTES", default_value_t = 0)]
+    pub reserved_memory_bytes: i64,
+    /// Status events kept while disconnected; the oldest are dropped beyond it.
+    #[arg(long, env = "PERSYS_AGENT_EVENT_BUFFER", default_value_t = 4096)]
+    pub event_buffer: usize,
+    /// Largest gap between reconnect attempts (attempts start at 1 s and double, with jitter).
+    #[arg(long, env = "PERSYS_AGENT_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+    /// Logs, traces, metrics.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// Workload drivers the agent can enable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drivers {
+    /// Containers on a Docker engine.
+    pub docker: bool,
+    /// Processes on the host.
+    pub process: bool,
+}
+
+impl Cli {
+    /// Returns the enabled drivers, or which name is unknown.
+    pub fn driver_set(&self) -> Result<Drivers, ConfigError> {
+        let mut set = Drivers::default();
+        for name in self.drivers.iter().map(|d| d.trim()).filter(|d| !d.is_empty()) {
+            match name {
+                "docker" => set.docker = true,
+                "process" => set.process = true,
+                other => {
+                    return Err(ConfigError(format!("--drivers: unknown driver `{other}`; use docker and/or process")));
+                }
+            }
+        }
+        if set == Drivers::default() {
+            return Err(ConfigError("--drivers: enable at least one of docker, process".into()));
+        }
+        Ok(set)
+    }
+
+    /// Returns the node labels, or the entry that is not `KEY=VALUE`.
+    pub fn label_map(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        let mut map = BTreeMap::new();
+        for entry in self.labels.iter().filter(|e| !e.trim().is_empty()) {
+            let (k, v) = entry
+                .split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .ok_or_else(|| ConfigError(format!("--label `{entry}`: expected KEY=VALUE")))?;
+            map.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        Ok(map)
+    }
+
+    /// Returns the scheduler address as the kit's channels want it (`http://`; TLS comes from
+    /// the certificates).
+    pub fn scheduler_url(&self) -> Result<String, ConfigError> {
+        channel_url("--scheduler", &self.scheduler)
+    }
+
+    /// Returns the bootstrap address, if configured.
+    pub fn bootstrap_url(&self) -> Result<Option<String>, ConfigError> {
+        self.bootstrap.as_deref().map(|b| channel_url("--bootstrap", b)).transpose()
+    }
+
+    /// Reads the join token from `--join-token` or `--join-token-file`, if any.
+    pub fn join_token(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(token) = &self.join_token {
+            return Ok(Some(token.trim().to_owned()));
+        }
+        let Some(path) = &self.join_token_file else { return Ok(None) };
+        let token = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("--join-token-file {}: {e}", path.display())))?;
+        Ok(Some(token.trim().to_owned()))
+    }
+
+    /// Returns the admin API address, `None` when disabled; only loopback addresses are accepted.
+    pub fn admin_listen(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        if self.admin_api_listen == "off" {
+            return Ok(None);
+        }
+        let addr: std::net::SocketAddr = self.admin_api_listen.parse().map_err(|_| {
+            ConfigError(format!(
+                "--admin-api-listen `{}`: expected a loopback HOST:PORT or `off`",
+                self.admin_api_listen
+            ))
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err(ConfigError(format!("--admin-api-listen `{addr}`: the admin API listens on loopback only")));
+        }
+        Ok(Some(addr))
+    }
+
+    /// Returns the Docker engine address to use.
+    pub fn docker_address(&self) -> String {
+        self.docker_host
+            .clone()
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+    }
+}
+
+fn channel_url(flag: &str, url: &str) -> Result<String, ConfigError> {
+    let rest = url
+        .trim()
+        .strip_prefix("https://")
+        .ok_or_else(|| ConfigError(format!("{flag} `{url}`: expected https://HOST:PORT")))?;
+    if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
+        return Err(ConfigError(format!("{flag} `{url}`: expected https://HOST:PORT")));
+    }
+    Ok(format!("http://{}", rest.trim_end_matches('/')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut all = vec!["agent", "--scheduler", "https://scheduler:7443"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn drivers_default_to_docker_and_reject_unknown_names() {
+        assert_eq!(cli(&[]).driver_set().unwrap(), Drivers { docker: true, process: false });
+        assert_eq!(
+            cli(&["--drivers", "docker,process"]).driver_set().unwrap(),
+            Drivers { docker: true, process: true }
+        );
+        assert!(cli(&["--drivers", "podman"]).driver_set().is_err());
+    }
+
+    #[test]
+    fn labels_and_urls_are_validated() {
+        let c = cli(&["--label", "zone=a", "--label", "disk=ssd"]);
+        assert_eq!(c.label_map().unwrap().get("zone").map(String::as_str), Some("a"));
+        assert!(cli(&["--label", "novalue"]).label_map().is_err());
+        assert_eq!(c.scheduler_url().unwrap(), "http://scheduler:7443");
+        let bad = Cli::try_parse_from(["agent", "--scheduler", "http://x:1"]).unwrap();
+        assert!(bad.scheduler_url().is_err());
+        assert!(cli(&["--admin-api-listen", "0.0.0.0:9091"]).admin_listen().is_err());
+        assert_eq!(cli(&["--admin-api-listen", "off"]).admin_listen().unwrap(), None);
+    }
+}

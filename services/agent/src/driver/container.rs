@@ -1,0 +1,362 @@
+//! Pure translations between Persys and Docker: a RunInstance into a container definition,
+//! and a container's inspected state into an [`InstanceStatus`].
+
+use std::{collections::HashMap, path::PathBuf, time::Duration};
+
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HealthConfig, HealthStatusEnum,
+    HostConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
+};
+use persys_proto::{
+    common::v1::Protocol,
+    scheduler::v1::{ImagePullPolicy, InstanceStatus, RunInstance, WorkloadPhase},
+};
+
+use super::{
+    LABEL_INSTANCE_ID, LABEL_MANAGED, LABEL_NODE_ID, LABEL_REPLICA_INDEX, LABEL_WORKLOAD_ID, LABEL_WORKLOAD_NAME,
+};
+use crate::error::CommandError;
+
+/// Default time between SIGTERM and SIGKILL.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the agent adds to every container.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    /// Node id written into the labels.
+    pub node_id: String,
+    /// Network when the spec names none.
+    pub network_mode: String,
+    /// Host directories under which bind mounts are allowed; empty refuses host paths.
+    pub volume_roots: Vec<PathBuf>,
+}
+
+/// Returns the pull policy in force: the spec's, or for UNSPECIFIED `Always` for images tagged
+/// `latest` or untagged and `IfNotPresent` otherwise.
+pub fn effective_pull_policy(image: &str, policy: i32) -> ImagePullPolicy {
+    match ImagePullPolicy::try_from(policy).unwrap_or_default() {
+        ImagePullPolicy::Unspecified => {
+            let last = image.rsplit('/').next().unwrap_or(image);
+            let digest = last.contains('@');
+            let tag = last.split_once(':').map(|(_, t)| t);
+            if digest || tag.is_some_and(|t| t != "latest") {
+                ImagePullPolicy::IfNotPresent
+            } else {
+                ImagePullPolicy::Always
+            }
+        }
+        p => p,
+    }
+}
+
+fn nanos(d: &Option<prost_types::Duration>) -> Option<i64> {
+    d.as_ref().map(|d| d.seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(d.nanos)))
+}
+
+/// Returns a protobuf duration as a std one (negative ones as zero).
+pub fn duration(d: &Option<prost_types::Duration>) -> Option<Duration> {
+    d.as_ref().map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))
+}
+
+/// Returns the labels of an instance's container: the workload's own, then the Persys ones
+/// (which win).
+pub fn labels(run: &RunInstance, node_id: &str) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> =
+        run.spec.as_ref().map(|s| s.labels.clone()).unwrap_or_default().into_iter().collect();
+    labels.retain(|k, _| !k.starts_with("persys."));
+    labels.insert(LABEL_MANAGED.into(), "true".into());
+    labels.insert(LABEL_WORKLOAD_ID.into(), run.workload_id.clone());
+    labels.insert(LABEL_INSTANCE_ID.into(), run.instance_id.clone());
+    labels.insert(LABEL_WORKLOAD_NAME.into(), run.workload_name.clone());
+    labels.insert(LABEL_NODE_ID.into(), node_id.to_owned());
+    labels.insert(LABEL_REPLICA_INDEX.into(), run.replica_index.to_string());
+    labels
+}
+
+fn bind(source: &str, target: &str, read_only: bool, roots: &[PathBuf]) -> Result<String, CommandError> {
+    if !target.starts_with('/') {
+        return Err(CommandError::new("InvalidArgument", format!("volume target `{target}` is not an absolute path")));
+    }
+    if source.starts_with('/') {
+        let path = std::path::Path::new(source);
+        let clean = !path.components().any(|c| matches!(c, std::path::Component::ParentDir));
+        if !clean || !roots.iter().any(|root| path.starts_with(root)) {
+            return Err(CommandError::new(
+                "NotAllowed",
+                format!("host path `{source}` is outside the agent's allowed volume roots"),
+            ));
+        }
+    } else if source.is_empty() || source.contains(['/', ':']) {
+        return Err(CommandError::new("InvalidArgument", format!("volume source `{source}` is not a volume name")));
+    }
+    Ok(format!("{source}:{target}{}", if read_only { ":ro" } else { "" }))
+}
+
+/// Returns the container definition of a RunInstance. Docker's own restart policy stays `no`:
+/// restarts are decided by the scheduler.
+pub fn create_body(run: &RunInstance, defaults: &Defaults) -> Result<ContainerCreateBody, CommandError> {
+    let spec = run.spec.as_ref().ok_or_else(|| CommandError::new("InvalidArgument", "run without a spec"))?;
+    let limits = spec.resources.as_ref().and_then(|r| r.limits);
+    let mut exposed = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for port in &spec.ports {
+        let proto = if port.protocol == Protocol::Udp as i32 { "udp" } else { "tcp" };
+        let key = format!("{}/{proto}", port.container_port);
+        exposed.push(key.clone());
+        if port.host_port != 0 {
+            bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
+                host_ip: (!port.host_ip.is_empty()).then(|| port.host_ip.clone()),
+                host_port: Some(port.host_port.to_string()),
+            });
+        }
+    }
+    let binds = spec
+        .volumes
+        .iter()
+        .map(|v| bind(&v.source, &v.target, v.read_only, &defaults.volume_roots))
+        .collect::<Result<Vec<_>, _>>()?;
+    let healthcheck = spec.health_check.as_ref().filter(|h| !h.command.is_empty()).map(|h| HealthConfig {
+        test: Some(std::iter::once("CMD".to_owned()).chain(h.command.iter().cloned()).collect()),
+        interval: nanos(&h.interval),
+        timeout: nanos(&h.timeout),
+        retries: (h.retries > 0).then_some(i64::from(h.retries)),
+        start_period: nanos(&h.start_period),
+        ..Default::default()
+    });
+    let stop_timeout = duration(&spec.stop_timeout).unwrap_or(DEFAULT_STOP_TIMEOUT);
+    let network = if spec.network.is_empty() { defaults.network_mode.clone() } else { spec.network.clone() };
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    Ok(ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
+        env: Some(spec.env.iter().map(|e| format!("{}={}", e.name, e.value)).collect()),
+        labels: Some(labels(run, &defaults.node_id)),
+        working_dir: non_empty(&spec.working_dir),
+        user: non_empty(&spec.user),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        stop_timeout: Some(stop_timeout.as_secs() as i64),
+        healthcheck,
+        host_config: Some(HostConfig {
+            nano_cpus: limits.filter(|l| l.cpu_millis > 0).map(|l| l.cpu_millis * 1_000_000),
+            memory: limits.filter(|l| l.memory_bytes > 0).map(|l| l.memory_bytes),
+            network_mode: Some(network),
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            binds: (!binds.is_empty()).then_some(binds),
+            restart_policy: Some(DockerRestart { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// Parses a Docker RFC 3339 time; Docker's zero time (`0001-01-01...`) is `None`.
+pub fn docker_time(s: Option<&str>) -> Option<prost_types::Timestamp> {
+    let s = s?;
+    if s.starts_with("0001-") {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Returns an inspected container's state as an [`InstanceStatus`], or `None` if it is not a
+/// Persys instance. `stopped_on_request` says the agent stopped it (phase STOPPED on exit).
+pub fn status_of(
+    c: &ContainerInspectResponse,
+    node_id: &str,
+    stopped_on_request: bool,
+) -> Option<(String, InstanceStatus)> {
+    let labels = c.config.as_ref()?.labels.as_ref()?;
+    if labels.get(LABEL_MANAGED).map(String::as_str) != Some("true") {
+        return None;
+    }
+    let workload_id = labels.get(LABEL_WORKLOAD_ID).cloned().unwrap_or_default();
+    let instance_id = labels
+        .get(LABEL_INSTANCE_ID)
+        .cloned()
+        .or_else(|| c.name.as_deref().map(|n| n.trim_start_matches('/').to_owned()))
+        .unwrap_or_default();
+    let state = c.state.clone().unwrap_or_default();
+    let exited_once = docker_time(state.finished_at.as_deref()).is_some();
+    let exit_code = state.exit_code.unwrap_or(0) as i32;
+    let health = state.health.as_ref().and_then(|h| h.status);
+    use ContainerStateStatusEnum as S;
+    let (phase, reason) = match state.status {
+        Some(S::CREATED) => (WorkloadPhase::Starting, "ContainerCreated"),
+        Some(S::RUNNING | S::RESTARTING) => match health {
+            Some(HealthStatusEnum::STARTING) => (WorkloadPhase::Starting, "HealthCheckPending"),
+            Some(HealthStatusEnum::UNHEALTHY) => (WorkloadPhase::Running, "Unhealthy"),
+            _ => (WorkloadPhase::Running, ""),
+        },
+        Some(S::PAUSED) => (WorkloadPhase::Running, "Paused"),
+        Some(S::EXITED | S::DEAD | S::REMOVING) => {
+            if state.oom_killed == Some(true) {
+                (WorkloadPhase::Failed, "OOMKilled")
+            } else if stopped_on_request {
+                (WorkloadPhase::Stopped, "Stopped")
+            } else if exit_code == 0 && state.status != Some(S::DEAD) {
+                (WorkloadPhase::Succeeded, "Completed")
+            } else {
+                (WorkloadPhase::Failed, "Error")
+            }
+        }
+        _ => (WorkloadPhase::Starting, "Unknown"),
+    };
+    let status = InstanceStatus {
+        instance_id,
+        replica_index: labels.get(LABEL_REPLICA_INDEX).and_then(|r| r.parse().ok()).unwrap_or(0),
+        node_id: node_id.to_owned(),
+        phase: phase as i32,
+        reason: reason.to_owned(),
+        message: state.error.clone().unwrap_or_default(),
+        container_id: c.id.clone().unwrap_or_default(),
+        restart_count: c.restart_count.unwrap_or(0) as i32,
+        exit_code: exited_once.then_some(exit_code),
+        started_at: docker_time(state.started_at.as_deref()),
+        finished_at: docker_time(state.finished_at.as_deref()),
+        image_digest: c.image.clone().unwrap_or_default(),
+    };
+    Some((workload_id, status))
+}
+
+/// Returns whether a phase means the container has exited.
+pub fn is_exited(phase: i32) -> bool {
+    [WorkloadPhase::Succeeded, WorkloadPhase::Failed, WorkloadPhase::Stopped].iter().any(|p| *p as i32 == phase)
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::{ContainerConfig, ContainerState};
+    use persys_proto::{
+        common::v1::ResourceQuantities,
+        scheduler::v1::{EnvVar, PortMapping, ResourceRequirements, VolumeMount, WorkloadSpec},
+    };
+
+    use super::*;
+
+    fn defaults() -> Defaults {
+        Defaults { node_id: "node-1".into(), network_mode: "bridge".into(), volume_roots: vec!["/srv/data".into()] }
+    }
+
+    fn run(spec: WorkloadSpec) -> RunInstance {
+        RunInstance {
+            workload_id: "w1".into(),
+            instance_id: "w1-0-abc".into(),
+            replica_index: 2,
+            workload_name: "web".into(),
+            spec: Some(spec),
+        }
+    }
+
+    #[test]
+    fn a_spec_becomes_a_labelled_limited_container_without_a_restart_policy() {
+        let spec = WorkloadSpec {
+            image: "nginx:1.27".into(),
+            command: vec!["/bin/sh".into()],
+            args: vec!["-c".into(), "echo hi".into()],
+            env: vec![EnvVar { name: "A".into(), value: "1".into(), sensitive: true }],
+            ports: vec![PortMapping { container_port: 80, host_port: 8080, ..Default::default() }],
+            resources: Some(ResourceRequirements {
+                requests: None,
+                limits: Some(ResourceQuantities { cpu_millis: 500, memory_bytes: 64 << 20, disk_bytes: 0 }),
+            }),
+            labels: [("team".to_owned(), "a".to_owned()), ("persys.managed".to_owned(), "false".to_owned())].into(),
+            volumes: vec![VolumeMount { source: "data".into(), target: "/data".into(), read_only: true }],
+            working_dir: "/app".into(),
+            user: "1000:1000".into(),
+            ..Default::default()
+        };
+        let body = create_body(&run(spec), &defaults()).unwrap();
+        let host = body.host_config.as_ref().unwrap();
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(host.restart_policy.as_ref().unwrap().name, Some(RestartPolicyNameEnum::NO));
+        assert_eq!(host.binds.as_ref().unwrap(), &["data:/data:ro"]);
+        let binding = &host.port_bindings.as_ref().unwrap()["80/tcp"].as_ref().unwrap()[0];
+        assert_eq!(binding.host_port.as_deref(), Some("8080"));
+        let labels = body.labels.as_ref().unwrap();
+        assert_eq!(labels["persys.managed"], "true");
+        assert_eq!(labels["persys.workload-name"], "web");
+        assert_eq!(labels["persys.replica-index"], "2");
+        assert_eq!(labels["persys.node-id"], "node-1");
+        assert_eq!(labels["team"], "a");
+        assert_eq!(body.entrypoint.as_ref().unwrap(), &["/bin/sh"]);
+        assert_eq!(body.env.as_ref().unwrap(), &["A=1"]);
+        assert_eq!(body.stop_timeout, Some(10));
+    }
+
+    #[test]
+    fn host_paths_outside_the_allowed_roots_are_refused() {
+        let mount = |source: &str| WorkloadSpec {
+            image: "x".into(),
+            volumes: vec![VolumeMount { source: source.into(), target: "/d".into(), read_only: false }],
+            ..Default::default()
+        };
+        assert!(create_body(&run(mount("/srv/data/a")), &defaults()).is_ok());
+        assert_eq!(create_body(&run(mount("/etc")), &defaults()).unwrap_err().reason, "NotAllowed");
+        assert_eq!(create_body(&run(mount("/srv/data/../../etc")), &defaults()).unwrap_err().reason, "NotAllowed");
+    }
+
+    #[test]
+    fn unspecified_pull_policy_depends_on_the_tag() {
+        let unspecified = ImagePullPolicy::Unspecified as i32;
+        assert_eq!(effective_pull_policy("busybox", unspecified), ImagePullPolicy::Always);
+        assert_eq!(effective_pull_policy("busybox:latest", unspecified), ImagePullPolicy::Always);
+        assert_eq!(effective_pull_policy("localhost:5000/busybox", unspecified), ImagePullPolicy::Always);
+        assert_eq!(effective_pull_policy("busybox:1.36", unspecified), ImagePullPolicy::IfNotPresent);
+        assert_eq!(effective_pull_policy("a/b@sha256:00", unspecified), ImagePullPolicy::IfNotPresent);
+        assert_eq!(effective_pull_policy("busybox", ImagePullPolicy::Never as i32), ImagePullPolicy::Never);
+    }
+
+    fn inspected(status: ContainerStateStatusEnum, exit: i64, oom: bool) -> ContainerInspectResponse {
+        ContainerInspectResponse {
+            id: Some("c1".into()),
+            config: Some(ContainerConfig {
+                labels: Some(
+                    [
+                        ("persys.managed", "true"),
+                        ("persys.workload-id", "w1"),
+                        ("persys.instance-id", "i1"),
+                        ("persys.replica-index", "3"),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                ),
+                ..Default::default()
+            }),
+            state: Some(ContainerState {
+                status: Some(status),
+                exit_code: Some(exit),
+                oom_killed: Some(oom),
+                started_at: Some("2024-05-01T10:00:00.5Z".into()),
+                finished_at: Some(if status == ContainerStateStatusEnum::RUNNING {
+                    "0001-01-01T00:00:00Z".into()
+                } else {
+                    "2024-05-01T10:01:00Z".into()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn docker_states_map_to_phases() {
+        use ContainerStateStatusEnum as S;
+        let phase = |s, exit, oom, stopped| {
+            let (_, st) = status_of(&inspected(s, exit, oom), "n", stopped).unwrap();
+            (WorkloadPhase::try_from(st.phase).unwrap(), st.reason, st.exit_code)
+        };
+        assert_eq!(phase(S::RUNNING, 0, false, false), (WorkloadPhase::Running, String::new(), None));
+        assert_eq!(phase(S::EXITED, 0, false, false), (WorkloadPhase::Succeeded, "Completed".into(), Some(0)));
+        assert_eq!(phase(S::EXITED, 137, false, false), (WorkloadPhase::Failed, "Error".into(), Some(137)));
+        assert_eq!(phase(S::EXITED, 137, true, false), (WorkloadPhase::Failed, "OOMKilled".into(), Some(137)));
+        assert_eq!(phase(S::EXITED, 143, false, true), (WorkloadPhase::Stopped, "Stopped".into(), Some(143)));
+        assert_eq!(phase(S::CREATED, 0, false, false).0, WorkloadPhase::Starting);
+        let (workload, st) = status_of(&inspected(S::RUNNING, 0, false), "n", false).unwrap();
+        assert_eq!((workload.as_str(), st.instance_id.as_str(), st.replica_index), ("w1", "i1", 3));
+        assert_eq!(st.started_at.unwrap().seconds, 1714557600);
+    }
+}

@@ -1,0 +1,588 @@
+//! The Docker driver: runs instances as containers through bollard and reports every change
+//! the engine's event stream announces.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bollard::{
+    API_DEFAULT_VERSION, Docker,
+    container::LogOutput,
+    exec::{CreateExecOptions, StartExecOptions, StartExecResults},
+    models::ContainerInspectResponse,
+    query_parameters::{
+        CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
+        RemoveContainerOptions, RestartContainerOptions, StopContainerOptions,
+    },
+};
+use futures::StreamExt;
+use persys_kit::shutdown::Shutdown;
+use persys_proto::{
+    common::v1::OutputStream,
+    scheduler::v1::{
+        ExecExit, ExecInstance, FetchLogs, ImagePullPolicy, ImagePullProgress, InstanceStatus, RunInstance,
+        WorkloadPhase, WorkloadStatusEvent,
+    },
+};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    LABEL_MANAGED, Output, bare_status,
+    container::{self, Defaults},
+    event, tail,
+};
+use crate::{error::CommandError, outbox::Outbox};
+
+const EXIT_TAIL_LINES: usize = super::EXIT_TAIL.0;
+const EXIT_TAIL_BYTES: usize = super::EXIT_TAIL.1;
+/// Output of one exec kept at most; the rest is dropped.
+pub const EXEC_OUTPUT_CAP: usize = 4 * 1024 * 1024;
+/// Deadline of plain engine calls; stops get their grace period on top.
+const CALL_TIMEOUT: u64 = 60;
+
+/// Containers through a Docker engine.
+#[derive(Debug)]
+pub struct DockerDriver {
+    docker: Docker,
+    defaults: Defaults,
+    outbox: Arc<Outbox>,
+    /// Last reported status per container id, to report changes only once.
+    last: Mutex<HashMap<String, WorkloadStatusEvent>>,
+    /// Instances the agent stopped on request (their exit is STOPPED, not FAILED).
+    stopped: Mutex<HashSet<String>>,
+    healthy: AtomicBool,
+    version: Mutex<String>,
+}
+
+impl DockerDriver {
+    /// Connects to the engine at `address` (`unix:///path` or `tcp://host:port`) and agrees on
+    /// the API version; an engine that is down is retried by [`DockerDriver::watch`].
+    pub async fn connect(address: &str, defaults: Defaults, outbox: Arc<Outbox>) -> Result<Arc<Self>, String> {
+        let docker = if let Some(path) = address.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, CALL_TIMEOUT, API_DEFAULT_VERSION)
+        } else if address.starts_with("tcp://") || address.starts_with("http://") {
+            Docker::connect_with_http(&address.replacen("tcp://", "http://", 1), CALL_TIMEOUT, API_DEFAULT_VERSION)
+        } else {
+            Docker::connect_with_unix(address, CALL_TIMEOUT, API_DEFAULT_VERSION)
+        }
+        .map_err(|e| format!("docker at {address}: {e}"))?;
+        let driver = Arc::new(Self {
+            docker,
+            defaults,
+            outbox,
+            last: Mutex::default(),
+            stopped: Mutex::default(),
+            healthy: AtomicBool::new(false),
+            version: Mutex::default(),
+        });
+        if let Err(error) = driver.negotiate().await {
+            tracing::warn!(%error, "docker engine not reachable yet; retrying in the background");
+        }
+        Ok(driver)
+    }
+
+    async fn negotiate(&self) -> Result<(), bollard::errors::Error> {
+        // Clones share the version, so negotiating on one sets it for all.
+        let docker = tokio::time::timeout(Duration::from_secs(10), self.docker.clone().negotiate_version())
+            .await
+            .map_err(|_| bollard::errors::Error::RequestTimeoutError)??;
+        let version = docker.version().await?;
+        *self.version.lock().expect("version lock") = version.version.unwrap_or_default();
+        self.healthy.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Returns the engine version, e.g. `20.10.24`; empty before the first contact.
+    pub fn version(&self) -> String {
+        self.version.lock().expect("version lock").clone()
+    }
+
+    /// Returns `None` when the engine answers, else why not.
+    pub async fn health(&self) -> Option<String> {
+        match tokio::time::timeout(Duration::from_secs(3), self.docker.ping()).await {
+            Ok(Ok(_)) => {
+                self.healthy.store(true, Ordering::Relaxed);
+                None
+            }
+            Ok(Err(e)) => Some(format!("docker: {e}")),
+            Err(_) => Some("docker: ping timed out".into()),
+        }
+    }
+
+    /// Returns the Docker client (for tests and benchmarks that inspect containers).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    fn is_stopped(&self, instance_id: &str) -> bool {
+        self.stopped.lock().expect("stopped lock").contains(instance_id)
+    }
+
+    fn mark_stopped(&self, instance_id: &str, stopped: bool) {
+        let mut set = self.stopped.lock().expect("stopped lock");
+        if stopped {
+            set.insert(instance_id.to_owned());
+        } else {
+            set.remove(instance_id);
+        }
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<ContainerInspectResponse>, CommandError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(c) => Ok(Some(c)),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn exit_tail(&self, container_id: &str) -> String {
+        let options =
+            LogsOptions { stdout: true, stderr: true, tail: EXIT_TAIL_LINES.to_string(), ..Default::default() };
+        let mut logs = self.docker.logs(container_id, Some(options));
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = logs.next().await {
+            text.push_str(&String::from_utf8_lossy(chunk.as_ref()));
+            if text.len() > 4 * EXIT_TAIL_BYTES {
+                text = tail(&text, EXIT_TAIL_LINES, EXIT_TAIL_BYTES);
+            }
+        }
+        tail(&text, EXIT_TAIL_LINES, EXIT_TAIL_BYTES)
+    }
+
+    /// Returns an instance's current status event, with the output tail when it has exited.
+    async fn current(&self, c: &ContainerInspectResponse) -> Option<WorkloadStatusEvent> {
+        let instance = c.config.as_ref()?.labels.as_ref()?.get(super::LABEL_INSTANCE_ID)?.clone();
+        let (workload_id, mut status) = container::status_of(c, &self.defaults.node_id, self.is_stopped(&instance))?;
+        if container::is_exited(status.phase) {
+            let output = self.exit_tail(&status.container_id).await;
+            status.message = match (status.message.is_empty(), output.is_empty()) {
+                (_, true) => status.message,
+                (true, false) => output,
+                (false, false) => format!("{}\n{output}", status.message),
+            };
+        }
+        Some(event(&workload_id, status, false))
+    }
+
+    /// Reports `e` if it differs from the last report of its container.
+    fn report(&self, container_id: &str, e: WorkloadStatusEvent) {
+        let mut last = self.last.lock().expect("last lock");
+        if last.get(container_id).is_some_and(|prev| prev.status == e.status && !e.removed) {
+            return;
+        }
+        if e.removed {
+            last.remove(container_id);
+        } else {
+            last.insert(container_id.to_owned(), e.clone());
+        }
+        drop(last);
+        self.outbox.push(e);
+    }
+
+    async fn refresh(&self, container_id: &str) {
+        match self.inspect(container_id).await {
+            Ok(Some(c)) => {
+                if let Some(e) = self.current(&c).await {
+                    self.report(container_id, e);
+                }
+            }
+            Ok(None) => self.gone(container_id),
+            Err(error) => tracing::warn!(container_id, %error, "inspecting a container failed"),
+        }
+    }
+
+    fn gone(&self, container_id: &str) {
+        let previous = self.last.lock().expect("last lock").get(container_id).cloned();
+        if let Some(mut e) = previous {
+            e.removed = true;
+            e.observed_at = Some(super::now());
+            if let Some(status) = &e.status {
+                self.mark_stopped(&status.instance_id, false);
+            }
+            self.report(container_id, e);
+        }
+    }
+
+    /// Returns the status of every Persys container on the engine (running or not), and
+    /// remembers them so later events report changes only.
+    pub async fn inventory(&self) -> Result<Vec<WorkloadStatusEvent>, CommandError> {
+        let filters: HashMap<String, Vec<String>> =
+            [("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")])].into();
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let list = self.docker.list_containers(Some(options)).await?;
+        let mut out = Vec::with_capacity(list.len());
+        let mut seen = HashSet::new();
+        for summary in list {
+            let Some(id) = summary.id else { continue };
+            if let Ok(Some(c)) = self.inspect(&id).await
+                && let Some(e) = self.current(&c).await
+            {
+                self.last.lock().expect("last lock").insert(id.clone(), e.clone());
+                seen.insert(id);
+                out.push(e);
+            }
+        }
+        let vanished: Vec<String> =
+            self.last.lock().expect("last lock").keys().filter(|id| !seen.contains(*id)).cloned().collect();
+        for id in vanished {
+            self.gone(&id);
+        }
+        Ok(out)
+    }
+
+    /// Follows the engine's container events and reports each change of a Persys container at
+    /// once. When the engine goes away it is retried with backoff and resynchronised.
+    pub async fn watch(self: Arc<Self>, shutdown: Shutdown) {
+        let mut attempt = 0u32;
+        loop {
+            if attempt > 0 {
+                self.healthy.store(false, Ordering::Relaxed);
+                let wait = crate::host::backoff(attempt, Duration::from_secs(30), rand::random());
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.clone().wait() => return,
+                }
+            }
+            if let Err(error) = self.negotiate().await {
+                tracing::warn!(%error, attempt, "docker engine unreachable");
+                attempt += 1;
+                continue;
+            }
+            // Replaying the last seconds closes the gap between subscribing and the resync below;
+            // reports are deduplicated.
+            let since = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+                .saturating_sub(2);
+            let filters: HashMap<String, Vec<String>> = [
+                ("type".to_owned(), vec!["container".to_owned()]),
+                ("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")]),
+            ]
+            .into();
+            let options = EventsOptions { since: Some(since.to_string()), until: None, filters: Some(filters) };
+            let mut events = self.docker.events(Some(options));
+            if let Err(error) = self.inventory().await {
+                tracing::warn!(%error, "resynchronising containers failed");
+            }
+            tracing::info!(version = %self.version(), "following docker events");
+            loop {
+                let next = tokio::select! {
+                    next = events.next() => next,
+                    _ = shutdown.clone().wait() => return,
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        attempt = 0;
+                        let action = message.action.unwrap_or_default();
+                        let Some(id) = message.actor.and_then(|a| a.id) else { continue };
+                        tracing::debug!(container_id = %id, %action, "docker event");
+                        match action.as_str() {
+                            "destroy" => self.gone(&id),
+                            a if a.starts_with("exec_") || a == "attach" || a == "resize" || a == "top" => {}
+                            _ => self.refresh(&id).await,
+                        }
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "docker event stream failed");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!("docker event stream ended");
+                        break;
+                    }
+                }
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Creates and starts an instance (idempotent on the instance id); pulls the image first
+    /// when the pull policy asks for it.
+    pub async fn run(&self, run: &RunInstance, output: &Output) -> Result<(), CommandError> {
+        let body = container::create_body(run, &self.defaults)?;
+        let spec = run.spec.as_ref().expect("create_body checked the spec");
+        let name = run.instance_id.as_str();
+        self.mark_stopped(name, false);
+        if let Some(existing) = self.inspect(name).await? {
+            let running = existing.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+            if !running {
+                self.docker.start_container(name, None).await?;
+            }
+            if let Some(id) = &existing.id {
+                self.refresh(id).await;
+            }
+            return Ok(());
+        }
+        if let Err(e) = self.ensure_image(run, &spec.image, spec.image_pull_policy, output).await {
+            self.fail(run, &e);
+            return Err(e);
+        }
+        let options = CreateContainerOptions { name: Some(name.to_owned()), ..Default::default() };
+        let created = match self.docker.create_container(Some(options), body).await {
+            Ok(created) => created,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {
+                // A concurrent run of the same instance won the race; it reports the outcome.
+                return Ok(());
+            }
+            Err(e) => {
+                let e = CommandError::new("CreateFailed", CommandError::from(e).message);
+                self.fail(run, &e);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
+            let e = CommandError::new("StartFailed", CommandError::from(e).message);
+            self.refresh(&created.id).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn fail(&self, run: &RunInstance, e: &CommandError) {
+        let status = bare_status(run, &self.defaults.node_id, WorkloadPhase::Failed, e.reason, &e.message);
+        self.outbox.push(event(&run.workload_id, status, false));
+    }
+
+    async fn ensure_image(
+        &self,
+        run: &RunInstance,
+        image: &str,
+        policy: i32,
+        output: &Output,
+    ) -> Result<(), CommandError> {
+        let policy = container::effective_pull_policy(image, policy);
+        if policy != ImagePullPolicy::Always {
+            match self.docker.inspect_image(image).await {
+                Ok(_) => return Ok(()),
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if policy == ImagePullPolicy::Never {
+                return Err(CommandError::new(
+                    "ImageNotPresent",
+                    format!("image `{image}` is not on the node and the pull policy is Never"),
+                ));
+            }
+        }
+        let pulling = bare_status(run, &self.defaults.node_id, WorkloadPhase::Starting, "PullingImage", image);
+        self.outbox.push(event(&run.workload_id, pulling, false));
+        self.pull(run, image, output).await
+    }
+
+    async fn pull(&self, run: &RunInstance, image: &str, output: &Output) -> Result<(), CommandError> {
+        let options = CreateImageOptions { from_image: Some(image.to_owned()), ..Default::default() };
+        let mut stream = self.docker.create_image(Some(options), None, None);
+        let mut layers: HashMap<String, (i64, i64)> = HashMap::new();
+        let mut last_sent: Option<Instant> = None;
+        let mut status = String::new();
+        let progress = |layers: &HashMap<String, (i64, i64)>, status: &str, done: bool| ImagePullProgress {
+            command_id: String::new(),
+            instance_id: run.instance_id.clone(),
+            image: image.to_owned(),
+            current_bytes: layers.values().map(|l| l.0).sum(),
+            total_bytes: layers.values().map(|l| l.1).sum(),
+            status: status.to_owned(),
+            done,
+        };
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| CommandError::new("ImagePullFailed", format!("pulling `{image}`: {e}")))?;
+            if let (Some(id), Some(detail)) = (&info.id, &info.progress_detail)
+                && let (Some(current), Some(total)) = (detail.current, detail.total)
+            {
+                layers.insert(id.clone(), (current, total));
+            }
+            status = info.status.unwrap_or(status);
+            if last_sent.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_sent = Some(Instant::now());
+                output.pull_progress(progress(&layers, &status, false)).await;
+            }
+        }
+        output.pull_progress(progress(&layers, &status, true)).await;
+        Ok(())
+    }
+
+    fn with_grace(&self, grace: Option<Duration>) -> (Option<i32>, Docker) {
+        let t = grace.map(|g| g.as_secs().min(i32::MAX as u64) as i32);
+        let wait = t.map(|t| t as u64).unwrap_or(container::DEFAULT_STOP_TIMEOUT.as_secs()).max(30);
+        (t, self.docker.clone().with_timeout(Duration::from_secs(CALL_TIMEOUT + wait)))
+    }
+
+    /// Stops an instance: SIGTERM, then SIGKILL after the grace period (the container's own
+    /// stop timeout when `None`). The container is kept.
+    pub async fn stop(&self, instance_id: &str, grace: Option<Duration>) -> Result<(), CommandError> {
+        self.mark_stopped(instance_id, true);
+        let (t, docker) = self.with_grace(grace);
+        match docker.stop_container(instance_id, Some(StopContainerOptions { t, signal: None })).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stops (if running) and removes an instance; an instance that is already gone counts
+    /// as removed.
+    pub async fn remove(&self, instance_id: &str, grace: Option<Duration>, volumes: bool) -> Result<(), CommandError> {
+        match self.stop(instance_id, grace).await {
+            Ok(()) => {}
+            Err(e) if e.reason == "ContainerNotFound" => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let options = RemoveContainerOptions { v: volumes, force: true, link: false };
+        match self.docker.remove_container(instance_id, Some(options)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Restarts an instance in place.
+    pub async fn restart(&self, instance_id: &str, grace: Option<Duration>) -> Result<(), CommandError> {
+        self.mark_stopped(instance_id, false);
+        let (t, docker) = self.with_grace(grace);
+        docker.restart_container(instance_id, Some(RestartContainerOptions { t, signal: None })).await?;
+        Ok(())
+    }
+
+    /// Sends an instance's output as chunks; with `follow`, until the container stops or the
+    /// command is canceled.
+    pub async fn logs(&self, req: &FetchLogs, output: &Output, cancel: &CancellationToken) -> Result<(), CommandError> {
+        if self.inspect(&req.instance_id).await?.is_none() {
+            return Err(CommandError::new("ContainerNotFound", format!("no instance `{}`", req.instance_id)));
+        }
+        let options = LogsOptions {
+            follow: req.follow,
+            stdout: true,
+            stderr: true,
+            since: req.since.map(|t| t.seconds.clamp(0, i32::MAX as i64) as i32).unwrap_or(0),
+            until: 0,
+            timestamps: false,
+            tail: req.tail_lines.map(|n| n.max(0).to_string()).unwrap_or_else(|| "all".into()),
+        };
+        let mut stream = self.docker.logs(&req.instance_id, Some(options));
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                _ = cancel.cancelled() => return Err(CommandError::canceled()),
+            };
+            match next {
+                Some(Ok(chunk)) => send_output(output, chunk).await?,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Runs a command inside a running instance, streaming its output; returns how it ended.
+    pub async fn exec(
+        &self,
+        req: &ExecInstance,
+        output: &Output,
+        cancel: &CancellationToken,
+    ) -> Result<ExecExit, CommandError> {
+        if req.command.is_empty() {
+            return Err(CommandError::new("InvalidArgument", "exec without a command"));
+        }
+        let started = Instant::now();
+        let options = CreateExecOptions {
+            attach_stdin: Some(!req.stdin.is_empty()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            env: Some(req.env.iter().map(|e| format!("{}={}", e.name, e.value)).collect()),
+            cmd: Some(req.command.clone()),
+            working_dir: (!req.working_dir.is_empty()).then(|| req.working_dir.clone()),
+            ..Default::default()
+        };
+        let exec = self.docker.create_exec(&req.instance_id, options).await?;
+        let StartExecResults::Attached { output: mut stream, mut input } =
+            self.docker.start_exec(&exec.id, Some(StartExecOptions::default())).await?
+        else {
+            return Err(CommandError::new("RuntimeError", "exec started detached"));
+        };
+        if !req.stdin.is_empty() {
+            input
+                .write_all(&req.stdin)
+                .await
+                .map_err(|e| CommandError::new("RuntimeError", format!("exec stdin: {e}")))?;
+        }
+        let _ = input.shutdown().await;
+        let timeout = container::duration(&req.timeout).filter(|d| !d.is_zero());
+        let deadline = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut sent = 0usize;
+        let mut truncated = false;
+        let mut timed_out = false;
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                _ = &mut deadline => { timed_out = true; break; }
+                _ = cancel.cancelled() => return Err(CommandError::canceled()),
+            };
+            match next {
+                Some(Ok(chunk)) => {
+                    let len = chunk.as_ref().len();
+                    if sent + len > EXEC_OUTPUT_CAP {
+                        truncated = true;
+                        continue;
+                    }
+                    sent += len;
+                    send_output(output, chunk).await?;
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => break,
+            }
+        }
+        let mut exit_code = -1;
+        if !timed_out {
+            // The exit code is set once the engine has reaped the process, just after the
+            // output ends.
+            for _ in 0..50 {
+                let inspect = self.docker.inspect_exec(&exec.id).await?;
+                if inspect.running != Some(true) {
+                    exit_code = inspect.exit_code.unwrap_or(-1) as i32;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Ok(ExecExit {
+            exit_code,
+            timed_out,
+            output_truncated: truncated,
+            duration: prost_types::Duration::try_from(started.elapsed()).ok(),
+        })
+    }
+
+    /// Returns whether a Persys container with this instance id exists.
+    pub async fn has(&self, instance_id: &str) -> bool {
+        matches!(self.inspect(instance_id).await, Ok(Some(_)))
+    }
+
+    /// Returns the status the driver last reported for an instance, if any.
+    pub fn last_status(&self, instance_id: &str) -> Option<InstanceStatus> {
+        self.last
+            .lock()
+            .expect("last lock")
+            .values()
+            .filter_map(|e| e.status.clone())
+            .find(|s| s.instance_id == instance_id)
+    }
+}
+
+async fn send_output(output: &Output, chunk: LogOutput) -> Result<(), CommandError> {
+    let (stream, data) = match chunk {
+        LogOutput::StdErr { message } => (OutputStream::Stderr, message),
+        LogOutput::StdOut { message } | LogOutput::Console { message } => (OutputStream::Stdout, message),
+        LogOutput::StdIn { .. } => return Ok(()),
+    };
+    output.chunk(stream, data).await
+}

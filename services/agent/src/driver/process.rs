@@ -1,0 +1,325 @@
+//! The process driver: runs an instance as a process on the host, for machines without
+//! Docker (e.g. the all-in-one stack). Off unless `--drivers` lists `process`.
+//!
+//! A RunInstance belongs to this driver when its image is empty or starts with `process://`.
+//! The program is the path after `process://` when there is one, followed by the spec's
+//! command and args; with a bare `process://` or an empty image, `command[0]` is the program.
+//! The process runs as the agent's user, in its own process group, with the spec's env and
+//! working directory (default: the instance's directory under `<state-dir>/processes`);
+//! stdout and stderr go to files there. A stop sends SIGTERM to the group and SIGKILL after
+//! the grace period. Resource limits, ports, volumes and `user` are not applied (a spec with a
+//! user is refused). Processes do not outlive the agent: they are stopped when it exits.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use persys_proto::{
+    common::v1::OutputStream,
+    scheduler::v1::{FetchLogs, InstanceStatus, RunInstance, WorkloadPhase, WorkloadStatusEvent},
+};
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{EXIT_TAIL, Output, PROCESS_SCHEME, bare_status, container, event, now, tail};
+use crate::{error::CommandError, outbox::Outbox};
+
+struct Proc {
+    run: RunInstance,
+    status: Mutex<InstanceStatus>,
+    pid: Mutex<Option<u32>>,
+    stop_requested: AtomicBool,
+    /// `true` once the current process has exited.
+    exited: watch::Sender<bool>,
+}
+
+/// Host processes (see the module docs).
+pub struct ProcessDriver {
+    dir: PathBuf,
+    node_id: String,
+    outbox: Arc<Outbox>,
+    procs: Mutex<HashMap<String, Arc<Proc>>>,
+}
+
+impl std::fmt::Debug for ProcessDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessDriver").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+/// Returns the program and its arguments for a spec (see the module docs).
+pub fn argv(image: &str, command: &[String], args: &[String]) -> Result<(String, Vec<String>), CommandError> {
+    let path = image.strip_prefix(PROCESS_SCHEME).unwrap_or("");
+    let mut all: Vec<String> = command.iter().chain(args).cloned().collect();
+    let program = if path.is_empty() {
+        if all.is_empty() {
+            return Err(CommandError::new(
+                "InvalidArgument",
+                "a process instance needs a program: process:///path or a command",
+            ));
+        }
+        all.remove(0)
+    } else {
+        path.to_owned()
+    };
+    Ok((program, all))
+}
+
+impl ProcessDriver {
+    /// Returns a driver keeping its files under `dir`.
+    pub fn new(dir: PathBuf, node_id: String, outbox: Arc<Outbox>) -> Self {
+        Self { dir, node_id, outbox, procs: Mutex::default() }
+    }
+
+    fn get(&self, instance_id: &str) -> Result<Arc<Proc>, CommandError> {
+        self.procs
+            .lock()
+            .expect("procs lock")
+            .get(instance_id)
+            .cloned()
+            .ok_or_else(|| CommandError::new("ContainerNotFound", format!("no process instance `{instance_id}`")))
+    }
+
+    /// Returns whether this driver runs the instance.
+    pub fn has(&self, instance_id: &str) -> bool {
+        self.procs.lock().expect("procs lock").contains_key(instance_id)
+    }
+
+    fn report(&self, proc: &Proc, removed: bool) {
+        let status = proc.status.lock().expect("status lock").clone();
+        self.outbox.push(event(&proc.run.workload_id, status, removed));
+    }
+
+    fn instance_dir(&self, instance_id: &str) -> PathBuf {
+        self.dir.join(instance_id)
+    }
+
+    /// Starts an instance; an instance that already runs is left alone and reported.
+    pub async fn run(self: &Arc<Self>, run: &RunInstance) -> Result<(), CommandError> {
+        let spec = run.spec.as_ref().ok_or_else(|| CommandError::new("InvalidArgument", "run without a spec"))?;
+        if !spec.user.is_empty() {
+            return Err(CommandError::new("NotAllowed", "the process driver runs processes as the agent's user"));
+        }
+        let existing = self.procs.lock().expect("procs lock").get(&run.instance_id).cloned();
+        if let Some(proc) = &existing
+            && !*proc.exited.borrow()
+        {
+            self.report(proc, false);
+            return Ok(());
+        }
+        let (program, args) = argv(&spec.image, &spec.command, &spec.args)?;
+        let dir = self.instance_dir(&run.instance_id);
+        let io = |e: std::io::Error| CommandError::new("StartFailed", format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let open = |name: &str| std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).map_err(io);
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()))
+            .envs(spec.env.iter().map(|e| (e.name.clone(), e.value.clone())))
+            .current_dir(if spec.working_dir.is_empty() { dir.clone() } else { PathBuf::from(&spec.working_dir) })
+            .stdin(Stdio::null())
+            .stdout(open("stdout.log")?)
+            .stderr(open("stderr.log")?)
+            .process_group(0)
+            .kill_on_drop(false);
+        let proc = existing.unwrap_or_else(|| {
+            Arc::new(Proc {
+                run: run.clone(),
+                status: Mutex::new(bare_status(run, &self.node_id, WorkloadPhase::Starting, "", "")),
+                pid: Mutex::new(None),
+                stop_requested: AtomicBool::new(false),
+                exited: watch::channel(true).0,
+            })
+        });
+        self.procs.lock().expect("procs lock").insert(run.instance_id.clone(), proc.clone());
+        proc.stop_requested.store(false, Ordering::Relaxed);
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let message = format!("starting `{program}`: {e}");
+                {
+                    let mut status = proc.status.lock().expect("status lock");
+                    status.phase = WorkloadPhase::Failed as i32;
+                    status.reason = "StartFailed".into();
+                    status.message = message.clone();
+                }
+                self.report(&proc, false);
+                return Err(CommandError::new("StartFailed", message));
+            }
+        };
+        let pid = child.id();
+        *proc.pid.lock().expect("pid lock") = pid;
+        proc.exited.send_replace(false);
+        {
+            let mut status = proc.status.lock().expect("status lock");
+            status.phase = WorkloadPhase::Running as i32;
+            status.reason.clear();
+            status.message.clear();
+            status.container_id = pid.map(|p| format!("pid:{p}")).unwrap_or_default();
+            status.started_at = Some(now());
+            status.finished_at = None;
+        }
+        self.report(&proc, false);
+        let driver = self.clone();
+        tokio::spawn(async move {
+            let result = child.wait().await;
+            let code = match &result {
+                Ok(s) => s.code().unwrap_or_else(|| {
+                    use std::os::unix::process::ExitStatusExt;
+                    128 + s.signal().unwrap_or(0)
+                }),
+                Err(_) => -1,
+            };
+            let output = driver.exit_tail(&proc.run.instance_id);
+            {
+                let mut status = proc.status.lock().expect("status lock");
+                let (phase, reason) = if proc.stop_requested.load(Ordering::Relaxed) {
+                    (WorkloadPhase::Stopped, "Stopped")
+                } else if code == 0 {
+                    (WorkloadPhase::Succeeded, "Completed")
+                } else {
+                    (WorkloadPhase::Failed, "Error")
+                };
+                status.phase = phase as i32;
+                status.reason = reason.into();
+                status.exit_code = Some(code);
+                status.finished_at = Some(now());
+                status.message = output;
+            }
+            *proc.pid.lock().expect("pid lock") = None;
+            driver.report(&proc, false);
+            proc.exited.send_replace(true);
+        });
+        Ok(())
+    }
+
+    fn exit_tail(&self, instance_id: &str) -> String {
+        let dir = self.instance_dir(instance_id);
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        };
+        let stderr = read("stderr.log");
+        let text = if stderr.trim().is_empty() { read("stdout.log") } else { stderr };
+        tail(&text, EXIT_TAIL.0, EXIT_TAIL.1)
+    }
+
+    /// Stops an instance: SIGTERM to its process group, SIGKILL after `grace` (default 10 s).
+    pub async fn stop(&self, instance_id: &str, grace: Option<Duration>) -> Result<(), CommandError> {
+        let proc = self.get(instance_id)?;
+        proc.stop_requested.store(true, Ordering::Relaxed);
+        let Some(pid) = *proc.pid.lock().expect("pid lock") else { return Ok(()) };
+        let Some(group) = Pid::from_raw(pid as i32) else { return Ok(()) };
+        let _ = kill_process_group(group, Signal::TERM);
+        let mut exited = proc.exited.subscribe();
+        let grace = grace.unwrap_or(container::DEFAULT_STOP_TIMEOUT);
+        if tokio::time::timeout(grace, exited.wait_for(|e| *e)).await.is_err() {
+            let _ = kill_process_group(group, Signal::KILL);
+            let _ = exited.wait_for(|e| *e).await;
+        }
+        Ok(())
+    }
+
+    /// Stops and forgets an instance, deleting its files; an unknown instance counts as removed.
+    pub async fn remove(&self, instance_id: &str, grace: Option<Duration>) -> Result<(), CommandError> {
+        let Ok(proc) = self.get(instance_id) else { return Ok(()) };
+        self.stop(instance_id, grace).await?;
+        self.procs.lock().expect("procs lock").remove(instance_id);
+        let _ = std::fs::remove_dir_all(self.instance_dir(instance_id));
+        self.report(&proc, true);
+        Ok(())
+    }
+
+    /// Stops and starts an instance again.
+    pub async fn restart(self: &Arc<Self>, instance_id: &str, grace: Option<Duration>) -> Result<(), CommandError> {
+        let proc = self.get(instance_id)?;
+        self.stop(instance_id, grace).await?;
+        proc.status.lock().expect("status lock").restart_count += 1;
+        self.run(&proc.run).await
+    }
+
+    /// Sends an instance's captured output (stdout, then stderr); with `follow`, keeps sending
+    /// what is appended until the process exits or the command is canceled.
+    pub async fn logs(&self, req: &FetchLogs, output: &Output, cancel: &CancellationToken) -> Result<(), CommandError> {
+        let proc = self.get(&req.instance_id)?;
+        let dir = self.instance_dir(&req.instance_id);
+        let mut offsets = [0u64; 2];
+        let files = [(OutputStream::Stdout, "stdout.log"), (OutputStream::Stderr, "stderr.log")];
+        for (i, (stream, name)) in files.iter().enumerate() {
+            let data = std::fs::read(dir.join(name)).unwrap_or_default();
+            offsets[i] = data.len() as u64;
+            let text = String::from_utf8_lossy(&data);
+            let shown = match req.tail_lines {
+                Some(n) if n <= 0 => String::new(),
+                Some(n) => tail(&text, n as usize, usize::MAX),
+                None => text.into_owned(),
+            };
+            if !shown.is_empty() {
+                output.chunk(*stream, Bytes::from(shown)).await?;
+            }
+        }
+        if !req.follow {
+            return Ok(());
+        }
+        let mut exited = proc.exited.subscribe();
+        loop {
+            let done = *exited.borrow_and_update();
+            for (i, (stream, name)) in files.iter().enumerate() {
+                let data = std::fs::read(dir.join(name)).unwrap_or_default();
+                if data.len() as u64 > offsets[i] {
+                    output.chunk(*stream, Bytes::copy_from_slice(&data[offsets[i] as usize..])).await?;
+                    offsets[i] = data.len() as u64;
+                }
+            }
+            if done {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = exited.changed() => {}
+                _ = cancel.cancelled() => return Err(CommandError::canceled()),
+            }
+        }
+    }
+
+    /// Returns the status of every process instance.
+    pub fn inventory(&self) -> Vec<WorkloadStatusEvent> {
+        self.procs
+            .lock()
+            .expect("procs lock")
+            .values()
+            .map(|p| event(&p.run.workload_id, p.status.lock().expect("status lock").clone(), false))
+            .collect()
+    }
+
+    /// Stops every process (the agent is exiting).
+    pub async fn stop_all(&self, grace: Duration) {
+        let ids: Vec<String> = self.procs.lock().expect("procs lock").keys().cloned().collect();
+        for id in ids {
+            let _ = self.stop(&id, Some(grace)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_program_comes_from_the_image_path_or_the_command() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(argv("process:///bin/sleep", &[], &s(&["5"])).unwrap(), ("/bin/sleep".into(), s(&["5"])));
+        assert_eq!(argv("", &s(&["sh", "-c"]), &s(&["exit 3"])).unwrap(), ("sh".into(), s(&["-c", "exit 3"])));
+        assert_eq!(argv("process://", &s(&["true"]), &[]).unwrap(), ("true".into(), vec![]));
+        assert!(argv("process://", &[], &[]).is_err());
+    }
+}

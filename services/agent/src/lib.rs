@@ -1,0 +1,131 @@
+//! The Persys node agent.
+//!
+//! One per machine. It joins the cluster with a token (kubelet style), keeps its key and
+//! certificate in its state directory and rotates them before expiry, then holds one outgoing
+//! mTLS stream to the scheduler (`AgentService.Connect`): a hello with the full inventory,
+//! heartbeats, a status event at once for every container change the Docker event stream
+//! announces, and the commands the scheduler sends (run, stop, remove, restart, logs, exec,
+//! cancel). It needs no inbound port. Containers keep running while the scheduler is away;
+//! events are buffered (bounded) and the inventory is resent on reconnect.
+//!
+//! It does not decide anything: placement, restarts and rescheduling belong to the scheduler
+//! (Docker's own restart policy stays `no`). Host commands and container actions are refused.
+
+pub mod admin;
+pub mod bootstrap;
+pub mod commands;
+pub mod config;
+pub mod driver;
+pub mod error;
+pub mod host;
+pub mod outbox;
+pub mod session;
+pub mod state;
+
+use std::{sync::Arc, time::Duration};
+
+use persys_kit::{
+    client::{ClientOptions, mtls_channel},
+    shutdown::Shutdown,
+    tls::Tls,
+};
+use persys_proto::common::v1::ResourceQuantities;
+
+use crate::{
+    commands::Drivers,
+    config::Cli,
+    driver::{container::Defaults, docker::DockerDriver, process::ProcessDriver},
+    error::AgentError,
+    host::Host,
+    outbox::Outbox,
+    session::{Session, SessionConfig},
+    state::StateDir,
+};
+
+/// Joins if needed and returns the node id.
+async fn node_id(cli: &Cli, state: &StateDir, host: &Host) -> Result<String, AgentError> {
+    if let Some(id) = state.node_id()? {
+        let validity = state.validity()?;
+        if validity.not_after > std::time::SystemTime::now() {
+            return Ok(id);
+        }
+        tracing::warn!(node_id = %id, "the node certificate has expired; joining again");
+    }
+    let missing = |what: &str| AgentError::Join(format!("the node has not joined yet and {what} is not set"));
+    let token = cli.join_token()?.ok_or_else(|| missing("--join-token / --join-token-file"))?;
+    let bootstrap = cli.bootstrap_url()?.ok_or_else(|| missing("--bootstrap"))?;
+    let ca_file = cli.ca_file.as_ref().ok_or_else(|| missing("--ca-file"))?;
+    let ca_pem = std::fs::read(ca_file).map_err(|source| AgentError::StateDir { path: ca_file.clone(), source })?;
+    let params = bootstrap::JoinParams {
+        bootstrap_url: &bootstrap,
+        ca_pem: &ca_pem,
+        token: &token,
+        labels: cli.label_map()?.into_iter().collect(),
+        addresses: cli.addresses.clone(),
+    };
+    bootstrap::join(params, host, state).await
+}
+
+/// Runs the agent until `shutdown`.
+pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
+    let enabled = cli.driver_set()?;
+    let labels = cli.label_map()?;
+    let scheduler = cli.scheduler_url()?;
+    let state = StateDir::open(&cli.state_dir)?;
+    let reserved = ResourceQuantities {
+        cpu_millis: cli.reserved_cpu_millis,
+        memory_bytes: cli.reserved_memory_bytes,
+        disk_bytes: 0,
+    };
+    let host = Arc::new(Host::detect(cli.node_name.as_deref(), &reserved));
+    let node_id = node_id(&cli, &state, &host).await?;
+    let tls = Tls::load(state.tls_paths())?;
+    let outbox = Arc::new(Outbox::new(cli.event_buffer));
+
+    let mut drivers = Drivers::default();
+    if enabled.docker {
+        let defaults = Defaults {
+            node_id: node_id.clone(),
+            network_mode: cli.network_mode.clone(),
+            volume_roots: cli.volume_roots.clone(),
+        };
+        let docker =
+            DockerDriver::connect(&cli.docker_address(), defaults, outbox.clone()).await.map_err(AgentError::Driver)?;
+        tokio::spawn(docker.clone().watch(shutdown.clone()));
+        drivers.docker = Some(docker);
+    }
+    if enabled.process {
+        let dir = state.path().join("processes");
+        drivers.process = Some(Arc::new(ProcessDriver::new(dir, node_id.clone(), outbox.clone())));
+    }
+    let drivers = Arc::new(drivers);
+
+    // The kit's connector backoff is kept short: the session's own backoff paces reconnects.
+    let options = ClientOptions { max_backoff: Duration::from_secs(1), ..ClientOptions::default() };
+    let channel = mtls_channel(&scheduler, &tls, &options)?;
+    tokio::spawn(bootstrap::keep_renewed(channel.clone(), tls.clone(), state.clone(), shutdown.clone()));
+
+    let config = SessionConfig {
+        node_id: node_id.clone(),
+        labels: labels.into_iter().collect(),
+        addresses: cli.addresses.clone(),
+        heartbeat_interval: cli.heartbeat_interval,
+        max_backoff: cli.max_backoff,
+    };
+    let session = Session::new(config, channel, host, drivers.clone(), outbox);
+    let admin = match cli.admin_listen()? {
+        Some(addr) => Some(
+            admin::spawn(addr, admin::Admin::new(&node_id, &scheduler, &state, &session, &drivers), shutdown.clone())
+                .await?,
+        ),
+        None => None,
+    };
+    persys_kit::server::announce_ready("agent", &[("admin_api", admin)]);
+    tracing::info!(%node_id, scheduler = %cli.scheduler, "agent started");
+    session.run(shutdown).await;
+    if let Some(p) = &drivers.process {
+        p.stop_all(Duration::from_secs(5)).await;
+    }
+    tracing::info!("agent stopped; containers keep running");
+    Ok(())
+}
