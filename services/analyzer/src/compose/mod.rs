@@ -1,0 +1,145 @@
+//! The compose parser: the subset of the compose spec that decides how services run
+//! (services, image and build, ports in short and long syntax, environment as list or map,
+//! env_file, depends_on, healthcheck, volumes, deploy resources and replicas, profiles) plus
+//! extension fields, which are accepted and ignored. Malformed files are reported with file,
+//! line, column and the path of the offending key.
+
+mod de;
+mod interpolate;
+mod model;
+
+use std::collections::BTreeMap;
+
+pub use de::CommandLine;
+pub use interpolate::parse_dotenv;
+pub use model::{
+    Build, ComposeFile, DependsOn, Deploy, EnvFile, HealthTest, Healthcheck, Port, Resources, Service, TopVolume,
+    VolumeKind, VolumeMount,
+};
+
+/// A malformed compose file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ComposeError {
+    /// File path, relative to the application root.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong, with the path of the key, e.g. `services.web.ports[0]: ...`.
+    pub message: String,
+}
+
+/// A parsed compose file and what interpolation could not resolve.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parsed {
+    /// The file.
+    pub file: ComposeFile,
+    /// Variables referenced without a value in `.env` (they became empty strings).
+    pub unset_variables: Vec<String>,
+}
+
+/// Parses a compose file; `dotenv` holds the variables of the project's `.env` file.
+pub fn parse(text: &str, path: &str, dotenv: BTreeMap<String, String>) -> Result<Parsed, ComposeError> {
+    let scope = interpolate::Scope::enter(dotenv);
+    // The streaming pass reports errors at their exact line; it skips YAML merge keys (`<<`),
+    // which only a pass over the whole document can resolve.
+    let streamed: Result<ComposeFile, serde_yaml::Error> = serde_yaml::from_str(text);
+    let mut file = streamed.map_err(|e| to_error(&e, path, text))?;
+    if text.contains("<<") {
+        file = merged(text).map_err(|e| ComposeError {
+            file: path.to_owned(),
+            line: 1,
+            column: 1,
+            message: format!("in content merged with `<<`: {e}"),
+        })?;
+    }
+    let unset_variables = scope.unset();
+    drop(scope);
+    file.path = path.to_owned();
+    for (name, service) in &file.services {
+        if !valid_service_name(name) {
+            return Err(ComposeError {
+                file: path.to_owned(),
+                line: line_of_key(text, name),
+                column: 1,
+                message: format!("services.{name}: invalid service name; use letters, digits, `.`, `_` and `-`"),
+            });
+        }
+        if service.image.is_none() && service.build.is_none() {
+            return Err(ComposeError {
+                file: path.to_owned(),
+                line: line_of_key(text, name),
+                column: 1,
+                message: format!("services.{name}: has neither `image` nor `build`"),
+            });
+        }
+        for dep in service.depends_on.keys() {
+            if !file.services.contains_key(dep) {
+                return Err(ComposeError {
+                    file: path.to_owned(),
+                    line: line_of_key(text, name),
+                    column: 1,
+                    message: format!("services.{name}.depends_on: `{dep}` is not a service of this file"),
+                });
+            }
+        }
+    }
+    Ok(Parsed { file, unset_variables })
+}
+
+fn merged(text: &str) -> Result<ComposeFile, serde_yaml::Error> {
+    let mut value: serde_yaml::Value = serde_yaml::from_str(text)?;
+    value.apply_merge()?;
+    serde_yaml::from_value(value)
+}
+
+fn valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Returns the line of the first `<key>:` under `services:`, for errors found after parsing.
+fn line_of_key(text: &str, key: &str) -> usize {
+    let mut in_services = false;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if line.starts_with("services:") {
+            in_services = true;
+            continue;
+        }
+        let indented = line.starts_with(' ') || line.starts_with('\t');
+        if in_services && !indented && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            in_services = false;
+        }
+        let bare = trimmed.trim_start_matches(['"', '\'']);
+        if in_services
+            && indented
+            && bare.starts_with(key)
+            && bare[key.len()..].trim_start_matches(['"', '\'']).starts_with(':')
+        {
+            return i + 1;
+        }
+    }
+    1
+}
+
+fn to_error(e: &serde_yaml::Error, path: &str, text: &str) -> ComposeError {
+    let (line, column) = match e.location() {
+        Some(l) => (l.line(), l.column()),
+        None => (text.lines().count().max(1), 1),
+    };
+    let mut message = e.to_string();
+    if let Some(pos) = message.rfind(" at line ") {
+        message.truncate(pos);
+    }
+    if message == "EOF while parsing a value" || text.trim().is_empty() {
+        message = "the file is empty: a compose file needs a `services:` map".into();
+    }
+    ComposeError { file: path.to_owned(), line, column, message }
+}
+
+#[cfg(test)]
+mod tests;

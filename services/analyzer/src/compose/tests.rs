@@ -1,0 +1,173 @@
+use super::*;
+
+fn parse_ok(text: &str) -> ComposeFile {
+    parse(text, "docker-compose.yml", BTreeMap::new()).unwrap_or_else(|e| panic!("{e}")).file
+}
+
+fn parse_err(text: &str) -> ComposeError {
+    parse(text, "docker-compose.yml", BTreeMap::new()).unwrap_err()
+}
+
+#[test]
+fn reads_the_spec_subset() {
+    let text = r#"
+x-common: &common
+  restart: unless-stopped
+name: shop
+services:
+  web:
+    build:
+      context: ./web
+      dockerfile: Dockerfile.prod
+      args: ["A=1"]
+    ports:
+      - "8080:80"
+      - 9000-9001:3000-3001/udp
+      - "127.0.0.1:5000:5000"
+      - "[::1]:6001:6001"
+      - target: 443
+        published: "8443"
+        protocol: tcp
+        app_protocol: https
+    environment:
+      - MODE=prod
+      - FROM_SHELL
+    env_file:
+      - .env.web
+      - path: ./optional.env
+        required: false
+    depends_on:
+      db:
+        condition: service_healthy
+      cache:
+    healthcheck:
+      test: ["CMD", "curl", "-f", "http://localhost:80/healthz"]
+      interval: 1m30s
+      retries: 3
+    volumes:
+      - static:/srv/static:ro
+      - ./conf:/etc/conf
+      - /scratch
+      - type: tmpfs
+        target: /tmp
+    deploy:
+      replicas: 3
+      resources:
+        limits: {cpus: "0.5", memory: 512M}
+        reservations: {cpus: 0.25, memory: 128M}
+    profiles: [default]
+    x-note: ignored
+    <<: *common
+  db:
+    image: postgres:16
+    environment:
+      POSTGRES_PASSWORD: secret
+      PORT: 5432
+    healthcheck:
+      test: pg_isready -U app
+  cache:
+    image: redis:7
+    privileged: true
+volumes:
+  static:
+  data:
+    driver: local
+"#;
+    let f = parse_ok(text);
+    assert_eq!(f.name.as_deref(), Some("shop"));
+    let web = &f.services["web"];
+    let build = web.build.as_ref().unwrap();
+    assert_eq!((build.context.as_str(), build.dockerfile.as_deref()), ("./web", Some("Dockerfile.prod")));
+    let targets: Vec<_> = web.ports.iter().map(|p| (p.target, p.published.clone(), p.udp)).collect();
+    assert_eq!(
+        targets,
+        [
+            (80, Some("8080".into()), false),
+            (3000, Some("9000".into()), true),
+            (3001, Some("9001".into()), true),
+            (5000, Some("5000".into()), false),
+            (6001, Some("6001".into()), false),
+            (443, Some("8443".into()), false),
+        ]
+    );
+    assert_eq!(web.ports[3].host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(web.ports[4].host_ip.as_deref(), Some("::1"));
+    assert_eq!(web.environment["MODE"].as_deref(), Some("prod"));
+    assert_eq!(web.environment["FROM_SHELL"], None);
+    assert_eq!(
+        web.env_files,
+        [
+            EnvFile { path: ".env.web".into(), required: true },
+            EnvFile { path: "./optional.env".into(), required: false }
+        ]
+    );
+    assert_eq!(web.depends_on["db"].condition, "service_healthy");
+    assert_eq!(web.depends_on["cache"].condition, "service_started");
+    let hc = web.healthcheck.as_ref().unwrap();
+    assert_eq!(hc.test, HealthTest::Exec(vec!["curl".into(), "-f".into(), "http://localhost:80/healthz".into()]));
+    assert_eq!(hc.interval_secs, Some(90));
+    let kinds: Vec<_> =
+        web.volumes.iter().map(|v| (v.kind.clone(), v.source.as_str(), v.target.as_str(), v.read_only)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (VolumeKind::Volume, "static", "/srv/static", true),
+            (VolumeKind::Bind, "./conf", "/etc/conf", false),
+            (VolumeKind::Volume, "", "/scratch", false),
+            (VolumeKind::Tmpfs, "", "/tmp", false),
+        ]
+    );
+    let deploy = web.deploy.as_ref().unwrap();
+    assert_eq!(deploy.replicas, Some(3));
+    assert_eq!(deploy.limits.as_ref().unwrap().memory.as_ref().unwrap().0, "512M");
+    assert_eq!(deploy.reservations.as_ref().unwrap().cpus.as_ref().unwrap().0, "0.25");
+    assert_eq!(web.profiles, ["default"]);
+    assert_eq!(f.services["db"].environment["PORT"].as_deref(), Some("5432"));
+    assert_eq!(f.services["db"].healthcheck.as_ref().unwrap().test, HealthTest::Shell("pg_isready -U app".into()));
+    assert_eq!(f.services["cache"].ignored, ["privileged"]);
+    assert_eq!(f.volumes.keys().collect::<Vec<_>>(), ["data", "static"]);
+}
+
+#[test]
+fn interpolates_from_dotenv() {
+    let env = parse_dotenv("TAG=16\nWEB_PORT=8081");
+    let text = "services:\n  db:\n    image: postgres:${TAG}\n    ports: [\"${WEB_PORT}:80\"]\n    environment: [\"X=${MISSING}\", \"Y=$$literal\"]\n";
+    let parsed = parse(text, "compose.yaml", env).unwrap();
+    let db = &parsed.file.services["db"];
+    assert_eq!(db.image.as_deref(), Some("postgres:16"));
+    assert_eq!(db.ports[0].published.as_deref(), Some("8081"));
+    assert_eq!(db.environment["Y"].as_deref(), Some("$literal"));
+    assert_eq!(parsed.unset_variables, ["MISSING"]);
+}
+
+#[test]
+fn merge_keys_are_resolved() {
+    let text = "x-base: &base\n  image: redis:7\n  ports: [\"6379\"]\nservices:\n  cache:\n    <<: *base\n";
+    let f = parse_ok(text);
+    assert_eq!(f.services["cache"].image.as_deref(), Some("redis:7"));
+    assert_eq!(f.services["cache"].ports[0].target, 6379);
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    let cases = [
+        ("services:\n  web:\n    image: x\n    ports:\n      - \"80:http\"\n", 5, "services.web.ports[0]"),
+        ("services:\n  web:\n    image: x\n    bogus: 1\n", 4, "unknown service attribute `bogus`"),
+        (
+            "services:\n  web:\n    image: x\n    deploy:\n      replicas: many\n",
+            5,
+            "services.web.deploy.replicas: `many` is not a whole number",
+        ),
+        ("services:\n  web:\n    image: [x\n", 3, ""),
+        ("services:\n  web:\n    build: .\n    depends_on: [db]\n", 2, "`db` is not a service"),
+        ("services:\n  web:\n    ports: [\"80\"]\n", 2, "neither `image` nor `build`"),
+        ("servics:\n  web: {}\n", 2, "unknown top-level key `servics`"),
+        ("services:\n  web:\n    image: x\n    healthcheck:\n      test: [\"BOGUS\"]\n", 5, "CMD, CMD-SHELL or NONE"),
+        ("", 1, "empty"),
+    ];
+    for (text, line, needle) in cases {
+        let e = parse_err(text);
+        assert_eq!((e.file.as_str(), e.line), ("docker-compose.yml", line), "{text}: {e}");
+        assert!(e.message.contains(needle), "{text}: {}", e.message);
+    }
+}

@@ -1,0 +1,5 @@
+//! The Persys analyzer.
+
+pub mod compose;
+pub mod dockerfile;
+pub mod tree;
