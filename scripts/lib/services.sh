@@ -58,7 +58,8 @@ svc_ensure_packages() {
     svc_wanted redis && want+=(redis-server)
     svc_wanted etcd && want+=(etcd-server etcd-client)
     svc_wanted docker && want+=(docker.io busybox-static iproute2)
-    want+=(procps)
+    # protoc: etcd-client compiles etcd's own protos with it (Persys' contracts use protox).
+    want+=(procps protobuf-compiler libprotobuf-dev)
     if ! command -v dpkg-query >/dev/null 2>&1; then
         svc_warn "not a Debian system (no dpkg-query): not checking packages ${want[*]}"
         return 0

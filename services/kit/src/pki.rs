@@ -148,6 +148,12 @@ impl Ca {
     }
 }
 
+/// Checks that `csr_pem` is a PEM PKCS#10 request whose signature verifies.
+pub fn check_csr(csr_pem: &str) -> Result<(), PkiError> {
+    rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+    Ok(())
+}
+
 /// Returns the DNS names a service answers to: loopback, compose and Kubernetes service names.
 pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
     vec![

@@ -1,0 +1,203 @@
+//! `persys.scheduler.v1.BootstrapService`: machines join with a token and a CSR, kubelet style,
+//! and get a short-lived certificate that names their node and nothing else.
+
+use std::{sync::Arc, time::Duration};
+
+use persys_kit::{ApiError, Identity, pki::LeafRequest};
+use persys_proto::{
+    common::v1::ResourceQuantities,
+    scheduler::v1::{
+        JoinRequest, JoinResponse, Node, NodeState, RenewCertificateRequest, RenewCertificateResponse,
+        bootstrap_service_server::BootstrapService,
+    },
+};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+
+use super::agent_node;
+use crate::{
+    kv::{Cmp, Kv, Op},
+    model::{StoredToken, now_ms, now_ts},
+    sched::Scheduler,
+};
+
+const BAD_TOKEN: &str = "invalid join token: ask an admin for a new one (persys token create)";
+
+/// Serves joins and certificate renewals.
+pub struct BootstrapApi<K> {
+    sched: Arc<Scheduler<K>>,
+}
+
+impl<K> BootstrapApi<K> {
+    /// Returns the service.
+    pub fn new(sched: Arc<Scheduler<K>>) -> Self {
+        Self { sched }
+    }
+}
+
+fn sanitize(hostname: &str) -> String {
+    let s: String = hostname
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .chars()
+        .take(40)
+        .collect();
+    if s.is_empty() { "node".into() } else { s }
+}
+
+fn ts_after(d: Duration) -> prost_types::Timestamp {
+    let t = std::time::SystemTime::now() + d;
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    prost_types::Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+}
+
+impl<K: Kv> BootstrapApi<K> {
+    /// Consumes one use of the token; the same error for every kind of bad token.
+    async fn consume(&self, token: &str) -> Result<StoredToken, ApiError> {
+        let (id, secret) = token.trim().split_once('.').ok_or_else(|| ApiError::Unauthenticated(BAD_TOKEN.into()))?;
+        let key = self.sched.keys().token(id);
+        for _ in 0..16 {
+            let entry =
+                self.sched.store.kv().get(&key).await?.ok_or_else(|| ApiError::Unauthenticated(BAD_TOKEN.into()))?;
+            let mut stored: StoredToken = serde_json::from_slice(&entry.value).map_err(ApiError::internal)?;
+            let hash = hex::encode(Sha256::digest(secret.as_bytes()));
+            let equal = hash.len() == stored.secret_hash.len()
+                && hash.bytes().zip(stored.secret_hash.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+            let now = now_ms();
+            if !equal
+                || stored.revoked_at != 0
+                || (stored.expires_at != 0 && stored.expires_at <= now)
+                || (stored.max_uses > 0 && stored.use_count >= stored.max_uses)
+            {
+                return Err(ApiError::Unauthenticated(BAD_TOKEN.into()));
+            }
+            stored.use_count += 1;
+            let value = serde_json::to_vec(&stored).map_err(ApiError::internal)?;
+            let outcome = self
+                .sched
+                .store
+                .kv()
+                .txn(vec![Cmp::ModRevision(key.clone(), entry.mod_revision)], vec![Op::put(&key, value)])
+                .await?;
+            if outcome.succeeded {
+                return Ok(stored);
+            }
+        }
+        Err(ApiError::Unavailable("join token busy; retry".into()))
+    }
+
+    fn sign(
+        &self,
+        node_id: &str,
+        csr_pem: &str,
+    ) -> Result<(String, prost_types::Timestamp, prost_types::Timestamp), ApiError> {
+        let ttl = self.sched.settings.node_cert_ttl;
+        let cert = self
+            .sched
+            .ca
+            .sign_csr(
+                csr_pem,
+                &LeafRequest {
+                    identity: Identity::Agent(node_id.to_owned()),
+                    dns_names: vec![],
+                    ips: vec![],
+                    validity: ttl,
+                },
+            )
+            .map_err(|e| {
+                ApiError::invalid("csr_pem", format!("not a usable PKCS#10 request (ECDSA P-256 or Ed25519): {e}"))
+            })?;
+        Ok((cert, ts_after(ttl), ts_after(ttl * 2 / 3)))
+    }
+}
+
+#[tonic::async_trait]
+impl<K: Kv> BootstrapService for BootstrapApi<K> {
+    #[tracing::instrument(skip_all, fields(hostname = %request.get_ref().hostname))]
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let r = request.into_inner();
+        if r.csr_pem.trim().is_empty() {
+            return Err(ApiError::invalid("csr_pem", "required: a PEM certificate signing request").into());
+        }
+        // Check the CSR before spending a token use on it.
+        rcgen_check(&r.csr_pem)?;
+        let token = self.consume(&r.token).await?;
+        let base = sanitize(&r.hostname);
+        let capacity: ResourceQuantities = r.capacity.unwrap_or_default();
+        for attempt in 0..8 {
+            let node_id = if attempt == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{}", &uuid::Uuid::new_v4().simple().to_string()[..4])
+            };
+            let mut labels: std::collections::HashMap<String, String> = r.labels.clone();
+            labels.extend(token.node_labels.clone());
+            let node = Node {
+                id: node_id.clone(),
+                hostname: r.hostname.clone(),
+                addresses: r.addresses.clone(),
+                labels,
+                capacity: Some(capacity),
+                allocatable: Some(capacity),
+                available: Some(capacity),
+                state: NodeState::NotReady as i32,
+                state_reason: "joined; waiting for the agent's stream".into(),
+                info: r.info.clone(),
+                joined_at: Some(now_ts()),
+                dns_name: format!("{node_id}.nodes.persys"),
+                ..Default::default()
+            };
+            let key = self.sched.keys().node(&node_id);
+            let outcome = self
+                .sched
+                .store
+                .kv()
+                .txn(vec![Cmp::ModRevision(key.clone(), 0)], vec![Op::put(&key, node.encode_to_vec())])
+                .await
+                .map_err(ApiError::from)?;
+            if !outcome.succeeded {
+                continue;
+            }
+            let (certificate_pem, expires_at, renew_after) = self.sign(&node_id, &r.csr_pem)?;
+            tracing::info!(node = %node_id, token = %token.id, "node joined");
+            return Ok(Response::new(JoinResponse {
+                node_id,
+                certificate_pem,
+                ca_pem: self.sched.ca.cert_pem().to_owned(),
+                expires_at: Some(expires_at),
+                renew_after: Some(renew_after),
+            }));
+        }
+        Err(ApiError::Unavailable("could not allocate a node id; retry".into()).into())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn renew_certificate(
+        &self,
+        request: Request<RenewCertificateRequest>,
+    ) -> Result<Response<RenewCertificateResponse>, Status> {
+        let node_id = agent_node(&request)?;
+        if self.sched.store.node(&node_id).await.map_err(ApiError::from)?.is_none() {
+            return Err(
+                ApiError::PermissionDenied(format!("node `{node_id}` was deleted; join the cluster again")).into()
+            );
+        }
+        let (certificate_pem, expires_at, renew_after) = self.sign(&node_id, &request.get_ref().csr_pem)?;
+        Ok(Response::new(RenewCertificateResponse {
+            certificate_pem,
+            ca_pem: self.sched.ca.cert_pem().to_owned(),
+            expires_at: Some(expires_at),
+            renew_after: Some(renew_after),
+        }))
+    }
+}
+
+fn rcgen_check(csr_pem: &str) -> Result<(), ApiError> {
+    persys_kit::pki::check_csr(csr_pem).map_err(|e| {
+        ApiError::invalid("csr_pem", format!("not a usable PKCS#10 request (ECDSA P-256 or Ed25519): {e}"))
+    })
+}

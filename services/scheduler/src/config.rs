@@ -1,0 +1,80 @@
+//! The scheduler's configuration: every flag is also a `PERSYS_SCHEDULER_*` variable.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+use persys_kit::config::{ConfigError, TelemetryArgs, TlsArgs, parse_duration};
+
+/// How placement ranks the nodes that fit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Fill the busiest node that fits first (fewer, fuller nodes).
+    #[default]
+    Binpack,
+    /// Prefer the emptiest node (workloads spread out).
+    Spread,
+}
+
+/// The Persys scheduler.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "scheduler", version, about)]
+pub struct Config {
+    /// mTLS address for the gateway, other services and agents' streams.
+    #[arg(long, env = "PERSYS_SCHEDULER_LISTEN", default_value = "127.0.0.1:7000")]
+    pub listen: SocketAddr,
+    /// TLS (server-auth only) address where machines join with a token.
+    #[arg(long, env = "PERSYS_SCHEDULER_BOOTSTRAP_LISTEN", default_value = "127.0.0.1:7001")]
+    pub bootstrap_listen: SocketAddr,
+    /// etcd endpoints, comma-separated; `memory` keeps state in this process (one replica only).
+    #[arg(long, env = "PERSYS_SCHEDULER_ETCD", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd: Vec<String>,
+    /// Key prefix of this cluster in etcd.
+    #[arg(long, env = "PERSYS_SCHEDULER_PREFIX", default_value = "/persys")]
+    pub prefix: String,
+    /// The cluster CA's private key, to sign node certificates (the CA certificate is --tls-ca).
+    #[arg(long, env = "PERSYS_SCHEDULER_CA_KEY")]
+    pub ca_key: PathBuf,
+    /// Lifetime of node certificates.
+    #[arg(long, env = "PERSYS_SCHEDULER_NODE_CERT_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub node_cert_ttl: Duration,
+    /// How often agents send heartbeats.
+    #[arg(long, env = "PERSYS_SCHEDULER_HEARTBEAT", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// A node whose heartbeats stop for this long is NotReady (its liveness lease expires).
+    #[arg(long, env = "PERSYS_SCHEDULER_LEASE_TTL", default_value = "15s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+    /// A NotReady node becomes Down after this long, and its workloads are rescheduled.
+    #[arg(long, env = "PERSYS_SCHEDULER_DOWN_GRACE", default_value = "60s", value_parser = parse_duration)]
+    pub down_grace: Duration,
+    /// Placement strategy.
+    #[arg(long, env = "PERSYS_SCHEDULER_STRATEGY", value_enum, default_value_t = Strategy::Binpack)]
+    pub strategy: Strategy,
+    /// Name of this replica in leader election (defaults to a random id).
+    #[arg(long, env = "PERSYS_SCHEDULER_REPLICA")]
+    pub replica: Option<String>,
+    /// How long in-flight calls may finish after SIGTERM.
+    #[arg(long, env = "PERSYS_SCHEDULER_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// mTLS material.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Logs, traces, metrics.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+impl Config {
+    /// Checks values that clap cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.heartbeat.is_zero() || self.lease_ttl <= self.heartbeat {
+            return Err(ConfigError(format!(
+                "--lease-ttl ({:?}) must be longer than --heartbeat ({:?}), e.g. three heartbeats",
+                self.lease_ttl, self.heartbeat
+            )));
+        }
+        if !self.prefix.starts_with('/') || self.prefix.ends_with('/') {
+            return Err(ConfigError(format!("--prefix `{}` must start with `/` and not end with one", self.prefix)));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+//! [`Kv`] on etcd (3.4+) through etcd-client.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp,
+    WatchOptions,
+};
+use tokio::sync::Mutex;
+
+use super::{Cmp, Entry, Event, Kv, KvError, LeaseId, Op, Revision, TxnOutcome, WatchStream};
+
+fn unavailable(e: etcd_client::Error) -> KvError {
+    KvError::Unavailable(e.to_string())
+}
+
+/// Maps a lease call's error, telling an expired or revoked lease apart from an outage.
+fn lease_error(lease: LeaseId, e: etcd_client::Error) -> KvError {
+    if e.to_string().contains("lease not found") { KvError::LeaseNotFound(lease) } else { unavailable(e) }
+}
+
+fn entry(kv: &etcd_client::KeyValue) -> Entry {
+    Entry {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        mod_revision: kv.mod_revision(),
+        lease: kv.lease(),
+    }
+}
+
+/// etcd, with one keep-alive stream per lease kept open.
+#[derive(Clone)]
+pub struct EtcdKv {
+    client: Client,
+    keepers: Arc<Mutex<HashMap<LeaseId, (LeaseKeeper, LeaseKeepAliveStream)>>>,
+}
+
+impl std::fmt::Debug for EtcdKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EtcdKv")
+    }
+}
+
+impl EtcdKv {
+    /// Connects to the endpoints (`http://127.0.0.1:2379`, ...).
+    pub async fn connect(endpoints: &[String]) -> Result<Self, KvError> {
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(10))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        let client = Client::connect(endpoints, Some(options)).await.map_err(unavailable)?;
+        Ok(Self { client, keepers: Arc::default() })
+    }
+}
+
+impl Kv for EtcdKv {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, KvError> {
+        let resp = self.client.clone().get(key, None).await.map_err(unavailable)?;
+        Ok(resp.kvs().first().map(entry))
+    }
+
+    async fn range(&self, prefix: &str) -> Result<(Vec<Entry>, Revision), KvError> {
+        let resp = self.client.clone().get(prefix, Some(GetOptions::new().with_prefix())).await.map_err(unavailable)?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        Ok((resp.kvs().iter().map(entry).collect(), revision))
+    }
+
+    async fn txn(&self, cmps: Vec<Cmp>, ops: Vec<Op>) -> Result<TxnOutcome, KvError> {
+        let compares: Vec<Compare> = cmps
+            .into_iter()
+            .map(|c| match c {
+                Cmp::ModRevision(key, rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
+            })
+            .collect();
+        let ops: Vec<TxnOp> = ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Put { key, value, lease } => TxnOp::put(key, value, lease.map(|l| PutOptions::new().with_lease(l))),
+                Op::Delete(key) => TxnOp::delete(key, None),
+            })
+            .collect();
+        let resp = self.client.clone().txn(Txn::new().when(compares).and_then(ops)).await.map_err(unavailable)?;
+        Ok(TxnOutcome { succeeded: resp.succeeded(), revision: resp.header().map_or(0, |h| h.revision()) })
+    }
+
+    async fn grant(&self, ttl: Duration) -> Result<LeaseId, KvError> {
+        let resp = self.client.clone().lease_grant(ttl.as_secs().max(1) as i64, None).await.map_err(unavailable)?;
+        Ok(resp.id())
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), KvError> {
+        let mut keepers = self.keepers.lock().await;
+        if let std::collections::hash_map::Entry::Vacant(e) = keepers.entry(lease) {
+            let pair = self.client.clone().lease_keep_alive(lease).await.map_err(|e| lease_error(lease, e))?;
+            e.insert(pair);
+        }
+        let (keeper, stream) = keepers.get_mut(&lease).expect("inserted above");
+        let result = async {
+            keeper.keep_alive().await.map_err(|e| lease_error(lease, e))?;
+            match stream.message().await.map_err(|e| lease_error(lease, e))? {
+                Some(resp) if resp.ttl() > 0 => Ok(()),
+                Some(_) => Err(KvError::LeaseNotFound(lease)),
+                None => Err(KvError::Unavailable("keep-alive stream closed".into())),
+            }
+        }
+        .await;
+        if result.is_err() {
+            keepers.remove(&lease);
+        }
+        result
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<(), KvError> {
+        self.keepers.lock().await.remove(&lease);
+        match self.client.clone().lease_revoke(lease).await.map_err(|e| lease_error(lease, e)) {
+            Ok(_) | Err(KvError::LeaseNotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream, KvError> {
+        let mut options = WatchOptions::new().with_prefix();
+        if from > 0 {
+            options = options.with_start_revision(from);
+        }
+        let mut stream = self.client.clone().watch(prefix, Some(options)).await.map_err(unavailable)?;
+        let out = async_stream::stream! {
+            loop {
+                match stream.message().await {
+                    Ok(Some(resp)) => {
+                        if resp.compact_revision() > 0 {
+                            yield Err(KvError::Compacted { requested: from, oldest: resp.compact_revision() });
+                            return;
+                        }
+                        if resp.canceled() {
+                            yield Err(KvError::Unavailable(format!("watch canceled: {}", resp.cancel_reason())));
+                            return;
+                        }
+                        let events: Vec<Event> = resp
+                            .events()
+                            .iter()
+                            .filter_map(|ev| {
+                                let kv = ev.kv()?;
+                                Some(match ev.event_type() {
+                                    EventType::Put => Event::Put(entry(kv)),
+                                    EventType::Delete => Event::Delete {
+                                        key: String::from_utf8_lossy(kv.key()).into_owned(),
+                                        revision: kv.mod_revision(),
+                                    },
+                                })
+                            })
+                            .collect();
+                        if !events.is_empty() {
+                            yield Ok(events);
+                        }
+                    }
+                    Ok(None) => {
+                        yield Err(KvError::Unavailable("watch stream ended".into()));
+                        return;
+                    }
+                    Err(e) => {
+                        yield Err(unavailable(e));
+                        return;
+                    }
+                }
+            }
+        };
+        Ok(Box::pin(out))
+    }
+}

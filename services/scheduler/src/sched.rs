@@ -1,0 +1,605 @@
+//! The scheduler's core: placement of pending instances, reaction to agents' reports,
+//! restarts with backoff, node liveness and rescheduling after node loss, and dispatch of
+//! commands to the agents connected to this replica.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use persys_kit::{ApiError, pki::Ca};
+use persys_proto::{
+    common::v1::{Event as PbEvent, EventType as PbEventType},
+    scheduler::v1::{
+        DesiredState, InstanceStatus, Node, NodeState, RemoveInstance, RestartInstance, RunInstance, StopInstance,
+        Workload, WorkloadPhase, WorkloadStatusEvent, connect_response::Payload,
+    },
+};
+use tokio::sync::{Notify, watch};
+
+use crate::{
+    agents::Agents,
+    config::Strategy,
+    kv::{Event, Kv},
+    model::{Keys, is_terminal, now_ms, now_ts, requests_of, restart_backoff, wants_restart},
+    placement,
+    store::{Change, Store},
+};
+
+/// Timing and policy knobs of the core.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Heartbeat interval told to agents.
+    pub heartbeat: Duration,
+    /// Liveness lease TTL.
+    pub lease_ttl: Duration,
+    /// How long a NotReady node may stay before it is Down.
+    pub down_grace: Duration,
+    /// Placement strategy.
+    pub strategy: Strategy,
+    /// Lifetime of node certificates.
+    pub node_cert_ttl: Duration,
+}
+
+/// Events kept per workload.
+const MAX_EVENTS: usize = 50;
+
+/// Appends an event to a workload's history, folding repeats.
+pub fn record_event(w: &mut Workload, kind: PbEventType, reason: &str, message: String) {
+    if let Some(last) = w.events.last_mut()
+        && last.reason == reason
+        && last.message == message
+    {
+        last.count += 1;
+        last.time = Some(now_ts());
+        return;
+    }
+    w.events.push(PbEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        time: Some(now_ts()),
+        r#type: kind as i32,
+        reason: reason.to_owned(),
+        message,
+        source: "scheduler".into(),
+        count: 1,
+        first_time: Some(now_ts()),
+    });
+    if w.events.len() > MAX_EVENTS {
+        let excess = w.events.len() - MAX_EVENTS;
+        w.events.drain(..excess);
+    }
+}
+
+/// The shared state of one scheduler replica.
+pub struct Scheduler<K> {
+    /// Nodes and workloads.
+    pub store: Store<K>,
+    /// Streams of the agents connected here.
+    pub agents: Arc<Agents>,
+    /// Knobs.
+    pub settings: Settings,
+    /// The cluster CA, to sign node certificates.
+    pub ca: Arc<Ca>,
+    /// Whether this replica leads (runs placement and the liveness monitor).
+    pub leader: watch::Receiver<bool>,
+    /// Wakes the placement loop.
+    pub kick: Notify,
+    /// Commands already sent for an instance (`instance/action`), so watch events and
+    /// reconnects do not repeat them.
+    sent: Mutex<HashSet<String>>,
+}
+
+impl<K: Kv> Scheduler<K> {
+    /// Returns the core.
+    pub fn new(store: Store<K>, settings: Settings, ca: Arc<Ca>, leader: watch::Receiver<bool>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            agents: Arc::new(Agents::default()),
+            settings,
+            ca,
+            leader,
+            kick: Notify::new(),
+            sent: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Returns the key layout.
+    pub fn keys(&self) -> &Keys {
+        self.store.keys()
+    }
+
+    fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    /// Places every instance that waits for a node; returns how many were placed.
+    pub async fn place_pending(&self) -> Result<usize, ApiError> {
+        let (mut nodes, _) = self.store.nodes().await?;
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let (workloads, _) = self.store.workloads().await?;
+        let mut placed = 0;
+        for workload in workloads {
+            if workload.desired_state() != DesiredState::Running {
+                continue;
+            }
+            let replicas = workload.spec.as_ref().map_or(1, |s| s.replicas.max(1));
+            let mut current = workload;
+            loop {
+                let have = current.status.as_ref().map_or(0, |s| s.instances.len()) as i32;
+                if have >= replicas {
+                    break;
+                }
+                match self.place_one(&mut nodes, &current, have).await? {
+                    Placement::Placed(w) => {
+                        placed += 1;
+                        current = *w;
+                    }
+                    Placement::Retry => {
+                        // Lost a race: read both again.
+                        nodes = self.store.nodes().await?.0;
+                        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+                        match self.store.workload(&current.id).await? {
+                            Some(w) => current = w,
+                            None => break,
+                        }
+                    }
+                    Placement::Unplaceable => break,
+                }
+            }
+        }
+        Ok(placed)
+    }
+
+    async fn place_one(&self, nodes: &mut [Node], w: &Workload, replica_index: i32) -> Result<Placement, ApiError> {
+        let spec = w.spec.clone().unwrap_or_default();
+        let requests = requests_of(w);
+        let mut per_node: HashMap<String, i32> = HashMap::new();
+        for i in w.status.iter().flat_map(|s| &s.instances) {
+            if !is_terminal(i.phase) {
+                *per_node.entry(i.node_id.clone()).or_default() += 1;
+            }
+        }
+        let choice = placement::choose(nodes, &spec, &requests, &per_node, self.settings.strategy).cloned();
+        match choice {
+            Ok(node) => {
+                let instance = InstanceStatus {
+                    instance_id: format!(
+                        "{}-{}",
+                        w.id,
+                        uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0")
+                    ),
+                    replica_index,
+                    node_id: node.id.clone(),
+                    phase: WorkloadPhase::Scheduled as i32,
+                    reason: "Scheduled".into(),
+                    message: format!("placed on {}", node.id),
+                    ..Default::default()
+                };
+                let mut with_event = w.clone();
+                record_event(
+                    &mut with_event,
+                    PbEventType::Normal,
+                    "Scheduled",
+                    format!("replica {replica_index} placed on node {}", node.id),
+                );
+                if !self.store.assign(&with_event, &node, instance).await? {
+                    return Ok(Placement::Retry);
+                }
+                // Keep the local snapshot in step so the next choice sees the reservation.
+                if let Some(n) = nodes.iter_mut().find(|n| n.id == node.id) {
+                    *n = self.store.node(&node.id).await?.unwrap_or_else(|| n.clone());
+                }
+                let updated = self
+                    .store
+                    .workload(&w.id)
+                    .await?
+                    .ok_or_else(|| ApiError::NotFound(format!("workload {}", w.id)))?;
+                tracing::info!(workload = %w.id, node = %node.id, replica_index, "instance placed");
+                Ok(Placement::Placed(Box::new(updated)))
+            }
+            Err(reason) => {
+                let message = format!("cannot place replica {replica_index}: {reason}");
+                self.store
+                    .update_workload(&w.id, |w| {
+                        let status = w.status.get_or_insert_with(Default::default);
+                        if status.reason == "Unschedulable" && status.message == message {
+                            return Change::Keep;
+                        }
+                        status.reason = "Unschedulable".into();
+                        status.message = message.clone();
+                        record_event(w, PbEventType::Warning, "Unschedulable", message.clone());
+                        Change::Write(())
+                    })
+                    .await?;
+                Ok(Placement::Unplaceable)
+            }
+        }
+    }
+
+    /// Runs placement whenever kicked, and every few seconds, while this replica leads.
+    pub async fn placement_loop(self: Arc<Self>, shutdown: persys_kit::shutdown::Shutdown) {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.kick.notified() => {}
+                _ = shutdown.clone().wait() => return,
+            }
+            if !self.is_leader() {
+                continue;
+            }
+            if let Err(error) = self.place_pending().await {
+                tracing::warn!(%error, "placement pass failed");
+            }
+        }
+    }
+
+    /// Records an agent's report about one of its instances, enforcing that a node only
+    /// reports for instances assigned to it; restarts per policy when an instance ends.
+    pub async fn on_status(&self, node_id: &str, event: WorkloadStatusEvent) -> Result<(), ApiError> {
+        let Some(report) = event.status else { return Ok(()) };
+        let mut restart: Option<(i32, String)> = None;
+        let updated = self
+            .store
+            .update_workload(&event.workload_id, |w| {
+                let desired = w.desired_state();
+                let policy = w.spec.as_ref().map_or(0, |s| s.restart_policy);
+                let max_restarts = w.spec.as_ref().map_or(0, |s| s.max_restarts);
+                let Some(status) = w.status.as_mut() else { return Change::Keep };
+                let Some(inst) = status.instances.iter_mut().find(|i| i.instance_id == report.instance_id) else {
+                    return Change::Keep;
+                };
+                if inst.node_id != node_id {
+                    tracing::warn!(node = node_id, owner = %inst.node_id, instance = %report.instance_id, "report for another node's instance ignored");
+                    return Change::Keep;
+                }
+                if event.removed {
+                    status.instances.retain(|i| i.instance_id != report.instance_id);
+                    return Change::Write(());
+                }
+                let was_terminal = is_terminal(inst.phase);
+                let restart_count = inst.restart_count;
+                *inst = InstanceStatus {
+                    instance_id: inst.instance_id.clone(),
+                    replica_index: inst.replica_index,
+                    node_id: inst.node_id.clone(),
+                    restart_count: restart_count.max(report.restart_count),
+                    ..report.clone()
+                };
+                let now_terminal = is_terminal(inst.phase);
+                if now_terminal && !was_terminal && desired == DesiredState::Running {
+                    let exit = inst.exit_code;
+                    if wants_restart(policy, exit) && (max_restarts == 0 || inst.restart_count < max_restarts) {
+                        restart = Some((inst.restart_count, inst.instance_id.clone()));
+                    }
+                }
+                let phase_name = WorkloadPhase::try_from(report.phase).map(|p| p.as_str_name()).unwrap_or("?").to_owned();
+                let message = match report.exit_code {
+                    Some(code) => format!("instance {} {phase_name} (exit {code})", report.instance_id),
+                    None => format!("instance {} {phase_name}", report.instance_id),
+                };
+                record_event(w, PbEventType::Normal, &report.reason, message);
+                Change::Write(())
+            })
+            .await?;
+        if let (Some((count, instance_id)), Some(_)) = (restart, updated) {
+            let delay = restart_backoff(count);
+            let agents = self.agents.clone();
+            let store = self.store.clone();
+            let node = node_id.to_owned();
+            let workload_id = event.workload_id.clone();
+            tracing::info!(instance = %instance_id, ?delay, "restarting after backoff");
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let still_wanted = store.workload(&workload_id).await.ok().flatten().is_some_and(|w| {
+                    w.desired_state() == DesiredState::Running
+                        && w.status
+                            .iter()
+                            .flat_map(|s| &s.instances)
+                            .any(|i| i.instance_id == instance_id && is_terminal(i.phase))
+                });
+                if !still_wanted {
+                    return;
+                }
+                let _ = store
+                    .update_workload(&workload_id, |w| {
+                        if let Some(i) = w
+                            .status
+                            .as_mut()
+                            .and_then(|s| s.instances.iter_mut().find(|i| i.instance_id == instance_id))
+                        {
+                            i.restart_count += 1;
+                            i.phase = WorkloadPhase::Starting as i32;
+                            i.reason = "Restarting".into();
+                        }
+                        if let Some(s) = w.status.as_mut() {
+                            s.restart_count += 1;
+                        }
+                        record_event(w, PbEventType::Normal, "Restarting", format!("instance {instance_id} restarts"));
+                        Change::Write(())
+                    })
+                    .await;
+                let _ = agents.send(&node, Payload::Restart(RestartInstance { instance_id, grace_period: None })).await;
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends whatever a workload needs from the agents connected here: runs for instances not
+    /// yet started, stops when it should stop, removals when it is being deleted.
+    pub async fn dispatch(&self, w: &Workload) {
+        let desired = w.desired_state();
+        let Some(status) = &w.status else { return };
+        for inst in &status.instances {
+            if !self.agents.connected(&inst.node_id) {
+                continue;
+            }
+            let phase = WorkloadPhase::try_from(inst.phase).unwrap_or(WorkloadPhase::Pending);
+            let (action, payload) = match desired {
+                DesiredState::Running if phase == WorkloadPhase::Scheduled => (
+                    "run",
+                    Payload::Run(RunInstance {
+                        workload_id: w.id.clone(),
+                        instance_id: inst.instance_id.clone(),
+                        replica_index: inst.replica_index,
+                        workload_name: w.name.clone(),
+                        spec: w.spec.clone(),
+                    }),
+                ),
+                DesiredState::Stopped if !is_terminal(inst.phase) => (
+                    "stop",
+                    Payload::Stop(StopInstance {
+                        instance_id: inst.instance_id.clone(),
+                        grace_period: w.spec.as_ref().and_then(|s| s.stop_timeout),
+                    }),
+                ),
+                DesiredState::Deleted => (
+                    "remove",
+                    Payload::Remove(RemoveInstance {
+                        instance_id: inst.instance_id.clone(),
+                        grace_period: w.spec.as_ref().and_then(|s| s.stop_timeout),
+                        remove_volumes: true,
+                    }),
+                ),
+                _ => continue,
+            };
+            let key = format!("{}/{action}/{}", inst.instance_id, w.spec.as_ref().map_or(0, |_| inst.restart_count));
+            if !self.sent.lock().expect("sent lock").insert(key.clone()) {
+                continue;
+            }
+            if let Err(error) = self.agents.send(&inst.node_id, payload).await {
+                self.sent.lock().expect("sent lock").remove(&key);
+                tracing::debug!(%error, "dispatch deferred until the node reconnects");
+            }
+        }
+        if desired == DesiredState::Deleted && status.instances.is_empty() {
+            let _ = self.store.delete_workload(&w.id).await;
+        }
+    }
+
+    /// Forgets what was sent for these instances, so they are dispatched again.
+    pub fn forget_sent(&self, instances: &[String]) {
+        let mut sent = self.sent.lock().expect("sent lock");
+        sent.retain(|k| !instances.iter().any(|i| k.starts_with(&format!("{i}/"))));
+    }
+
+    /// Follows workload changes and dispatches them (every replica, for its own agents).
+    pub async fn dispatch_loop(self: Arc<Self>, shutdown: persys_kit::shutdown::Shutdown) {
+        loop {
+            let result = async {
+                let (workloads, rev) = self.store.workloads().await?;
+                for w in &workloads {
+                    self.dispatch(w).await;
+                }
+                let mut watch = self.store.kv().watch(&self.keys().workloads(), rev + 1).await?;
+                while let Some(batch) = watch.next().await {
+                    for event in batch? {
+                        if let Event::Put(entry) = event
+                            && let Some(w) = crate::model::decode_workload(&entry)
+                        {
+                            if w.status.as_ref().is_none_or(|s| {
+                                (s.instances.len() as i32) < w.spec.as_ref().map_or(1, |s| s.replicas.max(1))
+                            }) {
+                                self.kick.notify_one();
+                            }
+                            self.dispatch(&w).await;
+                        }
+                    }
+                }
+                Ok::<(), crate::kv::KvError>(())
+            };
+            tokio::select! {
+                r = result => if let Err(error) = r { tracing::warn!(%error, "workload watch ended; restarting") },
+                _ = shutdown.clone().wait() => return,
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Reconciles a node that just connected: instances it should run but does not are run
+    /// again, instances it runs but should not are removed, and its reports are recorded.
+    pub async fn reconcile_node(&self, node_id: &str, reported: Vec<WorkloadStatusEvent>) -> Result<(), ApiError> {
+        let (workloads, _) = self.store.workloads().await?;
+        let mut wanted: HashMap<String, (&Workload, &InstanceStatus)> = HashMap::new();
+        for w in &workloads {
+            for i in w.status.iter().flat_map(|s| &s.instances) {
+                if i.node_id == node_id {
+                    wanted.insert(i.instance_id.clone(), (w, i));
+                }
+            }
+        }
+        let mut seen = HashSet::new();
+        for report in reported {
+            let Some(status) = &report.status else { continue };
+            let id = status.instance_id.clone();
+            match wanted.get(&id) {
+                Some((w, _)) if w.desired_state() != DesiredState::Deleted => {
+                    seen.insert(id);
+                    self.on_status(node_id, report).await?;
+                }
+                _ => {
+                    tracing::info!(node = node_id, instance = %id, "removing an instance the cluster no longer wants");
+                    let _ = self
+                        .agents
+                        .send(
+                            node_id,
+                            Payload::Remove(RemoveInstance {
+                                instance_id: id,
+                                grace_period: None,
+                                remove_volumes: true,
+                            }),
+                        )
+                        .await;
+                }
+            }
+        }
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|(id, (w, i))| {
+                !seen.contains(*id) && w.desired_state() == DesiredState::Running && !is_terminal(i.phase)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.forget_sent(&missing);
+        for id in missing {
+            let (w, _) = wanted[&id];
+            // The agent lost it (machine restarted, container removed by hand): run it again.
+            self.store
+                .update_workload(&w.id, |w| {
+                    match w.status.as_mut().and_then(|s| s.instances.iter_mut().find(|i| i.instance_id == id)) {
+                        Some(i) if i.phase != WorkloadPhase::Scheduled as i32 => {
+                            i.phase = WorkloadPhase::Scheduled as i32;
+                            i.reason = "Missing".into();
+                            i.message = "the agent did not report it after reconnecting".into();
+                            Change::Write(())
+                        }
+                        _ => Change::Keep,
+                    }
+                })
+                .await?;
+        }
+        for w in &workloads {
+            if w.status.iter().flat_map(|s| &s.instances).any(|i| i.node_id == node_id)
+                && let Some(fresh) = self.store.workload(&w.id).await?
+            {
+                self.dispatch(&fresh).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks nodes whose liveness lease expired NotReady, and NotReady nodes past the grace
+    /// period Down, rescheduling their instances (leader only).
+    pub async fn check_liveness(&self) -> Result<(), ApiError> {
+        let (nodes, _) = self.store.nodes().await?;
+        let (live, _) = self.store.kv().range(&self.keys().live_prefix()).await?;
+        let alive: HashSet<&str> = live.iter().map(|e| Keys::id_of(&e.key)).collect();
+        let now = now_ms();
+        for node in nodes {
+            let last = node.last_heartbeat.as_ref().map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+            let state = node.state();
+            if alive.contains(node.id.as_str()) {
+                continue;
+            }
+            match state {
+                NodeState::Ready | NodeState::Cordoned | NodeState::Draining => {
+                    tracing::warn!(node = %node.id, "liveness lease expired; node is NotReady");
+                    self.store
+                        .update_node(&node.id, |n| {
+                            if alive.contains(n.id.as_str()) || n.state == NodeState::NotReady as i32 {
+                                return false;
+                            }
+                            n.state = NodeState::NotReady as i32;
+                            n.state_reason = "no heartbeat within the lease TTL".into();
+                            true
+                        })
+                        .await?;
+                }
+                NodeState::NotReady
+                    if now - last > (self.settings.lease_ttl + self.settings.down_grace).as_millis() as i64 =>
+                {
+                    tracing::warn!(node = %node.id, "node is Down; rescheduling its workloads");
+                    self.store
+                        .update_node(&node.id, |n| {
+                            n.state = NodeState::Down as i32;
+                            n.state_reason = format!("NotReady for longer than {:?}", self.settings.down_grace);
+                            true
+                        })
+                        .await?;
+                    self.on_node_lost(&node.id).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes every live instance off a lost node: rescheduled unless its policy is Never, in
+    /// which case it is Lost.
+    pub async fn on_node_lost(&self, node_id: &str) -> Result<(), ApiError> {
+        let (workloads, _) = self.store.workloads().await?;
+        for w in workloads {
+            if !w.status.iter().flat_map(|s| &s.instances).any(|i| i.node_id == node_id && !is_terminal(i.phase)) {
+                continue;
+            }
+            self.store
+                .update_workload(&w.id, |w| {
+                    let policy = w.spec.as_ref().map_or(0, |s| s.restart_policy);
+                    let reschedule = w.desired_state() == DesiredState::Running && wants_restart(policy, None);
+                    let Some(status) = w.status.as_mut() else { return Change::Keep };
+                    let mut moved = Vec::new();
+                    if reschedule {
+                        status.instances.retain(|i| {
+                            let lost = i.node_id == node_id && !is_terminal(i.phase);
+                            if lost {
+                                moved.push(i.instance_id.clone());
+                            }
+                            !lost
+                        });
+                    } else {
+                        for i in status.instances.iter_mut().filter(|i| i.node_id == node_id && !is_terminal(i.phase)) {
+                            i.phase = WorkloadPhase::Lost as i32;
+                            i.reason = "NodeLost".into();
+                            i.message = format!("node {node_id} is down");
+                            moved.push(i.instance_id.clone());
+                        }
+                    }
+                    let what = if reschedule { "Rescheduling" } else { "Lost" };
+                    record_event(
+                        w,
+                        PbEventType::Warning,
+                        what,
+                        format!("node {node_id} is down: instances {}", moved.join(", ")),
+                    );
+                    Change::Write(())
+                })
+                .await?;
+        }
+        self.kick.notify_one();
+        Ok(())
+    }
+
+    /// Runs the liveness check every second while this replica leads.
+    pub async fn liveness_loop(self: Arc<Self>, shutdown: persys_kit::shutdown::Shutdown) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.clone().wait() => return,
+            }
+            if self.is_leader()
+                && let Err(error) = self.check_liveness().await
+            {
+                tracing::warn!(%error, "liveness check failed");
+            }
+        }
+    }
+}
+
+enum Placement {
+    Placed(Box<Workload>),
+    Retry,
+    Unplaceable,
+}

@@ -1,0 +1,172 @@
+//! One suite for both stores: every case runs on the embedded store and on a real etcd
+//! (`PERSYS_TEST_ETCD_ENDPOINTS`, started by scripts/test), each under its own key prefix.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use persys_scheduler::kv::{Cmp, Event, Kv, KvError, Op, etcd::EtcdKv, mem::MemKv};
+
+fn prefix() -> String {
+    format!("/t/{}/", uuid::Uuid::new_v4().simple())
+}
+
+async fn put_get_and_range_stay_inside_their_prefix<K: Kv>(kv: &K) {
+    let p = prefix();
+    let other = prefix();
+    kv.txn(vec![], vec![Op::put(format!("{p}b"), b"2".to_vec()), Op::put(format!("{p}a"), b"1".to_vec())])
+        .await
+        .unwrap();
+    kv.txn(vec![], vec![Op::put(format!("{other}a"), b"x".to_vec())]).await.unwrap();
+    let got = kv.get(&format!("{p}a")).await.unwrap().unwrap();
+    assert_eq!(got.value, b"1");
+    let (entries, revision) = kv.range(&p).await.unwrap();
+    let keys: Vec<_> = entries.iter().map(|e| e.key.strip_prefix(&p).unwrap().to_owned()).collect();
+    assert_eq!(keys, ["a", "b"]);
+    assert!(revision >= got.mod_revision);
+    assert!(kv.get(&format!("{p}missing")).await.unwrap().is_none());
+}
+
+async fn guarded_transactions_apply_only_when_revisions_match<K: Kv>(kv: &K) {
+    let p = prefix();
+    let key = format!("{p}k");
+    // Revision 0 means "absent": create-if-missing.
+    let created = kv.txn(vec![Cmp::ModRevision(key.clone(), 0)], vec![Op::put(&key, b"v1".to_vec())]).await.unwrap();
+    assert!(created.succeeded);
+    let again = kv.txn(vec![Cmp::ModRevision(key.clone(), 0)], vec![Op::put(&key, b"v2".to_vec())]).await.unwrap();
+    assert!(!again.succeeded);
+    let current = kv.get(&key).await.unwrap().unwrap();
+    assert_eq!(current.value, b"v1");
+    let stale = current.mod_revision - 1;
+    assert!(
+        !kv.txn(vec![Cmp::ModRevision(key.clone(), stale)], vec![Op::Delete(key.clone())]).await.unwrap().succeeded
+    );
+    let ok =
+        kv.txn(vec![Cmp::ModRevision(key.clone(), current.mod_revision)], vec![Op::Delete(key.clone())]).await.unwrap();
+    assert!(ok.succeeded);
+    assert!(kv.get(&key).await.unwrap().is_none());
+}
+
+async fn concurrent_compare_and_set_loses_no_update<K: Kv + Clone>(kv: &K) {
+    let p = prefix();
+    let key = format!("{p}counter");
+    kv.txn(vec![], vec![Op::put(&key, b"0".to_vec())]).await.unwrap();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let kv = kv.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let mut wins = 0;
+                while wins < 10 {
+                    let cur = kv.get(&key).await.unwrap().unwrap();
+                    let n: u32 = String::from_utf8(cur.value).unwrap().parse().unwrap();
+                    let next = (n + 1).to_string().into_bytes();
+                    if kv
+                        .txn(vec![Cmp::ModRevision(key.clone(), cur.mod_revision)], vec![Op::put(&key, next)])
+                        .await
+                        .unwrap()
+                        .succeeded
+                    {
+                        wins += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(kv.get(&key).await.unwrap().unwrap().value, b"40");
+}
+
+async fn leases_expire_and_take_their_keys<K: Kv>(kv: &K) {
+    let p = prefix();
+    let key = format!("{p}alive");
+    let lease = kv.grant(Duration::from_secs(1)).await.unwrap();
+    let (_, start) = kv.range(&p).await.unwrap();
+    kv.txn(vec![], vec![Op::Put { key: key.clone(), value: b"1".to_vec(), lease: Some(lease) }]).await.unwrap();
+    assert_eq!(kv.get(&key).await.unwrap().unwrap().lease, lease);
+    let mut watch = kv.watch(&p, start + 1).await.unwrap();
+    let deleted = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(batch) = watch.next().await {
+            if batch.unwrap().iter().any(|e| matches!(e, Event::Delete { key: k, .. } if *k == key)) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("lease expired within 30 s");
+    assert!(deleted);
+    assert!(kv.get(&key).await.unwrap().is_none());
+    let renewed = kv.keep_alive(lease).await;
+    assert!(matches!(renewed, Err(KvError::LeaseNotFound(_))), "{renewed:?}");
+}
+
+async fn revoking_a_lease_deletes_its_keys<K: Kv>(kv: &K) {
+    let p = prefix();
+    let lease = kv.grant(Duration::from_secs(60)).await.unwrap();
+    kv.keep_alive(lease).await.unwrap();
+    for k in ["x", "y"] {
+        kv.txn(vec![], vec![Op::Put { key: format!("{p}{k}"), value: vec![1], lease: Some(lease) }]).await.unwrap();
+    }
+    kv.revoke(lease).await.unwrap();
+    assert!(kv.range(&p).await.unwrap().0.is_empty());
+}
+
+async fn watches_replay_from_a_revision_then_follow<K: Kv>(kv: &K) {
+    let p = prefix();
+    let first = kv.txn(vec![], vec![Op::put(format!("{p}1"), b"a".to_vec())]).await.unwrap().revision;
+    kv.txn(vec![], vec![Op::put(format!("{p}2"), b"b".to_vec())]).await.unwrap();
+    kv.txn(vec![], vec![Op::Delete(format!("{p}1"))]).await.unwrap();
+    let mut watch = kv.watch(&p, first).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        if seen.len() == 3 {
+            kv.txn(vec![], vec![Op::put(format!("{p}3"), b"c".to_vec())]).await.unwrap();
+        }
+        let batch = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.expect("event").unwrap().unwrap();
+        for e in batch {
+            seen.push(match e {
+                Event::Put(en) => format!("put {}", en.key.strip_prefix(&p).unwrap()),
+                Event::Delete { key, .. } => format!("delete {}", key.strip_prefix(&p).unwrap()),
+            });
+        }
+    }
+    assert_eq!(seen, ["put 1", "put 2", "delete 1", "put 3"]);
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod mem {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(&MemKv::new()).await;
+                }
+            )*
+        }
+        mod etcd {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(endpoints) = persys_kit::testing::require_env("PERSYS_TEST_ETCD_ENDPOINTS", "an etcd server") else {
+                        return;
+                    };
+                    let endpoints: Vec<String> = endpoints.split(',').map(str::to_owned).collect();
+                    super::$case(&EtcdKv::connect(&endpoints).await.expect("etcd")).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    put_get_and_range_stay_inside_their_prefix,
+    guarded_transactions_apply_only_when_revisions_match,
+    concurrent_compare_and_set_loses_no_update,
+    leases_expire_and_take_their_keys,
+    revoking_a_lease_deletes_its_keys,
+    watches_replay_from_a_revision_then_follow,
+);
