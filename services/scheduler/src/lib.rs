@@ -41,7 +41,6 @@ use crate::{
 
 /// Runs the scheduler until `shutdown`.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), SchedulerError> {
-    config.validate()?;
     if config.etcd.len() == 1 && config.etcd[0] == "memory" {
         tracing::warn!("state in memory: one replica only, lost on exit");
         run_with(Arc::new(MemKv::new()), config, shutdown).await
@@ -55,8 +54,27 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, SchedulerError>
     TcpListener::bind(addr).await.map_err(|source| SchedulerError::Bind { addr, source })
 }
 
-/// Runs the scheduler on a given store.
+/// Runs the scheduler on a given store until `shutdown`.
 pub async fn run_with<K: Kv>(kv: Arc<K>, config: Config, shutdown: Shutdown) -> Result<(), SchedulerError> {
+    let running = start(kv, config, shutdown).await?;
+    running.task.await.unwrap_or(Ok(()))
+}
+
+/// A scheduler serving in the background.
+pub struct Running<K> {
+    /// The mTLS address.
+    pub grpc: std::net::SocketAddr,
+    /// The bootstrap (join) address.
+    pub bootstrap: std::net::SocketAddr,
+    /// The core, for tests and the all-in-one stack.
+    pub sched: Arc<Scheduler<K>>,
+    /// Completes when both servers have stopped.
+    pub task: tokio::task::JoinHandle<Result<(), SchedulerError>>,
+}
+
+/// Binds, starts every loop and both servers, and returns once they accept connections.
+pub async fn start<K: Kv>(kv: Arc<K>, config: Config, shutdown: Shutdown) -> Result<Running<K>, SchedulerError> {
+    config.validate()?;
     let tls = config.tls.load()?;
     let ca_pem = std::fs::read_to_string(&config.tls.tls_ca)
         .map_err(|source| persys_kit::pki::PkiError::Io { path: config.tls.tls_ca.display().to_string(), source })?;
@@ -93,10 +111,11 @@ pub async fn run_with<K: Kv>(kv: Arc<K>, config: Config, shutdown: Shutdown) -> 
     let (boot_routes, boot_health) = grpc::bootstrap_routes(&sched)?;
     let main = bind(config.listen).await?;
     let boot = bind(config.bootstrap_listen).await?;
-    let main_addr = main.local_addr().ok();
-    let boot_addr = boot.local_addr().ok();
-    tracing::info!(grpc = ?main_addr, bootstrap = ?boot_addr, "scheduler ready");
-    announce_ready("scheduler", &[("grpc", main_addr), ("bootstrap", boot_addr), ("admin", admin)]);
+    let main_addr = main.local_addr().map_err(|source| SchedulerError::Bind { addr: config.listen, source })?;
+    let boot_addr =
+        boot.local_addr().map_err(|source| SchedulerError::Bind { addr: config.bootstrap_listen, source })?;
+    tracing::info!(grpc = %main_addr, bootstrap = %boot_addr, "scheduler ready");
+    announce_ready("scheduler", &[("grpc", Some(main_addr)), ("bootstrap", Some(boot_addr)), ("admin", admin)]);
     let main_options = ServerOptions {
         tls: Some(tls.server_config(&[b"h2"])),
         authorize: Some(authorize),
@@ -110,9 +129,12 @@ pub async fn run_with<K: Kv>(kv: Arc<K>, config: Config, shutdown: Shutdown) -> 
         drain_timeout: config.drain_timeout,
         ..ServerOptions::default()
     };
-    tokio::try_join!(
-        serve(main, routes, main_options, Some(health), shutdown.clone()),
-        serve(boot, boot_routes, boot_options, Some(boot_health), shutdown),
-    )?;
-    Ok(())
+    let task = tokio::spawn(async move {
+        tokio::try_join!(
+            serve(main, routes, main_options, Some(health), shutdown.clone()),
+            serve(boot, boot_routes, boot_options, Some(boot_health), shutdown),
+        )?;
+        Ok(())
+    });
+    Ok(Running { grpc: main_addr, bootstrap: boot_addr, sched, task })
 }

@@ -1,0 +1,335 @@
+//! The scheduler served for real (mTLS, streams) with fake agents, on the embedded store and on
+//! a real etcd.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::*;
+use persys_proto::scheduler::v1::{self as pb, connect_response::Payload};
+use persys_scheduler::kv::{Kv, etcd::EtcdKv, mem::MemKv};
+use tonic::Code;
+
+fn spec(image: &str) -> pb::WorkloadSpec {
+    pb::WorkloadSpec {
+        image: image.into(),
+        resources: Some(pb::ResourceRequirements { requests: Some(capacity(500, 256 << 20)), limits: None }),
+        ..Default::default()
+    }
+}
+
+async fn create(api: &mut Api, name: &str, spec: pb::WorkloadSpec) -> pb::Workload {
+    api.create_workload(pb::CreateWorkloadRequest { name: name.into(), spec: Some(spec), request_id: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .workload
+        .unwrap()
+}
+
+async fn a_joined_agent_runs_a_created_workload<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let pki = Pki::new();
+    let s = serve(kv, config(&pki, prefix, &[])).await;
+    let mut admin = api(&pki, s.running.grpc, "root", "admin");
+    let token = token(&mut admin).await;
+    let mut agent = FakeAgent::start(&pki, s.running.grpc, s.running.bootstrap, &token, "Worker-1.example").await;
+    assert_eq!(agent.node_id, "worker-1-example");
+
+    let mut member = api(&pki, s.running.grpc, "ada", "member");
+    let w = create(&mut member, "web", spec("nginx:1.27")).await;
+    assert_eq!(phase(&w), pb::WorkloadPhase::Pending, "create answers before placement");
+
+    let (_, run) = agent.next_command().await;
+    let Payload::Run(run) = run else { panic!("expected a run command, got {run:?}") };
+    assert_eq!(run.workload_id, w.id);
+    assert_eq!(run.spec.unwrap().image, "nginx:1.27");
+    agent.report(&w.id, &run.instance_id, pb::WorkloadPhase::Running, None).await;
+    let running = wait_workload(&mut member, &w.id, |w| phase(w) == pb::WorkloadPhase::Running).await;
+    let instance = &running.status.unwrap().instances[0];
+    assert_eq!(instance.node_id, agent.node_id);
+
+    // The reservation is on the node.
+    let node =
+        admin.get_node(pb::GetNodeRequest { id: agent.node_id.clone() }).await.unwrap().into_inner().node.unwrap();
+    assert_eq!(node.state(), pb::NodeState::Ready);
+    assert_eq!(node.available.unwrap().cpu_millis, 3500);
+
+    // Stop: the agent is told, reports Stopped, the reservation is given back.
+    member.stop_workload(pb::StopWorkloadRequest { id: w.id.clone(), ..Default::default() }).await.unwrap();
+    let (_, stop) = agent.next_command().await;
+    assert!(matches!(stop, Payload::Stop(ref s) if s.instance_id == run.instance_id), "{stop:?}");
+    agent.report(&w.id, &run.instance_id, pb::WorkloadPhase::Stopped, Some(0)).await;
+    wait_workload(&mut member, &w.id, |w| phase(w) == pb::WorkloadPhase::Stopped).await;
+    let node =
+        admin.get_node(pb::GetNodeRequest { id: agent.node_id.clone() }).await.unwrap().into_inner().node.unwrap();
+    assert_eq!(node.available.unwrap().cpu_millis, 4000);
+}
+
+async fn bad_tokens_and_impersonation_are_refused<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let pki = Pki::new();
+    let s = serve(kv, config(&pki, prefix, &[])).await;
+    let mut admin = api(&pki, s.running.grpc, "root", "admin");
+    let good = token(&mut admin).await;
+    let (id, _) = good.split_once('.').unwrap();
+    for bad in [format!("{id}.0000000000000000"), "nothing".to_string(), String::new()] {
+        let err = join(&pki, s.running.bootstrap, &bad, "x").await.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{bad}");
+    }
+    // A revoked token stops working.
+    let revoked = token(&mut admin).await;
+    admin
+        .revoke_join_token(pb::RevokeJoinTokenRequest { id: revoked.split_once('.').unwrap().0.into() })
+        .await
+        .unwrap();
+    assert_eq!(join(&pki, s.running.bootstrap, &revoked, "x").await.unwrap_err().code(), Code::Unauthenticated);
+
+    let (a, tls_a, dir_a) = join(&pki, s.running.bootstrap, &good, "node-a").await.unwrap();
+    let (b, _tls_b, _dir_b) = join(&pki, s.running.bootstrap, &good, "node-b").await.unwrap();
+    let err = FakeAgent::connect(s.running.grpc, a.clone(), tls_a, dir_a, Some(&b)).await.err().expect("refused");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains(&a) && err.message().contains(&b), "{}", err.message());
+
+    // A node certificate cannot call the user API either.
+    let (_, tls, _dir) = join(&pki, s.running.bootstrap, &good, "node-c").await.unwrap();
+    let channel = persys_kit::client::mtls_channel(
+        &format!("http://localhost:{}", s.running.grpc.port()),
+        &tls,
+        &Default::default(),
+    )
+    .unwrap();
+    let err = pb::scheduler_service_client::SchedulerServiceClient::new(channel)
+        .list_nodes(pb::ListNodesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+async fn members_see_only_their_own_workloads<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let pki = Pki::new();
+    let s = serve(kv, config(&pki, prefix, &[])).await;
+    let mut ada = api(&pki, s.running.grpc, "ada", "member");
+    let mut bob = api(&pki, s.running.grpc, "bob", "member");
+    let mut viewer = api(&pki, s.running.grpc, "vic", "viewer");
+    let w = create(&mut ada, "mine", spec("busybox")).await;
+    assert_eq!(bob.get_workload(pb::GetWorkloadRequest { id: w.id.clone() }).await.unwrap_err().code(), Code::NotFound);
+    let err = bob.stop_workload(pb::StopWorkloadRequest { id: w.id.clone(), ..Default::default() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let listed = bob.list_workloads(pb::ListWorkloadsRequest::default()).await.unwrap().into_inner().workloads;
+    assert!(listed.is_empty());
+    assert_eq!(ada.list_workloads(pb::ListWorkloadsRequest::default()).await.unwrap().into_inner().workloads.len(), 1);
+    // Viewers read everything and change nothing.
+    assert!(viewer.get_workload(pb::GetWorkloadRequest { id: w.id.clone() }).await.is_ok());
+    let err = viewer
+        .create_workload(pb::CreateWorkloadRequest { spec: Some(spec("x")), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // Bad input names its fields.
+    let err = ada
+        .create_workload(pb::CreateWorkloadRequest {
+            name: "Bad Name".into(),
+            spec: Some(spec("")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("spec.image") && err.message().contains("name"), "{}", err.message());
+}
+
+async fn workloads_of_a_lost_node_run_again_elsewhere<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let pki = Pki::new();
+    let s = serve(kv, config(&pki, prefix, &[])).await;
+    let mut admin = api(&pki, s.running.grpc, "root", "admin");
+    let token = token(&mut admin).await;
+    let mut first = FakeAgent::start(&pki, s.running.grpc, s.running.bootstrap, &token, "first").await;
+    let mut spec = spec("nginx");
+    spec.restart_policy = pb::RestartPolicy::Always as i32;
+    let w = create(&mut admin, "svc", spec).await;
+    let (_, Payload::Run(run)) = first.next_command().await else { panic!("expected run") };
+    first.report(&w.id, &run.instance_id, pb::WorkloadPhase::Running, None).await;
+    wait_workload(&mut admin, &w.id, |w| phase(w) == pb::WorkloadPhase::Running).await;
+
+    let mut second = FakeAgent::start(&pki, s.running.grpc, s.running.bootstrap, &token, "second").await;
+    let lost = first.node_id.clone();
+    first.kill();
+
+    // NotReady once the lease lapses, then Down after the grace period.
+    let mut nodes = admin.watch_nodes(pb::WatchNodesRequest { since_revision: 0 }).await.unwrap().into_inner();
+    let mut states = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(e) = nodes.message().await.unwrap() {
+            if let Some(n) = e.node.filter(|n| n.id == lost) {
+                if states.last() != Some(&n.state()) {
+                    states.push(n.state());
+                }
+                if n.state() == pb::NodeState::Down {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the node went Down");
+    assert_eq!(states.iter().filter(|s| **s == pb::NodeState::NotReady).count(), 1, "{states:?}");
+
+    let (_, Payload::Run(again)) = second.next_command().await else { panic!("expected a run on the second node") };
+    assert_eq!(again.workload_id, w.id);
+    assert_ne!(again.instance_id, run.instance_id);
+    second.report(&w.id, &again.instance_id, pb::WorkloadPhase::Running, None).await;
+    let w = wait_workload(&mut admin, &w.id, |w| phase(w) == pb::WorkloadPhase::Running).await;
+    let instances = w.status.unwrap().instances;
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0].node_id, second.node_id);
+}
+
+async fn retried_creates_are_idempotent<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let pki = Pki::new();
+    let s = serve(kv, config(&pki, prefix, &[])).await;
+    let mut ada = api(&pki, s.running.grpc, "ada", "member");
+    let request =
+        pb::CreateWorkloadRequest { name: "once".into(), spec: Some(spec("busybox")), request_id: "req-1".into() };
+    let first = ada.create_workload(request.clone()).await.unwrap().into_inner().workload.unwrap();
+    let again = ada.create_workload(request).await.unwrap().into_inner().workload.unwrap();
+    assert_eq!(first.id, again.id);
+    assert_eq!(ada.list_workloads(pb::ListWorkloadsRequest::default()).await.unwrap().into_inner().workloads.len(), 1);
+}
+
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        mod mem {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(Arc::new(MemKv::new()), "/persys").await;
+                }
+            )*
+        }
+        mod etcd {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(endpoints) = persys_kit::testing::require_env("PERSYS_TEST_ETCD_ENDPOINTS", "an etcd server") else {
+                        return;
+                    };
+                    let endpoints: Vec<String> = endpoints.split(',').map(str::to_owned).collect();
+                    let kv = EtcdKv::connect(&endpoints).await.expect("etcd");
+                    let prefix = format!("/t-{}", uuid::Uuid::new_v4().simple());
+                    super::$case(Arc::new(kv), &prefix).await;
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    a_joined_agent_runs_a_created_workload,
+    bad_tokens_and_impersonation_are_refused,
+    members_see_only_their_own_workloads,
+    workloads_of_a_lost_node_run_again_elsewhere,
+    retried_creates_are_idempotent,
+);
+
+async fn etcd_kv() -> Option<(Arc<EtcdKv>, String)> {
+    let endpoints = persys_kit::testing::require_env("PERSYS_TEST_ETCD_ENDPOINTS", "an etcd server")?;
+    let endpoints: Vec<String> = endpoints.split(',').map(str::to_owned).collect();
+    Some((Arc::new(EtcdKv::connect(&endpoints).await.expect("etcd")), format!("/t-{}", uuid::Uuid::new_v4().simple())))
+}
+
+async fn leader_of(kv: &EtcdKv, prefix: &str) -> Option<String> {
+    kv.get(&format!("{prefix}/leader")).await.unwrap().map(|e| String::from_utf8(e.value).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_takes_over_when_the_leader_goes_and_placement_continues() {
+    let Some((kv, prefix)) = etcd_kv().await else { return };
+    let pki = Pki::new();
+    let one = serve(kv.clone(), config(&pki, &prefix, &["--replica", "one"])).await;
+    let mut admin = api(&pki, one.running.grpc, "root", "admin");
+    // Wait until someone leads.
+    let mut watch = kv.watch(&format!("{prefix}/leader"), 1).await.unwrap();
+    if leader_of(&kv, &prefix).await.is_none() {
+        tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut watch)).await.unwrap();
+    }
+    assert_eq!(leader_of(&kv, &prefix).await.as_deref(), Some("one"));
+    let two = serve(kv.clone(), config(&pki, &prefix, &["--replica", "two"])).await;
+    let token = token(&mut admin).await;
+    // The agent streams to the second replica, which will survive.
+    let mut agent = FakeAgent::start(&pki, two.running.grpc, two.running.bootstrap, &token, "n1").await;
+
+    let from = kv.get(&format!("{prefix}/leader")).await.unwrap().unwrap().mod_revision + 1;
+    let mut changes = kv.watch(&format!("{prefix}/leader"), from).await.unwrap();
+    one.trigger.trigger();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(batch) = futures::StreamExt::next(&mut changes).await {
+            if batch.unwrap().iter().any(|e| matches!(e, persys_scheduler::kv::Event::Put(en) if en.value == b"two")) {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("replica two became leader");
+    assert!(started.elapsed() < Duration::from_secs(2), "takeover took {:?} (lease TTL is 1 s)", started.elapsed());
+
+    let mut via_two = api(&pki, two.running.grpc, "root", "admin");
+    let w = create(&mut via_two, "after-failover", spec("busybox")).await;
+    let (_, Payload::Run(run)) = agent.next_command().await else { panic!("expected run") };
+    assert_eq!(run.workload_id, w.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_the_scheduler_during_creates_loses_and_duplicates_nothing() {
+    let Some((kv, prefix)) = etcd_kv().await else { return };
+    let pki = Pki::new();
+    let mut current = serve(kv.clone(), config(&pki, &prefix, &[])).await;
+    let mut acknowledged = std::collections::BTreeSet::new();
+    for round in 0..3 {
+        let addr = current.running.grpc;
+        let creates: Vec<_> = (0..20)
+            .map(|i| {
+                let mut ada = api(&pki, addr, "ada", "member");
+                tokio::spawn(async move {
+                    let request = pb::CreateWorkloadRequest {
+                        name: format!("w-{round}-{i}"),
+                        spec: Some(spec("busybox")),
+                        request_id: format!("req-{round}-{i}"),
+                    };
+                    (request.clone(), ada.create_workload(request).await)
+                })
+            })
+            .collect();
+        // Restart while the creates are in flight.
+        current.trigger.trigger();
+        let _ = current.running.task.await;
+        current = serve(kv.clone(), config(&pki, &prefix, &[])).await;
+        let mut ada = api(&pki, current.running.grpc, "ada", "member");
+        for c in creates {
+            let (request, result) = c.await.unwrap();
+            let w = match result {
+                Ok(r) => r.into_inner().workload.unwrap(),
+                // Not acknowledged: the client retries with the same request id.
+                Err(_) => ada.create_workload(request.clone()).await.unwrap().into_inner().workload.unwrap(),
+            };
+            acknowledged.insert((request.request_id, w.id));
+        }
+    }
+    let mut ada = api(&pki, current.running.grpc, "ada", "member");
+    let stored: std::collections::BTreeSet<String> = ada
+        .list_workloads(pb::ListWorkloadsRequest {
+            page: Some(persys_proto::common::v1::PageRequest { page_size: 1000, page_token: String::new() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .workloads
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    let acked_ids: std::collections::BTreeSet<String> = acknowledged.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(acknowledged.len(), 60, "one acknowledgement per request");
+    assert_eq!(acked_ids, stored, "every acknowledged workload is stored, and nothing else");
+}
