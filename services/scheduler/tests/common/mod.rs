@@ -152,7 +152,7 @@ pub async fn token(api: &mut Api) -> String {
 #[derive(Debug)]
 pub enum Seen {
     Welcome,
-    Command(String, Payload),
+    Command(String, Box<Payload>),
 }
 
 /// A fake agent: joined for real, streaming for real, running nothing.
@@ -269,7 +269,7 @@ impl FakeAgent {
                     m = down.message() => match m {
                         Ok(Some(m)) => {
                             if let Some(p) = m.payload {
-                                let _ = seen_tx.send(Seen::Command(m.command_id, p)).await;
+                                let _ = seen_tx.send(Seen::Command(m.command_id, Box::new(p))).await;
                             }
                         }
                         _ => return,
@@ -285,7 +285,7 @@ impl FakeAgent {
         loop {
             match tokio::time::timeout(Duration::from_secs(30), self.seen.recv()).await.expect("a command within 30 s")
             {
-                Some(Seen::Command(id, p)) => return (id, p),
+                Some(Seen::Command(id, p)) => return (id, *p),
                 Some(Seen::Welcome) => continue,
                 None => panic!("stream closed"),
             }
