@@ -185,9 +185,18 @@ impl DockerDriver {
         self.outbox.push(e);
     }
 
-    async fn refresh(&self, container_id: &str) {
+    /// Reports a container's current state after engine event `action`. An exit is reported
+    /// from its `die` event only: an earlier event may find the container already exited
+    /// while its last output is still being copied to the log.
+    async fn refresh(&self, container_id: &str, action: &str) {
         match self.inspect(container_id).await {
             Ok(Some(c)) => {
+                let exited = c.state.as_ref().is_some_and(|s| {
+                    s.running != Some(true) && s.status != Some(bollard::models::ContainerStateStatusEnum::CREATED)
+                });
+                if exited && !matches!(action, "die" | "oom" | "resync") {
+                    return;
+                }
                 if let Some(e) = self.current(&c).await {
                     self.report(container_id, e);
                 }
@@ -212,6 +221,12 @@ impl DockerDriver {
     /// Returns the status of every Persys container on the engine (running or not), and
     /// remembers them so later events report changes only.
     pub async fn inventory(&self) -> Result<Vec<WorkloadStatusEvent>, CommandError> {
+        self.scan(false).await
+    }
+
+    /// Lists every Persys container; with `report`, also queues an event for each one whose
+    /// state differs from the last report (a resync after the event stream was down).
+    async fn scan(&self, report: bool) -> Result<Vec<WorkloadStatusEvent>, CommandError> {
         let filters: HashMap<String, Vec<String>> =
             [("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")])].into();
         let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
@@ -223,7 +238,11 @@ impl DockerDriver {
             if let Ok(Some(c)) = self.inspect(&id).await
                 && let Some(e) = self.current(&c).await
             {
-                self.last.lock().expect("last lock").insert(id.clone(), e.clone());
+                if report {
+                    self.report(&id, e.clone());
+                } else {
+                    self.last.lock().expect("last lock").insert(id.clone(), e.clone());
+                }
                 seen.insert(id);
                 out.push(e);
             }
@@ -268,7 +287,7 @@ impl DockerDriver {
             .into();
             let options = EventsOptions { since: Some(since.to_string()), until: None, filters: Some(filters) };
             let mut events = self.docker.events(Some(options));
-            if let Err(error) = self.inventory().await {
+            if let Err(error) = self.scan(true).await {
                 tracing::warn!(%error, "resynchronising containers failed");
             }
             tracing::info!(version = %self.version(), "following docker events");
@@ -286,7 +305,7 @@ impl DockerDriver {
                         match action.as_str() {
                             "destroy" => self.gone(&id),
                             a if a.starts_with("exec_") || a == "attach" || a == "resize" || a == "top" => {}
-                            _ => self.refresh(&id).await,
+                            _ => self.refresh(&id, &action).await,
                         }
                     }
                     Some(Err(error)) => {
@@ -316,7 +335,7 @@ impl DockerDriver {
                 self.docker.start_container(name, None).await?;
             }
             if let Some(id) = &existing.id {
-                self.refresh(id).await;
+                self.refresh(id, "resync").await;
             }
             return Ok(());
         }
@@ -339,7 +358,7 @@ impl DockerDriver {
         };
         if let Err(e) = self.docker.start_container(&created.id, None).await {
             let e = CommandError::new("StartFailed", CommandError::from(e).message);
-            self.refresh(&created.id).await;
+            self.refresh(&created.id, "resync").await;
             return Err(e);
         }
         Ok(())

@@ -1,0 +1,239 @@
+//! The Docker driver against a real engine: run, limits, labels, exit codes with the log
+//! tail, stop, remove, logs, exec and pull policies. Status events come from the engine's
+//! event stream (the watcher), never from polling.
+
+mod common;
+
+use std::time::Duration;
+
+use common::docker::{Cleanup, driver, engine, node_id, phase, run_sh, wait_event};
+use persys_agent::driver::Output;
+use persys_kit::shutdown;
+use persys_proto::{
+    common::v1::{OutputStream, ResourceQuantities},
+    scheduler::v1::{
+        ConnectRequest, ExecInstance, FetchLogs, ImagePullPolicy, ResourceRequirements, WorkloadPhase,
+        connect_request::Payload,
+    },
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+fn sink() -> (Output, mpsc::Receiver<ConnectRequest>) {
+    let (tx, rx) = mpsc::channel(1024);
+    (Output::new("cmd-1".into(), tx), rx)
+}
+
+fn collect(rx: &mut mpsc::Receiver<ConnectRequest>) -> (String, String) {
+    let (mut out, mut err) = (String::new(), String::new());
+    while let Ok(m) = rx.try_recv() {
+        if let Some(Payload::LogChunk(c)) = m.payload {
+            let chunk = c.chunk.unwrap();
+            let text = String::from_utf8_lossy(&chunk.data).into_owned();
+            if chunk.stream == OutputStream::Stderr as i32 { err.push_str(&text) } else { out.push_str(&text) }
+        }
+    }
+    (out, err)
+}
+
+#[tokio::test]
+async fn run_applies_limits_labels_and_network_and_reports_running_from_events() {
+    let Some((host, image)) = engine() else { return };
+    let node = node_id("run");
+    let _cleanup = Cleanup::new(&host, &node);
+    let (driver, outbox) = driver(&host, &node).await;
+    let (trigger, handle) = shutdown::channel();
+    tokio::spawn(driver.clone().watch(handle));
+
+    let mut run = run_sh(&node, "web", &image, "echo started; sleep 300");
+    run.spec.as_mut().unwrap().resources = Some(ResourceRequirements {
+        requests: None,
+        limits: Some(ResourceQuantities { cpu_millis: 250, memory_bytes: 32 << 20, disk_bytes: 0 }),
+    });
+    run.spec.as_mut().unwrap().env.push(persys_proto::scheduler::v1::EnvVar {
+        name: "GREETING".into(),
+        value: "hi".into(),
+        sensitive: false,
+    });
+    let (out, _rx) = sink();
+    driver.run(&run, &out).await.unwrap();
+    let running = wait_event(&outbox, &run.instance_id, |e| phase(e) == WorkloadPhase::Running).await;
+    let status = running.status.unwrap();
+    assert_eq!(running.workload_id, "w-web");
+    assert_eq!(status.node_id, node);
+    assert!(!status.container_id.is_empty() && status.started_at.is_some());
+
+    let c = driver.client().inspect_container(&run.instance_id, None).await.unwrap();
+    let hc = c.host_config.unwrap();
+    assert_eq!(hc.nano_cpus, Some(250_000_000));
+    assert_eq!(hc.memory, Some(32 << 20));
+    assert_eq!(hc.network_mode.as_deref(), Some("none"));
+    assert_eq!(hc.restart_policy.unwrap().name, Some(bollard::models::RestartPolicyNameEnum::NO));
+    let config = c.config.unwrap();
+    let labels = config.labels.unwrap();
+    assert_eq!(labels["persys.workload-id"], "w-web");
+    assert_eq!(labels["persys.instance-id"], run.instance_id);
+    assert_eq!(labels["persys.workload-name"], "web");
+    assert_eq!(labels["persys.node-id"], node);
+    assert_eq!(labels["persys.managed"], "true");
+    assert!(config.env.unwrap().contains(&"GREETING=hi".to_owned()));
+
+    // Running again with the same instance id leaves the container alone.
+    driver.run(&run, &out).await.unwrap();
+    let again = driver.client().inspect_container(&run.instance_id, None).await.unwrap();
+    assert_eq!(again.id, c.id);
+
+    // Stop: SIGTERM is ignored by `sleep` under sh, so the grace period ends in a kill.
+    driver.stop(&run.instance_id, Some(Duration::from_secs(1))).await.unwrap();
+    let stopped = wait_event(&outbox, &run.instance_id, |e| phase(e) == WorkloadPhase::Stopped).await;
+    assert!(stopped.status.unwrap().exit_code.is_some());
+
+    driver.remove(&run.instance_id, None, true).await.unwrap();
+    let removed = wait_event(&outbox, &run.instance_id, |e| e.removed).await;
+    assert_eq!(removed.workload_id, "w-web");
+    assert!(!driver.has(&run.instance_id).await);
+    // Removing what is gone is not an error.
+    driver.remove(&run.instance_id, None, false).await.unwrap();
+    trigger.trigger();
+}
+
+#[tokio::test]
+async fn an_exit_reports_the_code_and_the_log_tail() {
+    let Some((host, image)) = engine() else { return };
+    let node = node_id("exit");
+    let _cleanup = Cleanup::new(&host, &node);
+    let (driver, outbox) = driver(&host, &node).await;
+    let (trigger, handle) = shutdown::channel();
+    tokio::spawn(driver.clone().watch(handle));
+
+    // One stream only: Docker does not keep the order between stdout and stderr lines.
+    let script = "for i in $(seq 1 40); do echo line-$i; done >&2; exit 3";
+    let run = run_sh(&node, "fail", &image, script);
+    let (out, _rx) = sink();
+    driver.run(&run, &out).await.unwrap();
+    let failed = wait_event(&outbox, &run.instance_id, |e| phase(e) == WorkloadPhase::Failed).await;
+    let status = failed.status.unwrap();
+    assert_eq!(status.exit_code, Some(3));
+    assert!(status.message.contains("line-21\n") && status.message.ends_with("line-40"), "{}", status.message);
+    assert!(!status.message.contains("line-10\n"), "the tail is bounded: {}", status.message);
+    assert!(status.finished_at.is_some());
+
+    let ok = run_sh(&node, "ok", &image, "echo done");
+    driver.run(&ok, &out).await.unwrap();
+    let done = wait_event(&outbox, &ok.instance_id, |e| phase(e) == WorkloadPhase::Succeeded).await;
+    assert_eq!(done.status.unwrap().exit_code, Some(0));
+
+    // A kill from outside the agent is a failure with the signal's exit code.
+    let victim = run_sh(&node, "victim", &image, "sleep 300");
+    driver.run(&victim, &out).await.unwrap();
+    wait_event(&outbox, &victim.instance_id, |e| phase(e) == WorkloadPhase::Running).await;
+    driver
+        .client()
+        .kill_container(&victim.instance_id, None::<bollard::query_parameters::KillContainerOptions>)
+        .await
+        .unwrap();
+    let killed = wait_event(&outbox, &victim.instance_id, |e| phase(e) == WorkloadPhase::Failed).await;
+    assert_eq!(killed.status.unwrap().exit_code, Some(137));
+    trigger.trigger();
+}
+
+#[tokio::test]
+async fn logs_and_exec_stream_output_and_exit_codes() {
+    let Some((host, image)) = engine() else { return };
+    let node = node_id("logs");
+    let _cleanup = Cleanup::new(&host, &node);
+    let (driver, outbox) = driver(&host, &node).await;
+    let (trigger, handle) = shutdown::channel();
+    tokio::spawn(driver.clone().watch(handle));
+
+    let run = run_sh(&node, "chatty", &image, "echo one; echo two; echo err >&2; sleep 300");
+    let (out, _rx) = sink();
+    driver.run(&run, &out).await.unwrap();
+    wait_event(&outbox, &run.instance_id, |e| phase(e) == WorkloadPhase::Running).await;
+
+    // Exec: output, exit code, stdin.
+    let (out, mut rx) = sink();
+    let cancel = CancellationToken::new();
+    let exec = ExecInstance {
+        instance_id: run.instance_id.clone(),
+        command: vec!["sh".into(), "-c".into(), "cat; echo to-err >&2; exit 7".into()],
+        stdin: b"from-stdin\n".to_vec(),
+        ..Default::default()
+    };
+    let exit = driver.exec(&exec, &out, &cancel).await.unwrap();
+    assert_eq!((exit.exit_code, exit.timed_out), (7, false));
+    let (stdout, stderr) = collect(&mut rx);
+    assert_eq!(stdout, "from-stdin\n");
+    assert_eq!(stderr, "to-err\n");
+
+    // Exec timeout.
+    let slow = ExecInstance {
+        instance_id: run.instance_id.clone(),
+        command: vec!["sleep".into(), "30".into()],
+        timeout: Some(prost_types::Duration { seconds: 0, nanos: 300_000_000 }),
+        ..Default::default()
+    };
+    let exit = driver.exec(&slow, &out, &cancel).await.unwrap();
+    assert!(exit.timed_out && exit.exit_code == -1);
+
+    // The output written so far is there once `echo err` has run (exec above ran after it).
+    let (out, mut rx) = sink();
+    let logs = FetchLogs { instance_id: run.instance_id.clone(), tail_lines: Some(1), ..Default::default() };
+    driver.logs(&logs, &out, &cancel).await.unwrap();
+    let (stdout, stderr) = collect(&mut rx);
+    assert_eq!(format!("{stdout}{stderr}").lines().count(), 1);
+    let all = FetchLogs { instance_id: run.instance_id.clone(), ..Default::default() };
+    driver.logs(&all, &out, &cancel).await.unwrap();
+    let (stdout, stderr) = collect(&mut rx);
+    assert_eq!((stdout.as_str(), stderr.as_str()), ("one\ntwo\n", "err\n"));
+
+    // Follow runs until canceled.
+    let follow = FetchLogs { instance_id: run.instance_id.clone(), follow: true, ..Default::default() };
+    let cancel_follow = CancellationToken::new();
+    let (out, mut rx) = sink();
+    let task = {
+        let (driver, cancel) = (driver.clone(), cancel_follow.clone());
+        tokio::spawn(async move { driver.logs(&follow, &out, &cancel).await })
+    };
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap();
+    assert!(first.is_some());
+    assert!(!task.is_finished());
+    cancel_follow.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+    assert_eq!(ended.unwrap_err().reason, "Canceled");
+
+    let missing = FetchLogs { instance_id: format!("{node}-nope"), ..Default::default() };
+    assert_eq!(driver.logs(&missing, &sink().0, &cancel).await.unwrap_err().reason, "ContainerNotFound");
+    trigger.trigger();
+}
+
+#[tokio::test]
+async fn pull_policies_use_local_images_and_fail_cleanly() {
+    let Some((host, image)) = engine() else { return };
+    let node = node_id("pull");
+    let _cleanup = Cleanup::new(&host, &node);
+    let (driver, outbox) = driver(&host, &node).await;
+    let (out, mut rx) = sink();
+
+    let mut never = run_sh(&node, "never", &image, "true");
+    never.spec.as_mut().unwrap().image_pull_policy = ImagePullPolicy::Never as i32;
+    driver.run(&never, &out).await.unwrap();
+
+    let mut absent = run_sh(&node, "absent", "persys-test/does-not-exist:1", "true");
+    absent.spec.as_mut().unwrap().image_pull_policy = ImagePullPolicy::Never as i32;
+    let e = driver.run(&absent, &out).await.unwrap_err();
+    assert_eq!(e.reason, "ImageNotPresent");
+    let failed = wait_event(&outbox, &absent.instance_id, |e| phase(e) == WorkloadPhase::Failed).await;
+    assert_eq!(failed.status.unwrap().reason, "ImageNotPresent");
+
+    // No registry is reachable here: the pull fails, with a clear reason, and no container.
+    let mut pull = run_sh(&node, "pull", "127.0.0.1:9/persys-test/nothing:1", "true");
+    pull.spec.as_mut().unwrap().image_pull_policy = ImagePullPolicy::IfNotPresent as i32;
+    let e = driver.run(&pull, &out).await.unwrap_err();
+    assert_eq!(e.reason, "ImagePullFailed", "{e}");
+    let pulling = wait_event(&outbox, &pull.instance_id, |e| e.status.as_ref().unwrap().reason == "PullingImage").await;
+    assert_eq!(phase(&pulling), WorkloadPhase::Starting);
+    wait_event(&outbox, &pull.instance_id, |e| phase(e) == WorkloadPhase::Failed).await;
+    assert!(!driver.has(&pull.instance_id).await);
+    let _ = rx.try_recv();
+}
