@@ -29,6 +29,20 @@ impl Service {
         log_dir: &std::path::Path,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
+        Self::start_expecting(name, None, binary, args, env, log_dir, timeout).await
+    }
+
+    /// Like [`Service::start`], for a process that prints several ready lines (the all-in-one
+    /// stack): waits for the one whose `service` is `expect`.
+    pub async fn start_expecting(
+        name: &str,
+        expect: Option<&str>,
+        binary: PathBuf,
+        args: &[String],
+        env: &[(&str, String)],
+        log_dir: &std::path::Path,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let log = log_dir.join(format!("{name}.log"));
         let stderr = std::fs::File::create(&log).context("creating log")?;
         let mut command = Command::new(&binary);
@@ -44,6 +58,7 @@ impl Service {
             while let Some(line) = lines.next_line().await? {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                     && v["event"] == "ready"
+                    && expect.is_none_or(|e| v["service"] == e)
                 {
                     return Ok::<_, anyhow::Error>(Some(v));
                 }
