@@ -121,9 +121,14 @@ pub async fn renew(channel: TracedChannel, tls: &Tls, state: &StateDir) -> Resul
     Ok(())
 }
 
+/// Shortest time between two renewals, so a certificate that is due at issue (e.g. short-lived
+/// and back-dated) does not make the agent renew in a tight loop.
+const MIN_RENEW_GAP: Duration = Duration::from_secs(5);
+
 /// Renews the certificate whenever it is due, until shutdown; failures are retried every
 /// 30 s (and logged) while the current certificate is still valid.
 pub async fn keep_renewed(channel: TracedChannel, tls: Arc<Tls>, state: StateDir, shutdown: Shutdown) {
+    let mut first = true;
     loop {
         let due = match state.validity() {
             Ok(v) => v.renew_after(),
@@ -132,7 +137,11 @@ pub async fn keep_renewed(channel: TracedChannel, tls: Arc<Tls>, state: StateDir
                 return;
             }
         };
-        let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+        let mut wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+        if !first {
+            wait = wait.max(MIN_RENEW_GAP);
+        }
+        first = false;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.clone().wait() => return,
