@@ -1,0 +1,142 @@
+//! `persys login`, `logout` and `whoami`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::Context;
+use clap::Args;
+use persys_proto::gateway::v1::{LoginRequest, LogoutRequest, WhoAmIRequest, auth_service_client::AuthServiceClient};
+use serde::Serialize;
+use tonic::Code;
+
+use crate::{
+    client::{Global, Session, channel},
+    config::{Credentials, Store},
+    error::{Exit, Failure, describe},
+    output::{self, emit},
+    view,
+};
+
+/// Arguments of `persys login`.
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// User name (prompted for when omitted on a terminal).
+    #[arg(short, long, env = "PERSYS_USERNAME")]
+    username: Option<String>,
+    /// Read the password from the first line of standard input instead of prompting.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+fn prompt_line(prompt: &str) -> anyhow::Result<String> {
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
+
+fn password(args: &LoginArgs) -> anyhow::Result<String> {
+    if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(
+            Exit::Usage,
+            "no terminal to ask for the password on: pipe it in with --password-stdin",
+        )
+        .into());
+    }
+    rpassword::prompt_password("Password: ").context("reading the password")
+}
+
+/// Logs in and stores the session for the server.
+pub async fn login(global: &Global, args: LoginArgs) -> anyhow::Result<()> {
+    let username = match &args.username {
+        Some(u) => u.clone(),
+        None if std::io::stdin().is_terminal() && !args.password_stdin => prompt_line("Username: ")?,
+        None => return Err(Failure::new(Exit::Usage, "which user? pass --username NAME").into()),
+    };
+    let password = password(&args)?;
+    let mut client = AuthServiceClient::new(channel(&global.server, global.ca.as_deref())?);
+    let request = LoginRequest { username: username.clone(), password };
+    let response = match tokio::time::timeout(global.timeout, client.login(request)).await {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(s)) if s.code() == Code::Unauthenticated => {
+            return Err(Failure::new(Exit::Auth, format!("login failed: {}", s.message())).into());
+        }
+        Ok(Err(s)) => return Err(describe(&s, &global.server).into()),
+        Err(_) => return Err(Failure::new(Exit::Timeout, format!("{} did not answer in time", global.server)).into()),
+    };
+    let store = Store::default_location()?;
+    let role = response.user.as_ref().map(|u| view::role(u.role)).unwrap_or_default();
+    store.put(
+        &global.server,
+        Credentials {
+            username: username.clone(),
+            access_token: response.access_token,
+            refresh_token: response.refresh_token,
+            access_expires_at: response.access_expires_at.map_or(0, |t| t.seconds),
+            refresh_expires_at: response.refresh_expires_at.map_or(0, |t| t.seconds),
+        },
+    )?;
+    eprintln!("logged in to {} as {username} ({role}); session saved in {}", global.server, store.path().display());
+    Ok(())
+}
+
+/// Ends the session at the server and forgets it locally.
+pub async fn logout(global: &Global) -> anyhow::Result<()> {
+    let store = Store::default_location()?;
+    let Some(credentials) = store.get(&global.server)? else {
+        eprintln!("not logged in to {}", global.server);
+        return Ok(());
+    };
+    let mut client = AuthServiceClient::new(channel(&global.server, global.ca.as_deref())?);
+    let request = LogoutRequest { refresh_token: credentials.refresh_token };
+    let revoked = tokio::time::timeout(global.timeout, client.logout(request)).await;
+    store.remove(&global.server)?;
+    match revoked {
+        Ok(Ok(_)) => eprintln!("logged out of {}", global.server),
+        Ok(Err(s)) => eprintln!(
+            "forgot the local session, but the server could not revoke it ({}); it ends when it expires",
+            s.message()
+        ),
+        Err(_) => eprintln!("forgot the local session, but {} did not answer; it ends when it expires", global.server),
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct WhoAmI {
+    server: String,
+    id: String,
+    username: String,
+    role: String,
+    disabled: bool,
+    auth_method: String,
+}
+
+/// Prints who the gateway says the caller is.
+pub async fn whoami(global: &Global) -> anyhow::Result<()> {
+    let mut session = Session::open(global)?;
+    let response = session.call(|c| async move { c.auth().who_am_i(WhoAmIRequest {}).await }).await?;
+    let user = response.user.unwrap_or_default();
+    let me = WhoAmI {
+        server: session.server.clone(),
+        id: user.id,
+        username: user.username,
+        role: view::role(user.role),
+        disabled: user.disabled,
+        auth_method: response.auth_method,
+    };
+    emit(global.output, &me, || {
+        output::describe(&[
+            ("User", me.username.clone()),
+            ("ID", me.id.clone()),
+            ("Role", me.role.clone()),
+            ("Server", me.server.clone()),
+            ("Auth", me.auth_method.clone()),
+        ])
+    })
+}
