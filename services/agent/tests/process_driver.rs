@@ -1,0 +1,86 @@
+//! The process driver on this machine: exit codes with the output tail, logs, and a stop that
+//! escalates from SIGTERM to SIGKILL.
+
+use std::{sync::Arc, time::Duration};
+
+use persys_agent::{
+    driver::{Output, process::ProcessDriver},
+    outbox::Outbox,
+};
+use persys_proto::scheduler::v1::{
+    ConnectRequest, FetchLogs, RunInstance, WorkloadPhase, WorkloadSpec, WorkloadStatusEvent, connect_request::Payload,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+fn run(name: &str, script: &str) -> RunInstance {
+    RunInstance {
+        workload_id: format!("w-{name}"),
+        instance_id: format!("p-{name}"),
+        replica_index: 0,
+        workload_name: name.into(),
+        spec: Some(WorkloadSpec {
+            image: "process:///bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            ..Default::default()
+        }),
+    }
+}
+
+async fn wait(outbox: &Outbox, instance: &str, phase: WorkloadPhase) -> WorkloadStatusEvent {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        for p in outbox.drain() {
+            if p.event.status.as_ref().is_some_and(|s| s.instance_id == instance && s.phase == phase as i32) {
+                return p.event;
+            }
+        }
+        tokio::time::timeout_at(deadline, outbox.notified()).await.expect("no event in time");
+    }
+}
+
+#[tokio::test]
+async fn processes_run_exit_log_and_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(Outbox::new(100));
+    let driver = Arc::new(ProcessDriver::new(tmp.path().to_owned(), "node-p".into(), outbox.clone()));
+
+    driver.run(&run("fail", "echo out; echo bad >&2; exit 5")).await.unwrap();
+    let failed = wait(&outbox, "p-fail", WorkloadPhase::Failed).await;
+    let status = failed.status.unwrap();
+    assert_eq!((status.exit_code, status.message.as_str()), (Some(5), "bad"));
+
+    let (tx, mut rx) = mpsc::channel::<ConnectRequest>(16);
+    let logs = FetchLogs { instance_id: "p-fail".into(), ..Default::default() };
+    driver.logs(&logs, &Output::new("c".into(), tx), &CancellationToken::new()).await.unwrap();
+    let mut text = String::new();
+    while let Ok(ConnectRequest { payload: Some(Payload::LogChunk(c)) }) = rx.try_recv() {
+        text.push_str(&String::from_utf8_lossy(&c.chunk.unwrap().data));
+    }
+    assert_eq!(text, "out\nbad\n");
+
+    // A process that ignores SIGTERM is killed after the grace period; the exit is STOPPED.
+    driver.run(&run("stubborn", "trap '' TERM; echo ready; while :; do sleep 1; done")).await.unwrap();
+    wait(&outbox, "p-stubborn", WorkloadPhase::Running).await;
+    // Readiness: the trap is installed once `ready` shows up in the followed output.
+    let (tx, mut rx) = mpsc::channel::<ConnectRequest>(16);
+    let follow = FetchLogs { instance_id: "p-stubborn".into(), follow: true, ..Default::default() };
+    let cancel = CancellationToken::new();
+    let task = {
+        let (driver, cancel) = (driver.clone(), cancel.clone());
+        tokio::spawn(async move { driver.logs(&follow, &Output::new("f".into(), tx), &cancel).await })
+    };
+    let ready = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+    assert!(matches!(ready.payload, Some(Payload::LogChunk(c)) if c.chunk.as_ref().unwrap().data == b"ready\n"));
+    cancel.cancel();
+    assert_eq!(task.await.unwrap().unwrap_err().reason, "Canceled");
+    let started = std::time::Instant::now();
+    driver.stop("p-stubborn", Some(Duration::from_millis(300))).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let stopped = wait(&outbox, "p-stubborn", WorkloadPhase::Stopped).await;
+    assert_eq!(stopped.status.unwrap().exit_code, Some(128 + 9));
+
+    driver.remove("p-stubborn", None).await.unwrap();
+    assert!(!driver.has("p-stubborn") && !tmp.path().join("p-stubborn").exists());
+    assert_eq!(driver.inventory().len(), 1);
+}
