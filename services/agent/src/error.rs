@@ -31,6 +31,14 @@ pub enum AgentError {
     /// No driver could be started.
     #[error("driver: {0}")]
     Driver(String),
+    /// Binding a local port failed.
+    #[error("bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The admin API failed.
     #[error("admin api: {0}")]
     Serve(#[from] persys_kit::server::ServeError),

@@ -113,6 +113,15 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
         max_backoff: cli.max_backoff,
     };
     let session = Session::new(config, channel, host, drivers.clone(), outbox);
+    let metrics = match cli.telemetry.admin_addr()? {
+        Some(addr) => Some(
+            persys_kit::metrics::Metrics::new()
+                .spawn_admin(addr, shutdown.clone())
+                .await
+                .map_err(|source| AgentError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
     let admin = match cli.admin_listen()? {
         Some(addr) => Some(
             admin::spawn(addr, admin::Admin::new(&node_id, &scheduler, &state, &session, &drivers), shutdown.clone())
@@ -120,7 +129,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
         ),
         None => None,
     };
-    persys_kit::server::announce_ready("agent", &[("admin_api", admin)]);
+    persys_kit::server::announce_ready("agent", &[("admin_api", admin), ("admin", metrics)]);
     tracing::info!(%node_id, scheduler = %cli.scheduler, "agent started");
     session.run(shutdown).await;
     if let Some(p) = &drivers.process {

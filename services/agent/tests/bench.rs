@@ -45,6 +45,7 @@ async fn bench_idle_rss_and_container_start_ratio() {
         .env("PERSYS_AGENT_DOCKER_HOST", &host)
         .env("PERSYS_AGENT_NETWORK_MODE", "none")
         .env("PERSYS_AGENT_ADMIN_API_LISTEN", "off")
+        .env("PERSYS_ADMIN_LISTEN", "off")
         .env("PERSYS_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)

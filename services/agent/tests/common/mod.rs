@@ -45,6 +45,8 @@ pub fn agent_cli(fake: &scheduler::FakeScheduler, state: &Path, docker_host: &st
         "none",
         "--admin-api-listen",
         "off",
+        "--admin-listen",
+        "off",
         "--label",
         "zone=test",
     ];

@@ -50,6 +50,7 @@ struct State {
     cert_validity: Duration,
     joins: Arc<AtomicU32>,
     renewals: Arc<AtomicU32>,
+    joined_cert: Arc<Mutex<String>>,
     heartbeat: Duration,
     inbound: mpsc::UnboundedSender<Received>,
     /// Sender of commands to the currently connected agent.
@@ -85,6 +86,7 @@ impl BootstrapService for State {
         let n = self.joins.fetch_add(1, Ordering::SeqCst) + 1;
         let node_id = format!("node-{n}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
         let (certificate_pem, expires_at, renew_after) = self.sign(&join.csr_pem, &node_id)?;
+        *self.joined_cert.lock().unwrap() = certificate_pem.clone();
         Ok(Response::new(JoinResponse {
             node_id,
             certificate_pem,
@@ -201,6 +203,7 @@ impl FakeScheduler {
             cert_validity,
             joins: Arc::default(),
             renewals: Arc::default(),
+            joined_cert: Arc::default(),
             heartbeat: Duration::from_millis(300),
             inbound: inbound_tx,
             commands: Arc::default(),
@@ -276,6 +279,11 @@ impl FakeScheduler {
 
     pub fn joins(&self) -> u32 {
         self.state.joins.load(Ordering::SeqCst)
+    }
+
+    /// Returns the certificate issued by the last Join.
+    pub fn joined_cert(&self) -> String {
+        self.state.joined_cert.lock().unwrap().clone()
     }
 
     pub fn renewals(&self) -> u32 {
