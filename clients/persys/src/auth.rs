@@ -119,7 +119,7 @@ struct WhoAmI {
 
 /// Prints who the gateway says the caller is.
 pub async fn whoami(global: &Global) -> anyhow::Result<()> {
-    let mut session = Session::open(global)?;
+    let session = Session::open(global)?;
     let response = session.call(|c| async move { c.auth().who_am_i(WhoAmIRequest {}).await }).await?;
     let user = response.user.unwrap_or_default();
     let me = WhoAmI {

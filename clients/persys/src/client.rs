@@ -2,7 +2,12 @@
 //! call, and transparent refresh: an expired access token is traded once for a new pair with
 //! the stored refresh token, and the call is retried.
 
-use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context;
 use clap::Args;
@@ -116,6 +121,7 @@ impl Conn {
 }
 
 /// How the session authenticates.
+#[derive(Clone)]
 enum Auth {
     ApiKey(String),
     Login(Credentials),
@@ -127,7 +133,8 @@ pub struct Session {
     pub server: String,
     channel: TracedChannel,
     store: Store,
-    auth: Auth,
+    // Replaced when a refresh rotates the tokens; never held across an await.
+    auth: Mutex<Auth>,
     timeout: Duration,
 }
 
@@ -151,15 +158,23 @@ impl Session {
             server: global.server.clone(),
             channel: channel(&global.server, global.ca.as_deref())?,
             store,
-            auth,
+            auth: Mutex::new(auth),
             timeout: global.timeout,
         })
     }
 
+    fn auth(&self) -> Auth {
+        self.auth.lock().expect("auth lock").clone()
+    }
+
+    fn set_auth(&self, auth: Auth) {
+        *self.auth.lock().expect("auth lock") = auth;
+    }
+
     fn conn(&self) -> anyhow::Result<Conn> {
-        let token = match &self.auth {
+        let token = match self.auth() {
             Auth::ApiKey(key) => key,
-            Auth::Login(c) => &c.access_token,
+            Auth::Login(c) => c.access_token,
         };
         let value = MetadataValue::try_from(format!("Bearer {token}"))
             .map_err(|_| Failure::new(Exit::Auth, "the stored token is malformed: run `persys login`"))?;
@@ -168,19 +183,19 @@ impl Session {
 
     /// Runs one call, refreshing an expired login once and retrying. Failures come back as
     /// [`Failure`]s that say what to do.
-    pub async fn call<T, F, Fut>(&mut self, f: F) -> anyhow::Result<T>
+    pub async fn call<T, F, Fut>(&self, f: F) -> anyhow::Result<T>
     where
         F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        if let Auth::Login(c) = &self.auth
+        if let Auth::Login(c) = self.auth()
             && c.access_expires_at != 0
             && c.access_expires_at <= now()
         {
             self.refresh().await?;
         }
         match self.attempt(&f).await {
-            Err(status) if status.code() == Code::Unauthenticated && matches!(self.auth, Auth::Login(_)) => {
+            Err(status) if status.code() == Code::Unauthenticated && matches!(self.auth(), Auth::Login(_)) => {
                 self.refresh().await?;
                 self.attempt(&f).await.map_err(|s| describe(&s, &self.server).into())
             }
@@ -202,13 +217,13 @@ impl Session {
 
     /// Trades the refresh token for a new pair and stores it; under the credentials lock, so
     /// a concurrent `persys` that refreshed first is noticed and its tokens reused.
-    async fn refresh(&mut self) -> anyhow::Result<()> {
-        let Auth::Login(current) = &self.auth else { return Ok(()) };
+    async fn refresh(&self) -> anyhow::Result<()> {
+        let Auth::Login(current) = self.auth() else { return Ok(()) };
         let _lock = self.store.lock()?;
         if let Some(stored) = self.store.get(&self.server)?
             && stored.refresh_token != current.refresh_token
         {
-            self.auth = Auth::Login(stored);
+            self.set_auth(Auth::Login(stored));
             return Ok(());
         }
         let mut client = AuthServiceClient::new(self.channel.clone());
@@ -237,7 +252,7 @@ impl Session {
             refresh_expires_at: response.refresh_expires_at.map_or(0, |t| t.seconds),
         };
         self.store.put(&self.server, fresh.clone())?;
-        self.auth = Auth::Login(fresh);
+        self.set_auth(Auth::Login(fresh));
         Ok(())
     }
 }

@@ -68,8 +68,8 @@ pub struct ReasonArgs {
 
 /// Runs a `node` subcommand.
 pub async fn run(global: &Global, command: NodeCommand) -> anyhow::Result<()> {
-    let mut session = Session::open(global)?;
-    let s = &mut session;
+    let session = Session::open(global)?;
+    let s = &session;
     let node = match command {
         NodeCommand::List { labels } => return list(global, s, labels).await,
         NodeCommand::Get { id } => {
@@ -107,7 +107,7 @@ pub async fn run(global: &Global, command: NodeCommand) -> anyhow::Result<()> {
     emit(global.output, &view::Node::from(&node), || describe(&node))
 }
 
-async fn list(global: &Global, s: &mut Session, labels: Vec<(String, String)>) -> anyhow::Result<()> {
+async fn list(global: &Global, s: &Session, labels: Vec<(String, String)>) -> anyhow::Result<()> {
     let mut all = Vec::new();
     let mut token = String::new();
     loop {

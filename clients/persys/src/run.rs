@@ -175,7 +175,7 @@ fn spec(args: &RunArgs) -> WorkloadSpec {
 }
 
 /// Creates the workload and reports it as asked.
-pub async fn run(global: &Global, s: &mut Session, args: RunArgs) -> anyhow::Result<()> {
+pub async fn run(global: &Global, s: &Session, args: RunArgs) -> anyhow::Result<()> {
     let request = &CreateWorkloadRequest {
         name: args.name.clone().unwrap_or_else(|| name_from_image(&args.image)),
         spec: Some(spec(&args)),

@@ -77,7 +77,7 @@ fn write_chunk(chunk: &OutputChunk) -> std::io::Result<()> {
 }
 
 /// Prints an instance's output.
-pub async fn logs(s: &mut Session, args: LogsArgs) -> anyhow::Result<()> {
+pub async fn logs(s: &Session, args: LogsArgs) -> anyhow::Result<()> {
     let since = args.since.map(|d| prost_types::Timestamp::from(std::time::SystemTime::now() - d));
     let request = &StreamLogsRequest {
         workload_id: resolve(s, &args.id).await?,
@@ -96,7 +96,7 @@ pub async fn logs(s: &mut Session, args: LogsArgs) -> anyhow::Result<()> {
 }
 
 /// Runs a command in an instance; exits with its exit code.
-pub async fn exec(s: &mut Session, args: ExecArgs) -> anyhow::Result<()> {
+pub async fn exec(s: &Session, args: ExecArgs) -> anyhow::Result<()> {
     let stdin = if args.stdin {
         let mut buf = Vec::new();
         std::io::stdin().take(1 << 20 | 1).read_to_end(&mut buf).context("reading standard input")?;

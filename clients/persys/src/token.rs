@@ -57,8 +57,8 @@ struct Created {
 
 /// Runs a `token` subcommand.
 pub async fn run(global: &Global, command: TokenCommand) -> anyhow::Result<()> {
-    let mut session = Session::open(global)?;
-    let s = &mut session;
+    let session = Session::open(global)?;
+    let s = &session;
     match command {
         TokenCommand::Create { ttl, max_uses, labels, description } => {
             let req = &CreateJoinTokenRequest {

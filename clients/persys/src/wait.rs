@@ -10,7 +10,7 @@ use persys_proto::{
 };
 
 use crate::{
-    client::{Conn, Session},
+    client::Session,
     error::{Exit, Failure},
     view,
     watch::resumable,
@@ -89,7 +89,7 @@ impl Progress {
 }
 
 /// Follows `created` until its phase settles; returns it then. Fails on timeout or deletion.
-pub async fn until_settled(s: &mut Session, created: &Workload, timeout: Option<Duration>) -> anyhow::Result<Workload> {
+pub async fn until_settled(s: &Session, created: &Workload, timeout: Option<Duration>) -> anyhow::Result<Workload> {
     let mut progress = Progress::new();
     progress.update(created);
     if created.status.as_ref().is_some_and(|st| settled(st.phase)) {
@@ -99,18 +99,24 @@ pub async fn until_settled(s: &mut Session, created: &Workload, timeout: Option<
     let mut latest = created.clone();
     let mut deleted = false;
     let id = created.id.clone();
-    let open = |c: Conn, since| {
-        let request = WatchWorkloadsRequest { since_revision: since, workload_id: id.clone(), ..Default::default() };
-        async move { c.scheduler().watch_workloads(request).await }
+    let id = &id;
+    let open = move |since| async move {
+        s.call(|c| async move {
+            let request =
+                WatchWorkloadsRequest { since_revision: since, workload_id: id.clone(), ..Default::default() };
+            c.scheduler().watch_workloads(request).await
+        })
+        .await
     };
-    let follow = resumable(s, created.revision, open, |event| {
-        let Some(w) = event.workload else { return Ok(ControlFlow::Continue(())) };
-        progress.update(&w);
-        deleted = event.r#type == WatchEventType::Deleted as i32;
-        let done = deleted || w.status.as_ref().is_some_and(|st| settled(st.phase));
-        latest = w;
-        Ok(if done { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
-    });
+    let follow =
+        resumable(&s.server, created.revision, open, |event: persys_proto::scheduler::v1::WatchWorkloadsResponse| {
+            let Some(w) = event.workload else { return Ok(ControlFlow::Continue(())) };
+            progress.update(&w);
+            deleted = event.r#type == WatchEventType::Deleted as i32;
+            let done = deleted || w.status.as_ref().is_some_and(|st| settled(st.phase));
+            latest = w;
+            Ok(if done { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        });
     let result = match timeout {
         Some(t) => tokio::time::timeout(t, follow).await.unwrap_or_else(|_| {
             Err(Failure::new(Exit::Timeout, format!("gave up waiting after {t:?}: still {}", summary(&latest))).into())

@@ -5,14 +5,15 @@
 use std::{future::Future, ops::ControlFlow, time::Duration};
 
 use clap::Subcommand;
+use futures::{Stream, StreamExt};
 use persys_proto::scheduler::v1::{
     WatchNodesRequest, WatchNodesResponse, WatchWorkloadsRequest, WatchWorkloadsResponse,
 };
 use serde::Serialize;
-use tonic::{Code, Status, Streaming};
+use tonic::{Code, Status};
 
 use crate::{
-    client::{Conn, Global, Session},
+    client::{Global, Session},
     error::{Failure, describe},
     node,
     output::{Format, emit_line, line, now_secs},
@@ -77,42 +78,43 @@ fn transient(code: Code) -> bool {
 }
 
 /// Follows a watch from `since`, handing each event to `on_event` until it breaks the loop.
-/// Reconnects from the last revision seen whenever the stream fails or ends.
-pub async fn resumable<R, F, Fut>(
-    s: &mut Session,
+/// `open(revision)` opens the stream after a revision; whenever the stream fails or ends it is
+/// opened again after the last revision seen (with backoff), so nothing is missed or repeated.
+pub async fn resumable<R, S, F, Fut>(
+    server: &str,
     mut since: i64,
-    open: F,
+    mut open: F,
     mut on_event: impl FnMut(R) -> anyhow::Result<ControlFlow<()>>,
 ) -> anyhow::Result<()>
 where
     R: Revisioned,
-    F: Fn(Conn, i64) -> Fut,
-    Fut: Future<Output = Result<tonic::Response<Streaming<R>>, Status>>,
+    S: Stream<Item = Result<R, Status>> + Unpin,
+    F: FnMut(i64) -> Fut,
+    Fut: Future<Output = anyhow::Result<S>>,
 {
     let mut backoff = Duration::from_millis(250);
     loop {
-        let open_from = since;
-        match s.call(|c| open(c, open_from)).await {
+        match open(since).await {
             Ok(mut stream) => loop {
-                match stream.message().await {
-                    Ok(Some(event)) => {
+                match stream.next().await {
+                    Some(Ok(event)) => {
                         since = since.max(event.revision());
                         backoff = Duration::from_millis(250);
                         if on_event(event)?.is_break() {
                             return Ok(());
                         }
                     }
-                    Ok(None) => {
+                    None => {
                         eprintln!("watch: the stream ended; reconnecting from revision {since}");
                         break;
                     }
-                    Err(status) if status.code() == Code::OutOfRange => {
+                    Some(Err(status)) if status.code() == Code::OutOfRange => {
                         eprintln!("watch: revision {since} is no longer kept; starting again from a snapshot");
                         since = 0;
                         break;
                     }
-                    Err(status) if !transient(status.code()) => return Err(describe(&status, &s.server).into()),
-                    Err(status) => {
+                    Some(Err(status)) if !transient(status.code()) => return Err(describe(&status, server).into()),
+                    Some(Err(status)) => {
                         eprintln!("watch: stream broken ({}); reconnecting from revision {since}", status.message());
                         break;
                     }
@@ -144,7 +146,7 @@ struct Change<T> {
 
 /// Runs a `watch` subcommand.
 pub async fn run(global: &Global, command: WatchCommand) -> anyhow::Result<()> {
-    let mut session = Session::open(global)?;
+    let session = Session::open(global)?;
     let format = global.output;
     match command {
         WatchCommand::Workloads { workload, node, labels, since } => {
@@ -159,10 +161,16 @@ pub async fn run(global: &Global, command: WatchCommand) -> anyhow::Result<()> {
             if format == Format::Table {
                 println!("{}", line(&["EVENT", "ID", "NAME", "PHASE", "READY", "NODE", "RESTARTS", "AGE"], &widths));
             }
-            let open = |c: Conn, since| async move {
-                c.scheduler().watch_workloads(WatchWorkloadsRequest { since_revision: since, ..request.clone() }).await
+            let session = &session;
+            let open = move |since| async move {
+                session
+                    .call(|c| async move {
+                        let request = WatchWorkloadsRequest { since_revision: since, ..request.clone() };
+                        c.scheduler().watch_workloads(request).await
+                    })
+                    .await
             };
-            resumable(&mut session, since, open, |e: WatchWorkloadsResponse| {
+            resumable(&session.server, since, open, |e: WatchWorkloadsResponse| {
                 let kind = view::watch_type(e.r#type);
                 if format == Format::Table {
                     if let Some(w) = &e.workload {
@@ -186,10 +194,15 @@ pub async fn run(global: &Global, command: WatchCommand) -> anyhow::Result<()> {
                     line(&["EVENT", "ID", "HOSTNAME", "STATE", "CPU", "MEM", "INSTANCES", "HEARTBEAT"], &widths)
                 );
             }
-            let open = |c: Conn, since| async move {
-                c.scheduler().watch_nodes(WatchNodesRequest { since_revision: since }).await
+            let session = &session;
+            let open = move |since| async move {
+                session
+                    .call(
+                        |c| async move { c.scheduler().watch_nodes(WatchNodesRequest { since_revision: since }).await },
+                    )
+                    .await
             };
-            resumable(&mut session, since, open, |e: WatchNodesResponse| {
+            resumable(&session.server, since, open, |e: WatchNodesResponse| {
                 let kind = view::watch_type(e.r#type);
                 if format == Format::Table {
                     if let Some(n) = &e.node {
@@ -210,7 +223,68 @@ pub async fn run(global: &Global, command: WatchCommand) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    struct Ev(i64);
+
+    impl Revisioned for Ev {
+        fn revision(&self) -> i64 {
+            self.0
+        }
+    }
+
+    type Script = Vec<anyhow::Result<Vec<Result<Ev, Status>>>>;
+
+    /// Plays one scripted stream per open and records the revisions it was opened from.
+    async fn play(script: Script, stop_at: i64) -> (anyhow::Result<()>, Vec<i64>, Vec<i64>) {
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let mut script = script.into_iter();
+        let log = opened.clone();
+        let open = move |since| {
+            log.lock().unwrap().push(since);
+            let next = script.next().expect("opened more often than scripted");
+            async move { next.map(futures::stream::iter) }
+        };
+        let mut seen = Vec::new();
+        let result = resumable("http://gw", 0, open, |e: Ev| {
+            seen.push(e.0);
+            Ok(if e.0 >= stop_at { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })
+        .await;
+        let opened = opened.lock().unwrap().clone();
+        (result, seen, opened)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broken_watch_resumes_after_the_last_revision_seen() {
+        let script: Script = vec![
+            Ok(vec![Ok(Ev(3)), Ok(Ev(4)), Err(Status::unknown("h2 protocol error"))]),
+            Err(crate::error::describe(&Status::unavailable("connection refused"), "http://gw").into()),
+            Ok(vec![Ok(Ev(7))]),
+            Ok(vec![Ok(Ev(9))]),
+        ];
+        let (result, seen, opened) = play(script, 9).await;
+        result.unwrap();
+        assert_eq!(seen, [3, 4, 7, 9]);
+        // Broken mid-stream, refused once, ended cleanly: each time from the last revision.
+        assert_eq!(opened, [0, 4, 4, 7]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_compacted_revision_starts_over_and_refusals_stop() {
+        let script: Script = vec![Ok(vec![Ok(Ev(5)), Err(Status::out_of_range("compacted"))]), Ok(vec![Ok(Ev(8))])];
+        let (result, _, opened) = play(script, 8).await;
+        result.unwrap();
+        assert_eq!(opened, [0, 0]);
+
+        let script: Script = vec![Ok(vec![Ok(Ev(1)), Err(Status::permission_denied("viewers may not"))])];
+        let (result, _, opened) = play(script, 99).await;
+        let failure = result.unwrap_err().downcast::<Failure>().unwrap();
+        assert_eq!(failure.exit, crate::error::Exit::Auth);
+        assert_eq!(opened, [0]);
+    }
 
     #[test]
     fn only_broken_streams_are_retried() {

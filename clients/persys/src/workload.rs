@@ -90,8 +90,8 @@ pub struct ListArgs {
 
 /// Runs a `workload` subcommand.
 pub async fn run(global: &Global, command: WorkloadCommand) -> anyhow::Result<()> {
-    let mut session = Session::open(global)?;
-    let s = &mut session;
+    let session = Session::open(global)?;
+    let s = &session;
     match command {
         WorkloadCommand::Run(args) => run::run(global, s, *args).await,
         WorkloadCommand::List(args) => list(global, s, args).await,
@@ -156,7 +156,7 @@ fn changed(global: &Global, verb: &str, w: Option<Workload>) -> anyhow::Result<(
 }
 
 /// Returns every workload the filters select (all pages) and the revision read at.
-pub async fn list_all(s: &mut Session, request: ListWorkloadsRequest) -> anyhow::Result<(Vec<Workload>, i64)> {
+pub async fn list_all(s: &Session, request: ListWorkloadsRequest) -> anyhow::Result<(Vec<Workload>, i64)> {
     let mut all = Vec::new();
     let mut token = String::new();
     loop {
@@ -174,7 +174,7 @@ pub async fn list_all(s: &mut Session, request: ListWorkloadsRequest) -> anyhow:
 }
 
 /// Resolves a workload named by full id, unique id prefix or name to its id.
-pub async fn resolve(s: &mut Session, arg: &str) -> anyhow::Result<String> {
+pub async fn resolve(s: &Session, arg: &str) -> anyhow::Result<String> {
     if uuid::Uuid::parse_str(arg).is_ok() {
         return Ok(arg.to_owned());
     }
@@ -199,7 +199,7 @@ fn pick(arg: &str, all: &[Workload]) -> anyhow::Result<String> {
     }
 }
 
-async fn list(global: &Global, s: &mut Session, args: ListArgs) -> anyhow::Result<()> {
+async fn list(global: &Global, s: &Session, args: ListArgs) -> anyhow::Result<()> {
     let owner_id = if args.mine {
         let me =
             s.call(|c| async move { c.auth().who_am_i(persys_proto::gateway::v1::WhoAmIRequest {}).await }).await?;

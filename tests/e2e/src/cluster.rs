@@ -1,0 +1,89 @@
+//! A gateway in front of a real scheduler (in-memory store, no agents), started as processes
+//! with certificates from `persys certs init`: what the `persys` CLI talks to in its tests.
+
+use std::{path::PathBuf, time::Duration};
+
+use tempfile::TempDir;
+
+use crate::{
+    bin, certs_init,
+    process::Service,
+    stack::{ADMIN, ADMIN_PASSWORD},
+    tls_args,
+};
+
+/// Options of a test cluster.
+#[derive(Default, Clone)]
+pub struct ClusterOptions {
+    /// Extra gateway flags, e.g. `--access-ttl 1s` or `--public-tls`.
+    pub gateway_args: Vec<String>,
+}
+
+/// A running scheduler and gateway.
+pub struct Cluster {
+    /// Temp dir with certs, database and logs.
+    pub dir: TempDir,
+    /// The gateway process.
+    pub gateway: Service,
+    /// The scheduler process; `None` once stopped.
+    pub scheduler: Option<Service>,
+}
+
+impl Cluster {
+    /// Starts the scheduler, then the gateway routing `scheduler` to it.
+    pub async fn start(options: ClusterOptions) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let certs = dir.path().join("certs");
+        certs_init(&certs)?;
+        let timeout = Duration::from_secs(60);
+
+        let mut args: Vec<String> =
+            ["--listen", "127.0.0.1:0", "--bootstrap-listen", "127.0.0.1:0", "--etcd", "memory", "--ca-key"]
+                .into_iter()
+                .map(String::from)
+                .collect();
+        args.push(certs.join("ca-key.pem").display().to_string());
+        args.extend(tls_args(&certs, "scheduler"));
+        let scheduler = Service::start("scheduler", bin("scheduler")?, &args, &[], dir.path(), timeout).await?;
+
+        let secret_file = dir.path().join("jwt-secret");
+        std::fs::write(&secret_file, b"cli-test-secret-0123456789abcdef-0123456789")?;
+        let mut args = vec![
+            "--listen".to_string(),
+            "127.0.0.1:0".into(),
+            "--internal-listen".into(),
+            "127.0.0.1:0".into(),
+            "--database-url".into(),
+            format!("sqlite://{}?mode=rwc", dir.path().join("gateway.db").display()),
+            "--jwt-secret-file".into(),
+            secret_file.display().to_string(),
+            "--admin-username".into(),
+            ADMIN.into(),
+            "--upstream".into(),
+            format!("scheduler=https://localhost:{}", scheduler.addr("grpc").port()),
+        ];
+        args.extend(tls_args(&certs, "gateway"));
+        args.extend(options.gateway_args.iter().cloned());
+        let env = [("PERSYS_GATEWAY_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string())];
+        let gateway = Service::start("gateway", bin("gateway")?, &args, &env, dir.path(), timeout).await?;
+        Ok(Self { dir, gateway, scheduler: Some(scheduler) })
+    }
+
+    /// Returns the certificates directory.
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// Returns the gateway's public address as a plaintext URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.gateway.addr("public"))
+    }
+
+    /// Stops the scheduler (the gateway keeps running and answers UNAVAILABLE for it).
+    pub async fn stop_scheduler(&mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.scheduler.take() {
+            s.stop().await?;
+        }
+        Ok(())
+    }
+}
