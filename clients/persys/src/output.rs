@@ -133,9 +133,10 @@ pub fn rfc3339(t: Option<&Timestamp>) -> Option<String> {
     dt.format(&time::format_description::well_known::Rfc3339).ok()
 }
 
-/// Returns the first 8 characters of an id, for tables.
+/// Returns the short form of an id for tables: the last 8 characters of a UUID (time-ordered
+/// UUIDs share their first characters, their random part is at the end); other ids whole.
 pub fn short(id: &str) -> String {
-    id.chars().take(8).collect()
+    if uuid::Uuid::parse_str(id).is_ok() { id[id.len() - 8..].to_owned() } else { id.to_owned() }
 }
 
 /// Returns `-` for an empty string.
@@ -176,6 +177,13 @@ mod tests {
         assert_eq!(age(Some(&t), 1_000 + 5 * 86400), "5d");
         assert_eq!(age(None, 5), "-");
         assert_eq!(rfc3339(Some(&Timestamp { seconds: 0, nanos: 0 })).unwrap(), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn short_ids_keep_the_random_part() {
+        assert_eq!(short("01a200fd-d302-73d7-90f4-7c1aaf93665c"), "af93665c");
+        assert_eq!(short("node-7"), "node-7");
+        assert_eq!(short(""), "");
     }
 
     #[test]

@@ -184,10 +184,18 @@ pub async fn resolve(s: &Session, arg: &str) -> anyhow::Result<String> {
 
 fn pick(arg: &str, all: &[Workload]) -> anyhow::Result<String> {
     let by_name: Vec<&Workload> = all.iter().filter(|w| w.name == arg).collect();
-    let matches = if by_name.is_empty() { all.iter().filter(|w| w.id.starts_with(arg)).collect() } else { by_name };
+    // Tables show the end of an id (see `output::short`), so either end identifies it.
+    let matches = if by_name.is_empty() {
+        all.iter().filter(|w| w.id.starts_with(arg) || w.id.ends_with(arg)).collect()
+    } else {
+        by_name
+    };
     match matches.as_slice() {
         [one] => Ok(one.id.clone()),
-        [] => Err(Failure::new(Exit::NotFound, format!("no workload `{arg}` (tried id, id prefix and name)")).into()),
+        [] => {
+            Err(Failure::new(Exit::NotFound, format!("no workload `{arg}` (tried name, id, id prefix and suffix)"))
+                .into())
+        }
         many => {
             let names: Vec<String> = many.iter().map(|w| format!("  {} {}", w.id, w.name)).collect();
             Err(Failure::new(
@@ -306,10 +314,11 @@ mod tests {
     }
 
     #[test]
-    fn workloads_resolve_by_name_then_unique_prefix() {
+    fn workloads_resolve_by_name_then_unique_prefix_or_suffix() {
         let all = [w("aaaa-1", "web"), w("aabb-2", "db"), w("cccc-3", "aaaa")];
         assert_eq!(pick("web", &all).unwrap(), "aaaa-1");
         assert_eq!(pick("aab", &all).unwrap(), "aabb-2");
+        assert_eq!(pick("c-3", &all).unwrap(), "cccc-3");
         // A name wins over an id prefix.
         assert_eq!(pick("aaaa", &all).unwrap(), "cccc-3");
         let many = pick("aa", &all).unwrap_err().downcast::<Failure>().unwrap();

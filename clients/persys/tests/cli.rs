@@ -254,9 +254,12 @@ async fn workloads_run_pending_list_stop_and_remove() {
     let header = table.lines().next().unwrap();
     assert!(header.starts_with("ID") && header.contains("PHASE") && header.contains("READY"), "{table}");
     assert!(table.contains("web") && table.contains("Pending") && table.contains("0/1"), "{table}");
-    // By name and by id prefix too.
+    // By name, and by the end or the start of the id too.
     assert!(cli.ok(&["workload", "get", "web"]).await.contains("Unschedulable"));
-    assert_eq!(cli.json(&["workload", "get", &id[..8]]).await["id"], id.as_str());
+    let short = &id[id.len() - 8..];
+    assert!(table.contains(short), "tables show the random end of the id: {table}");
+    assert_eq!(cli.json(&["workload", "get", short]).await["id"], id.as_str());
+    assert_eq!(cli.json(&["workload", "get", &id[..13]]).await["id"], id.as_str());
 
     cli.ok(&["workload", "stop", &id]).await;
     assert_eq!(cli.json(&["workload", "get", &id]).await["desired_state"], "Stopped");
@@ -422,4 +425,38 @@ async fn watch_streams_the_snapshot_then_changes() {
         }
     }
     watch.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn run_wait_shows_why_a_workload_is_pending_and_gives_up_on_time() {
+    let cluster = cluster(&[]).await;
+    let cli = Persys::new(cluster.url());
+    cli.login(ADMIN, ADMIN_PASSWORD).await;
+
+    let out = cli.run(&["workload", "run", "busybox", "--name", "waiter", "--wait", "--wait-timeout", "3s"]).await;
+    assert_eq!(code(&out), 7, "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    // Not a terminal: plain progress lines, with the placement reason and the event.
+    assert!(stderr.contains("waiter: Pending 0/1 ready"), "{stderr}");
+    assert!(stderr.contains("Unschedulable"), "{stderr}");
+    assert!(stderr.contains("gave up waiting after 3s"), "{stderr}");
+}
+
+#[tokio::test]
+async fn https_gateways_are_verified_against_the_given_ca() {
+    let cluster = cluster(&["--public-tls"]).await;
+    let url = format!("https://localhost:{}", cluster.gateway.addr("public").port());
+    let cli = Persys::new(url);
+    let ca = cluster.certs().join("ca.pem");
+    let ca = ca.to_str().unwrap();
+
+    let out = cli
+        .run_with_stdin(&["--ca", ca, "login", "-u", ADMIN, "--password-stdin"], &format!("{ADMIN_PASSWORD}\n"))
+        .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(cli.json(&["--ca", ca, "whoami"]).await["username"], ADMIN);
+
+    // Without the CA the gateway's certificate is not trusted: refused, not ignored.
+    let untrusted = cli.run(&["whoami"]).await;
+    assert_eq!(code(&untrusted), 5, "{}", text(&untrusted.stderr));
 }
