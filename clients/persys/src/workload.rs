@@ -222,6 +222,10 @@ async fn list(global: &Global, s: &Session, args: ListArgs) -> anyhow::Result<()
         ..Default::default()
     };
     let (all, _) = list_all(s, request).await?;
+    if all.is_empty() && global.output == output::Format::Table {
+        eprintln!("no workloads: start one with `persys workload run IMAGE`");
+        return Ok(());
+    }
     let views: Vec<view::Workload> = all.iter().map(view::Workload::from).collect();
     emit(global.output, &views, || table(&all).to_string())
 }
