@@ -10,7 +10,7 @@ mod model;
 
 use std::collections::BTreeMap;
 
-pub use de::CommandLine;
+pub use de::{CommandLine, parse_seconds};
 pub use interpolate::parse_dotenv;
 pub use model::{
     Build, ComposeFile, DependsOn, Deploy, EnvFile, HealthTest, Healthcheck, Port, Resources, Service, TopVolume,

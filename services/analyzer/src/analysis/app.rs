@@ -1,0 +1,761 @@
+//! Builds one [`App`] from what its compose service, Dockerfile, source and `.dorgu.yaml` say,
+//! in that order of precedence for runtime settings (the compose file is how it really runs).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::LazyLock,
+};
+
+use regex::Regex;
+
+use super::{Options, images, units};
+use crate::{
+    appconfig::AppConfig,
+    compose::{self, CommandLine, HealthTest, VolumeKind},
+    detect::{self, SourceFacts},
+    dockerfile::Dockerfile,
+    model::{Amounts, App, AppKind, AppPort, Backing, ClaimMount, EnvValue, Probe, Scratch, dns_label, is_secret},
+    quantity,
+};
+
+/// Everything known about one application before it is combined.
+pub struct Input<'a> {
+    /// Kubernetes name.
+    pub name: String,
+    /// Project name.
+    pub project: String,
+    /// Its compose service.
+    pub service: Option<&'a compose::Service>,
+    /// Its Dockerfile.
+    pub dockerfile: Option<&'a Dockerfile>,
+    /// Its source facts.
+    pub source: Option<&'a SourceFacts>,
+    /// Image.
+    pub image: String,
+    /// Built from source.
+    pub built: bool,
+    /// Options.
+    pub options: &'a Options,
+    /// `.dorgu.yaml` (primary application only).
+    pub config: Option<&'a AppConfig>,
+    /// Variables from its env_files.
+    pub env_files: BTreeMap<String, String>,
+    /// Ingress host.
+    pub host: Option<String>,
+}
+
+static HTTP_URL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"https?://(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(?::(\d{1,5}))?(/[^\s'\x22]*)?").expect("static")
+});
+
+/// Returns the path and port of an HTTP health check command (`curl -f http://localhost:8080/healthz`).
+fn http_check(command: &[String]) -> Option<(String, Option<u16>)> {
+    let text = command.join(" ");
+    let caps = HTTP_URL.captures(&text)?;
+    let port = caps.get(1).and_then(|m| m.as_str().parse().ok());
+    let path = caps.get(2).map_or("/", |m| m.as_str()).to_owned();
+    Some((path, port))
+}
+
+fn port_name(port: &AppPort, taken: &BTreeSet<String>) -> String {
+    let base = match port.purpose.as_str() {
+        "http" | "grpc" | "metrics" | "https" => port.purpose.clone(),
+        p if !p.is_empty() && p.len() <= 15 && p != "tcp" && p != "udp" => p.to_owned(),
+        _ => format!("{}-{}", if port.udp { "udp" } else { "tcp" }, port.port),
+    };
+    let candidate = if taken.contains(&base) { format!("{}-{}", &base[..base.len().min(9)], port.port) } else { base };
+    candidate.chars().take(15).collect::<String>().trim_end_matches('-').to_owned()
+}
+
+fn profile_defaults(profile: &str) -> (Amounts, Amounts) {
+    let a = |cpu: &str, memory: &str| Amounts { cpu: cpu.into(), memory: memory.into() };
+    match profile {
+        "minimal" => (a("50m", "128Mi"), a("500m", "512Mi")),
+        "compute-heavy" => (a("500m", "512Mi"), a("2", "2Gi")),
+        "memory-heavy" => (a("250m", "512Mi"), a("1", "2Gi")),
+        _ => (a("100m", "256Mi"), a("1", "1Gi")),
+    }
+}
+
+fn exec_form(cmd: &CommandLine) -> Vec<String> {
+    match cmd {
+        CommandLine::Exec(v) => v.clone(),
+        CommandLine::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+    }
+}
+
+/// Combines the inputs into an application.
+pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
+    let Input { name, project, service, dockerfile, source, image, built, options: _, config, env_files, host } = input;
+    let known = if built { None } else { images::lookup(&image) };
+    let stage = dockerfile.map(|d| d.final_stage());
+    let empty = SourceFacts::default();
+    let source = source.unwrap_or(&empty);
+    let mut notes = Vec::new();
+
+    // Ports: the compose file, then EXPOSE, then a PORT variable, then the image's or the code's.
+    let mut ports: Vec<AppPort> = Vec::new();
+    fn push(
+        ports: &mut Vec<AppPort>,
+        (port, udp, published): (u16, bool, bool),
+        purpose: String,
+        why: String,
+        notes: &mut Vec<String>,
+    ) {
+        if let Some(p) = ports.iter_mut().find(|p| p.port == port && p.udp == udp) {
+            p.published |= published;
+            return;
+        }
+        notes.push(format!("port {port}: {why}"));
+        ports.push(AppPort { port, udp, name: String::new(), purpose, published });
+    }
+    let default_purpose = |port: u16| -> String {
+        if let Some(k) = known {
+            return k.service.to_owned();
+        }
+        match port {
+            9090 | 9100 if built => "metrics".into(),
+            _ if !source.framework.is_empty() || built => "http".into(),
+            _ => "tcp".into(),
+        }
+    };
+    if let Some(s) = service {
+        for p in &s.ports {
+            let purpose = p.app_protocol.clone().unwrap_or_else(|| default_purpose(p.target));
+            push(&mut ports, (p.target, p.udp, p.published.is_some()), purpose, "compose ports".into(), &mut notes);
+        }
+        for p in &s.expose {
+            push(&mut ports, (p.target, p.udp, false), default_purpose(p.target), "compose expose".into(), &mut notes);
+        }
+    }
+    // A compose `command` that replaces what the image runs, with no ports of its own, is a
+    // different process (a worker on the same image): the image's EXPOSE does not describe it.
+    let replaced_command = service.is_some_and(|s| s.command.is_some() && s.ports.is_empty() && s.expose.is_empty());
+    if replaced_command {
+        notes.push("no ports: compose replaces the image's command and declares no ports".into());
+    }
+    if let Some(st) = stage.filter(|_| !replaced_command) {
+        for e in &st.exposed {
+            push(
+                &mut ports,
+                (e.port, e.udp, false),
+                default_purpose(e.port),
+                "EXPOSE in the Dockerfile".into(),
+                &mut notes,
+            );
+        }
+    }
+    let env_port = service
+        .and_then(|s| s.environment.get("PORT").cloned().flatten())
+        .or_else(|| stage.and_then(|s| s.env.get("PORT").cloned()))
+        .and_then(|p| p.parse::<u16>().ok().filter(|p| *p > 0));
+    if ports.is_empty()
+        && let Some(p) = env_port
+    {
+        push(&mut ports, (p, false, false), default_purpose(p), "the PORT environment variable".into(), &mut notes);
+    }
+    if ports.is_empty()
+        && let Some(k) = known
+    {
+        push(
+            &mut ports,
+            (k.port, false, false),
+            k.service.into(),
+            format!("the default port of {}", k.service),
+            &mut notes,
+        );
+    }
+    if ports.is_empty() && !replaced_command {
+        for p in &source.ports {
+            push(&mut ports, (*p, false, false), default_purpose(*p), "detected in the source".into(), &mut notes);
+        }
+    }
+    let mut taken = BTreeSet::new();
+    for port in ports.iter_mut() {
+        let n = port_name(port, &taken);
+        taken.insert(n.clone());
+        port.name = n;
+    }
+    let main_port = ports.iter().find(|p| !p.udp).map(|p| p.port);
+
+    // Environment: env_file, then `environment` (compose's precedence); values that look secret
+    // become references to the app's Secret and never reach the output.
+    let mut env: BTreeMap<String, EnvValue> = BTreeMap::new();
+    let mut env_unset = BTreeSet::new();
+    let set = |k: &str, v: Option<&str>, env: &mut BTreeMap<String, EnvValue>, unset: &mut BTreeSet<String>| {
+        if is_secret(k, v) {
+            env.insert(k.to_owned(), EnvValue::Secret { optional: false });
+        } else if let Some(v) = v {
+            env.insert(k.to_owned(), EnvValue::Plain(v.to_owned()));
+        } else {
+            unset.insert(k.to_owned());
+        }
+    };
+    for (k, v) in &env_files {
+        set(k, Some(v), &mut env, &mut env_unset);
+    }
+    if let Some(s) = service {
+        for (k, v) in &s.environment {
+            set(k, v.as_deref(), &mut env, &mut env_unset);
+        }
+    }
+    if let Some(st) = stage {
+        for (k, v) in &st.env {
+            if is_secret(k, Some(v)) && !env.contains_key(k) {
+                if !v.is_empty() {
+                    warnings.push(format!(
+                        "{name}: the Dockerfile bakes a value for {k} into the image; the Deployment overrides it from the Secret {name}-secrets"
+                    ));
+                }
+                env.insert(k.clone(), EnvValue::Secret { optional: false });
+            }
+        }
+    }
+    let image_env: BTreeSet<&String> = stage.map(|s| s.env.keys().collect()).unwrap_or_default();
+    for k in &source.env_reads {
+        if env.contains_key(k) || image_env.contains(k) {
+            continue;
+        }
+        if is_secret(k, None) {
+            env.insert(k.clone(), EnvValue::Secret { optional: true });
+        } else if k == "PORT"
+            && let Some(p) = main_port
+        {
+            env.insert(k.clone(), EnvValue::Plain(p.to_string()));
+        } else {
+            env_unset.insert(k.clone());
+        }
+    }
+    if let Some(k) = known {
+        for (key, value) in k.env {
+            env.entry((*key).to_owned()).or_insert_with(|| EnvValue::Plain((*value).to_owned()));
+        }
+    }
+    for k in env.keys() {
+        env_unset.remove(k);
+    }
+
+    // Health: a compose healthcheck, a Dockerfile HEALTHCHECK, a route in the code, the image's
+    // own check, then the port.
+    let config_health = config.and_then(|c| c.health.as_ref());
+    let compose_check = service.and_then(|s| s.healthcheck.as_ref()).and_then(|h| match &h.test {
+        HealthTest::Exec(c) => Some(c.clone()),
+        HealthTest::Shell(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
+        HealthTest::None => None,
+    });
+    let docker_check = stage.and_then(|s| s.healthcheck.as_ref()).filter(|h| !h.disabled).map(|h| h.command.clone());
+    let readiness_code = source.readiness_path.clone();
+    let mut probe = Probe::None;
+    for (check, what) in [(compose_check, "the compose healthcheck"), (docker_check, "the Dockerfile HEALTHCHECK")] {
+        let Some(check) = check else { continue };
+        probe = match http_check(&check) {
+            Some((path, port)) => match port.or(main_port) {
+                Some(port) => {
+                    notes.push(format!("probes: HTTP GET {path} on port {port}, from {what}"));
+                    Probe::Http { readiness: readiness_code.clone().unwrap_or_else(|| path.clone()), path, port }
+                }
+                None => Probe::Exec(check.clone()),
+            },
+            None => {
+                notes.push(format!("probes: run `{}`, from {what}", check.join(" ")));
+                Probe::Exec(check)
+            }
+        };
+        break;
+    }
+    if probe == Probe::None
+        && let (Some(path), Some(port)) = (&source.health_path, main_port)
+    {
+        notes.push(format!("probes: HTTP GET {path} on port {port}, the endpoint found in the code"));
+        probe =
+            Probe::Http { path: path.clone(), readiness: readiness_code.clone().unwrap_or_else(|| path.clone()), port };
+    }
+    if probe == Probe::None
+        && let Some(k) = known.filter(|k| !k.probe.is_empty())
+    {
+        notes.push(format!("probes: `{}`, the usual check for {}", k.probe.join(" "), k.service));
+        probe = Probe::Exec(k.probe.iter().map(|s| (*s).to_owned()).collect());
+    }
+    if probe == Probe::None
+        && let Some(port) = main_port
+    {
+        notes.push(format!("probes: TCP connect to port {port}; no health endpoint or check was found"));
+        probe = Probe::Tcp(port);
+    }
+    if let Some(h) = config_health {
+        let live = h.liveness.as_ref().filter(|l| !l.path.is_empty());
+        if let Some(l) = live {
+            let port = l.port.and_then(|p| u16::try_from(p).ok()).or(main_port).unwrap_or(8080);
+            let readiness =
+                h.readiness.as_ref().filter(|r| !r.path.is_empty()).map_or_else(|| l.path.clone(), |r| r.path.clone());
+            notes.push(format!("probes: HTTP GET {} on port {port}, from .dorgu.yaml", l.path));
+            probe = Probe::Http { path: l.path.clone(), readiness, port };
+        }
+    }
+    let mut startup_secs = source.startup_secs.max(if known.is_some() { 30 } else { 0 }).max(30);
+    if let Some(sp) = service.and_then(|s| s.healthcheck.as_ref()).and_then(|h| h.start_period_secs) {
+        startup_secs = startup_secs.max(sp.min(600) as u32);
+    }
+    if let Some(sp) = stage.and_then(|s| s.healthcheck.as_ref()).and_then(|h| h.start_period_secs) {
+        startup_secs = startup_secs.max(sp.min(600) as u32);
+    }
+    if let Some(g) = config_health.map(|h| h.startup_grace_period.as_str()).filter(|g| !g.is_empty()) {
+        match compose_seconds(g) {
+            Some(s) => startup_secs = s.min(600) as u32,
+            None => warnings.push(format!(
+                ".dorgu.yaml: health.startup_grace_period `{g}` is not a duration; using {startup_secs}s"
+            )),
+        }
+    }
+
+    // Kind and component.
+    let configured_kind = config.map(|c| c.app.kind.as_str()).filter(|k| !k.is_empty());
+    let kind = match configured_kind.and_then(AppKind::parse) {
+        Some(k) => k,
+        None => {
+            if let Some(k) = configured_kind {
+                warnings.push(format!(".dorgu.yaml: app.type `{k}` is not api, web, worker, cron or daemon"));
+            }
+            if known.is_some() {
+                AppKind::Api
+            } else if source.web_frontend {
+                AppKind::Web
+            } else if ports.is_empty() {
+                AppKind::Worker
+            } else {
+                AppKind::Api
+            }
+        }
+    };
+    let component = known.map_or_else(|| kind.as_str().to_owned(), |k| k.kind.to_owned());
+
+    // Volumes.
+    let mut claims = Vec::new();
+    let mut scratch = BTreeSet::new();
+    scratch.insert(Scratch { path: "/tmp".into(), memory: false });
+    if let Some(s) = service {
+        for v in &s.volumes {
+            match v.kind {
+                VolumeKind::Volume if v.source.is_empty() => {
+                    scratch.insert(Scratch { path: v.target.clone(), memory: false });
+                }
+                VolumeKind::Volume => claims.push(ClaimMount {
+                    claim: dns_label(&v.source, "data"),
+                    path: v.target.clone(),
+                    read_only: v.read_only,
+                }),
+                VolumeKind::Tmpfs => {
+                    scratch.insert(Scratch { path: v.target.clone(), memory: true });
+                }
+                VolumeKind::Bind => warnings.push(format!(
+                    "{name}: bind mount {} -> {} is not carried over; put the files in the image or a ConfigMap",
+                    v.source, v.target
+                )),
+            }
+        }
+        for t in &s.tmpfs {
+            let path = t.split(':').next().unwrap_or(t).to_owned();
+            scratch.insert(Scratch { path, memory: true });
+        }
+    }
+    let workdir = service
+        .and_then(|s| s.working_dir.clone())
+        .or_else(|| stage.map(|s| s.workdir.clone()).filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/app".into());
+    for p in &source.writable_paths {
+        scratch.insert(Scratch { path: format!("{}/{p}", workdir.trim_end_matches('/')), memory: false });
+    }
+    if let Some(st) = stage {
+        for v in &st.volumes {
+            scratch.insert(Scratch { path: v.clone(), memory: false });
+        }
+    }
+    if let Some(k) = known {
+        for p in k.scratch {
+            scratch.insert(Scratch { path: (*p).to_owned(), memory: false });
+        }
+        if !k.data_dir.is_empty() {
+            scratch.insert(Scratch { path: k.data_dir.to_owned(), memory: false });
+        }
+    }
+    let claimed: BTreeSet<&str> = claims.iter().map(|c| c.path.as_str()).collect();
+    let scratch: Vec<Scratch> = scratch.into_iter().filter(|s| !claimed.contains(s.path.as_str())).collect();
+    if let Some(k) = known
+        && !k.data_dir.is_empty()
+        && !claimed.contains(k.data_dir)
+    {
+        warnings.push(format!(
+            "{name}: {} keeps its data in {} but no volume is mounted there; it is an emptyDir and is lost on restart",
+            k.service, k.data_dir
+        ));
+    }
+
+    // Resources.
+    let profile = if known.is_some() {
+        "standard"
+    } else if matches!(source.language.as_str(), "java" | "kotlin") {
+        "memory-heavy"
+    } else {
+        match kind {
+            AppKind::Web => "minimal",
+            AppKind::Worker => "compute-heavy",
+            _ => "standard",
+        }
+    };
+    let (mut requests, mut limits) = profile_defaults(profile);
+    if let Some(s) = service {
+        let deploy = s.deploy.as_ref();
+        let convert = |what: &str, v: Option<&str>, f: fn(&str) -> Result<String, String>, w: &mut Vec<String>| {
+            v.and_then(|v| f(v).map_err(|e| w.push(format!("{name}: {what}: {e}; using the default"))).ok())
+        };
+        let lim = deploy.and_then(|d| d.limits.as_ref());
+        let res = deploy.and_then(|d| d.reservations.as_ref());
+        let cpu_limit = lim.and_then(|l| l.cpus.as_ref().map(|t| t.0.as_str())).or(s.cpus.as_deref());
+        let mem_limit = lim.and_then(|l| l.memory.as_ref().map(|t| t.0.as_str())).or(s.mem_limit.as_deref());
+        if let Some(v) = convert("cpu limit", cpu_limit, units::cpus, warnings) {
+            limits.cpu = v;
+        }
+        if let Some(v) = convert("memory limit", mem_limit, units::memory, warnings) {
+            limits.memory = v;
+        }
+        if let Some(v) =
+            convert("cpu reservation", res.and_then(|r| r.cpus.as_ref().map(|t| t.0.as_str())), units::cpus, warnings)
+        {
+            requests.cpu = v;
+        }
+        if let Some(v) = convert(
+            "memory reservation",
+            res.and_then(|r| r.memory.as_ref().map(|t| t.0.as_str())),
+            units::memory,
+            warnings,
+        ) {
+            requests.memory = v;
+        }
+    }
+    if let Some(r) = config.and_then(|c| c.resources.as_ref()) {
+        let mut take = |field: &str, value: &str, target: &mut String| {
+            if value.is_empty() {
+                return;
+            }
+            match quantity::parse(value) {
+                Ok(_) => *target = value.to_owned(),
+                Err(e) => warnings.push(format!(".dorgu.yaml: resources.{field}: {e}; using {target}")),
+            }
+        };
+        take("requests.cpu", &r.requests.cpu, &mut requests.cpu);
+        take("requests.memory", &r.requests.memory, &mut requests.memory);
+        take("limits.cpu", &r.limits.cpu, &mut limits.cpu);
+        take("limits.memory", &r.limits.memory, &mut limits.memory);
+    }
+    for (what, req, lim) in [("cpu", &mut requests.cpu, &limits.cpu), ("memory", &mut requests.memory, &limits.memory)]
+    {
+        if let (Ok(r), Ok(l)) = (quantity::parse(req), quantity::parse(lim))
+            && r > l
+        {
+            warnings.push(format!(
+                "{name}: the {what} request {req} is above the limit {lim}; the request is lowered to it"
+            ));
+            *req = lim.clone();
+        }
+    }
+
+    // Replicas and autoscaling; a ReadWriteOnce volume pins the app to one pod.
+    let scaling = config.and_then(|c| c.scaling.as_ref());
+    let stateful = !claims.is_empty();
+    let mut replicas: i32 = if known.is_some() || stateful { 1 } else { 2 };
+    if let Some(r) = service.and_then(|s| s.deploy.as_ref().and_then(|d| d.replicas).or(s.scale)) {
+        replicas = r.min(1000) as i32;
+    }
+    if let Some(min) = scaling.and_then(|s| s.min_replicas) {
+        replicas = min.clamp(0, 1000);
+    }
+    if stateful && replicas > 1 {
+        warnings.push(format!(
+            "{name}: {replicas} replicas cannot share its ReadWriteOnce volume; it runs 1 replica with the Recreate strategy"
+        ));
+        replicas = 1;
+    }
+    let autoscale = (!stateful && known.is_none()).then(|| {
+        let min = replicas.max(1);
+        let max = scaling.and_then(|s| s.max_replicas).unwrap_or(10).max(min);
+        let cpu = scaling.and_then(|s| s.target_cpu).filter(|c| (1..=100).contains(c)).unwrap_or(70);
+        (min, max, cpu)
+    });
+    let target_memory =
+        scaling.and_then(|s| s.target_memory).filter(|c| (1..=100).contains(c) && autoscale.is_some()).unwrap_or(0);
+    let behavior = scaling.map(|s| s.behavior.clone()).filter(|b| !b.is_empty()).unwrap_or_else(|| "balanced".into());
+
+    // The user: Kubernetes can only verify runAsNonRoot for numeric users.
+    let user = service.and_then(|s| s.user.clone()).or_else(|| stage.map(|s| s.user.clone())).unwrap_or_default();
+    let uid_part = user.split(':').next().unwrap_or("").trim().to_owned();
+    let (run_as_user, image_runs_as_root) = if let Some(k) = known.filter(|_| uid_part.is_empty()) {
+        notes.push(format!("runs as uid {}: the service user of the {} image", k.uid, k.service));
+        (Some(k.uid), true)
+    } else if matches!(uid_part.as_str(), "" | "root" | "0") {
+        let why = if built && dockerfile.is_none() {
+            "no Dockerfile says which user the image runs as"
+        } else if built {
+            "the Dockerfile's final stage runs as root"
+        } else {
+            "the image's user is unknown"
+        };
+        warnings.push(format!("{name}: {why}; the pod runs as uid 65534 (nobody), which the image must support"));
+        (Some(65534), true)
+    } else if let Ok(uid) = uid_part.parse::<i64>() {
+        notes.push(format!("runs as uid {uid}: USER in the Dockerfile"));
+        (None, false)
+    } else if let Some(uid) = images::named_user_uid(&uid_part) {
+        notes.push(format!("runs as uid {uid}: the usual uid of the user `{uid_part}`"));
+        (Some(uid), false)
+    } else {
+        warnings.push(format!(
+            "{name}: USER `{uid_part}` is a name Kubernetes cannot verify as non-root; the pod runs as uid 10001 (use a numeric USER to choose)"
+        ));
+        (Some(10001), false)
+    };
+    let fs_group = (!claims.is_empty()).then(|| run_as_user.or_else(|| uid_part.parse().ok()).unwrap_or(65534));
+
+    // Command overrides from compose.
+    let command = service.and_then(|s| s.entrypoint.as_ref()).map(exec_form).unwrap_or_default();
+    let args = service.and_then(|s| s.command.as_ref()).map(exec_form).unwrap_or_default();
+
+    // Backing services the code needs.
+    let backing: Vec<Backing> = source
+        .dependencies
+        .iter()
+        .map(|d| Backing {
+            name: d.clone(),
+            kind: match d.as_str() {
+                "redis" | "memcached" => "cache",
+                "kafka" | "rabbitmq" | "nats" => "queue",
+                _ => "database",
+            }
+            .into(),
+            ports: detect::service_port(d).into_iter().collect(),
+            in_analysis: false,
+        })
+        .collect();
+
+    let is_http = ports.iter().any(|p| p.purpose == "http" || p.purpose == "https");
+    let host = host.filter(|_| {
+        if !is_http {
+            warnings.push(format!("{name}: no HTTP port, so no Ingress is generated for the host"));
+        }
+        is_http
+    });
+    let ingress_paths = config
+        .and_then(|c| c.ingress.as_ref())
+        .map(|i| {
+            i.paths
+                .iter()
+                .filter(|p| p.path.starts_with('/'))
+                .map(|p| (p.path.clone(), if p.path_type.is_empty() { "Prefix".into() } else { p.path_type.clone() }))
+                .collect::<Vec<_>>()
+        })
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| vec![("/".into(), "Prefix".into())]);
+
+    let language = source.language.clone();
+    let framework = source.framework.clone();
+    let description = config.map(|c| c.app.description.clone()).filter(|d| !d.is_empty()).unwrap_or_else(|| {
+        if let Some(k) = known {
+            format!("{} {} running the image {image}.", capitalize(k.service), k.kind)
+        } else {
+            let noun = match kind {
+                AppKind::Api => "API",
+                AppKind::Web => "web front end",
+                AppKind::Worker => "worker",
+                AppKind::Cron => "scheduled job",
+                AppKind::Daemon => "node daemon",
+            };
+            let what =
+                if framework.is_empty() { noun.to_owned() } else { format!("{} {noun}", display_name(&framework)) };
+            let article = if what.starts_with(['A', 'E', 'I', 'O', 'U', 'a', 'e', 'i', 'o', 'u']) { "An" } else { "A" };
+            if language.is_empty() {
+                format!("A containerized {what}.")
+            } else {
+                format!("{article} {what} written in {}.", display_name(&language))
+            }
+        }
+    });
+    let c = config.cloned().unwrap_or_default();
+    let ops = c.operations.clone().unwrap_or_default();
+    App {
+        external: ports.iter().any(|p| p.published),
+        name,
+        part_of: project,
+        image,
+        built,
+        kind,
+        component,
+        language,
+        framework,
+        description,
+        ports,
+        env,
+        env_unset,
+        command,
+        args,
+        probe,
+        startup_secs,
+        requests,
+        limits,
+        profile: profile.into(),
+        replicas,
+        autoscale,
+        target_memory,
+        behavior,
+        run_as_user,
+        fs_group,
+        image_runs_as_root,
+        scratch,
+        strategy: if stateful { "Recreate" } else { "RollingUpdate" }.into(),
+        claims,
+        backing,
+        dependents: Vec::new(),
+        host,
+        ingress_paths,
+        metrics_path: source.metrics_path.clone(),
+        start_command: source.start_command.clone(),
+        tier: if c.app.tier.is_empty() { "standard".into() } else { c.app.tier.clone() },
+        team: c.app.team.clone(),
+        owner: c.app.owner.clone(),
+        oncall: ops.on_call,
+        runbook: ops.runbook,
+        maintenance_window: ops.maintenance_window,
+        auto_restart: ops.auto_restart,
+        labels: c.labels.clone(),
+        annotations: c.annotations.clone(),
+        notes,
+    }
+}
+
+fn compose_seconds(s: &str) -> Option<u64> {
+    crate::compose::parse_seconds(s)
+}
+
+/// Returns how a language or framework is usually written.
+fn display_name(s: &str) -> String {
+    match s {
+        "javascript" => "JavaScript".into(),
+        "typescript" => "TypeScript".into(),
+        "csharp" => "C#".into(),
+        "fsharp" => "F#".into(),
+        "php" => "PHP".into(),
+        "express" => "Express".into(),
+        "nextjs" => "Next.js".into(),
+        "nestjs" => "NestJS".into(),
+        "fastapi" => "FastAPI".into(),
+        "spring-boot" => "Spring Boot".into(),
+        "aspnetcore" => "ASP.NET Core".into(),
+        "actix-web" => "actix-web".into(),
+        "net/http" => "net/http".into(),
+        "gin" | "echo" | "axum" => s.into(),
+        other => capitalize(other),
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Connects the applications of a compose file: `depends_on` and host names in environment
+/// values become backing services (and network policy rules); backing services the code needs
+/// that another application provides are served by it.
+pub fn wire(
+    apps: &mut [App],
+    compose: &compose::ComposeFile,
+    names: &BTreeMap<String, String>,
+    warnings: &mut Vec<String>,
+) {
+    let by_compose: BTreeMap<&str, usize> =
+        apps.iter().enumerate().filter_map(|(i, a)| names.get(&a.name).map(|orig| (orig.as_str(), i))).collect();
+    let provides: Vec<(String, String, String, Vec<u16>)> = apps
+        .iter()
+        .map(|a| {
+            let service = a.ports.first().map(|p| p.purpose.clone()).unwrap_or_default();
+            (a.name.clone(), service, a.component.clone(), a.ports.iter().filter(|p| !p.udp).map(|p| p.port).collect())
+        })
+        .collect();
+    let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
+    for (orig, &i) in &by_compose {
+        let Some(service) = compose.services.get(*orig) else { continue };
+        for dep in service.depends_on.keys() {
+            if let Some(&j) = by_compose.get(dep.as_str()) {
+                edges.insert((i, j));
+            }
+        }
+        // `postgres://db:5432/x` or `cache:6379` in a value wires the app to that service.
+        for value in apps[i].env.values().filter_map(|v| match v {
+            EnvValue::Plain(s) => Some(s.clone()),
+            EnvValue::Secret { .. } => None,
+        }) {
+            for (other, &j) in &by_compose {
+                if j != i && mentions_host(&value, other) {
+                    edges.insert((i, j));
+                }
+            }
+        }
+    }
+    for (i, j) in edges {
+        let (name, service, component, ports) = &provides[j];
+        let kind = match component.as_str() {
+            "database" | "cache" | "queue" => component.clone(),
+            _ => "service".into(),
+        };
+        let app = &mut apps[i];
+        app.backing.retain(|b| b.in_analysis || b.name != *service);
+        if !app.backing.iter().any(|b| b.name == *name) {
+            app.backing.push(Backing { name: name.clone(), kind, ports: ports.clone(), in_analysis: true });
+            app.notes.push(format!("reaches {name}: depends_on or a host name in its environment"));
+        }
+        let dependent = apps[i].name.clone();
+        if !apps[j].dependents.contains(&dependent) {
+            apps[j].dependents.push(dependent);
+        }
+    }
+    for app in apps.iter_mut() {
+        app.backing.sort();
+        app.dependents.sort();
+        if app.ports.is_empty() && !app.dependents.is_empty() {
+            warnings.push(format!("{}: other services depend on it but it exposes no port", app.name));
+        }
+    }
+}
+
+fn mentions_host(value: &str, host: &str) -> bool {
+    value == host
+        || value.match_indices(host).any(|(i, _)| {
+            let before = value[..i].chars().last();
+            let after = value[i + host.len()..].chars().next();
+            let boundary_before = before.is_none_or(|c| matches!(c, '/' | '@' | ',' | ' ' | '='));
+            let boundary_after = after.is_none_or(|c| matches!(c, ':' | '/' | ',' | ' '));
+            boundary_before && boundary_after
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_checks_are_read_from_commands() {
+        let cmd = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(http_check(&cmd("curl -fsS http://localhost:8080/healthz")), Some(("/healthz".into(), Some(8080))));
+        assert_eq!(http_check(&cmd("wget -qO- http://127.0.0.1/")), Some(("/".into(), None)));
+        assert_eq!(http_check(&cmd("pg_isready -U app")), None);
+    }
+
+    #[test]
+    fn host_mentions() {
+        assert!(mentions_host("postgres://db:5432/app", "db"));
+        assert!(mentions_host("cache:6379", "cache"));
+        assert!(mentions_host("http://api/", "api"));
+        assert!(!mentions_host("postgres://dbhost:5432", "db"));
+        assert!(!mentions_host("mydb", "db"));
+    }
+}

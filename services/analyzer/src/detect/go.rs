@@ -1,0 +1,73 @@
+//! Go: gin, echo, net/http.
+
+use std::{collections::BTreeSet, sync::LazyLock};
+
+use regex::Regex;
+
+use super::{ADDRESS_PORT, Routes, SourceFacts, captures, env_reads, port_of, re, record_routes, services_of, sources};
+use crate::tree::SourceTree;
+
+const EXTS: &[&str] = &["go"];
+
+static REQUIRE: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^\s*(?:require\s+)?([a-z0-9.-]+\.[a-z]+/[^\s]+)\s+v"));
+static MODULE: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^module\s+(\S+)"));
+static ROUTE: LazyLock<Regex> = LazyLock::new(|| {
+    re(r#"\.(?:GET|HEAD|Any|Get|Handle|HandleFunc|Handler)\(\s*"(?:(?:GET|HEAD)\s+)?(/[A-Za-z0-9_./{}-]*)""#)
+});
+static ENV: LazyLock<Regex> = LazyLock::new(|| re(r#"os\.(?:Getenv|LookupEnv)\(\s*"([A-Za-z_][A-Za-z0-9_]*)""#));
+
+const SERVICES: &[(&str, &str)] = &[
+    ("github.com/lib/pq", "postgresql"),
+    ("github.com/jackc/pgx/v5", "postgresql"),
+    ("github.com/jackc/pgx/v4", "postgresql"),
+    ("github.com/go-sql-driver/mysql", "mysql"),
+    ("go.mongodb.org/mongo-driver", "mongodb"),
+    ("github.com/redis/go-redis/v9", "redis"),
+    ("github.com/go-redis/redis/v8", "redis"),
+    ("github.com/segmentio/kafka-go", "kafka"),
+    ("github.com/IBM/sarama", "kafka"),
+    ("github.com/rabbitmq/amqp091-go", "rabbitmq"),
+    ("github.com/streadway/amqp", "rabbitmq"),
+    ("github.com/nats-io/nats.go", "nats"),
+];
+
+/// Detects a Go application from `go.mod`.
+pub fn detect(tree: &SourceTree, facts: &mut SourceFacts) -> bool {
+    let Some(gomod) = tree.text("go.mod") else { return false };
+    facts.language = "go".into();
+    facts.build_tool = "go".into();
+    facts.note("language go: go.mod");
+    let deps: BTreeSet<String> = captures(&REQUIRE, gomod).map(str::to_owned).collect();
+    let uses_net_http = sources(tree, EXTS).any(|(_, t)| t.contains("\"net/http\""));
+    if let Some(dep) = deps.iter().find(|d| d.starts_with("github.com/gin-gonic/gin")) {
+        facts.framework = "gin".into();
+        facts.note(format!("framework gin: go.mod requires {dep}"));
+    } else if let Some(dep) = deps.iter().find(|d| d.starts_with("github.com/labstack/echo")) {
+        facts.framework = "echo".into();
+        facts.note(format!("framework echo: go.mod requires {dep}"));
+    } else if uses_net_http {
+        facts.framework = "net/http".into();
+        facts.note("framework net/http: the code imports net/http and no router framework");
+    }
+    services_of(&deps, SERVICES, facts);
+    for (path, text) in sources(tree, EXTS) {
+        for p in captures(&ADDRESS_PORT, text).filter_map(port_of) {
+            facts.add_port(p, format!("listen address in {path}"));
+        }
+    }
+    if !facts.framework.is_empty() {
+        facts.default_port(8080, &facts.framework.clone());
+    }
+    env_reads(tree, EXTS, &[&ENV], facts);
+    let module = captures(&MODULE, gomod).next().unwrap_or("app");
+    let binary = module.rsplit('/').next().unwrap_or("app");
+    facts.start_command = vec![format!("/usr/local/bin/{binary}")];
+    true
+}
+
+/// Finds gin/echo/net/http routes (including Go 1.22 `"GET /path"` patterns).
+pub fn routes(tree: &SourceTree, routes: &mut Routes) {
+    for (path, text) in sources(tree, EXTS) {
+        record_routes(routes, &ROUTE, text, path, "");
+    }
+}

@@ -1,0 +1,193 @@
+//! The `ApplicationPersona`: built from the analysis, written as the CRD (`dorgu.io/v1`) and
+//! as a short PERSONA.md for whoever is on call.
+
+pub mod convert;
+pub mod crd;
+mod markdown;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+pub use markdown::markdown;
+use persys_proto::{
+    analyzer::v1::{
+        AppType, ApplicationPersonaSpec, DependencyType, DeploymentPolicy, DeploymentStrategy, MaintenancePolicy,
+        PersonaDependency, PersonaHealth, PersonaIngress, PersonaNetworking, PersonaOwnership, PersonaPolicies,
+        PersonaPort, PersonaResources, PersonaScaling, PersonaTechnical, ResourceAmounts, ResourceProfile,
+        ScalingBehavior, SecurityPolicy, Tier,
+    },
+    common::v1::Protocol,
+};
+
+use crate::{
+    analysis::Analysis,
+    model::{App, AppKind, Probe},
+};
+
+fn app_type(kind: AppKind) -> AppType {
+    match kind {
+        AppKind::Api => AppType::Api,
+        AppKind::Web => AppType::Web,
+        AppKind::Worker => AppType::Worker,
+        AppKind::Cron => AppType::Cron,
+        AppKind::Daemon => AppType::Daemon,
+    }
+}
+
+/// Builds the persona of one application.
+pub fn spec_for(analysis: &Analysis, app: &App) -> ApplicationPersonaSpec {
+    let tier = match app.tier.as_str() {
+        "critical" => Tier::Critical,
+        "best-effort" => Tier::BestEffort,
+        _ => Tier::Standard,
+    };
+    let profile = match app.profile.as_str() {
+        "minimal" => ResourceProfile::Minimal,
+        "compute-heavy" => ResourceProfile::ComputeHeavy,
+        "memory-heavy" => ResourceProfile::MemoryHeavy,
+        _ => ResourceProfile::Standard,
+    };
+    let behavior = match app.behavior.as_str() {
+        "conservative" => ScalingBehavior::Conservative,
+        "aggressive" => ScalingBehavior::Aggressive,
+        _ => ScalingBehavior::Balanced,
+    };
+    let (min, max, cpu) = app.autoscale.unwrap_or((app.replicas, app.replicas.max(1), 0));
+    let health = match &app.probe {
+        Probe::Http { path, readiness, port } => Some(PersonaHealth {
+            liveness_path: path.clone(),
+            readiness_path: readiness.clone(),
+            port: i32::from(*port),
+            startup_grace_period: Some(prost_types::Duration { seconds: i64::from(app.startup_secs), nanos: 0 }),
+        }),
+        _ => None,
+    };
+    let dependencies = app
+        .backing
+        .iter()
+        .map(|b| PersonaDependency {
+            name: b.name.clone(),
+            r#type: match b.kind.as_str() {
+                "database" => DependencyType::Database,
+                "cache" => DependencyType::Cache,
+                "queue" => DependencyType::Queue,
+                "external" => DependencyType::External,
+                _ => DependencyType::Service,
+            } as i32,
+            required: Some(true),
+            health_check: b.ports.first().map(|p| format!("tcp://{}:{p}", b.name)).unwrap_or_default(),
+        })
+        .collect();
+    let ingress = app.host.as_ref().map(|host| PersonaIngress {
+        enabled: true,
+        host: host.clone(),
+        paths: app.ingress_paths.iter().map(|(p, _)| p.clone()).collect(),
+        tls_enabled: analysis.options.tls_enabled
+            || analysis.config.ingress.as_ref().and_then(|i| i.tls.as_ref()).is_some_and(|t| t.enabled),
+    });
+    ApplicationPersonaSpec {
+        name: app.name.clone(),
+        version: "1".into(),
+        r#type: app_type(app.kind) as i32,
+        tier: tier as i32,
+        technical: Some(PersonaTechnical {
+            language: app.language.clone(),
+            framework: app.framework.clone(),
+            description: app.description.clone(),
+        }),
+        resources: Some(PersonaResources {
+            requests: Some(ResourceAmounts { cpu: app.requests.cpu.clone(), memory: app.requests.memory.clone() }),
+            limits: Some(ResourceAmounts { cpu: app.limits.cpu.clone(), memory: app.limits.memory.clone() }),
+            profile: profile as i32,
+        }),
+        scaling: Some(PersonaScaling {
+            min_replicas: min,
+            max_replicas: max,
+            target_cpu_percent: cpu,
+            target_memory_percent: app.target_memory,
+            behavior: behavior as i32,
+        }),
+        health,
+        dependencies,
+        networking: Some(PersonaNetworking {
+            ports: app
+                .ports
+                .iter()
+                .map(|p| PersonaPort {
+                    port: i32::from(p.port),
+                    protocol: if p.udp { Protocol::Udp } else { Protocol::Tcp } as i32,
+                    purpose: p.purpose.clone(),
+                })
+                .collect(),
+            ingress,
+        }),
+        ownership: Some(PersonaOwnership {
+            team: app.team.clone(),
+            owner: app.owner.clone(),
+            repository: analysis.repository.clone(),
+            oncall: app.oncall.clone(),
+            runbook: app.runbook.clone(),
+        }),
+        policies: Some(PersonaPolicies {
+            // The generated Deployment enforces all three, so the persona says so too (Dorgu
+            // copied an unset org config here and claimed runAsNonRoot: false).
+            security: Some(SecurityPolicy {
+                run_as_non_root: Some(true),
+                read_only_root_filesystem: Some(true),
+                allow_privilege_escalation: Some(false),
+                image_runs_as_root: app.image_runs_as_root,
+                run_as_user: app.run_as_user,
+            }),
+            deployment: Some(DeploymentPolicy {
+                strategy: if app.strategy == "Recreate" {
+                    DeploymentStrategy::Recreate
+                } else {
+                    DeploymentStrategy::RollingUpdate
+                } as i32,
+                max_surge: if app.strategy == "Recreate" { String::new() } else { "25%".into() },
+                max_unavailable: if app.strategy == "Recreate" { String::new() } else { "25%".into() },
+            }),
+            maintenance: Some(MaintenancePolicy {
+                window: app.maintenance_window.clone(),
+                auto_restart: app.auto_restart,
+            }),
+        }),
+    }
+}
+
+/// Writes the persona as an `ApplicationPersona` manifest in `namespace`.
+pub fn to_manifest_yaml(spec: &ApplicationPersonaSpec, namespace: &str) -> String {
+    let mut labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), spec.name.clone()),
+        ("app.kubernetes.io/managed-by".to_owned(), "dorgu".to_owned()),
+    ]);
+    if let Some(team) = spec.ownership.as_ref().map(|o| o.team.clone()).filter(|t| !t.is_empty()) {
+        labels.insert("dorgu.io/team".into(), team);
+    }
+    let cr = crd::ApplicationPersona {
+        api_version: crd::API_VERSION.into(),
+        kind: crd::KIND.into(),
+        metadata: ObjectMeta {
+            name: Some(spec.name.clone()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        spec: convert::to_crd(spec),
+        status: None,
+    };
+    crate::generate::to_yaml(&cr)
+}
+
+/// Reads an `ApplicationPersona` manifest (or a bare spec) and returns its spec in the
+/// contract's form; errors name the field or the YAML line.
+pub fn parse_manifest(text: &str) -> Result<ApplicationPersonaSpec, String> {
+    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let spec_value = match value.get("kind").and_then(|k| k.as_str()) {
+        Some(crd::KIND) => value.get("spec").cloned().ok_or("the ApplicationPersona has no spec")?,
+        Some(other) => return Err(format!("expected kind ApplicationPersona, found {other}")),
+        None => value,
+    };
+    let spec: crd::Spec = serde_yaml::from_value(spec_value).map_err(|e| format!("spec: {e}"))?;
+    convert::from_crd(&spec)
+}
