@@ -15,7 +15,7 @@ static CLI_PORT: LazyLock<Regex> = LazyLock::new(|| re(r"(?:-p|--port)[ =](\d{2,
 static EXPRESS_ROUTE: LazyLock<Regex> =
     LazyLock::new(|| re(r#"\.(?:get|all|head|use)\(\s*['"`](/[A-Za-z0-9_./-]*)['"`]"#));
 static NEST_CONTROLLER: LazyLock<Regex> = LazyLock::new(|| re(r#"@Controller\(\s*['"`]([^'"`]*)['"`]"#));
-static NEST_GET: LazyLock<Regex> = LazyLock::new(|| re(r#"@Get\(\s*['"`]([^'"`]*)['"`]\s*\)"#));
+static NEST_GET: LazyLock<Regex> = LazyLock::new(|| re(r#"@Get\(\s*(?:['"`]([^'"`]*)['"`])?\s*\)"#));
 static NEST_PREFIX: LazyLock<Regex> = LazyLock::new(|| re(r#"setGlobalPrefix\(\s*['"`]([^'"`]+)['"`]"#));
 static ENV_DOT: LazyLock<Regex> = LazyLock::new(|| re(r"process\.env\.([A-Za-z_][A-Za-z0-9_]*)"));
 static ENV_INDEX: LazyLock<Regex> = LazyLock::new(|| re(r#"process\.env\[\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\]"#));
@@ -118,7 +118,12 @@ pub fn routes(tree: &SourceTree, routes: &mut Routes) {
         record_routes(routes, &EXPRESS_ROUTE, text, path, "");
         if let Some(controller) = captures(&NEST_CONTROLLER, text).next() {
             let base = format!("{}/{}", prefix.as_deref().unwrap_or(""), controller);
-            record_routes(routes, &NEST_GET, text, path, &base);
+            // `@Get()` serves the controller's own path.
+            for caps in NEST_GET.captures_iter(text) {
+                let sub = caps.get(1).map_or("", |m| m.as_str());
+                let route = super::normalize_route(&format!("{base}/{sub}"));
+                routes.0.entry(route).or_insert_with(|| path.to_owned());
+            }
         }
     }
     // Next.js file-system routes: pages/api/x.ts -> /api/x, app/x/route.ts -> /x.
