@@ -1,0 +1,227 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// dorgu: from an application's source to production-grade Kubernetes manifests and its
+/// ApplicationPersona.
+#[derive(Parser, Debug)]
+#[command(name = "dorgu", version, about, long_about = None)]
+pub struct Cli {
+    /// Machine-readable JSON output instead of the human summary.
+    #[arg(long, global = true, env = "DORGU_JSON")]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Analyse an application and write its manifests, persona and PERSONA.md.
+    Generate(GenerateArgs),
+    /// Write the application's .dorgu.yaml from what the analysis detects.
+    Init(InitArgs),
+    /// Read and change the global config (in the user config directory).
+    Config {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Generate, apply and inspect ApplicationPersonas.
+    Persona {
+        /// What to do.
+        #[command(subcommand)]
+        command: PersonaCommand,
+    },
+    /// Validate manifests against a persona, offline.
+    Validate(ValidateArgs),
+}
+
+/// Manifest serialization.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// YAML, as generated.
+    #[default]
+    Yaml,
+    /// JSON (one object per file).
+    Json,
+}
+
+/// What is analysed and how.
+#[derive(Args, Debug, Clone)]
+pub struct AnalyzeArgs {
+    /// Application directory.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Application name (DNS-1123); default: .dorgu.yaml, then the directory name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Target namespace; default: the global config's defaults.namespace, then `default`.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Ingress host; without it no Ingress is generated.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Image registry, e.g. ghcr.io/acme; default: the global config's defaults.registry.
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Environment label, e.g. production.
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// TLS on the Ingress.
+    #[arg(long)]
+    pub tls: bool,
+    /// cert-manager ClusterIssuer for the Ingress certificate.
+    #[arg(long)]
+    pub cluster_issuer: Option<String>,
+    /// Ingress class.
+    #[arg(long)]
+    pub ingress_class: Option<String>,
+    /// Use the analyzer service at this URL (e.g. https://analyzer:7300) instead of the library.
+    #[arg(long, env = "DORGU_SERVER")]
+    pub server: Option<String>,
+    /// CA of the analyzer's certificate (with --server).
+    #[arg(long, env = "DORGU_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate presented to the analyzer (with --server).
+    #[arg(long, env = "DORGU_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Key of the client certificate (with --server).
+    #[arg(long, env = "DORGU_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `dorgu generate`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// The application.
+    #[command(flatten)]
+    pub analyze: AnalyzeArgs,
+    /// Output directory.
+    #[arg(short = 'o', long = "output", default_value = "k8s")]
+    pub output: PathBuf,
+    /// Print the files to stdout instead of writing them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Manifest format.
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    pub format: Format,
+    /// No ArgoCD Application.
+    #[arg(long)]
+    pub skip_argocd: bool,
+    /// No persona and PERSONA.md.
+    #[arg(long)]
+    pub skip_persona: bool,
+    /// No validation of the generated manifests.
+    #[arg(long)]
+    pub skip_validation: bool,
+}
+
+/// `dorgu init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Application directory.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Replace an existing .dorgu.yaml.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `dorgu config`.
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print one value.
+    Get {
+        /// Key, e.g. defaults.namespace.
+        key: String,
+    },
+    /// Set one value (an empty value unsets it).
+    Set {
+        /// Key, e.g. defaults.registry.
+        key: String,
+        /// Value.
+        value: String,
+    },
+    /// Print every value (secrets masked).
+    List,
+    /// Print the config file's path.
+    Path,
+}
+
+/// `dorgu persona`.
+#[derive(Subcommand, Debug)]
+pub enum PersonaCommand {
+    /// Write persona.yaml for the application.
+    Generate(PersonaGenerateArgs),
+    /// Generate the persona and apply it to the cluster (server-side apply).
+    Apply(PersonaApplyArgs),
+    /// Show a persona's status as the operator reports it.
+    Status(PersonaStatusArgs),
+}
+
+/// `dorgu persona generate`.
+#[derive(Args, Debug)]
+pub struct PersonaGenerateArgs {
+    /// The application.
+    #[command(flatten)]
+    pub analyze: AnalyzeArgs,
+    /// Directory to write persona.yaml to.
+    #[arg(short = 'o', long = "output", default_value = ".")]
+    pub output: PathBuf,
+    /// Print it instead of writing it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Where the cluster is.
+#[derive(Args, Debug, Clone)]
+pub struct KubeArgs {
+    /// Kubeconfig file; default: KUBECONFIG, then ~/.kube/config, then in-cluster.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+/// `dorgu persona apply`.
+#[derive(Args, Debug)]
+pub struct PersonaApplyArgs {
+    /// The application.
+    #[command(flatten)]
+    pub analyze: AnalyzeArgs,
+    /// The cluster.
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+/// `dorgu persona status`.
+#[derive(Args, Debug)]
+pub struct PersonaStatusArgs {
+    /// Persona name.
+    pub name: String,
+    /// Namespace; default: the global config's defaults.namespace, then `default`.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// The cluster.
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+/// `dorgu validate`.
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Manifest files or directories (YAML, several documents per file allowed).
+    #[arg(default_value = "k8s")]
+    pub paths: Vec<PathBuf>,
+    /// The persona (an ApplicationPersona manifest); default: persona.yaml among the paths.
+    #[arg(long)]
+    pub persona: Option<PathBuf>,
+    /// Namespace assumed for resources that set none.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
