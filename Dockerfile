@@ -11,9 +11,9 @@ FROM rust:1-bookworm AS builder
 WORKDIR /src
 COPY . .
 # The protobuf contracts are compiled by protox inside the build script: no protoc, no node.
-RUN cargo build --release --locked --bin gateway --bin persys --bin agent \
+RUN cargo build --release --locked --bin gateway --bin persys --bin agent --bin analyzer --bin dorgu \
  && mkdir -p /out \
- && for bin in gateway persys agent; do install -m 0755 "target/release/$bin" /out/; done
+ && for bin in gateway persys agent analyzer dorgu; do install -m 0755 "target/release/$bin" /out/; done
 
 FROM debian:bookworm-slim
 # ca-certificates: TLS to outside services (OTLP collector, managed PostgreSQL, GitHub...).
