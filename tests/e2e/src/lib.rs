@@ -3,6 +3,7 @@
 //! built on the generated stubs. It also holds an in-process OTLP receiver to check traces.
 
 pub mod cluster;
+pub mod analyzer;
 pub mod otlp;
 pub mod process;
 pub mod stack;
