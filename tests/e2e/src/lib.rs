@@ -2,8 +2,8 @@
 //! `persys certs init`, wait until they announce their ports, and talk to them with clients
 //! built on the generated stubs. It also holds an in-process OTLP receiver to check traces.
 
-pub mod cluster;
 pub mod analyzer;
+pub mod cluster;
 pub mod otlp;
 pub mod process;
 pub mod stack;
