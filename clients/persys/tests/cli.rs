@@ -99,7 +99,8 @@ fn code(out: &Output) -> i32 {
 }
 
 async fn cluster(gateway_args: &[&str]) -> Cluster {
-    let options = ClusterOptions { gateway_args: gateway_args.iter().map(|s| s.to_string()).collect() };
+    let options =
+        ClusterOptions { gateway_args: gateway_args.iter().map(|s| s.to_string()).collect(), ..Default::default() };
     Cluster::start(options).await.expect("gateway and scheduler start")
 }
 

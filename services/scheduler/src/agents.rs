@@ -69,6 +69,15 @@ impl Agents {
         }
     }
 
+    /// Ends every stream (agents reconnect, to another replica when there is one), so shutdown
+    /// does not wait on streams that never end by themselves.
+    pub fn close_all(&self) {
+        let sessions = std::mem::take(&mut *self.sessions.lock().expect("agents lock"));
+        for (_, s) in sessions {
+            let _ = s.tx.try_send(Err(Status::unavailable("the scheduler is shutting down; reconnect")));
+        }
+    }
+
     /// Returns whether `node` has a stream here.
     pub fn connected(&self, node: &str) -> bool {
         self.sessions.lock().expect("agents lock").contains_key(node)

@@ -96,6 +96,14 @@ pub async fn start<K: Kv>(kv: Arc<K>, config: Config, shutdown: Shutdown) -> Res
     tokio::spawn(sched.clone().placement_loop(shutdown.clone()));
     tokio::spawn(sched.clone().liveness_loop(shutdown.clone()));
     tokio::spawn(sched.clone().dispatch_loop(shutdown.clone()));
+    {
+        let sched = sched.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            sched.agents.close_all();
+        });
+    }
 
     let metrics = Metrics::new();
     let admin = match config.telemetry.admin_addr()? {

@@ -115,107 +115,77 @@ impl<K: Kv> Scheduler<K> {
     }
 
     /// Places every instance that waits for a node; returns how many were placed.
+    ///
+    /// Placements are planned against one snapshot and committed in batches: each batch is one
+    /// transaction guarded by the revisions of every workload and node it touches, so it lands
+    /// whole or not at all. A batch that loses a race is planned again from fresh reads.
     pub async fn place_pending(&self) -> Result<usize, ApiError> {
-        let (mut nodes, _) = self.store.nodes().await?;
-        nodes.sort_by(|a, b| a.id.cmp(&b.id));
-        let (workloads, _) = self.store.workloads().await?;
         let mut placed = 0;
-        for workload in workloads {
-            if workload.desired_state() != DesiredState::Running {
-                continue;
+        for _ in 0..8 {
+            let (nodes, _) = self.store.nodes().await?;
+            let (workloads, _) = self.store.workloads().await?;
+            let mut snapshot = Snapshot::new(nodes);
+            let pending: Vec<Workload> = workloads.into_iter().filter(needs_placement).collect();
+            tracing::debug!(pending = pending.len(), "placement pass");
+            if pending.is_empty() {
+                return Ok(placed);
             }
-            let replicas = workload.spec.as_ref().map_or(1, |s| s.replicas.max(1));
-            let mut current = workload;
-            loop {
-                let have = current.status.as_ref().map_or(0, |s| s.instances.len()) as i32;
-                if have >= replicas {
-                    break;
-                }
-                match self.place_one(&mut nodes, &current, have).await? {
-                    Placement::Placed(w) => {
-                        placed += 1;
-                        current = *w;
+            let mut conflicted = false;
+            for chunk in pending.chunks(PLACEMENT_BATCH) {
+                let mut plans = Vec::new();
+                let mut unplaceable = Vec::new();
+                let mut touched = HashMap::new();
+                for w in chunk {
+                    match snapshot.plan(w, self.settings.strategy, &mut touched) {
+                        Ok(Some(plan)) => plans.push(plan),
+                        Ok(None) => {}
+                        Err((id, reason)) => unplaceable.push((id, reason)),
                     }
-                    Placement::Retry => {
-                        // Lost a race: read both again.
-                        nodes = self.store.nodes().await?.0;
-                        nodes.sort_by(|a, b| a.id.cmp(&b.id));
-                        match self.store.workload(&current.id).await? {
-                            Some(w) => current = w,
-                            None => break,
+                }
+                for (id, reason) in unplaceable {
+                    self.mark_unplaceable(&id, reason).await?;
+                }
+                if plans.is_empty() {
+                    continue;
+                }
+                let count: usize = plans.iter().map(|p| p.added).sum();
+                match self.store.commit_placements(&plans, &touched.values().cloned().collect::<Vec<_>>()).await? {
+                    Some(revision) => {
+                        placed += count;
+                        snapshot.committed(touched.keys(), revision);
+                        for p in &plans {
+                            tracing::debug!(workload = %p.workload.id, instances = p.added, "instances placed");
                         }
                     }
-                    Placement::Unplaceable => break,
+                    None => {
+                        tracing::debug!("placement batch lost a race; planning again");
+                        conflicted = true;
+                        break;
+                    }
                 }
+            }
+            if !conflicted {
+                return Ok(placed);
             }
         }
         Ok(placed)
     }
 
-    async fn place_one(&self, nodes: &mut [Node], w: &Workload, replica_index: i32) -> Result<Placement, ApiError> {
-        let spec = w.spec.clone().unwrap_or_default();
-        let requests = requests_of(w);
-        let mut per_node: HashMap<String, i32> = HashMap::new();
-        for i in w.status.iter().flat_map(|s| &s.instances) {
-            if !is_terminal(i.phase) {
-                *per_node.entry(i.node_id.clone()).or_default() += 1;
-            }
-        }
-        let choice = placement::choose(nodes, &spec, &requests, &per_node, self.settings.strategy).cloned();
-        match choice {
-            Ok(node) => {
-                let instance = InstanceStatus {
-                    instance_id: format!(
-                        "{}-{}",
-                        w.id,
-                        uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("0")
-                    ),
-                    replica_index,
-                    node_id: node.id.clone(),
-                    phase: WorkloadPhase::Scheduled as i32,
-                    reason: "Scheduled".into(),
-                    message: format!("placed on {}", node.id),
-                    ..Default::default()
-                };
-                let mut with_event = w.clone();
-                record_event(
-                    &mut with_event,
-                    PbEventType::Normal,
-                    "Scheduled",
-                    format!("replica {replica_index} placed on node {}", node.id),
-                );
-                if !self.store.assign(&with_event, &node, instance).await? {
-                    return Ok(Placement::Retry);
+    async fn mark_unplaceable(&self, id: &str, message: String) -> Result<(), ApiError> {
+        tracing::debug!(workload = id, %message, "unplaceable");
+        self.store
+            .update_workload(id, |w| {
+                let status = w.status.get_or_insert_with(Default::default);
+                if status.reason == "Unschedulable" && status.message == message {
+                    return Change::Keep;
                 }
-                // Keep the local snapshot in step so the next choice sees the reservation.
-                if let Some(n) = nodes.iter_mut().find(|n| n.id == node.id) {
-                    *n = self.store.node(&node.id).await?.unwrap_or_else(|| n.clone());
-                }
-                let updated = self
-                    .store
-                    .workload(&w.id)
-                    .await?
-                    .ok_or_else(|| ApiError::NotFound(format!("workload {}", w.id)))?;
-                tracing::info!(workload = %w.id, node = %node.id, replica_index, "instance placed");
-                Ok(Placement::Placed(Box::new(updated)))
-            }
-            Err(reason) => {
-                let message = format!("cannot place replica {replica_index}: {reason}");
-                self.store
-                    .update_workload(&w.id, |w| {
-                        let status = w.status.get_or_insert_with(Default::default);
-                        if status.reason == "Unschedulable" && status.message == message {
-                            return Change::Keep;
-                        }
-                        status.reason = "Unschedulable".into();
-                        status.message = message.clone();
-                        record_event(w, PbEventType::Warning, "Unschedulable", message.clone());
-                        Change::Write(())
-                    })
-                    .await?;
-                Ok(Placement::Unplaceable)
-            }
-        }
+                status.reason = "Unschedulable".into();
+                status.message = message.clone();
+                record_event(w, PbEventType::Warning, "Unschedulable", message.clone());
+                Change::Write(())
+            })
+            .await?;
+        Ok(())
     }
 
     /// Runs placement whenever kicked, and every few seconds, while this replica leads.
@@ -598,8 +568,111 @@ impl<K: Kv> Scheduler<K> {
     }
 }
 
-enum Placement {
-    Placed(Box<Workload>),
-    Retry,
-    Unplaceable,
+/// Most workloads planned into one transaction (etcd allows 128 operations per transaction by
+/// default; a batch writes each workload and each node it touches once).
+const PLACEMENT_BATCH: usize = 48;
+
+/// Returns whether a workload wants more instances than it has.
+fn needs_placement(w: &Workload) -> bool {
+    w.desired_state() == DesiredState::Running
+        && (w.status.as_ref().map_or(0, |s| s.instances.len()) as i32)
+            < w.spec.as_ref().map_or(1, |s| s.replicas.max(1))
+}
+
+/// A workload with its new instances, ready to commit.
+pub struct Plan {
+    /// The workload as it will be stored (revision: the one read).
+    pub workload: Workload,
+    /// How many instances were added.
+    pub added: usize,
+}
+
+/// Nodes as placement sees them while planning a batch.
+struct Snapshot {
+    nodes: Vec<Node>,
+}
+
+impl Snapshot {
+    fn new(mut nodes: Vec<Node>) -> Self {
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        Self { nodes }
+    }
+
+    /// Plans the missing instances of `w`, reserving on the snapshot's nodes and recording each
+    /// touched node (as read) in `touched`. `Err` carries the reason nothing fits.
+    fn plan(
+        &mut self,
+        w: &Workload,
+        strategy: crate::config::Strategy,
+        touched: &mut HashMap<String, Node>,
+    ) -> Result<Option<Plan>, (String, String)> {
+        let spec = w.spec.clone().unwrap_or_default();
+        let requests = requests_of(w);
+        let replicas = spec.replicas.max(1);
+        let mut planned = w.clone();
+        let mut added = 0;
+        let mut per_node: HashMap<String, i32> = HashMap::new();
+        for i in w.status.iter().flat_map(|s| &s.instances) {
+            if !is_terminal(i.phase) {
+                *per_node.entry(i.node_id.clone()).or_default() += 1;
+            }
+        }
+        loop {
+            let have = planned.status.as_ref().map_or(0, |s| s.instances.len()) as i32;
+            if have >= replicas {
+                break;
+            }
+            let chosen = placement::choose(&self.nodes, &spec, &requests, &per_node, strategy).map(|n| n.id.clone());
+            let node_id = match chosen {
+                Ok(id) => id,
+                Err(reason) if added == 0 => {
+                    return Err((w.id.clone(), format!("cannot place replica {have}: {reason}")));
+                }
+                Err(_) => break,
+            };
+            let node = self.nodes.iter_mut().find(|n| n.id == node_id).expect("chosen from the snapshot");
+            touched.entry(node_id.clone()).or_insert_with(|| node.clone());
+            node.available = Some(crate::model::add(&node.available.unwrap_or_default(), &requests, -1));
+            node.instance_count += 1;
+            *per_node.entry(node_id.clone()).or_default() += 1;
+            let status = planned.status.get_or_insert_with(Default::default);
+            status.instances.push(InstanceStatus {
+                instance_id: format!("{}-{}", w.id, &uuid::Uuid::new_v4().simple().to_string()[..8]),
+                replica_index: have,
+                node_id: node_id.clone(),
+                phase: WorkloadPhase::Scheduled as i32,
+                reason: "Scheduled".into(),
+                message: format!("placed on {node_id}"),
+                ..Default::default()
+            });
+            record_event(
+                &mut planned,
+                PbEventType::Normal,
+                "Scheduled",
+                format!("replica {have} placed on node {node_id}"),
+            );
+            added += 1;
+        }
+        if added == 0 {
+            return Ok(None);
+        }
+        let phase = crate::model::derive_phase(&planned);
+        if let Some(status) = planned.status.as_mut() {
+            status.phase = phase as i32;
+            status.reason.clear();
+            status.message.clear();
+            status.last_transition_time = Some(now_ts());
+        }
+        planned.updated_at = Some(now_ts());
+        Ok(Some(Plan { workload: planned, added }))
+    }
+
+    /// Notes the revision a committed batch gave the nodes it touched; their reservations are
+    /// already in the snapshot.
+    fn committed<'a>(&mut self, ids: impl Iterator<Item = &'a String>, revision: i64) {
+        let ids: HashSet<&String> = ids.collect();
+        for n in self.nodes.iter_mut().filter(|n| ids.contains(&n.id)) {
+            n.revision = revision;
+        }
+    }
 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use persys_kit::ApiError;
-use persys_proto::scheduler::v1::{InstanceStatus, Node, Workload};
+use persys_proto::scheduler::v1::{Node, Workload};
 use prost::Message;
 
 use crate::{
@@ -224,38 +224,41 @@ impl<K: Kv> Store<K> {
         Err(conflict(&format!("workload {id}")))
     }
 
-    /// Assigns a new instance of `workload` to `node` and reserves its requests, guarded by both
-    /// revisions as read. Returns `false` when either changed meanwhile (re-read and retry).
-    pub async fn assign(&self, workload: &Workload, node: &Node, instance: InstanceStatus) -> Result<bool, KvError> {
-        let mut w = workload.clone();
-        let status = w.status.get_or_insert_with(Default::default);
-        status.instances.push(instance);
-        let phase = derive_phase(&w);
-        let status = w.status.as_mut().expect("set above");
-        status.phase = phase as i32;
-        status.last_transition_time = Some(now_ts());
-        status.reason.clear();
-        status.message.clear();
-        w.revision = 0;
-        w.updated_at = Some(now_ts());
-        let mut n = node.clone();
-        n.available = Some(add(&n.available.unwrap_or_default(), &requests_of(workload), -1));
-        n.instance_count += 1;
-        n.revision = 0;
-        let outcome = self
-            .kv
-            .txn(
-                vec![
-                    Cmp::ModRevision(self.keys.workload(&workload.id), workload.revision),
-                    Cmp::ModRevision(self.keys.node(&node.id), node.revision),
-                ],
-                vec![
-                    Op::put(self.keys.workload(&w.id), w.encode_to_vec()),
-                    Op::put(self.keys.node(&n.id), n.encode_to_vec()),
-                ],
-            )
-            .await?;
-        Ok(outcome.succeeded)
+    /// Commits planned placements in one transaction guarded by every workload's and every
+    /// touched node's revision as read; the nodes in `nodes_before` are written with the
+    /// reservations of the plans applied. Returns the new revision, or `None` on a conflict.
+    pub async fn commit_placements(
+        &self,
+        plans: &[crate::sched::Plan],
+        nodes_before: &[Node],
+    ) -> Result<Option<Revision>, KvError> {
+        let mut cmps = Vec::with_capacity(plans.len() + nodes_before.len());
+        let mut ops = Vec::with_capacity(plans.len() + nodes_before.len());
+        let mut nodes: std::collections::HashMap<&str, Node> =
+            nodes_before.iter().map(|n| (n.id.as_str(), n.clone())).collect();
+        for n in nodes_before {
+            cmps.push(Cmp::ModRevision(self.keys.node(&n.id), n.revision));
+        }
+        for plan in plans {
+            let w = &plan.workload;
+            cmps.push(Cmp::ModRevision(self.keys.workload(&w.id), w.revision));
+            let requests = requests_of(w);
+            for inst in w.status.iter().flat_map(|s| &s.instances).rev().take(plan.added) {
+                if let Some(n) = nodes.get_mut(inst.node_id.as_str()) {
+                    n.available = Some(add(&n.available.unwrap_or_default(), &requests, -1));
+                    n.instance_count += 1;
+                }
+            }
+            let mut stored = w.clone();
+            stored.revision = 0;
+            ops.push(Op::put(self.keys.workload(&w.id), stored.encode_to_vec()));
+        }
+        for (_, mut n) in nodes {
+            n.revision = 0;
+            ops.push(Op::put(self.keys.node(&n.id), n.encode_to_vec()));
+        }
+        let outcome = self.kv.txn(cmps, ops).await?;
+        Ok(outcome.succeeded.then_some(outcome.revision))
     }
 }
 

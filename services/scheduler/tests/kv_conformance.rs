@@ -24,6 +24,12 @@ async fn put_get_and_range_stay_inside_their_prefix<K: Kv>(kv: &K) {
     assert_eq!(keys, ["a", "b"]);
     assert!(revision >= got.mod_revision);
     assert!(kv.get(&format!("{p}missing")).await.unwrap().is_none());
+    // A rewrite keeps the creation revision, so watchers can tell ADDED from MODIFIED.
+    assert_eq!(got.create_revision, got.mod_revision);
+    kv.txn(vec![], vec![Op::put(format!("{p}a"), b"1b".to_vec())]).await.unwrap();
+    let again = kv.get(&format!("{p}a")).await.unwrap().unwrap();
+    assert_eq!(again.create_revision, got.create_revision);
+    assert!(again.mod_revision > got.mod_revision);
 }
 
 async fn guarded_transactions_apply_only_when_revisions_match<K: Kv>(kv: &K) {

@@ -17,6 +17,8 @@ use crate::{
 pub struct ClusterOptions {
     /// Extra gateway flags, e.g. `--access-ttl 1s` or `--public-tls`.
     pub gateway_args: Vec<String>,
+    /// Scheduler flags replacing the defaults, e.g. `--etcd URL` (later flags win).
+    pub scheduler_args: Vec<String>,
 }
 
 /// A running scheduler and gateway.
@@ -37,12 +39,25 @@ impl Cluster {
         certs_init(&certs)?;
         let timeout = Duration::from_secs(60);
 
-        let mut args: Vec<String> =
-            ["--listen", "127.0.0.1:0", "--bootstrap-listen", "127.0.0.1:0", "--etcd", "memory", "--ca-key"]
-                .into_iter()
-                .map(String::from)
-                .collect();
-        args.push(certs.join("ca-key.pem").display().to_string());
+        // Defaults first; a flag in `scheduler_args` replaces its default rather than repeating it
+        // (repeated list flags such as --etcd would add up).
+        let mut flags: Vec<(String, String)> = [
+            ("--listen", "127.0.0.1:0".to_string()),
+            ("--bootstrap-listen", "127.0.0.1:0".to_string()),
+            ("--etcd", "memory".to_string()),
+            ("--ca-key", certs.join("ca-key.pem").display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for pair in options.scheduler_args.chunks(2) {
+            let value = pair.get(1).cloned().unwrap_or_default();
+            match flags.iter_mut().find(|(k, _)| *k == pair[0]) {
+                Some(slot) => slot.1 = value,
+                None => flags.push((pair[0].clone(), value)),
+            }
+        }
+        let mut args: Vec<String> = flags.into_iter().flat_map(|(k, v)| [k, v]).collect();
         args.extend(tls_args(&certs, "scheduler"));
         let scheduler = Service::start("scheduler", bin("scheduler")?, &args, &[], dir.path(), timeout).await?;
 
@@ -77,6 +92,40 @@ impl Cluster {
     /// Returns the gateway's public address as a plaintext URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.gateway.addr("public"))
+    }
+
+    /// Starts a real agent that joins with `token`, named `node`, with the Docker driver on
+    /// `docker_host` and containers on network `none`.
+    pub async fn agent(&self, node: &str, token: &str, docker_host: &str) -> anyhow::Result<Service> {
+        let scheduler = self.scheduler.as_ref().ok_or_else(|| anyhow::anyhow!("scheduler stopped"))?;
+        let state = self.dir.path().join(format!("agent-{node}"));
+        let args: Vec<String> = [
+            "--scheduler",
+            &format!("https://localhost:{}", scheduler.addr("grpc").port()),
+            "--bootstrap",
+            &format!("https://localhost:{}", scheduler.addr("bootstrap").port()),
+            "--join-token",
+            token,
+            "--ca-file",
+            &self.certs().join("ca.pem").display().to_string(),
+            "--state-dir",
+            &state.display().to_string(),
+            "--node-name",
+            node,
+            "--drivers",
+            "docker",
+            "--docker-host",
+            docker_host,
+            "--network-mode",
+            "none",
+            "--admin-api-listen",
+            "127.0.0.1:0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Service::start(&format!("agent-{node}"), bin("agent")?, &args, &[], self.dir.path(), Duration::from_secs(60))
+            .await
     }
 
     /// Stops the scheduler (the gateway keeps running and answers UNAVAILABLE for it).

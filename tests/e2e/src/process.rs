@@ -94,6 +94,12 @@ impl Service {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Kills the process with SIGKILL, as a crash would, and waits for it to be gone.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits for the exit, returning whether it exited cleanly.
     pub async fn stop(mut self) -> anyhow::Result<bool> {
         if let Some(pid) = self.child.id() {

@@ -33,7 +33,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    LABEL_MANAGED, Output, bare_status,
+    LABEL_MANAGED, LABEL_NODE_ID, Output, bare_status,
     container::{self, Defaults},
     event, tail,
 };
@@ -228,7 +228,9 @@ impl DockerDriver {
     /// state differs from the last report (a resync after the event stream was down).
     async fn scan(&self, report: bool) -> Result<Vec<WorkloadStatusEvent>, CommandError> {
         let filters: HashMap<String, Vec<String>> =
-            [("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")])].into();
+            // Only this node's containers: several agents may share one engine (tests, or a
+            // machine re-joined under a new node id), and each must report only its own.
+            [("label".to_owned(), vec![format!("{LABEL_MANAGED}=true"), format!("{LABEL_NODE_ID}={}", self.defaults.node_id)])].into();
         let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
         let list = self.docker.list_containers(Some(options)).await?;
         let mut out = Vec::with_capacity(list.len());
@@ -282,7 +284,10 @@ impl DockerDriver {
                 .saturating_sub(2);
             let filters: HashMap<String, Vec<String>> = [
                 ("type".to_owned(), vec!["container".to_owned()]),
-                ("label".to_owned(), vec![format!("{LABEL_MANAGED}=true")]),
+                (
+                    "label".to_owned(),
+                    vec![format!("{LABEL_MANAGED}=true"), format!("{LABEL_NODE_ID}={}", self.defaults.node_id)],
+                ),
             ]
             .into();
             let options = EventsOptions { since: Some(since.to_string()), until: None, filters: Some(filters) };

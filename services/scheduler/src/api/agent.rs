@@ -119,6 +119,10 @@ impl<K: Kv> AgentService for AgentApi<K> {
             });
         }
         tokio::spawn(async move {
+            // Heartbeats keep the lease alive on every beat, but touch the node record only now
+            // and then: rewriting it each time would race placement's guarded writes for no gain.
+            let persist_every = sched.settings.lease_ttl / 3;
+            let mut persisted = tokio::time::Instant::now();
             loop {
                 let message = match inbound.message().await {
                     Ok(Some(m)) => m,
@@ -130,23 +134,31 @@ impl<K: Kv> AgentService for AgentApi<K> {
                 };
                 match message.payload {
                     Some(connect_request::Payload::Heartbeat(_)) => {
+                        let mut revived = false;
                         if let Err(KvError::LeaseNotFound(_)) = sched.store.kv().keep_alive(lease).await {
                             match attach_liveness(&sched, &node_id).await {
-                                Ok(l) => lease = l,
+                                Ok(l) => {
+                                    lease = l;
+                                    revived = true;
+                                }
                                 Err(error) => tracing::warn!(node = %node_id, %error, "cannot renew liveness"),
                             }
                         }
-                        let _ = sched
-                            .store
-                            .update_node(&node_id, |n| {
-                                n.last_heartbeat = Some(now_ts());
-                                if n.state == NodeState::NotReady as i32 || n.state == NodeState::Down as i32 {
-                                    n.state = if n.cordoned { NodeState::Cordoned } else { NodeState::Ready } as i32;
-                                    n.state_reason = "heartbeats resumed".into();
-                                }
-                                true
-                            })
-                            .await;
+                        if revived || persisted.elapsed() >= persist_every {
+                            persisted = tokio::time::Instant::now();
+                            let _ = sched
+                                .store
+                                .update_node(&node_id, |n| {
+                                    n.last_heartbeat = Some(now_ts());
+                                    if n.state == NodeState::NotReady as i32 || n.state == NodeState::Down as i32 {
+                                        n.state =
+                                            if n.cordoned { NodeState::Cordoned } else { NodeState::Ready } as i32;
+                                        n.state_reason = "heartbeats resumed".into();
+                                    }
+                                    true
+                                })
+                                .await;
+                        }
                     }
                     Some(connect_request::Payload::WorkloadStatus(event)) => {
                         if let Err(error) = sched.on_status(&node_id, event).await {

@@ -27,12 +27,15 @@ const BAD_TOKEN: &str = "invalid join token: ask an admin for a new one (persys 
 /// Serves joins and certificate renewals.
 pub struct BootstrapApi<K> {
     sched: Arc<Scheduler<K>>,
+    /// Joins through this replica take turns on the token record, so a fleet joining with one
+    /// token does not spin on compare-and-set; the guarded write still orders replicas.
+    consuming: tokio::sync::Mutex<()>,
 }
 
 impl<K> BootstrapApi<K> {
     /// Returns the service.
     pub fn new(sched: Arc<Scheduler<K>>) -> Self {
-        Self { sched }
+        Self { sched, consuming: tokio::sync::Mutex::new(()) }
     }
 }
 
@@ -60,6 +63,7 @@ impl<K: Kv> BootstrapApi<K> {
     async fn consume(&self, token: &str) -> Result<StoredToken, ApiError> {
         let (id, secret) = token.trim().split_once('.').ok_or_else(|| ApiError::Unauthenticated(BAD_TOKEN.into()))?;
         let key = self.sched.keys().token(id);
+        let _turn = self.consuming.lock().await;
         for _ in 0..16 {
             let entry =
                 self.sched.store.kv().get(&key).await?.ok_or_else(|| ApiError::Unauthenticated(BAD_TOKEN.into()))?;
@@ -148,6 +152,9 @@ impl<K: Kv> BootstrapService for BootstrapApi<K> {
                 state_reason: "joined; waiting for the agent's stream".into(),
                 info: r.info.clone(),
                 joined_at: Some(now_ts()),
+                // Counts as a heartbeat: the Down timer of a node whose agent never connects
+                // starts at its join, not at the epoch.
+                last_heartbeat: Some(now_ts()),
                 dns_name: format!("{node_id}.nodes.persys"),
                 ..Default::default()
             };

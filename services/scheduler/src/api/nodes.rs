@@ -60,12 +60,12 @@ pub async fn watch_prefix<K: Kv, T: Clone + Send + 'static, R: Send + 'static>(
     gone: fn(&str) -> T,
     keep: impl Fn(&T) -> bool + Send + Sync + 'static,
     respond: fn(WatchEventType, Option<T>, Revision) -> R,
-) -> Result<Watch<R>, ApiError> {
+) -> Result<Watch<R>, Status> {
     if since < 0 {
-        return Err(ApiError::invalid("since_revision", "must not be negative"));
+        return Err(ApiError::invalid("since_revision", "must not be negative").into());
     }
     let (snapshot, from) = if since == 0 {
-        let (entries, rev) = kv.range(&prefix).await?;
+        let (entries, rev) = kv.range(&prefix).await.map_err(ApiError::from)?;
         (Some((entries, rev)), rev + 1)
     } else {
         (None, since + 1)
@@ -96,7 +96,12 @@ pub async fn watch_prefix<K: Kv, T: Clone + Send + 'static, R: Send + 'static>(
                                 if let Some(obj) = decode(&entry)
                                     && keep(&obj)
                                 {
-                                    yield Ok(respond(WatchEventType::Modified, Some(obj), entry.mod_revision));
+                                    let kind = if entry.create_revision == entry.mod_revision {
+                                        WatchEventType::Added
+                                    } else {
+                                        WatchEventType::Modified
+                                    };
+                                    yield Ok(respond(kind, Some(obj), entry.mod_revision));
                                 }
                             }
                             Event::Delete { key, revision } => {

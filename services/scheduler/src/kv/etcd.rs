@@ -24,15 +24,20 @@ fn entry(kv: &etcd_client::KeyValue) -> Entry {
         key: String::from_utf8_lossy(kv.key()).into_owned(),
         value: kv.value().to_vec(),
         mod_revision: kv.mod_revision(),
+        create_revision: kv.create_revision(),
         lease: kv.lease(),
     }
 }
+
+type Keeper = Arc<Mutex<(LeaseKeeper, LeaseKeepAliveStream)>>;
 
 /// etcd, with one keep-alive stream per lease kept open.
 #[derive(Clone)]
 pub struct EtcdKv {
     client: Client,
-    keepers: Arc<Mutex<HashMap<LeaseId, (LeaseKeeper, LeaseKeepAliveStream)>>>,
+    /// One keep-alive stream per lease, each behind its own lock so a thousand nodes'
+    /// heartbeats renew in parallel.
+    keepers: Arc<std::sync::Mutex<HashMap<LeaseId, Keeper>>>,
 }
 
 impl std::fmt::Debug for EtcdKv {
@@ -89,12 +94,17 @@ impl Kv for EtcdKv {
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<(), KvError> {
-        let mut keepers = self.keepers.lock().await;
-        if let std::collections::hash_map::Entry::Vacant(e) = keepers.entry(lease) {
-            let pair = self.client.clone().lease_keep_alive(lease).await.map_err(|e| lease_error(lease, e))?;
-            e.insert(pair);
-        }
-        let (keeper, stream) = keepers.get_mut(&lease).expect("inserted above");
+        let existing = self.keepers.lock().expect("keepers lock").get(&lease).cloned();
+        let keeper = match existing {
+            Some(k) => k,
+            None => {
+                let pair = self.client.clone().lease_keep_alive(lease).await.map_err(|e| lease_error(lease, e))?;
+                let k: Keeper = Arc::new(Mutex::new(pair));
+                self.keepers.lock().expect("keepers lock").entry(lease).or_insert(k).clone()
+            }
+        };
+        let mut guard = keeper.lock().await;
+        let (keeper, stream) = &mut *guard;
         let result = async {
             keeper.keep_alive().await.map_err(|e| lease_error(lease, e))?;
             match stream.message().await.map_err(|e| lease_error(lease, e))? {
@@ -105,13 +115,13 @@ impl Kv for EtcdKv {
         }
         .await;
         if result.is_err() {
-            keepers.remove(&lease);
+            self.keepers.lock().expect("keepers lock").remove(&lease);
         }
         result
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), KvError> {
-        self.keepers.lock().await.remove(&lease);
+        self.keepers.lock().expect("keepers lock").remove(&lease);
         match self.client.clone().lease_revoke(lease).await.map_err(|e| lease_error(lease, e)) {
             Ok(_) | Err(KvError::LeaseNotFound(_)) => Ok(()),
             Err(e) => Err(e),

@@ -151,11 +151,12 @@ impl Kv for MemKv {
             match op {
                 Op::Put { key, value, lease } => {
                     s.detach(&key);
+                    let create_revision = s.data.get(&key).map_or(revision, |e| e.create_revision);
                     let lease = lease.unwrap_or(0);
                     if lease != 0 {
                         s.leases.get_mut(&lease).expect("checked above").keys.insert(key.clone());
                     }
-                    let entry = Entry { key: key.clone(), value, mod_revision: revision, lease };
+                    let entry = Entry { key: key.clone(), value, mod_revision: revision, create_revision, lease };
                     s.data.insert(key, entry.clone());
                     events.push(Event::Put(entry));
                 }

@@ -25,6 +25,8 @@ pub struct Entry {
     pub value: Vec<u8>,
     /// Revision of the last change of this key.
     pub mod_revision: Revision,
+    /// Revision at which the key was created (equal to `mod_revision` on creation).
+    pub create_revision: Revision,
     /// The lease the key is attached to, 0 for none.
     pub lease: LeaseId,
 }

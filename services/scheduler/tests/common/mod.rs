@@ -68,36 +68,40 @@ impl Pki {
     }
 }
 
-/// Scheduler flags for tests: loopback ports, fast liveness.
+/// Scheduler flags for tests: loopback ports, fast liveness; `extra` holds `--flag value`
+/// pairs that replace the defaults.
 pub fn config(pki: &Pki, prefix: &str, extra: &[&str]) -> Config {
     use clap::Parser;
     let d = pki.path();
-    let mut args: Vec<String> = [
-        "scheduler",
-        "--listen",
-        "127.0.0.1:0",
-        "--bootstrap-listen",
-        "127.0.0.1:0",
-        "--heartbeat",
-        "200ms",
-        "--lease-ttl",
-        "1s",
-        "--down-grace",
-        "1s",
-        "--admin-listen",
-        "off",
-        "--etcd",
-        "memory",
+    let mut flags: Vec<(String, String)> = [
+        ("--listen", "127.0.0.1:0"),
+        ("--bootstrap-listen", "127.0.0.1:0"),
+        ("--heartbeat", "200ms"),
+        ("--lease-ttl", "1s"),
+        ("--down-grace", "1s"),
+        ("--admin-listen", "off"),
+        ("--etcd", "memory"),
+        ("--prefix", prefix),
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    args.extend(["--prefix".into(), prefix.into()]);
-    args.extend(["--ca-key".into(), d.join("ca-key.pem").display().to_string()]);
-    args.extend(["--tls-ca".into(), d.join("ca.pem").display().to_string()]);
-    args.extend(["--tls-cert".into(), d.join("scheduler/cert.pem").display().to_string()]);
-    args.extend(["--tls-key".into(), d.join("scheduler/key.pem").display().to_string()]);
-    args.extend(extra.iter().map(|s| s.to_string()));
+    for (k, file) in [
+        ("--ca-key", "ca-key.pem"),
+        ("--tls-ca", "ca.pem"),
+        ("--tls-cert", "scheduler/cert.pem"),
+        ("--tls-key", "scheduler/key.pem"),
+    ] {
+        flags.push((k.into(), d.join(file).display().to_string()));
+    }
+    for pair in extra.chunks(2) {
+        let (k, v) = (pair[0].to_string(), pair.get(1).map(|v| v.to_string()).unwrap_or_default());
+        match flags.iter_mut().find(|(f, _)| *f == k) {
+            Some(slot) => slot.1 = v,
+            None => flags.push((k, v)),
+        }
+    }
+    let args = std::iter::once("scheduler".to_string()).chain(flags.into_iter().flat_map(|(k, v)| [k, v]));
     Config::try_parse_from(args).unwrap()
 }
 
@@ -253,13 +257,15 @@ impl FakeAgent {
             .into_inner();
         let (seen_tx, seen) = mpsc::channel(256);
         let first = down.message().await?;
-        if !matches!(first.as_ref().and_then(|m| m.payload.as_ref()), Some(Payload::Welcome(_))) {
+        let Some(Payload::Welcome(welcome)) = first.as_ref().and_then(|m| m.payload.as_ref()) else {
             return Err(tonic::Status::internal(format!("expected welcome, got {first:?}")));
-        }
+        };
+        let every =
+            welcome.heartbeat_interval.and_then(|d| Duration::try_from(d).ok()).unwrap_or(Duration::from_secs(5));
         seen_tx.send(Seen::Welcome).await.unwrap();
         let heartbeat = up.clone();
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
