@@ -10,10 +10,13 @@
 FROM rust:1-bookworm AS builder
 WORKDIR /src
 COPY . .
-# The protobuf contracts are compiled by protox inside the build script: no protoc, no node.
-RUN cargo build --release --locked --bin gateway --bin persys --bin agent --bin analyzer --bin dorgu \
+# Persys' own contracts are compiled by protox; the etcd client compiles etcd's with protoc.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
+ && rm -rf /var/lib/apt/lists/*
+RUN cargo build --release --locked --bin gateway --bin persys --bin scheduler --bin agent --bin analyzer --bin dorgu --bin persys-stack \
  && mkdir -p /out \
- && for bin in gateway persys agent analyzer dorgu; do install -m 0755 "target/release/$bin" /out/; done
+ && for bin in gateway persys scheduler agent analyzer dorgu persys-stack; do install -m 0755 "target/release/$bin" /out/; done
 
 FROM debian:bookworm-slim
 # ca-certificates: TLS to outside services (OTLP collector, managed PostgreSQL, GitHub...).
@@ -33,5 +36,5 @@ EXPOSE 8080 8443 9090
 CMD ["gateway"]
 
 LABEL org.opencontainers.image.title="persys" \
-      org.opencontainers.image.description="Persys platform binaries: gateway and the persys CLI" \
+      org.opencontainers.image.description="Persys platform binaries: gateway, scheduler, agent, analyzer, persys-stack and the persys and dorgu CLIs" \
       org.opencontainers.image.licenses="Apache-2.0"

@@ -20,10 +20,10 @@ pub enum Strategy {
 #[command(name = "scheduler", version, about)]
 pub struct Config {
     /// mTLS address for the gateway, other services and agents' streams.
-    #[arg(long, env = "PERSYS_SCHEDULER_LISTEN", default_value = "127.0.0.1:7000")]
+    #[arg(long, env = "PERSYS_SCHEDULER_LISTEN", default_value = "127.0.0.1:7443")]
     pub listen: SocketAddr,
     /// TLS (server-auth only) address where machines join with a token.
-    #[arg(long, env = "PERSYS_SCHEDULER_BOOTSTRAP_LISTEN", default_value = "127.0.0.1:7001")]
+    #[arg(long, env = "PERSYS_SCHEDULER_BOOTSTRAP_LISTEN", default_value = "127.0.0.1:7444")]
     pub bootstrap_listen: SocketAddr,
     /// etcd endpoints, comma-separated; `memory` keeps state in this process (one replica only).
     #[arg(long, env = "PERSYS_SCHEDULER_ETCD", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
