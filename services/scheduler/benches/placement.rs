@@ -181,6 +181,7 @@ async fn run(kv: Arc<EtcdKv>, nodes: usize, workloads: usize, concurrency: usize
         down_grace: Duration::from_secs(60),
         strategy: persys_scheduler::config::Strategy::Binpack,
         node_cert_ttl: Duration::from_secs(3600),
+        dns_zone: None,
     };
     let core = persys_scheduler::sched::Scheduler::new(store, settings, ca, leading);
     let t0 = Instant::now();

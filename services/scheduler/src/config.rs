@@ -34,6 +34,10 @@ pub struct Config {
     /// The cluster CA's private key, to sign node certificates (the CA certificate is --tls-ca).
     #[arg(long, env = "PERSYS_SCHEDULER_CA_KEY")]
     pub ca_key: PathBuf,
+    /// DNS zone of the CoreDNS etcd-plugin records (`<node>.nodes.ZONE`, `<workload>.workloads.ZONE`);
+    /// `off` writes none.
+    #[arg(long, env = "PERSYS_SCHEDULER_DNS_ZONE", default_value = "persys.local")]
+    pub dns_zone: String,
     /// Lifetime of node certificates.
     #[arg(long, env = "PERSYS_SCHEDULER_NODE_CERT_TTL", default_value = "24h", value_parser = parse_duration)]
     pub node_cert_ttl: Duration,

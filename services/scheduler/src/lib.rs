@@ -12,6 +12,7 @@
 pub mod agents;
 pub mod api;
 pub mod config;
+pub mod dns;
 pub mod error;
 pub mod grpc;
 pub mod kv;
@@ -87,6 +88,7 @@ pub async fn start<K: Kv>(kv: Arc<K>, config: Config, shutdown: Shutdown) -> Res
         down_grace: config.down_grace,
         strategy: config.strategy,
         node_cert_ttl: config.node_cert_ttl,
+        dns_zone: (config.dns_zone != "off").then(|| config.dns_zone.clone()),
     };
     let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
     let store = Store::new(kv.clone(), &config.prefix);

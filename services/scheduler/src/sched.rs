@@ -41,6 +41,8 @@ pub struct Settings {
     pub strategy: Strategy,
     /// Lifetime of node certificates.
     pub node_cert_ttl: Duration,
+    /// Zone of the CoreDNS records, `None` for none.
+    pub dns_zone: Option<String>,
 }
 
 /// Events kept per workload.
@@ -254,6 +256,16 @@ impl<K: Kv> Scheduler<K> {
                 Change::Write(())
             })
             .await?;
+        if let (Some(zone), Some(w)) = (&self.settings.dns_zone, &updated) {
+            let key = crate::dns::instance_key(zone, &w.name, &report.instance_id);
+            let running = report.phase == WorkloadPhase::Running as i32 && !event.removed;
+            let address = if running {
+                self.store.node(node_id).await.ok().flatten().and_then(|n| n.addresses.first().cloned())
+            } else {
+                None
+            };
+            crate::dns::set(self.store.kv().as_ref(), key, address.as_deref()).await;
+        }
         if let (Some((count, instance_id)), Some(_)) = (restart, updated) {
             let delay = restart_backoff(count);
             let agents = self.agents.clone();

@@ -18,6 +18,21 @@ fn spec(image: &str) -> pb::WorkloadSpec {
     }
 }
 
+/// Waits (on a watch, not a timer) until `key` is present or absent; returns its entry.
+async fn wait_for_key<K: Kv>(kv: &K, key: &str, present: bool) -> Option<persys_scheduler::kv::Entry> {
+    let (_, rev) = kv.range(key).await.unwrap();
+    let mut changes = kv.watch(key, rev + 1).await.unwrap();
+    loop {
+        let current = kv.get(key).await.unwrap();
+        if current.is_some() == present {
+            return current;
+        }
+        tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut changes))
+            .await
+            .unwrap_or_else(|_| panic!("{key} never became {}", if present { "present" } else { "absent" }));
+    }
+}
+
 async fn create(api: &mut Api, name: &str, spec: pb::WorkloadSpec) -> pb::Workload {
     api.create_workload(pb::CreateWorkloadRequest { name: name.into(), spec: Some(spec), request_id: String::new() })
         .await
@@ -47,6 +62,15 @@ async fn a_joined_agent_runs_a_created_workload<K: Kv>(kv: Arc<K>, prefix: &str)
     let running = wait_workload(&mut member, &w.id, |w| phase(w) == pb::WorkloadPhase::Running).await;
     let instance = &running.status.unwrap().instances[0];
     assert_eq!(instance.node_id, agent.node_id);
+
+    // CoreDNS etcd-plugin records for the node and the running instance.
+    let kv = s.running.sched.store.kv();
+    let node_record =
+        kv.get(&format!("/skydns/local/persys/nodes/{}", agent.node_id)).await.unwrap().expect("node record");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&node_record.value).unwrap()["host"], "192.0.2.10");
+    let key = format!("/skydns/local/persys/workloads/web/{}", run.instance_id);
+    let record = wait_for_key(kv.as_ref(), &key, true).await.expect("instance record");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&record.value).unwrap()["host"], "192.0.2.10");
 
     // The reservation is on the node.
     let node =

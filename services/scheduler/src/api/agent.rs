@@ -96,6 +96,10 @@ impl<K: Kv> AgentService for AgentApi<K> {
             );
         }
         let mut lease = attach_liveness(&sched, &node_id).await.map_err(ApiError::from)?;
+        if let (Some(zone), Some(node)) = (&sched.settings.dns_zone, &updated) {
+            let key = crate::dns::node_key(zone, &node_id);
+            crate::dns::set(sched.store.kv().as_ref(), key, node.addresses.first().map(String::as_str)).await;
+        }
         let (tx, rx) = mpsc::channel(256);
         let session = sched.agents.register(&node_id, tx.clone());
         let welcome = ConnectResponse {

@@ -243,6 +243,7 @@ impl FakeAgent {
         up.send(pb::ConnectRequest {
             payload: Some(connect_request::Payload::Hello(pb::AgentHello {
                 node_id: claim.unwrap_or(&node_id).to_owned(),
+                addresses: vec!["192.0.2.10".into()],
                 capacity: Some(capacity(4000, 8 << 30)),
                 allocatable: Some(capacity(4000, 8 << 30)),
                 drivers: vec!["fake".into()],
