@@ -195,6 +195,38 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
     .unwrap_or_else(|_| panic!("no log line, got {text:?}"));
     drop(logs);
 
+    // An admin runs a command inside the container; members may not.
+    let mut exec = admin
+        .exec_workload(pb::ExecWorkloadRequest {
+            workload_id: created.id.clone(),
+            command: vec!["sh".into(), "-c".into(), "echo exec-ok; exit 3".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut output, mut exit) = (String::new(), None);
+    while let Some(m) = exec.message().await.unwrap() {
+        match m.payload {
+            Some(pb::exec_workload_response::Payload::Output(chunk)) => {
+                output.push_str(&String::from_utf8_lossy(&chunk.data))
+            }
+            Some(pb::exec_workload_response::Payload::Exit(e)) => exit = Some(e.exit_code),
+            None => {}
+        }
+    }
+    assert!(output.contains("exec-ok"), "{output:?}");
+    assert_eq!(exit, Some(3));
+    let denied = ada
+        .exec_workload(pb::ExecWorkloadRequest {
+            workload_id: created.id.clone(),
+            command: vec!["id".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+
     // Another member sees nothing of it.
     let mut admin_users = UserServiceClient::with_interceptor(
         persys_kit::client::plain_channel(&c.url(), &Default::default()).unwrap(),
