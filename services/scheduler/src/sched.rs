@@ -309,6 +309,37 @@ impl<K: Kv> Scheduler<K> {
         Ok(())
     }
 
+    /// Shows an image pull's progress in the message of the instance it is for.
+    pub async fn on_pull_progress(
+        &self,
+        node_id: &str,
+        p: &persys_proto::scheduler::v1::ImagePullProgress,
+    ) -> Result<(), ApiError> {
+        // Instance ids are `<workload id>-<suffix>` (see `Snapshot::plan`).
+        let Some((workload_id, _)) = p.instance_id.rsplit_once('-') else { return Ok(()) };
+        let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
+        let message = if p.done {
+            format!("pulled {}", p.image)
+        } else if p.total_bytes > 0 {
+            format!("pulling {}: {:.1} of {:.1} MiB", p.image, mib(p.current_bytes), mib(p.total_bytes))
+        } else {
+            format!("pulling {}: {}", p.image, p.status)
+        };
+        self.store
+            .update_workload(workload_id, |w| {
+                match w.status.as_mut().and_then(|s| s.instances.iter_mut().find(|i| i.instance_id == p.instance_id)) {
+                    Some(i) if i.node_id == node_id && i.message != message && !is_terminal(i.phase) => {
+                        i.reason = "PullingImage".into();
+                        i.message = message.clone();
+                        Change::Write(())
+                    }
+                    _ => Change::Keep,
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Sends whatever a workload needs from the agents connected here: runs for instances not
     /// yet started, stops when it should stop, removals when it is being deleted.
     pub async fn dispatch(&self, w: &Workload) {

@@ -54,10 +54,32 @@ async fn a_joined_agent_runs_a_created_workload<K: Kv>(kv: Arc<K>, prefix: &str)
     let w = create(&mut member, "web", spec("nginx:1.27")).await;
     assert_eq!(phase(&w), pb::WorkloadPhase::Pending, "create answers before placement");
 
-    let (_, run) = agent.next_command().await;
+    let (command_id, run) = agent.next_command().await;
     let Payload::Run(run) = run else { panic!("expected a run command, got {run:?}") };
     assert_eq!(run.workload_id, w.id);
     assert_eq!(run.spec.unwrap().image, "nginx:1.27");
+
+    // Pull progress shows on the instance, where `persys workload run --wait` displays it.
+    agent
+        .send(pb::ConnectRequest {
+            payload: Some(persys_proto::scheduler::v1::connect_request::Payload::ImagePullProgress(
+                pb::ImagePullProgress {
+                    command_id,
+                    instance_id: run.instance_id.clone(),
+                    image: "nginx:1.27".into(),
+                    current_bytes: 1 << 20,
+                    total_bytes: 4 << 20,
+                    status: "Downloading".into(),
+                    done: false,
+                },
+            )),
+        })
+        .await;
+    let pulling = wait_workload(&mut member, &w.id, |w| {
+        w.status.as_ref().is_some_and(|s| s.instances.iter().any(|i| i.message.contains("1.0 of 4.0 MiB")))
+    })
+    .await;
+    assert_eq!(pulling.status.unwrap().instances[0].reason, "PullingImage");
     agent.report(&w.id, &run.instance_id, pb::WorkloadPhase::Running, None).await;
     let running = wait_workload(&mut member, &w.id, |w| phase(w) == pb::WorkloadPhase::Running).await;
     let instance = &running.status.unwrap().instances[0];

@@ -182,7 +182,13 @@ impl<K: Kv> AgentService for AgentApi<K> {
                     }
                     Some(connect_request::Payload::ImagePullProgress(p)) => {
                         let id = p.command_id.clone();
-                        sched.agents.route(&id, Reply::Progress(p)).await;
+                        if !sched.agents.route(&id, Reply::Progress(p.clone())).await {
+                            // A pull for a run: show it on the instance, where `persys workload run
+                            // --wait` and watches see it (agents send at most one a second).
+                            if let Err(error) = sched.on_pull_progress(&node_id, &p).await {
+                                tracing::debug!(%error, "recording pull progress failed");
+                            }
+                        }
                     }
                     Some(connect_request::Payload::Hello(_)) | None => {
                         tracing::warn!(node = %node_id, "unexpected message on an open stream ignored");
