@@ -7,7 +7,8 @@ use clap::{Args, ValueEnum};
 use persys_proto::{
     common::v1::{LabelSelector, ResourceQuantities},
     scheduler::v1::{
-        CreateWorkloadRequest, EnvVar, PortMapping, ResourceRequirements, RestartPolicy, Workload, WorkloadSpec,
+        CreateWorkloadRequest, EnvVar, ImagePullPolicy, PortMapping, ResourceRequirements, RestartPolicy, Workload,
+        WorkloadSpec,
     },
 };
 
@@ -28,6 +29,17 @@ pub enum Restart {
     OnFailure,
     /// After every exit (services).
     Always,
+}
+
+/// When the node pulls the image.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Pull {
+    /// Always pull (the default for `:latest` and untagged images).
+    Always,
+    /// Pull only when the node lacks the image (the default for other tags and digests).
+    IfNotPresent,
+    /// Never pull: the image must already be on the node.
+    Never,
 }
 
 /// Arguments of `persys workload run`.
@@ -75,6 +87,9 @@ pub struct RunArgs {
     /// Most restarts per instance (0: unlimited).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
     max_restarts: i32,
+    /// When the node pulls the image (default: always for `:latest`, if not present otherwise).
+    #[arg(long, value_enum)]
+    pull: Option<Pull>,
     /// Workload label k=v (repeatable).
     #[arg(short = 'l', long = "label", value_parser = key_value)]
     labels: Vec<(String, String)>,
@@ -168,6 +183,12 @@ fn spec(args: &RunArgs) -> WorkloadSpec {
             Restart::Always => RestartPolicy::Always,
         } as i32,
         max_restarts: args.max_restarts,
+        image_pull_policy: match args.pull {
+            None => ImagePullPolicy::Unspecified,
+            Some(Pull::Always) => ImagePullPolicy::Always,
+            Some(Pull::IfNotPresent) => ImagePullPolicy::IfNotPresent,
+            Some(Pull::Never) => ImagePullPolicy::Never,
+        } as i32,
         node_selector: args.node_selector.iter().cloned().collect(),
         replicas: args.replicas,
         ..Default::default()

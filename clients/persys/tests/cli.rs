@@ -461,3 +461,56 @@ async fn https_gateways_are_verified_against_the_given_ca() {
     let untrusted = cli.run(&["whoami"]).await;
     assert_eq!(code(&untrusted), 5, "{}", text(&untrusted.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_run_wait_logs_stop_on_a_real_agent_and_docker() {
+    let Some(docker_host) = persys_kit::testing::require_env("DOCKER_HOST", "a Docker engine") else { return };
+    let Some(image) = persys_kit::testing::require_env("PERSYS_TEST_IMAGE", "a local test image") else { return };
+    let cluster = cluster(&[]).await;
+    let cli = Persys::new(cluster.url());
+    cli.login(ADMIN, ADMIN_PASSWORD).await;
+    let created = cli.json(&["token", "create"]).await;
+    let token = created["token"].as_str().expect("token in the json output").to_owned();
+    let node = format!("cli-{}", SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000);
+    let _agent = cluster.agent(&node, &token, &docker_host).await.expect("agent joins");
+    eventually("the agent's node to be Ready", || async {
+        let nodes = cli.json(&["node", "list"]).await;
+        nodes.as_array().is_some_and(|a| a.iter().any(|n| n["id"] == node.as_str() && n["state"] == "Ready"))
+    })
+    .await;
+
+    let out = cli
+        .run(&[
+            "workload",
+            "run",
+            &image,
+            "--name",
+            "hi-cli",
+            "--restart",
+            "never",
+            "--pull",
+            "never",
+            "--wait",
+            "--",
+            "sh",
+            "-c",
+            "echo hello-from-the-cli; exec sleep 600",
+        ])
+        .await;
+    assert!(out.status.success(), "run --wait failed: {}{}", text(&out.stdout), text(&out.stderr));
+    let w = cli.json(&["workload", "get", "hi-cli"]).await;
+    assert_eq!(w["status"]["phase"], "Running", "{w}");
+
+    eventually("the container's output in the logs", || async {
+        cli.ok(&["workload", "logs", "hi-cli", "--tail", "20"]).await.contains("hello-from-the-cli")
+    })
+    .await;
+
+    cli.ok(&["workload", "stop", "hi-cli"]).await;
+    eventually("the workload to stop", || async {
+        cli.json(&["workload", "get", "hi-cli"]).await["status"]["phase"] == "Stopped"
+    })
+    .await;
+    cli.ok(&["workload", "rm", "hi-cli"]).await;
+    eventually("the workload to be gone", || async { code(&cli.run(&["workload", "get", "hi-cli"]).await) == 3 }).await;
+}
