@@ -143,3 +143,29 @@ topologySpreadConstraints:
 {{- end }}
 {{- join "," $pairs }}
 {{- end }}
+
+{{/* The chart's scheduler at a port: https://<fullname>-scheduler:PORT. Takes (list $ port). */}}
+{{- define "persys.schedulerUrl" -}}
+{{- $root := index . 0 }}
+{{- printf "https://%s:%d" (include "persys.componentName" (dict "root" $root "component" "scheduler")) (int (index . 1)) }}
+{{- end }}
+
+{{/*
+The scheduler's etcd endpoints, comma separated: scheduler.etcd.endpoints, else the chart's etcd.
+Takes the root context.
+*/}}
+{{- define "persys.etcdEndpoints" -}}
+{{- $endpoints := .Values.scheduler.etcd.endpoints }}
+{{- if $endpoints }}
+{{- if and (eq (len $endpoints) 1) (gt (int .Values.scheduler.replicaCount) 1) }}
+{{- if eq (index $endpoints 0) "memory" }}
+{{- fail "scheduler.etcd.endpoints [memory] keeps state inside one process: set scheduler.replicaCount to 1" }}
+{{- end }}
+{{- end }}
+{{- join "," $endpoints }}
+{{- else if .Values.etcd.enabled }}
+{{- printf "http://%s:%d" (include "persys.componentName" (dict "root" . "component" "etcd")) (int .Values.etcd.ports.client) }}
+{{- else }}
+{{- fail "the scheduler needs etcd: set scheduler.etcd.endpoints, or etcd.enabled=true" }}
+{{- end }}
+{{- end }}
