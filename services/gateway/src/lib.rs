@@ -71,7 +71,20 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), GatewayError
         ),
         None => None,
     };
-    let proxy = proxy::Proxy::new(grpc::upstream_channels(&upstreams, &tls, &metrics)?, args.max_message_bytes);
+    let sink: proxy::AuditSink = {
+        let accounts = accounts.clone();
+        Arc::new(move |a: proxy::Audited| {
+            let accounts = accounts.clone();
+            Box::pin(async move {
+                let user = &a.principal.user;
+                // Exec is for admins (the scheduler enforces it); other attempts are recorded as failed.
+                let allowed = user.role == persys_kit::identity::Role::Admin;
+                accounts.audit((&user.id, &user.name), a.action, &a.target, allowed, &a.peer, &a.detail).await;
+            })
+        })
+    };
+    let proxy =
+        proxy::Proxy::new(grpc::upstream_channels(&upstreams, &tls, &metrics)?, args.max_message_bytes, Some(sink));
     let (public_routes, public_health) = grpc::public_routes(accounts, proxy, args.max_message_bytes)?;
     let (internal_routes, internal_health, authorize) = grpc::internal_routes()?;
     let public = bind(args.listen).await?;

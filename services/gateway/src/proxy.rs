@@ -67,6 +67,40 @@ struct Inner {
     methods: HashMap<String, MethodKind>,
     upstreams: HashMap<String, TracedChannel>,
     max_request_bytes: usize,
+    audit: Option<AuditSink>,
+}
+
+/// One forwarded call worth an audit record: who, what, on what, from where.
+#[derive(Clone, Debug)]
+pub struct Audited {
+    /// The caller.
+    pub principal: Principal,
+    /// What, e.g. `workload.exec`.
+    pub action: &'static str,
+    /// On what (an id from the request).
+    pub target: String,
+    /// More detail (never secrets).
+    pub detail: String,
+    /// The client's address.
+    pub peer: String,
+}
+
+/// Where audit records of forwarded calls go.
+pub type AuditSink = Arc<dyn Fn(Audited) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Returns the audit record of a forwarded call that needs one: running commands in workloads.
+pub fn audited(path: &str, body: &[u8], principal: &Principal, peer: String) -> Option<Audited> {
+    if path != "/persys.scheduler.v1.SchedulerService/ExecWorkload" || body.len() < 5 {
+        return None;
+    }
+    let request = persys_proto::scheduler::v1::ExecWorkloadRequest::decode(&body[5..]).ok()?;
+    Some(Audited {
+        principal: principal.clone(),
+        action: "workload.exec",
+        target: request.workload_id,
+        detail: format!("replica {}: {:?}", request.replica_index, request.command),
+        peer,
+    })
 }
 
 /// Headers that describe the client's connection or credentials, never forwarded.
@@ -74,8 +108,8 @@ const DROPPED: [&str; 4] = ["authorization", "host", "connection", "cookie"];
 
 impl Proxy {
     /// Returns a proxy over `upstreams` (service name → channel).
-    pub fn new(upstreams: HashMap<String, TracedChannel>, max_request_bytes: usize) -> Self {
-        Self { inner: Arc::new(Inner { methods: method_table(), upstreams, max_request_bytes }) }
+    pub fn new(upstreams: HashMap<String, TracedChannel>, max_request_bytes: usize, audit: Option<AuditSink>) -> Self {
+        Self { inner: Arc::new(Inner { methods: method_table(), upstreams, max_request_bytes, audit }) }
     }
 
     /// Returns whether `path` is a Persys method served elsewhere (not by the gateway itself).
@@ -124,6 +158,11 @@ impl Proxy {
         })?;
         let bytes = bytes.to_bytes();
         check_single_frame(&bytes, limit)?;
+        if let Some(sink) = &self.inner.audit
+            && let Some(record) = audited(&path, &bytes, &principal, crate::api::peer(&parts.extensions))
+        {
+            sink(record).await;
+        }
 
         let mut headers = HeaderMap::with_capacity(parts.headers.len() + 3);
         for (name, value) in parts.headers.drain().filter_map(|(k, v)| k.map(|k| (k, v))) {
@@ -185,6 +224,34 @@ mod tests {
         assert_eq!(t.get("/persys.gateway.v1.AuthService/Login"), Some(&MethodKind::Unary));
         assert_eq!(t.get("/persys.scheduler.v1.SchedulerService/WatchNodes"), Some(&MethodKind::ServerStreaming));
         assert_eq!(t.get("/persys.scheduler.v1.AgentService/Connect"), Some(&MethodKind::ClientStreaming));
+    }
+
+    #[test]
+    fn exec_calls_are_audited_with_workload_and_command() {
+        let principal = Principal {
+            user: persys_kit::UserClaims {
+                id: "u1".into(),
+                name: "ada".into(),
+                role: persys_kit::identity::Role::Admin,
+            },
+            method: crate::accounts::AuthMethod::Jwt,
+        };
+        let request = persys_proto::scheduler::v1::ExecWorkloadRequest {
+            workload_id: "w1".into(),
+            command: vec!["id".into()],
+            ..Default::default()
+        };
+        let mut body = vec![0u8];
+        let encoded = request.encode_to_vec();
+        body.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+        body.extend_from_slice(&encoded);
+        let a = audited("/persys.scheduler.v1.SchedulerService/ExecWorkload", &body, &principal, "127.0.0.1".into())
+            .unwrap();
+        assert_eq!((a.action, a.target.as_str()), ("workload.exec", "w1"));
+        assert!(a.detail.contains("\"id\""), "{}", a.detail);
+        assert!(
+            audited("/persys.scheduler.v1.SchedulerService/GetWorkload", &body, &principal, String::new()).is_none()
+        );
     }
 
     #[test]

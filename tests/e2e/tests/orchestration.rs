@@ -226,6 +226,21 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
         .await
         .unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    // The gateway's audit log names who ran what where.
+    let audit = UserServiceClient::with_interceptor(
+        persys_kit::client::plain_channel(&c.url(), &Default::default()).unwrap(),
+        Bearer(admin_token.clone()),
+    )
+    .list_audit_events(persys_proto::gateway::v1::ListAuditEventsRequest::default())
+    .await
+    .unwrap()
+    .into_inner()
+    .events;
+    let exec_events: Vec<_> = audit.iter().filter(|e| e.action == "workload.exec").collect();
+    assert!(
+        exec_events.iter().any(|e| e.target == created.id && e.actor_name == ADMIN && e.detail.contains("exec-ok")),
+        "{audit:#?}"
+    );
 
     // Another member sees nothing of it.
     let mut admin_users = UserServiceClient::with_interceptor(
