@@ -45,6 +45,14 @@ pub struct Settings {
     pub dns_zone: Option<String>,
 }
 
+/// Returns a phase as people write it: `Running`, `Succeeded`.
+fn phase_title(phase: i32) -> String {
+    let name = WorkloadPhase::try_from(phase).map(|p| p.as_str_name()).unwrap_or("WORKLOAD_PHASE_UNKNOWN");
+    let word = name.trim_start_matches("WORKLOAD_PHASE_").to_ascii_lowercase();
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
 /// Events kept per workload.
 const MAX_EVENTS: usize = 50;
 
@@ -247,12 +255,13 @@ impl<K: Kv> Scheduler<K> {
                         restart = Some((inst.restart_count, inst.instance_id.clone()));
                     }
                 }
-                let phase_name = WorkloadPhase::try_from(report.phase).map(|p| p.as_str_name()).unwrap_or("?").to_owned();
+                let phase_name = phase_title(report.phase);
                 let message = match report.exit_code {
-                    Some(code) => format!("instance {} {phase_name} (exit {code})", report.instance_id),
-                    None => format!("instance {} {phase_name}", report.instance_id),
+                    Some(code) => format!("instance {} is {phase_name} (exit {code})", report.instance_id),
+                    None => format!("instance {} is {phase_name}", report.instance_id),
                 };
-                record_event(w, PbEventType::Normal, &report.reason, message);
+                let reason = if report.reason.is_empty() { phase_name.clone() } else { report.reason.clone() };
+                record_event(w, PbEventType::Normal, &reason, message);
                 Change::Write(())
             })
             .await?;
@@ -701,6 +710,7 @@ impl Snapshot {
         }
         let phase = crate::model::derive_phase(&planned);
         if let Some(status) = planned.status.as_mut() {
+            status.node_id = status.instances.first().map(|i| i.node_id.clone()).unwrap_or_default();
             status.phase = phase as i32;
             status.reason.clear();
             status.message.clear();

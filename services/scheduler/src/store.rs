@@ -162,6 +162,7 @@ impl<K: Kv> Store<K> {
             }
             let phase = derive_phase(&after);
             if let Some(status) = after.status.as_mut() {
+                status.node_id = status.instances.first().map(|i| i.node_id.clone()).unwrap_or_default();
                 if status.phase != phase as i32 {
                     status.last_transition_time = Some(now_ts());
                 }
