@@ -22,6 +22,22 @@ fn env_list(name: &str, default: &str) -> Vec<usize> {
     std::env::var(name).unwrap_or_else(|_| default.into()).split(',').filter_map(|s| s.trim().parse().ok()).collect()
 }
 
+/// The spec of every benchmark workload: 10 mCPU and 16 MiB requested.
+fn small_spec() -> pb::WorkloadSpec {
+    pb::WorkloadSpec {
+        image: "busybox".into(),
+        resources: Some(pb::ResourceRequirements {
+            requests: Some(persys_proto::common::v1::ResourceQuantities {
+                cpu_millis: 10,
+                memory_bytes: 16 << 20,
+                disk_bytes: 0,
+            }),
+            limits: None,
+        }),
+        ..Default::default()
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -90,18 +106,7 @@ async fn run(kv: Arc<EtcdKv>, nodes: usize, workloads: usize, concurrency: usize
                 for i in 0..per_task {
                     let request = pb::CreateWorkloadRequest {
                         name: format!("w-{t}-{i}"),
-                        spec: Some(pb::WorkloadSpec {
-                            image: "busybox".into(),
-                            resources: Some(pb::ResourceRequirements {
-                                requests: Some(persys_proto::common::v1::ResourceQuantities {
-                                    cpu_millis: 10,
-                                    memory_bytes: 16 << 20,
-                                    disk_bytes: 0,
-                                }),
-                                limits: None,
-                            }),
-                            ..Default::default()
-                        }),
+                        spec: Some(small_spec()),
                         request_id: String::new(),
                     };
                     let t0 = Instant::now();
@@ -148,18 +153,7 @@ async fn run(kv: Arc<EtcdKv>, nodes: usize, workloads: usize, concurrency: usize
                     let w = pb::Workload {
                         id: format!("backlog-{t:03}-{i:05}"),
                         name: format!("b-{t}-{i}"),
-                        spec: Some(pb::WorkloadSpec {
-                            image: "busybox".into(),
-                            resources: Some(pb::ResourceRequirements {
-                                requests: Some(persys_proto::common::v1::ResourceQuantities {
-                                    cpu_millis: 10,
-                                    memory_bytes: 16 << 20,
-                                    disk_bytes: 0,
-                                }),
-                                limits: None,
-                            }),
-                            ..Default::default()
-                        }),
+                        spec: Some(small_spec()),
                         status: Some(pb::WorkloadStatus::default()),
                         desired_state: pb::DesiredState::Running as i32,
                         owner_id: "bench".into(),

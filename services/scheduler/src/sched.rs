@@ -418,15 +418,21 @@ impl<K: Kv> Scheduler<K> {
                 let mut watch = self.store.kv().watch(&self.keys().workloads(), rev + 1).await?;
                 while let Some(batch) = watch.next().await {
                     for event in batch? {
-                        if let Event::Put(entry) = event
-                            && let Some(w) = crate::model::decode_workload(&entry)
-                        {
-                            if w.status.as_ref().is_none_or(|s| {
-                                (s.instances.len() as i32) < w.spec.as_ref().map_or(1, |s| s.replicas.max(1))
-                            }) {
-                                self.kick.notify_one();
+                        match event {
+                            Event::Put(entry) => {
+                                if let Some(w) = crate::model::decode_workload(&entry) {
+                                    if needs_placement(&w) {
+                                        self.kick.notify_one();
+                                    }
+                                    self.dispatch(&w).await;
+                                }
                             }
-                            self.dispatch(&w).await;
+                            // Instance ids start with their workload's id: forget what was sent
+                            // for a deleted workload, so the record of sent commands stays bounded.
+                            Event::Delete { key, .. } => {
+                                let id = format!("{}-", Keys::id_of(&key));
+                                self.sent.lock().expect("sent lock").retain(|k| !k.starts_with(&id));
+                            }
                         }
                     }
                 }

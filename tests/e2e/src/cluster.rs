@@ -98,34 +98,7 @@ impl Cluster {
     /// `docker_host` and containers on network `none`.
     pub async fn agent(&self, node: &str, token: &str, docker_host: &str) -> anyhow::Result<Service> {
         let scheduler = self.scheduler.as_ref().ok_or_else(|| anyhow::anyhow!("scheduler stopped"))?;
-        let state = self.dir.path().join(format!("agent-{node}"));
-        let args: Vec<String> = [
-            "--scheduler",
-            &format!("https://localhost:{}", scheduler.addr("grpc").port()),
-            "--bootstrap",
-            &format!("https://localhost:{}", scheduler.addr("bootstrap").port()),
-            "--join-token",
-            token,
-            "--ca-file",
-            &self.certs().join("ca.pem").display().to_string(),
-            "--state-dir",
-            &state.display().to_string(),
-            "--node-name",
-            node,
-            "--drivers",
-            "docker",
-            "--docker-host",
-            docker_host,
-            "--network-mode",
-            "none",
-            "--admin-api-listen",
-            "127.0.0.1:0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        Service::start(&format!("agent-{node}"), bin("agent")?, &args, &[], self.dir.path(), Duration::from_secs(60))
-            .await
+        start_agent(self.dir.path(), &self.certs(), scheduler, node, token, docker_host).await
     }
 
     /// Stops the scheduler (the gateway keeps running and answers UNAVAILABLE for it).
@@ -135,4 +108,43 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// Starts a real agent process that joins `scheduler` with `token` as `node`, with the Docker
+/// driver on `docker_host`, containers on network `none`, its state and log under `dir`.
+pub async fn start_agent(
+    dir: &std::path::Path,
+    certs: &std::path::Path,
+    scheduler: &Service,
+    node: &str,
+    token: &str,
+    docker_host: &str,
+) -> anyhow::Result<Service> {
+    let state = dir.join(format!("agent-{node}"));
+    let args: Vec<String> = [
+        "--scheduler",
+        &format!("https://localhost:{}", scheduler.addr("grpc").port()),
+        "--bootstrap",
+        &format!("https://localhost:{}", scheduler.addr("bootstrap").port()),
+        "--join-token",
+        token,
+        "--ca-file",
+        &certs.join("ca.pem").display().to_string(),
+        "--state-dir",
+        &state.display().to_string(),
+        "--node-name",
+        node,
+        "--drivers",
+        "docker",
+        "--docker-host",
+        docker_host,
+        "--network-mode",
+        "none",
+        "--admin-api-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Service::start(&format!("agent-{node}"), bin("agent")?, &args, &[], dir, Duration::from_secs(60)).await
 }

@@ -95,32 +95,7 @@ async fn sigkill_of_the_leader_hands_over_within_the_lease_ttl() {
     let mut api = SchedulerServiceClient::with_interceptor(channel, AsAdmin);
     let token = api.create_join_token(pb::CreateJoinTokenRequest::default()).await.unwrap().into_inner().token;
     let node = format!("failover-{}", std::process::id());
-    let agent_args: Vec<String> = [
-        "--scheduler",
-        &format!("https://localhost:{}", two.addr("grpc").port()),
-        "--bootstrap",
-        &format!("https://localhost:{}", two.addr("bootstrap").port()),
-        "--join-token",
-        &token,
-        "--ca-file",
-        &certs.join("ca.pem").display().to_string(),
-        "--state-dir",
-        &dir.path().join("agent").display().to_string(),
-        "--node-name",
-        &node,
-        "--drivers",
-        "docker",
-        "--docker-host",
-        &docker_host,
-        "--network-mode",
-        "none",
-        "--admin-api-listen",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _agent = Service::start("agent", bin("agent").unwrap(), &agent_args, &[], dir.path(), timeout).await.unwrap();
+    let _agent = persys_e2e::cluster::start_agent(dir.path(), &certs, &two, &node, &token, &docker_host).await.unwrap();
 
     let killed = Instant::now();
     one.kill().await.unwrap();
