@@ -11,7 +11,9 @@
 #   svc_cleanup           stop every daemon started here and remove the root dir
 #
 # Knobs (environment):
-#   PERSYS_TEST_SERVICES        comma list of services to start (default: postgres,redis,etcd,docker)
+#   PERSYS_TEST_SERVICES        comma list of services to start (default: postgres,redis,etcd,docker,kube,tools)
+#   PERSYS_TEST_KUBE_TIMEOUT    seconds the API server and controller manager get to be ready (180)
+#   PERSYS_TOOLS_DIR            cache of the Go tools (default ~/.cache/persys-tools)
 #   PERSYS_TEST_NO_INSTALL=1    never run apt-get
 #   PERSYS_TEST_KEEP_ROOT=1     keep the temporary root (logs, data) after cleanup
 #   PERSYS_TEST_TMPDIR          where to create the root (default /tmp; keep it short:
@@ -21,6 +23,7 @@
 #   PG_BINDIR                   PostgreSQL server binaries (default: newest /usr/lib/postgresql/*/bin)
 
 SVC_ROOT=""
+SVC_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SVC_NAMES=()        # service names, parallel to SVC_PIDS
 SVC_PIDS=()         # pid of each daemon; each one leads its own session (setsid)
 SVC_EXPORTS=()      # "NAME=value" lines for the services that are ready
@@ -40,7 +43,7 @@ svc_now() { date +%s.%N; }
 svc_elapsed() { awk -v a="$1" -v b="$(svc_now)" 'BEGIN { printf "%.1fs", b - a }'; }
 
 svc_wanted() {
-    local list=",${PERSYS_TEST_SERVICES:-postgres,redis,etcd,docker},"
+    local list=",${PERSYS_TEST_SERVICES:-postgres,redis,etcd,docker,kube,tools},"
     [[ "$list" == *",$1,"* ]]
 }
 
@@ -53,13 +56,21 @@ svc_pkg_installed() {
 }
 
 svc_ensure_packages() {
-    local want=() missing=() p
+    local want=()
     svc_wanted postgres && want+=(postgresql)
     svc_wanted redis && want+=(redis-server)
     svc_wanted etcd && want+=(etcd-server etcd-client)
-    svc_wanted docker && want+=(docker.io busybox-static iproute2)
+    # docker-compose, debootstrap, iptables: the compose check (tests/compose/run.sh).
+    svc_wanted docker && want+=(docker.io busybox-static iproute2 docker-compose debootstrap iptables)
     # protoc: etcd-client compiles etcd's own protos with it (Persys' contracts use protox).
+    svc_wanted kube && want+=(openssl curl jq)
     want+=(procps protobuf-compiler libprotobuf-dev)
+    svc_install_debs "${want[@]}"
+}
+
+# svc_install_debs PKG...: install the Debian packages that are missing (as root), or say how.
+svc_install_debs() {
+    local want=("$@") missing=() p
     if ! command -v dpkg-query >/dev/null 2>&1; then
         svc_warn "not a Debian system (no dpkg-query): not checking packages ${want[*]}"
         return 0
@@ -541,6 +552,166 @@ svc_unmount_root() {
 }
 
 # ---------------------------------------------------------------------------
+# Kubernetes control plane: kube-apiserver on the etcd above (its own key prefix) and
+# kube-controller-manager, built from the Go module proxy by scripts/tools/build. No kubelet:
+# nodes are API objects that tests create where they need them.
+# ---------------------------------------------------------------------------
+
+svc_tools_build() {
+    "$SVC_LIB_DIR/../tools/build" "$@"
+}
+
+# svc_kube_cert DIR NAME CN ORG [SAN]: a key and a certificate signed by the test cluster's CA
+# (a server certificate when SAN is given, a client certificate otherwise).
+svc_kube_cert() {
+    local pki=$1 name=$2 cn=$3 org=$4 san=${5:-} subj
+    {
+        echo "basicConstraints=critical,CA:FALSE"
+        echo "keyUsage=critical,digitalSignature,keyEncipherment"
+        if [ -n "$san" ]; then
+            echo "extendedKeyUsage=serverAuth"
+            echo "subjectAltName=$san"
+        else
+            echo "extendedKeyUsage=clientAuth"
+        fi
+    } >"$pki/$name.ext"
+    subj="/CN=$cn"
+    [ -n "$org" ] && subj="/O=$org$subj"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr" 2>/dev/null &&
+        openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+            -CAcreateserial -days 2 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
+}
+
+# svc_kubeconfig FILE SERVER CA CERT KEY USER
+svc_kubeconfig() {
+    printf '%s\n' \
+        "apiVersion: v1" \
+        "kind: Config" \
+        "clusters:" \
+        "- name: persys-test" \
+        "  cluster:" \
+        "    server: $2" \
+        "    certificate-authority: $3" \
+        "users:" \
+        "- name: $6" \
+        "  user:" \
+        "    client-certificate: $4" \
+        "    client-key: $5" \
+        "contexts:" \
+        "- name: persys-test" \
+        "  context:" \
+        "    cluster: persys-test" \
+        "    user: $6" \
+        "    namespace: default" \
+        "current-context: persys-test" >"$1"
+    chmod 600 "$1"
+}
+
+svc_kube_ready() {
+    local url=$1 pki=$2 out
+    out=$(curl -fsS --max-time 3 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+        "$url/readyz" 2>/dev/null) && [ "$out" = ok ]
+}
+
+svc_start_kube() {
+    local bins apiserver cm kubectl dir pki log pid port cmport url t0 t
+    if [ -z "${PERSYS_TEST_ETCD_ENDPOINTS:-}" ]; then
+        svc_warn "kube: needs the test etcd, which is not running"
+        return 1
+    fi
+    for t in openssl curl; do
+        command -v "$t" >/dev/null 2>&1 || { svc_warn "kube: $t not found"; return 1; }
+    done
+    t0=$(svc_now)
+    if ! bins=$(svc_tools_build kube-apiserver kube-controller-manager kubectl); then
+        svc_warn "kube: building the control plane failed (scripts/tools/build, see above)"
+        return 1
+    fi
+    { read -r apiserver; read -r cm; read -r kubectl; } <<<"$bins"
+    svc_log "kube: binaries ready in $(svc_elapsed "$t0")"
+    dir="$SVC_ROOT/kube"
+    pki="$dir/pki"
+    mkdir -p "$pki"
+    chmod 700 "$dir"
+    read -r port cmport <<<"$(svc_free_ports 2)"
+    url="https://127.0.0.1:$port"
+
+    # A throwaway CA, the API server's serving certificate, an admin (system:masters), the
+    # controller manager's identity and the service-account signing key.
+    if ! { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj "/CN=persys-test-kube-ca" -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null &&
+        svc_kube_cert "$pki" apiserver kube-apiserver "" \
+            "IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1" &&
+        svc_kube_cert "$pki" admin persys-test-admin system:masters &&
+        svc_kube_cert "$pki" controller-manager system:kube-controller-manager "" &&
+        openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null &&
+        openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null; }; then
+        svc_warn "kube: making the test cluster's certificates with openssl failed"
+        return 1
+    fi
+    svc_kubeconfig "$dir/admin.kubeconfig" "$url" "$pki/ca.crt" "$pki/admin.crt" "$pki/admin.key" persys-test-admin
+    svc_kubeconfig "$dir/controller-manager.kubeconfig" "$url" "$pki/ca.crt" \
+        "$pki/controller-manager.crt" "$pki/controller-manager.key" system:kube-controller-manager
+
+    log="$SVC_ROOT/logs/kube-apiserver.log"
+    # The service range is API bookkeeping only: no proxy or kubelet ever routes to it.
+    # No etcd compaction by the API server: compaction is global in etcd, and the scheduler's
+    # tests on the same etcd resume watches from older revisions.
+    # Admission webhooks may call back to loopback (their `url` is used as given).
+    svc_spawn kube-apiserver "$log" "$apiserver" \
+        --etcd-servers="$PERSYS_TEST_ETCD_ENDPOINTS" --etcd-prefix=/persys-test-kube \
+        --etcd-compaction-interval=0 \
+        --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$port" \
+        --endpoint-reconciler-type=none \
+        --cert-dir="$dir/cert" --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+        --client-ca-file="$pki/ca.crt" \
+        --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+        --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+        --authorization-mode=RBAC --anonymous-auth=false \
+        --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true --profiling=false \
+        --event-ttl=10m --v=1
+    pid=$SVC_LAST_PID
+    if ! svc_wait_ready kube-apiserver "$pid" "${PERSYS_TEST_KUBE_TIMEOUT:-180}" svc_kube_ready "$url" "$pki"; then
+        svc_log_tail "$log"
+        return 1
+    fi
+
+    log="$SVC_ROOT/logs/kube-controller-manager.log"
+    svc_spawn kube-controller-manager "$log" "$cm" \
+        --kubeconfig="$dir/controller-manager.kubeconfig" \
+        --authentication-kubeconfig="$dir/controller-manager.kubeconfig" \
+        --authorization-kubeconfig="$dir/controller-manager.kubeconfig" \
+        --bind-address=127.0.0.1 --secure-port="$cmport" --cert-dir="$dir/cm-cert" \
+        --leader-elect=false --use-service-account-credentials=true \
+        --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
+        --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
+        --profiling=false --v=1
+    pid=$SVC_LAST_PID
+    if ! svc_wait_ready kube-controller-manager "$pid" "${PERSYS_TEST_KUBE_TIMEOUT:-180}" \
+        curl -fsSk --max-time 3 "https://127.0.0.1:$cmport/healthz"; then
+        svc_log_tail "$log"
+        return 1
+    fi
+    svc_add_export PERSYS_TEST_KUBECONFIG "$dir/admin.kubeconfig"
+    svc_add_export PERSYS_TEST_KUBECTL "$kubectl"
+    SVC_STATUS+=("kube: kube-apiserver ready on $url, kube-controller-manager on 127.0.0.1:$cmport ($("$apiserver" --version 2>/dev/null))")
+}
+
+# Command-line tools the tests drive (no daemon): helm and grpcurl, built once per machine.
+svc_start_tools() {
+    local bins helm grpcurl
+    if ! bins=$(svc_tools_build helm grpcurl); then
+        svc_warn "tools: building helm/grpcurl failed (scripts/tools/build, see above)"
+        return 1
+    fi
+    { read -r helm; read -r grpcurl; } <<<"$bins"
+    svc_add_export PERSYS_TEST_HELM "$helm"
+    svc_add_export PERSYS_TEST_GRPCURL "$grpcurl"
+    SVC_STATUS+=("tools: helm $("$helm" version --short 2>/dev/null), grpcurl $("$grpcurl" -version 2>&1 | awk '{print $2}')")
+}
+
+# ---------------------------------------------------------------------------
 # Orchestration
 # ---------------------------------------------------------------------------
 
@@ -550,7 +721,7 @@ svc_start_all() {
     chmod 755 "$SVC_ROOT"   # the postgres user must be able to reach its data dir
     mkdir -p "$SVC_ROOT/logs"
     svc_log "root: $SVC_ROOT"
-    for s in postgres redis etcd docker; do
+    for s in postgres redis etcd docker kube tools; do
         svc_wanted "$s" || continue
         t0=$(svc_now)
         if "svc_start_$s"; then

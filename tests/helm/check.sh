@@ -1,0 +1,443 @@
+#!/usr/bin/env bash
+# Checks the Helm chart deploy/helm/persys for real; called by scripts/test (docs/deploy.md,
+# "Checked by the test command"):
+#
+#   1. helm lint --strict, with the default values and with ci/all-on-values.yaml (every optional
+#      part of the chart on);
+#   2. helm template with both; every rendered object must have apiVersion, kind and name, and the
+#      all-on values must render every file of templates/ and every kind the chart can make;
+#   3. values.schema.json: draft-07, every property typed, every key of values.yaml described
+#      and every described key present in values.yaml; misspelt keys (top-level, nested, deep)
+#      and wrong types or enum values must make helm fail, naming the key; free-form maps stay open;
+#   4. the stand-in CRDs of tests/helm/crds (cert-manager Certificate/Issuer, Prometheus Operator
+#      ServiceMonitor) applied to the API server and Established;
+#   5. helm install (no --wait: the test cluster has no kubelet) with the defaults into
+#      persys-default and with the all-on values into persys-all; every object of
+#      `helm get manifest` must exist in the cluster, CRDs the chart ships must be Established,
+#      and `helm get notes` must be non-empty;
+#   6. helm uninstall of both, the namespaces and the stand-in CRDs deleted.
+#
+# Environment:
+#   HELM, KUBECTL              the binaries (default: $PERSYS_TEST_HELM / $PERSYS_TEST_KUBECTL,
+#                              else helm, kubectl on PATH)
+#   PERSYS_TEST_KUBECONFIG     admin kubeconfig of a test kube-apiserver (+ controller-manager).
+#                              Unset: steps 4-6 are skipped (they fail under CI=true).
+#   PERSYS_HELM_CALL_TIMEOUT   seconds any one helm/kubectl call may take (default 120)
+#
+# Exits non-zero if any step failed, naming it; prints a summary line per step at the end.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CHART="$REPO_ROOT/deploy/helm/persys"
+ALL_ON="$CHART/ci/all-on-values.yaml"
+CRD_DIR="$REPO_ROOT/tests/helm/crds"
+HELM=${HELM:-${PERSYS_TEST_HELM:-helm}}
+KUBECTL=${KUBECTL:-${PERSYS_TEST_KUBECTL:-kubectl}}
+KCFG=${PERSYS_TEST_KUBECONFIG:-}
+CALL_TIMEOUT=${PERSYS_HELM_CALL_TIMEOUT:-120}
+RELEASE=persys
+NS_DEFAULT=persys-default
+NS_ALL=persys-all
+# Every kind the chart can render; the all-on values must produce each of them.
+ALL_KINDS=(Certificate DaemonSet Deployment Issuer NetworkPolicy PodDisruptionBudget Secret
+    Service ServiceAccount ServiceMonitor StatefulSet)
+
+log() { printf '[helm-check] %s\n' "$*" >&2; }
+# Inside a step: say why it failed and end the step.
+fail() {
+    printf '[helm-check]   FAIL: %s\n' "$*" >&2
+    exit 1
+}
+# Inside a step: end it as skipped (exit code 77).
+skip() {
+    printf '[helm-check]   SKIP: %s\n' "$*" >&2
+    exit 77
+}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/persys-helm-check.XXXXXX")
+# Helm keeps no state of the caller's: no repositories, plugins or registry logins of theirs.
+export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" \
+    HELM_DATA_HOME="$WORK/helm/data"
+unset KUBECONFIG HELM_NAMESPACE HELM_KUBECONTEXT
+
+# t CMD...: run CMD with the per-call timeout; 124 means it timed out.
+t() {
+    local rc=0
+    timeout --kill-after=10 "$CALL_TIMEOUT" "$@" || rc=$?
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        printf '[helm-check]   timed out after %ss: %s\n' "$CALL_TIMEOUT" "$*" >&2
+    fi
+    return "$rc"
+}
+kc() { t "$KUBECTL" --kubeconfig "$KCFG" --request-timeout=30s "$@"; }
+hc() { t "$HELM" --kubeconfig "$KCFG" "$@"; }
+
+# objects FILE [DEFAULT_NS]: one line per object of a multi-document manifest,
+# "apiVersion<TAB>kind<TAB>namespace<TAB>name<TAB>source template"; a document with some of
+# apiVersion, kind, metadata.name missing gives a line starting with "ERROR".
+objects() {
+    awk -v def="${2:-}" '
+        function unq(s) { gsub(/^["\047]|["\047]$/, "", s); return s }
+        function flush() {
+            if (api != "" || kind != "" || name != "") {
+                if (api == "" || kind == "" || name == "")
+                    printf "ERROR\t%s\t%s\t%s\t%s\n", api, kind, name, src
+                else
+                    printf "%s\t%s\t%s\t%s\t%s\n", api, kind, (ns == "" ? def : ns), name, src
+            }
+            api = kind = name = ns = ""; meta = 0
+        }
+        /^---/ { flush(); next }
+        /^# Source: / { src = $3; next }
+        /^apiVersion:/ { api = unq($2); meta = 0; next }
+        /^kind:/ { kind = unq($2); meta = 0; next }
+        /^metadata:/ { meta = 1; next }
+        /^[^ #]/ { meta = 0 }
+        meta && /^  name:/ { name = unq($2) }
+        meta && /^  namespace:/ { ns = unq($2) }
+        END { flush() }
+    ' "$1"
+}
+
+# ---------------------------------------------------------------------------
+# Steps (each runs in a subshell of its own, with errexit on)
+# ---------------------------------------------------------------------------
+
+step_tools() {
+    local v
+    v=$(t "$HELM" version --short 2>&1) || fail "helm ($HELM) does not run: $v"
+    log "helm: $v"
+    command -v jq >/dev/null 2>&1 || fail "jq is not on PATH (the schema checks need it)"
+    [ -f "$CHART/values.schema.json" ] || fail "$CHART/values.schema.json is missing"
+    [ -f "$ALL_ON" ] || fail "$ALL_ON is missing"
+}
+
+# lint NAME [HELM ARGS...]
+lint() {
+    local out="$WORK/lint-$1.txt"
+    shift
+    if ! t "$HELM" lint --strict "$CHART" "$@" >"$out" 2>&1; then
+        sed 's/^/    /' "$out" >&2
+        fail "helm lint --strict $*"
+    fi
+    sed 's/^/    /' "$out" >&2
+}
+step_lint_default() { lint default; }
+step_lint_all_on() { lint all-on -f "$ALL_ON"; }
+
+# render NAME NAMESPACE [HELM ARGS...]: helm template into $WORK/NAME.yaml and its object list.
+render() {
+    local name=$1 ns=$2 out="$WORK/$1.yaml"
+    shift 2
+    if ! t "$HELM" template "$RELEASE" "$CHART" -n "$ns" "$@" >"$out" 2>"$out.err"; then
+        sed 's/^/    /' "$out.err" >&2
+        fail "helm template $*"
+    fi
+    objects "$out" "$ns" >"$WORK/$name.objects"
+    if grep -q '^ERROR' "$WORK/$name.objects"; then
+        grep '^ERROR' "$WORK/$name.objects" | sed 's/^/    /' >&2
+        fail "rendered documents without apiVersion, kind or metadata.name"
+    fi
+    [ -s "$WORK/$name.objects" ] || fail "helm template rendered no object"
+    log "$(wc -l <"$WORK/$name.objects") objects:"
+    cut -f2 "$WORK/$name.objects" | sort | uniq -c | sed 's/^/    /' >&2
+}
+step_template_default() { render default "$NS_DEFAULT"; }
+step_template_all_on() {
+    local f kind missing=()
+    render all-on "$NS_ALL" -f "$ALL_ON"
+    # The all-on values must reach every template and every kind.
+    for f in "$CHART"/templates/*.yaml; do
+        grep -q "^# Source: persys/templates/$(basename "$f")\$" "$WORK/all-on.yaml" ||
+            missing+=("templates/$(basename "$f")")
+    done
+    for kind in "${ALL_KINDS[@]}"; do
+        cut -f2 "$WORK/all-on.objects" | grep -qx "$kind" || missing+=("kind $kind")
+    done
+    [ "${#missing[@]}" -eq 0 ] || fail "ci/all-on-values.yaml does not render: ${missing[*]}"
+    log "every template file and kind is rendered"
+}
+
+# expect_reject WHAT NEEDLE [HELM ARGS...]: helm template must fail and its output name NEEDLE.
+expect_reject() {
+    local what=$1 needle=$2 out="$WORK/reject.txt"
+    shift 2
+    if t "$HELM" template "$RELEASE" "$CHART" "$@" >"$out" 2>&1; then
+        fail "$what: helm template $* succeeded; the schema should reject it"
+    fi
+    if ! grep -qF -- "$needle" "$out"; then
+        sed 's/^/    /' "$out" >&2
+        fail "$what: helm failed but its output does not name '$needle'"
+    fi
+    log "rejected as expected ($what): $(grep -F -m1 -- "$needle" "$out" | sed 's/^[[:space:]]*//')"
+}
+# expect_accept WHAT [HELM ARGS...]
+expect_accept() {
+    local what=$1 out="$WORK/accept.txt"
+    shift
+    if ! t "$HELM" template "$RELEASE" "$CHART" "$@" >"$out" 2>&1; then
+        sed 's/^/    /' "$out" >&2
+        fail "$what: helm template $* failed; the schema should accept it"
+    fi
+    log "accepted as expected ($what)"
+}
+
+step_schema() {
+    local schema="$CHART/values.schema.json" vals="$WORK/values.json" problems
+    jq -e . "$schema" >/dev/null || fail "values.schema.json is not valid JSON"
+    jq -e '."$schema" | test("draft-07")' "$schema" >/dev/null ||
+        fail "values.schema.json must declare \$schema draft-07"
+
+    # The chart's default values as JSON, through helm itself (no YAML tool needed; the schema
+    # is checked by the walk below, which reports every problem at once).
+    t "$HELM" install "$RELEASE" "$CHART" --dry-run=client --skip-schema-validation -o json >"$WORK/dry-run.json" 2>"$WORK/dry-run.err" ||
+        { sed 's/^/    /' "$WORK/dry-run.err" >&2; fail "helm install --dry-run=client -o json"; }
+    jq -e '.chart.values' "$WORK/dry-run.json" >"$vals" || fail "no .chart.values in helm's dry-run output"
+
+    # Walk the schema along values.yaml: every key of values.yaml is described (or sits in a
+    # free-form map), every described key is in values.yaml, every described key has a type,
+    # and every object with fixed keys rejects others (additionalProperties: false).
+    problems=$(jq -r --slurpfile vals "$vals" '
+        def deref($root): if type == "object" and has("$ref")
+            then (.["$ref"] | ltrimstr("#/") | split("/")) as $to | $root | getpath($to) else . end;
+        def name($p): if $p == [] then "(top level)" else $p | join(".") end;
+        def check($root; $s; $v; $p):
+            ($s | deref($root)) as $r
+            | (if ($r | has("type")) then empty else "no type: \(name($p))" end),
+              (if ($r | has("properties")) then
+                  (if $r.additionalProperties == false then empty
+                   else "fixed keys but no additionalProperties false: \(name($p))" end),
+                  (($v | if type == "object" then keys[] else empty end) as $k
+                   | if ($r.properties | has($k)) then empty
+                     else "in values.yaml, not in the schema: \(name($p + [$k]))" end),
+                  (($r.properties | keys[]) as $k
+                   | if ($v | type) == "object" and ($v | has($k)) then check($root; $r.properties[$k]; $v[$k]; $p + [$k])
+                     elif $p == [] and $k == "global" then empty
+                     else "in the schema, not in values.yaml: \(name($p + [$k]))" end)
+               else empty end);
+        . as $root | check($root; $root; $vals[0]; [])' "$schema") || fail "jq could not walk values.schema.json"
+    [ -z "$problems" ] || fail "values.schema.json and values.yaml disagree:"$'\n'"      ${problems//$'\n'/$'\n'      }"
+    log "$(jq '[paths(scalars, arrays)] | length' "$vals") values of values.yaml described and typed; objects with fixed keys closed"
+
+    # Misspelt keys fail, naming the key; so do wrong types and values outside an enum.
+    expect_reject "misspelt top-level key" gatewya --set gatewya.replicas=2
+    expect_reject "misspelt nested key" replicaCont --set gateway.replicaCont=3
+    printf 'scheduler:\n  agentService:\n    nodePorts:\n      grcp: 30743\n' >"$WORK/deep.yaml"
+    expect_reject "misspelt key four levels down, from a values file" grcp -f "$WORK/deep.yaml"
+    expect_reject "misspelt key under the all-on values" issuerRefs -f "$ALL_ON" --set tls.certManager.issuerRefs.name=x
+    expect_reject "string for an integer" replicaCount --set gateway.replicaCount=two
+    expect_reject "value outside an enum" strategy --set scheduler.strategy=random
+    # Free-form maps stay open.
+    expect_accept "free-form maps" --set gateway.podAnnotations.anything=x \
+        --set scheduler.nodeSelector.disk=ssd --set analyzer.resources.requests.ephemeral-storage=1Gi \
+        --set-json 'podSecurityContext={"runAsUser":10001,"supplementalGroups":[5]}'
+}
+
+need_cluster() {
+    if [ -z "$KCFG" ]; then
+        [ "${CI:-}" = true ] && fail "PERSYS_TEST_KUBECONFIG is not set (needed under CI=true)"
+        skip "PERSYS_TEST_KUBECONFIG is not set: no API server to install into"
+    fi
+    [ -r "$KCFG" ] || fail "PERSYS_TEST_KUBECONFIG=$KCFG is not readable"
+}
+
+step_cluster() {
+    local v
+    need_cluster
+    v=$(kc version -o json 2>&1) || fail "kubectl ($KUBECTL) cannot reach the API server: $v"
+    log "API server $(printf '%s' "$v" | jq -r '.serverVersion.gitVersion // "?"')"
+    # Leftovers of an interrupted run.
+    delete_releases || fail "could not remove the releases or namespaces of an earlier run"
+}
+
+step_crds() {
+    local f names=()
+    need_cluster
+    for f in "$CRD_DIR"/*.yaml; do
+        kc apply -f "$f" >&2 || fail "kubectl apply -f $f"
+        names+=("crd/$(awk '/^metadata:/ { m = 1; next } m && /^  name:/ { print $2; exit }' "$f")")
+    done
+    kc wait --for=condition=Established --timeout=60s "${names[@]}" >&2 ||
+        fail "stand-in CRDs not Established within 60s: ${names[*]}"
+}
+
+# install NAME NAMESPACE [HELM ARGS...]
+install() {
+    local name=$1 ns=$2 out="$WORK/install-$1.txt" objs="$WORK/installed-$1.objects"
+    local api kind ons oname res found=0 missing=() crds=()
+    shift 2
+    need_cluster
+    if ! hc install "$RELEASE" "$CHART" -n "$ns" --create-namespace --timeout 90s "$@" >"$out" 2>&1; then
+        sed 's/^/    /' "$out" >&2
+        fail "helm install $RELEASE -n $ns $*"
+    fi
+    grep -E '^(NAME|NAMESPACE|STATUS|REVISION):' "$out" | sed 's/^/    /' >&2 || true
+
+    hc get manifest "$RELEASE" -n "$ns" >"$WORK/manifest-$name.yaml" || fail "helm get manifest -n $ns"
+    objects "$WORK/manifest-$name.yaml" "$ns" >"$objs"
+    ! grep -q '^ERROR' "$objs" || fail "helm get manifest lists documents without apiVersion, kind or name"
+    [ -s "$objs" ] || fail "helm get manifest lists no object"
+    while IFS=$'\t' read -r api kind ons oname _; do
+        if [[ "$api" == */* ]]; then
+            res="${kind,,}.${api#*/}.${api%%/*}"
+        else
+            res="${kind,,}"
+        fi
+        if [ "$kind" = CustomResourceDefinition ]; then
+            crds+=("crd/$oname")
+            kc get "$res" "$oname" -o name >/dev/null 2>"$WORK/get.err" || missing+=("$kind/$oname")
+        elif kc get "$res" "$oname" -n "$ons" -o name >/dev/null 2>"$WORK/get.err"; then
+            found=$((found + 1))
+        else
+            missing+=("$kind/$ons/$oname ($(tr '\n' ' ' <"$WORK/get.err"))")
+        fi
+    done <"$objs"
+    [ "${#missing[@]}" -eq 0 ] || fail "objects of the release missing from the cluster: ${missing[*]}"
+    log "all $found objects of the release exist in namespace $ns:"
+    cut -f2 "$objs" | sort | uniq -c | sed 's/^/    /' >&2
+
+    # CRDs the chart ships (crds/ or templates) must be Established.
+    while IFS= read -r oname; do
+        [ -n "$oname" ] && crds+=("crd/$oname")
+    done < <(hc show crds "$CHART" 2>/dev/null | objects /dev/stdin | awk -F'\t' '$2 == "CustomResourceDefinition" { print $4 }')
+    if [ "${#crds[@]}" -gt 0 ]; then
+        kc wait --for=condition=Established --timeout=60s "${crds[@]}" >&2 ||
+            fail "CRDs of the chart not Established: ${crds[*]}"
+        log "CRDs of the chart Established: ${crds[*]}"
+    else
+        log "the chart ships no CRD"
+    fi
+
+    # helm prints a "NOTES:" heading of its own even when NOTES.txt renders nothing.
+    hc get notes "$RELEASE" -n "$ns" >"$WORK/notes-$name.txt" || fail "helm get notes -n $ns"
+    sed '1{/^NOTES:[[:space:]]*$/d}' "$WORK/notes-$name.txt" >"$WORK/notes-$name.body"
+    grep -q '[^[:space:]]' "$WORK/notes-$name.body" || fail "helm get notes -n $ns is empty"
+    log "NOTES: $(grep -c '' "$WORK/notes-$name.body") lines, starting: $(grep -m1 '[^[:space:]]' "$WORK/notes-$name.body")"
+}
+step_install_default() { install default "$NS_DEFAULT"; }
+step_install_all_on() { install all-on "$NS_ALL" -f "$ALL_ON"; }
+
+# delete_namespace NS: delete it and wait until it is gone; on a timeout, show why it is stuck.
+delete_namespace() {
+    local ns=$1
+    kc get namespace "$ns" >/dev/null 2>&1 || return 0
+    if ! kc delete namespace "$ns" --wait=true --timeout=90s >&2; then
+        log "namespace $ns is still there after 90s; its conditions:"
+        kc get namespace "$ns" -o jsonpath='{range .status.conditions[*]}{.type}={.status}: {.message}{"\n"}{end}' 2>&1 |
+            sed 's/^/    /' >&2 || true
+        return 1
+    fi
+}
+
+# Uninstall both releases and delete their namespaces (no error if they are not there).
+delete_releases() {
+    local ns rc=0
+    for ns in "$NS_DEFAULT" "$NS_ALL"; do
+        if hc status "$RELEASE" -n "$ns" >/dev/null 2>&1; then
+            hc uninstall "$RELEASE" -n "$ns" --timeout 60s >&2 || { log "helm uninstall -n $ns failed"; rc=1; }
+        fi
+        delete_namespace "$ns" || rc=1
+    done
+    return "$rc"
+}
+
+step_uninstall() {
+    local ns
+    need_cluster
+    for ns in "$NS_DEFAULT" "$NS_ALL"; do
+        if hc status "$RELEASE" -n "$ns" >/dev/null 2>&1; then
+            hc uninstall "$RELEASE" -n "$ns" --timeout 60s >&2 || fail "helm uninstall $RELEASE -n $ns"
+        else
+            log "no release $RELEASE in $ns to uninstall"
+        fi
+    done
+    for ns in "$NS_DEFAULT" "$NS_ALL"; do
+        delete_namespace "$ns" || fail "namespace $ns not deleted within 90s"
+    done
+    for ns in "$NS_DEFAULT" "$NS_ALL"; do
+        ! hc status "$RELEASE" -n "$ns" >/dev/null 2>&1 || fail "helm still lists release $RELEASE in $ns"
+        ! kc get namespace "$ns" >/dev/null 2>&1 || fail "namespace $ns still exists"
+    done
+    kc delete -f "$CRD_DIR" --ignore-not-found --wait=true --timeout=60s >&2 ||
+        fail "deleting the stand-in CRDs"
+    touch "$WORK/cluster-clean"
+}
+
+# ---------------------------------------------------------------------------
+# Runner
+# ---------------------------------------------------------------------------
+
+SUMMARY=()
+FAILED=()
+CHILD=""
+CLUSTER_TOUCHED=0
+
+# run_step NAME FUNCTION: run FUNCTION in a subshell (errexit applies inside), record the result.
+run_step() {
+    local name=$1 fn=$2 rc=0 t0=$SECONDS status
+    printf '\n[helm-check] ==> %s\n' "$name" >&2
+    ("$fn") &
+    CHILD=$!
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    case "$rc" in
+        0) status=PASS ;;
+        77) status=SKIP ;;
+        *)
+            status=FAIL
+            FAILED+=("$name")
+            ;;
+    esac
+    printf '[helm-check] <== %s: %s (%ss)\n' "$name" "$status" "$((SECONDS - t0))" >&2
+    SUMMARY+=("$(printf '%-4s  %-64s %4ss' "$status" "$name" "$((SECONDS - t0))")")
+    return 0
+}
+
+on_exit() {
+    local rc=$?
+    trap '' INT TERM
+    set +e
+    if [ -n "$CHILD" ]; then
+        kill -TERM "$CHILD" 2>/dev/null
+        wait "$CHILD" 2>/dev/null
+    fi
+    if [ "$CLUSTER_TOUCHED" = 1 ] && [ ! -e "$WORK/cluster-clean" ]; then
+        log "cleaning up the cluster after an early exit"
+        delete_releases
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "chart: $CHART"
+run_step "0. tools: helm and jq run, chart files present" step_tools
+run_step "1. helm lint --strict (default values)" step_lint_default
+run_step "1. helm lint --strict (ci/all-on-values.yaml)" step_lint_all_on
+run_step "2. helm template (default values)" step_template_default
+run_step "2. helm template (all-on values; every template and kind)" step_template_all_on
+run_step "3. values.schema.json: complete, typed, rejects misspelt keys" step_schema
+
+if [ -n "$KCFG" ]; then
+    CLUSTER_TOUCHED=1
+fi
+run_step "4. API server reachable, leftovers of earlier runs removed" step_cluster
+run_step "4. stand-in CRDs (tests/helm/crds) applied and Established" step_crds
+run_step "5. helm install -n $NS_DEFAULT (default values) and verify" step_install_default
+run_step "5. helm install -n $NS_ALL (all-on values) and verify" step_install_all_on
+run_step "6. helm uninstall both, namespaces and stand-in CRDs deleted" step_uninstall
+
+printf '\n[helm-check] summary (chart deploy/helm/persys):\n' >&2
+printf '[helm-check]   %s\n' "${SUMMARY[@]}" >&2
+if [ "${#FAILED[@]}" -gt 0 ]; then
+    printf '[helm-check] FAILED: %s\n' "$(printf '%s; ' "${FAILED[@]}" | sed 's/; $//')" >&2
+    exit 1
+fi
+skipped=$(printf '%s\n' "${SUMMARY[@]}" | grep -c '^SKIP' || true)
+if [ "$skipped" -gt 0 ]; then
+    printf '[helm-check] no step failed; %s skipped\n' "$skipped" >&2
+else
+    printf '[helm-check] all steps passed\n' >&2
+fi
