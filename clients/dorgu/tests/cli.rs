@@ -165,36 +165,160 @@ fn bad_input_names_what_was_looked_for_or_the_line() {
     assert!(err.contains("Dockerfile:2") && err.contains("unknown flag"), "{err}");
 }
 
+/// kubectl from the test bench against its API server (`PERSYS_TEST_KUBECONFIG`).
+struct Kubectl {
+    bin: String,
+    kubeconfig: String,
+}
+
+impl Kubectl {
+    fn from_env() -> Option<Self> {
+        let kubeconfig = persys_kit::testing::require_env("PERSYS_TEST_KUBECONFIG", "the test bench's kube-apiserver")?;
+        let bin = persys_kit::testing::require_env("PERSYS_TEST_KUBECTL", "kubectl from scripts/tools/build")?;
+        Some(Self { bin, kubeconfig })
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> String {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--request-timeout=30s")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.run(&all, None)).unwrap()
+    }
+}
+
 #[test]
 fn persona_apply_and_status_against_a_real_cluster() {
-    // No cluster is started by scripts/test, so this is skipped (also under CI=true, unlike
-    // persys_kit::testing::require_env) until one is given (kind, k3d).
-    let Some(kubeconfig) = std::env::var("PERSYS_TEST_KUBECONFIG").ok().filter(|v| !v.is_empty()) else {
-        eprintln!("SKIPPED: PERSYS_TEST_KUBECONFIG is not set: this test needs a cluster with the dorgu.io CRDs");
-        return;
-    };
+    let Some(kubectl) = Kubectl::from_env() else { return };
+    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/applicationpersona-crd.yaml");
+    kubectl.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", crd.to_str().unwrap()], None);
+    kubectl.run(&["wait", "--for=condition=Established", "--timeout=60s", "crd/applicationpersonas.dorgu.io"], None);
+    let namespace = format!("dorgu-cli-{}", std::process::id());
+    kubectl.run(&["create", "namespace", &namespace], None);
+
     let tmp = tempfile::tempdir().unwrap();
     let app = fixtures().join("go-gin");
-    let out = Command::new(env!("CARGO_BIN_EXE_dorgu"))
-        .args([
-            "persona",
-            "apply",
-            app.to_str().unwrap(),
-            "-n",
-            "default",
-            "--name",
+    let dorgu_kube = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dorgu"))
+            .args(args)
+            .args(["-n", &namespace, "--kubeconfig", &kubectl.kubeconfig])
+            .env("DORGU_CONFIG_DIR", tmp.path())
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap()
+    };
+
+    // Not there yet: a clear error and a failing exit code.
+    let missing = dorgu_kube(&["persona", "status", "dorgu-e2e"]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains(&format!("ApplicationPersona {namespace}/dorgu-e2e")) && err.contains("not found"), "{err}");
+
+    let applied = ok(&dorgu_kube(&["persona", "apply", app.to_str().unwrap(), "--name", "dorgu-e2e"]));
+    assert!(applied.contains(&format!("applied ApplicationPersona {namespace}/dorgu-e2e")), "{applied}");
+
+    // The object is the persona `dorgu generate` writes, owned by the field manager `dorgu`
+    // through server-side apply.
+    let object =
+        kubectl.json(&["get", "applicationpersonas.dorgu.io", "dorgu-e2e", "-n", &namespace, "--show-managed-fields"]);
+    let out = tmp.path().join("generated");
+    ok(&dorgu(
+        tmp.path(),
+        &["generate", app.to_str().unwrap(), "-o", out.to_str().unwrap(), "--name", "dorgu-e2e", "-n", &namespace],
+    ));
+    let persona_file = walk(&out).into_iter().find(|p| p.ends_with("persona.yaml")).expect("persona.yaml written");
+    let generated: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(persona_file).unwrap()).expect("persona.yaml parses");
+    assert_eq!(object["spec"], generated["spec"], "the applied spec is the generated one");
+    let managers: Vec<_> = object["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["manager"].as_str().unwrap_or(""), m["operation"].as_str().unwrap_or("")))
+        .collect();
+    assert!(managers.contains(&("dorgu", "Apply")), "managed fields: {managers:?}");
+
+    // Applying the same persona again changes nothing on the server.
+    let version = object["metadata"]["resourceVersion"].clone();
+    ok(&dorgu_kube(&["persona", "apply", app.to_str().unwrap(), "--name", "dorgu-e2e"]));
+    let again = kubectl.json(&["get", "applicationpersonas.dorgu.io", "dorgu-e2e", "-n", &namespace]);
+    assert_eq!(again["metadata"]["resourceVersion"], version, "a no-op apply must not write");
+
+    let status = ok(&dorgu_kube(&["persona", "status", "dorgu-e2e"]));
+    assert!(status.contains(&format!("ApplicationPersona {namespace}/dorgu-e2e")), "{status}");
+    assert!(status.contains("no status yet"), "{status}");
+
+    // The status an operator writes through the status subresource is formatted.
+    let written = serde_json::json!({"status": {
+        "phase": "Degraded",
+        "health": {"status": "Unhealthy", "message": "1/2 replicas ready"},
+        "validation": {"passed": false, "issues": [
+            {"severity": "error", "field": "spec.resources.limits.memory", "message": "no memory limit"}
+        ]},
+        "argoCD": {"syncStatus": "Synced", "healthStatus": "Degraded"}
+    }});
+    kubectl.run(
+        &[
+            "patch",
+            "applicationpersonas.dorgu.io",
             "dorgu-e2e",
-            "--kubeconfig",
-            &kubeconfig,
-        ])
+            "-n",
+            &namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &written.to_string(),
+        ],
+        None,
+    );
+    let status = ok(&dorgu_kube(&["persona", "status", "dorgu-e2e"]));
+    for want in [
+        "phase:      Degraded",
+        "health:     Unhealthy 1/2 replicas ready",
+        "validation: failed",
+        "spec.resources.limits.memory no memory limit",
+        "argocd:     Synced / Degraded",
+    ] {
+        assert!(status.contains(want), "{want:?} missing from:\n{status}");
+    }
+    let json_out = Command::new(env!("CARGO_BIN_EXE_dorgu"))
+        .args(["--json", "persona", "status", "dorgu-e2e", "-n", &namespace, "--kubeconfig", &kubectl.kubeconfig])
         .env("DORGU_CONFIG_DIR", tmp.path())
         .output()
         .unwrap();
-    ok(&out);
-    let status = Command::new(env!("CARGO_BIN_EXE_dorgu"))
-        .args(["persona", "status", "dorgu-e2e", "-n", "default", "--kubeconfig", &kubeconfig])
-        .env("DORGU_CONFIG_DIR", tmp.path())
-        .output()
-        .unwrap();
-    assert!(ok(&status).contains("ApplicationPersona default/dorgu-e2e"));
+    let parsed: serde_json::Value = serde_json::from_str(&ok(&json_out)).unwrap();
+    assert_eq!(parsed["status"]["phase"], "Degraded");
+
+    kubectl.run(&["delete", "namespace", &namespace, "--wait=false"], None);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
