@@ -21,6 +21,7 @@ pub mod model;
 pub mod placement;
 pub mod sched;
 pub mod store;
+pub mod testing;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ use persys_kit::{
 use tokio::net::TcpListener;
 
 use crate::{
+    api::admission::Admission,
     config::Config,
     error::SchedulerError,
     kv::{Kv, etcd::EtcdKv, mem::MemKv},
@@ -117,7 +119,8 @@ pub async fn start<K: Kv>(kv: Arc<K>, config: Config, shutdown: Shutdown) -> Res
         ),
         None => None,
     };
-    let (routes, health, authorize) = grpc::routes(&sched, persys_kit::server::DEFAULT_MAX_MESSAGE_BYTES)?;
+    let admission = Admission::new(&config.allowed_networks);
+    let (routes, health, authorize) = grpc::routes(&sched, admission, persys_kit::server::DEFAULT_MAX_MESSAGE_BYTES)?;
     let (boot_routes, boot_health) = grpc::bootstrap_routes(&sched)?;
     let main = bind(config.listen).await?;
     let boot = bind(config.bootstrap_listen).await?;

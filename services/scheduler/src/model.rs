@@ -21,6 +21,11 @@ impl Keys {
         Self { prefix: prefix.trim_end_matches('/').to_owned() }
     }
 
+    /// Prefix of everything the scheduler stores.
+    pub fn root(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
     /// Prefix of every node record.
     pub fn nodes(&self) -> String {
         format!("{}/nodes/", self.prefix)
@@ -162,9 +167,10 @@ pub fn requests_of(w: &Workload) -> ResourceQuantities {
     w.spec.as_ref().and_then(|s| s.resources.as_ref()).and_then(|r| r.requests).unwrap_or_default()
 }
 
-/// Adds or subtracts quantities (saturating at zero).
-pub fn add(a: &ResourceQuantities, b: &ResourceQuantities, sign: i64) -> ResourceQuantities {
-    let f = |x: i64, y: i64| (x + sign * y).max(0);
+/// Returns `a + factor × b`, exactly: a node's `available` is never clamped, so a drift in
+/// the accounting shows instead of hiding (and an overcommitted node reads negative).
+pub fn add(a: &ResourceQuantities, b: &ResourceQuantities, factor: i64) -> ResourceQuantities {
+    let f = |x: i64, y: i64| x + factor * y;
     ResourceQuantities {
         cpu_millis: f(a.cpu_millis, b.cpu_millis),
         memory_bytes: f(a.memory_bytes, b.memory_bytes),

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use crate::{
     agents::Agents,
     config::Strategy,
-    kv::{Event, Kv},
+    kv::{Event, Kv, MAX_TXN_OPS},
     model::{Keys, is_terminal, now_ms, now_ts, requests_of, restart_backoff, wants_restart},
     placement,
     store::{Change, Store},
@@ -43,6 +43,20 @@ pub struct Settings {
     pub node_cert_ttl: Duration,
     /// Zone of the CoreDNS records, `None` for none.
     pub dns_zone: Option<String>,
+}
+
+impl Default for Settings {
+    /// Returns the flags' defaults, without DNS records.
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(15),
+            down_grace: Duration::from_secs(60),
+            strategy: Strategy::Binpack,
+            node_cert_ttl: Duration::from_secs(24 * 3600),
+            dns_zone: None,
+        }
+    }
 }
 
 /// Returns a phase as people write it: `Running`, `Succeeded`.
@@ -128,7 +142,9 @@ impl<K: Kv> Scheduler<K> {
     ///
     /// Placements are planned against one snapshot and committed in batches: each batch is one
     /// transaction guarded by the revisions of every workload and node it touches, so it lands
-    /// whole or not at all. A batch that loses a race is planned again from fresh reads.
+    /// whole or not at all, and it never carries more than [`MAX_TXN_OPS`] guards or writes
+    /// (one per workload and one per node), however widely its replicas spread. A batch that
+    /// loses a race is planned again from fresh reads.
     pub async fn place_pending(&self) -> Result<usize, ApiError> {
         let mut placed = 0;
         for _ in 0..8 {
@@ -140,45 +156,65 @@ impl<K: Kv> Scheduler<K> {
             if pending.is_empty() {
                 return Ok(placed);
             }
-            let mut conflicted = false;
-            for chunk in pending.chunks(PLACEMENT_BATCH) {
-                let mut plans = Vec::new();
-                let mut unplaceable = Vec::new();
-                let mut touched = HashMap::new();
-                for w in chunk {
-                    match snapshot.plan(w, self.settings.strategy, &mut touched) {
-                        Ok(Some(plan)) => plans.push(plan),
-                        Ok(None) => {}
-                        Err((id, reason)) => unplaceable.push((id, reason)),
-                    }
-                }
-                for (id, reason) in unplaceable {
-                    self.mark_unplaceable(&id, reason).await?;
-                }
-                if plans.is_empty() {
-                    continue;
-                }
-                let count: usize = plans.iter().map(|p| p.added).sum();
-                match self.store.commit_placements(&plans, &touched.values().cloned().collect::<Vec<_>>()).await? {
-                    Some(revision) => {
-                        placed += count;
-                        snapshot.committed(touched.keys(), revision);
-                        for p in &plans {
-                            tracing::debug!(workload = %p.workload.id, instances = p.added, "instances placed");
+            let (mut conflicted, mut more) = (false, false);
+            let mut batch = Batch::default();
+            for w in &pending {
+                if batch.ops() + 2 > MAX_TXN_OPS {
+                    match self.commit(&mut batch, &mut snapshot).await? {
+                        Some(count) => placed += count,
+                        None => {
+                            conflicted = true;
+                            break;
                         }
                     }
-                    None => {
-                        tracing::debug!("placement batch lost a race; planning again");
-                        conflicted = true;
-                        break;
+                }
+                // One write for this workload; the rest of the budget for nodes not yet touched.
+                let new_nodes = MAX_TXN_OPS - batch.ops() - 1;
+                match snapshot.plan(w, self.settings.strategy, &mut batch.touched, new_nodes) {
+                    Ok(Some(plan)) => {
+                        // Held back by the budget: the rest is placed in the next pass.
+                        more |= plan.partial;
+                        batch.plans.push(plan);
                     }
+                    Ok(None) => {}
+                    Err((id, reason)) => self.mark_unplaceable(&id, reason).await?,
                 }
             }
             if !conflicted {
+                match self.commit(&mut batch, &mut snapshot).await? {
+                    Some(count) => placed += count,
+                    None => conflicted = true,
+                }
+            }
+            if !conflicted && !more {
                 return Ok(placed);
             }
         }
         Ok(placed)
+    }
+
+    /// Commits a batch and empties it; returns how many instances it placed, or `None` when it
+    /// lost a race.
+    async fn commit(&self, batch: &mut Batch, snapshot: &mut Snapshot) -> Result<Option<usize>, ApiError> {
+        let batch = std::mem::take(batch);
+        if batch.plans.is_empty() {
+            return Ok(Some(0));
+        }
+        let count: usize = batch.plans.iter().map(|p| p.added).sum();
+        let nodes: Vec<Node> = batch.touched.values().cloned().collect();
+        match self.store.commit_placements(&batch.plans, &nodes).await? {
+            Some(revision) => {
+                snapshot.committed(batch.touched.keys(), revision);
+                for p in &batch.plans {
+                    tracing::debug!(workload = %p.workload.id, instances = p.added, "instances placed");
+                }
+                Ok(Some(count))
+            }
+            None => {
+                tracing::debug!("placement batch lost a race; planning again");
+                Ok(None)
+            }
+        }
     }
 
     async fn mark_unplaceable(&self, id: &str, message: String) -> Result<(), ApiError> {
@@ -222,8 +258,7 @@ impl<K: Kv> Scheduler<K> {
         let Some(report) = event.status else { return Ok(()) };
         let mut restart: Option<(i32, String)> = None;
         let updated = self
-            .store
-            .update_workload(&event.workload_id, |w| {
+            .update_workload_evicting(&event.workload_id, |w| {
                 let desired = w.desired_state();
                 let policy = w.spec.as_ref().map_or(0, |s| s.restart_policy);
                 let max_restarts = w.spec.as_ref().map_or(0, |s| s.max_restarts);
@@ -265,9 +300,14 @@ impl<K: Kv> Scheduler<K> {
                 Change::Write(())
             })
             .await?;
+        // A report that an ended instance lives again, on a node with no room left for it,
+        // evicts it (see `Store::update_workload_evicting`): it is not running as far as the
+        // cluster is concerned.
+        let evicted = updated.as_ref().is_some_and(|u| u.evicted.iter().any(|i| i.instance_id == report.instance_id));
+        let updated = updated.map(|u| u.workload);
         if let (Some(zone), Some(w)) = (&self.settings.dns_zone, &updated) {
             let key = crate::dns::instance_key(zone, &w.name, &report.instance_id);
-            let running = report.phase == WorkloadPhase::Running as i32 && !event.removed;
+            let running = report.phase == WorkloadPhase::Running as i32 && !event.removed && !evicted;
             let address = if running {
                 self.store.node(node_id).await.ok().flatten().and_then(|n| n.addresses.first().cloned())
             } else {
@@ -294,17 +334,18 @@ impl<K: Kv> Scheduler<K> {
                 if !still_wanted {
                     return;
                 }
-                let _ = store
-                    .update_workload(&workload_id, |w| {
-                        if let Some(i) = w
-                            .status
-                            .as_mut()
-                            .and_then(|s| s.instances.iter_mut().find(|i| i.instance_id == instance_id))
-                        {
-                            i.restart_count += 1;
-                            i.phase = WorkloadPhase::Starting as i32;
-                            i.reason = "Restarting".into();
-                        }
+                // Restarting takes the reservation back: checked against what the node has left
+                // now; without room, the instance is evicted and placed again elsewhere.
+                let updated = store
+                    .update_workload_evicting(&workload_id, |w| {
+                        let Some(i) = w.status.as_mut().and_then(|s| {
+                            s.instances.iter_mut().find(|i| i.instance_id == instance_id && is_terminal(i.phase))
+                        }) else {
+                            return Change::Keep;
+                        };
+                        i.restart_count += 1;
+                        i.phase = WorkloadPhase::Starting as i32;
+                        i.reason = "Restarting".into();
                         if let Some(s) = w.status.as_mut() {
                             s.restart_count += 1;
                         }
@@ -312,10 +353,51 @@ impl<K: Kv> Scheduler<K> {
                         Change::Write(())
                     })
                     .await;
-                let _ = agents.send(&node, Payload::Restart(RestartInstance { instance_id, grace_period: None })).await;
+                match updated {
+                    Ok(Some(u)) if !u.evicted.is_empty() => remove_evicted(&agents, &u.evicted).await,
+                    Ok(Some(u))
+                        if u.workload
+                            .status
+                            .iter()
+                            .flat_map(|s| &s.instances)
+                            .any(|i| i.instance_id == instance_id && i.phase == WorkloadPhase::Starting as i32) =>
+                    {
+                        let restart = Payload::Restart(RestartInstance { instance_id, grace_period: None });
+                        let _ = agents.send(&node, restart).await;
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, instance = %instance_id, "restart failed"),
+                }
             });
         }
         Ok(())
+    }
+
+    /// Applies `f` to a workload like [`Store::update_workload_evicting`], and tells the agents
+    /// connected here to remove the instances it evicted.
+    pub async fn update_workload_evicting(
+        &self,
+        id: &str,
+        f: impl FnMut(&mut Workload) -> Change<()>,
+    ) -> Result<Option<crate::store::Updated>, ApiError> {
+        let updated = self.store.update_workload_evicting(id, f).await?;
+        if let Some(u) = &updated
+            && !u.evicted.is_empty()
+        {
+            remove_evicted(&self.agents, &u.evicted).await;
+            self.kick.notify_one();
+        }
+        Ok(updated)
+    }
+
+    /// Applies `f` to a workload like [`Store::update_workload`], and tells the agents connected
+    /// here to remove the instances it evicted; returns the workload as written.
+    pub async fn update_workload(
+        &self,
+        id: &str,
+        f: impl FnMut(&mut Workload) -> Change<()>,
+    ) -> Result<Option<Workload>, ApiError> {
+        Ok(self.update_workload_evicting(id, f).await?.map(|u| u.workload))
     }
 
     /// Shows an image pull's progress in the message of the instance it is for.
@@ -368,6 +450,7 @@ impl<K: Kv> Scheduler<K> {
                         replica_index: inst.replica_index,
                         workload_name: w.name.clone(),
                         spec: w.spec.clone(),
+                        owner_role: w.owner_role,
                     }),
                 ),
                 DesiredState::Stopped if !is_terminal(inst.phase) => (
@@ -626,9 +709,21 @@ impl<K: Kv> Scheduler<K> {
     }
 }
 
-/// Most workloads planned into one transaction (etcd allows 128 operations per transaction by
-/// default; a batch writes each workload and each node it touches once).
-const PLACEMENT_BATCH: usize = 48;
+/// Tells the agents connected here to remove evicted instances (an agent connected elsewhere,
+/// or not at all, removes them when it next reconciles, as they are no longer wanted).
+async fn remove_evicted(agents: &Agents, evicted: &[InstanceStatus]) {
+    for i in evicted {
+        tracing::warn!(instance = %i.instance_id, node = %i.node_id, "instance evicted: its node has no room for it");
+        let remove = Payload::Remove(RemoveInstance {
+            instance_id: i.instance_id.clone(),
+            grace_period: None,
+            remove_volumes: true,
+        });
+        if let Err(error) = agents.send(&i.node_id, remove).await {
+            tracing::debug!(%error, "removal of an evicted instance deferred until its node reconciles");
+        }
+    }
+}
 
 /// Returns whether a workload wants more instances than it has.
 fn needs_placement(w: &Workload) -> bool {
@@ -643,6 +738,22 @@ pub struct Plan {
     pub workload: Workload,
     /// How many instances were added.
     pub added: usize,
+    /// Whether some replicas were left for a later batch (the batch could touch no more nodes).
+    pub partial: bool,
+}
+
+/// Plans committed together in one transaction, with the nodes they touch (as read).
+#[derive(Default)]
+struct Batch {
+    plans: Vec<Plan>,
+    touched: HashMap<String, Node>,
+}
+
+impl Batch {
+    /// Returns how many guards (and as many writes) the batch's transaction carries.
+    fn ops(&self) -> usize {
+        self.plans.len() + self.touched.len()
+    }
 }
 
 /// Nodes as placement sees them while planning a batch.
@@ -657,13 +768,17 @@ impl Snapshot {
     }
 
     /// Plans the missing instances of `w`, reserving on the snapshot's nodes and recording each
-    /// touched node (as read) in `touched`. `Err` carries the reason nothing fits.
+    /// touched node (as read) in `touched`, adding at most `new_nodes` nodes to it. `Err` carries
+    /// the reason nothing fits.
     fn plan(
         &mut self,
         w: &Workload,
         strategy: crate::config::Strategy,
         touched: &mut HashMap<String, Node>,
+        new_nodes: usize,
     ) -> Result<Option<Plan>, (String, String)> {
+        let budget = touched.len() + new_nodes;
+        let mut partial = false;
         let spec = w.spec.clone().unwrap_or_default();
         let requests = requests_of(w);
         let replicas = spec.replicas.max(1);
@@ -680,13 +795,24 @@ impl Snapshot {
             if have >= replicas {
                 break;
             }
-            let chosen = placement::choose(&self.nodes, &spec, &requests, &per_node, strategy).map(|n| n.id.clone());
+            // Once the batch touches as many nodes as it may, only those are candidates.
+            let candidates: Vec<Node>;
+            let pool: &[Node] = if touched.len() >= budget {
+                candidates = self.nodes.iter().filter(|n| touched.contains_key(&n.id)).cloned().collect();
+                &candidates
+            } else {
+                &self.nodes
+            };
+            let chosen = placement::choose(pool, &spec, &requests, &per_node, strategy).map(|n| n.id.clone());
             let node_id = match chosen {
                 Ok(id) => id,
                 Err(reason) if added == 0 => {
                     return Err((w.id.clone(), format!("cannot place replica {have}: {reason}")));
                 }
-                Err(_) => break,
+                Err(_) => {
+                    partial = touched.len() >= budget;
+                    break;
+                }
             };
             let node = self.nodes.iter_mut().find(|n| n.id == node_id).expect("chosen from the snapshot");
             touched.entry(node_id.clone()).or_insert_with(|| node.clone());
@@ -694,9 +820,12 @@ impl Snapshot {
             node.instance_count += 1;
             *per_node.entry(node_id.clone()).or_default() += 1;
             let status = planned.status.get_or_insert_with(Default::default);
+            // The lowest replica index no instance holds: after a node loss the survivors keep
+            // theirs, and the replacement takes the one that was lost.
+            let index = (0..).find(|n| !status.instances.iter().any(|i| i.replica_index == *n)).unwrap_or(have);
             status.instances.push(InstanceStatus {
                 instance_id: format!("{}-{}", w.id, &uuid::Uuid::new_v4().simple().to_string()[..8]),
-                replica_index: have,
+                replica_index: index,
                 node_id: node_id.clone(),
                 phase: WorkloadPhase::Scheduled as i32,
                 reason: "Scheduled".into(),
@@ -707,7 +836,7 @@ impl Snapshot {
                 &mut planned,
                 PbEventType::Normal,
                 "Scheduled",
-                format!("replica {have} placed on node {node_id}"),
+                format!("replica {index} placed on node {node_id}"),
             );
             added += 1;
         }
@@ -723,7 +852,7 @@ impl Snapshot {
             status.last_transition_time = Some(now_ts());
         }
         planned.updated_at = Some(now_ts());
-        Ok(Some(Plan { workload: planned, added }))
+        Ok(Some(Plan { workload: planned, added, partial }))
     }
 
     /// Notes the revision a committed batch gave the nodes it touched; their reservations are

@@ -4,12 +4,22 @@
 //! Node `available` resources are reservations: placement subtracts an instance's requests in
 //! the same transaction that assigns it, and an instance that ends gives them back in the same
 //! transaction that records its end, so a node is never overbooked even with several
-//! schedulers writing at once.
+//! schedulers writing at once. Each transaction writes a node once, with the sum of its
+//! changes; an instance that takes a reservation back (restart, start, an ended instance
+//! reported live) is checked against what the node has left, like placement; and `available`
+//! is kept exact (never clamped), so `allocatable − Σ live reservations = available` holds
+//! (see [`crate::testing`]).
 
-use std::sync::Arc;
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+};
 
 use persys_kit::ApiError;
-use persys_proto::scheduler::v1::{Node, Workload};
+use persys_proto::{
+    common::v1::ResourceQuantities,
+    scheduler::v1::{InstanceStatus, Node, NodeState, Workload, WorkloadPhase},
+};
 use prost::Message;
 
 use crate::{
@@ -144,56 +154,94 @@ impl<K: Kv> Store<K> {
         Err(conflict(&format!("node {id}")))
     }
 
-    /// Applies `f` to a workload with compare-and-set, keeping node reservations in step: any
-    /// instance that ends (or disappears) gives its requests back to its node, any instance that
-    /// newly appears on a node takes them, in the same transaction.
+    /// Applies `f` to a workload with compare-and-set, keeping node reservations in step (see
+    /// [`Store::update_workload_evicting`]); returns the workload as written.
     pub async fn update_workload(
         &self,
         id: &str,
-        mut f: impl FnMut(&mut Workload) -> Change<()>,
+        f: impl FnMut(&mut Workload) -> Change<()>,
     ) -> Result<Option<Workload>, ApiError> {
+        let updated = self.update_workload_evicting(id, f).await?;
+        if let Some(u) = &updated
+            && !u.evicted.is_empty()
+        {
+            let ids: Vec<&str> = u.evicted.iter().map(|i| i.instance_id.as_str()).collect();
+            tracing::warn!(workload = id, instances = ?ids, "instances evicted; their agents remove them on reconcile");
+        }
+        Ok(updated.map(|u| u.workload))
+    }
+
+    /// Applies `f` to a workload with compare-and-set, keeping node reservations in step: any
+    /// instance that ends (or disappears) gives its requests back to its node, any instance that
+    /// newly holds a node takes them, in the same transaction, with one write per node.
+    ///
+    /// Taking is checked: an instance that would take more than its node has left (a restart,
+    /// a start after stop, an ended instance reported live again), or would land on a node
+    /// that is Down or gone, is dropped from the workload instead (evicted, so placement puts a
+    /// new one wherever it fits) and returned, for the caller to remove from its node.
+    pub async fn update_workload_evicting(
+        &self,
+        id: &str,
+        mut f: impl FnMut(&mut Workload) -> Change<()>,
+    ) -> Result<Option<Updated>, ApiError> {
         let key = self.keys.workload(id);
         for _ in 0..RETRIES {
             let Some(entry) = self.kv.get(&key).await? else { return Ok(None) };
             let Some(before) = decode_workload(&entry) else { return Ok(None) };
             let mut after = before.clone();
             if let Change::Keep = f(&mut after) {
-                return Ok(Some(before));
+                return Ok(Some(Updated { workload: before, evicted: Vec::new() }));
             }
-            let phase = derive_phase(&after);
-            if let Some(status) = after.status.as_mut() {
-                status.node_id = status.instances.first().map(|i| i.node_id.clone()).unwrap_or_default();
-                if status.phase != phase as i32 {
-                    status.last_transition_time = Some(now_ts());
-                }
-                status.phase = phase as i32;
-                status.ready_replicas = status
-                    .instances
-                    .iter()
-                    .filter(|i| i.phase == persys_proto::scheduler::v1::WorkloadPhase::Running as i32)
-                    .count() as i32;
-            }
-            after.updated_at = Some(now_ts());
-            let deltas = reservation_deltas(&before, &after);
+            let requests = requests_of(&before);
             let mut cmps = vec![Cmp::ModRevision(key.clone(), entry.mod_revision)];
             let mut ops = Vec::new();
-            for (node_id, sign) in deltas {
+            let mut evicted = Vec::new();
+            for (node_id, taken) in reservation_deltas(&before, &after) {
                 let nkey = self.keys.node(&node_id);
-                let Some(nentry) = self.kv.get(&nkey).await? else { continue };
-                let Some(mut node) = decode_node(&nentry) else { continue };
+                let nentry = self.kv.get(&nkey).await?;
+                let Some((nentry, mut node)) = nentry.and_then(|e| decode_node(&e).map(|n| (e, n))) else {
+                    // Nothing to give back to; nothing may be taken from a node that is gone.
+                    cmps.push(Cmp::ModRevision(nkey, 0));
+                    if taken > 0 {
+                        evicted.extend(evict(&before, &mut after, &node_id, taken as usize));
+                    }
+                    continue;
+                };
                 let avail = node.available.unwrap_or_default();
-                node.available = Some(add(&avail, &requests_of(&before), sign));
-                node.instance_count = (node.instance_count + if sign > 0 { -1 } else { 1 }).max(0);
-                node.revision = 0;
+                let taken = if taken > 0 {
+                    let fit = if node.state() == NodeState::Down { 0 } else { room(&avail, &requests, taken) };
+                    evicted.extend(evict(&before, &mut after, &node_id, (taken - fit) as usize));
+                    fit
+                } else {
+                    taken
+                };
                 cmps.push(Cmp::ModRevision(nkey.clone(), nentry.mod_revision));
+                if taken == 0 {
+                    continue;
+                }
+                node.available = Some(add(&avail, &requests, -taken));
+                node.instance_count += taken as i32;
+                node.revision = 0;
                 ops.push(Op::put(nkey, node.encode_to_vec()));
             }
+            for i in &evicted {
+                crate::sched::record_event(
+                    &mut after,
+                    persys_proto::common::v1::EventType::Warning,
+                    "Evicted",
+                    format!(
+                        "instance {} does not fit on node {} any more; it is removed from there",
+                        i.instance_id, i.node_id
+                    ),
+                );
+            }
+            settle_status(&mut after);
             after.revision = 0;
             ops.push(Op::put(&key, after.encode_to_vec()));
             let outcome = self.kv.txn(cmps, ops).await?;
             if outcome.succeeded {
                 after.revision = outcome.revision;
-                return Ok(Some(after));
+                return Ok(Some(Updated { workload: after, evicted }));
             }
         }
         Err(conflict(&format!("workload {id}")))
@@ -206,14 +254,15 @@ impl<K: Kv> Store<K> {
             let Some(entry) = self.kv.get(&key).await? else { return Ok(false) };
             let Some(w) = decode_workload(&entry) else { return Ok(false) };
             let gone = Workload { status: None, ..w.clone() };
+            let requests = requests_of(&w);
             let mut cmps = vec![Cmp::ModRevision(key.clone(), entry.mod_revision)];
             let mut ops = vec![Op::Delete(key.clone())];
-            for (node_id, sign) in reservation_deltas(&w, &gone) {
+            for (node_id, taken) in reservation_deltas(&w, &gone) {
                 let nkey = self.keys.node(&node_id);
                 let Some(nentry) = self.kv.get(&nkey).await? else { continue };
                 let Some(mut node) = decode_node(&nentry) else { continue };
-                node.available = Some(add(&node.available.unwrap_or_default(), &requests_of(&w), sign));
-                node.instance_count = (node.instance_count - 1).max(0);
+                node.available = Some(add(&node.available.unwrap_or_default(), &requests, -taken));
+                node.instance_count += taken as i32;
                 node.revision = 0;
                 cmps.push(Cmp::ModRevision(nkey.clone(), nentry.mod_revision));
                 ops.push(Op::put(nkey, node.encode_to_vec()));
@@ -263,32 +312,90 @@ impl<K: Kv> Store<K> {
     }
 }
 
-/// Returns, per node, whether reservations are given back (+1) or taken (-1) going from
-/// `before` to `after`: live instances that ended or vanished give back, new live ones take.
-fn reservation_deltas(before: &Workload, after: &Workload) -> Vec<(String, i64)> {
-    let live = |w: &Workload| -> Vec<(String, String)> {
-        w.status
-            .as_ref()
-            .map(|s| {
-                s.instances
-                    .iter()
-                    .filter(|i| !i.node_id.is_empty() && !is_terminal(i.phase))
-                    .map(|i| (i.instance_id.clone(), i.node_id.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
+/// A workload as written, and the instances the write evicted (see
+/// [`Store::update_workload_evicting`]).
+#[derive(Clone, Debug)]
+pub struct Updated {
+    /// The workload as stored.
+    pub workload: Workload,
+    /// Instances dropped because their node had no room for them, each with its node.
+    pub evicted: Vec<InstanceStatus>,
+}
+
+/// Recomputes the status fields that follow from the instances.
+fn settle_status(w: &mut Workload) {
+    let phase = derive_phase(w);
+    if let Some(status) = w.status.as_mut() {
+        status.node_id = status.instances.first().map(|i| i.node_id.clone()).unwrap_or_default();
+        if status.phase != phase as i32 {
+            status.last_transition_time = Some(now_ts());
+        }
+        status.phase = phase as i32;
+        status.ready_replicas =
+            status.instances.iter().filter(|i| i.phase == WorkloadPhase::Running as i32).count() as i32;
+    }
+    w.updated_at = Some(now_ts());
+}
+
+/// Returns how many of `wanted` instances asking `requests` each fit in `avail` (placement's
+/// rule: what is left never goes below zero).
+fn room(avail: &ResourceQuantities, requests: &ResourceQuantities, wanted: i64) -> i64 {
+    let fits = |n: i64| {
+        avail.cpu_millis - n * requests.cpu_millis >= 0
+            && avail.memory_bytes - n * requests.memory_bytes >= 0
+            && avail.disk_bytes - n * requests.disk_bytes >= 0
     };
+    (0..=wanted).rev().find(|n| fits(*n)).unwrap_or(0)
+}
+
+/// Drops from `after` the last `count` instances that newly hold `node` (live there now, not
+/// live there in `before`), and returns them.
+fn evict(before: &Workload, after: &mut Workload, node: &str, count: usize) -> Vec<InstanceStatus> {
+    if count == 0 {
+        return Vec::new();
+    }
+    let was_live: HashSet<String> = live(before).into_iter().filter(|(_, n)| n == node).map(|(i, _)| i).collect();
+    let Some(status) = after.status.as_mut() else { return Vec::new() };
+    let newcomers: Vec<String> = status
+        .instances
+        .iter()
+        .filter(|i| i.node_id == node && !is_terminal(i.phase) && !was_live.contains(&i.instance_id))
+        .map(|i| i.instance_id.clone())
+        .rev()
+        .take(count)
+        .collect();
+    let (out, keep): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut status.instances).into_iter().partition(|i| newcomers.contains(&i.instance_id));
+    status.instances = keep;
+    out
+}
+
+/// Returns the live instances of a workload that hold a node, as `(instance, node)`.
+fn live(w: &Workload) -> Vec<(String, String)> {
+    w.status
+        .iter()
+        .flat_map(|s| &s.instances)
+        .filter(|i| !i.node_id.is_empty() && !is_terminal(i.phase))
+        .map(|i| (i.instance_id.clone(), i.node_id.clone()))
+        .collect()
+}
+
+/// Returns, per node, how many more instances of the workload hold it going from `before` to
+/// `after` (negative: how many give their reservations back); nodes with no net change are
+/// left out. One entry per node, so a transaction writes each node key once.
+fn reservation_deltas(before: &Workload, after: &Workload) -> BTreeMap<String, i64> {
     let (was, is) = (live(before), live(after));
-    let mut deltas = Vec::new();
+    let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
     for (inst, node) in &was {
         if !is.iter().any(|(i, n)| i == inst && n == node) {
-            deltas.push((node.clone(), 1));
+            *deltas.entry(node.clone()).or_default() -= 1;
         }
     }
     for (inst, node) in &is {
         if !was.iter().any(|(i, n)| i == inst && n == node) {
-            deltas.push((node.clone(), -1));
+            *deltas.entry(node.clone()).or_default() += 1;
         }
     }
+    deltas.retain(|_, d| *d != 0);
     deltas
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use persys_scheduler::kv::{Cmp, Event, Kv, KvError, Op, etcd::EtcdKv, mem::MemKv};
+use persys_scheduler::kv::{Cmp, Event, Kv, KvError, MAX_TXN_OPS, Op, etcd::EtcdKv, mem::MemKv};
 
 fn prefix() -> String {
     format!("/t/{}/", uuid::Uuid::new_v4().simple())
@@ -141,6 +141,65 @@ async fn watches_replay_from_a_revision_then_follow<K: Kv>(kv: &K) {
     assert_eq!(seen, ["put 1", "put 2", "delete 1", "put 3"]);
 }
 
+async fn a_transaction_may_not_write_a_key_twice<K: Kv>(kv: &K) {
+    let p = prefix();
+    let (a, b) = (format!("{p}a"), format!("{p}b"));
+    let twice = kv.txn(vec![], vec![Op::put(&a, b"1".to_vec()), Op::put(&b, vec![]), Op::put(&a, b"2".to_vec())]).await;
+    assert!(matches!(twice, Err(KvError::Refused(ref m)) if m.contains("duplicate key")), "{twice:?}");
+    let put_and_delete = kv.txn(vec![], vec![Op::put(&a, b"1".to_vec()), Op::Delete(a.clone())]).await;
+    assert!(matches!(put_and_delete, Err(KvError::Refused(_))), "{put_and_delete:?}");
+    // Nothing of a refused transaction is applied.
+    assert!(kv.range(&p).await.unwrap().0.is_empty());
+    // Deleting the same key twice is allowed (etcd only refuses a put overlapping another write).
+    kv.txn(vec![], vec![Op::put(&a, b"1".to_vec())]).await.unwrap();
+    let deletes = kv.txn(vec![], vec![Op::Delete(a.clone()), Op::Delete(a.clone())]).await.unwrap();
+    assert!(deletes.succeeded);
+    assert!(kv.get(&a).await.unwrap().is_none());
+}
+
+async fn a_transaction_carries_at_most_128_operations<K: Kv>(kv: &K) {
+    let p = prefix();
+    let puts = |n: usize| (0..n).map(|i| Op::put(format!("{p}{i:03}"), vec![1])).collect::<Vec<_>>();
+    let over = kv.txn(vec![], puts(MAX_TXN_OPS + 1)).await;
+    assert!(matches!(over, Err(KvError::Refused(ref m)) if m.contains("too many operations")), "{over:?}");
+    assert!(kv.range(&p).await.unwrap().0.is_empty());
+    let guards = (0..=MAX_TXN_OPS).map(|i| Cmp::ModRevision(format!("{p}{i:03}"), 0)).collect::<Vec<_>>();
+    let over = kv.txn(guards, puts(1)).await;
+    assert!(matches!(over, Err(KvError::Refused(_))), "{over:?}");
+    let guards = (0..MAX_TXN_OPS).map(|i| Cmp::ModRevision(format!("{p}{i:03}"), 0)).collect::<Vec<_>>();
+    assert!(kv.txn(guards, puts(MAX_TXN_OPS)).await.unwrap().succeeded);
+    assert_eq!(kv.range(&p).await.unwrap().0.len(), MAX_TXN_OPS);
+}
+
+async fn a_transaction_that_changes_nothing_keeps_the_revision<K: Kv>(kv: &K) {
+    let p = prefix();
+    let key = format!("{p}k");
+    kv.txn(vec![], vec![Op::put(&key, b"v".to_vec())]).await.unwrap();
+    let noops: [(Vec<Cmp>, Vec<Op>); 3] = [
+        (vec![], vec![Op::Delete(format!("{p}absent"))]),
+        // A guard that fails (the key exists).
+        (vec![Cmp::ModRevision(key.clone(), 0)], vec![Op::Delete(key.clone())]),
+        (vec![], vec![]),
+    ];
+    for (cmps, ops) in noops {
+        // etcd's revision is shared with every other test: retry until no one else wrote
+        // between the two reads around the transaction.
+        let mut quiet = false;
+        for _ in 0..50 {
+            let (_, before) = kv.range(&p).await.unwrap();
+            let outcome = kv.txn(cmps.clone(), ops.clone()).await.unwrap();
+            let (_, after) = kv.range(&p).await.unwrap();
+            if after == before {
+                assert_eq!(outcome.revision, before);
+                quiet = true;
+                break;
+            }
+        }
+        assert!(quiet, "the revision moved around every attempt of {ops:?}");
+    }
+    assert_eq!(kv.get(&key).await.unwrap().unwrap().value, b"v");
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod mem {
@@ -175,4 +234,7 @@ conformance!(
     leases_expire_and_take_their_keys,
     revoking_a_lease_deletes_its_keys,
     watches_replay_from_a_revision_then_follow,
+    a_transaction_may_not_write_a_key_twice,
+    a_transaction_carries_at_most_128_operations,
+    a_transaction_that_changes_nothing_keeps_the_revision,
 );

@@ -14,6 +14,16 @@ fn unavailable(e: etcd_client::Error) -> KvError {
     KvError::Unavailable(e.to_string())
 }
 
+/// Maps a transaction's error, telling a refused request (a caller's bug) apart from an outage.
+fn txn_error(e: etcd_client::Error) -> KvError {
+    match e {
+        etcd_client::Error::GRpcStatus(status) if status.code() == tonic::Code::InvalidArgument => {
+            KvError::Refused(status.message().to_owned())
+        }
+        other => unavailable(other),
+    }
+}
+
 /// Maps a lease call's error, telling an expired or revoked lease apart from an outage.
 fn lease_error(lease: LeaseId, e: etcd_client::Error) -> KvError {
     if e.to_string().contains("lease not found") { KvError::LeaseNotFound(lease) } else { unavailable(e) }
@@ -84,7 +94,7 @@ impl Kv for EtcdKv {
                 Op::Delete(key) => TxnOp::delete(key, None),
             })
             .collect();
-        let resp = self.client.clone().txn(Txn::new().when(compares).and_then(ops)).await.map_err(unavailable)?;
+        let resp = self.client.clone().txn(Txn::new().when(compares).and_then(ops)).await.map_err(txn_error)?;
         Ok(TxnOutcome { succeeded: resp.succeeded(), revision: resp.header().map_or(0, |h| h.revision()) })
     }
 

@@ -127,6 +127,7 @@ impl Kv for MemKv {
     }
 
     async fn txn(&self, cmps: Vec<Cmp>, ops: Vec<Op>) -> Result<TxnOutcome, KvError> {
+        super::check_txn(&cmps, &ops)?;
         let mut s = self.state.lock().expect("kv lock");
         let holds = cmps.iter().all(|c| match c {
             Cmp::ModRevision(key, rev) => s.data.get(key).map_or(0, |e| e.mod_revision) == *rev,
@@ -141,7 +142,13 @@ impl Kv for MemKv {
                 return Err(KvError::LeaseNotFound(*l));
             }
         }
-        if ops.is_empty() {
+        // Like etcd, a transaction whose operations change nothing (none, or only deletions of
+        // absent keys) keeps the revision: watchers resuming from it miss nothing.
+        let changes = ops.iter().any(|op| match op {
+            Op::Put { .. } => true,
+            Op::Delete(key) => s.data.contains_key(key),
+        });
+        if !changes {
             return Ok(TxnOutcome { succeeded: true, revision: s.revision });
         }
         s.revision += 1;

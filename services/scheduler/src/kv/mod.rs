@@ -11,6 +11,11 @@ use std::{pin::Pin, time::Duration};
 
 use futures::Stream;
 
+/// Most compares, and most operations, one transaction may carry: etcd's default
+/// `--max-txn-ops`, which the embedded store enforces too so that what works on it works on
+/// etcd.
+pub const MAX_TXN_OPS: usize = 128;
+
 /// A store revision: every write bumps it; 0 means "absent" in comparisons.
 pub type Revision = i64;
 /// A lease id.
@@ -119,6 +124,39 @@ pub enum KvError {
     /// The lease does not exist (expired or revoked).
     #[error("lease {0} not found")]
     LeaseNotFound(LeaseId),
+    /// The request breaks a rule of the store (a key written twice in one transaction, more
+    /// than [`MAX_TXN_OPS`] operations): a bug of the caller, never worth retrying as is.
+    #[error("request refused by the store: {0}")]
+    Refused(String),
+}
+
+/// A stream of watch batches.
+/// Checks a transaction against the rules etcd enforces before applying anything.
+pub fn check_txn(cmps: &[Cmp], ops: &[Op]) -> Result<(), KvError> {
+    if cmps.len() > MAX_TXN_OPS || ops.len() > MAX_TXN_OPS {
+        return Err(KvError::Refused(format!(
+            "too many operations in txn request ({} compares, {} operations; at most {MAX_TXN_OPS} each)",
+            cmps.len(),
+            ops.len()
+        )));
+    }
+    let mut puts = std::collections::HashSet::new();
+    for op in ops {
+        if let Op::Put { key, .. } = op
+            && !puts.insert(key.as_str())
+        {
+            return Err(KvError::Refused(format!("duplicate key given in txn request: {key}")));
+        }
+    }
+    // Deleting a key twice is allowed; deleting a key that is also put is not.
+    for op in ops {
+        if let Op::Delete(key) = op
+            && puts.contains(key.as_str())
+        {
+            return Err(KvError::Refused(format!("duplicate key given in txn request: {key}")));
+        }
+    }
+    Ok(())
 }
 
 /// A stream of watch batches.
@@ -130,7 +168,9 @@ pub trait Kv: Send + Sync + 'static {
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Entry>, KvError>> + Send;
     /// Returns every key under `prefix`, in key order, and the revision they were read at.
     fn range(&self, prefix: &str) -> impl Future<Output = Result<(Vec<Entry>, Revision), KvError>> + Send;
-    /// Applies `ops` atomically when every guard in `cmps` holds.
+    /// Applies `ops` atomically when every guard in `cmps` holds. Refuses (as etcd does) more
+    /// than [`MAX_TXN_OPS`] guards or operations, and a key put twice or both put and deleted;
+    /// a transaction that changes nothing leaves the revision as it is.
     fn txn(&self, cmps: Vec<Cmp>, ops: Vec<Op>) -> impl Future<Output = Result<TxnOutcome, KvError>> + Send;
     /// Grants a lease that expires `ttl` after its last keep-alive.
     fn grant(&self, ttl: Duration) -> impl Future<Output = Result<LeaseId, KvError>> + Send;

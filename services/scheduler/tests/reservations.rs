@@ -1,0 +1,353 @@
+//! Node reservations through the scheduling core, without servers: several replicas on one
+//! node leaving it at once (node loss, drain, start after stop, delete while the node is
+//! away), reservations taken back only when they fit (restart, start, an ended instance
+//! reported live again), and placement batches within etcd's transaction limit. Each case runs
+//! on the embedded store and on a real etcd, and ends with the invariant checker.
+
+use std::{sync::Arc, time::Duration};
+
+use persys_kit::{UserClaims, identity::Role, pki::Ca};
+use persys_proto::{
+    common::v1::ResourceQuantities,
+    scheduler::v1::{
+        ConnectResponse, DesiredState, InstanceStatus, Node, NodeState, ResourceRequirements, RestartPolicy, Workload,
+        WorkloadPhase, WorkloadSpec, WorkloadStatusEvent, connect_response::Payload,
+    },
+};
+use persys_scheduler::{
+    config::Strategy,
+    kv::{Kv, Op, etcd::EtcdKv, mem::MemKv},
+    model::is_terminal,
+    sched::{Scheduler, Settings},
+    store::Store,
+    testing::assert_invariants,
+};
+use prost::Message;
+use tokio::sync::mpsc;
+
+fn cpu(millis: i64) -> ResourceQuantities {
+    ResourceQuantities { cpu_millis: millis, memory_bytes: millis << 20, disk_bytes: 0 }
+}
+
+fn admin() -> UserClaims {
+    UserClaims { id: "root".into(), name: "root".into(), role: Role::Admin }
+}
+
+/// The core on `kv`, leading, with no loops running: tests drive each step.
+fn core<K: Kv>(kv: Arc<K>, prefix: &str, strategy: Strategy) -> Arc<Scheduler<K>> {
+    let settings = Settings { strategy, ..Settings::default() };
+    let ca = Arc::new(Ca::generate("test", Duration::from_secs(3600)).unwrap());
+    let (_, leader) = tokio::sync::watch::channel(true);
+    Scheduler::new(Store::new(kv, prefix), settings, ca, leader)
+}
+
+async fn add_node<K: Kv>(s: &Scheduler<K>, id: &str, millis: i64) {
+    let node = Node {
+        id: id.into(),
+        state: NodeState::Ready as i32,
+        capacity: Some(cpu(millis)),
+        allocatable: Some(cpu(millis)),
+        available: Some(cpu(millis)),
+        ..Default::default()
+    };
+    s.store.kv().txn(vec![], vec![Op::put(s.keys().node(id), node.encode_to_vec())]).await.unwrap();
+}
+
+fn spec(replicas: i32, millis: i64, policy: RestartPolicy) -> WorkloadSpec {
+    WorkloadSpec {
+        image: "busybox".into(),
+        replicas,
+        restart_policy: policy as i32,
+        resources: Some(ResourceRequirements { requests: Some(cpu(millis)), limits: None }),
+        ..Default::default()
+    }
+}
+
+async fn create<K: Kv>(s: &Scheduler<K>, name: &str, spec: WorkloadSpec) -> String {
+    let w = Workload {
+        id: format!("{name}-{}", uuid::Uuid::new_v4().simple()),
+        name: name.into(),
+        spec: Some(spec),
+        desired_state: DesiredState::Running as i32,
+        owner_id: "root".into(),
+        ..Default::default()
+    };
+    s.store.create_workload(&w, "").await.unwrap().id
+}
+
+async fn workload<K: Kv>(s: &Scheduler<K>, id: &str) -> Workload {
+    s.store.workload(id).await.unwrap().expect("workload")
+}
+
+fn instances(w: &Workload) -> Vec<InstanceStatus> {
+    w.status.clone().unwrap_or_default().instances
+}
+
+fn on(w: &Workload, node: &str) -> usize {
+    instances(w).iter().filter(|i| i.node_id == node).count()
+}
+
+async fn available<K: Kv>(s: &Scheduler<K>, node: &str) -> i64 {
+    s.store.node(node).await.unwrap().unwrap().available.unwrap().cpu_millis
+}
+
+async fn report<K: Kv>(s: &Scheduler<K>, node: &str, workload: &str, instance: &str, phase: WorkloadPhase) {
+    let exit_code = (phase == WorkloadPhase::Failed).then_some(1);
+    let status = InstanceStatus { instance_id: instance.into(), phase: phase as i32, exit_code, ..Default::default() };
+    let event = WorkloadStatusEvent { workload_id: workload.into(), status: Some(status), ..Default::default() };
+    s.on_status(node, event).await.unwrap();
+}
+
+/// Waits (on a watch, not a timer) until the workload satisfies `done`.
+async fn wait_workload<K: Kv>(s: &Scheduler<K>, id: &str, done: impl Fn(&Workload) -> bool) {
+    let key = s.keys().workload(id);
+    let (_, revision) = s.store.kv().range(&key).await.unwrap();
+    let mut changes = s.store.kv().watch(&key, revision + 1).await.unwrap();
+    while !done(&workload(s, id).await) {
+        tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut changes))
+            .await
+            .unwrap_or_else(|_| panic!("workload {id} never got there"));
+    }
+}
+
+/// Reports every instance of `w` on `node` in `phase`.
+async fn report_all<K: Kv>(s: &Scheduler<K>, node: &str, w: &str, phase: WorkloadPhase) {
+    for i in instances(&workload(s, w).await).into_iter().filter(|i| i.node_id == node) {
+        report(s, node, w, &i.instance_id, phase).await;
+    }
+}
+
+/// Registers a stream for `node`, as its agent connecting would; returns what is sent down it.
+fn connect<K: Kv>(s: &Scheduler<K>, node: &str) -> mpsc::Receiver<Result<ConnectResponse, tonic::Status>> {
+    let (tx, rx) = mpsc::channel(64);
+    s.agents.register(node, tx);
+    rx
+}
+
+fn sent(rx: &mut mpsc::Receiver<Result<ConnectResponse, tonic::Status>>) -> Vec<Payload> {
+    std::iter::from_fn(|| rx.try_recv().ok()).filter_map(|m| m.ok()?.payload).collect()
+}
+
+/// Four replicas spread over nodes a and b (a holds replicas 0 and 2), all running.
+async fn two_replicas_on_a<K: Kv>(s: &Scheduler<K>) -> String {
+    add_node(s, "a", 4000).await;
+    add_node(s, "b", 4000).await;
+    let id = create(s, "web", spec(4, 500, RestartPolicy::Always)).await;
+    assert_eq!(s.place_pending().await.unwrap(), 4);
+    let w = workload(s, &id).await;
+    assert_eq!((on(&w, "a"), on(&w, "b")), (2, 2));
+    for node in ["a", "b"] {
+        report_all(s, node, &id, WorkloadPhase::Running).await;
+    }
+    assert_eq!(available(s, "a").await, 3000);
+    assert_invariants(&s.store).await;
+    id
+}
+
+async fn losing_a_node_with_two_replicas_reschedules_both<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let s = core(kv, prefix, Strategy::Spread);
+    let id = two_replicas_on_a(&s).await;
+    s.store
+        .update_node("a", |n| {
+            n.state = NodeState::Down as i32;
+            true
+        })
+        .await
+        .unwrap();
+    s.on_node_lost("a").await.expect("both instances leave node a in one write");
+    assert_eq!(available(&s, "a").await, 4000);
+    assert_invariants(&s.store).await;
+    assert_eq!(s.place_pending().await.unwrap(), 2);
+    let w = workload(&s, &id).await;
+    assert_eq!((on(&w, "a"), on(&w, "b")), (0, 4));
+    assert_eq!(available(&s, "b").await, 2000);
+    assert_invariants(&s.store).await;
+}
+
+async fn draining_a_node_with_two_replicas_moves_both<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let s = core(kv, prefix, Strategy::Spread);
+    let id = two_replicas_on_a(&s).await;
+    s.drain(&admin(), "a", "maintenance").await.expect("drained");
+    assert_eq!(available(&s, "a").await, 4000);
+    assert_eq!(s.place_pending().await.unwrap(), 2);
+    let w = workload(&s, &id).await;
+    assert_eq!((on(&w, "a"), on(&w, "b")), (0, 4));
+    assert_invariants(&s.store).await;
+}
+
+async fn starting_after_stop_takes_back_both_reservations_of_a_node<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let s = core(kv, prefix, Strategy::Spread);
+    let id = two_replicas_on_a(&s).await;
+    s.stop_workload(&admin(), &id, 0).await.unwrap();
+    for node in ["a", "b"] {
+        report_all(&s, node, &id, WorkloadPhase::Stopped).await;
+    }
+    assert_eq!((available(&s, "a").await, available(&s, "b").await), (4000, 4000));
+    assert_invariants(&s.store).await;
+    s.start_workload(&admin(), &id, 0).await.expect("started");
+    let w = workload(&s, &id).await;
+    assert_eq!((on(&w, "a"), on(&w, "b")), (2, 2));
+    assert!(instances(&w).iter().all(|i| i.phase == WorkloadPhase::Scheduled as i32));
+    assert_eq!((available(&s, "a").await, available(&s, "b").await), (3000, 3000));
+    assert_invariants(&s.store).await;
+}
+
+async fn deleting_while_the_node_is_away_gives_back_every_reservation<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let s = core(kv, prefix, Strategy::Spread);
+    let id = two_replicas_on_a(&s).await;
+    // No agent is connected: every instance is dropped, the record goes at once.
+    s.delete_workload(&admin(), &id, false, 0).await.expect("deleted");
+    assert!(s.store.workload(&id).await.unwrap().is_none());
+    assert_eq!((available(&s, "a").await, available(&s, "b").await), (4000, 4000));
+    assert_invariants(&s.store).await;
+}
+
+/// Node a (1000m) runs `first` (one 500m replica); it ends, and while it waits, `filler` takes
+/// the whole node. Returns (first, its instance, filler).
+async fn a_full_node<K: Kv>(s: &Scheduler<K>, policy: RestartPolicy, end: WorkloadPhase) -> (String, String, String) {
+    add_node(s, "a", 1000).await;
+    let first = create(s, "first", spec(1, 500, policy)).await;
+    assert_eq!(s.place_pending().await.unwrap(), 1);
+    let instance = instances(&workload(s, &first).await)[0].instance_id.clone();
+    report(s, "a", &first, &instance, WorkloadPhase::Running).await;
+    report(s, "a", &first, &instance, end).await;
+    assert_eq!(available(s, "a").await, 1000, "an ended instance gives its reservation back");
+    let filler = create(s, "filler", spec(2, 500, RestartPolicy::Never)).await;
+    assert_eq!(s.place_pending().await.unwrap(), 2);
+    assert_eq!(available(s, "a").await, 0);
+    assert_invariants(&s.store).await;
+    (first, instance, filler)
+}
+
+/// The instance was evicted from its full node (its agent told to remove it), and placement
+/// puts a new one on node b.
+async fn evicted_then_placed_on_b<K: Kv>(
+    s: &Scheduler<K>,
+    first: &str,
+    instance: &str,
+    agent: &mut mpsc::Receiver<Result<ConnectResponse, tonic::Status>>,
+) {
+    // Never overbooked, and `available` tells the truth (it is not clamped at zero).
+    assert_invariants(&s.store).await;
+    let w = workload(s, first).await;
+    assert!(instances(&w).iter().all(|i| i.instance_id != instance), "evicted: {:?}", instances(&w));
+    assert_eq!(available(s, "a").await, 0);
+    let commands = sent(agent);
+    assert!(
+        commands.iter().any(|p| matches!(p, Payload::Remove(r) if r.instance_id == instance)),
+        "the agent is told to remove it: {commands:?}"
+    );
+    assert!(!commands.iter().any(|p| matches!(p, Payload::Restart(_))), "{commands:?}");
+    assert_invariants(&s.store).await;
+    add_node(s, "b", 1000).await;
+    assert_eq!(s.place_pending().await.unwrap(), 1);
+    assert_eq!(on(&workload(s, first).await, "b"), 1);
+    assert_invariants(&s.store).await;
+}
+
+async fn a_restart_on_a_node_without_room_moves_elsewhere<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let s = core(kv, prefix, Strategy::Binpack);
+    let mut agent = connect(&s, "a");
+    let (first, instance, _) = a_full_node(&s, RestartPolicy::Always, WorkloadPhase::Failed).await;
+    // The restart waits out its backoff (1 s for the first) in a task of its own.
+    wait_workload(&s, &first, |w| instances(w).iter().all(|i| i.instance_id != instance || !is_terminal(i.phase)))
+        .await;
+    evicted_then_placed_on_b(&s, &first, &instance, &mut agent).await;
+}
+
+async fn a_start_on_a_node_without_room_moves_elsewhere<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let s = core(kv, prefix, Strategy::Binpack);
+    let mut agent = connect(&s, "a");
+    let (first, instance, _) = a_full_node(&s, RestartPolicy::Never, WorkloadPhase::Failed).await;
+    s.stop_workload(&admin(), &first, 0).await.unwrap();
+    s.start_workload(&admin(), &first, 0).await.expect("started");
+    evicted_then_placed_on_b(&s, &first, &instance, &mut agent).await;
+}
+
+async fn an_ended_instance_reported_live_on_a_full_node_is_evicted<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let s = core(kv, prefix, Strategy::Binpack);
+    let mut agent = connect(&s, "a");
+    let (first, instance, _) = a_full_node(&s, RestartPolicy::Never, WorkloadPhase::Failed).await;
+    report(&s, "a", &first, &instance, WorkloadPhase::Running).await;
+    evicted_then_placed_on_b(&s, &first, &instance, &mut agent).await;
+}
+
+async fn an_ended_instance_reported_live_with_room_takes_its_reservation_back<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let s = core(kv, prefix, Strategy::Binpack);
+    add_node(&s, "a", 1000).await;
+    let id = create(&s, "web", spec(1, 500, RestartPolicy::Never)).await;
+    s.place_pending().await.unwrap();
+    let instance = instances(&workload(&s, &id).await)[0].instance_id.clone();
+    report(&s, "a", &id, &instance, WorkloadPhase::Stopped).await;
+    assert_eq!(available(&s, "a").await, 1000);
+    report(&s, "a", &id, &instance, WorkloadPhase::Running).await;
+    assert_eq!(instances(&workload(&s, &id).await)[0].phase, WorkloadPhase::Running as i32);
+    assert_eq!(available(&s, "a").await, 500);
+    assert_invariants(&s.store).await;
+}
+
+async fn a_placement_spread_over_many_nodes_stays_within_the_txn_limit<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let s = core(kv, prefix, Strategy::Spread);
+    for n in 0..150 {
+        add_node(&s, &format!("n{n:03}"), 1000).await;
+    }
+    let mut one_per_node = spec(3, 100, RestartPolicy::Always);
+    one_per_node.max_replicas_per_node = 1;
+    for i in 0..60 {
+        create(&s, &format!("w{i}"), one_per_node.clone()).await;
+    }
+    let mut wide = spec(100, 10, RestartPolicy::Always);
+    wide.max_replicas_per_node = 1;
+    create(&s, "wide", wide).await;
+    // 60 × 3 + 100 instances, each on its own node per workload: a batch that wrote every
+    // workload and node it touched at once would carry hundreds of operations.
+    assert_eq!(s.place_pending().await.expect("every batch within the limit"), 280);
+    let (workloads, _) = s.store.workloads().await.unwrap();
+    assert!(workloads.iter().all(|w| {
+        let want = w.spec.as_ref().unwrap().replicas as usize;
+        instances(w).len() == want
+            && instances(w).iter().map(|i| &i.node_id).collect::<std::collections::HashSet<_>>().len() == want
+    }));
+    assert_invariants(&s.store).await;
+}
+
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        mod mem {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(Arc::new(MemKv::new()), "/persys").await;
+                }
+            )*
+        }
+        mod etcd {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(endpoints) = persys_kit::testing::require_env("PERSYS_TEST_ETCD_ENDPOINTS", "an etcd server") else {
+                        return;
+                    };
+                    let endpoints: Vec<String> = endpoints.split(',').map(str::to_owned).collect();
+                    let kv = EtcdKv::connect(&endpoints).await.expect("etcd");
+                    let prefix = format!("/t-{}", uuid::Uuid::new_v4().simple());
+                    super::$case(Arc::new(kv), &prefix).await;
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    losing_a_node_with_two_replicas_reschedules_both,
+    draining_a_node_with_two_replicas_moves_both,
+    starting_after_stop_takes_back_both_reservations_of_a_node,
+    deleting_while_the_node_is_away_gives_back_every_reservation,
+    a_restart_on_a_node_without_room_moves_elsewhere,
+    a_start_on_a_node_without_room_moves_elsewhere,
+    an_ended_instance_reported_live_on_a_full_node_is_evicted,
+    an_ended_instance_reported_live_with_room_takes_its_reservation_back,
+    a_placement_spread_over_many_nodes_stays_within_the_txn_limit,
+);
