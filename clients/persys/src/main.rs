@@ -28,7 +28,7 @@ Examples:
   persys workload list -o yaml
   persys workload logs web -f
   persys watch workloads
-  persys token create --ttl 2h                 a join token for a new machine (admin)
+  persys token create --ttl 2h                 a single-use join token for a new machine (admin)
   persys --server https://persys.example.com:8080 --ca ca.pem whoami";
 
 /// Persys: run and manage workloads on your machines.

@@ -19,14 +19,19 @@ use crate::{
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
     /// Create a join token and print it (shown once).
-    #[command(after_help = "Example:\n  persys token create --ttl 2h --max-uses 3 --label rack=r4")]
+    #[command(after_help = "A token lets one machine join unless --max-uses or --unlimited-uses says otherwise.\n\n\
+                            Examples:\n  persys token create --ttl 2h --max-uses 3 --label rack=r4\n  \
+                            persys token create --ttl 7d --unlimited-uses --description \"DaemonSet agents\"")]
     Create {
         /// How long the token is accepted (at most 7d).
-        #[arg(long, default_value = "24h", value_parser = persys_kit::config::parse_duration)]
+        #[arg(long, default_value = "1h", value_parser = persys_kit::config::parse_duration)]
         ttl: Duration,
-        /// Most machines that may join with it (0: unlimited until it expires).
-        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
+        /// Most machines that may join with it.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
         max_uses: i32,
+        /// Let any number of machines join until it expires (e.g. agents of a DaemonSet).
+        #[arg(long, conflicts_with = "max_uses")]
+        unlimited_uses: bool,
         /// Label k=v given to every node that joins with it (repeatable).
         #[arg(short = 'l', long = "label", value_parser = run::key_value)]
         labels: Vec<(String, String)>,
@@ -60,12 +65,13 @@ pub async fn run(global: &Global, command: TokenCommand) -> anyhow::Result<()> {
     let session = Session::open(global)?;
     let s = &session;
     match command {
-        TokenCommand::Create { ttl, max_uses, labels, description } => {
+        TokenCommand::Create { ttl, max_uses, unlimited_uses, labels, description } => {
             let req = &CreateJoinTokenRequest {
                 description,
                 ttl: ttl.try_into().ok(),
-                max_uses,
+                max_uses: if unlimited_uses { 0 } else { max_uses },
                 node_labels: labels.into_iter().collect(),
+                unlimited_uses,
             };
             let answer = s.call(|c| async move { c.scheduler().create_join_token(req.clone()).await }).await?;
             let meta = answer.join_token.unwrap_or_default();

@@ -362,6 +362,16 @@ async fn join_tokens_are_created_listed_and_revoked() {
     assert_eq!(entry["node_labels"]["rack"], "r4");
     assert!(!text(&cli.run(&["token", "list"]).await.stdout).contains(secret), "the secret is shown once");
 
+    // Single use unless asked: unlimited use is explicit.
+    let single = cli.ok(&["token", "create"]).await;
+    let fleet = cli.ok(&["token", "create", "--unlimited-uses"]).await;
+    let listed = cli.json(&["token", "list"]).await;
+    let max_uses = |token: &str| {
+        let id = token.trim().split_once('.').unwrap().0;
+        listed.as_array().unwrap().iter().find(|t| t["id"] == id).expect("listed")["max_uses"].clone()
+    };
+    assert_eq!((max_uses(&single), max_uses(&fleet)), (1.into(), 0.into()));
+
     cli.ok(&["token", "revoke", id]).await;
     let all = cli.json(&["token", "list", "--all"]).await;
     let entry = all.as_array().unwrap().iter().find(|t| t["id"] == id).expect("still listed with --all");

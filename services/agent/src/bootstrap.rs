@@ -2,7 +2,7 @@
 //!
 //! On first start the agent generates an ECDSA P-256 key, sends a CSR with the join token to
 //! `BootstrapService.Join` over server-authenticated TLS (verifying the scheduler against
-//! `--ca-file`) and stores what it gets in the state directory. After two thirds of the
+//! `--ca-file` and its `spiffe://persys/scheduler` identity) and stores what it gets in the state directory. After two thirds of the
 //! certificate's lifetime it generates a new key and calls `RenewCertificate` over its mTLS
 //! channel, stores the result and reloads the TLS material: new connections use it, the open
 //! stream is untouched.
@@ -15,7 +15,7 @@ use std::{
 use persys_kit::{
     client::{ClientOptions, TracedChannel, tls_channel},
     shutdown::Shutdown,
-    tls::Tls,
+    tls::{ServerIdentityVerifier, Tls},
 };
 use persys_proto::scheduler::v1::{
     JoinRequest, RenewCertificateRequest, bootstrap_service_client::BootstrapServiceClient,
@@ -64,10 +64,13 @@ fn bootstrap_tls(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, AgentError>
     for cert in certs {
         roots.add(cert).map_err(|e| AgentError::Certificate(format!("--ca-file: {e}")))?;
     }
+    let verifier = ServerIdentityVerifier::with_roots(Arc::new(roots), crate::scheduler_identity())
+        .map_err(|e| AgentError::Certificate(format!("--ca-file: {e}")))?;
     let mut config = rustls::ClientConfig::builder_with_provider(persys_kit::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| AgentError::Certificate(e.to_string()))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))

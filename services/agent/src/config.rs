@@ -49,6 +49,10 @@ pub struct Cli {
     /// user-defined network).
     #[arg(long, env = "PERSYS_AGENT_NETWORK_MODE", default_value = "bridge")]
     pub network_mode: String,
+    /// Named networks that members' workloads may join besides `--network-mode` and `none`,
+    /// comma-separated; `host` and `container:NAME` stay for admins' workloads only.
+    #[arg(long, env = "PERSYS_AGENT_ALLOWED_NETWORKS", value_delimiter = ',')]
+    pub allowed_networks: Vec<String>,
     /// Host directory under which workloads may bind-mount paths, repeatable; none allows
     /// named volumes only.
     #[arg(long = "volume-root", env = "PERSYS_AGENT_VOLUME_ROOTS", value_delimiter = ',')]

@@ -25,7 +25,8 @@ pub mod state;
 use std::{sync::Arc, time::Duration};
 
 use persys_kit::{
-    client::{ClientOptions, mtls_channel},
+    Identity,
+    client::{ClientOptions, mtls_channel_to},
     shutdown::Shutdown,
     tls::Tls,
 };
@@ -41,6 +42,11 @@ use crate::{
     session::{Session, SessionConfig},
     state::StateDir,
 };
+
+/// Returns the identity the scheduler's certificate must name, on the bootstrap and mTLS ports.
+pub fn scheduler_identity() -> Identity {
+    Identity::Service("scheduler".into())
+}
 
 /// Joins if needed and returns the node id.
 async fn node_id(cli: &Cli, state: &StateDir, host: &Host) -> Result<String, AgentError> {
@@ -88,6 +94,12 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
             node_id: node_id.clone(),
             network_mode: cli.network_mode.clone(),
             volume_roots: cli.volume_roots.clone(),
+            allowed_networks: cli
+                .allowed_networks
+                .iter()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty() && n != "host" && !n.starts_with("container:"))
+                .collect(),
         };
         let docker =
             DockerDriver::connect(&cli.docker_address(), defaults, outbox.clone()).await.map_err(AgentError::Driver)?;
@@ -102,7 +114,9 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
 
     // The kit's connector backoff is kept short: the session's own backoff paces reconnects.
     let options = ClientOptions { max_backoff: Duration::from_secs(1), ..ClientOptions::default() };
-    let channel = mtls_channel(&scheduler, &tls, &options)?;
+    // Only the scheduler may answer: another certificate from the CA (another node's, say)
+    // cannot pose as it and hand this node commands.
+    let channel = mtls_channel_to(&scheduler, &tls, scheduler_identity(), &options)?;
     tokio::spawn(bootstrap::keep_renewed(channel.clone(), tls.clone(), state.clone(), shutdown.clone()));
 
     let config = SessionConfig {

@@ -237,3 +237,55 @@ async fn pull_policies_use_local_images_and_fail_cleanly() {
     assert!(!driver.has(&pull.instance_id).await);
     let _ = rx.try_recv();
 }
+
+#[tokio::test]
+async fn members_containers_stay_off_the_hosts_network_and_unprivileged() {
+    let Some((host, image)) = engine() else { return };
+    let node = node_id("confined");
+    let _cleanup = Cleanup::new(&host, &node);
+    let (driver, outbox) = driver(&host, &node).await;
+    let (trigger, handle) = shutdown::channel();
+    tokio::spawn(driver.clone().watch(handle));
+    let (out, _rx) = sink();
+
+    // A member's workload asking for the host's network is refused before anything is created.
+    let mut escape = run_sh(&node, "escape", &image, "sleep 300");
+    escape.spec.as_mut().unwrap().network = "host".into();
+    let err = driver.run(&escape, &out).await.unwrap_err();
+    assert_eq!(err.reason, "NotAllowed", "{}", err.message);
+    assert!(driver.client().inspect_container(&escape.instance_id, None).await.is_err(), "no container was created");
+
+    // The same spec owned by an admin runs there.
+    let mut admin = run_sh(&node, "admin", &image, "sleep 300");
+    admin.spec.as_mut().unwrap().network = "host".into();
+    admin.owner_role = persys_proto::common::v1::Role::Admin as i32;
+    driver.run(&admin, &out).await.unwrap();
+    let hc = driver.client().inspect_container(&admin.instance_id, None).await.unwrap().host_config.unwrap();
+    assert_eq!(hc.network_mode.as_deref(), Some("host"));
+
+    // Whoever owns it, the engine holds no privilege beyond its defaults.
+    let plain = run_sh(&node, "plain", &image, "sleep 300");
+    driver.run(&plain, &out).await.unwrap();
+    wait_event(&outbox, &plain.instance_id, |e| phase(e) == WorkloadPhase::Running).await;
+    for id in [&plain.instance_id, &admin.instance_id] {
+        let hc = driver.client().inspect_container(id, None).await.unwrap().host_config.unwrap();
+        assert_eq!(hc.privileged, Some(false), "{id}");
+        assert!(hc.cap_add.unwrap_or_default().is_empty(), "{id}");
+        assert!(hc.devices.unwrap_or_default().is_empty(), "{id}");
+        assert_eq!(hc.ipc_mode.as_deref(), Some("private"), "{id}");
+        assert_ne!(hc.pid_mode.as_deref(), Some("host"), "{id}");
+    }
+    assert_eq!(
+        driver
+            .client()
+            .inspect_container(&plain.instance_id, None)
+            .await
+            .unwrap()
+            .host_config
+            .unwrap()
+            .network_mode
+            .as_deref(),
+        Some("none")
+    );
+    trigger.trigger();
+}

@@ -24,6 +24,7 @@ fn run(name: &str, script: &str) -> RunInstance {
             args: vec!["-c".into(), script.into()],
             ..Default::default()
         }),
+        ..Default::default()
     }
 }
 

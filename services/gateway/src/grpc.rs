@@ -4,7 +4,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use persys_kit::{
-    client::{ClientOptions, mtls_channel},
+    Identity,
+    client::{ClientOptions, mtls_channel_to},
     identity::{AuthorizeLayer, Matcher, Policy},
     metrics::Metrics,
     server::{GrpcWeb, Health, ServeError, base_routes},
@@ -58,17 +59,42 @@ pub fn internal_routes() -> Result<(Routes, Health, AuthorizeLayer), ServeError>
     Ok((routes, health, AuthorizeLayer::new(policy)))
 }
 
-/// Opens a channel to every configured upstream.
+/// Returns the identity an upstream's certificate must name: `spiffe://persys/<service>`,
+/// where `metrics` (the `persys.metrics.v1` package) is served by the metrics-pipeline.
+pub fn upstream_identity(service: &str) -> Identity {
+    match service {
+        "metrics" => Identity::Service("metrics-pipeline".into()),
+        other => Identity::Service(other.into()),
+    }
+}
+
+/// Opens a channel to every configured upstream; each accepts only its own service's
+/// certificate, so no other holder of a CA certificate can pose as it and read users' calls.
 pub fn upstream_channels(
     upstreams: &HashMap<String, String>,
     tls: &Arc<Tls>,
     metrics: &Metrics,
 ) -> Result<HashMap<String, persys_kit::client::TracedChannel>, GatewayError> {
     let options = ClientOptions { metrics: Some(metrics.clone()), ..ClientOptions::default() };
-    upstreams.iter().map(|(service, url)| Ok((service.clone(), mtls_channel(url, tls, &options)?))).collect()
+    upstreams
+        .iter()
+        .map(|(service, url)| Ok((service.clone(), mtls_channel_to(url, tls, upstream_identity(service), &options)?)))
+        .collect()
 }
 
 /// Returns the gRPC-web settings of the public port.
 pub fn grpc_web(origins: &[String]) -> GrpcWeb {
     GrpcWeb { allowed_origins: origins.to_vec() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_upstream_must_present_its_own_services_identity() {
+        assert_eq!(upstream_identity("scheduler").uri(), "spiffe://persys/scheduler");
+        assert_eq!(upstream_identity("analyzer").uri(), "spiffe://persys/analyzer");
+        assert_eq!(upstream_identity("metrics").uri(), "spiffe://persys/metrics-pipeline");
+    }
 }

@@ -21,6 +21,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tower::{Layer, Service};
 
 use crate::{
+    identity::Identity,
     metrics::Metrics,
     tls::Tls,
     trace::{Trace, TraceLayer},
@@ -62,9 +63,22 @@ impl Default for ClientOptions {
 }
 
 /// Returns a lazily connecting mTLS channel to `address` (`http://host:port`; the host is also
-/// the name checked against the server certificate).
+/// the name checked against the server certificate). Any server certificate from the CA is
+/// accepted; services talking to one another use [`mtls_channel_to`].
 pub fn mtls_channel(address: &str, tls: &Arc<Tls>, options: &ClientOptions) -> Result<TracedChannel, ClientError> {
     tls_channel(address, tls.client_config(), options)
+}
+
+/// Returns a lazily connecting mTLS channel to `address` that connects only to a server whose
+/// certificate names `expected` (e.g. `spiffe://persys/scheduler`); another identity from the
+/// same CA fails the handshake, and so every call, with `UNAVAILABLE`.
+pub fn mtls_channel_to(
+    address: &str,
+    tls: &Arc<Tls>,
+    expected: Identity,
+    options: &ClientOptions,
+) -> Result<TracedChannel, ClientError> {
+    tls_channel(address, tls.client_config_for(expected), options)
 }
 
 /// Returns a lazily connecting TLS channel with a given rustls config (which must offer ALPN

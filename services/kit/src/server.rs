@@ -87,14 +87,26 @@ impl Health {
 /// Returns routes with `grpc.health.v1` and reflection mounted, plus the health handle.
 pub fn base_routes(extra_descriptor_sets: &[&'static [u8]]) -> Result<(Routes, Health), ServeError> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let mut reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(persys_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    for set in extra_descriptor_sets {
-        reflection = reflection.register_encoded_file_descriptor_set(set);
-    }
-    let v1 = reflection.build_v1().map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let routes = Routes::new(health_service).add_service(v1);
+    let reflection = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(persys_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for set in extra_descriptor_sets {
+            builder = builder.register_encoded_file_descriptor_set(set);
+        }
+        builder
+    };
+    // grpc.reflection.v1alpha too: grpcio's reflection client, older grpcurl releases and IDE
+    // plugins still ask for it. Each lists both (a builder adds only its own version's file).
+    let v1 = reflection()
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let v1alpha = reflection()
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let routes = Routes::new(health_service).add_service(v1).add_service(v1alpha);
     Ok((routes, Health { reporter }))
 }
 

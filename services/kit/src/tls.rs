@@ -3,7 +3,9 @@
 //!
 //! Handshakes after a reload use the new material; established connections keep theirs, so a
 //! rotation drops nothing. Server configs require and verify a client certificate from the CA;
-//! client configs present ours and verify the server against the same CA.
+//! client configs present ours and verify the server against the same CA and, with
+//! [`Tls::client_config_for`], that the server is the service we meant to reach (its URI SAN):
+//! any other certificate from the CA, e.g. a stolen agent's, is refused.
 
 use std::{
     fmt,
@@ -13,7 +15,7 @@ use std::{
 };
 
 use rustls::{
-    DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, RootCertStore, SignatureScheme,
     client::{
         ResolvesClientCert, WebPkiServerVerifier,
         danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
@@ -27,6 +29,8 @@ use rustls::{
     sign::CertifiedKey,
 };
 use sha2::{Digest, Sha256};
+
+use crate::identity::Identity;
 
 /// Errors loading TLS material.
 #[derive(Debug, thiserror::Error)]
@@ -225,16 +229,118 @@ impl Tls {
         Arc::new(config)
     }
 
-    /// Returns a client config that presents our certificate and verifies servers against the CA.
+    /// Returns a client config that presents our certificate and verifies servers against the
+    /// CA only: any Persys identity passes. Prefer [`Tls::client_config_for`].
     pub fn client_config(self: &Arc<Self>) -> Arc<rustls::ClientConfig> {
+        self.client_config_with(Arc::new(ReloadingServerVerifier(self.clone())))
+    }
+
+    /// Returns a client config that presents our certificate and accepts only a server whose
+    /// certificate chains to the CA and names `expected` in its URI SAN.
+    pub fn client_config_for(self: &Arc<Self>, expected: Identity) -> Arc<rustls::ClientConfig> {
+        let inner: Arc<dyn ServerCertVerifier> = Arc::new(ReloadingServerVerifier(self.clone()));
+        self.client_config_with(Arc::new(ServerIdentityVerifier::new(inner, expected)))
+    }
+
+    fn client_config_with(self: &Arc<Self>, verifier: Arc<dyn ServerCertVerifier>) -> Arc<rustls::ClientConfig> {
         let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ReloadingServerVerifier(self.clone())))
+            .with_custom_certificate_verifier(verifier)
             .with_client_cert_resolver(Arc::new(Resolver(self.clone())));
         config.alpn_protocols = vec![b"h2".to_vec()];
         Arc::new(config)
+    }
+}
+
+/// A server certificate that chains to the CA but names another identity.
+#[derive(thiserror::Error)]
+#[error("the server presented {found} but {expected} was expected")]
+pub struct WrongServerIdentity {
+    /// The identity the client meant to reach.
+    pub expected: Identity,
+    /// What the certificate names (`no Persys identity` when nothing).
+    pub found: String,
+}
+
+// rustls formats the cause of a refused certificate with `Debug`: keep it readable in errors.
+impl fmt::Debug for WrongServerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Verifies a server certificate with an inner verifier (the chain to the CA, validity, the
+/// name) and then requires the URI SAN to name one expected identity.
+pub struct ServerIdentityVerifier {
+    inner: Arc<dyn ServerCertVerifier>,
+    expected: Identity,
+}
+
+impl fmt::Debug for ServerIdentityVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerIdentityVerifier").field("expected", &self.expected).finish_non_exhaustive()
+    }
+}
+
+impl ServerIdentityVerifier {
+    /// Returns a verifier that accepts what `inner` accepts, from `expected` only.
+    pub fn new(inner: Arc<dyn ServerCertVerifier>, expected: Identity) -> Self {
+        Self { inner, expected }
+    }
+
+    /// Returns a verifier of servers chaining to `roots` that name `expected`, for clients
+    /// without a certificate of their own (e.g. an agent joining).
+    pub fn with_roots(roots: Arc<RootCertStore>, expected: Identity) -> Result<Self, rustls::Error> {
+        let inner = WebPkiServerVerifier::builder_with_provider(roots, provider())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        Ok(Self::new(inner, expected))
+    }
+}
+
+impl ServerCertVerifier for ServerIdentityVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        match Identity::from_der(end_entity) {
+            Some(found) if found == self.expected => Ok(verified),
+            found => {
+                let found = found.map_or_else(|| "no Persys identity".to_owned(), |f| f.to_string());
+                let error = WrongServerIdentity { expected: self.expected.clone(), found };
+                tracing::warn!(%error, "server identity refused");
+                Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(error)))))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

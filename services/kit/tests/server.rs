@@ -6,7 +6,7 @@ use std::{path::Path, pin::Pin, sync::Arc, time::Duration};
 use futures::{Stream, StreamExt};
 use persys_kit::{
     Caller, Identity,
-    client::{ClientOptions, mtls_channel},
+    client::{ClientOptions, mtls_channel, mtls_channel_to},
     identity::{AuthorizeLayer, Matcher, Policy},
     pki::{Ca, LeafRequest, service_dns_names},
     server::{ServerOptions, base_routes, serve},
@@ -217,4 +217,64 @@ async fn the_drain_deadline_cuts_streams_that_would_not_end() {
     // The cut stream ends with an error, not a hang.
     let end = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("stream ended");
     assert!(!matches!(end, Some(Ok(_))), "{end:?}");
+}
+
+/// Handshakes with `addr` expecting `expected`; returns the handshake error, if any.
+async fn handshake(client_tls: &Arc<Tls>, addr: std::net::SocketAddr, expected: Identity) -> Result<(), String> {
+    let connector = tokio_rustls::TlsConnector::from(client_tls.client_config_for(expected));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.map(drop).map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn clients_refuse_a_valid_certificate_of_another_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::generate("test", Duration::from_secs(3600)).unwrap();
+    let client_tls = Tls::load(issue(&ca, dir.path(), "gateway", Identity::Service("gateway".into()))).unwrap();
+    let metrics = Identity::Service("metrics-pipeline".into());
+    // Two servers with valid certificates from the same CA: the real one and an impostor (say,
+    // a machine whose agent key was stolen) that serves the same API.
+    let real = start(
+        &Tls::load(issue(&ca, dir.path(), "real", metrics.clone())).unwrap(),
+        Duration::from_millis(1),
+        Duration::from_secs(5),
+    )
+    .await;
+    let impostors = [Identity::Agent("n1".into()), Identity::Service("analyzer".into())];
+    for impostor in impostors {
+        let name = format!("impostor-{}", impostor.uri().rsplit('/').next().unwrap());
+        let server = start(
+            &Tls::load(issue(&ca, dir.path(), &name, impostor.clone())).unwrap(),
+            Duration::from_millis(1),
+            Duration::from_secs(5),
+        )
+        .await;
+        let refused = handshake(&client_tls, server.addr, metrics.clone()).await.unwrap_err();
+        assert!(refused.contains("spiffe://persys/metrics-pipeline") && refused.contains(&impostor.uri()), "{refused}");
+        let channel = mtls_channel_to(
+            &format!("http://localhost:{}", server.addr.port()),
+            &client_tls,
+            metrics.clone(),
+            &ClientOptions::default(),
+        )
+        .unwrap();
+        let err =
+            MetricsQueryServiceClient::new(channel).query_range(pb::QueryRangeRequest::default()).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        // Checking the CA alone, as before, would have let it through.
+        client(&client_tls, server.addr).query_range(pb::QueryRangeRequest::default()).await.unwrap();
+        server.trigger.trigger();
+    }
+
+    handshake(&client_tls, real.addr, metrics.clone()).await.unwrap();
+    let channel = mtls_channel_to(
+        &format!("http://localhost:{}", real.addr.port()),
+        &client_tls,
+        metrics,
+        &ClientOptions::default(),
+    )
+    .unwrap();
+    MetricsQueryServiceClient::new(channel).query_range(pb::QueryRangeRequest::default()).await.unwrap();
+    real.trigger.trigger();
 }

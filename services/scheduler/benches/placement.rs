@@ -51,7 +51,7 @@ async fn run(kv: Arc<EtcdKv>, nodes: usize, workloads: usize, concurrency: usize
     let grpc = served.running.grpc;
     let boot = served.running.bootstrap;
     let mut admin = api(&pki, grpc, "root", "admin");
-    let mut token_request = pb::CreateJoinTokenRequest { max_uses: 0, ..Default::default() };
+    let mut token_request = pb::CreateJoinTokenRequest { unlimited_uses: true, ..Default::default() };
     token_request.description = "bench".into();
     let token = admin.create_join_token(token_request).await.unwrap().into_inner().token;
 

@@ -53,6 +53,11 @@ pub struct Config {
     /// Placement strategy.
     #[arg(long, env = "PERSYS_SCHEDULER_STRATEGY", value_enum, default_value_t = Strategy::Binpack)]
     pub strategy: Strategy,
+    /// Named container networks members may put workloads on, comma-separated (members
+    /// otherwise get the node's default network or `none`; `host` and `container:NAME` are for
+    /// admins only, whatever this says).
+    #[arg(long, env = "PERSYS_SCHEDULER_ALLOWED_NETWORKS", value_delimiter = ',')]
+    pub allowed_networks: Vec<String>,
     /// Name of this replica in leader election (defaults to a random id).
     #[arg(long, env = "PERSYS_SCHEDULER_REPLICA")]
     pub replica: Option<String>,
@@ -78,6 +83,11 @@ impl Config {
         }
         if !self.prefix.starts_with('/') || self.prefix.ends_with('/') {
             return Err(ConfigError(format!("--prefix `{}` must start with `/` and not end with one", self.prefix)));
+        }
+        if let Some(bad) = self.allowed_networks.iter().find(|n| crate::api::admission::is_host_level(n.trim())) {
+            return Err(ConfigError(format!(
+                "--allowed-networks `{bad}`: the host's and other containers' namespaces stay admin-only"
+            )));
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use persys_proto::scheduler::v1::{
 use tonic::service::Routes;
 
 use crate::{
-    api::{agent::AgentApi, bootstrap::BootstrapApi, service::SchedulerApi},
+    api::{admission::Admission, agent::AgentApi, bootstrap::BootstrapApi, service::SchedulerApi},
     kv::Kv,
     sched::Scheduler,
 };
@@ -33,12 +33,14 @@ pub fn policy() -> Policy {
 /// Routes of the mTLS port.
 pub fn routes<K: Kv>(
     sched: &Arc<Scheduler<K>>,
+    admission: Admission,
     max_message: usize,
 ) -> Result<(Routes, Health, AuthorizeLayer), ServeError> {
     let (routes, health) = base_routes(&[])?;
     let routes = routes
         .add_service(
-            SchedulerServiceServer::new(SchedulerApi::new(sched.clone())).max_decoding_message_size(max_message),
+            SchedulerServiceServer::new(SchedulerApi::new(sched.clone()).with_admission(admission))
+                .max_decoding_message_size(max_message),
         )
         .add_service(AgentServiceServer::new(AgentApi::new(sched.clone())).max_decoding_message_size(max_message))
         .add_service(

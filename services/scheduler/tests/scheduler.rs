@@ -57,6 +57,7 @@ async fn a_joined_agent_runs_a_created_workload<K: Kv>(kv: Arc<K>, prefix: &str)
     let (command_id, run) = agent.next_command().await;
     let Payload::Run(run) = run else { panic!("expected a run command, got {run:?}") };
     assert_eq!(run.workload_id, w.id);
+    assert_eq!(run.owner_role(), persys_proto::common::v1::Role::Member, "the agent learns who owns it");
     assert_eq!(run.spec.unwrap().image, "nginx:1.27");
 
     // Pull progress shows on the instance, where `persys workload run --wait` displays it.
@@ -115,7 +116,7 @@ async fn bad_tokens_and_impersonation_are_refused<K: Kv>(kv: Arc<K>, prefix: &st
     let pki = Pki::new();
     let s = serve(kv, config(&pki, prefix, &[])).await;
     let mut admin = api(&pki, s.running.grpc, "root", "admin");
-    let good = token(&mut admin).await;
+    let good = fleet_token(&mut admin).await;
     let (id, _) = good.split_once('.').unwrap();
     for bad in [format!("{id}.0000000000000000"), "nothing".to_string(), String::new()] {
         let err = join(&pki, s.running.bootstrap, &bad, "x").await.unwrap_err();
@@ -187,7 +188,7 @@ async fn workloads_of_a_lost_node_run_again_elsewhere<K: Kv>(kv: Arc<K>, prefix:
     let pki = Pki::new();
     let s = serve(kv, config(&pki, prefix, &[])).await;
     let mut admin = api(&pki, s.running.grpc, "root", "admin");
-    let token = token(&mut admin).await;
+    let token = fleet_token(&mut admin).await;
     let mut first = FakeAgent::start(&pki, s.running.grpc, s.running.bootstrap, &token, "first").await;
     let mut spec = spec("nginx");
     spec.restart_policy = pb::RestartPolicy::Always as i32;
@@ -241,6 +242,70 @@ async fn retried_creates_are_idempotent<K: Kv>(kv: Arc<K>, prefix: &str) {
     assert_eq!(ada.list_workloads(pb::ListWorkloadsRequest::default()).await.unwrap().into_inner().workloads.len(), 1);
 }
 
+async fn a_default_join_token_lets_one_machine_in<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let pki = Pki::new();
+    let s = serve(kv, config(&pki, prefix, &[])).await;
+    let mut admin = api(&pki, s.running.grpc, "root", "admin");
+    let once = token(&mut admin).await;
+    join(&pki, s.running.bootstrap, &once, "first").await.unwrap();
+    let err = join(&pki, s.running.bootstrap, &once, "second").await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "a default token is single use");
+    let listed = admin
+        .list_join_tokens(pb::ListJoinTokensRequest { include_inactive: true, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .join_tokens;
+    let created = &listed.iter().find(|t| once.starts_with(&format!("{}.", t.id))).unwrap();
+    assert_eq!((created.max_uses, created.use_count), (1, 1));
+    let ttl = created.expires_at.unwrap().seconds - created.created_at.unwrap().seconds;
+    assert!(ttl <= 3600, "default lifetime is short, got {ttl} s");
+
+    // Unlimited use is there, but only when asked for.
+    let fleet = fleet_token(&mut admin).await;
+    for host in ["a", "b", "c"] {
+        join(&pki, s.running.bootstrap, &fleet, host).await.unwrap();
+    }
+    let err = admin
+        .create_join_token(pb::CreateJoinTokenRequest { max_uses: 2, unlimited_uses: true, ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+/// Returns the fields named by an INVALID_ARGUMENT status's field violations.
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let details = status.get_error_details();
+    details.bad_request().map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect()).unwrap_or_default()
+}
+
+async fn only_admins_reach_the_hosts_network<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let pki = Pki::new();
+    let s = serve(kv, config(&pki, prefix, &["--allowed-networks", "backend"])).await;
+    let mut admin = api(&pki, s.running.grpc, "root", "admin");
+    let mut member = api(&pki, s.running.grpc, "ada", "member");
+    let on = |network: &str| pb::WorkloadSpec { network: network.into(), ..spec("busybox") };
+    for refused in ["host", "container:other", "etcd-net"] {
+        let err = member
+            .create_workload(pb::CreateWorkloadRequest { spec: Some(on(refused)), ..Default::default() })
+            .await
+            .expect_err(refused);
+        assert_eq!(violated_fields(&err), ["spec.network"], "{refused}");
+    }
+    for allowed in ["", "none", "backend"] {
+        create(&mut member, "ok", on(allowed)).await;
+    }
+    let w = create(&mut admin, "sys", on("host")).await;
+    assert_eq!(w.owner_role(), persys_proto::common::v1::Role::Admin);
+    // What the admin stores is kept: nothing a member can create lists as an admin's.
+    let listed = admin.list_workloads(pb::ListWorkloadsRequest::default()).await.unwrap().into_inner().workloads;
+    assert!(
+        listed.iter().filter(|w| w.owner_id == "ada").all(|w| w.owner_role() == persys_proto::common::v1::Role::Member)
+    );
+}
+
 macro_rules! both {
     ($($case:ident),* $(,)?) => {
         mod mem {
@@ -276,6 +341,8 @@ both!(
     members_see_only_their_own_workloads,
     workloads_of_a_lost_node_run_again_elsewhere,
     retried_creates_are_idempotent,
+    a_default_join_token_lets_one_machine_in,
+    only_admins_reach_the_hosts_network,
 );
 
 async fn etcd_kv() -> Option<(Arc<EtcdKv>, String)> {

@@ -307,7 +307,8 @@ async fn killing_an_agent_moves_its_workload_to_the_other_node() {
         phase(w) == pb::WorkloadPhase::Running && w.status.as_ref().unwrap().instances[0].node_id == first
     })
     .await;
-    let _agent_b = c.agent(&second, &token, &env.docker_host).await.unwrap();
+    // Join tokens are single use by default: the second machine gets its own.
+    let _agent_b = c.agent(&second, &join_token(&mut admin).await, &env.docker_host).await.unwrap();
     wait_node(&mut admin, &second, pb::NodeState::Ready).await;
 
     agent_a.kill().await.unwrap();

@@ -8,7 +8,7 @@ use bollard::models::{
     HostConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
 };
 use persys_proto::{
-    common::v1::Protocol,
+    common::v1::{Protocol, Role},
     scheduler::v1::{ImagePullPolicy, InstanceStatus, RunInstance, WorkloadPhase},
 };
 
@@ -29,6 +29,8 @@ pub struct Defaults {
     pub network_mode: String,
     /// Host directories under which bind mounts are allowed; empty refuses host paths.
     pub volume_roots: Vec<PathBuf>,
+    /// Named networks that workloads of non-admins may join besides `network_mode` and `none`.
+    pub allowed_networks: Vec<String>,
 }
 
 /// Returns the pull policy in force: the spec's, or for UNSPECIFIED `Always` for images tagged
@@ -92,6 +94,49 @@ fn bind(source: &str, target: &str, read_only: bool, roots: &[PathBuf]) -> Resul
     Ok(format!("{source}:{target}{}", if read_only { ":ro" } else { "" }))
 }
 
+/// Returns the network an instance joins: the node's default when the spec names none. The
+/// host's network and another container's (`container:NAME`) are granted to admins' workloads
+/// only; other named networks to admins' or those on the node's allow list.
+pub fn network_of(run: &RunInstance, defaults: &Defaults) -> Result<String, CommandError> {
+    let asked = run.spec.as_ref().map_or("", |s| s.network.trim());
+    if asked.is_empty() || asked == defaults.network_mode {
+        return Ok(defaults.network_mode.clone());
+    }
+    let admin = run.owner_role() == Role::Admin;
+    let host_level = asked == "host" || asked.starts_with("container:");
+    let allowed = admin || asked == "none" || (!host_level && defaults.allowed_networks.iter().any(|n| n == asked));
+    if allowed {
+        Ok(asked.to_owned())
+    } else {
+        Err(CommandError::new(
+            "NotAllowed",
+            format!("network `{asked}` is not allowed on this node for a workload whose owner is not an admin"),
+        ))
+    }
+}
+
+/// Returns the runtime settings every container gets whoever owns it: never privileged, no
+/// capability beyond Docker's default set, no devices, and its own PID, IPC and UTS namespaces
+/// (IPC explicitly private, whatever the daemon's `default-ipc-mode`). The spec has no field
+/// that could ask for more, and nothing else in [`create_body`] sets these.
+pub fn confined(host: HostConfig) -> HostConfig {
+    HostConfig {
+        privileged: Some(false),
+        cap_add: None,
+        devices: None,
+        device_requests: None,
+        device_cgroup_rules: None,
+        pid_mode: None,
+        ipc_mode: Some("private".into()),
+        uts_mode: None,
+        userns_mode: None,
+        security_opt: None,
+        sysctls: None,
+        publish_all_ports: Some(false),
+        ..host
+    }
+}
+
 /// Returns the container definition of a RunInstance. Docker's own restart policy stays `no`:
 /// restarts are decided by the scheduler.
 pub fn create_body(run: &RunInstance, defaults: &Defaults) -> Result<ContainerCreateBody, CommandError> {
@@ -124,7 +169,7 @@ pub fn create_body(run: &RunInstance, defaults: &Defaults) -> Result<ContainerCr
         ..Default::default()
     });
     let stop_timeout = duration(&spec.stop_timeout).unwrap_or(DEFAULT_STOP_TIMEOUT);
-    let network = if spec.network.is_empty() { defaults.network_mode.clone() } else { spec.network.clone() };
+    let network = network_of(run, defaults)?;
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -137,7 +182,7 @@ pub fn create_body(run: &RunInstance, defaults: &Defaults) -> Result<ContainerCr
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         stop_timeout: Some(stop_timeout.as_secs() as i64),
         healthcheck,
-        host_config: Some(HostConfig {
+        host_config: Some(confined(HostConfig {
             nano_cpus: limits.filter(|l| l.cpu_millis > 0).map(|l| l.cpu_millis * 1_000_000),
             memory: limits.filter(|l| l.memory_bytes > 0).map(|l| l.memory_bytes),
             network_mode: Some(network),
@@ -145,7 +190,7 @@ pub fn create_body(run: &RunInstance, defaults: &Defaults) -> Result<ContainerCr
             binds: (!binds.is_empty()).then_some(binds),
             restart_policy: Some(DockerRestart { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     })
 }
@@ -235,7 +280,12 @@ mod tests {
     use super::*;
 
     fn defaults() -> Defaults {
-        Defaults { node_id: "node-1".into(), network_mode: "bridge".into(), volume_roots: vec!["/srv/data".into()] }
+        Defaults {
+            node_id: "node-1".into(),
+            network_mode: "bridge".into(),
+            volume_roots: vec!["/srv/data".into()],
+            allowed_networks: vec!["backend".into()],
+        }
     }
 
     fn run(spec: WorkloadSpec) -> RunInstance {
@@ -245,6 +295,43 @@ mod tests {
             replica_index: 2,
             workload_name: "web".into(),
             spec: Some(spec),
+            owner_role: Role::Member as i32,
+        }
+    }
+
+    fn on(network: &str, owner: Role) -> RunInstance {
+        let mut r = run(WorkloadSpec { image: "x".into(), network: network.into(), ..Default::default() });
+        r.owner_role = owner as i32;
+        r
+    }
+
+    #[test]
+    fn only_admins_workloads_join_the_hosts_or_another_containers_network() {
+        let network = |network: &str, owner| {
+            create_body(&on(network, owner), &defaults()).map(|b| b.host_config.unwrap().network_mode.unwrap())
+        };
+        for (asked, got) in [("", "bridge"), ("bridge", "bridge"), ("none", "none"), ("backend", "backend")] {
+            assert_eq!(network(asked, Role::Member).unwrap(), got);
+        }
+        for refused in ["host", "container:db", "etcd-net"] {
+            for owner in [Role::Member, Role::Viewer, Role::Unspecified] {
+                assert_eq!(network(refused, owner).unwrap_err().reason, "NotAllowed", "{refused} for {owner:?}");
+            }
+            assert_eq!(network(refused, Role::Admin).unwrap(), refused);
+        }
+    }
+
+    #[test]
+    fn containers_get_no_privilege_beyond_dockers_defaults_whoever_owns_them() {
+        for owner in [Role::Member, Role::Admin] {
+            let host = create_body(&on("", owner), &defaults()).unwrap().host_config.unwrap();
+            assert_eq!(host.privileged, Some(false));
+            assert_eq!(host.ipc_mode.as_deref(), Some("private"), "not the daemon's default, which may be shareable");
+            assert_eq!(host.publish_all_ports, Some(false));
+            assert!(host.cap_add.is_none() && host.devices.is_none() && host.device_requests.is_none());
+            assert!(host.device_cgroup_rules.is_none() && host.security_opt.is_none() && host.sysctls.is_none());
+            assert!(host.pid_mode.is_none() && host.uts_mode.is_none() && host.userns_mode.is_none());
+            assert!(host.cgroup_parent.is_none() && host.volumes_from.is_none() && host.links.is_none());
         }
     }
 

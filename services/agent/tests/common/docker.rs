@@ -73,7 +73,12 @@ pub fn node_id(test: &str) -> String {
 
 pub async fn driver(host: &str, node_id: &str) -> (Arc<DockerDriver>, Arc<Outbox>) {
     let outbox = Arc::new(Outbox::new(1024));
-    let defaults = Defaults { node_id: node_id.to_owned(), network_mode: "none".into(), volume_roots: vec![] };
+    let defaults = Defaults {
+        node_id: node_id.to_owned(),
+        network_mode: "none".into(),
+        volume_roots: vec![],
+        allowed_networks: vec![],
+    };
     let driver = DockerDriver::connect(host, defaults, outbox.clone()).await.unwrap();
     (driver, outbox)
 }
@@ -93,6 +98,7 @@ pub fn run_sh(node_id: &str, name: &str, image: &str, script: &str) -> RunInstan
             stop_timeout: Some(prost_types::Duration { seconds: 2, nanos: 0 }),
             ..Default::default()
         }),
+        owner_role: persys_proto::common::v1::Role::Member as i32,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The scheduler's gRPC services.
 
+pub mod admission;
 pub mod agent;
 pub mod bootstrap;
 pub mod nodes;

@@ -10,6 +10,7 @@ use persys_proto::{
 use tonic::{Request, Response, Status};
 
 use super::{
+    admission::Admission,
     nodes::{Watch, watch_prefix},
     require_admin, user,
     workloads::{redact, visible},
@@ -19,12 +20,19 @@ use crate::{agents::Reply, kv::Kv, model, sched::Scheduler};
 /// Serves the scheduler API.
 pub struct SchedulerApi<K> {
     sched: Arc<Scheduler<K>>,
+    admission: Admission,
 }
 
 impl<K> SchedulerApi<K> {
-    /// Returns the service.
+    /// Returns the service, with the strictest admission policy (no named networks).
     pub fn new(sched: Arc<Scheduler<K>>) -> Self {
-        Self { sched }
+        Self { sched, admission: Admission::default() }
+    }
+
+    /// Sets what workload specs may ask of nodes.
+    pub fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
+        self
     }
 }
 
@@ -67,7 +75,7 @@ impl<K: Kv> SchedulerService for SchedulerApi<K> {
         request: Request<pb::CreateWorkloadRequest>,
     ) -> Result<Response<pb::CreateWorkloadResponse>, Status> {
         let user = user(&request)?;
-        let workload = self.sched.create_workload(&user, request.into_inner()).await?;
+        let workload = self.sched.create_workload(&user, request.into_inner(), &self.admission).await?;
         Ok(Response::new(pb::CreateWorkloadResponse { workload: Some(workload) }))
     }
 

@@ -1,6 +1,8 @@
 //! Join tokens: created, listed and revoked by admins; only a hash of the secret is stored.
 
-use persys_kit::ApiError;
+use std::time::Duration;
+
+use persys_kit::{ApiError, error::Violations};
 use persys_proto::scheduler::v1::{
     CreateJoinTokenRequest, CreateJoinTokenResponse, JoinToken, ListJoinTokensRequest, ListJoinTokensResponse,
     RevokeJoinTokenRequest,
@@ -39,6 +41,31 @@ pub fn ca_hash(ca_pem: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(der.as_deref().unwrap_or(ca_pem.as_bytes()))))
 }
 
+/// Lifetime of a join token when the request sets none.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Longest lifetime a join token may have.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Returns the stored use limit (0 = unlimited) and lifetime of a token request. A token is
+/// single use unless the request asks for more joins, or for unlimited ones explicitly: a
+/// leaked token should let at most one machine in.
+pub fn token_limits(r: &CreateJoinTokenRequest) -> Result<(i32, Duration), ApiError> {
+    let mut v = Violations::new();
+    v.check(r.max_uses < 0, "max_uses", "must be 0 (one join) or more");
+    v.check(r.unlimited_uses && r.max_uses != 0, "max_uses", "must be 0 when unlimited_uses is set");
+    let ttl = r.ttl.as_ref().map(|d| (d.seconds, d.nanos));
+    v.check(ttl.is_some_and(|(s, n)| s < 0 || n < 0 || (s == 0 && n == 0)), "ttl", "must be positive, e.g. 1h");
+    let ttl = duration_or(r.ttl.as_ref(), DEFAULT_TOKEN_TTL);
+    v.check(ttl > MAX_TOKEN_TTL, "ttl", "must be at most 7 days");
+    v.finish()?;
+    let max_uses = match (r.unlimited_uses, r.max_uses) {
+        (true, _) => 0,
+        (false, 0) => 1,
+        (false, n) => n,
+    };
+    Ok((max_uses, ttl))
+}
+
 impl<K: Kv> Scheduler<K> {
     /// Creates a join token.
     pub async fn create_token(
@@ -47,13 +74,10 @@ impl<K: Kv> Scheduler<K> {
         r: CreateJoinTokenRequest,
     ) -> Result<CreateJoinTokenResponse, ApiError> {
         require_admin(user)?;
-        if r.max_uses < 0 {
-            return Err(ApiError::invalid("max_uses", "must be 0 (unlimited) or more"));
-        }
+        let (max_uses, ttl) = token_limits(&r)?;
         let mut bytes = [0u8; 11];
         rand::rng().fill_bytes(&mut bytes);
         let (id, secret) = (hex::encode(&bytes[..3]), hex::encode(&bytes[3..]));
-        let ttl = duration_or(r.ttl.as_ref(), std::time::Duration::from_secs(24 * 3600));
         let now = now_ms();
         let stored = StoredToken {
             id: id.clone(),
@@ -61,7 +85,7 @@ impl<K: Kv> Scheduler<K> {
             description: r.description,
             created_at: now,
             expires_at: now + ttl.as_millis() as i64,
-            max_uses: r.max_uses,
+            max_uses,
             use_count: 0,
             node_labels: r.node_labels.into_iter().collect(),
             created_by: user.name.clone(),
@@ -129,5 +153,29 @@ impl<K: Kv> Scheduler<K> {
             }
         }
         Err(ApiError::Unavailable("token busy; retry".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(max_uses: i32, unlimited_uses: bool) -> CreateJoinTokenRequest {
+        CreateJoinTokenRequest { max_uses, unlimited_uses, ..Default::default() }
+    }
+
+    #[test]
+    fn tokens_are_single_use_and_short_lived_unless_asked() {
+        assert_eq!(token_limits(&request(0, false)).unwrap(), (1, DEFAULT_TOKEN_TTL));
+        assert_eq!(token_limits(&request(5, false)).unwrap().0, 5);
+        assert_eq!(token_limits(&request(0, true)).unwrap().0, 0, "unlimited is stored as 0");
+        assert!(DEFAULT_TOKEN_TTL <= Duration::from_secs(3600));
+        for bad in [request(-1, false), request(3, true)] {
+            let Err(ApiError::InvalidArgument(v)) = token_limits(&bad) else { panic!("{bad:?} accepted") };
+            assert_eq!(v[0].field, "max_uses");
+        }
+        let week_and_a_day = prost_types::Duration { seconds: 8 * 24 * 3600, nanos: 0 };
+        let long = CreateJoinTokenRequest { ttl: Some(week_and_a_day), ..Default::default() };
+        assert!(matches!(token_limits(&long), Err(ApiError::InvalidArgument(v)) if v[0].field == "ttl"));
     }
 }

@@ -3,14 +3,14 @@
 
 use persys_kit::{ApiError, UserClaims, error::Violations, identity::Role};
 use persys_proto::{
-    common::v1::EventType as PbEventType,
+    common::v1::{EventType as PbEventType, Role as PbRole},
     scheduler::v1::{
         CreateWorkloadRequest, DesiredState, ListWorkloadsRequest, ListWorkloadsResponse, RestartPolicy, Workload,
         WorkloadPhase, WorkloadSpec, WorkloadStatus,
     },
 };
 
-use super::{nodes::page, require_writer};
+use super::{admission::Admission, nodes::page, require_writer};
 use crate::{
     kv::Kv,
     model::{is_terminal, now_ts},
@@ -37,9 +37,11 @@ fn default_name(image: &str) -> String {
     if cleaned.is_empty() { "workload".into() } else { cleaned.to_owned() }
 }
 
-/// Checks a spec; every problem is reported with its field.
-pub fn validate(name: &str, spec: &WorkloadSpec) -> Result<(), ApiError> {
+/// Checks a spec for a user of `role`, with the cluster's allowed networks; every problem is
+/// reported with its field.
+pub fn validate(name: &str, spec: &WorkloadSpec, role: Role, admission: &Admission) -> Result<(), ApiError> {
     let mut v = Violations::new();
+    admission.check_network(role, spec, &mut v);
     v.check(spec.image.trim().is_empty(), "spec.image", "required, e.g. `nginx:1.27` or `busybox`");
     v.check(spec.image.chars().any(char::is_whitespace), "spec.image", "must not contain spaces");
     v.check(
@@ -87,6 +89,15 @@ pub fn validate(name: &str, spec: &WorkloadSpec) -> Result<(), ApiError> {
     v.finish()
 }
 
+/// Returns a role as the protobuf enum.
+pub fn role_of(role: Role) -> PbRole {
+    match role {
+        Role::Admin => PbRole::Admin,
+        Role::Member => PbRole::Member,
+        Role::Viewer => PbRole::Viewer,
+    }
+}
+
 /// Hides sensitive environment values from reads.
 pub fn redact(mut w: Workload) -> Workload {
     if let Some(spec) = w.spec.as_mut() {
@@ -104,10 +115,15 @@ pub fn visible(user: &UserClaims, w: &Workload) -> bool {
 
 impl<K: Kv> Scheduler<K> {
     /// Stores a new workload and returns it at once; placement happens after.
-    pub async fn create_workload(&self, user: &UserClaims, r: CreateWorkloadRequest) -> Result<Workload, ApiError> {
+    pub async fn create_workload(
+        &self,
+        user: &UserClaims,
+        r: CreateWorkloadRequest,
+        admission: &Admission,
+    ) -> Result<Workload, ApiError> {
         require_writer(user)?;
         let mut spec = r.spec.ok_or_else(|| ApiError::invalid("spec", "required"))?;
-        validate(&r.name, &spec)?;
+        validate(&r.name, &spec, user.role, admission)?;
         if spec.replicas == 0 {
             spec.replicas = 1;
         }
@@ -128,6 +144,7 @@ impl<K: Kv> Scheduler<K> {
             }),
             desired_state: DesiredState::Running as i32,
             owner_id: user.id.clone(),
+            owner_role: role_of(user.role) as i32,
             created_at: Some(now_ts()),
             updated_at: Some(now_ts()),
             ..Default::default()
@@ -187,8 +204,8 @@ impl<K: Kv> Scheduler<K> {
             )));
         }
         let mut mismatch = false;
+        // Through the core, which removes the instances a start finds no room for.
         let updated = self
-            .store
             .update_workload(id, |w| {
                 if expected_revision != 0 && w.revision != 0 && w.revision != expected_revision {
                     mismatch = true;
@@ -328,10 +345,30 @@ mod tests {
             }),
             ..Default::default()
         };
-        let Err(ApiError::InvalidArgument(v)) = validate("Bad_Name", &spec) else { panic!("expected violations") };
+        let Err(ApiError::InvalidArgument(v)) = validate("Bad_Name", &spec, Role::Member, &Admission::default()) else {
+            panic!("expected violations")
+        };
         let fields: Vec<_> = v.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["spec.image", "name", "spec.replicas", "spec.resources.requests", "spec.env[0].name"]);
-        assert!(validate("web", &WorkloadSpec { image: "nginx:1.27".into(), ..Default::default() }).is_ok());
+        assert!(
+            validate(
+                "web",
+                &WorkloadSpec { image: "nginx:1.27".into(), ..Default::default() },
+                Role::Member,
+                &Admission::default()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn members_may_not_share_the_hosts_network() {
+        let host = WorkloadSpec { image: "nginx:1.27".into(), network: "host".into(), ..Default::default() };
+        let Err(ApiError::InvalidArgument(v)) = validate("web", &host, Role::Member, &Admission::default()) else {
+            panic!("a member got the host network")
+        };
+        assert_eq!(v[0].field, "spec.network");
+        assert!(validate("web", &host, Role::Admin, &Admission::default()).is_ok());
     }
 
     #[test]

@@ -152,6 +152,19 @@ pub async fn token(api: &mut Api) -> String {
         .token
 }
 
+/// Creates a join token that any number of machines may use, as an admin.
+pub async fn fleet_token(api: &mut Api) -> String {
+    api.create_join_token(pb::CreateJoinTokenRequest {
+        description: "test fleet".into(),
+        unlimited_uses: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .token
+}
+
 /// What a fake agent saw.
 #[derive(Debug)]
 pub enum Seen {
