@@ -60,8 +60,8 @@ svc_ensure_packages() {
     svc_wanted postgres && want+=(postgresql)
     svc_wanted redis && want+=(redis-server)
     svc_wanted etcd && want+=(etcd-server etcd-client)
-    # docker-compose, debootstrap, iptables: the compose check (tests/compose/run.sh).
-    svc_wanted docker && want+=(docker.io busybox-static iproute2 docker-compose debootstrap iptables)
+    # docker-compose, debootstrap, iptables, binutils (objcopy): the compose check (tests/compose/run.sh).
+    svc_wanted docker && want+=(docker.io busybox-static iproute2 docker-compose debootstrap iptables binutils)
     # protoc: etcd-client compiles etcd's own protos with it (Persys' contracts use protox).
     svc_wanted kube && want+=(openssl curl jq)
     want+=(procps protobuf-compiler libprotobuf-dev)

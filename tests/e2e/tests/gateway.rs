@@ -466,6 +466,18 @@ async fn one_trace_spans_client_gateway_and_upstream() {
     assert!(gateway_ids.contains(&upstream_server.parent_span_id));
 }
 
+const REFLECTED_SERVICES: [&str; 9] = [
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "persys.gateway.v1.AuthService",
+    "persys.gateway.v1.UserService",
+    "persys.scheduler.v1.SchedulerService",
+    "persys.analyzer.v1.AnalyzerService",
+    "persys.metrics.v1.MetricsQueryService",
+    "persys.reconciler.v1.PersonaService",
+    "grpc.health.v1.Health",
+];
+
 #[tokio::test]
 async fn reflection_on_the_public_port_lists_every_persys_service() {
     use tonic_reflection::pb::v1::{
@@ -484,15 +496,37 @@ async fn reflection_on_the_public_port_lists_every_persys_service() {
         panic!("unexpected reflection answer {response:?}");
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    for expected in [
-        "persys.gateway.v1.AuthService",
-        "persys.gateway.v1.UserService",
-        "persys.scheduler.v1.SchedulerService",
-        "persys.analyzer.v1.AnalyzerService",
-        "persys.metrics.v1.MetricsQueryService",
-        "persys.reconciler.v1.PersonaService",
-        "grpc.health.v1.Health",
-    ] {
+    for expected in REFLECTED_SERVICES {
         assert!(names.contains(&expected), "{expected} missing from {names:?}");
     }
+}
+
+/// grpcio's reflection client, older grpcurl releases and IDE plugins ask v1alpha only.
+#[tokio::test]
+async fn reflection_v1alpha_answers_with_the_same_services_and_descriptors() {
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let stack = Stack::start(StackOptions::default()).await.unwrap();
+    let mut client = ServerReflectionClient::new(stack.public_channel());
+    let requests = [
+        MessageRequest::ListServices(String::new()),
+        MessageRequest::FileContainingSymbol("persys.scheduler.v1.SchedulerService".into()),
+    ]
+    .map(|m| ServerReflectionRequest { host: String::new(), message_request: Some(m) });
+    let mut responses = client.server_reflection_info(futures::stream::iter(requests)).await.unwrap().into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected v1alpha reflection answer {response:?}");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for expected in REFLECTED_SERVICES {
+        assert!(names.contains(&expected), "{expected} missing from v1alpha list {names:?}");
+    }
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+        panic!("unexpected v1alpha reflection answer {response:?}");
+    };
+    assert!(!files.file_descriptor_proto.is_empty(), "no descriptor for the scheduler service");
 }
