@@ -132,6 +132,7 @@ mod tests {
             status: Some(InstanceStatus { instance_id: instance.into(), ..Default::default() }),
             observed_at: Some(at.into()),
             removed: false,
+            sequence: 0,
         }
     }
 

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::kv::{Kv, Op};
+use crate::kv::{Kv, MAX_TXN_OPS, Op};
 
 #[derive(Serialize)]
 struct Record<'a> {
@@ -36,6 +36,30 @@ pub fn instance_key(zone: &str, name: &str, instance: &str) -> String {
     key(zone, &[instance, name, "workloads"])
 }
 
+/// Returns the prefix of the record keys of every instance of one workload (instance ids
+/// start with their workload's id); names are not unique, ids are.
+pub fn workload_prefix(zone: &str, name: &str, workload_id: &str) -> String {
+    format!("{}/{workload_id}-", key(zone, &[name, "workloads"]))
+}
+
+/// Deletes records, in transactions within the store's operation limit.
+pub async fn remove<K: Kv>(kv: &K, keys: Vec<String>) {
+    for chunk in keys.chunks(MAX_TXN_OPS) {
+        let ops = chunk.iter().map(|k| Op::Delete(k.clone())).collect();
+        if let Err(error) = kv.txn(vec![], ops).await {
+            tracing::warn!(records = chunk.len(), %error, "dns records not removed");
+        }
+    }
+}
+
+/// Deletes every record under `prefix`.
+pub async fn remove_prefix<K: Kv>(kv: &K, prefix: &str) {
+    match kv.range(prefix).await {
+        Ok((entries, _)) => remove(kv, entries.into_iter().map(|e| e.key).collect()).await,
+        Err(error) => tracing::warn!(%prefix, %error, "dns records not listed for removal"),
+    }
+}
+
 /// Writes (or, with no address, deletes) a record.
 pub async fn set<K: Kv>(kv: &K, key: String, address: Option<&str>) {
     let op = match address {
@@ -59,5 +83,7 @@ mod tests {
         assert_eq!(node_key("persys.local", "n1"), "/skydns/local/persys/nodes/n1");
         assert_eq!(instance_key("persys.local", "web", "w-1"), "/skydns/local/persys/workloads/web/w-1");
         assert_eq!(node_key("cluster.example.com.", "n1"), "/skydns/com/example/cluster/nodes/n1");
+        assert_eq!(workload_prefix("persys.local", "web", "w"), "/skydns/local/persys/workloads/web/w-");
+        assert!(instance_key("persys.local", "web", "w-1").starts_with(&workload_prefix("persys.local", "web", "w")));
     }
 }

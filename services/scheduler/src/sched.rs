@@ -253,12 +253,17 @@ impl<K: Kv> Scheduler<K> {
     }
 
     /// Records an agent's report about one of its instances, enforcing that a node only
-    /// reports for instances assigned to it; restarts per policy when an instance ends.
+    /// reports for instances assigned to it and that a report older than the last one recorded
+    /// for the instance (see [`report_sequence`]) changes nothing; restarts per policy when an
+    /// instance ends.
     pub async fn on_status(&self, node_id: &str, event: WorkloadStatusEvent) -> Result<(), ApiError> {
         let Some(report) = event.status else { return Ok(()) };
+        let sequence = report_sequence(event.sequence, event.observed_at.as_ref());
         let mut restart: Option<(i32, String)> = None;
+        let mut outcome = Outcome::Unknown;
         let updated = self
             .update_workload_evicting(&event.workload_id, |w| {
+                outcome = Outcome::Unknown;
                 let desired = w.desired_state();
                 let policy = w.spec.as_ref().map_or(0, |s| s.restart_policy);
                 let max_restarts = w.spec.as_ref().map_or(0, |s| s.max_restarts);
@@ -268,8 +273,15 @@ impl<K: Kv> Scheduler<K> {
                 };
                 if inst.node_id != node_id {
                     tracing::warn!(node = node_id, owner = %inst.node_id, instance = %report.instance_id, "report for another node's instance ignored");
+                    outcome = Outcome::Ignored;
                     return Change::Keep;
                 }
+                if sequence != 0 && sequence <= inst.report_sequence {
+                    tracing::debug!(node = node_id, instance = %report.instance_id, sequence, last = inst.report_sequence, "stale report ignored");
+                    outcome = Outcome::Ignored;
+                    return Change::Keep;
+                }
+                outcome = Outcome::Applied;
                 if event.removed {
                     status.instances.retain(|i| i.instance_id != report.instance_id);
                     return Change::Write(());
@@ -281,6 +293,7 @@ impl<K: Kv> Scheduler<K> {
                     replica_index: inst.replica_index,
                     node_id: inst.node_id.clone(),
                     restart_count: restart_count.max(report.restart_count),
+                    report_sequence: sequence.max(inst.report_sequence),
                     ..report.clone()
                 };
                 let now_terminal = is_terminal(inst.phase);
@@ -305,9 +318,16 @@ impl<K: Kv> Scheduler<K> {
         // cluster is concerned.
         let evicted = updated.as_ref().is_some_and(|u| u.evicted.iter().any(|i| i.instance_id == report.instance_id));
         let updated = updated.map(|u| u.workload);
-        if let (Some(zone), Some(w)) = (&self.settings.dns_zone, &updated) {
+        // A record is written only for an instance this node really runs, from a report that
+        // was recorded; one for an instance the workload no longer has is removed.
+        if let (Some(zone), Some(w)) = (&self.settings.dns_zone, &updated)
+            && outcome != Outcome::Ignored
+        {
             let key = crate::dns::instance_key(zone, &w.name, &report.instance_id);
-            let running = report.phase == WorkloadPhase::Running as i32 && !event.removed && !evicted;
+            let running = outcome == Outcome::Applied
+                && report.phase == WorkloadPhase::Running as i32
+                && !event.removed
+                && !evicted;
             let address = if running {
                 self.store.node(node_id).await.ok().flatten().and_then(|n| n.addresses.first().cloned())
             } else {
@@ -481,6 +501,7 @@ impl<K: Kv> Scheduler<K> {
         }
         if desired == DesiredState::Deleted && status.instances.is_empty() {
             let _ = self.store.delete_workload(&w.id).await;
+            self.forget_workload_dns(w).await;
         }
     }
 
@@ -651,7 +672,7 @@ impl<K: Kv> Scheduler<K> {
     /// which case it is Lost.
     pub async fn on_node_lost(&self, node_id: &str) -> Result<(), ApiError> {
         let (workloads, _) = self.store.workloads().await?;
-        for w in workloads {
+        for w in &workloads {
             if !w.status.iter().flat_map(|s| &s.instances).any(|i| i.node_id == node_id && !is_terminal(i.phase)) {
                 continue;
             }
@@ -688,6 +709,8 @@ impl<K: Kv> Scheduler<K> {
                 })
                 .await?;
         }
+        // After the instances left the node, so a report racing this cannot bring one back.
+        self.forget_node_dns(node_id, &workloads).await;
         self.kick.notify_one();
         Ok(())
     }
@@ -707,6 +730,49 @@ impl<K: Kv> Scheduler<K> {
             }
         }
     }
+}
+
+impl<K: Kv> Scheduler<K> {
+    /// Removes the DNS records of a node that is lost or deleted: its own and those of every
+    /// instance placed on it (a returning node's agent writes its own record again).
+    pub async fn forget_node_dns(&self, node_id: &str, workloads: &[Workload]) {
+        let Some(zone) = &self.settings.dns_zone else { return };
+        let mut keys = vec![crate::dns::node_key(zone, node_id)];
+        for w in workloads {
+            for i in w.status.iter().flat_map(|s| &s.instances).filter(|i| i.node_id == node_id) {
+                keys.push(crate::dns::instance_key(zone, &w.name, &i.instance_id));
+            }
+        }
+        crate::dns::remove(self.store.kv().as_ref(), keys).await;
+    }
+
+    /// Removes the DNS records of every instance a deleted workload ever had, including those
+    /// dropped from its status while their nodes were away.
+    pub async fn forget_workload_dns(&self, w: &Workload) {
+        let Some(zone) = &self.settings.dns_zone else { return };
+        crate::dns::remove_prefix(self.store.kv().as_ref(), &crate::dns::workload_prefix(zone, &w.name, &w.id)).await;
+    }
+}
+
+/// What `on_status` made of a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Recorded.
+    Applied,
+    /// The workload has no such instance (any more).
+    Unknown,
+    /// Another node's instance, or older than what was recorded: changes nothing.
+    Ignored,
+}
+
+/// Returns the order of a report: its sequence, or for an agent that does not set one, its
+/// observation time in nanoseconds since the Unix epoch (the same scale); 0 when neither is
+/// known (such a report is always recorded).
+pub fn report_sequence(sequence: u64, observed_at: Option<&prost_types::Timestamp>) -> u64 {
+    if sequence != 0 {
+        return sequence;
+    }
+    observed_at.map_or(0, |t| (t.seconds.max(0) as u64).saturating_mul(1_000_000_000) + t.nanos.max(0) as u64)
 }
 
 /// Tells the agents connected here to remove evicted instances (an agent connected elsewhere,

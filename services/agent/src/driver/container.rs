@@ -260,6 +260,8 @@ pub fn status_of(
         started_at: docker_time(state.started_at.as_deref()),
         finished_at: docker_time(state.finished_at.as_deref()),
         image_digest: c.image.clone().unwrap_or_default(),
+        // The scheduler's bookkeeping; agents order their reports with the event's sequence.
+        report_sequence: 0,
     };
     Some((workload_id, status))
 }

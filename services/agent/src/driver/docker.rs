@@ -211,6 +211,7 @@ impl DockerDriver {
         if let Some(mut e) = previous {
             e.removed = true;
             e.observed_at = Some(super::now());
+            e.sequence = super::next_sequence();
             if let Some(status) = &e.status {
                 self.mark_stopped(&status.instance_id, false);
             }

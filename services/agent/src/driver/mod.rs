@@ -6,7 +6,10 @@ pub mod container;
 pub mod docker;
 pub mod process;
 
-use std::time::SystemTime;
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::SystemTime,
+};
 
 use bytes::Bytes;
 use persys_proto::{
@@ -59,9 +62,30 @@ pub fn now() -> prost_types::Timestamp {
     SystemTime::now().into()
 }
 
+/// The last sequence given to a status event (see [`next_sequence`]).
+static LAST_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// Returns the sequence of an observation made now: the clock in nanoseconds since the Unix
+/// epoch, raised past the last value returned, so it strictly increases within the process
+/// and, unless the clock went back by more than the agent was down, across restarts. The
+/// scheduler ignores reports older than the last it recorded for an instance.
+pub fn next_sequence() -> u64 {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let prev = LAST_SEQUENCE
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1)))
+        .unwrap_or_else(|last| last);
+    now.max(prev + 1)
+}
+
 /// Returns a status event for `status` observed now.
 pub fn event(workload_id: &str, status: InstanceStatus, removed: bool) -> WorkloadStatusEvent {
-    WorkloadStatusEvent { workload_id: workload_id.to_owned(), status: Some(status), observed_at: Some(now()), removed }
+    WorkloadStatusEvent {
+        workload_id: workload_id.to_owned(),
+        status: Some(status),
+        observed_at: Some(now()),
+        removed,
+        sequence: next_sequence(),
+    }
 }
 
 /// Returns the status of an instance that has no container or process (yet).
@@ -151,6 +175,17 @@ mod tests {
         assert_eq!(tail("a\nb\nc", 5, 100), "a\nb\nc");
         assert_eq!(tail("héllo", 1, 3), "llo");
         assert_eq!(tail("", 3, 10), "");
+    }
+
+    #[test]
+    fn sequences_strictly_increase_and_follow_the_clock() {
+        let before = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let seqs: Vec<u64> = (0..1000).map(|_| next_sequence()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "not strictly increasing");
+        assert!(seqs[0] >= before, "a sequence is at least the clock when taken");
+        let a = event("w", InstanceStatus::default(), false).sequence;
+        let b = event("w", InstanceStatus::default(), true).sequence;
+        assert!(seqs[999] < a && a < b);
     }
 
     #[test]

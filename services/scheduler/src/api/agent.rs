@@ -150,7 +150,7 @@ impl<K: Kv> AgentService for AgentApi<K> {
                         }
                         if revived || persisted.elapsed() >= persist_every {
                             persisted = tokio::time::Instant::now();
-                            let _ = sched
+                            let updated = sched
                                 .store
                                 .update_node(&node_id, |n| {
                                     n.last_heartbeat = Some(now_ts());
@@ -162,6 +162,12 @@ impl<K: Kv> AgentService for AgentApi<K> {
                                     true
                                 })
                                 .await;
+                            // A node declared lost had its record removed: back, it has one again.
+                            if let (true, Some(zone), Ok(Some(node))) = (revived, &sched.settings.dns_zone, &updated) {
+                                let key = crate::dns::node_key(zone, &node_id);
+                                let address = node.addresses.first().map(String::as_str);
+                                crate::dns::set(sched.store.kv().as_ref(), key, address).await;
+                            }
                         }
                     }
                     Some(connect_request::Payload::WorkloadStatus(event)) => {
@@ -174,15 +180,15 @@ impl<K: Kv> AgentService for AgentApi<K> {
                         if !result.success {
                             tracing::info!(node = %node_id, command = %id, reason = %result.reason, message = %result.message, "command failed on the agent");
                         }
-                        sched.agents.route(&id, Reply::Done(result)).await;
+                        sched.agents.route(&node_id, &id, Reply::Done(result));
                     }
                     Some(connect_request::Payload::LogChunk(chunk)) => {
                         let id = chunk.command_id.clone();
-                        sched.agents.route(&id, Reply::Chunk(chunk)).await;
+                        sched.agents.route(&node_id, &id, Reply::Chunk(chunk));
                     }
                     Some(connect_request::Payload::ImagePullProgress(p)) => {
                         let id = p.command_id.clone();
-                        if !sched.agents.route(&id, Reply::Progress(p.clone())).await {
+                        if !sched.agents.route(&node_id, &id, Reply::Progress(p.clone())) {
                             // A pull for a run: show it on the instance, where `persys workload run
                             // --wait` and watches see it (agents send at most one a second).
                             if let Err(error) = sched.on_pull_progress(&node_id, &p).await {

@@ -234,6 +234,8 @@ impl<K: Kv> Scheduler<K> {
             .kv()
             .txn(vec![], vec![crate::kv::Op::Delete(self.keys().node(id)), crate::kv::Op::Delete(self.keys().live(id))])
             .await?;
+        let (workloads, _) = self.store.workloads().await?;
+        self.forget_node_dns(id, &workloads).await;
         tracing::info!(node = %id, by = %user.name, "node deleted");
         Ok(())
     }

@@ -208,6 +208,10 @@ impl<K: Kv> SchedulerService for SchedulerApi<K> {
                         return;
                     }
                     Reply::Progress(_) => {}
+                    Reply::Cut(status) => {
+                        yield Err(status);
+                        return;
+                    }
                 }
             }
             yield Err(Status::unavailable("the node disconnected while sending logs"));
@@ -251,6 +255,10 @@ impl<K: Kv> SchedulerService for SchedulerApi<K> {
                         return;
                     }
                     Reply::Progress(_) => {}
+                    Reply::Cut(status) => {
+                        yield Err(status);
+                        return;
+                    }
                 }
             }
             yield Err(Status::unavailable("the node disconnected during exec"));

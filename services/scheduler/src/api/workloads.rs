@@ -295,6 +295,7 @@ impl<K: Kv> Scheduler<K> {
         if force || w.status.as_ref().is_none_or(|s| s.instances.is_empty()) {
             self.dispatch(&w).await;
             self.store.delete_workload(id).await?;
+            self.forget_workload_dns(&w).await;
         }
         tracing::info!(workload = %id, by = %user.name, force, "workload deletion requested");
         Ok(())

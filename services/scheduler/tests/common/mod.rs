@@ -328,6 +328,8 @@ impl FakeAgent {
                     }),
                     observed_at: None,
                     removed: false,
+                    // Unordered, like an agent that does not number its reports.
+                    sequence: 0,
                 })),
             })
             .await
