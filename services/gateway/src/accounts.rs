@@ -11,7 +11,8 @@ use persys_kit::{
 use crate::{
     auth::{self, Claims, TokenKeys},
     ratelimit::{Limiter, Rate},
-    store::{ApiKeyRow, AuditRow, NextRefresh, RefreshRow, RefreshUse, Store, StoreError, UserRow},
+    store::{ApiKeyRow, AuditRow, NextRefresh, RefreshRow, RefreshUse, Store, StoreError, UserPatch, UserRow},
+    user_states::{self, UserState, UserStates},
 };
 
 /// Minimum password length accepted for new passwords.
@@ -48,6 +49,9 @@ pub struct Policy {
     pub login_per_user: Rate,
     /// Login attempts per peer address.
     pub login_per_peer: Rate,
+    /// How long a user's token version and enabled flag are cached between store reads: the
+    /// longest a change made through another gateway replica goes unseen here.
+    pub user_cache_ttl: Duration,
 }
 
 impl Default for Policy {
@@ -57,6 +61,7 @@ impl Default for Policy {
             refresh_ttl: Duration::from_secs(7 * 24 * 3600),
             login_per_user: Rate { burst: 5, period: Duration::from_secs(60) },
             login_per_peer: Rate { burst: 20, period: Duration::from_secs(60) },
+            user_cache_ttl: Duration::from_secs(2),
         }
     }
 }
@@ -106,6 +111,8 @@ pub struct Principal {
 
 const BAD_LOGIN: &str = "invalid username or password";
 const BAD_TOKEN: &str = "invalid or expired credentials: log in again (persys login) or use a valid API key";
+const REVOKED_TOKEN: &str =
+    "this session has ended: the account was disabled, removed or changed since login; log in again (persys login)";
 
 /// The account flows over a [`Store`].
 pub struct Accounts<S> {
@@ -114,6 +121,7 @@ pub struct Accounts<S> {
     policy: Policy,
     per_user: Limiter,
     per_peer: Limiter,
+    users: UserStates,
 }
 
 impl<S: Store> Accounts<S> {
@@ -122,6 +130,7 @@ impl<S: Store> Accounts<S> {
         Self {
             per_user: Limiter::new(policy.login_per_user),
             per_peer: Limiter::new(policy.login_per_peer),
+            users: UserStates::new(policy.user_cache_ttl, user_states::CAPACITY),
             store,
             keys,
             policy,
@@ -178,6 +187,7 @@ impl<S: Store> Accounts<S> {
             role,
             disabled_at: None,
             created_at: now_ms(),
+            token_version: 0,
         };
         self.store.create_user(&row).await?;
         Ok(row)
@@ -258,6 +268,7 @@ impl<S: Store> Accounts<S> {
             iat: now / 1000,
             exp: access_expires_at / 1000,
             jti: new_id(),
+            ver: user.token_version,
         };
         (self.keys.sign(&claims), access_expires_at)
     }
@@ -350,7 +361,51 @@ impl<S: Store> Accounts<S> {
             ApiError::Unauthenticated(BAD_TOKEN.into())
         })?;
         let user = claims.user().ok_or_else(|| ApiError::Unauthenticated(BAD_TOKEN.into()))?;
-        Ok(Principal { user, method: AuthMethod::Jwt })
+        // The signature proves what the user was at login; the version proves it still holds.
+        match self.user_state(&claims.sub).await? {
+            Some(state) if state.enabled && state.token_version == claims.ver => {
+                Ok(Principal { user, method: AuthMethod::Jwt })
+            }
+            state => {
+                tracing::info!(user_id = %claims.sub, token_version = claims.ver, ?state, "access token of a changed user refused");
+                Err(ApiError::Unauthenticated(REVOKED_TOKEN.into()))
+            }
+        }
+    }
+
+    /// Returns a user's token version and enabled flag, from the cache when fresh.
+    async fn user_state(&self, user_id: &str) -> Result<Option<UserState>, ApiError> {
+        if let Some(state) = self.users.get(user_id) {
+            return Ok(state);
+        }
+        let state = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .map(|u| UserState { token_version: u.token_version, enabled: u.disabled_at.is_none() });
+        self.users.put(user_id, state);
+        Ok(state)
+    }
+
+    /// Changes a user. Disabling them or changing their password also ends every session of
+    /// theirs (refresh tokens); disabling them or changing their role or password ends their
+    /// access tokens at once on this gateway, and on others within [`Policy::user_cache_ttl`].
+    pub async fn update_user(&self, id: &str, patch: &UserPatch) -> Result<UserRow, ApiError> {
+        let result = self.store.update_user(id, patch).await;
+        self.users.forget(id);
+        let user = result?;
+        if user.disabled_at.is_some() || patch.password_hash.is_some() {
+            self.store.revoke_user_refresh(&user.id, now_ms()).await?;
+        }
+        Ok(user)
+    }
+
+    /// Deletes a user with their sessions and API keys; their access tokens stop as with
+    /// [`Accounts::update_user`].
+    pub async fn delete_user(&self, id: &str) -> Result<(), ApiError> {
+        let result = self.store.delete_user(id).await;
+        self.users.forget(id);
+        Ok(result?)
     }
 
     async fn authenticate_key(&self, prefix: &str, token: &str) -> Result<Principal, ApiError> {

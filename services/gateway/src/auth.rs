@@ -103,6 +103,8 @@ pub struct Claims {
     pub exp: i64,
     /// Token id.
     pub jti: String,
+    /// The user's token version when it was issued; see [`crate::store::UserRow::token_version`].
+    pub ver: i64,
 }
 
 /// Why a token was refused. Callers get one message for all of them.
@@ -214,6 +216,7 @@ mod tests {
             iat: 0,
             exp,
             jti: "j".into(),
+            ver: 0,
         }
     }
 

@@ -22,7 +22,7 @@ use crate::{
     api::{api_keys::ApiKeysApi, auth::AuthApi, users::UsersApi},
     authn::AuthnLayer,
     error::GatewayError,
-    proxy::Proxy,
+    proxy::{Proxy, Upstream},
     store::Store,
 };
 
@@ -74,11 +74,14 @@ pub fn upstream_channels(
     upstreams: &HashMap<String, String>,
     tls: &Arc<Tls>,
     metrics: &Metrics,
-) -> Result<HashMap<String, persys_kit::client::TracedChannel>, GatewayError> {
+) -> Result<HashMap<String, Upstream>, GatewayError> {
     let options = ClientOptions { metrics: Some(metrics.clone()), ..ClientOptions::default() };
     upstreams
         .iter()
-        .map(|(service, url)| Ok((service.clone(), mtls_channel_to(url, tls, upstream_identity(service), &options)?)))
+        .map(|(service, url)| {
+            let channel = mtls_channel_to(url, tls, upstream_identity(service), &options)?;
+            Ok((service.clone(), Upstream { channel, address: url.clone() }))
+        })
         .collect()
 }
 

@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod proxy;
 pub mod ratelimit;
 pub mod store;
+pub mod user_states;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ pub async fn accounts(args: &ServeArgs) -> Result<Arc<Accounts<SqlStore>>, Gatew
         refresh_ttl: args.refresh_ttl,
         login_per_user: Rate { burst: args.login_per_user.max(1), period: minute },
         login_per_peer: Rate { burst: args.login_per_peer.max(1), period: minute },
+        ..Policy::default()
     };
     Ok(Arc::new(Accounts::new(store, TokenKeys::new(&secret), policy)))
 }

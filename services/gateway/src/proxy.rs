@@ -57,6 +57,15 @@ pub fn owning_service(path: &str) -> Option<&str> {
     rest.starts_with("v1.").then_some(service)
 }
 
+/// One upstream service: the channel calls go through and its address, for the log only.
+#[derive(Clone)]
+pub struct Upstream {
+    /// The channel.
+    pub channel: TracedChannel,
+    /// Where it connects; logged when it fails, never sent to callers.
+    pub address: String,
+}
+
 /// Forwards calls to upstream services.
 #[derive(Clone)]
 pub struct Proxy {
@@ -65,7 +74,7 @@ pub struct Proxy {
 
 struct Inner {
     methods: HashMap<String, MethodKind>,
-    upstreams: HashMap<String, TracedChannel>,
+    upstreams: HashMap<String, Upstream>,
     max_request_bytes: usize,
     audit: Option<AuditSink>,
 }
@@ -107,8 +116,8 @@ pub fn audited(path: &str, body: &[u8], principal: &Principal, peer: String) -> 
 const DROPPED: [&str; 4] = ["authorization", "host", "connection", "cookie"];
 
 impl Proxy {
-    /// Returns a proxy over `upstreams` (service name → channel).
-    pub fn new(upstreams: HashMap<String, TracedChannel>, max_request_bytes: usize, audit: Option<AuditSink>) -> Self {
+    /// Returns a proxy over `upstreams` (service name → upstream).
+    pub fn new(upstreams: HashMap<String, Upstream>, max_request_bytes: usize, audit: Option<AuditSink>) -> Self {
         Self { inner: Arc::new(Inner { methods: method_table(), upstreams, max_request_bytes, audit }) }
     }
 
@@ -136,7 +145,7 @@ impl Proxy {
             )));
         }
         let service = owning_service(&path).unwrap_or_default().to_owned();
-        let channel = self.inner.upstreams.get(&service).cloned().ok_or_else(|| {
+        let Upstream { channel, address } = self.inner.upstreams.get(&service).cloned().ok_or_else(|| {
             Status::unavailable(format!(
                 "service `{service}` is not available: no upstream is configured for it on this gateway"
             ))
@@ -153,7 +162,8 @@ impl Proxy {
             if e.is::<http_body_util::LengthLimitError>() {
                 Status::resource_exhausted(format!("request message larger than {limit} bytes"))
             } else {
-                Status::cancelled(format!("reading request: {e}"))
+                tracing::debug!(error = %chain(e.as_ref()), "reading the request failed");
+                Status::cancelled("the request body could not be read")
             }
         })?;
         let bytes = bytes.to_bytes();
@@ -178,15 +188,37 @@ impl Proxy {
             .uri(Uri::try_from(path.as_str()).map_err(|_| Status::invalid_argument("bad path"))?)
             .version(http::Version::HTTP_2)
             .body(Body::new(Full::new(bytes)))
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| {
+                tracing::error!(error = %e, "building the upstream request failed");
+                Status::internal("internal error; see the server log")
+            })?;
         *upstream.headers_mut() = headers;
 
+        // Addresses and transport errors are for the operator's log; callers learn only which
+        // service failed and that retrying makes sense.
         let response = channel.oneshot(upstream).await.map_err(|e| {
-            tracing::warn!(%service, error = %e, "upstream unreachable");
-            Status::unavailable(format!("service `{service}` is unreachable: {e}"))
+            tracing::warn!(%service, %address, error = %chain(&e), "upstream unreachable");
+            unavailable(&service)
         })?;
         Ok(response.map(Body::new))
     }
+}
+
+/// Returns the status of a call whose upstream cannot be reached: the service, nothing more.
+pub fn unavailable(service: &str) -> Status {
+    Status::unavailable(format!("service `{service}` is unavailable; try again"))
+}
+
+/// Returns an error with every cause, `outer: inner: ...`.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Checks that a gRPC request body is exactly one length-prefixed message within the limit.

@@ -40,6 +40,9 @@ pub struct UserRow {
     pub disabled_at: Option<i64>,
     /// Creation time, unix ms.
     pub created_at: i64,
+    /// Carried in every access token; a token of another version is refused. The store bumps
+    /// it whenever the user is disabled or their role or password changes.
+    pub token_version: i64,
 }
 
 /// Changes to a user; `None` leaves a field alone.
@@ -51,6 +54,16 @@ pub struct UserPatch {
     pub password_hash: Option<String>,
     /// `Some(Some(t))` disables at `t`, `Some(None)` enables.
     pub disabled_at: Option<Option<i64>>,
+}
+
+impl UserPatch {
+    /// Returns whether applying this patch to `user` ends their access tokens: disabling them,
+    /// changing their role (a demoted admin must not keep an admin token) or their password.
+    pub fn revokes_tokens(&self, user: &UserRow) -> bool {
+        self.role.is_some_and(|r| r != user.role)
+            || self.password_hash.is_some()
+            || (matches!(self.disabled_at, Some(Some(_))) && user.disabled_at.is_none())
+    }
 }
 
 /// A stored refresh token (only its hash).
@@ -245,6 +258,7 @@ fn user_from(row: &sqlx::any::AnyRow) -> Result<UserRow, sqlx::Error> {
         role: role_of(&row.try_get::<String, _>("role")?),
         disabled_at: row.try_get("disabled_at")?,
         created_at: row.try_get("created_at")?,
+        token_version: row.try_get("token_version")?,
     })
 }
 
@@ -289,7 +303,7 @@ fn page<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> String) -> Page<T> 
 // Macros rather than consts so queries stay `&'static str` literals (sqlx refuses built strings).
 macro_rules! user_cols {
     () => {
-        "id, username, password_hash, role, disabled_at, created_at"
+        "id, username, password_hash, role, disabled_at, created_at, token_version"
     };
 }
 macro_rules! key_cols {
@@ -322,16 +336,19 @@ impl SqlStore {
 
 impl Store for SqlStore {
     async fn create_user(&self, u: &UserRow) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO users (id, username, password_hash, role, disabled_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        sqlx::query(concat!("INSERT INTO users (", user_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)"))
             .bind(&u.id)
             .bind(&u.username)
             .bind(&u.password_hash)
             .bind(u.role.as_str())
             .bind(u.disabled_at)
             .bind(u.created_at)
+            .bind(u.token_version)
             .execute(&self.pool)
             .await
-            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(format!("user `{}`", u.username)) } else { e.into() })?;
+            .map_err(|e| {
+                if is_unique_violation(&e) { StoreError::Conflict(format!("user `{}`", u.username)) } else { e.into() }
+            })?;
         Ok(())
     }
 
@@ -373,6 +390,9 @@ impl Store for SqlStore {
             .await?;
         let mut user =
             row.as_ref().map(user_from).transpose()?.ok_or_else(|| StoreError::NotFound(format!("user `{id}`")))?;
+        // An increment rather than the value read, so two concurrent changes both count.
+        let bump = i64::from(patch.revokes_tokens(&user));
+        user.token_version += bump;
         if let Some(role) = patch.role {
             user.role = role;
         }
@@ -382,13 +402,17 @@ impl Store for SqlStore {
         if let Some(disabled) = patch.disabled_at {
             user.disabled_at = disabled;
         }
-        sqlx::query("UPDATE users SET role = $1, password_hash = $2, disabled_at = $3 WHERE id = $4")
-            .bind(user.role.as_str())
-            .bind(&user.password_hash)
-            .bind(user.disabled_at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE users SET role = $1, password_hash = $2, disabled_at = $3, token_version = token_version + $4 \
+             WHERE id = $5",
+        )
+        .bind(user.role.as_str())
+        .bind(&user.password_hash)
+        .bind(user.disabled_at)
+        .bind(bump)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(user)
     }

@@ -179,6 +179,7 @@ async fn foreign_expired_and_misaddressed_access_tokens_are_refused() {
         iat: now,
         exp: now + 600,
         jti: new_id(),
+        ver: ada.token_version,
     };
     let ours = TokenKeys::new(&SECRET);
     // Control: these claims, signed with the gateway's key, are accepted.

@@ -27,6 +27,7 @@ fn user(name: &str) -> UserRow {
         role: Role::Member,
         disabled_at: None,
         created_at: NOW,
+        token_version: 0,
     }
 }
 
@@ -147,20 +148,21 @@ async fn update_user_applies_only_the_patched_fields<S: Store>(s: &S) {
 
     let promoted =
         s.update_user(&original.id, &UserPatch { role: Some(Role::Admin), ..UserPatch::default() }).await.unwrap();
-    assert_eq!(promoted, UserRow { role: Role::Admin, ..original.clone() });
+    // Each change that must end the user's access tokens moves the version on.
+    assert_eq!(promoted, UserRow { role: Role::Admin, token_version: 1, ..original.clone() });
     assert_eq!(s.user_by_id(&original.id).await.unwrap(), Some(promoted.clone()));
 
     let disabled = s
         .update_user(&original.id, &UserPatch { disabled_at: Some(Some(NOW + 1)), ..UserPatch::default() })
         .await
         .unwrap();
-    assert_eq!(disabled, UserRow { disabled_at: Some(NOW + 1), ..promoted.clone() });
+    assert_eq!(disabled, UserRow { disabled_at: Some(NOW + 1), token_version: 2, ..promoted.clone() });
 
     let rehashed = s
         .update_user(&original.id, &UserPatch { password_hash: Some("new hash".into()), ..UserPatch::default() })
         .await
         .unwrap();
-    assert_eq!(rehashed, UserRow { password_hash: "new hash".into(), ..disabled.clone() });
+    assert_eq!(rehashed, UserRow { password_hash: "new hash".into(), token_version: 3, ..disabled.clone() });
 
     let enabled =
         s.update_user(&original.id, &UserPatch { disabled_at: Some(None), ..UserPatch::default() }).await.unwrap();
@@ -174,6 +176,26 @@ async fn update_user_applies_only_the_patched_fields<S: Store>(s: &S) {
     let err =
         s.update_user(&new_id(), &UserPatch { role: Some(Role::Admin), ..UserPatch::default() }).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+async fn token_version_moves_only_when_access_must_end<S: Store>(s: &S) {
+    let ada = add_user(s, "ada").await;
+    let version = |u: &UserRow| u.token_version;
+    let same_role = UserPatch { role: Some(Role::Member), ..Default::default() };
+    assert_eq!(version(&s.update_user(&ada.id, &same_role).await.unwrap()), 0, "setting the role it has");
+    let demote = UserPatch { role: Some(Role::Viewer), ..Default::default() };
+    assert_eq!(version(&s.update_user(&ada.id, &demote).await.unwrap()), 1);
+    let disable = UserPatch { disabled_at: Some(Some(NOW)), ..Default::default() };
+    assert_eq!(version(&s.update_user(&ada.id, &disable).await.unwrap()), 2);
+    assert_eq!(version(&s.update_user(&ada.id, &disable).await.unwrap()), 2, "already disabled");
+    let enable = UserPatch { disabled_at: Some(None), ..Default::default() };
+    assert_eq!(version(&s.update_user(&ada.id, &enable).await.unwrap()), 2, "enabling revives no old token");
+    let password = UserPatch { password_hash: Some("another hash".into()), ..Default::default() };
+    assert_eq!(version(&s.update_user(&ada.id, &password).await.unwrap()), 3);
+    // The version is stored, not only returned, and survives a round trip through the column.
+    assert_eq!(s.user_by_id(&ada.id).await.unwrap().map(|u| u.token_version), Some(3));
+    assert_eq!(s.user_by_name("ada").await.unwrap().map(|u| u.token_version), Some(3));
+    assert_eq!(s.list_users(None, 10).await.unwrap().items[0].token_version, 3);
 }
 
 async fn delete_user_removes_their_tokens_and_keys<S: Store>(s: &S) {
@@ -405,6 +427,7 @@ conformance!(
     users_roundtrip_and_pagination,
     duplicate_username_conflicts,
     update_user_applies_only_the_patched_fields,
+    token_version_moves_only_when_access_must_end,
     delete_user_removes_their_tokens_and_keys,
     refresh_use_detects_reuse_and_revokes_the_family,
     expired_refresh_tokens_are_invalid,

@@ -312,6 +312,7 @@ async fn bad_credentials_and_roles_get_clear_statuses() {
         iat: now,
         exp,
         jti: "t".into(),
+        ver: 0,
     };
     let real = TokenKeys::new(&stack.jwt_secret);
     let forged = TokenKeys::new(b"an-attackers-secret-of-thirty-two-bytes!").sign(&claims(AUDIENCE, now + 600));

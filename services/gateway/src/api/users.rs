@@ -86,12 +86,7 @@ impl<S: Store> UserService for UsersApi<S> {
             }
             patch.disabled_at = Some(disabled.then(now_ms));
         }
-        let result = self.accounts.store().update_user(&r.id, &patch).await.map_err(ApiError::from);
-        if let Ok(user) = &result
-            && (user.disabled_at.is_some() || patch.password_hash.is_some())
-        {
-            self.accounts.store().revoke_user_refresh(&user.id, now_ms()).await.map_err(ApiError::from)?;
-        }
+        let result = self.accounts.update_user(&r.id, &patch).await;
         let what =
             format!("role={:?} password={} disabled={:?}", patch.role, patch.password_hash.is_some(), r.disabled);
         self.accounts
@@ -112,7 +107,7 @@ impl<S: Store> UserService for UsersApi<S> {
         if id == admin.user.id {
             return Err(ApiError::invalid("id", "you cannot delete yourself").into());
         }
-        let result = self.accounts.store().delete_user(&id).await.map_err(ApiError::from);
+        let result = self.accounts.delete_user(&id).await;
         self.accounts.audit((&admin.user.id, &admin.user.name), "user.delete", &id, result.is_ok(), &peer, "").await;
         result?;
         Ok(Response::new(pb::DeleteUserResponse {}))
