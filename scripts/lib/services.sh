@@ -757,7 +757,9 @@ svc_cleanup() {
     local i name pid sig
     svc_log "stopping services"
     svc_stop_docker
-    for i in "${!SVC_NAMES[@]}"; do
+    # In reverse order of start: the controller manager before the API server, the API server
+    # before the etcd it drains its requests to.
+    for ((i = ${#SVC_NAMES[@]} - 1; i >= 0; i--)); do
         name=${SVC_NAMES[$i]}
         pid=${SVC_PIDS[$i]}
         [ "$name" = dockerd ] && continue
