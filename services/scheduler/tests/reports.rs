@@ -4,43 +4,34 @@
 //! (item 11). Each case runs on the embedded store and on a real etcd, and ends with the
 //! invariant checker.
 
-use std::{sync::Arc, time::Duration};
+#[macro_use]
+mod stores;
+mod inproc;
 
-use persys_kit::{UserClaims, identity::Role, pki::Ca};
-use persys_proto::{
-    common::v1::ResourceQuantities,
-    scheduler::v1::{
-        DesiredState, InstanceStatus, Node, NodeState, ResourceRequirements, RestartPolicy, Workload, WorkloadPhase,
-        WorkloadSpec, WorkloadStatusEvent,
-    },
+use std::sync::Arc;
+
+use inproc::{admin, cpu, instances, workload};
+
+use persys_proto::scheduler::v1::{
+    DesiredState, InstanceStatus, Node, NodeState, ResourceRequirements, RestartPolicy, Workload, WorkloadPhase,
+    WorkloadSpec, WorkloadStatusEvent,
 };
 use persys_scheduler::{
     dns,
     kv::{Kv, Op, etcd::EtcdKv, mem::MemKv},
     sched::{Scheduler, Settings},
-    store::Store,
     testing::assert_invariants,
 };
 use prost::Message;
 
 const ZONE: &str = "persys.test";
 
-fn cpu(millis: i64) -> ResourceQuantities {
-    ResourceQuantities { cpu_millis: millis, memory_bytes: millis << 20, disk_bytes: 0 }
-}
-
-fn admin() -> UserClaims {
-    UserClaims { id: "root".into(), name: "root".into(), role: Role::Admin }
-}
-
 /// The core on `kv` with DNS records in [`ZONE`] (under the test's own zone labels, so tests
 /// sharing an etcd do not meet), leading, with no loops running: tests drive each step.
 fn core<K: Kv>(kv: Arc<K>, prefix: &str) -> (Arc<Scheduler<K>>, String) {
     let zone = format!("{}.{ZONE}", prefix.trim_start_matches("/").replace(['/', '-'], ""));
     let settings = Settings { dns_zone: Some(zone.clone()), ..Settings::default() };
-    let ca = Arc::new(Ca::generate("test", Duration::from_secs(3600)).unwrap());
-    let (_, leader) = tokio::sync::watch::channel(true);
-    (Scheduler::new(Store::new(kv, prefix), settings, ca, leader), zone)
+    (inproc::core(kv, prefix, settings), zone)
 }
 
 async fn add_node<K: Kv>(s: &Scheduler<K>, id: &str, address: &str) {
@@ -72,14 +63,6 @@ async fn create<K: Kv>(s: &Scheduler<K>, name: &str, replicas: i32, policy: Rest
         ..Default::default()
     };
     s.store.create_workload(&w, "").await.unwrap().id
-}
-
-async fn workload<K: Kv>(s: &Scheduler<K>, id: &str) -> Workload {
-    s.store.workload(id).await.unwrap().expect("workload")
-}
-
-fn instances(w: &Workload) -> Vec<InstanceStatus> {
-    w.status.clone().unwrap_or_default().instances
 }
 
 /// A report as an agent sends it: `sequence` and `observed_at` (unix ns) when given.
@@ -250,36 +233,7 @@ async fn node_delete_removes_its_records<K: Kv>(kv: Arc<K>, prefix: &str) {
     assert_invariants(&s.store).await;
 }
 
-macro_rules! both {
-    ($($case:ident),* $(,)?) => {
-        mod mem {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(Arc::new(MemKv::new()), "/persys").await;
-                }
-            )*
-        }
-        mod etcd {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(endpoints) = persys_kit::testing::require_env("PERSYS_TEST_ETCD_ENDPOINTS", "an etcd server") else {
-                        return;
-                    };
-                    let endpoints: Vec<String> = endpoints.split(',').map(str::to_owned).collect();
-                    let kv = EtcdKv::connect(&endpoints).await.expect("etcd");
-                    let prefix = format!("/t-{}", uuid::Uuid::new_v4().simple());
-                    super::$case(Arc::new(kv), &prefix).await;
-                }
-            )*
-        }
-    };
-}
-
-both!(
+both_stores!(
     a_late_older_report_does_not_overwrite_a_newer_one,
     without_a_sequence_the_observation_time_orders_reports,
     records_are_written_only_for_the_reporting_nodes_own_instances,

@@ -4,41 +4,31 @@
 //! reported live again), and placement batches within etcd's transaction limit. Each case runs
 //! on the embedded store and on a real etcd, and ends with the invariant checker.
 
+#[macro_use]
+mod stores;
+mod inproc;
+
 use std::{sync::Arc, time::Duration};
 
-use persys_kit::{UserClaims, identity::Role, pki::Ca};
-use persys_proto::{
-    common::v1::ResourceQuantities,
-    scheduler::v1::{
-        ConnectResponse, DesiredState, InstanceStatus, Node, NodeState, ResourceRequirements, RestartPolicy, Workload,
-        WorkloadPhase, WorkloadSpec, WorkloadStatusEvent, connect_response::Payload,
-    },
+use inproc::{admin, cpu, instances, workload};
+
+use persys_proto::scheduler::v1::{
+    ConnectResponse, DesiredState, InstanceStatus, Node, NodeState, ResourceRequirements, RestartPolicy, Workload,
+    WorkloadPhase, WorkloadSpec, WorkloadStatusEvent, connect_response::Payload,
 };
 use persys_scheduler::{
     config::Strategy,
     kv::{Kv, Op, etcd::EtcdKv, mem::MemKv},
     model::is_terminal,
     sched::{Scheduler, Settings},
-    store::Store,
     testing::assert_invariants,
 };
 use prost::Message;
 use tokio::sync::mpsc;
 
-fn cpu(millis: i64) -> ResourceQuantities {
-    ResourceQuantities { cpu_millis: millis, memory_bytes: millis << 20, disk_bytes: 0 }
-}
-
-fn admin() -> UserClaims {
-    UserClaims { id: "root".into(), name: "root".into(), role: Role::Admin }
-}
-
 /// The core on `kv`, leading, with no loops running: tests drive each step.
 fn core<K: Kv>(kv: Arc<K>, prefix: &str, strategy: Strategy) -> Arc<Scheduler<K>> {
-    let settings = Settings { strategy, ..Settings::default() };
-    let ca = Arc::new(Ca::generate("test", Duration::from_secs(3600)).unwrap());
-    let (_, leader) = tokio::sync::watch::channel(true);
-    Scheduler::new(Store::new(kv, prefix), settings, ca, leader)
+    inproc::core(kv, prefix, Settings { strategy, ..Settings::default() })
 }
 
 async fn add_node<K: Kv>(s: &Scheduler<K>, id: &str, millis: i64) {
@@ -73,14 +63,6 @@ async fn create<K: Kv>(s: &Scheduler<K>, name: &str, spec: WorkloadSpec) -> Stri
         ..Default::default()
     };
     s.store.create_workload(&w, "").await.unwrap().id
-}
-
-async fn workload<K: Kv>(s: &Scheduler<K>, id: &str) -> Workload {
-    s.store.workload(id).await.unwrap().expect("workload")
-}
-
-fn instances(w: &Workload) -> Vec<InstanceStatus> {
-    w.status.clone().unwrap_or_default().instances
 }
 
 fn on(w: &Workload, node: &str) -> usize {
@@ -311,36 +293,7 @@ async fn a_placement_spread_over_many_nodes_stays_within_the_txn_limit<K: Kv>(kv
     assert_invariants(&s.store).await;
 }
 
-macro_rules! both {
-    ($($case:ident),* $(,)?) => {
-        mod mem {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::$case(Arc::new(MemKv::new()), "/persys").await;
-                }
-            )*
-        }
-        mod etcd {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(endpoints) = persys_kit::testing::require_env("PERSYS_TEST_ETCD_ENDPOINTS", "an etcd server") else {
-                        return;
-                    };
-                    let endpoints: Vec<String> = endpoints.split(',').map(str::to_owned).collect();
-                    let kv = EtcdKv::connect(&endpoints).await.expect("etcd");
-                    let prefix = format!("/t-{}", uuid::Uuid::new_v4().simple());
-                    super::$case(Arc::new(kv), &prefix).await;
-                }
-            )*
-        }
-    };
-}
-
-both!(
+both_stores!(
     losing_a_node_with_two_replicas_reschedules_both,
     draining_a_node_with_two_replicas_moves_both,
     starting_after_stop_takes_back_both_reservations_of_a_node,

@@ -2,6 +2,8 @@
 //! a real etcd.
 
 mod common;
+#[macro_use]
+mod stores;
 
 use std::{sync::Arc, time::Duration};
 
@@ -306,36 +308,7 @@ async fn only_admins_reach_the_hosts_network<K: Kv>(kv: Arc<K>, prefix: &str) {
     );
 }
 
-macro_rules! both {
-    ($($case:ident),* $(,)?) => {
-        mod mem {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(Arc::new(MemKv::new()), "/persys").await;
-                }
-            )*
-        }
-        mod etcd {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(endpoints) = persys_kit::testing::require_env("PERSYS_TEST_ETCD_ENDPOINTS", "an etcd server") else {
-                        return;
-                    };
-                    let endpoints: Vec<String> = endpoints.split(',').map(str::to_owned).collect();
-                    let kv = EtcdKv::connect(&endpoints).await.expect("etcd");
-                    let prefix = format!("/t-{}", uuid::Uuid::new_v4().simple());
-                    super::$case(Arc::new(kv), &prefix).await;
-                }
-            )*
-        }
-    };
-}
-
-both!(
+both_stores!(
     a_joined_agent_runs_a_created_workload,
     bad_tokens_and_impersonation_are_refused,
     members_see_only_their_own_workloads,
