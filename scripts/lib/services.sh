@@ -471,7 +471,14 @@ svc_try_docker() {
 
 # Build persys-test/busybox:latest from the static busybox, with no registry.
 svc_docker_image() {
-    local log=$1 img="$SVC_ROOT/docker-image" bb a out
+    svc_import_busybox "unix://$SVC_ROOT/docker.sock" "$SVC_TEST_IMAGE" "$SVC_ROOT/docker-image" "$1"
+}
+
+# svc_import_busybox DOCKER_HOST IMAGE WORKDIR LOG: makes IMAGE from the static busybox with
+# `docker import` (no registry) on the engine at DOCKER_HOST, and checks that it runs. Also used
+# by tests/compose/run.sh for its own engine.
+svc_import_busybox() {
+    local host=$1 image=$2 img=$3 log=$4 bb a out
     bb=$(command -v busybox 2>/dev/null || true)
     [ -x /bin/busybox ] && bb=/bin/busybox
     if [ -z "$bb" ]; then
@@ -488,15 +495,15 @@ svc_docker_image() {
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$img/etc/passwd"
     printf 'root:x:0:\nnogroup:x:65534:\n' >"$img/etc/group"
     if ! tar --numeric-owner --owner=0 --group=0 -C "$img" -cf - . |
-        svc_docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-            -c 'CMD ["/bin/sh"]' - "$SVC_TEST_IMAGE" >>"$log" 2>&1; then
-        svc_warn "docker: docker import of $SVC_TEST_IMAGE failed"
+        timeout 120 docker -H "$host" import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            -c 'CMD ["/bin/sh"]' - "$image" >>"$log" 2>&1; then
+        svc_warn "docker: docker import of $image failed"
         return 1
     fi
     rm -rf "$img"
-    out=$(svc_docker run --rm --network none "$SVC_TEST_IMAGE" echo hi 2>>"$log") || true
+    out=$(timeout 120 docker -H "$host" run --rm --network none "$image" echo hi 2>>"$log") || true
     if [ "$out" != hi ]; then
-        svc_warn "docker: 'docker run --rm --network none $SVC_TEST_IMAGE echo hi' printed '$out', not 'hi'"
+        svc_warn "docker: 'docker run --rm --network none $image echo hi' printed '$out', not 'hi'"
         return 1
     fi
 }

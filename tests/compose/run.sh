@@ -31,6 +31,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$HERE/../.." && pwd)
+# svc_import_busybox (the workload image) and svc_warn.
+# shellcheck source=../../scripts/lib/services.sh
+. "$REPO_ROOT/scripts/lib/services.sh"
 COMPOSE_DIR="$REPO_ROOT/deploy/compose"
 BIN_DIR="${PERSYS_BIN_DIR:-$REPO_ROOT/target/debug}"
 TOOLS_DIR="${PERSYS_TOOLS_DIR:-${HOME:-/root}/.cache/persys-tools}"
@@ -394,25 +397,10 @@ build_persys() {
     [ "$(echo "$out" | sed -n 1p)" = 10001 ] || fail "the persys image does not run as uid 10001: '$out'"
 }
 
-# persys-test/busybox:latest from the static busybox, as scripts/lib/services.sh does it.
+# persys-test/busybox:latest from the static busybox, made the way the test services make it.
 workload_image() {
-    local img="$ROOT/busybox-image" bb a out
-    bb=$(command -v busybox 2>/dev/null || true)
-    [ -x /bin/busybox ] && bb=/bin/busybox
-    mkdir -p "$img"/{bin,etc,tmp,root,proc,sys,dev}
-    chmod 1777 "$img/tmp"
-    cp "$bb" "$img/bin/busybox"
-    for a in $("$img/bin/busybox" --list 2>/dev/null) sh sleep echo cat ls true false env; do
-        [ -e "$img/bin/$a" ] || [ -L "$img/bin/$a" ] || ln -s busybox "$img/bin/$a"
-    done
-    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$img/etc/passwd"
-    printf 'root:x:0:\nnogroup:x:65534:\n' >"$img/etc/group"
-    tar --numeric-owner --owner=0 --group=0 -C "$img" -cf - . |
-        dk import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-            -c 'CMD ["/bin/sh"]' - "$WORKLOAD_IMAGE" >/dev/null || fail "docker import of $WORKLOAD_IMAGE failed"
-    rm -rf "$img"
-    out=$(dk run --rm --network none "$WORKLOAD_IMAGE" echo hi 2>&1) || true
-    [ "$out" = hi ] || fail "$WORKLOAD_IMAGE does not run (is busybox static? apt-get install busybox-static): '$out'"
+    svc_import_busybox "unix://$SOCK" "$WORKLOAD_IMAGE" "$ROOT/busybox-image" "$ROOT/workload-image.log" ||
+        fail "making $WORKLOAD_IMAGE failed (see $ROOT/workload-image.log)"
 }
 
 write_env() {
