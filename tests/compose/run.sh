@@ -68,8 +68,8 @@ ADMIN_USER="admin"
 ADMIN_PASS=""
 
 log() { printf '[compose-test] %s\n' "$*" >&2; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+now() { svc_now; }
+since() { svc_elapsed "$1"; }
 T_START=$(now)
 
 # step NAME: ends the current step (ok) and starts the next one.
