@@ -12,7 +12,7 @@
 #    the test's clients (the persys CLI, curl) run there with `ip netns exec`.
 # 3. Local stand-ins for the compose file's third-party images (tests/compose/standins/:
 #    postgres, etcd), the Persys image from deploy/compose/Dockerfile.prebuilt and the binaries
-#    already in target/debug, and persys-test/busybox:latest (static busybox) for a workload.
+#    already in the build output (target/debug), and persys-test/busybox:latest (static busybox) for a workload.
 # 4. `docker-compose up -d`, health, `persys login`, a join token, the `agent` profile, the node
 #    Ready, a workload Running with its output in `persys workload logs`, `workload rm`,
 #    `docker-compose down -v`.
@@ -21,7 +21,7 @@
 # iproute2, busybox-static, curl (and binutils, optional: objcopy strips the debug info).
 #
 # Environment:
-#   PERSYS_BIN_DIR          Persys binaries (default: target/debug of this checkout)
+#   PERSYS_BIN_DIR          Persys binaries (default: $CARGO_TARGET_DIR/debug, else target/debug)
 #   PERSYS_TOOLS_DIR        cache of the base tarball (default: $HOME/.cache/persys-tools)
 #   PERSYS_DEBIAN_MIRROR    Debian mirror for debootstrap (default: the one apt uses)
 #   PERSYS_TEST_TMPDIR      where the temporary root goes (default /tmp; keep the path short,
@@ -35,7 +35,7 @@ REPO_ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=../../scripts/lib/services.sh
 . "$REPO_ROOT/scripts/lib/services.sh"
 COMPOSE_DIR="$REPO_ROOT/deploy/compose"
-BIN_DIR="${PERSYS_BIN_DIR:-$REPO_ROOT/target/debug}"
+BIN_DIR="${PERSYS_BIN_DIR:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug}"
 TOOLS_DIR="${PERSYS_TOOLS_DIR:-${HOME:-/root}/.cache/persys-tools}"
 
 SUITE=bookworm

@@ -8,8 +8,10 @@ set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 GRPCURL=${PERSYS_TEST_GRPCURL:?PERSYS_TEST_GRPCURL is not set: scripts/test builds grpcurl (scripts/tools/build grpcurl)}
-STACK="$REPO_ROOT/target/debug/persys-stack"
-PERSYS="$REPO_ROOT/target/debug/persys"
+# The binaries scripts/test built (CARGO_TARGET_DIR when the build output lives elsewhere).
+BIN_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug"
+STACK="$BIN_DIR/persys-stack"
+PERSYS="$BIN_DIR/persys"
 for bin in "$STACK" "$PERSYS"; do
     [ -x "$bin" ] || { echo "readme-grpcurl: $bin is missing (cargo build --workspace --bins)" >&2; exit 1; }
 done
