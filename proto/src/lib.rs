@@ -1,9 +1,12 @@
 //! Generated Rust types, clients and servers for the Persys v1 contracts.
 //!
-//! The `.proto` files under `persys/` are the source of truth; this crate only compiles them.
+//! The `.proto` files under `persys/` are the source of truth; this crate compiles them, and
+//! [`workload`] holds the few rules of the contract that more than one service checks.
 //! [`FILE_DESCRIPTOR_SET`] holds every file so servers can answer gRPC reflection.
 
 #![allow(clippy::all, missing_docs)]
+
+pub mod workload;
 
 /// The encoded `FileDescriptorSet` of every Persys contract, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/persys_descriptor.bin"));

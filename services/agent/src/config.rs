@@ -41,6 +41,15 @@ pub struct Cli {
     /// Workload drivers to enable: `docker`, `process` (host processes; off unless listed).
     #[arg(long, env = "PERSYS_AGENT_DRIVERS", value_delimiter = ',', default_value = "docker")]
     pub drivers: Vec<String>,
+    /// Directory for host processes' working directories and output (process driver); it must
+    /// lie outside `--state-dir`, which holds the node's key.
+    #[arg(long, env = "PERSYS_AGENT_PROCESS_DIR", default_value = "/var/lib/persys-processes")]
+    pub process_dir: PathBuf,
+    /// User (name or UID[:GID]) host processes run as when their spec names none; used when the
+    /// agent runs as root (an admin's spec may name another user, `root` included). An agent
+    /// that is not root runs them as its own user.
+    #[arg(long, env = "PERSYS_AGENT_PROCESS_USER", default_value = "nobody")]
+    pub process_user: String,
     /// Docker engine address: `unix:///path` or `tcp://HOST:PORT`; defaults to `DOCKER_HOST`,
     /// then `unix:///var/run/docker.sock`.
     #[arg(long, env = "PERSYS_AGENT_DOCKER_HOST")]
@@ -106,6 +115,21 @@ impl Cli {
             return Err(ConfigError("--drivers: enable at least one of docker, process".into()));
         }
         Ok(set)
+    }
+
+    /// Returns the process driver's directory, refused when it lies inside the state directory
+    /// (or holds it): processes must not reach the node's key.
+    pub fn process_dir(&self) -> Result<PathBuf, ConfigError> {
+        let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let (dir, state) = (absolute(&self.process_dir), absolute(&self.state_dir));
+        if dir.starts_with(&state) || state.starts_with(&dir) {
+            return Err(ConfigError(format!(
+                "--process-dir {} must lie outside --state-dir {} (which holds the node's key)",
+                dir.display(),
+                state.display()
+            )));
+        }
+        Ok(dir)
     }
 
     /// Returns the node labels, or the entry that is not `KEY=VALUE`.

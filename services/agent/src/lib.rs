@@ -75,6 +75,7 @@ async fn node_id(cli: &Cli, state: &StateDir, host: &Host) -> Result<String, Age
 /// Runs the agent until `shutdown`.
 pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
     let enabled = cli.driver_set()?;
+    let process_dir = if enabled.process { Some(cli.process_dir()?) } else { None };
     let labels = cli.label_map()?;
     let scheduler = cli.scheduler_url()?;
     let state = StateDir::open(&cli.state_dir)?;
@@ -106,9 +107,9 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
         tokio::spawn(docker.clone().watch(shutdown.clone()));
         drivers.docker = Some(docker);
     }
-    if enabled.process {
-        let dir = state.path().join("processes");
-        drivers.process = Some(Arc::new(ProcessDriver::new(dir, node_id.clone(), outbox.clone())));
+    if let Some(dir) = process_dir {
+        let driver = ProcessDriver::new(dir, node_id.clone(), outbox.clone()).run_as(&cli.process_user);
+        drivers.process = Some(Arc::new(driver));
     }
     let drivers = Arc::new(drivers);
 

@@ -289,3 +289,68 @@ async fn members_containers_stay_off_the_hosts_network_and_unprivileged() {
     );
     trigger.trigger();
 }
+
+#[tokio::test]
+async fn named_volumes_are_the_owners_own_on_the_engine() {
+    let Some((host, image)) = engine() else { return };
+    let node = node_id("volumes");
+    let _cleanup = Cleanup::new(&host, &node);
+    let (driver, outbox) = driver(&host, &node).await;
+    let (trigger, handle) = shutdown::channel();
+    tokio::spawn(driver.clone().watch(handle));
+    let (out, _rx) = sink();
+    let docker = driver.client();
+    let with_data = |name: &str, owner: &str, script: &str| {
+        let mut run = run_sh(&node, name, &image, script);
+        run.owner_id = format!("{owner}-{node}");
+        run.spec.as_mut().unwrap().volumes = vec![persys_proto::scheduler::v1::VolumeMount {
+            source: "data".into(),
+            target: "/data".into(),
+            read_only: false,
+        }];
+        run
+    };
+
+    // Alice writes into her `data`; Bob's `data` is another volume, empty.
+    let alice = with_data("alice", "alice", "echo secret > /data/f");
+    driver.run(&alice, &out).await.unwrap();
+    wait_event(&outbox, &alice.instance_id, |e| phase(e) == WorkloadPhase::Succeeded).await;
+    let bob = with_data("bob", "bob", "test ! -e /data/f");
+    driver.run(&bob, &out).await.unwrap();
+    let done = wait_event(&outbox, &bob.instance_id, |e| {
+        [WorkloadPhase::Succeeded, WorkloadPhase::Failed].iter().any(|p| phase(e) == *p)
+    })
+    .await;
+    assert_eq!(phase(&done), WorkloadPhase::Succeeded, "bob saw alice's file");
+    for (run, owner) in [(&alice, "alice"), (&bob, "bob")] {
+        let name = format!("persys-{owner}-{node}.data");
+        let volume = docker.inspect_volume(&name).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(volume.labels.get("persys.owner"), Some(&run.owner_id), "{name}");
+        let mounts = docker.inspect_container(&run.instance_id, None).await.unwrap().mounts.unwrap_or_default();
+        assert_eq!(mounts.iter().filter_map(|m| m.name.clone()).collect::<Vec<_>>(), [name]);
+    }
+
+    // A volume of Carol's name made outside the agent (no owner label) is not mounted.
+    let carol = with_data("carol", "carol", "true");
+    let planted = format!("persys-carol-{node}.data");
+    docker
+        .create_volume(bollard::models::VolumeCreateRequest { name: Some(planted.clone()), ..Default::default() })
+        .await
+        .unwrap();
+    let err = driver.run(&carol, &out).await.unwrap_err();
+    assert_eq!(err.reason, "NotAllowed", "{}", err.message);
+    assert!(docker.inspect_container(&carol.instance_id, None).await.is_err(), "no container was created");
+
+    trigger.trigger();
+    for id in [&alice.instance_id, &bob.instance_id] {
+        driver.remove(id, None, true).await.unwrap();
+    }
+    for owner in ["alice", "bob", "carol"] {
+        let _ = docker
+            .remove_volume(
+                &format!("persys-{owner}-{node}.data"),
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await;
+    }
+}

@@ -7,8 +7,12 @@ use persys_agent::{
     driver::{Output, process::ProcessDriver},
     outbox::Outbox,
 };
-use persys_proto::scheduler::v1::{
-    ConnectRequest, FetchLogs, RunInstance, WorkloadPhase, WorkloadSpec, WorkloadStatusEvent, connect_request::Payload,
+use persys_proto::{
+    common::v1::Role,
+    scheduler::v1::{
+        ConnectRequest, FetchLogs, RunInstance, WorkloadPhase, WorkloadSpec, WorkloadStatusEvent,
+        connect_request::Payload,
+    },
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -24,8 +28,18 @@ fn run(name: &str, script: &str) -> RunInstance {
             args: vec!["-c".into(), script.into()],
             ..Default::default()
         }),
+        owner_role: Role::Admin as i32,
         ..Default::default()
     }
+}
+
+/// A driver directory that a process switched to another user (when the test runs as root)
+/// can still reach: tempdirs are 0700.
+fn driver_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    tmp
 }
 
 async fn wait(outbox: &Outbox, instance: &str, phase: WorkloadPhase) -> WorkloadStatusEvent {
@@ -42,7 +56,7 @@ async fn wait(outbox: &Outbox, instance: &str, phase: WorkloadPhase) -> Workload
 
 #[tokio::test]
 async fn processes_run_exit_log_and_stop() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = driver_dir();
     let outbox = Arc::new(Outbox::new(100));
     let driver = Arc::new(ProcessDriver::new(tmp.path().to_owned(), "node-p".into(), outbox.clone()));
 
@@ -84,4 +98,50 @@ async fn processes_run_exit_log_and_stop() {
     driver.remove("p-stubborn", None).await.unwrap();
     assert!(!driver.has("p-stubborn") && !tmp.path().join("p-stubborn").exists());
     assert_eq!(driver.inventory().len(), 1);
+}
+
+async fn output_of(driver: &Arc<ProcessDriver>, instance: &str) -> String {
+    let (tx, mut rx) = mpsc::channel::<ConnectRequest>(16);
+    let logs = FetchLogs { instance_id: instance.into(), ..Default::default() };
+    driver.logs(&logs, &Output::new("c".into(), tx), &CancellationToken::new()).await.unwrap();
+    let mut text = String::new();
+    while let Ok(ConnectRequest { payload: Some(Payload::LogChunk(c)) }) = rx.try_recv() {
+        text.push_str(&String::from_utf8_lossy(&c.chunk.unwrap().data));
+    }
+    text
+}
+
+#[tokio::test]
+async fn only_admins_start_host_processes_and_never_as_root_unless_asked() {
+    let tmp = driver_dir();
+    let outbox = Arc::new(Outbox::new(100));
+    let driver = Arc::new(ProcessDriver::new(tmp.path().to_owned(), "node-p".into(), outbox.clone()));
+
+    for role in [Role::Member, Role::Viewer, Role::Unspecified] {
+        let mut r = run(&format!("by-{}", role.as_str_name().to_lowercase().replace('_', "-")), "touch /tmp/x");
+        r.owner_role = role as i32;
+        assert_eq!(driver.run(&r).await.unwrap_err().reason, "NotAllowed", "{role:?}");
+        assert!(!driver.has(&r.instance_id));
+    }
+
+    // The process's user: `nobody` when the agent is root, the agent's own user otherwise.
+    driver.run(&run("whoami", "id -u")).await.unwrap();
+    wait(&outbox, "p-whoami", WorkloadPhase::Succeeded).await;
+    let agent_uid = rustix::process::geteuid().as_raw();
+    let expected =
+        if agent_uid == 0 { persys_agent::driver::process::lookup_user("nobody").unwrap().0 } else { agent_uid };
+    assert_eq!(output_of(&driver, "p-whoami").await.trim(), expected.to_string());
+
+    // The state directory (the node's key) stays out of reach of a switched user: a file the
+    // agent keeps 0600, as it keeps its key, cannot be read.
+    if agent_uid == 0 {
+        use std::os::unix::fs::PermissionsExt;
+        let key = tmp.path().join("node.key");
+        std::fs::write(&key, "secret").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let script = format!("cat {} || echo refused", key.display());
+        driver.run(&run("key", &script)).await.unwrap();
+        wait(&outbox, "p-key", WorkloadPhase::Succeeded).await;
+        assert!(output_of(&driver, "p-key").await.contains("refused"));
+    }
 }

@@ -177,6 +177,21 @@ pub fn peer_identity<B>(request: &Request<B>) -> Option<Identity> {
     Identity::from_der(certs.first()?.as_ref())
 }
 
+/// Returns the join a node certificate (DER) belongs to: its subject's OU `join:<id>`.
+pub fn join_id_from_der(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    cert.subject()
+        .iter_organizational_unit()
+        .filter_map(|ou| ou.as_str().ok())
+        .find_map(|ou| ou.strip_prefix(crate::pki::JOIN_OU_PREFIX).map(str::to_owned))
+}
+
+/// Returns the join named in the peer certificate of a gRPC request served over mTLS.
+pub fn peer_join_id<T>(request: &tonic::Request<T>) -> Option<String> {
+    let info = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>()?;
+    join_id_from_der(info.peer_certs()?.first()?.as_ref())
+}
+
 /// Which identities may call which gRPC paths of a server.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {

@@ -37,6 +37,9 @@ pub struct Issued {
     pub key_pem: String,
 }
 
+/// Prefix of the subject OU that names a node certificate's join.
+pub const JOIN_OU_PREFIX: &str = "join:";
+
 /// What a leaf certificate is for.
 #[derive(Clone, Debug)]
 pub struct LeafRequest {
@@ -122,8 +125,22 @@ impl Ca {
     /// Signs the public key of a PEM certificate signing request for `request`'s identity and
     /// names; whatever names the CSR itself asks for are ignored.
     pub fn sign_csr(&self, csr_pem: &str, request: &LeafRequest) -> Result<String, PkiError> {
+        self.sign_node_csr(csr_pem, request, None)
+    }
+
+    /// Signs a CSR like [`Ca::sign_csr`], naming the join it belongs to (a node's, see
+    /// [`crate::identity::join_id_from_der`]) in the subject's OU as `join:<id>`.
+    pub fn sign_node_csr(
+        &self,
+        csr_pem: &str,
+        request: &LeafRequest,
+        join_id: Option<&str>,
+    ) -> Result<String, PkiError> {
         let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
-        let params = self.leaf_params(request)?;
+        let mut params = self.leaf_params(request)?;
+        if let Some(join) = join_id {
+            params.distinguished_name.push(DnType::OrganizationalUnitName, format!("{JOIN_OU_PREFIX}{join}"));
+        }
         let cert = params.signed_by(&csr.public_key, &self.issuer)?;
         Ok(cert.pem())
     }

@@ -168,7 +168,7 @@ async fn run(kv: Arc<EtcdKv>, nodes: usize, workloads: usize, concurrency: usize
         w.await.unwrap();
     }
     let ca = Arc::new(persys_kit::pki::Ca::load(pki.ca.cert_pem(), pki.ca.key_pem()).unwrap());
-    let (_leader, leading) = tokio::sync::watch::channel(true);
+    let (_leader, leading) = tokio::sync::watch::channel(Some(0));
     let settings = persys_scheduler::sched::Settings {
         heartbeat: Duration::from_secs(5),
         lease_ttl: Duration::from_secs(15),

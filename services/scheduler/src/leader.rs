@@ -1,32 +1,37 @@
 //! Leader election on the store: the leader holds a key attached to its lease. Losing the
 //! lease (death, partition) deletes the key and another replica takes over within the TTL.
+//!
+//! What is published is the leader's term: the revision at which it wrote the key. Writes
+//! only the leader may make carry it as a guard (the key still at that revision), so a
+//! replica that was deposed while paused or cut off cannot land one (see
+//! `Scheduler::leader_fence`).
 
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use crate::kv::{Cmp, Event, Kv, Op};
+use crate::kv::{Cmp, Event, Kv, Op, Revision};
 
-/// Campaigns forever as `replica` on `key`, publishing whether this replica leads.
+/// Campaigns forever as `replica` on `key`, publishing this replica's term while it leads.
 pub async fn campaign<K: Kv>(
     kv: Arc<K>,
     key: String,
     replica: String,
     ttl: Duration,
-    leader: watch::Sender<bool>,
+    leader: watch::Sender<Option<Revision>>,
     shutdown: persys_kit::shutdown::Shutdown,
 ) {
     loop {
         if shutdown.is_triggered() {
-            leader.send_replace(false);
+            leader.send_replace(None);
             return;
         }
         match lead_once(&kv, &key, &replica, ttl, &leader, &shutdown).await {
             Ok(()) => {}
             Err(error) => tracing::warn!(%error, "leader election round failed"),
         }
-        leader.send_replace(false);
+        leader.send_replace(None);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = shutdown.clone().wait() => return,
@@ -39,7 +44,7 @@ async fn lead_once<K: Kv>(
     key: &str,
     replica: &str,
     ttl: Duration,
-    leader: &watch::Sender<bool>,
+    leader: &watch::Sender<Option<Revision>>,
     shutdown: &persys_kit::shutdown::Shutdown,
 ) -> Result<(), crate::kv::KvError> {
     let lease = kv.grant(ttl).await?;
@@ -70,7 +75,7 @@ async fn lead_once<K: Kv>(
         return Ok(());
     }
     tracing::info!(%replica, "elected leader");
-    leader.send_replace(true);
+    leader.send_replace(Some(won.revision));
     let mut tick = tokio::time::interval(ttl / 3);
     tick.tick().await;
     loop {
@@ -82,7 +87,7 @@ async fn lead_once<K: Kv>(
                 }
             }
             _ = shutdown.clone().wait() => {
-                leader.send_replace(false);
+                leader.send_replace(None);
                 // Step down at once so another replica takes over without waiting for the TTL.
                 let _ = kv.revoke(lease).await;
                 return Ok(());

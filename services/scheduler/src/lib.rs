@@ -92,7 +92,7 @@ pub async fn start<K: Kv>(kv: Arc<K>, config: Config, shutdown: Shutdown) -> Res
         node_cert_ttl: config.node_cert_ttl,
         dns_zone: (config.dns_zone != "off").then(|| config.dns_zone.clone()),
     };
-    let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(None);
     let store = Store::new(kv.clone(), &config.prefix);
     let sched = Scheduler::new(store, settings, ca, leader_rx);
     let replica = config.replica.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());

@@ -178,6 +178,17 @@ pub fn add(a: &ResourceQuantities, b: &ResourceQuantities, factor: i64) -> Resou
     }
 }
 
+/// Returns `q` with each quantity at most the ceiling's, where the ceiling knows it (non-zero).
+pub fn at_most(q: &ResourceQuantities, ceiling: Option<&ResourceQuantities>) -> ResourceQuantities {
+    let Some(c) = ceiling else { return *q };
+    let min = |x: i64, y: i64| if y > 0 { x.min(y) } else { x };
+    ResourceQuantities {
+        cpu_millis: min(q.cpu_millis, c.cpu_millis),
+        memory_bytes: min(q.memory_bytes, c.memory_bytes),
+        disk_bytes: min(q.disk_bytes, c.disk_bytes),
+    }
+}
+
 /// Returns whether restarting after an exit with `exit_code` is wanted by the policy.
 pub fn wants_restart(policy: i32, exit_code: Option<i32>) -> bool {
     match RestartPolicy::try_from(policy).unwrap_or(RestartPolicy::Never) {

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use crate::{
     agents::Agents,
     config::Strategy,
-    kv::{Event, Kv, MAX_TXN_OPS},
+    kv::{Cmp, Event, Kv, MAX_TXN_OPS, Revision},
     model::{Keys, is_terminal, now_ms, now_ts, requests_of, restart_backoff, wants_restart},
     placement,
     store::{Change, Store},
@@ -106,8 +106,9 @@ pub struct Scheduler<K> {
     pub settings: Settings,
     /// The cluster CA, to sign node certificates.
     pub ca: Arc<Ca>,
-    /// Whether this replica leads (runs placement and the liveness monitor).
-    pub leader: watch::Receiver<bool>,
+    /// The term this replica leads in (its election key's revision), while it leads (runs
+    /// placement and the liveness monitor).
+    pub leader: watch::Receiver<Option<Revision>>,
     /// Wakes the placement loop.
     pub kick: Notify,
     /// Commands already sent for an instance (`instance/action`), so watch events and
@@ -117,7 +118,12 @@ pub struct Scheduler<K> {
 
 impl<K: Kv> Scheduler<K> {
     /// Returns the core.
-    pub fn new(store: Store<K>, settings: Settings, ca: Arc<Ca>, leader: watch::Receiver<bool>) -> Arc<Self> {
+    pub fn new(
+        store: Store<K>,
+        settings: Settings,
+        ca: Arc<Ca>,
+        leader: watch::Receiver<Option<Revision>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             agents: Arc::new(Agents::default()),
@@ -135,7 +141,20 @@ impl<K: Kv> Scheduler<K> {
     }
 
     fn is_leader(&self) -> bool {
-        *self.leader.borrow()
+        self.leader.borrow().is_some()
+    }
+
+    /// Returns the guard of a write only the leader may make: the election key still at the
+    /// revision this replica won it with. `None` when this replica does not lead.
+    pub fn leader_fence(&self) -> Option<Cmp> {
+        let term = (*self.leader.borrow())?;
+        Some(Cmp::ModRevision(self.keys().leader(), term))
+    }
+
+    /// Returns the guards of a liveness decision about `node_id` (NotReady, Down, taking its
+    /// instances away): made by the current leader, while the node's liveness key is absent.
+    fn liveness_fence(&self, node_id: &str) -> Option<[Cmp; 2]> {
+        Some([self.leader_fence()?, Cmp::ModRevision(self.keys().live(node_id), 0)])
     }
 
     /// Places every instance that waits for a node; returns how many were placed.
@@ -471,6 +490,7 @@ impl<K: Kv> Scheduler<K> {
                         workload_name: w.name.clone(),
                         spec: w.spec.clone(),
                         owner_role: w.owner_role,
+                        owner_id: w.owner_id.clone(),
                     }),
                 ),
                 DesiredState::Stopped if !is_terminal(inst.phase) => (
@@ -552,7 +572,16 @@ impl<K: Kv> Scheduler<K> {
 
     /// Reconciles a node that just connected: instances it should run but does not are run
     /// again, instances it runs but should not are removed, and its reports are recorded.
-    pub async fn reconcile_node(&self, node_id: &str, reported: Vec<WorkloadStatusEvent>) -> Result<(), ApiError> {
+    /// With `confirm`, returns only once the agent has answered every removal (or `timeout`
+    /// passed): a node back from Down must have stopped what moved elsewhere before it takes
+    /// work again. Returns how many removals were not confirmed.
+    pub async fn reconcile_node(
+        &self,
+        node_id: &str,
+        reported: Vec<WorkloadStatusEvent>,
+        confirm: Option<Duration>,
+    ) -> Result<usize, ApiError> {
+        let mut calls = Vec::new();
         let (workloads, _) = self.store.workloads().await?;
         let mut wanted: HashMap<String, (&Workload, &InstanceStatus)> = HashMap::new();
         for w in &workloads {
@@ -573,17 +602,15 @@ impl<K: Kv> Scheduler<K> {
                 }
                 _ => {
                     tracing::info!(node = node_id, instance = %id, "removing an instance the cluster no longer wants");
-                    let _ = self
-                        .agents
-                        .send(
-                            node_id,
-                            Payload::Remove(RemoveInstance {
-                                instance_id: id,
-                                grace_period: None,
-                                remove_volumes: true,
-                            }),
-                        )
-                        .await;
+                    let remove =
+                        Payload::Remove(RemoveInstance { instance_id: id, grace_period: None, remove_volumes: true });
+                    if confirm.is_some() {
+                        if let Ok(call) = self.agents.call(node_id, remove).await {
+                            calls.push(call);
+                        }
+                    } else {
+                        let _ = self.agents.send(node_id, remove).await;
+                    }
                 }
             }
         }
@@ -619,65 +646,117 @@ impl<K: Kv> Scheduler<K> {
                 self.dispatch(&fresh).await;
             }
         }
-        Ok(())
+        let Some(timeout) = confirm else { return Ok(0) };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut unconfirmed = 0;
+        for mut call in calls {
+            let done = tokio::time::timeout_at(deadline, async {
+                loop {
+                    match call.next().await {
+                        Some(crate::agents::Reply::Done(result)) => return result.success,
+                        Some(crate::agents::Reply::Cut(_)) | None => return false,
+                        Some(_) => {}
+                    }
+                }
+            })
+            .await;
+            if !matches!(done, Ok(true)) {
+                unconfirmed += 1;
+            }
+        }
+        Ok(unconfirmed)
     }
 
     /// Marks nodes whose liveness lease expired NotReady, and NotReady nodes past the grace
-    /// period Down, rescheduling their instances (leader only).
+    /// period Down, rescheduling their instances (leader only). Every such write is fenced
+    /// ([`Scheduler::liveness_fence`]): it lands only while this replica still leads and the
+    /// node's liveness key is still absent, and it re-checks the node's record as stored, so a
+    /// node whose agent came back in the meantime is left alone. A Down node that still holds
+    /// live instances (a leader stopped half way) has them taken away again.
     pub async fn check_liveness(&self) -> Result<(), ApiError> {
         let (nodes, _) = self.store.nodes().await?;
         let (live, _) = self.store.kv().range(&self.keys().live_prefix()).await?;
         let alive: HashSet<&str> = live.iter().map(|e| Keys::id_of(&e.key)).collect();
+        let (workloads, _) = self.store.workloads().await?;
+        let holds_live = |node: &str| {
+            workloads
+                .iter()
+                .flat_map(|w| w.status.iter().flat_map(|s| &s.instances))
+                .any(|i| i.node_id == node && !is_terminal(i.phase))
+        };
+        let grace = (self.settings.lease_ttl + self.settings.down_grace).as_millis() as i64;
         let now = now_ms();
         for node in nodes {
-            let last = node.last_heartbeat.as_ref().map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
-            let state = node.state();
             if alive.contains(node.id.as_str()) {
                 continue;
             }
-            match state {
+            let Some(fence) = self.liveness_fence(&node.id) else { return Ok(()) };
+            let result = match node.state() {
                 NodeState::Ready | NodeState::Cordoned | NodeState::Draining => {
                     tracing::warn!(node = %node.id, "liveness lease expired; node is NotReady");
                     self.store
-                        .update_node(&node.id, |n| {
-                            if alive.contains(n.id.as_str()) || n.state == NodeState::NotReady as i32 {
+                        .update_node_fenced(&node.id, &fence, |n| {
+                            let live = [NodeState::Ready, NodeState::Cordoned, NodeState::Draining];
+                            if !live.iter().any(|s| *s as i32 == n.state) {
                                 return false;
                             }
                             n.state = NodeState::NotReady as i32;
                             n.state_reason = "no heartbeat within the lease TTL".into();
                             true
                         })
-                        .await?;
+                        .await
+                        .map(|_| ())
                 }
-                NodeState::NotReady
-                    if now - last > (self.settings.lease_ttl + self.settings.down_grace).as_millis() as i64 =>
-                {
-                    tracing::warn!(node = %node.id, "node is Down; rescheduling its workloads");
-                    self.store
-                        .update_node(&node.id, |n| {
+                NodeState::NotReady if now - heartbeat_ms(&node) > grace => {
+                    let mut down = false;
+                    let written = self
+                        .store
+                        .update_node_fenced(&node.id, &fence, |n| {
+                            if n.state != NodeState::NotReady as i32 || now - heartbeat_ms(n) <= grace {
+                                return false;
+                            }
                             n.state = NodeState::Down as i32;
                             n.state_reason = format!("NotReady for longer than {:?}", self.settings.down_grace);
+                            down = true;
                             true
                         })
-                        .await?;
-                    self.on_node_lost(&node.id).await?;
+                        .await;
+                    match written {
+                        Ok(_) if down => {
+                            tracing::warn!(node = %node.id, "node is Down; rescheduling its workloads");
+                            self.on_node_lost(&node.id).await
+                        }
+                        other => other.map(|_| ()),
+                    }
                 }
-                _ => {}
+                NodeState::Down if holds_live(&node.id) => {
+                    tracing::warn!(node = %node.id, "a Down node still holds instances; rescheduling them");
+                    self.on_node_lost(&node.id).await
+                }
+                _ => Ok(()),
+            };
+            match result {
+                Err(e) if crate::store::is_fenced(&e) => {
+                    tracing::info!(node = %node.id, error = %e, "liveness decision dropped: leadership or liveness changed");
+                }
+                other => other?,
             }
         }
         Ok(())
     }
 
     /// Takes every live instance off a lost node: rescheduled unless its policy is Never, in
-    /// which case it is Lost.
+    /// which case it is Lost. Each write is fenced ([`Scheduler::liveness_fence`]); without
+    /// leadership nothing is done.
     pub async fn on_node_lost(&self, node_id: &str) -> Result<(), ApiError> {
+        let Some(fence) = self.liveness_fence(node_id) else { return Ok(()) };
         let (workloads, _) = self.store.workloads().await?;
         for w in &workloads {
             if !w.status.iter().flat_map(|s| &s.instances).any(|i| i.node_id == node_id && !is_terminal(i.phase)) {
                 continue;
             }
             self.store
-                .update_workload(&w.id, |w| {
+                .update_workload_fenced(&w.id, &fence, |w| {
                     let policy = w.spec.as_ref().map_or(0, |s| s.restart_policy);
                     let reschedule = w.desired_state() == DesiredState::Running && wants_restart(policy, None);
                     let Some(status) = w.status.as_mut() else { return Change::Keep };
@@ -697,6 +776,9 @@ impl<K: Kv> Scheduler<K> {
                             i.message = format!("node {node_id} is down");
                             moved.push(i.instance_id.clone());
                         }
+                    }
+                    if moved.is_empty() {
+                        return Change::Keep;
                     }
                     let what = if reschedule { "Rescheduling" } else { "Lost" };
                     record_event(
@@ -768,6 +850,11 @@ enum Outcome {
 /// Returns the order of a report: its sequence, or for an agent that does not set one, its
 /// observation time in nanoseconds since the Unix epoch (the same scale); 0 when neither is
 /// known (such a report is always recorded).
+/// Returns a node's last heartbeat in milliseconds since the epoch (0 without one).
+fn heartbeat_ms(node: &Node) -> i64 {
+    node.last_heartbeat.as_ref().map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+}
+
 pub fn report_sequence(sequence: u64, observed_at: Option<&prost_types::Timestamp>) -> u64 {
     if sequence != 0 {
         return sequence;

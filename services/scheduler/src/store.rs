@@ -33,7 +33,11 @@ const RETRIES: usize = 64;
 impl From<KvError> for ApiError {
     fn from(e: KvError) -> Self {
         match e {
-            KvError::Unavailable(m) => ApiError::Unavailable(format!("state store: {m}")),
+            KvError::Unavailable(m) => {
+                // The store's own words (addresses, gRPC transport errors) go to the log only.
+                tracing::warn!(error = %m, "state store unavailable");
+                ApiError::Unavailable("the state store is unavailable; retry shortly".into())
+            }
             KvError::Compacted { requested, oldest } => ApiError::FailedPrecondition(format!(
                 "revision {requested} is no longer available (oldest {oldest}); list again and watch from its revision"
             )),
@@ -64,6 +68,17 @@ impl<K> Clone for Store<K> {
 
 fn conflict(what: &str) -> ApiError {
     ApiError::Unavailable(format!("{what}: too many concurrent updates; retry"))
+}
+
+/// The error of a fenced write whose fence no longer holds (the key `key` changed): this
+/// replica lost leadership, or the node it was about to give up on is live again.
+pub fn fenced(key: &str) -> ApiError {
+    ApiError::FailedPrecondition(format!("fenced write not made: {key} changed"))
+}
+
+/// Returns whether an error is [`fenced`]'s.
+pub fn is_fenced(e: &ApiError) -> bool {
+    matches!(e, ApiError::FailedPrecondition(m) if m.starts_with("fenced write not made"))
 }
 
 impl<K: Kv> Store<K> {
@@ -133,7 +148,19 @@ impl<K: Kv> Store<K> {
     }
 
     /// Applies `f` to a node with compare-and-set, retrying on conflict.
-    pub async fn update_node(&self, id: &str, mut f: impl FnMut(&mut Node) -> bool) -> Result<Option<Node>, ApiError> {
+    pub async fn update_node(&self, id: &str, f: impl FnMut(&mut Node) -> bool) -> Result<Option<Node>, ApiError> {
+        self.update_node_fenced(id, &[], f).await
+    }
+
+    /// Applies `f` to a node like [`Store::update_node`], in a transaction that also requires
+    /// every comparison of `fence` to hold (e.g. the leader's election key unchanged, the
+    /// node's liveness key absent); fails with [`fenced`] once one does not.
+    pub async fn update_node_fenced(
+        &self,
+        id: &str,
+        fence: &[Cmp],
+        mut f: impl FnMut(&mut Node) -> bool,
+    ) -> Result<Option<Node>, ApiError> {
         let key = self.keys.node(id);
         for _ in 0..RETRIES {
             let Some(entry) = self.kv.get(&key).await? else { return Ok(None) };
@@ -142,16 +169,27 @@ impl<K: Kv> Store<K> {
                 return Ok(Some(node));
             }
             node.revision = 0;
-            let outcome = self
-                .kv
-                .txn(vec![Cmp::ModRevision(key.clone(), entry.mod_revision)], vec![Op::put(&key, node.encode_to_vec())])
-                .await?;
+            let mut cmps = vec![Cmp::ModRevision(key.clone(), entry.mod_revision)];
+            cmps.extend_from_slice(fence);
+            let outcome = self.kv.txn(cmps, vec![Op::put(&key, node.encode_to_vec())]).await?;
             if outcome.succeeded {
                 node.revision = outcome.revision;
                 return Ok(Some(node));
             }
+            self.check_fence(fence).await?;
         }
         Err(conflict(&format!("node {id}")))
+    }
+
+    /// Returns [`fenced`] when a comparison of `fence` no longer holds.
+    async fn check_fence(&self, fence: &[Cmp]) -> Result<(), ApiError> {
+        for Cmp::ModRevision(key, revision) in fence {
+            let now = self.kv.get(key).await?.map_or(0, |e| e.mod_revision);
+            if now != *revision {
+                return Err(fenced(key));
+            }
+        }
+        Ok(())
     }
 
     /// Applies `f` to a workload with compare-and-set, keeping node reservations in step (see
@@ -182,6 +220,17 @@ impl<K: Kv> Store<K> {
     pub async fn update_workload_evicting(
         &self,
         id: &str,
+        f: impl FnMut(&mut Workload) -> Change<()>,
+    ) -> Result<Option<Updated>, ApiError> {
+        self.update_workload_fenced(id, &[], f).await
+    }
+
+    /// [`Store::update_workload_evicting`] in a transaction that also requires every comparison
+    /// of `fence` to hold; fails with [`fenced`] once one does not.
+    pub async fn update_workload_fenced(
+        &self,
+        id: &str,
+        fence: &[Cmp],
         mut f: impl FnMut(&mut Workload) -> Change<()>,
     ) -> Result<Option<Updated>, ApiError> {
         let key = self.keys.workload(id);
@@ -194,6 +243,7 @@ impl<K: Kv> Store<K> {
             }
             let requests = requests_of(&before);
             let mut cmps = vec![Cmp::ModRevision(key.clone(), entry.mod_revision)];
+            cmps.extend_from_slice(fence);
             let mut ops = Vec::new();
             let mut evicted = Vec::new();
             for (node_id, taken) in reservation_deltas(&before, &after) {
@@ -243,6 +293,7 @@ impl<K: Kv> Store<K> {
                 after.revision = outcome.revision;
                 return Ok(Some(Updated { workload: after, evicted }));
             }
+            self.check_fence(fence).await?;
         }
         Err(conflict(&format!("workload {id}")))
     }

@@ -214,11 +214,20 @@ async fn evicted_then_placed_on_b<K: Kv>(
     let w = workload(s, first).await;
     assert!(instances(&w).iter().all(|i| i.instance_id != instance), "evicted: {:?}", instances(&w));
     assert_eq!(available(s, "a").await, 0);
-    let commands = sent(agent);
-    assert!(
-        commands.iter().any(|p| matches!(p, Payload::Remove(r) if r.instance_id == instance)),
-        "the agent is told to remove it: {commands:?}"
-    );
+    // The removal is sent right after the eviction is written (by the restart's own task).
+    let mut commands = Vec::new();
+    let removed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(m)) = agent.recv().await {
+            let remove = matches!(&m.payload, Some(Payload::Remove(r)) if r.instance_id == instance);
+            commands.extend(m.payload);
+            if remove {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(removed.is_ok(), "the agent is told to remove it: {commands:?}");
+    commands.extend(sent(agent));
     assert!(!commands.iter().any(|p| matches!(p, Payload::Restart(_))), "{commands:?}");
     assert_invariants(&s.store).await;
     add_node(s, "b", 1000).await;

@@ -201,6 +201,7 @@ async fn workloads_of_a_lost_node_run_again_elsewhere<K: Kv>(kv: Arc<K>, prefix:
 
     let mut second = FakeAgent::start(&pki, s.running.grpc, s.running.bootstrap, &token, "second").await;
     let lost = first.node_id.clone();
+    let first_tls = first.tls.clone();
     first.kill();
 
     // NotReady once the lease lapses, then Down after the grace period.
@@ -230,6 +231,47 @@ async fn workloads_of_a_lost_node_run_again_elsewhere<K: Kv>(kv: Arc<K>, prefix:
     let instances = w.status.unwrap().instances;
     assert_eq!(instances.len(), 1);
     assert_eq!(instances[0].node_id, second.node_id);
+
+    // The first machine comes back, still running the old instance: it takes no work until it
+    // has stopped it, and the workload keeps running once, on the second node.
+    let running = pb::WorkloadStatusEvent {
+        workload_id: w.id.clone(),
+        status: Some(pb::InstanceStatus {
+            instance_id: run.instance_id.clone(),
+            node_id: lost.clone(),
+            phase: pb::WorkloadPhase::Running as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let hello = pb::AgentHello { node_id: lost.clone(), instances: vec![running], ..hello() };
+    let dir = tempfile::tempdir().unwrap();
+    let mut back = FakeAgent::connect_with(s.running.grpc, lost.clone(), first_tls, dir, hello).await.unwrap();
+    let node = admin.get_node(pb::GetNodeRequest { id: lost.clone() }).await.unwrap().into_inner().node.unwrap();
+    assert_eq!(node.state(), pb::NodeState::NotReady, "not Ready before it stopped the moved instance");
+    let (command_id, Payload::Remove(remove)) = back.next_command().await else { panic!("expected a remove") };
+    assert_eq!(remove.instance_id, run.instance_id);
+    back.send(pb::ConnectRequest {
+        payload: Some(pb::connect_request::Payload::CommandResult(pb::CommandResult {
+            command_id,
+            success: true,
+            ..Default::default()
+        })),
+    })
+    .await;
+    let mut nodes = admin.watch_nodes(pb::WatchNodesRequest { since_revision: 0 }).await.unwrap().into_inner();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(e) = nodes.message().await.unwrap() {
+            if e.node.is_some_and(|n| n.id == lost && n.state() == pb::NodeState::Ready) {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("Ready once the removal was confirmed");
+    let w = admin.get_workload(pb::GetWorkloadRequest { id: w.id.clone() }).await.unwrap().into_inner();
+    let instances = w.workload.unwrap().status.unwrap().instances;
+    assert_eq!(instances.iter().map(|i| i.node_id.as_str()).collect::<Vec<_>>(), [second.node_id.as_str()]);
 }
 
 async fn retried_creates_are_idempotent<K: Kv>(kv: Arc<K>, prefix: &str) {
@@ -308,8 +350,151 @@ async fn only_admins_reach_the_hosts_network<K: Kv>(kv: Arc<K>, prefix: &str) {
     );
 }
 
+/// Reads a watch until an event for `id` of `kind`; returns every event before it.
+async fn events_until(
+    stream: &mut tonic::Streaming<pb::WatchWorkloadsResponse>,
+    id: &str,
+    kind: persys_proto::common::v1::WatchEventType,
+) -> Vec<(persys_proto::common::v1::WatchEventType, String)> {
+    let mut seen = Vec::new();
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind:?} for {id}; saw {seen:?}"))
+            .unwrap()
+            .unwrap();
+        let event = (e.r#type(), e.workload.map(|w| w.id).unwrap_or_default());
+        if event.0 == kind && event.1 == id {
+            return seen;
+        }
+        seen.push(event);
+    }
+}
+
+async fn deletions_reach_only_watchers_who_could_see_them<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let pki = Pki::new();
+    let s = serve(kv, config(&pki, prefix, &[])).await;
+    let mut ada = api(&pki, s.running.grpc, "ada", "member");
+    let mut bob = api(&pki, s.running.grpc, "bob", "member");
+    let mut admin = api(&pki, s.running.grpc, "root", "admin");
+    let watch = |api: &mut Api| {
+        let mut api = api.clone();
+        async move { api.watch_workloads(pb::WatchWorkloadsRequest::default()).await.unwrap().into_inner() }
+    };
+    let (mut ada_watch, mut admin_watch) = (watch(&mut ada).await, watch(&mut admin).await);
+    let bobs = create(&mut bob, "bobs", spec("busybox")).await;
+    bob.delete_workload(pb::DeleteWorkloadRequest { id: bobs.id.clone(), ..Default::default() }).await.unwrap();
+    events_until(&mut admin_watch, &bobs.id, persys_proto::common::v1::WatchEventType::Deleted).await;
+    // Ada's own workload, created after Bob's was deleted: everything before it on her watch
+    // is what she was told about Bob's, which must be nothing.
+    let adas = create(&mut ada, "adas", spec("busybox")).await;
+    let before = events_until(&mut ada_watch, &adas.id, persys_proto::common::v1::WatchEventType::Added).await;
+    assert!(before.iter().all(|(_, id)| id.is_empty()), "ada learnt of others' workloads: {before:?}");
+    ada.delete_workload(pb::DeleteWorkloadRequest { id: adas.id.clone(), ..Default::default() }).await.unwrap();
+    events_until(&mut ada_watch, &adas.id, persys_proto::common::v1::WatchEventType::Deleted).await;
+}
+
+async fn a_run_names_its_owner_and_bad_volumes_and_host_processes_are_refused<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let pki = Pki::new();
+    let s = serve(kv, config(&pki, prefix, &[])).await;
+    let mut admin = api(&pki, s.running.grpc, "root", "admin");
+    let token = token(&mut admin).await;
+    let mut agent = FakeAgent::start(&pki, s.running.grpc, s.running.bootstrap, &token, "vols").await;
+    let mut member = api(&pki, s.running.grpc, "ada", "member");
+    let mount = |source: &str| pb::VolumeMount { source: source.into(), target: "/data".into(), read_only: false };
+    for (source, field) in [("persys-bob.data", "spec.volumes[0].source"), ("/srv/../etc", "spec.volumes[0].source")] {
+        let bad = pb::WorkloadSpec { volumes: vec![mount(source)], ..spec("busybox") };
+        let err = member
+            .create_workload(pb::CreateWorkloadRequest { spec: Some(bad), ..Default::default() })
+            .await
+            .expect_err(source);
+        assert_eq!(violated_fields(&err), [field], "{source}");
+    }
+    // No requests: the fake node's disk fits one of `spec`'s.
+    let process = pb::WorkloadSpec { image: "process:///bin/sh".into(), resources: None, ..spec("") };
+    let err = member
+        .create_workload(pb::CreateWorkloadRequest { spec: Some(process.clone()), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["spec.image"]);
+    create(&mut admin, "host-proc", process).await;
+    let (_, run) = agent.next_command().await;
+    let Payload::Run(run) = run else { panic!("expected a run command, got {run:?}") };
+    assert_eq!((run.owner_id.as_str(), run.owner_role()), ("root", persys_proto::common::v1::Role::Admin));
+
+    let w =
+        create(&mut member, "with-data", pb::WorkloadSpec { volumes: vec![mount("data")], ..spec("busybox") }).await;
+    let (_, run) = agent.next_command().await;
+    let Payload::Run(run) = run else { panic!("expected a run command, got {run:?}") };
+    assert_eq!(
+        (run.workload_id.as_str(), run.owner_id.as_str()),
+        (w.id.as_str(), "ada"),
+        "the agent scopes volumes by it"
+    );
+}
+
+async fn node_identity_labels_and_capacity_are_fixed_at_join<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let pki = Pki::new();
+    let s = serve(kv, config(&pki, prefix, &[])).await;
+    let mut admin = api(&pki, s.running.grpc, "root", "admin");
+    let (grpc, bootstrap) = (s.running.grpc, s.running.bootstrap);
+    let request = |token: String| pb::JoinRequest {
+        token,
+        hostname: "m1".into(),
+        capacity: Some(capacity(4000, 8 << 30)),
+        labels: [("team".to_owned(), "a".to_owned()), ("persys.io/gpu".to_owned(), "yes".to_owned())].into(),
+        ..Default::default()
+    };
+    let (node_id, tls, dir) = join_with(&pki, bootstrap, request(token(&mut admin).await)).await.unwrap();
+    // An agent that claims more than it had at join, and labels it was not given.
+    let greedy = pb::AgentHello {
+        node_id: node_id.clone(),
+        capacity: Some(capacity(64_000, 512 << 30)),
+        allocatable: Some(capacity(64_000, 512 << 30)),
+        labels: [("zone".to_owned(), "gpu-rack".to_owned()), ("team".to_owned(), "b".to_owned())].into(),
+        ..hello()
+    };
+    let agent = FakeAgent::connect_with(grpc, node_id.clone(), tls.clone(), dir, greedy).await.unwrap();
+    let node = admin.get_node(pb::GetNodeRequest { id: node_id.clone() }).await.unwrap().into_inner().node.unwrap();
+    assert_eq!(node.allocatable.unwrap().cpu_millis, 4000, "clamped to what it had at join");
+    assert_eq!(node.capacity.unwrap().memory_bytes, 8 << 30);
+    assert!(node.state_reason.contains("clamped"), "{}", node.state_reason);
+    let labels: std::collections::BTreeMap<_, _> = node.labels.into_iter().collect();
+    assert_eq!(
+        labels,
+        [("persys.io/hostname".to_owned(), "m1".to_owned()), ("team".to_owned(), "a".to_owned())].into()
+    );
+
+    // The machine is deleted and the name joins again: the old certificate is of no use.
+    drop(agent);
+    admin.delete_node(pb::DeleteNodeRequest { id: node_id.clone(), force: true }).await.unwrap();
+    let (again, new_tls, new_dir) = join_with(&pki, bootstrap, request(token(&mut admin).await)).await.unwrap();
+    assert_eq!(again, node_id, "the same name");
+    let old_dir = tempfile::tempdir().unwrap();
+    let Err(err) = FakeAgent::connect(grpc, node_id.clone(), tls.clone(), old_dir, None).await else {
+        panic!("the deleted join's certificate connected")
+    };
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let channel = persys_kit::client::mtls_channel(
+        &format!("http://localhost:{}", grpc.port()),
+        &tls,
+        &persys_kit::client::ClientOptions::default(),
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().serialize_request(&key).unwrap();
+    let renew = pb::RenewCertificateRequest { csr_pem: csr.pem().unwrap() };
+    let err =
+        pb::bootstrap_service_client::BootstrapServiceClient::new(channel).renew_certificate(renew).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    FakeAgent::connect(grpc, node_id, new_tls, new_dir, None).await.expect("the new join connects");
+}
+
 both_stores!(
     a_joined_agent_runs_a_created_workload,
+    node_identity_labels_and_capacity_are_fixed_at_join,
+    deletions_reach_only_watchers_who_could_see_them,
+    a_run_names_its_owner_and_bad_volumes_and_host_processes_are_refused,
     bad_tokens_and_impersonation_are_refused,
     members_see_only_their_own_workloads,
     workloads_of_a_lost_node_run_again_elsewhere,

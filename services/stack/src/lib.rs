@@ -164,8 +164,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         dir.join("jwt-secret").display().to_string(),
         "--admin-username".into(),
         "admin".into(),
-        "--admin-password".into(),
-        password.clone(),
+        // One argument: a password starting with `-` would otherwise read as a flag.
+        format!("--admin-password={password}"),
         "--upstream".into(),
         format!("scheduler=https://localhost:{}", scheduler.grpc.port()),
         "--admin-listen".into(),
@@ -210,6 +210,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         dir.join("agent").join(random_secret(6)).display().to_string(),
         "--drivers".into(),
         driver.into(),
+        // Host processes: outside the agent's state, as the user who started the stack (its
+        // admin), since only the admin's workloads may run them.
+        "--process-dir".into(),
+        dir.join("processes").join(random_secret(6)).display().to_string(),
+        "--process-user".into(),
+        format!("{}:{}", rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw()),
         "--network-mode".into(),
         config.network_mode.clone(),
         "--admin-api-listen".into(),

@@ -1,7 +1,11 @@
 //! Pure translations between Persys and Docker: a RunInstance into a container definition,
 //! and a container's inspected state into an [`InstanceStatus`].
 
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    path::{Component, Path, PathBuf},
+    time::Duration,
+};
 
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HealthConfig, HealthStatusEnum,
@@ -10,6 +14,7 @@ use bollard::models::{
 use persys_proto::{
     common::v1::{Protocol, Role},
     scheduler::v1::{ImagePullPolicy, InstanceStatus, RunInstance, WorkloadPhase},
+    workload::valid_volume_name,
 };
 
 use super::{
@@ -75,23 +80,100 @@ pub fn labels(run: &RunInstance, node_id: &str) -> HashMap<String, String> {
     labels
 }
 
-fn bind(source: &str, target: &str, read_only: bool, roots: &[PathBuf]) -> Result<String, CommandError> {
+/// Label on the Docker volumes the agent creates: the id of the owner they belong to.
+pub const LABEL_VOLUME_OWNER: &str = "persys.owner";
+
+/// Returns the part of a Docker volume name that stands for an owner: the owner id itself when
+/// it is a plain id (the gateway's are UUIDs), otherwise a digest of it, so no owner id can
+/// spell a separator or another owner's key.
+fn owner_key(owner_id: &str) -> String {
+    let plain = (1..=40).contains(&owner_id.len()) && owner_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if plain {
+        return owner_id.to_owned();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(owner_id.as_bytes());
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("h{hex}")
+}
+
+/// Returns the Docker volume behind a workload's named volume `name`: `persys-<owner>.<name>`.
+/// Every owner has volumes of their own, so one member's `data` is never another's, and no
+/// spec can name a platform volume (certificates, state) or another owner's.
+pub fn volume_name(owner_id: &str, name: &str) -> String {
+    format!("persys-{}.{name}", owner_key(owner_id))
+}
+
+/// Returns `path` with every symbolic link resolved: the longest existing ancestor through
+/// `canonicalize`, the rest (not yet created; Docker creates it) appended as written. The
+/// path must be absolute with no `..`.
+fn resolve(path: &Path) -> std::io::Result<PathBuf> {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        match std::fs::canonicalize(&existing) {
+            Ok(resolved) => return Ok(rest.iter().rev().fold(resolved, |p, c: &std::ffi::OsString| p.join(c))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let name = existing.file_name().map(ToOwned::to_owned).ok_or(e)?;
+                rest.push(name);
+                existing.pop();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Returns the host path a bind mount may use: `source` with its symbolic links resolved, when
+/// that lies under one of the (equally resolved) roots. Checking the resolved path means a link
+/// placed under a root (by a workload that mounts it, say) cannot lead another mount out of it.
+pub fn bind_source(source: &str, roots: &[PathBuf]) -> Result<PathBuf, CommandError> {
+    let refused =
+        || CommandError::new("NotAllowed", format!("host path `{source}` is outside the agent's allowed volume roots"));
+    let path = Path::new(source);
+    if !path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(refused());
+    }
+    let resolved = resolve(path).map_err(|_| refused())?;
+    let inside =
+        roots.iter().filter_map(|root| std::fs::canonicalize(root).ok()).any(|root| resolved.starts_with(root));
+    if inside { Ok(resolved) } else { Err(refused()) }
+}
+
+/// Returns the Docker bind of a volume mount: a named volume becomes the owner's own
+/// ([`volume_name`]), a host path must resolve under the roots ([`bind_source`]).
+fn bind(
+    owner_id: &str,
+    source: &str,
+    target: &str,
+    read_only: bool,
+    roots: &[PathBuf],
+) -> Result<String, CommandError> {
     if !target.starts_with('/') {
         return Err(CommandError::new("InvalidArgument", format!("volume target `{target}` is not an absolute path")));
     }
-    if source.starts_with('/') {
-        let path = std::path::Path::new(source);
-        let clean = !path.components().any(|c| matches!(c, std::path::Component::ParentDir));
-        if !clean || !roots.iter().any(|root| path.starts_with(root)) {
-            return Err(CommandError::new(
-                "NotAllowed",
-                format!("host path `{source}` is outside the agent's allowed volume roots"),
-            ));
-        }
-    } else if source.is_empty() || source.contains(['/', ':']) {
-        return Err(CommandError::new("InvalidArgument", format!("volume source `{source}` is not a volume name")));
-    }
+    let source = if source.starts_with('/') {
+        bind_source(source, roots)?.display().to_string()
+    } else if valid_volume_name(source) {
+        volume_name(owner_id, source)
+    } else {
+        return Err(CommandError::new(
+            "InvalidArgument",
+            format!(
+                "volume source `{source}` is neither an absolute path nor a volume name (letters, digits, `_`, `-`)"
+            ),
+        ));
+    };
     Ok(format!("{source}:{target}{}", if read_only { ":ro" } else { "" }))
+}
+
+/// Returns the Docker volumes (names) an instance's named volumes map to.
+pub fn named_volumes(run: &RunInstance) -> Vec<String> {
+    run.spec
+        .iter()
+        .flat_map(|s| &s.volumes)
+        .filter(|v| valid_volume_name(&v.source))
+        .map(|v| volume_name(&run.owner_id, &v.source))
+        .collect()
 }
 
 /// Returns the network an instance joins: the node's default when the spec names none. The
@@ -158,7 +240,7 @@ pub fn create_body(run: &RunInstance, defaults: &Defaults) -> Result<ContainerCr
     let binds = spec
         .volumes
         .iter()
-        .map(|v| bind(&v.source, &v.target, v.read_only, &defaults.volume_roots))
+        .map(|v| bind(&run.owner_id, &v.source, &v.target, v.read_only, &defaults.volume_roots))
         .collect::<Result<Vec<_>, _>>()?;
     let healthcheck = spec.health_check.as_ref().filter(|h| !h.command.is_empty()).map(|h| HealthConfig {
         test: Some(std::iter::once("CMD".to_owned()).chain(h.command.iter().cloned()).collect()),
@@ -298,6 +380,7 @@ mod tests {
             workload_name: "web".into(),
             spec: Some(spec),
             owner_role: Role::Member as i32,
+            owner_id: "0190a6e2-7d1c-7000-8000-00000000000a".into(),
         }
     }
 
@@ -361,7 +444,7 @@ mod tests {
         assert_eq!(host.memory, Some(64 << 20));
         assert_eq!(host.network_mode.as_deref(), Some("bridge"));
         assert_eq!(host.restart_policy.as_ref().unwrap().name, Some(RestartPolicyNameEnum::NO));
-        assert_eq!(host.binds.as_ref().unwrap(), &["data:/data:ro"]);
+        assert_eq!(host.binds.as_ref().unwrap(), &["persys-0190a6e2-7d1c-7000-8000-00000000000a.data:/data:ro"]);
         let binding = &host.port_bindings.as_ref().unwrap()["80/tcp"].as_ref().unwrap()[0];
         assert_eq!(binding.host_port.as_deref(), Some("8080"));
         let labels = body.labels.as_ref().unwrap();
@@ -375,16 +458,67 @@ mod tests {
         assert_eq!(body.stop_timeout, Some(10));
     }
 
-    #[test]
-    fn host_paths_outside_the_allowed_roots_are_refused() {
-        let mount = |source: &str| WorkloadSpec {
+    fn mount(source: &str) -> WorkloadSpec {
+        WorkloadSpec {
             image: "x".into(),
             volumes: vec![VolumeMount { source: source.into(), target: "/d".into(), read_only: false }],
             ..Default::default()
+        }
+    }
+
+    fn binds(run: &RunInstance, defaults: &Defaults) -> Result<Vec<String>, CommandError> {
+        create_body(run, defaults).map(|b| b.host_config.unwrap().binds.unwrap_or_default())
+    }
+
+    #[test]
+    fn host_paths_must_resolve_under_the_allowed_roots() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(tmp.path()).unwrap();
+        let (root, outside) = (base.join("root"), base.join("outside"));
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        // A link under the root that leads out of it, as a workload mounting the root could make.
+        std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
+        // The root itself named through a link is still the root.
+        std::os::unix::fs::symlink(&root, base.join("root-link")).unwrap();
+        let d = Defaults { volume_roots: vec![base.join("root-link")], ..defaults() };
+        let at = |p: &std::path::Path| run(mount(&p.display().to_string()));
+
+        assert_eq!(binds(&at(&root.join("a")), &d).unwrap(), [format!("{}:/d", root.join("a").display())]);
+        // Not created yet: Docker creates it, under the root.
+        assert_eq!(binds(&at(&root.join("new/dir")), &d).unwrap(), [format!("{}:/d", root.join("new/dir").display())]);
+        for refused in
+            [outside.clone(), root.join("escape"), root.join("escape/sub"), root.join("a/../../outside"), "/etc".into()]
+        {
+            assert_eq!(binds(&at(&refused), &d).unwrap_err().reason, "NotAllowed", "{}", refused.display());
+        }
+        // A root that does not exist on this machine allows nothing.
+        let missing = Defaults { volume_roots: vec![base.join("missing")], ..defaults() };
+        assert_eq!(binds(&at(&base.join("missing/x")), &missing).unwrap_err().reason, "NotAllowed");
+    }
+
+    #[test]
+    fn named_volumes_belong_to_their_owner() {
+        let as_owner = |owner: &str, source: &str| {
+            let mut r = run(mount(source));
+            r.owner_id = owner.into();
+            binds(&r, &defaults())
         };
-        assert!(create_body(&run(mount("/srv/data/a")), &defaults()).is_ok());
-        assert_eq!(create_body(&run(mount("/etc")), &defaults()).unwrap_err().reason, "NotAllowed");
-        assert_eq!(create_body(&run(mount("/srv/data/../../etc")), &defaults()).unwrap_err().reason, "NotAllowed");
+        let alice = as_owner("alice-1", "data").unwrap();
+        let bob = as_owner("bob-2", "data").unwrap();
+        assert_eq!(alice, ["persys-alice-1.data:/d"]);
+        assert_ne!(alice, bob, "two owners' `data` must be different volumes");
+        // Naming another owner's Docker volume, or a platform volume, only reaches one's own.
+        assert_eq!(as_owner("alice-1", "persys-bob-2").unwrap(), ["persys-alice-1.persys-bob-2:/d"]);
+        assert_eq!(as_owner("alice-1", "persys_certs").unwrap(), ["persys-alice-1.persys_certs:/d"]);
+        for refused in ["persys-bob-2.data", "a:b", ".hidden", "-x", "", "../x"] {
+            let err = as_owner("alice-1", refused).unwrap_err();
+            assert_eq!(err.reason, "InvalidArgument", "{refused}");
+        }
+        // Owner ids that are not plain ids cannot spell a separator or another owner's key.
+        let odd = as_owner("alice-1.x", "data").unwrap();
+        assert!(odd[0].starts_with("persys-h") && !odd[0].contains("alice"), "{odd:?}");
+        assert_ne!(as_owner("", "data").unwrap(), alice);
     }
 
     #[test]

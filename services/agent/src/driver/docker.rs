@@ -14,7 +14,7 @@ use bollard::{
     API_DEFAULT_VERSION, Docker,
     container::LogOutput,
     exec::{CreateExecOptions, StartExecOptions, StartExecResults},
-    models::ContainerInspectResponse,
+    models::{ContainerInspectResponse, VolumeCreateRequest},
     query_parameters::{
         CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
         RemoveContainerOptions, RestartContainerOptions, StopContainerOptions,
@@ -349,6 +349,10 @@ impl DockerDriver {
             self.fail(run, &e);
             return Err(e);
         }
+        if let Err(e) = self.ensure_volumes(run).await {
+            self.fail(run, &e);
+            return Err(e);
+        }
         let options = CreateContainerOptions { name: Some(name.to_owned()), ..Default::default() };
         let created = match self.docker.create_container(Some(options), body).await {
             Ok(created) => created,
@@ -366,6 +370,42 @@ impl DockerDriver {
             let e = CommandError::new("StartFailed", CommandError::from(e).message);
             self.refresh(&created.id, "resync").await;
             return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Returns the owner label of a Docker volume: `None` when there is no such volume,
+    /// `Some(None)` for one without the label (not made by an agent).
+    async fn volume_owner(&self, name: &str) -> Result<Option<Option<String>>, CommandError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(v.labels.get(container::LABEL_VOLUME_OWNER).cloned())),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates the owner's named volumes an instance mounts, labelled with the owner, before
+    /// Docker would create them unlabelled; a volume of that name that exists with another
+    /// owner, or with none, is refused rather than mounted.
+    async fn ensure_volumes(&self, run: &RunInstance) -> Result<(), CommandError> {
+        for name in container::named_volumes(run) {
+            if self.volume_owner(&name).await?.is_none() {
+                let labels = HashMap::from([
+                    (LABEL_MANAGED.to_owned(), "true".to_owned()),
+                    (container::LABEL_VOLUME_OWNER.to_owned(), run.owner_id.clone()),
+                ]);
+                let request =
+                    VolumeCreateRequest { name: Some(name.clone()), labels: Some(labels), ..Default::default() };
+                self.docker.create_volume(request).await?;
+            }
+            // Docker answers a create of an existing name with that volume: read the owner back.
+            let owner = self.volume_owner(&name).await?.flatten();
+            if owner.as_deref() != Some(run.owner_id.as_str()) {
+                return Err(CommandError::new(
+                    "NotAllowed",
+                    format!("Docker volume `{name}` exists but was not made for this workload's owner"),
+                ));
+            }
         }
         Ok(())
     }

@@ -39,14 +39,9 @@ pub const LABEL_REPLICA_INDEX: &str = "persys.replica-index";
 /// Lines and bytes of output attached to the status of an exited instance, at most.
 pub const EXIT_TAIL: (usize, usize) = (20, 4096);
 
-/// Image prefix that selects the process driver (see [`process`]).
-pub const PROCESS_SCHEME: &str = "process://";
-
-/// Returns whether a RunInstance belongs to the process driver: an empty image or one starting
-/// with `process://`.
-pub fn is_process_image(image: &str) -> bool {
-    image.is_empty() || image.starts_with(PROCESS_SCHEME)
-}
+/// Image prefix that selects the process driver (see [`process`]), and whether a RunInstance
+/// belongs to it: an empty image or one starting with `process://`.
+pub use persys_proto::workload::{PROCESS_SCHEME, is_process_image};
 
 /// Checks an instance id: it becomes a container name and a directory name.
 pub fn validate_instance_id(id: &str) -> Result<(), CommandError> {

@@ -4,11 +4,17 @@
 //! A RunInstance belongs to this driver when its image is empty or starts with `process://`.
 //! The program is the path after `process://` when there is one, followed by the spec's
 //! command and args; with a bare `process://` or an empty image, `command[0]` is the program.
-//! The process runs as the agent's user, in its own process group, with the spec's env and
-//! working directory (default: the instance's directory under `<state-dir>/processes`);
-//! stdout and stderr go to files there. A stop sends SIGTERM to the group and SIGKILL after
-//! the grace period. Resource limits, ports, volumes and `user` are not applied (a spec with a
-//! user is refused). Processes do not outlive the agent: they are stopped when it exits.
+//!
+//! Host processes run code on the node itself, so only workloads of admins are run (the
+//! scheduler refuses others' at validation; this driver refuses them again). An agent running
+//! as root starts them as the spec's `user` or else as `--process-user` (default `nobody`),
+//! never as root unless an admin's spec asks for it; an agent that is not root runs them as its
+//! own user. Each runs in its own process group, with the spec's env and working directory
+//! (default: the instance's directory under `--process-dir`, outside the state directory that
+//! holds the node's key, and owned by the process's user); stdout and stderr go to files there.
+//! A stop sends SIGTERM to the group and SIGKILL after the grace period. Resource limits,
+//! ports and volumes are not applied. Processes do not outlive the agent: they are stopped
+//! when it exits.
 
 use std::{
     collections::HashMap,
@@ -23,7 +29,7 @@ use std::{
 
 use bytes::Bytes;
 use persys_proto::{
-    common::v1::OutputStream,
+    common::v1::{OutputStream, Role},
     scheduler::v1::{FetchLogs, InstanceStatus, RunInstance, WorkloadPhase, WorkloadStatusEvent},
 };
 use rustix::process::{Pid, Signal, kill_process_group};
@@ -46,6 +52,8 @@ struct Proc {
 pub struct ProcessDriver {
     dir: PathBuf,
     node_id: String,
+    /// User processes run as when their spec names none (agents running as root only).
+    default_user: String,
     outbox: Arc<Outbox>,
     procs: Mutex<HashMap<String, Arc<Proc>>>,
 }
@@ -74,10 +82,66 @@ pub fn argv(image: &str, command: &[String], args: &[String]) -> Result<(String,
     Ok((program, all))
 }
 
+/// Returns the UID and GID a process switches to, or `None` to run as the agent's own user:
+/// the spec's user, else `default_user`, when the agent (effective UID `agent_uid`) is root; an
+/// agent that is not root cannot switch and refuses a spec naming another user.
+pub fn target_user(spec_user: &str, default_user: &str, agent_uid: u32) -> Result<Option<(u32, u32)>, CommandError> {
+    if agent_uid != 0 {
+        if spec_user.is_empty() || lookup_user(spec_user)?.0 == agent_uid {
+            return Ok(None);
+        }
+        return Err(CommandError::new(
+            "NotAllowed",
+            format!("the agent does not run as root: host processes run as its own user, not `{spec_user}`"),
+        ));
+    }
+    let wanted = if spec_user.is_empty() { default_user } else { spec_user };
+    lookup_user(wanted).map(Some)
+}
+
+/// Returns the UID and GID of `USER[:GROUP]`, each a name (from `/etc/passwd`, `/etc/group`) or
+/// a number; without a group, the user's primary group (or the UID's number when the user is
+/// only a number not in `/etc/passwd`).
+pub fn lookup_user(spec: &str) -> Result<(u32, u32), CommandError> {
+    let unknown =
+        |what: &str, name: &str| CommandError::new("InvalidArgument", format!("no {what} `{name}` on this node"));
+    let find = |file: &str, name: &str| -> Option<Vec<String>> {
+        let text = std::fs::read_to_string(file).ok()?;
+        text.lines()
+            .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
+            .find(|f| f.len() >= 4 && (f[0] == name || f[2] == name))
+    };
+    let (user, group) = spec.split_once(':').map_or((spec, None), |(u, g)| (u, Some(g)));
+    let entry = find("/etc/passwd", user);
+    let (uid, primary) = match (user.parse::<u32>(), &entry) {
+        (Ok(uid), entry) => (uid, entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(uid)),
+        (Err(_), Some(f)) => {
+            (f[2].parse().map_err(|_| unknown("user", user))?, f[3].parse().map_err(|_| unknown("user", user))?)
+        }
+        (Err(_), None) => return Err(unknown("user", user)),
+    };
+    let gid = match group {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => find("/etc/group", g).and_then(|f| f[2].parse().ok()).ok_or_else(|| unknown("group", g))?,
+        },
+    };
+    Ok((uid, gid))
+}
+
 impl ProcessDriver {
-    /// Returns a driver keeping its files under `dir`.
+    /// Returns a driver keeping its files under `dir`, running processes as `nobody` when the
+    /// agent is root.
     pub fn new(dir: PathBuf, node_id: String, outbox: Arc<Outbox>) -> Self {
-        Self { dir, node_id, outbox, procs: Mutex::default() }
+        Self { dir, node_id, default_user: "nobody".into(), outbox, procs: Mutex::default() }
+    }
+
+    /// Returns the driver running processes whose spec names no user as `user` (a name or
+    /// UID[:GID]) when the agent is root.
+    #[must_use]
+    pub fn run_as(self, user: &str) -> Self {
+        Self { default_user: user.trim().to_owned(), ..self }
     }
 
     fn get(&self, instance_id: &str) -> Result<Arc<Proc>, CommandError> {
@@ -106,9 +170,13 @@ impl ProcessDriver {
     /// Starts an instance; an instance that already runs is left alone and reported.
     pub async fn run(self: &Arc<Self>, run: &RunInstance) -> Result<(), CommandError> {
         let spec = run.spec.as_ref().ok_or_else(|| CommandError::new("InvalidArgument", "run without a spec"))?;
-        if !spec.user.is_empty() {
-            return Err(CommandError::new("NotAllowed", "the process driver runs processes as the agent's user"));
+        if run.owner_role() != Role::Admin {
+            return Err(CommandError::new(
+                "NotAllowed",
+                "host processes run code on the node itself; only workloads of admins may use them",
+            ));
         }
+        let user = target_user(spec.user.trim(), &self.default_user, rustix::process::geteuid().as_raw())?;
         let existing = self.procs.lock().expect("procs lock").get(&run.instance_id).cloned();
         if let Some(proc) = &existing
             && !*proc.exited.borrow()
@@ -120,6 +188,10 @@ impl ProcessDriver {
         let dir = self.instance_dir(&run.instance_id);
         let io = |e: std::io::Error| CommandError::new("StartFailed", format!("{}: {e}", dir.display()));
         std::fs::create_dir_all(&dir).map_err(io)?;
+        if let Some((uid, gid)) = user {
+            // The process may write its working directory, and nothing else of the agent's.
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(io)?;
+        }
         let open = |name: &str| std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).map_err(io);
         let mut cmd = tokio::process::Command::new(&program);
         cmd.args(&args)
@@ -132,6 +204,10 @@ impl ProcessDriver {
             .stderr(open("stderr.log")?)
             .process_group(0)
             .kill_on_drop(false);
+        if let Some((uid, gid)) = user {
+            // From root, std also drops the supplementary groups.
+            cmd.uid(uid).gid(gid);
+        }
         let proc = existing.unwrap_or_else(|| {
             Arc::new(Proc {
                 run: run.clone(),
@@ -321,5 +397,30 @@ mod tests {
         assert_eq!(argv("", &s(&["sh", "-c"]), &s(&["exit 3"])).unwrap(), ("sh".into(), s(&["-c", "exit 3"])));
         assert_eq!(argv("process://", &s(&["true"]), &[]).unwrap(), ("true".into(), vec![]));
         assert!(argv("process://", &[], &[]).is_err());
+    }
+
+    #[test]
+    fn users_are_names_or_numbers_with_an_optional_group() {
+        assert_eq!(lookup_user("root").unwrap(), (0, 0));
+        assert_eq!(lookup_user("0").unwrap(), (0, 0));
+        assert_eq!(lookup_user("1234:5678").unwrap(), (1234, 5678));
+        assert_eq!(lookup_user("root:0").unwrap(), (0, 0));
+        let (nobody, _) = lookup_user("nobody").unwrap();
+        assert_ne!(nobody, 0);
+        assert_eq!(lookup_user("no-such-user").unwrap_err().reason, "InvalidArgument");
+        assert_eq!(lookup_user("root:no-such-group").unwrap_err().reason, "InvalidArgument");
+    }
+
+    #[test]
+    fn processes_never_run_as_root_unless_a_spec_asks() {
+        // An agent running as root: the default user, or the spec's (root only when asked).
+        let (nobody, nogroup) = lookup_user("nobody").unwrap();
+        assert_eq!(target_user("", "nobody", 0).unwrap(), Some((nobody, nogroup)));
+        assert_eq!(target_user("root", "nobody", 0).unwrap(), Some((0, 0)));
+        assert_eq!(target_user("", "4321:4321", 0).unwrap(), Some((4321, 4321)));
+        // An agent that is not root cannot switch: its own user only.
+        assert_eq!(target_user("", "nobody", 1000).unwrap(), None);
+        assert_eq!(target_user("1000", "nobody", 1000).unwrap(), None);
+        assert_eq!(target_user("root", "nobody", 1000).unwrap_err().reason, "NotAllowed");
     }
 }

@@ -99,6 +99,7 @@ pub fn run_sh(node_id: &str, name: &str, image: &str, script: &str) -> RunInstan
             ..Default::default()
         }),
         owner_role: persys_proto::common::v1::Role::Member as i32,
+        owner_id: format!("owner-{node_id}"),
     }
 }
 

@@ -1,14 +1,23 @@
-//! What a workload spec may ask of a node, by its owner's role: the network it joins.
+//! What a workload spec may ask of a node, by its owner's role: the network it joins, whether
+//! it runs as a host process, and the volumes it mounts.
 //!
 //! Members get the node's default network, `none`, or a network an admin allowed for the
 //! cluster (`--allowed-networks`); the host's network and another container's namespaces are
-//! for admins only. The spec has no field for privileged mode, capabilities, devices or host
-//! PID/IPC at all, and agents never grant them (see the agent's container builder), so there
-//! is nothing else to refuse here. Agents check the network again before they create a
-//! container.
+//! for admins only. Host processes (`process://`) run code on the node itself: admins only.
+//! A named volume is always the owner's own (agents name it `persys-<owner>.<name>`), so a
+//! spec may only use plain names; a host path must be absolute without `..`, and its agent
+//! checks it again, symbolic links resolved, against the node's volume roots. The spec has no
+//! field for privileged mode, capabilities, devices or host PID/IPC at all, and agents never
+//! grant them (see the agent's container builder). Agents check all of this again before they
+//! create a container or a process.
+
+use std::path::{Component, Path};
 
 use persys_kit::{error::Violations, identity::Role};
-use persys_proto::scheduler::v1::WorkloadSpec;
+use persys_proto::{
+    scheduler::v1::WorkloadSpec,
+    workload::{is_host_path, is_process_image, valid_volume_name},
+};
 
 /// Returns whether `network` joins the host's network or another container's namespace.
 pub fn is_host_level(network: &str) -> bool {
@@ -33,9 +42,38 @@ impl Admission {
         Self { allowed_networks }
     }
 
-    /// Records a violation of `spec.network` when `role` may not use the spec's network.
-    pub fn check_network(&self, role: Role, spec: &WorkloadSpec, v: &mut Violations) {
+    /// Records a violation for everything in the spec that `role` may not ask for.
+    pub fn check(&self, role: Role, spec: &WorkloadSpec, v: &mut Violations) {
         check_network(role, spec, &self.allowed_networks, v);
+        check_process(role, spec, v);
+        check_volumes(spec, v);
+    }
+}
+
+fn check_process(role: Role, spec: &WorkloadSpec, v: &mut Violations) {
+    v.check(
+        role != Role::Admin && !spec.image.is_empty() && is_process_image(&spec.image),
+        "spec.image",
+        "`process://` runs a program on the node itself; only admins may start host processes",
+    );
+}
+
+fn check_volumes(spec: &WorkloadSpec, v: &mut Violations) {
+    for (i, m) in spec.volumes.iter().enumerate() {
+        v.check(!m.target.starts_with('/'), &format!("spec.volumes[{i}].target"), "must be an absolute path");
+        if is_host_path(&m.source) {
+            v.check(
+                Path::new(&m.source).components().any(|c| c == Component::ParentDir),
+                &format!("spec.volumes[{i}].source"),
+                "a host path must not contain `..`",
+            );
+        } else {
+            v.check(
+                !valid_volume_name(&m.source),
+                &format!("spec.volumes[{i}].source"),
+                "a volume name (1-63 letters, digits, '_' or '-', starting with a letter or digit) or an absolute host path",
+            );
+        }
     }
 }
 
@@ -90,5 +128,44 @@ mod tests {
         for any in ["host", "container:db", "etcd-net"] {
             assert!(verdict(Role::Admin, any, &[]).is_ok(), "{any}");
         }
+    }
+
+    fn fields(role: Role, spec: &WorkloadSpec) -> Vec<String> {
+        let mut v = Violations::new();
+        Admission::default().check(role, spec, &mut v);
+        match v.finish() {
+            Ok(()) => Vec::new(),
+            Err(ApiError::InvalidArgument(v)) => v.into_iter().map(|f| f.field).collect(),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn host_processes_are_for_admins_only() {
+        let spec = WorkloadSpec { image: "process:///bin/sh".into(), ..Default::default() };
+        for role in [Role::Member, Role::Viewer] {
+            assert_eq!(fields(role, &spec), ["spec.image"], "{role:?}");
+        }
+        assert!(fields(Role::Admin, &spec).is_empty());
+        assert!(fields(Role::Member, &WorkloadSpec { image: "busybox".into(), ..Default::default() }).is_empty());
+    }
+
+    #[test]
+    fn volumes_are_plain_names_or_clean_absolute_paths() {
+        use persys_proto::scheduler::v1::VolumeMount;
+        let spec = |mounts: &[(&str, &str)]| WorkloadSpec {
+            image: "busybox".into(),
+            volumes: mounts
+                .iter()
+                .map(|(s, t)| VolumeMount { source: (*s).into(), target: (*t).into(), read_only: false })
+                .collect(),
+            ..Default::default()
+        };
+        assert!(fields(Role::Member, &spec(&[("data", "/data"), ("/srv/a", "/a")])).is_empty());
+        let bad = spec(&[("persys-bob.data", "/d"), ("/srv/../etc", "/e"), ("data", "relative"), ("", "/x")]);
+        assert_eq!(
+            fields(Role::Admin, &bad),
+            ["spec.volumes[0].source", "spec.volumes[1].source", "spec.volumes[2].target", "spec.volumes[3].source"]
+        );
     }
 }

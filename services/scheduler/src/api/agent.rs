@@ -11,13 +11,19 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::agent_node;
+use super::{agent_node, check_join};
 use crate::{
     agents::Reply,
     kv::{Kv, KvError, LeaseId, Op},
-    model::{add, now_ts},
+    model::{add, at_most, now_ts},
     sched::Scheduler,
 };
+
+/// `state_reason` of a node back from Down until it has stopped what moved elsewhere.
+const BACK_FROM_DOWN: &str = "back after being Down; stopping the instances that moved elsewhere";
+
+/// How long a node back from Down has to confirm its removals before it stays NotReady.
+const RECONCILE_CONFIRM: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Serves agents' streams.
 pub struct AgentApi<K> {
@@ -51,6 +57,7 @@ impl<K: Kv> AgentService for AgentApi<K> {
         request: Request<Streaming<ConnectRequest>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
         let node_id = agent_node(&request)?;
+        let presented_join = persys_kit::identity::peer_join_id(&request);
         let mut inbound = request.into_inner();
         let first =
             inbound.message().await?.ok_or_else(|| Status::invalid_argument("the stream ended before hello"))?;
@@ -66,30 +73,61 @@ impl<K: Kv> AgentService for AgentApi<K> {
             .into());
         }
         let sched = self.sched.clone();
+        let mut refused = None;
+        let mut back_from_down = false;
         let updated = sched
             .store
             .update_node(&node_id, |n| {
+                if let Err(e) = check_join(n, presented_join.as_deref()) {
+                    refused = Some(e);
+                    return false;
+                }
                 let old_alloc = n.allocatable.unwrap_or_default();
                 let reserved = add(&old_alloc, &n.available.unwrap_or_default(), -1);
-                let alloc = hello.allocatable.or(hello.capacity).unwrap_or(old_alloc);
+                // What the node had at join bounds what it may claim now.
+                let ceiling = n.join_capacity.or(n.capacity);
+                let capacity = hello.capacity.or(n.capacity).map(|c| at_most(&c, ceiling.as_ref()));
+                let alloc = hello.allocatable.or(hello.capacity).map_or(old_alloc, |a| at_most(&a, ceiling.as_ref()));
+                let clamped = hello.capacity.as_ref().is_some_and(|c| Some(c) != capacity.as_ref())
+                    || hello.allocatable.or(hello.capacity).is_some_and(|a| a != alloc);
                 n.available = Some(add(&alloc, &reserved, -1));
                 n.allocatable = Some(alloc);
-                n.capacity = hello.capacity.or(n.capacity);
+                n.capacity = capacity;
                 n.info = hello.info.clone().or(n.info.clone());
                 if !hello.addresses.is_empty() {
                     n.addresses = hello.addresses.clone();
                 }
                 n.drivers = hello.drivers.clone();
-                for (k, v) in &hello.labels {
-                    // Labels set at join (from the token) win over the agent's own.
-                    n.labels.entry(k.clone()).or_insert_with(|| v.clone());
+                // Labels are set at join (and by admins); an agent cannot add or change them.
+                if hello.labels.iter().any(|(k, v)| n.labels.get(k) != Some(v)) {
+                    tracing::warn!(node = %node_id, "labels in the agent's hello differ from the node's; ignored (join again to change them)");
                 }
-                n.state = if n.cordoned { NodeState::Cordoned } else { NodeState::Ready } as i32;
-                n.state_reason = "connected".into();
+                // A node declared Down had its instances moved: it takes no work until it has
+                // stopped them (see the reconcile below).
+                back_from_down = n.state == NodeState::Down as i32;
+                n.state = if back_from_down {
+                    NodeState::NotReady
+                } else if n.cordoned {
+                    NodeState::Cordoned
+                } else {
+                    NodeState::Ready
+                } as i32;
+                n.state_reason = if back_from_down {
+                    BACK_FROM_DOWN.into()
+                } else if clamped {
+                    tracing::warn!(node = %node_id, "the agent reported more resources than at join; clamped");
+                    "connected; reported resources above those at join were clamped (join again if the machine grew)"
+                        .into()
+                } else {
+                    "connected".into()
+                };
                 n.last_heartbeat = Some(now_ts());
                 true
             })
             .await?;
+        if let Some(e) = refused {
+            return Err(e.into());
+        }
         if updated.is_none() {
             return Err(
                 ApiError::PermissionDenied(format!("node `{node_id}` was deleted; join the cluster again")).into()
@@ -117,8 +155,30 @@ impl<K: Kv> AgentService for AgentApi<K> {
             let node = node_id.clone();
             let instances = hello.instances.clone();
             tokio::spawn(async move {
-                if let Err(error) = sched.reconcile_node(&node, instances).await {
-                    tracing::warn!(%node, %error, "reconciling a reconnected node failed");
+                let confirm = back_from_down.then_some(RECONCILE_CONFIRM);
+                match sched.reconcile_node(&node, instances, confirm).await {
+                    Ok(0) if back_from_down => {
+                        let ready = sched
+                            .store
+                            .update_node(&node, |n| {
+                                if n.state != NodeState::NotReady as i32 || n.state_reason != BACK_FROM_DOWN {
+                                    return false;
+                                }
+                                n.state = if n.cordoned { NodeState::Cordoned } else { NodeState::Ready } as i32;
+                                n.state_reason = "connected; reconciled after being Down".into();
+                                true
+                            })
+                            .await;
+                        if let Err(error) = ready {
+                            tracing::warn!(%node, %error, "marking a reconciled node Ready failed");
+                        }
+                        tracing::info!(%node, "node back from Down reconciled; Ready");
+                    }
+                    Ok(0) => {}
+                    Ok(unconfirmed) => {
+                        tracing::warn!(%node, unconfirmed, "node back from Down did not confirm every removal; it stays NotReady until it reconnects");
+                    }
+                    Err(error) => tracing::warn!(%node, %error, "reconciling a reconnected node failed"),
                 }
             });
         }
@@ -148,13 +208,27 @@ impl<K: Kv> AgentService for AgentApi<K> {
                                 Err(error) => tracing::warn!(node = %node_id, %error, "cannot renew liveness"),
                             }
                         }
+                        if revived
+                            && let Ok(Some(node)) = sched.store.node(&node_id).await
+                            && node.state == NodeState::Down as i32
+                        {
+                            // Its instances were moved while it was away: have it reconnect and
+                            // go through the reconcile of a node back from Down.
+                            tracing::warn!(node = %node_id, "heartbeats resumed on a node declared Down; asking it to reconnect");
+                            let _ = tx
+                                .send(Err(Status::unavailable(
+                                    "this node was declared Down while it was away; reconnect to reconcile",
+                                )))
+                                .await;
+                            break;
+                        }
                         if revived || persisted.elapsed() >= persist_every {
                             persisted = tokio::time::Instant::now();
                             let updated = sched
                                 .store
                                 .update_node(&node_id, |n| {
                                     n.last_heartbeat = Some(now_ts());
-                                    if n.state == NodeState::NotReady as i32 || n.state == NodeState::Down as i32 {
+                                    if n.state == NodeState::NotReady as i32 && n.state_reason != BACK_FROM_DOWN {
                                         n.state =
                                             if n.cordoned { NodeState::Cordoned } else { NodeState::Ready } as i32;
                                         n.state_reason = "heartbeats resumed".into();

@@ -1,7 +1,11 @@
 //! `persys.scheduler.v1.BootstrapService`: machines join with a token and a CSR, kubelet style,
 //! and get a short-lived certificate that names their node and nothing else.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use persys_kit::{ApiError, Identity, pki::LeafRequest};
 use persys_proto::{
@@ -15,7 +19,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
-use super::agent_node;
+use super::{RESERVED_LABEL_PREFIX, agent_node, check_join};
 use crate::{
     kv::{Cmp, Kv, Op},
     model::{StoredToken, now_ms, now_ts},
@@ -97,13 +101,14 @@ impl<K: Kv> BootstrapApi<K> {
     fn sign(
         &self,
         node_id: &str,
+        join_id: &str,
         csr_pem: &str,
     ) -> Result<(String, prost_types::Timestamp, prost_types::Timestamp), ApiError> {
         let ttl = self.sched.settings.node_cert_ttl;
         let cert = self
             .sched
             .ca
-            .sign_csr(
+            .sign_node_csr(
                 csr_pem,
                 &LeafRequest {
                     identity: Identity::Agent(node_id.to_owned()),
@@ -111,6 +116,7 @@ impl<K: Kv> BootstrapApi<K> {
                     ips: vec![],
                     validity: ttl,
                 },
+                (!join_id.is_empty()).then_some(join_id),
             )
             .map_err(|e| {
                 ApiError::invalid("csr_pem", format!("not a usable PKCS#10 request (ECDSA P-256 or Ed25519): {e}"))
@@ -132,22 +138,24 @@ impl<K: Kv> BootstrapService for BootstrapApi<K> {
         let token = self.consume(&r.token).await?;
         let base = sanitize(&r.hostname);
         let capacity: ResourceQuantities = r.capacity.unwrap_or_default();
+        let labels = join_labels(&r, &token.node_labels);
         for attempt in 0..8 {
             let node_id = if attempt == 0 {
                 base.clone()
             } else {
                 format!("{base}-{}", &uuid::Uuid::new_v4().simple().to_string()[..4])
             };
-            let mut labels: std::collections::HashMap<String, String> = r.labels.clone();
-            labels.extend(token.node_labels.clone());
+            let join_id = uuid::Uuid::new_v4().simple().to_string();
             let node = Node {
                 id: node_id.clone(),
                 hostname: r.hostname.clone(),
                 addresses: r.addresses.clone(),
-                labels,
+                labels: labels.clone(),
                 capacity: Some(capacity),
                 allocatable: Some(capacity),
                 available: Some(capacity),
+                join_capacity: Some(capacity),
+                join_id: join_id.clone(),
                 state: NodeState::NotReady as i32,
                 state_reason: "joined; waiting for the agent's stream".into(),
                 info: r.info.clone(),
@@ -169,7 +177,7 @@ impl<K: Kv> BootstrapService for BootstrapApi<K> {
             if !outcome.succeeded {
                 continue;
             }
-            let (certificate_pem, expires_at, renew_after) = self.sign(&node_id, &r.csr_pem)?;
+            let (certificate_pem, expires_at, renew_after) = self.sign(&node_id, &join_id, &r.csr_pem)?;
             tracing::info!(node = %node_id, token = %token.id, "node joined");
             return Ok(Response::new(JoinResponse {
                 node_id,
@@ -188,12 +196,14 @@ impl<K: Kv> BootstrapService for BootstrapApi<K> {
         request: Request<RenewCertificateRequest>,
     ) -> Result<Response<RenewCertificateResponse>, Status> {
         let node_id = agent_node(&request)?;
-        if self.sched.store.node(&node_id).await.map_err(ApiError::from)?.is_none() {
+        let Some(node) = self.sched.store.node(&node_id).await.map_err(ApiError::from)? else {
             return Err(
                 ApiError::PermissionDenied(format!("node `{node_id}` was deleted; join the cluster again")).into()
             );
-        }
-        let (certificate_pem, expires_at, renew_after) = self.sign(&node_id, &request.get_ref().csr_pem)?;
+        };
+        check_join(&node, persys_kit::identity::peer_join_id(&request).as_deref())?;
+        let (certificate_pem, expires_at, renew_after) =
+            self.sign(&node_id, &node.join_id, &request.get_ref().csr_pem)?;
         Ok(Response::new(RenewCertificateResponse {
             certificate_pem,
             ca_pem: self.sched.ca.cert_pem().to_owned(),
@@ -201,6 +211,31 @@ impl<K: Kv> BootstrapService for BootstrapApi<K> {
             renew_after: Some(renew_after),
         }))
     }
+}
+
+/// Returns a joining node's labels: the agent's own outside the reserved prefix, then the
+/// token's (which win and may use it), then the well-known ones from what the agent reported.
+fn join_labels(r: &JoinRequest, token_labels: &BTreeMap<String, String>) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = r
+        .labels
+        .iter()
+        .filter(|(k, _)| {
+            let reserved = k.starts_with(RESERVED_LABEL_PREFIX);
+            if reserved {
+                tracing::warn!(label = %k, hostname = %r.hostname, "agent label under the reserved prefix dropped");
+            }
+            !reserved
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.extend(token_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let info = r.info.clone().unwrap_or_default();
+    for (name, value) in [("hostname", &r.hostname), ("os", &info.os), ("arch", &info.arch)] {
+        if !value.is_empty() {
+            labels.insert(format!("{RESERVED_LABEL_PREFIX}{name}"), value.clone());
+        }
+    }
+    labels
 }
 
 fn rcgen_check(csr_pem: &str) -> Result<(), ApiError> {

@@ -48,6 +48,24 @@ pub fn agent_node<T>(request: &Request<T>) -> Result<String, ApiError> {
     }
 }
 
+/// Refuses a node certificate that belongs to another join than the node's record: the
+/// machine was deleted and the name joined again, or the key of a deleted node is being
+/// reused. Records from before join ids existed accept any certificate of their node.
+/// `presented` is the join the peer's certificate names ([`persys_kit::identity::peer_join_id`]).
+pub fn check_join(node: &persys_proto::scheduler::v1::Node, presented: Option<&str>) -> Result<(), ApiError> {
+    if node.join_id.is_empty() || presented == Some(node.join_id.as_str()) {
+        return Ok(());
+    }
+    tracing::warn!(node = %node.id, "certificate of an earlier join refused");
+    Err(ApiError::PermissionDenied(format!(
+        "this certificate belongs to an earlier join of node `{}`, which was deleted; join the cluster again",
+        node.id
+    )))
+}
+
+/// Label prefix reserved for the scheduler (well-known labels) and join tokens.
+pub const RESERVED_LABEL_PREFIX: &str = "persys.io/";
+
 /// Converts a protobuf duration, or returns `default`.
 pub fn duration_or(d: Option<&prost_types::Duration>, default: std::time::Duration) -> std::time::Duration {
     d.and_then(|d| std::time::Duration::try_from(*d).ok()).unwrap_or(default)

@@ -51,7 +51,8 @@ pub type Watch<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Streams a prefix: a snapshot (ADDED, then BOOKMARK) when `since` is 0, else the changes
 /// after `since`. `decode` turns a put into an object, `gone` makes a stub for a deletion, and
-/// `keep` filters (ownership, selectors).
+/// `keep` filters (ownership, selectors): a deletion reaches only watchers whose `keep`
+/// accepts the object's last value.
 pub async fn watch_prefix<K: Kv, T: Clone + Send + 'static, R: Send + 'static>(
     kv: &std::sync::Arc<K>,
     prefix: String,
@@ -104,9 +105,15 @@ pub async fn watch_prefix<K: Kv, T: Clone + Send + 'static, R: Send + 'static>(
                                     yield Ok(respond(kind, Some(obj), entry.mod_revision));
                                 }
                             }
-                            Event::Delete { key, revision } => {
+                            Event::Delete { key, revision, prev } => {
+                                // Only a watcher who could see the object learns that it went:
+                                // judged on its last value (or, without one, on the bare stub,
+                                // which only unfiltered watchers accept).
                                 let obj = gone(crate::model::Keys::id_of(&key));
-                                yield Ok(respond(WatchEventType::Deleted, Some(obj), revision));
+                                let last = prev.as_deref().and_then(decode);
+                                if keep(last.as_ref().unwrap_or(&obj)) {
+                                    yield Ok(respond(WatchEventType::Deleted, Some(obj), revision));
+                                }
                             }
                         }
                     }
@@ -116,7 +123,8 @@ pub async fn watch_prefix<K: Kv, T: Clone + Send + 'static, R: Send + 'static>(
                     return;
                 }
                 Err(e) => {
-                    yield Err(Status::unavailable(format!("watch interrupted: {e}; resume from the last revision you saw")));
+                    tracing::warn!(error = %e, "watch interrupted");
+                    yield Err(Status::unavailable("watch interrupted; resume from the last revision you saw"));
                     return;
                 }
             }

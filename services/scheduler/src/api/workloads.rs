@@ -41,7 +41,7 @@ fn default_name(image: &str) -> String {
 /// reported with its field.
 pub fn validate(name: &str, spec: &WorkloadSpec, role: Role, admission: &Admission) -> Result<(), ApiError> {
     let mut v = Violations::new();
-    admission.check_network(role, spec, &mut v);
+    admission.check(role, spec, &mut v);
     v.check(spec.image.trim().is_empty(), "spec.image", "required, e.g. `nginx:1.27` or `busybox`");
     v.check(spec.image.chars().any(char::is_whitespace), "spec.image", "must not contain spaces");
     v.check(

@@ -139,7 +139,7 @@ impl Kv for EtcdKv {
     }
 
     async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream, KvError> {
-        let mut options = WatchOptions::new().with_prefix();
+        let mut options = WatchOptions::new().with_prefix().with_prev_key();
         if from > 0 {
             options = options.with_start_revision(from);
         }
@@ -166,6 +166,7 @@ impl Kv for EtcdKv {
                                     EventType::Delete => Event::Delete {
                                         key: String::from_utf8_lossy(kv.key()).into_owned(),
                                         revision: kv.mod_revision(),
+                                        prev: ev.prev_kv().map(|p| Box::new(entry(p))),
                                     },
                                 })
                             })

@@ -98,8 +98,8 @@ async fn reap(state: Weak<Mutex<State>>, events: broadcast::Sender<Arc<Vec<Event
             s.revision += 1;
             let revision = s.revision;
             for key in lease.keys {
-                s.data.remove(&key);
-                batch.push(Event::Delete { key, revision });
+                let prev = s.data.remove(&key).map(Box::new);
+                batch.push(Event::Delete { key, revision, prev });
             }
         }
         s.record(&batch);
@@ -169,8 +169,8 @@ impl Kv for MemKv {
                 }
                 Op::Delete(key) => {
                     s.detach(&key);
-                    if s.data.remove(&key).is_some() {
-                        events.push(Event::Delete { key, revision });
+                    if let Some(prev) = s.data.remove(&key) {
+                        events.push(Event::Delete { key, revision, prev: Some(Box::new(prev)) });
                     }
                 }
             }
@@ -206,8 +206,8 @@ impl Kv for MemKv {
         let revision = s.revision;
         let mut events = Vec::new();
         for key in l.keys {
-            s.data.remove(&key);
-            events.push(Event::Delete { key, revision });
+            let prev = s.data.remove(&key).map(Box::new);
+            events.push(Event::Delete { key, revision, prev });
         }
         s.record(&events);
         drop(s);

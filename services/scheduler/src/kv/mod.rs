@@ -86,6 +86,9 @@ pub enum Event {
         key: String,
         /// Revision of the deletion.
         revision: Revision,
+        /// The value the key held before, when the store still has it (watchers use it to
+        /// decide who may learn of the deletion).
+        prev: Option<Box<Entry>>,
     },
 }
 

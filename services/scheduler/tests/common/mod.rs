@@ -193,6 +193,21 @@ pub async fn join(
     token: &str,
     hostname: &str,
 ) -> Result<(String, Arc<Tls>, TempDir), tonic::Status> {
+    let request = pb::JoinRequest {
+        token: token.into(),
+        hostname: hostname.into(),
+        capacity: Some(capacity(4000, 8 << 30)),
+        ..Default::default()
+    };
+    join_with(pki, bootstrap, request).await
+}
+
+/// Joins with the given request (its CSR made here) and returns the node id and TLS material.
+pub async fn join_with(
+    pki: &Pki,
+    bootstrap: std::net::SocketAddr,
+    request: pb::JoinRequest,
+) -> Result<(String, Arc<Tls>, TempDir), tonic::Status> {
     let key = rcgen::KeyPair::generate().unwrap();
     let csr =
         rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().serialize_request(&key).unwrap().pem().unwrap();
@@ -206,16 +221,8 @@ pub async fn join(
     let channel =
         tls_channel(&format!("http://localhost:{}", bootstrap.port()), Arc::new(config), &ClientOptions::default())
             .unwrap();
-    let joined = BootstrapServiceClient::new(channel)
-        .join(pb::JoinRequest {
-            token: token.into(),
-            csr_pem: csr,
-            hostname: hostname.into(),
-            capacity: Some(capacity(4000, 8 << 30)),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let joined =
+        BootstrapServiceClient::new(channel).join(pb::JoinRequest { csr_pem: csr, ..request }).await?.into_inner();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), &joined.ca_pem).unwrap();
     std::fs::write(dir.path().join("cert.pem"), &joined.certificate_pem).unwrap();
@@ -227,6 +234,17 @@ pub async fn join(
     })
     .unwrap();
     Ok((joined.node_id, tls, dir))
+}
+
+/// The hello a fake agent sends: what it reported at join (no node id).
+pub fn hello() -> pb::AgentHello {
+    pb::AgentHello {
+        addresses: vec!["192.0.2.10".into()],
+        capacity: Some(capacity(4000, 8 << 30)),
+        allocatable: Some(capacity(4000, 8 << 30)),
+        drivers: vec!["fake".into()],
+        ..Default::default()
+    }
 }
 
 impl FakeAgent {
@@ -250,21 +268,22 @@ impl FakeAgent {
         dir: TempDir,
         claim: Option<&str>,
     ) -> Result<Self, tonic::Status> {
+        let hello = pb::AgentHello { node_id: claim.unwrap_or(&node_id).to_owned(), ..hello() };
+        Self::connect_with(grpc, node_id, tls, dir, hello).await
+    }
+
+    /// Opens the stream as `node_id` with the given hello.
+    pub async fn connect_with(
+        grpc: std::net::SocketAddr,
+        node_id: String,
+        tls: Arc<Tls>,
+        dir: TempDir,
+        hello: pb::AgentHello,
+    ) -> Result<Self, tonic::Status> {
         let channel =
             mtls_channel(&format!("http://localhost:{}", grpc.port()), &tls, &ClientOptions::default()).unwrap();
         let (up, rx) = mpsc::channel(64);
-        up.send(pb::ConnectRequest {
-            payload: Some(connect_request::Payload::Hello(pb::AgentHello {
-                node_id: claim.unwrap_or(&node_id).to_owned(),
-                addresses: vec!["192.0.2.10".into()],
-                capacity: Some(capacity(4000, 8 << 30)),
-                allocatable: Some(capacity(4000, 8 << 30)),
-                drivers: vec!["fake".into()],
-                ..Default::default()
-            })),
-        })
-        .await
-        .unwrap();
+        up.send(pb::ConnectRequest { payload: Some(connect_request::Payload::Hello(hello)) }).await.unwrap();
         let mut down = AgentServiceClient::new(channel)
             .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
             .await?

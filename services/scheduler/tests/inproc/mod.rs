@@ -26,10 +26,11 @@ pub fn admin() -> UserClaims {
 }
 
 /// The core on `kv` under `prefix` with `settings`, leading, with no loops running: tests drive
-/// each step.
+/// each step. Its term is 0 (no election key written), so its fenced writes land while no
+/// other replica writes the election key.
 pub fn core<K: Kv>(kv: Arc<K>, prefix: &str, settings: Settings) -> Arc<Scheduler<K>> {
     let ca = Arc::new(Ca::generate("test", Duration::from_secs(3600)).unwrap());
-    let (_, leader) = tokio::sync::watch::channel(true);
+    let (_, leader) = tokio::sync::watch::channel(Some(0));
     Scheduler::new(Store::new(kv, prefix), settings, ca, leader)
 }
 
