@@ -219,6 +219,16 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
+/// Returns a unix time in ms as a protobuf timestamp.
+pub fn ms_ts(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+}
+
+/// Returns a protobuf timestamp in unix ms.
+pub fn ts_ms(ts: &prost_types::Timestamp) -> i64 {
+    ts.seconds.saturating_mul(1000).saturating_add(i64::from(ts.nanos) / 1_000_000)
+}
+
 #[cfg(test)]
 mod tests {
     use persys_proto::scheduler::v1::{WorkloadSpec, WorkloadStatus};

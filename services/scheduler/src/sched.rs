@@ -23,10 +23,13 @@ use crate::{
     agents::Agents,
     config::Strategy,
     kv::{Cmp, Event, Kv, MAX_TXN_OPS, Revision},
-    model::{Keys, is_terminal, now_ms, now_ts, requests_of, restart_backoff, wants_restart},
+    model::{Keys, is_terminal, ms_ts, now_ms, now_ts, requests_of, restart_backoff, ts_ms, wants_restart},
     placement,
     store::{Change, Store},
 };
+
+/// Reason of an instance whose restart is written and sent, until its agent reports on it.
+pub const RESTARTING: &str = "Restarting";
 
 /// Timing and policy knobs of the core.
 #[derive(Clone, Debug)]
@@ -114,6 +117,8 @@ pub struct Scheduler<K> {
     /// Commands already sent for an instance (`instance/action`), so watch events and
     /// reconnects do not repeat them.
     sent: Mutex<HashSet<String>>,
+    /// Itself, for the timers of pending restarts (which must not keep a stopped core alive).
+    me: std::sync::Weak<Self>,
 }
 
 impl<K: Kv> Scheduler<K> {
@@ -124,7 +129,7 @@ impl<K: Kv> Scheduler<K> {
         ca: Arc<Ca>,
         leader: watch::Receiver<Option<Revision>>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             store,
             agents: Arc::new(Agents::default()),
             settings,
@@ -132,6 +137,7 @@ impl<K: Kv> Scheduler<K> {
             leader,
             kick: Notify::new(),
             sent: Mutex::new(HashSet::new()),
+            me: me.clone(),
         })
     }
 
@@ -273,16 +279,18 @@ impl<K: Kv> Scheduler<K> {
 
     /// Records an agent's report about one of its instances, enforcing that a node only
     /// reports for instances assigned to it and that a report older than the last one recorded
-    /// for the instance (see [`report_sequence`]) changes nothing; restarts per policy when an
-    /// instance ends.
+    /// for the instance (see [`report_sequence`]) changes nothing. When an instance ends under
+    /// a restart policy, the time of its restart (now plus the backoff) is stored with it
+    /// (`restart_at`) and the restart armed (see [`Scheduler::dispatch`]).
     pub async fn on_status(&self, node_id: &str, event: WorkloadStatusEvent) -> Result<(), ApiError> {
         let Some(report) = event.status else { return Ok(()) };
         let sequence = report_sequence(event.sequence, event.observed_at.as_ref());
-        let mut restart: Option<(i32, String)> = None;
+        let mut restart = false;
         let mut outcome = Outcome::Unknown;
         let updated = self
             .update_workload_evicting(&event.workload_id, |w| {
                 outcome = Outcome::Unknown;
+                restart = false;
                 let desired = w.desired_state();
                 let policy = w.spec.as_ref().map_or(0, |s| s.restart_policy);
                 let max_restarts = w.spec.as_ref().map_or(0, |s| s.max_restarts);
@@ -307,19 +315,27 @@ impl<K: Kv> Scheduler<K> {
                 }
                 let was_terminal = is_terminal(inst.phase);
                 let restart_count = inst.restart_count;
+                let pending = inst.restart_at.take();
                 *inst = InstanceStatus {
                     instance_id: inst.instance_id.clone(),
                     replica_index: inst.replica_index,
                     node_id: inst.node_id.clone(),
                     restart_count: restart_count.max(report.restart_count),
                     report_sequence: sequence.max(inst.report_sequence),
+                    restart_at: None,
                     ..report.clone()
                 };
                 let now_terminal = is_terminal(inst.phase);
-                if now_terminal && !was_terminal && desired == DesiredState::Running {
+                if now_terminal && was_terminal {
+                    // Another report of the same end: the restart already pending stays.
+                    inst.restart_at = pending;
+                } else if now_terminal && desired == DesiredState::Running {
                     let exit = inst.exit_code;
                     if wants_restart(policy, exit) && (max_restarts == 0 || inst.restart_count < max_restarts) {
-                        restart = Some((inst.restart_count, inst.instance_id.clone()));
+                        let delay = restart_backoff(inst.restart_count);
+                        inst.restart_at = Some(ms_ts(now_ms() + delay.as_millis() as i64));
+                        tracing::info!(instance = %inst.instance_id, ?delay, "restarting after backoff");
+                        restart = true;
                     }
                 }
                 let phase_name = phase_title(report.phase);
@@ -354,60 +370,10 @@ impl<K: Kv> Scheduler<K> {
             };
             crate::dns::set(self.store.kv().as_ref(), key, address.as_deref()).await;
         }
-        if let (Some((count, instance_id)), Some(_)) = (restart, updated) {
-            let delay = restart_backoff(count);
-            let agents = self.agents.clone();
-            let store = self.store.clone();
-            let node = node_id.to_owned();
-            let workload_id = event.workload_id.clone();
-            tracing::info!(instance = %instance_id, ?delay, "restarting after backoff");
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let still_wanted = store.workload(&workload_id).await.ok().flatten().is_some_and(|w| {
-                    w.desired_state() == DesiredState::Running
-                        && w.status
-                            .iter()
-                            .flat_map(|s| &s.instances)
-                            .any(|i| i.instance_id == instance_id && is_terminal(i.phase))
-                });
-                if !still_wanted {
-                    return;
-                }
-                // Restarting takes the reservation back: checked against what the node has left
-                // now; without room, the instance is evicted and placed again elsewhere.
-                let updated = store
-                    .update_workload_evicting(&workload_id, |w| {
-                        let Some(i) = w.status.as_mut().and_then(|s| {
-                            s.instances.iter_mut().find(|i| i.instance_id == instance_id && is_terminal(i.phase))
-                        }) else {
-                            return Change::Keep;
-                        };
-                        i.restart_count += 1;
-                        i.phase = WorkloadPhase::Starting as i32;
-                        i.reason = "Restarting".into();
-                        if let Some(s) = w.status.as_mut() {
-                            s.restart_count += 1;
-                        }
-                        record_event(w, PbEventType::Normal, "Restarting", format!("instance {instance_id} restarts"));
-                        Change::Write(())
-                    })
-                    .await;
-                match updated {
-                    Ok(Some(u)) if !u.evicted.is_empty() => remove_evicted(&agents, &u.evicted).await,
-                    Ok(Some(u))
-                        if u.workload
-                            .status
-                            .iter()
-                            .flat_map(|s| &s.instances)
-                            .any(|i| i.instance_id == instance_id && i.phase == WorkloadPhase::Starting as i32) =>
-                    {
-                        let restart = Payload::Restart(RestartInstance { instance_id, grace_period: None });
-                        let _ = agents.send(&node, restart).await;
-                    }
-                    Ok(_) => {}
-                    Err(error) => tracing::warn!(%error, instance = %instance_id, "restart failed"),
-                }
-            });
+        // The restart is armed here too (not only by the dispatch loop's watch), so it does
+        // not wait for the watch.
+        if let (true, Some(w)) = (restart, &updated) {
+            self.dispatch(w).await;
         }
         Ok(())
     }
@@ -471,12 +437,30 @@ impl<K: Kv> Scheduler<K> {
     }
 
     /// Sends whatever a workload needs from the agents connected here: runs for instances not
-    /// yet started, stops when it should stop, removals when it is being deleted.
+    /// yet started, restarts that are due (and a timer for those that are not yet), stops when
+    /// it should stop, removals when it is being deleted.
+    ///
+    /// Everything is read from the stored workload, so a replica that takes over a node's
+    /// connection (after a failover or its own restart) picks up where the last one stopped:
+    /// a restart waiting out its backoff is armed again, and one written but never sent (the
+    /// instance left Starting, reason `Restarting`) is sent.
     pub async fn dispatch(&self, w: &Workload) {
         let desired = w.desired_state();
         let Some(status) = &w.status else { return };
+        let mut due = Vec::new();
         for inst in &status.instances {
             if !self.agents.connected(&inst.node_id) {
+                continue;
+            }
+            if let (DesiredState::Running, Some(at)) = (desired, &inst.restart_at)
+                && is_terminal(inst.phase)
+            {
+                let wait = ts_ms(at) - now_ms();
+                if wait <= 0 {
+                    due.push(inst.instance_id.clone());
+                } else {
+                    self.arm_restart(&w.id, inst, Duration::from_millis(wait as u64));
+                }
                 continue;
             }
             let phase = WorkloadPhase::try_from(inst.phase).unwrap_or(WorkloadPhase::Pending);
@@ -492,6 +476,10 @@ impl<K: Kv> Scheduler<K> {
                         owner_role: w.owner_role,
                         owner_id: w.owner_id.clone(),
                     }),
+                ),
+                DesiredState::Running if phase == WorkloadPhase::Starting && inst.reason == RESTARTING => (
+                    "restart",
+                    Payload::Restart(RestartInstance { instance_id: inst.instance_id.clone(), grace_period: None }),
                 ),
                 DesiredState::Stopped if !is_terminal(inst.phase) => (
                     "stop",
@@ -522,6 +510,68 @@ impl<K: Kv> Scheduler<K> {
         if desired == DesiredState::Deleted && status.instances.is_empty() {
             let _ = self.store.delete_workload(&w.id).await;
             self.forget_workload_dns(w).await;
+        }
+        for instance_id in due {
+            self.restart_due(&w.id, &instance_id).await;
+        }
+    }
+
+    /// Wakes at a pending restart's time and dispatches the workload again; one timer per
+    /// instance and attempt on this replica.
+    fn arm_restart(&self, workload_id: &str, inst: &InstanceStatus, wait: Duration) {
+        let key = format!("{}/restart-timer/{}", inst.instance_id, inst.restart_count);
+        if !self.sent.lock().expect("sent lock").insert(key.clone()) {
+            return;
+        }
+        let (me, id) = (self.me.clone(), workload_id.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            // A core that stopped meanwhile does nothing: the next one arms it again.
+            let Some(me) = me.upgrade() else { return };
+            me.sent.lock().expect("sent lock").remove(&key);
+            match me.store.workload(&id).await {
+                Ok(Some(w)) => me.dispatch(&w).await,
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, workload = %id, "pending restart deferred to the next change"),
+            }
+        });
+    }
+
+    /// Restarts an ended instance whose restart is due: marks it Starting (reason
+    /// [`RESTARTING`]), taking its reservation back with a capacity check (without room it is
+    /// evicted and placed again elsewhere), then sends the restart.
+    async fn restart_due(&self, workload_id: &str, instance_id: &str) {
+        let now = now_ms();
+        let updated = self
+            .update_workload_evicting(workload_id, |w| {
+                if w.desired_state() != DesiredState::Running {
+                    return Change::Keep;
+                }
+                let Some(i) = w.status.as_mut().and_then(|s| {
+                    s.instances.iter_mut().find(|i| {
+                        i.instance_id == instance_id
+                            && is_terminal(i.phase)
+                            && i.restart_at.as_ref().is_some_and(|at| ts_ms(at) <= now)
+                    })
+                }) else {
+                    return Change::Keep;
+                };
+                i.restart_count += 1;
+                i.restart_at = None;
+                i.phase = WorkloadPhase::Starting as i32;
+                i.reason = RESTARTING.into();
+                if let Some(s) = w.status.as_mut() {
+                    s.restart_count += 1;
+                }
+                record_event(w, PbEventType::Normal, RESTARTING, format!("instance {instance_id} restarts"));
+                Change::Write(())
+            })
+            .await;
+        match updated {
+            // Sends the restart (once: the dispatch loop sees the same write).
+            Ok(Some(u)) if u.evicted.is_empty() => Box::pin(self.dispatch(&u.workload)).await,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, instance = %instance_id, "restart failed"),
         }
     }
 
@@ -852,7 +902,7 @@ enum Outcome {
 /// known (such a report is always recorded).
 /// Returns a node's last heartbeat in milliseconds since the epoch (0 without one).
 fn heartbeat_ms(node: &Node) -> i64 {
-    node.last_heartbeat.as_ref().map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+    node.last_heartbeat.as_ref().map_or(0, ts_ms)
 }
 
 pub fn report_sequence(sequence: u64, observed_at: Option<&prost_types::Timestamp>) -> u64 {

@@ -10,59 +10,24 @@ mod inproc;
 
 use std::{sync::Arc, time::Duration};
 
-use inproc::{admin, cpu, instances, workload};
+use inproc::{add_node, admin, connect, create, instances, sent, spec, workload};
 
 use persys_proto::scheduler::v1::{
-    ConnectResponse, DesiredState, InstanceStatus, Node, NodeState, ResourceRequirements, RestartPolicy, Workload,
-    WorkloadPhase, WorkloadSpec, WorkloadStatusEvent, connect_response::Payload,
+    ConnectResponse, InstanceStatus, NodeState, RestartPolicy, Workload, WorkloadPhase, WorkloadStatusEvent,
+    connect_response::Payload,
 };
 use persys_scheduler::{
     config::Strategy,
-    kv::{Kv, Op, etcd::EtcdKv, mem::MemKv},
+    kv::{Kv, etcd::EtcdKv, mem::MemKv},
     model::is_terminal,
     sched::{Scheduler, Settings},
     testing::assert_invariants,
 };
-use prost::Message;
 use tokio::sync::mpsc;
 
 /// The core on `kv`, leading, with no loops running: tests drive each step.
 fn core<K: Kv>(kv: Arc<K>, prefix: &str, strategy: Strategy) -> Arc<Scheduler<K>> {
     inproc::core(kv, prefix, Settings { strategy, ..Settings::default() })
-}
-
-async fn add_node<K: Kv>(s: &Scheduler<K>, id: &str, millis: i64) {
-    let node = Node {
-        id: id.into(),
-        state: NodeState::Ready as i32,
-        capacity: Some(cpu(millis)),
-        allocatable: Some(cpu(millis)),
-        available: Some(cpu(millis)),
-        ..Default::default()
-    };
-    s.store.kv().txn(vec![], vec![Op::put(s.keys().node(id), node.encode_to_vec())]).await.unwrap();
-}
-
-fn spec(replicas: i32, millis: i64, policy: RestartPolicy) -> WorkloadSpec {
-    WorkloadSpec {
-        image: "busybox".into(),
-        replicas,
-        restart_policy: policy as i32,
-        resources: Some(ResourceRequirements { requests: Some(cpu(millis)), limits: None }),
-        ..Default::default()
-    }
-}
-
-async fn create<K: Kv>(s: &Scheduler<K>, name: &str, spec: WorkloadSpec) -> String {
-    let w = Workload {
-        id: format!("{name}-{}", uuid::Uuid::new_v4().simple()),
-        name: name.into(),
-        spec: Some(spec),
-        desired_state: DesiredState::Running as i32,
-        owner_id: "root".into(),
-        ..Default::default()
-    };
-    s.store.create_workload(&w, "").await.unwrap().id
 }
 
 fn on(w: &Workload, node: &str) -> usize {
@@ -97,17 +62,6 @@ async fn report_all<K: Kv>(s: &Scheduler<K>, node: &str, w: &str, phase: Workloa
     for i in instances(&workload(s, w).await).into_iter().filter(|i| i.node_id == node) {
         report(s, node, w, &i.instance_id, phase).await;
     }
-}
-
-/// Registers a stream for `node`, as its agent connecting would; returns what is sent down it.
-fn connect<K: Kv>(s: &Scheduler<K>, node: &str) -> mpsc::Receiver<Result<ConnectResponse, tonic::Status>> {
-    let (tx, rx) = mpsc::channel(64);
-    s.agents.register(node, tx);
-    rx
-}
-
-fn sent(rx: &mut mpsc::Receiver<Result<ConnectResponse, tonic::Status>>) -> Vec<Payload> {
-    std::iter::from_fn(|| rx.try_recv().ok()).filter_map(|m| m.ok()?.payload).collect()
 }
 
 /// Four replicas spread over nodes a and b (a holds replicas 0 and 2), all running.
