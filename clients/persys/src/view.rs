@@ -129,6 +129,8 @@ struct Instance {
     message: String,
     container_id: String,
     restart_count: i32,
+    /// When a pending restart is due, while the instance waits out its backoff.
+    restart_at: Option<String>,
     exit_code: Option<i32>,
     started_at: Option<String>,
     finished_at: Option<String>,
@@ -241,6 +243,7 @@ fn instance(i: &pb::InstanceStatus) -> Instance {
         message: i.message.clone(),
         container_id: i.container_id.clone(),
         restart_count: i.restart_count,
+        restart_at: rfc3339(i.restart_at.as_ref()),
         exit_code: i.exit_code,
         started_at: rfc3339(i.started_at.as_ref()),
         finished_at: rfc3339(i.finished_at.as_ref()),

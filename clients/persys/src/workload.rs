@@ -12,7 +12,7 @@ use persys_proto::{
 use crate::{
     client::{Global, Session},
     error::{Exit, Failure},
-    output::{self, Table, age, dash, emit, now_secs, short},
+    output::{self, Table, age, dash, duration, emit, now_secs, short},
     run::{self, RunArgs},
     streams::{self, ExecArgs, LogsArgs},
     view,
@@ -69,7 +69,7 @@ pub struct RmArgs {
     /// Workload ids, unique prefixes or names.
     #[arg(required = true)]
     ids: Vec<String>,
-    /// Delete the record even if instances on unreachable nodes cannot be removed yet.
+    /// Delete the record at once, without waiting for the nodes to confirm the removal.
     #[arg(long)]
     force: bool,
 }
@@ -287,7 +287,11 @@ fn describe(w: &Workload) -> String {
                 short(&i.instance_id),
                 dash(&short(&i.node_id)),
                 view::phase(i.phase),
-                dash(&i.reason),
+                match &i.restart_at {
+                    // Waiting out its restart backoff.
+                    Some(at) => format!("{}, restarts in {}", dash(&i.reason), duration((at.seconds - now).max(0))),
+                    None => dash(&i.reason),
+                },
                 i.restart_count.to_string(),
             ]);
         }

@@ -323,10 +323,13 @@ impl<K: Kv> Scheduler<K> {
                     restart_count: restart_count.max(report.restart_count),
                     report_sequence: sequence.max(inst.report_sequence),
                     restart_at: None,
+                    removing: inst.removing,
                     ..report.clone()
                 };
                 let now_terminal = is_terminal(inst.phase);
-                if now_terminal && was_terminal {
+                if inst.removing {
+                    // On its way out (drain): it is not restarted.
+                } else if now_terminal && was_terminal {
                     // Another report of the same end: the restart already pending stays.
                     inst.restart_at = pending;
                 } else if now_terminal && desired == DesiredState::Running {
@@ -465,6 +468,14 @@ impl<K: Kv> Scheduler<K> {
             }
             let phase = WorkloadPhase::try_from(inst.phase).unwrap_or(WorkloadPhase::Pending);
             let (action, payload) = match desired {
+                _ if inst.removing || desired == DesiredState::Deleted => (
+                    "remove",
+                    Payload::Remove(RemoveInstance {
+                        instance_id: inst.instance_id.clone(),
+                        grace_period: w.spec.as_ref().and_then(|s| s.stop_timeout),
+                        remove_volumes: true,
+                    }),
+                ),
                 DesiredState::Running if phase == WorkloadPhase::Scheduled => (
                     "run",
                     Payload::Run(RunInstance {
@@ -486,14 +497,6 @@ impl<K: Kv> Scheduler<K> {
                     Payload::Stop(StopInstance {
                         instance_id: inst.instance_id.clone(),
                         grace_period: w.spec.as_ref().and_then(|s| s.stop_timeout),
-                    }),
-                ),
-                DesiredState::Deleted => (
-                    "remove",
-                    Payload::Remove(RemoveInstance {
-                        instance_id: inst.instance_id.clone(),
-                        grace_period: w.spec.as_ref().and_then(|s| s.stop_timeout),
-                        remove_volumes: true,
                     }),
                 ),
                 _ => continue,
@@ -641,13 +644,13 @@ impl<K: Kv> Scheduler<K> {
                 }
             }
         }
-        let mut seen = HashSet::new();
+        let mut has = HashSet::new();
         for report in reported {
             let Some(status) = &report.status else { continue };
             let id = status.instance_id.clone();
+            has.insert(id.clone());
             match wanted.get(&id) {
                 Some((w, _)) if w.desired_state() != DesiredState::Deleted => {
-                    seen.insert(id);
                     self.on_status(node_id, report).await?;
                 }
                 _ => {
@@ -667,7 +670,10 @@ impl<K: Kv> Scheduler<K> {
         let missing: Vec<String> = wanted
             .iter()
             .filter(|(id, (w, i))| {
-                !seen.contains(*id) && w.desired_state() == DesiredState::Running && !is_terminal(i.phase)
+                !has.contains(*id)
+                    && (i.removing
+                        || w.desired_state() == DesiredState::Deleted
+                        || (w.desired_state() == DesiredState::Running && !is_terminal(i.phase)))
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -677,7 +683,15 @@ impl<K: Kv> Scheduler<K> {
             // The agent lost it (machine restarted, container removed by hand): run it again.
             self.store
                 .update_workload(&w.id, |w| {
-                    match w.status.as_mut().and_then(|s| s.instances.iter_mut().find(|i| i.instance_id == id)) {
+                    let deleted = w.desired_state() == DesiredState::Deleted;
+                    let Some(s) = w.status.as_mut() else { return Change::Keep };
+                    // One being removed (drained, or its workload deleted) that the agent no
+                    // longer has is gone: its removal is confirmed.
+                    if s.instances.iter().any(|i| i.instance_id == id && (i.removing || deleted)) {
+                        s.instances.retain(|i| i.instance_id != id);
+                        return Change::Write(());
+                    }
+                    match s.instances.iter_mut().find(|i| i.instance_id == id) {
                         Some(i) if i.phase != WorkloadPhase::Scheduled as i32 => {
                             i.phase = WorkloadPhase::Scheduled as i32;
                             i.reason = "Missing".into();

@@ -1,6 +1,7 @@
 //! Node reservations through the scheduling core, without servers: several replicas on one
-//! node leaving it at once (node loss, drain, start after stop, delete while the node is
-//! away), reservations taken back only when they fit (restart, start, an ended instance
+//! node leaving it at once (node loss, drain, start after stop, delete), drain and delete
+//! reaching a node whose connection another replica holds and keeping the reservations until
+//! its agent confirms (issue 9, item 6), reservations taken back only when they fit (restart, start, an ended instance
 //! reported live again), and placement batches within etcd's transaction limit. Each case runs
 //! on the embedded store and on a real etcd, and ends with the invariant checker.
 
@@ -100,10 +101,58 @@ async fn losing_a_node_with_two_replicas_reschedules_both<K: Kv>(kv: Arc<K>, pre
     assert_invariants(&s.store).await;
 }
 
+/// Waits for a removal of each of `instances` on an agent's stream.
+async fn removals_sent(agent: &mut mpsc::Receiver<Result<ConnectResponse, tonic::Status>>, instances: &[String]) {
+    let mut left: Vec<&String> = instances.iter().collect();
+    let mut commands = Vec::new();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = agent.recv().await {
+            if let Some(Payload::Remove(r)) = &m.payload {
+                left.retain(|i| **i != r.instance_id);
+            }
+            commands.extend(m.payload);
+            if left.is_empty() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(got.is_ok(), "removals of {left:?} not sent: {commands:?}");
+}
+
+/// The agent of `node` confirms that it removed `instance`.
+async fn removed<K: Kv>(s: &Scheduler<K>, node: &str, workload: &str, instance: &str) {
+    let status = InstanceStatus { instance_id: instance.into(), ..Default::default() };
+    let event =
+        WorkloadStatusEvent { workload_id: workload.into(), status: Some(status), removed: true, ..Default::default() };
+    s.on_status(node, event).await.unwrap();
+}
+
+fn ids_on(w: &Workload, node: &str) -> Vec<String> {
+    instances(w).into_iter().filter(|i| i.node_id == node).map(|i| i.instance_id).collect()
+}
+
 async fn draining_a_node_with_two_replicas_moves_both<K: Kv>(kv: Arc<K>, prefix: &str) {
-    let s = core(kv, prefix, Strategy::Spread);
+    // The drain is handled by a replica that does not hold node a's connection.
+    let s = core(kv.clone(), prefix, Strategy::Spread);
     let id = two_replicas_on_a(&s).await;
+    let on_a = ids_on(&workload(&s, &id).await, "a");
     s.drain(&admin(), "a", "maintenance").await.expect("drained");
+    // Until a's agent confirms, both keep their slots and reservations: no replacement yet.
+    let w = workload(&s, &id).await;
+    assert!(instances(&w).iter().filter(|i| i.node_id == "a").all(|i| i.removing), "{:?}", instances(&w));
+    assert_eq!(available(&s, "a").await, 3000);
+    assert_eq!(s.place_pending().await.unwrap(), 0, "replaced before the old ones were removed");
+    assert_invariants(&s.store).await;
+
+    // The replica holding a's connection sends the removals, from the stored workload.
+    let holder = core(kv, prefix, Strategy::Spread);
+    let mut agent = connect(&holder, "a");
+    holder.dispatch(&w).await;
+    removals_sent(&mut agent, &on_a).await;
+    for instance in &on_a {
+        removed(&holder, "a", &id, instance).await;
+    }
     assert_eq!(available(&s, "a").await, 4000);
     assert_eq!(s.place_pending().await.unwrap(), 2);
     let w = workload(&s, &id).await;
@@ -128,10 +177,47 @@ async fn starting_after_stop_takes_back_both_reservations_of_a_node<K: Kv>(kv: A
     assert_invariants(&s.store).await;
 }
 
-async fn deleting_while_the_node_is_away_gives_back_every_reservation<K: Kv>(kv: Arc<K>, prefix: &str) {
+async fn deleting_waits_for_every_node_to_confirm<K: Kv>(kv: Arc<K>, prefix: &str) {
+    // The delete is handled by a replica holding neither node's connection.
+    let s = core(kv.clone(), prefix, Strategy::Spread);
+    let id = two_replicas_on_a(&s).await;
+    s.delete_workload(&admin(), &id, false, 0).await.expect("deleting");
+    let w = workload(&s, &id).await;
+    assert_eq!(instances(&w).len(), 4, "instances dropped before their nodes confirmed");
+    assert_eq!((available(&s, "a").await, available(&s, "b").await), (3000, 3000));
+    assert_invariants(&s.store).await;
+
+    // The replica holding both nodes' connections removes them; once both confirm, the record
+    // goes (as its dispatch loop does on the last confirmation's write).
+    let holder = core(kv, prefix, Strategy::Spread);
+    for node in ["a", "b"] {
+        let mut agent = connect(&holder, node);
+        let ids = ids_on(&w, node);
+        holder.dispatch(&workload(&holder, &id).await).await;
+        removals_sent(&mut agent, &ids).await;
+        for instance in &ids {
+            removed(&holder, node, &id, instance).await;
+        }
+    }
+    holder.dispatch(&workload(&holder, &id).await).await;
+    assert!(s.store.workload(&id).await.unwrap().is_none());
+    assert_eq!((available(&s, "a").await, available(&s, "b").await), (4000, 4000));
+    assert_invariants(&s.store).await;
+}
+
+async fn deleting_while_the_nodes_are_down_gives_back_every_reservation<K: Kv>(kv: Arc<K>, prefix: &str) {
     let s = core(kv, prefix, Strategy::Spread);
     let id = two_replicas_on_a(&s).await;
-    // No agent is connected: every instance is dropped, the record goes at once.
+    for node in ["a", "b"] {
+        s.store
+            .update_node(node, |n| {
+                n.state = NodeState::Down as i32;
+                true
+            })
+            .await
+            .unwrap();
+    }
+    // Nobody can confirm: every instance is dropped, the record goes at once.
     s.delete_workload(&admin(), &id, false, 0).await.expect("deleted");
     assert!(s.store.workload(&id).await.unwrap().is_none());
     assert_eq!((available(&s, "a").await, available(&s, "b").await), (4000, 4000));
@@ -260,7 +346,8 @@ both_stores!(
     losing_a_node_with_two_replicas_reschedules_both,
     draining_a_node_with_two_replicas_moves_both,
     starting_after_stop_takes_back_both_reservations_of_a_node,
-    deleting_while_the_node_is_away_gives_back_every_reservation,
+    deleting_waits_for_every_node_to_confirm,
+    deleting_while_the_nodes_are_down_gives_back_every_reservation,
     a_restart_on_a_node_without_room_moves_elsewhere,
     a_start_on_a_node_without_room_moves_elsewhere,
     an_ended_instance_reported_live_on_a_full_node_is_evicted,

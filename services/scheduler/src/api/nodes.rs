@@ -163,8 +163,9 @@ impl<K: Kv> Scheduler<K> {
         Ok(node)
     }
 
-    /// Cordons a node and moves its workloads elsewhere: each live instance is stopped there and
-    /// placed again (instances with restart policy Never are stopped for good).
+    /// Cordons a node and moves its workloads elsewhere: each live instance is removed there
+    /// (whichever replica holds the node's connection) and, once its agent confirms, placed
+    /// again (instances with restart policy Never are stopped for good).
     pub async fn drain(&self, user: &UserClaims, id: &str, reason: &str) -> Result<(Node, Vec<String>), ApiError> {
         require_admin(user)?;
         self.set_cordon(user, id, true, reason).await?;
@@ -190,25 +191,23 @@ impl<K: Kv> Scheduler<K> {
             if on_node.is_empty() {
                 continue;
             }
-            for instance_id in &on_node {
-                let _ = self
-                    .agents
-                    .send(
-                        id,
-                        persys_proto::scheduler::v1::connect_response::Payload::Remove(
-                            persys_proto::scheduler::v1::RemoveInstance {
-                                instance_id: instance_id.clone(),
-                                grace_period: w.spec.as_ref().and_then(|s| s.stop_timeout),
-                                remove_volumes: true,
-                            },
-                        ),
-                    )
-                    .await;
-            }
-            self.store
+            // Marked, not dropped: the replica holding the node's connection sends the removal
+            // (see `Scheduler::dispatch`), and each instance keeps its slot and reservation until
+            // the agent confirms; its replacement is placed then.
+            let updated = self
+                .store
                 .update_workload(&w.id, |w| {
-                    if let Some(s) = w.status.as_mut() {
-                        s.instances.retain(|i| !on_node.contains(&i.instance_id));
+                    let mut changed = false;
+                    for i in w.status.iter_mut().flat_map(|s| s.instances.iter_mut()) {
+                        if on_node.contains(&i.instance_id) && !i.removing {
+                            i.removing = true;
+                            i.reason = "Draining".into();
+                            i.message = format!("node {id} is draining");
+                            changed = true;
+                        }
+                    }
+                    if !changed {
+                        return Change::Keep;
                     }
                     crate::sched::record_event(
                         w,
@@ -219,6 +218,9 @@ impl<K: Kv> Scheduler<K> {
                     Change::Write(())
                 })
                 .await?;
+            if let Some(fresh) = updated {
+                self.dispatch(&fresh).await;
+            }
             moved.push(w.id.clone());
         }
         self.kick.notify_one();

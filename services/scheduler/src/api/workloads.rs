@@ -5,8 +5,8 @@ use persys_kit::{ApiError, UserClaims, error::Violations, identity::Role};
 use persys_proto::{
     common::v1::{EventType as PbEventType, Role as PbRole},
     scheduler::v1::{
-        CreateWorkloadRequest, DesiredState, ListWorkloadsRequest, ListWorkloadsResponse, RestartPolicy, Workload,
-        WorkloadPhase, WorkloadSpec, WorkloadStatus,
+        CreateWorkloadRequest, DesiredState, ListWorkloadsRequest, ListWorkloadsResponse, NodeState, RestartPolicy,
+        Workload, WorkloadPhase, WorkloadSpec, WorkloadStatus,
     },
 };
 
@@ -278,15 +278,18 @@ impl<K: Kv> Scheduler<K> {
         force: bool,
         expected_revision: i64,
     ) -> Result<(), ApiError> {
-        let connected: Vec<String> = self.agents.nodes();
+        // Instances stay, with their reservations, until their agents confirm the removal (sent
+        // by whichever replica holds each node's connection), except where nobody can confirm:
+        // not placed, Lost, or on a node that is Down or gone (its agent removes them when it
+        // reconnects and reconciles).
+        let (nodes, _) = self.store.nodes().await?;
+        let up: Vec<String> = nodes.into_iter().filter(|n| n.state() != NodeState::Down).map(|n| n.id).collect();
         let name = user.name.clone();
         let w = self
             .change(user, id, expected_revision, |w| {
                 w.desired_state = DesiredState::Deleted as i32;
                 if let Some(s) = w.status.as_mut() {
-                    // Instances on nodes nobody can reach now are dropped; their agents remove
-                    // them when they reconnect and reconcile.
-                    s.instances.retain(|i| connected.contains(&i.node_id) && i.phase != WorkloadPhase::Lost as i32);
+                    s.instances.retain(|i| up.contains(&i.node_id) && i.phase != WorkloadPhase::Lost as i32);
                 }
                 record_event(w, PbEventType::Normal, "Deleting", format!("delete requested by {name}"));
                 true
