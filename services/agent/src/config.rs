@@ -62,6 +62,12 @@ pub struct Cli {
     /// comma-separated; `host` and `container:NAME` stay for admins' workloads only.
     #[arg(long, env = "PERSYS_AGENT_ALLOWED_NETWORKS", value_delimiter = ',')]
     pub allowed_networks: Vec<String>,
+    /// How long one attempt to pull an image may take before it is abandoned (e.g. `10m`).
+    #[arg(long, env = "PERSYS_AGENT_IMAGE_PULL_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub image_pull_timeout: std::time::Duration,
+    /// Attempts at pulling an image before the instance fails, with 1 s, 2 s, 4 s... between.
+    #[arg(long, env = "PERSYS_AGENT_IMAGE_PULL_ATTEMPTS", default_value_t = 3)]
+    pub image_pull_attempts: u32,
     /// Host directory under which workloads may bind-mount paths, repeatable; none allows
     /// named volumes only.
     #[arg(long = "volume-root", env = "PERSYS_AGENT_VOLUME_ROOTS", value_delimiter = ',')]

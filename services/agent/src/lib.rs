@@ -101,6 +101,8 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
                 .map(|n| n.trim().to_owned())
                 .filter(|n| !n.is_empty() && n != "host" && !n.starts_with("container:"))
                 .collect(),
+            pull_timeout: cli.image_pull_timeout,
+            pull_attempts: cli.image_pull_attempts.max(1),
         };
         let docker =
             DockerDriver::connect(&cli.docker_address(), defaults, outbox.clone()).await.map_err(AgentError::Driver)?;

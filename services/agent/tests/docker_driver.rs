@@ -4,9 +4,15 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
-use common::docker::{Cleanup, driver, engine, node_id, phase, run_sh, wait_event};
+use common::docker::{Cleanup, driver, driver_with, engine, node_id, phase, run_sh, wait_event};
 use persys_agent::driver::Output;
 use persys_kit::shutdown;
 use persys_proto::{
@@ -16,7 +22,7 @@ use persys_proto::{
         connect_request::Payload,
     },
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 fn sink() -> (Output, mpsc::Receiver<ConnectRequest>) {
@@ -236,6 +242,83 @@ async fn pull_policies_use_local_images_and_fail_cleanly() {
     wait_event(&outbox, &pull.instance_id, |e| phase(e) == WorkloadPhase::Failed).await;
     assert!(!driver.has(&pull.instance_id).await);
     let _ = rx.try_recv();
+}
+
+/// A registry on loopback that accepts connections and never answers: a pull from it hangs.
+/// Returns its address, how many connections it accepted, and a signal of each.
+async fn silent_registry() -> (String, Arc<AtomicUsize>, Arc<Notify>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (accepted, connected) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
+    let (count, signal) = (accepted.clone(), connected.clone());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            signal.notify_one();
+            held.push(socket);
+        }
+    });
+    (address, accepted, connected)
+}
+
+#[tokio::test]
+async fn a_pull_that_hangs_is_abandoned_at_its_deadline_and_retried() {
+    let Some((host, image)) = engine() else { return };
+    let node = node_id("pull-deadline");
+    let _cleanup = Cleanup::new(&host, &node);
+    let (driver, outbox) = driver_with(&host, &node, |d| {
+        d.pull_timeout = Duration::from_secs(1);
+        d.pull_attempts = 3;
+    })
+    .await;
+    let (registry, accepted, _) = silent_registry().await;
+    let mut run = run_sh(&node, "hangs", &format!("{registry}/persys-test/hangs:1"), "true");
+    run.spec.as_mut().unwrap().image_pull_policy = ImagePullPolicy::IfNotPresent as i32;
+    let e = driver.run(&run, &sink().0).await.unwrap_err();
+    assert_eq!(e.reason, "ImagePullFailed", "{e}");
+    assert!(e.message.contains("not done after 1s") && e.message.contains("attempt 3 of 3"), "{e}");
+    assert!(accepted.load(Ordering::SeqCst) >= 1, "the pull never reached the registry");
+    let failed = wait_event(&outbox, &run.instance_id, |e| phase(e) == WorkloadPhase::Failed).await;
+    assert_eq!(failed.status.unwrap().reason, "ImagePullFailed");
+    assert!(!driver.has(&run.instance_id).await);
+    let _ = image;
+}
+
+#[tokio::test]
+async fn a_removal_during_an_image_pull_cancels_it_and_no_container_appears() {
+    let Some((host, _)) = engine() else { return };
+    let node = node_id("pull-removed");
+    let _cleanup = Cleanup::new(&host, &node);
+    let (driver, outbox) = driver(&host, &node).await;
+    let (registry, _, connected) = silent_registry().await;
+    let mut run = run_sh(&node, "removed", &format!("{registry}/persys-test/removed:1"), "sleep 300");
+    run.spec.as_mut().unwrap().image_pull_policy = ImagePullPolicy::Always as i32;
+    let starting = {
+        let (driver, run) = (driver.clone(), run.clone());
+        tokio::spawn(async move { driver.run(&run, &sink().0).await })
+    };
+    wait_event(&outbox, &run.instance_id, |e| e.status.as_ref().unwrap().reason == "PullingImage").await;
+    // The engine is talking to the registry: the pull is under way.
+    tokio::time::timeout(Duration::from_secs(30), connected.notified())
+        .await
+        .expect("the pull never reached the registry");
+
+    // The removal returns only once the run has ended, cancelled, without a container.
+    driver.remove(&run.instance_id, None, true).await.unwrap();
+    assert!(starting.is_finished(), "the removal returned while the run was still going");
+    let e = starting.await.unwrap().unwrap_err();
+    assert_eq!(e.reason, "Cancelled", "{e}");
+    let inspect = driver.client().inspect_container(&run.instance_id, None).await;
+    assert!(
+        matches!(inspect, Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })),
+        "a container appeared: {inspect:?}"
+    );
+    // A cancelled start is no failure of the workload.
+    assert!(
+        !outbox.drain().into_iter().any(|p| p.event.status.is_some_and(|s| s.phase == WorkloadPhase::Failed as i32)),
+        "the cancelled run was reported Failed"
+    );
 }
 
 #[tokio::test]

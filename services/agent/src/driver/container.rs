@@ -36,6 +36,10 @@ pub struct Defaults {
     pub volume_roots: Vec<PathBuf>,
     /// Named networks that workloads of non-admins may join besides `network_mode` and `none`.
     pub allowed_networks: Vec<String>,
+    /// How long one attempt to pull an image may take.
+    pub pull_timeout: std::time::Duration,
+    /// Attempts at a pull before the instance fails (1 s, then 2 s, ... between them).
+    pub pull_attempts: u32,
 }
 
 /// Returns the pull policy in force: the spec's, or for UNSPECIFIED `Always` for images tagged
@@ -342,8 +346,11 @@ pub fn status_of(
         started_at: docker_time(state.started_at.as_deref()),
         finished_at: docker_time(state.finished_at.as_deref()),
         image_digest: c.image.clone().unwrap_or_default(),
-        // The scheduler's bookkeeping; agents order their reports with the event's sequence.
+        // The scheduler's bookkeeping (report order, pending restart, removal); agents order
+        // their reports with the event's sequence.
         report_sequence: 0,
+        restart_at: None,
+        removing: false,
     };
     Some((workload_id, status))
 }
@@ -369,6 +376,8 @@ mod tests {
             network_mode: "bridge".into(),
             volume_roots: vec!["/srv/data".into()],
             allowed_networks: vec!["backend".into()],
+            pull_timeout: std::time::Duration::from_secs(600),
+            pull_attempts: 3,
         }
     }
 

@@ -58,6 +58,20 @@ pub struct DockerDriver {
     stopped: Mutex<HashSet<String>>,
     healthy: AtomicBool,
     version: Mutex<String>,
+    /// Runs in progress per instance: a removal cancels the run's image pull and waits for the
+    /// run to end before it removes, so no container appears after its removal.
+    runs: Mutex<HashMap<String, InFlight>>,
+}
+
+/// A run in progress: cancelled by a removal, which then waits on `lock` until it ends.
+#[derive(Clone, Debug)]
+struct InFlight {
+    cancel: CancellationToken,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn cancelled(instance_id: &str) -> CommandError {
+    CommandError::new("Cancelled", format!("instance `{instance_id}` was removed while it was starting"))
 }
 
 impl DockerDriver {
@@ -80,6 +94,7 @@ impl DockerDriver {
             stopped: Mutex::default(),
             healthy: AtomicBool::new(false),
             version: Mutex::default(),
+            runs: Mutex::default(),
         });
         if let Err(error) = driver.negotiate().await {
             tracing::warn!(%error, "docker engine not reachable yet; retrying in the background");
@@ -329,8 +344,34 @@ impl DockerDriver {
     }
 
     /// Creates and starts an instance (idempotent on the instance id); pulls the image first
-    /// when the pull policy asks for it.
+    /// when the pull policy asks for it. A removal of the instance meanwhile cancels the pull,
+    /// and the run ends without a container.
     pub async fn run(&self, run: &RunInstance, output: &Output) -> Result<(), CommandError> {
+        let name = run.instance_id.as_str();
+        let flight = self
+            .runs
+            .lock()
+            .expect("runs lock")
+            .entry(name.to_owned())
+            .or_insert_with(|| InFlight { cancel: CancellationToken::new(), lock: Arc::default() })
+            .clone();
+        let result = {
+            let _running = flight.lock.lock().await;
+            self.run_once(run, output, &flight.cancel).await
+        };
+        let mut runs = self.runs.lock().expect("runs lock");
+        if runs.get(name).is_some_and(|f| Arc::ptr_eq(&f.lock, &flight.lock)) {
+            runs.remove(name);
+        }
+        result
+    }
+
+    async fn run_once(
+        &self,
+        run: &RunInstance,
+        output: &Output,
+        cancel: &CancellationToken,
+    ) -> Result<(), CommandError> {
         let body = container::create_body(run, &self.defaults)?;
         let spec = run.spec.as_ref().expect("create_body checked the spec");
         let name = run.instance_id.as_str();
@@ -345,13 +386,21 @@ impl DockerDriver {
             }
             return Ok(());
         }
-        if let Err(e) = self.ensure_image(run, &spec.image, spec.image_pull_policy, output).await {
-            self.fail(run, &e);
+        if cancel.is_cancelled() {
+            return Err(cancelled(name));
+        }
+        if let Err(e) = self.ensure_image(run, &spec.image, spec.image_pull_policy, output, cancel).await {
+            if e.reason != "Cancelled" {
+                self.fail(run, &e);
+            }
             return Err(e);
         }
         if let Err(e) = self.ensure_volumes(run).await {
             self.fail(run, &e);
             return Err(e);
+        }
+        if cancel.is_cancelled() {
+            return Err(cancelled(name));
         }
         let options = CreateContainerOptions { name: Some(name.to_owned()), ..Default::default() };
         let created = match self.docker.create_container(Some(options), body).await {
@@ -421,6 +470,7 @@ impl DockerDriver {
         image: &str,
         policy: i32,
         output: &Output,
+        cancel: &CancellationToken,
     ) -> Result<(), CommandError> {
         let policy = container::effective_pull_policy(image, policy);
         if policy != ImagePullPolicy::Always {
@@ -438,7 +488,34 @@ impl DockerDriver {
         }
         let pulling = bare_status(run, &self.defaults.node_id, WorkloadPhase::Starting, "PullingImage", image);
         self.outbox.push(event(&run.workload_id, pulling, false));
-        self.pull(run, image, output).await
+        let (timeout, attempts) = (self.defaults.pull_timeout, self.defaults.pull_attempts.max(1));
+        let mut backoff = Duration::from_secs(1);
+        for attempt in 1..=attempts {
+            let error = tokio::select! {
+                pulled = tokio::time::timeout(timeout, self.pull(run, image, output)) => match pulled {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(e)) => e,
+                    Err(_) => CommandError::new(
+                        "ImagePullFailed",
+                        format!("pulling `{image}`: not done after {}s", timeout.as_secs_f64()),
+                    ),
+                },
+                _ = cancel.cancelled() => return Err(cancelled(&run.instance_id)),
+            };
+            if attempt == attempts {
+                return Err(CommandError::new(
+                    "ImagePullFailed",
+                    format!("{} (attempt {attempt} of {attempts})", error.message),
+                ));
+            }
+            tracing::info!(instance = %run.instance_id, image, attempt, reason = error.reason, message = %error.message, ?backoff, "image pull failed; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = cancel.cancelled() => return Err(cancelled(&run.instance_id)),
+            }
+            backoff *= 2;
+        }
+        unreachable!("the last attempt returns")
     }
 
     async fn pull(&self, run: &RunInstance, image: &str, output: &Output) -> Result<(), CommandError> {
@@ -493,6 +570,13 @@ impl DockerDriver {
     /// Stops (if running) and removes an instance; an instance that is already gone counts
     /// as removed.
     pub async fn remove(&self, instance_id: &str, grace: Option<Duration>, volumes: bool) -> Result<(), CommandError> {
+        // A run still starting (pulling its image) is cancelled, and has ended before this
+        // removes: it cannot create the container afterwards.
+        let flight = self.runs.lock().expect("runs lock").get(instance_id).cloned();
+        if let Some(flight) = flight {
+            flight.cancel.cancel();
+            let _ended = flight.lock.lock().await;
+        }
         match self.stop(instance_id, grace).await {
             Ok(()) => {}
             Err(e) if e.reason == "ContainerNotFound" => return Ok(()),

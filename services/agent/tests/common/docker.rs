@@ -72,13 +72,25 @@ pub fn node_id(test: &str) -> String {
 }
 
 pub async fn driver(host: &str, node_id: &str) -> (Arc<DockerDriver>, Arc<Outbox>) {
+    driver_with(host, node_id, |_| {}).await
+}
+
+/// [`driver`] with the test's changes to the node's defaults.
+pub async fn driver_with(
+    host: &str,
+    node_id: &str,
+    change: impl FnOnce(&mut Defaults),
+) -> (Arc<DockerDriver>, Arc<Outbox>) {
     let outbox = Arc::new(Outbox::new(1024));
-    let defaults = Defaults {
+    let mut defaults = Defaults {
         node_id: node_id.to_owned(),
         network_mode: "none".into(),
         volume_roots: vec![],
         allowed_networks: vec![],
+        pull_timeout: std::time::Duration::from_secs(600),
+        pull_attempts: 3,
     };
+    change(&mut defaults);
     let driver = DockerDriver::connect(host, defaults, outbox.clone()).await.unwrap();
     (driver, outbox)
 }
