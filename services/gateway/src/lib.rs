@@ -79,9 +79,7 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), GatewayError
             let accounts = accounts.clone();
             Box::pin(async move {
                 let user = &a.principal.user;
-                // Exec is for admins (the scheduler enforces it); other attempts are recorded as failed.
-                let allowed = user.role == persys_kit::identity::Role::Admin;
-                accounts.audit((&user.id, &user.name), a.action, &a.target, allowed, &a.peer, &a.detail).await;
+                accounts.audit((&user.id, &user.name), a.action, &a.target, a.allowed, &a.peer, &a.detail).await;
             })
         })
     };

@@ -92,6 +92,9 @@ pub struct Audited {
     pub detail: String,
     /// The client's address.
     pub peer: String,
+    /// Whether the upstream took the call (it answered without an error status up front);
+    /// a refusal (not found, permission denied) or an unreachable upstream is `false`.
+    pub allowed: bool,
 }
 
 /// Where audit records of forwarded calls go.
@@ -109,6 +112,7 @@ pub fn audited(path: &str, body: &[u8], principal: &Principal, peer: String) -> 
         target: request.workload_id,
         detail: format!("replica {}: {:?}", request.replica_index, request.command),
         peer,
+        allowed: false,
     })
 }
 
@@ -168,11 +172,11 @@ impl Proxy {
         })?;
         let bytes = bytes.to_bytes();
         check_single_frame(&bytes, limit)?;
-        if let Some(sink) = &self.inner.audit
-            && let Some(record) = audited(&path, &bytes, &principal, crate::api::peer(&parts.extensions))
-        {
-            sink(record).await;
-        }
+        // Recorded once the upstream has answered: whether it took the call or refused it.
+        let record = match &self.inner.audit {
+            Some(_) => audited(&path, &bytes, &principal, crate::api::peer(&parts.extensions)),
+            None => None,
+        };
 
         let mut headers = HeaderMap::with_capacity(parts.headers.len() + 3);
         for (name, value) in parts.headers.drain().filter_map(|(k, v)| k.map(|k| (k, v))) {
@@ -199,8 +203,23 @@ impl Proxy {
         let response = channel.oneshot(upstream).await.map_err(|e| {
             tracing::warn!(%service, %address, error = %chain(&e), "upstream unreachable");
             unavailable(&service)
-        })?;
-        Ok(response.map(Body::new))
+        });
+        if let (Some(sink), Some(mut record)) = (&self.inner.audit, record) {
+            // A call refused up front is answered with its status in the headers
+            // (trailers-only); one that was taken streams first.
+            let refused = match &response {
+                Ok(r) => r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).filter(|c| *c != "0"),
+                Err(_) => Some("14"),
+            };
+            record.allowed = refused.is_none();
+            if let Some(code) = refused {
+                record
+                    .detail
+                    .push_str(&format!(" (refused: {:?})", tonic::Code::from(code.parse::<i32>().unwrap_or(2))));
+            }
+            sink(record).await;
+        }
+        Ok(response?.map(Body::new))
     }
 }
 

@@ -195,8 +195,8 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
     .unwrap_or_else(|_| panic!("no log line, got {text:?}"));
     drop(logs);
 
-    // An admin runs a command inside the container; members may not.
-    let mut exec = admin
+    // An admin runs a command inside the container, and so does its owner.
+    let exec = admin
         .exec_workload(pb::ExecWorkloadRequest {
             workload_id: created.id.clone(),
             command: vec!["sh".into(), "-c".into(), "echo exec-ok; exit 3".into()],
@@ -205,27 +205,21 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
         .await
         .unwrap()
         .into_inner();
-    let (mut output, mut exit) = (String::new(), None);
-    while let Some(m) = exec.message().await.unwrap() {
-        match m.payload {
-            Some(pb::exec_workload_response::Payload::Output(chunk)) => {
-                output.push_str(&String::from_utf8_lossy(&chunk.data))
-            }
-            Some(pb::exec_workload_response::Payload::Exit(e)) => exit = Some(e.exit_code),
-            None => {}
-        }
-    }
+    let (output, exit) = exec_output(exec).await;
     assert!(output.contains("exec-ok"), "{output:?}");
     assert_eq!(exit, Some(3));
-    let denied = ada
+    let own = ada
         .exec_workload(pb::ExecWorkloadRequest {
             workload_id: created.id.clone(),
-            command: vec!["id".into()],
+            command: vec!["sh".into(), "-c".into(), "echo owner-exec".into()],
             ..Default::default()
         })
         .await
-        .unwrap_err();
-    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        .unwrap()
+        .into_inner();
+    let (output, exit) = exec_output(own).await;
+    assert!(output.contains("owner-exec"), "{output:?}");
+    assert_eq!(exit, Some(0));
     // The gateway's audit log names who ran what where.
     let audit = UserServiceClient::with_interceptor(
         persys_kit::client::plain_channel(&c.url(), &Default::default()).unwrap(),
@@ -245,7 +239,7 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
     // Another member sees nothing of it.
     let mut admin_users = UserServiceClient::with_interceptor(
         persys_kit::client::plain_channel(&c.url(), &Default::default()).unwrap(),
-        Bearer(admin_token),
+        Bearer(admin_token.clone()),
     );
     admin_users
         .create_user(CreateUserRequest { username: "bob".into(), password: "bob-long-password".into(), role: 2 })
@@ -254,6 +248,30 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
     let mut bob = api(&c, &login(&c, "bob", "bob-long-password").await);
     let hidden = bob.get_workload(pb::GetWorkloadRequest { id: created.id.clone() }).await.unwrap_err();
     assert_eq!(hidden.code(), tonic::Code::NotFound);
+    let no_exec = bob
+        .exec_workload(pb::ExecWorkloadRequest {
+            workload_id: created.id.clone(),
+            command: vec!["id".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(no_exec.code(), tonic::Code::NotFound, "{no_exec:?}");
+    // The audit log tells the exec that ran from the one refused.
+    let audit = UserServiceClient::with_interceptor(
+        persys_kit::client::plain_channel(&c.url(), &Default::default()).unwrap(),
+        Bearer(admin_token.clone()),
+    )
+    .list_audit_events(persys_proto::gateway::v1::ListAuditEventsRequest::default())
+    .await
+    .unwrap()
+    .into_inner()
+    .events;
+    let execs = |actor: &str| -> Vec<bool> {
+        audit.iter().filter(|e| e.action == "workload.exec" && e.actor_name == actor).map(|e| e.success).collect()
+    };
+    assert_eq!(execs("ada"), vec![true], "{audit:#?}");
+    assert_eq!(execs("bob"), vec![false], "{audit:#?}");
     let refused =
         bob.stop_workload(pb::StopWorkloadRequest { id: created.id.clone(), ..Default::default() }).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::NotFound);
@@ -327,4 +345,19 @@ async fn killing_an_agent_moves_its_workload_to_the_other_node() {
     for id in ids.lines() {
         docker(&env, &["rm", "-f", id]);
     }
+}
+
+/// Reads an exec stream to its end: the output and the exit code.
+async fn exec_output(mut stream: tonic::Streaming<pb::ExecWorkloadResponse>) -> (String, Option<i32>) {
+    let (mut output, mut exit) = (String::new(), None);
+    while let Some(m) = stream.message().await.unwrap() {
+        match m.payload {
+            Some(pb::exec_workload_response::Payload::Output(chunk)) => {
+                output.push_str(&String::from_utf8_lossy(&chunk.data))
+            }
+            Some(pb::exec_workload_response::Payload::Exit(e)) => exit = Some(e.exit_code),
+            None => {}
+        }
+    }
+    (output, exit)
 }

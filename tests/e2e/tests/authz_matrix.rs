@@ -1,0 +1,1165 @@
+//! The authorization matrix: every RPC of every service the gateway exposes on its public
+//! port, called by each kind of caller, answers exactly what `docs/security.md` ("What each
+//! role may do") says.
+//!
+//! The callers are an admin, a member, a viewer and another member, each with a session token
+//! from `Login`; nobody (no token); and an API key of the admin, of the member and of the
+//! viewer, which act with their owner's role. The deployment is the compose file's: a gateway
+//! routing `persys.scheduler.v1.*` to a real scheduler and `persys.analyzer.v1.*` to a real
+//! analyzer, with real agents running real containers on a real Docker engine.
+//!
+//! [`rows`] is the table: per RPC (and per case, where one RPC has several answers, e.g.
+//! `CreateWorkload` with the host's network), the outcome for each caller in [`CALLERS`]
+//! order. Resources acted on belong to the member, so the other member's column is the
+//! ownership check (`NOT_FOUND`, or absent from lists and watches). Every allowed call is made
+//! with a request that succeeds, and its answer is checked (the owner of a created workload,
+//! the output of an exec, ...); calls that change or delete something get a fresh target per
+//! caller. The RPCs are not listed by hand: they come from the descriptor set compiled into
+//! `persys-proto`, for every package the gateway routes, so a new RPC without a row fails
+//! `every_public_rpc_has_exactly_its_rows`, and so does a row naming an RPC that is gone, or a
+//! new package nobody decided to route or not.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    future::Future,
+    pin::Pin,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use persys_e2e::{
+    bin, certs_init,
+    cluster::start_agent,
+    process::Service,
+    stack::{ADMIN, ADMIN_PASSWORD},
+    tls_args,
+};
+use persys_kit::{
+    client::{ClientOptions, TracedChannel, plain_channel},
+    testing::require_env,
+};
+use persys_proto::{
+    analyzer::v1::{
+        AnalyzeMetadata, AnalyzeRepositoryRequest, AnalyzeRequest, ApplicationPersonaSpec, FileChunk, ManifestFile,
+        SourceFile, ValidateManifestsRequest, analyze_request, analyzer_service_client::AnalyzerServiceClient,
+    },
+    common::v1::{PageRequest, Role, WatchEventType},
+    gateway::v1::{
+        CreateApiKeyRequest, CreateUserRequest, DeleteUserRequest, GetUserRequest, ListApiKeysRequest,
+        ListAuditEventsRequest, ListUsersRequest, LoginRequest, LoginResponse, LogoutRequest, RefreshRequest,
+        RevokeApiKeyRequest, UpdateUserRequest, WhoAmIRequest, api_key_service_client::ApiKeyServiceClient,
+        auth_service_client::AuthServiceClient, user_service_client::UserServiceClient,
+    },
+    scheduler::v1::{
+        self as pb, agent_service_client::AgentServiceClient, bootstrap_service_client::BootstrapServiceClient,
+        node_command_service_client::NodeCommandServiceClient, scheduler_service_client::SchedulerServiceClient,
+    },
+};
+use prost::Message;
+use tonic::{
+    Code, Status,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+};
+
+/// Who calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caller {
+    /// The bootstrap admin, with a session token.
+    Admin,
+    /// A member, with a session token; every resource the table acts on is theirs.
+    Member,
+    /// A viewer, with a session token.
+    Viewer,
+    /// A second member, with a session token.
+    OtherMember,
+    /// No `authorization` header at all.
+    NoToken,
+    /// An API key of the admin.
+    AdminKey,
+    /// An API key of the member.
+    MemberKey,
+    /// An API key of the viewer.
+    ViewerKey,
+}
+
+/// The columns of the table, in order.
+const CALLERS: [Caller; 8] = [
+    Caller::Admin,
+    Caller::Member,
+    Caller::Viewer,
+    Caller::OtherMember,
+    Caller::NoToken,
+    Caller::AdminKey,
+    Caller::MemberKey,
+    Caller::ViewerKey,
+];
+
+/// What a call must answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// It succeeds (and its answer is what was asked for).
+    Ok,
+    /// `PERMISSION_DENIED`: the role may not.
+    Denied,
+    /// `UNAUTHENTICATED`: no credentials.
+    Unauthenticated,
+    /// Someone else's: `NOT_FOUND`, or absent from a list or a watch's snapshot.
+    Hidden,
+    /// `INVALID_ARGUMENT`: the role may call, but not with this spec.
+    Invalid,
+    /// `UNIMPLEMENTED`: the gateway does not carry the call (client and bidirectional streams).
+    NotCarried,
+}
+
+use Outcome::{Denied as DEN, Hidden as HID, Invalid as INV, NotCarried as NCA, Ok as OK, Unauthenticated as UNA};
+
+impl Outcome {
+    fn code(self) -> Code {
+        match self {
+            Outcome::Ok => Code::Ok,
+            Outcome::Denied => Code::PermissionDenied,
+            Outcome::Unauthenticated => Code::Unauthenticated,
+            Outcome::Hidden => Code::NotFound,
+            Outcome::Invalid => Code::InvalidArgument,
+            Outcome::NotCarried => Code::Unimplemented,
+        }
+    }
+}
+
+// The recurring columns. Order: admin, member, viewer, other member, no token, admin's key,
+// member's key, viewer's key.
+/// Open calls (they create credentials): anyone.
+const OPEN: [Outcome; 8] = [OK, OK, OK, OK, OK, OK, OK, OK];
+/// Any signed-in user.
+const USERS: [Outcome; 8] = [OK, OK, OK, OK, UNA, OK, OK, OK];
+/// Admins only.
+const ADMINS: [Outcome; 8] = [OK, DEN, DEN, DEN, UNA, OK, DEN, DEN];
+/// Admins and members (creating workloads).
+const WRITERS: [Outcome; 8] = [OK, OK, DEN, OK, UNA, OK, OK, DEN];
+/// A spec only admins may ask for: members are refused the spec, viewers the call.
+const ADMIN_SPEC: [Outcome; 8] = [OK, INV, DEN, INV, UNA, OK, INV, DEN];
+/// Reading the member's workload: admins, its owner and viewers.
+const READ_OWN: [Outcome; 8] = [OK, OK, OK, HID, UNA, OK, OK, OK];
+/// Changing the member's workload (or running commands in it): admins and its owner.
+const CHANGE_OWN: [Outcome; 8] = [OK, OK, DEN, HID, UNA, OK, OK, DEN];
+/// Asking by the member's id for the member's workloads: members may name only themselves.
+const FILTER_OWN: [Outcome; 8] = [OK, OK, OK, DEN, UNA, OK, OK, OK];
+/// Revoking the member's API key: admins and the member.
+const REVOKE_KEY: [Outcome; 8] = [OK, OK, HID, HID, UNA, OK, OK, HID];
+/// Seeing the member's API key in a list: the member only (everyone lists their own keys).
+const LIST_KEY: [Outcome; 8] = [HID, OK, HID, HID, UNA, HID, OK, HID];
+/// Services' own calls, reached through the gateway: the upstream refuses the gateway's identity.
+const SERVICES_ONLY: [Outcome; 8] = [DEN, DEN, DEN, DEN, UNA, DEN, DEN, DEN];
+/// Client and bidirectional streams: signed-in users learn the gateway does not carry them.
+const NOT_CARRIED: [Outcome; 8] = [NCA, NCA, NCA, NCA, UNA, NCA, NCA, NCA];
+
+/// The packages the gateway routes on its public port (its own and its upstreams', as in
+/// `deploy/compose/docker-compose.yml`), with where they go.
+const ROUTED: [(&str, &str); 3] = [
+    ("persys.gateway.v1", "served by the gateway itself"),
+    ("persys.scheduler.v1", "--upstream scheduler"),
+    ("persys.analyzer.v1", "--upstream analyzer"),
+];
+
+/// The packages with services the gateway does not route, and why.
+const NOT_ROUTED: [(&str, &str); 3] = [
+    ("persys.agent.v1", "the agent's local admin API, on the node's loopback only"),
+    ("persys.metrics.v1", "no metrics-pipeline is deployed; the gateway answers UNAVAILABLE"),
+    ("persys.reconciler.v1", "no reconciler is deployed; the gateway answers UNAVAILABLE"),
+];
+
+const AUTH: &str = "persys.gateway.v1.AuthService";
+const USER_SERVICE: &str = "persys.gateway.v1.UserService";
+const API_KEYS: &str = "persys.gateway.v1.ApiKeyService";
+const SCHEDULER: &str = "persys.scheduler.v1.SchedulerService";
+const AGENTS: &str = "persys.scheduler.v1.AgentService";
+const BOOTSTRAP: &str = "persys.scheduler.v1.BootstrapService";
+const NODE_COMMANDS: &str = "persys.scheduler.v1.NodeCommandService";
+const ANALYZER: &str = "persys.analyzer.v1.AnalyzerService";
+
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<(), Status>> + 'a>>;
+
+/// One line of the table.
+struct Row {
+    /// Full service name, e.g. `persys.scheduler.v1.SchedulerService`.
+    service: &'static str,
+    /// Method name, e.g. `GetWorkload`.
+    method: &'static str,
+    /// What distinguishes this row from others of the same method; empty for most.
+    case: &'static str,
+    /// The outcome per caller, in [`CALLERS`] order.
+    expect: [Outcome; 8],
+    /// Makes the call as a caller: setup with the owners' own credentials, then the one call.
+    call: for<'a> fn(&'a World, Caller) -> Answer<'a>,
+}
+
+macro_rules! row {
+    ($service:expr, $method:literal, $expect:expr, $call:ident) => {
+        row!($service, $method, "", $expect, $call)
+    };
+    ($service:expr, $method:literal, $case:literal, $expect:expr, $call:ident) => {
+        Row { service: $service, method: $method, case: $case, expect: $expect, call: |w, c| Box::pin($call(w, c)) }
+    };
+}
+
+/// The table. Rows run in this order; a row's targets never depend on an earlier row.
+fn rows() -> Vec<Row> {
+    vec![
+        row!(AUTH, "Login", OPEN, login),
+        row!(AUTH, "Refresh", OPEN, refresh),
+        row!(AUTH, "Logout", OPEN, logout),
+        row!(AUTH, "WhoAmI", USERS, who_am_i),
+        row!(USER_SERVICE, "CreateUser", ADMINS, create_user),
+        row!(USER_SERVICE, "GetUser", ADMINS, get_user),
+        row!(USER_SERVICE, "ListUsers", ADMINS, list_users),
+        row!(USER_SERVICE, "UpdateUser", "promote a user to admin", ADMINS, update_user),
+        row!(USER_SERVICE, "DeleteUser", ADMINS, delete_user),
+        row!(USER_SERVICE, "ListAuditEvents", ADMINS, list_audit_events),
+        row!(API_KEYS, "CreateApiKey", USERS, create_api_key),
+        row!(API_KEYS, "ListApiKeys", "lists the member's key", LIST_KEY, list_api_keys),
+        row!(API_KEYS, "RevokeApiKey", "a key of the member", REVOKE_KEY, revoke_api_key),
+        row!(SCHEDULER, "CreateWorkload", WRITERS, create_workload),
+        row!(SCHEDULER, "CreateWorkload", "on the host's network", ADMIN_SPEC, create_on_host_network),
+        row!(SCHEDULER, "CreateWorkload", "in another container's network", ADMIN_SPEC, create_in_container_network),
+        row!(SCHEDULER, "CreateWorkload", "on a network not allowed", ADMIN_SPEC, create_on_other_network),
+        row!(SCHEDULER, "CreateWorkload", "as a host process", ADMIN_SPEC, create_host_process),
+        row!(SCHEDULER, "GetWorkload", READ_OWN, get_workload),
+        row!(SCHEDULER, "ListWorkloads", "lists the member's workload", READ_OWN, list_workloads),
+        row!(SCHEDULER, "ListWorkloads", "filtered by the member's id", FILTER_OWN, list_member_workloads),
+        row!(SCHEDULER, "StopWorkload", CHANGE_OWN, stop_workload),
+        row!(SCHEDULER, "StartWorkload", CHANGE_OWN, start_workload),
+        row!(SCHEDULER, "RestartWorkload", CHANGE_OWN, restart_workload),
+        row!(SCHEDULER, "DeleteWorkload", CHANGE_OWN, delete_workload),
+        row!(SCHEDULER, "WatchWorkloads", "snapshot holds the member's workload", READ_OWN, watch_workloads),
+        row!(SCHEDULER, "WatchWorkloads", "filtered by the member's id", FILTER_OWN, watch_member_workloads),
+        row!(SCHEDULER, "StreamLogs", READ_OWN, stream_logs),
+        row!(SCHEDULER, "ExecWorkload", CHANGE_OWN, exec_workload),
+        row!(SCHEDULER, "GetNode", USERS, get_node),
+        row!(SCHEDULER, "ListNodes", USERS, list_nodes),
+        row!(SCHEDULER, "WatchNodes", USERS, watch_nodes),
+        row!(SCHEDULER, "CordonNode", ADMINS, cordon_node),
+        row!(SCHEDULER, "DrainNode", ADMINS, drain_node),
+        row!(SCHEDULER, "UncordonNode", ADMINS, uncordon_node),
+        row!(SCHEDULER, "DeleteNode", ADMINS, delete_node),
+        row!(SCHEDULER, "CreateJoinToken", ADMINS, create_join_token),
+        row!(SCHEDULER, "ListJoinTokens", ADMINS, list_join_tokens),
+        row!(SCHEDULER, "RevokeJoinToken", ADMINS, revoke_join_token),
+        row!(AGENTS, "Connect", NOT_CARRIED, agent_connect),
+        row!(BOOTSTRAP, "Join", SERVICES_ONLY, join),
+        row!(BOOTSTRAP, "RenewCertificate", SERVICES_ONLY, renew_certificate),
+        row!(NODE_COMMANDS, "RunHostCommand", SERVICES_ONLY, run_host_command),
+        row!(NODE_COMMANDS, "RunContainerAction", SERVICES_ONLY, run_container_action),
+        row!(ANALYZER, "Analyze", NOT_CARRIED, analyze),
+        row!(ANALYZER, "AnalyzeRepository", USERS, analyze_repository),
+        row!(ANALYZER, "ValidateManifests", USERS, validate_manifests),
+    ]
+}
+
+/// Returns every (service, method) the gateway routes, from the compiled descriptor set;
+/// panics on a package with services that is neither in [`ROUTED`] nor in [`NOT_ROUTED`].
+fn public_methods() -> BTreeSet<(String, String)> {
+    let set = prost_types::FileDescriptorSet::decode(persys_proto::FILE_DESCRIPTOR_SET).expect("descriptor set");
+    let mut methods = BTreeSet::new();
+    let mut unclassified = BTreeSet::new();
+    for file in set.file.iter().filter(|f| !f.service.is_empty()) {
+        let package = file.package();
+        if ROUTED.iter().any(|(p, _)| *p == package) {
+            for service in &file.service {
+                for method in &service.method {
+                    methods.insert((format!("{package}.{}", service.name()), method.name().to_owned()));
+                }
+            }
+        } else if !NOT_ROUTED.iter().any(|(p, _)| *p == package) {
+            unclassified.insert(package.to_owned());
+        }
+    }
+    assert!(
+        unclassified.is_empty(),
+        "packages with services that are neither ROUTED nor NOT_ROUTED: {unclassified:?}; decide whether the \
+         gateway exposes them, and give their RPCs rows if it does"
+    );
+    methods
+}
+
+/// Checks that the table covers every public RPC, names no other, and has no duplicate row.
+fn check_table() {
+    let public = public_methods();
+    let mut seen = BTreeSet::new();
+    let mut covered = BTreeSet::new();
+    for row in rows() {
+        assert!(
+            seen.insert((row.service, row.method, row.case)),
+            "duplicate row {}/{} {:?}",
+            row.service,
+            row.method,
+            row.case
+        );
+        covered.insert((row.service.to_owned(), row.method.to_owned()));
+    }
+    let missing: Vec<String> = public.difference(&covered).map(|(s, m)| format!("{s}/{m}")).collect();
+    let unknown: Vec<String> = covered.difference(&public).map(|(s, m)| format!("{s}/{m}")).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "public RPCs without a row in the authorization matrix: {missing:?}; rows naming RPCs the gateway does \
+         not expose (renamed? removed?): {unknown:?}"
+    );
+}
+
+#[test]
+fn every_public_rpc_has_exactly_its_rows() {
+    check_table();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_caller_gets_exactly_what_its_role_allows() {
+    check_table();
+    let Some(docker_host) = require_env("DOCKER_HOST", "a Docker engine") else { return };
+    let Some(image) = require_env("PERSYS_TEST_IMAGE", "a local test image") else { return };
+    let deployment = Deployment::start(&docker_host).await;
+    let world = World::prepare(&deployment, image).await;
+
+    let rows = rows();
+    let mut failures = Vec::new();
+    let mut calls = 0;
+    for row in &rows {
+        for (caller, want) in CALLERS.iter().zip(row.expect) {
+            let got = match tokio::time::timeout(Duration::from_secs(30), (row.call)(&world, *caller)).await {
+                Ok(got) => got,
+                Err(_) => Err(Status::deadline_exceeded("no answer within 30 s")),
+            };
+            calls += 1;
+            let code = got.as_ref().err().map_or(Code::Ok, Status::code);
+            if code != want.code() {
+                let case = if row.case.is_empty() { String::new() } else { format!(" ({})", row.case) };
+                let message = got.err().map(|s| format!(": {}", s.message())).unwrap_or_default();
+                failures.push(format!(
+                    "{}/{}{case} as {caller:?}: want {want:?} ({:?}), got {code:?}{message}",
+                    row.service,
+                    row.method,
+                    want.code()
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls break the authorization matrix:\n{}\n\ngateway log:\n{}",
+        failures.len(),
+        failures.join("\n"),
+        tail(&deployment.gateway.log(), 40),
+    );
+    eprintln!(
+        "authorization matrix: {} rows x {} callers = {calls} calls, all as documented",
+        rows.len(),
+        CALLERS.len()
+    );
+
+    world.clean_up().await;
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The processes: a scheduler (in-memory store), an analyzer, the gateway routing to both,
+/// and four agents on Docker: `main` runs the member's workload, the spares are for the node
+/// calls that change nodes.
+struct Deployment {
+    dir: tempfile::TempDir,
+    scheduler: Service,
+    gateway: Service,
+    _analyzer: Service,
+    docker_host: String,
+}
+
+impl Deployment {
+    async fn start(docker_host: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        certs_init(&certs).unwrap();
+        let timeout = Duration::from_secs(60);
+        let strings = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        let mut args = strings(&["--listen", "127.0.0.1:0", "--bootstrap-listen", "127.0.0.1:0", "--etcd", "memory"]);
+        args.extend(["--ca-key".into(), certs.join("ca-key.pem").display().to_string()]);
+        args.extend(tls_args(&certs, "scheduler"));
+        let scheduler = Service::start("scheduler", bin("scheduler").unwrap(), &args, &[], dir.path(), timeout);
+        let mut args = strings(&["--listen", "127.0.0.1:0"]);
+        args.extend(tls_args(&certs, "analyzer"));
+        let analyzer = Service::start("analyzer", bin("analyzer").unwrap(), &args, &[], dir.path(), timeout);
+        let (scheduler, analyzer) = tokio::try_join!(scheduler, analyzer).unwrap();
+
+        let secret_file = dir.path().join("jwt-secret");
+        std::fs::write(&secret_file, b"authz-matrix-secret-0123456789abcdef-0123456789").unwrap();
+        let mut args = strings(&["--listen", "127.0.0.1:0", "--internal-listen", "127.0.0.1:0"]);
+        args.extend([
+            "--database-url".into(),
+            format!("sqlite://{}?mode=rwc", dir.path().join("gateway.db").display()),
+            "--jwt-secret-file".into(),
+            secret_file.display().to_string(),
+            "--admin-username".into(),
+            ADMIN.into(),
+            "--upstream".into(),
+            format!(
+                "scheduler=https://localhost:{},analyzer=https://localhost:{}",
+                scheduler.addr("grpc").port(),
+                analyzer.addr("grpc").port()
+            ),
+        ]);
+        // The table logs in a few dozen times from one address within the minute.
+        args.extend(strings(&["--login-per-user", "1000", "--login-per-peer", "1000"]));
+        args.extend(tls_args(&certs, "gateway"));
+        let env = [("PERSYS_GATEWAY_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string())];
+        let gateway =
+            Service::start("gateway", bin("gateway").unwrap(), &args, &env, dir.path(), timeout).await.unwrap();
+        Self { dir, scheduler, gateway, _analyzer: analyzer, docker_host: docker_host.to_owned() }
+    }
+
+    fn channel(&self) -> TracedChannel {
+        plain_channel(&format!("http://{}", self.gateway.addr("public")), &ClientOptions::default()).unwrap()
+    }
+}
+
+/// The label that pins workloads to nodes: `main`, `spare`, or (parked workloads) nothing.
+const PIN: &str = "authz-matrix";
+/// What the member's running workload prints.
+const HELLO: &str = "hello-from-the-authz-matrix";
+/// The member whose API key is the member's key and whose resources the table acts on.
+const MEMBER: &str = "mia";
+const VIEWER: &str = "vic";
+const OTHER_MEMBER: &str = "otto";
+/// A user who only logs in, for the open calls.
+const PROBER: &str = "pat";
+const PASSWORD: &str = "a-long-enough-password";
+
+/// Adds the caller's credentials (a session token or an API key, both bearer) to every call.
+#[derive(Clone)]
+struct Credentials(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Channel = InterceptedService<TracedChannel, Credentials>;
+
+/// What the rows act on, and everyone's credentials.
+struct World {
+    channel: TracedChannel,
+    /// Bearer credentials per caller, in [`CALLERS`] order.
+    credentials: [Option<String>; 8],
+    admin_id: String,
+    member_id: String,
+    viewer_id: String,
+    other_id: String,
+    /// A user the admins promote in `UpdateUser`.
+    bystander_id: String,
+    /// The id of the API key the member's key column uses.
+    member_key_id: String,
+    image: String,
+    /// The member's workload, running on `main`.
+    running: String,
+    /// A workload of the member's that is never placed (its node selector matches no node).
+    parked: String,
+    main_node: String,
+    /// Nodes for cordon, drain and uncordon (`[0]`), and to delete (`[1]` for the admin,
+    /// `[2]` for the admin's key; other callers aim at `[0]`).
+    spares: [String; 3],
+    /// A join token nobody uses, for `Join` through the gateway.
+    unused_join_token: String,
+    /// An analysis of a tiny app, for `ValidateManifests`.
+    persona: ApplicationPersonaSpec,
+    manifest: ManifestFile,
+    next: AtomicU32,
+    _agents: Vec<Service>,
+}
+
+fn index(c: Caller) -> usize {
+    CALLERS.iter().position(|x| *x == c).expect("every caller is a column")
+}
+
+impl World {
+    async fn prepare(d: &Deployment, image: String) -> Self {
+        let channel = d.channel();
+        let login = |user: &'static str, password: &'static str| {
+            let channel = channel.clone();
+            async move { session(&channel, user, password).await.access_token }
+        };
+        let admin = login(ADMIN, ADMIN_PASSWORD).await;
+        let with = |token: &str| InterceptedService::new(channel.clone(), bearer(token));
+        let mut users = UserServiceClient::new(with(&admin));
+        let mut ids = BTreeMap::new();
+        for (name, role) in [(MEMBER, Role::Member), (VIEWER, Role::Viewer), (OTHER_MEMBER, Role::Member)]
+            .into_iter()
+            .chain([(PROBER, Role::Member), ("bystander", Role::Member)])
+        {
+            let user = users
+                .create_user(CreateUserRequest { username: name.into(), password: PASSWORD.into(), role: role as i32 })
+                .await
+                .unwrap()
+                .into_inner()
+                .user
+                .unwrap();
+            ids.insert(name, user.id);
+        }
+        let (member, viewer, other) =
+            (login(MEMBER, PASSWORD).await, login(VIEWER, PASSWORD).await, login(OTHER_MEMBER, PASSWORD).await);
+        let key = |token: String| {
+            let mut keys = ApiKeyServiceClient::new(with(&token));
+            async move {
+                keys.create_api_key(CreateApiKeyRequest { name: "authz-matrix".into(), expires_at: None })
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
+        };
+        let (admin_key, member_key, viewer_key) =
+            (key(admin.clone()).await, key(member.clone()).await, key(viewer.clone()).await);
+        let admin_id = user_id(&channel, &admin).await;
+
+        // Four nodes: tokens pin them with a label, so the running workload lands on `main`.
+        let mut scheduler = SchedulerServiceClient::new(with(&admin));
+        let mut tokens = Vec::new();
+        for (name, pin) in
+            [("authz-main", "main"), ("authz-spare-0", "spare"), ("authz-spare-1", "spare"), ("authz-spare-2", "spare")]
+        {
+            let token = scheduler
+                .create_join_token(pb::CreateJoinTokenRequest {
+                    description: format!("agent {name}"),
+                    node_labels: [(PIN.to_string(), pin.to_string())].into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .token;
+            tokens.push((name, token));
+        }
+        let certs = d.dir.path().join("certs");
+        let agents = futures::future::try_join_all(
+            tokens
+                .iter()
+                .map(|(name, token)| start_agent(d.dir.path(), &certs, &d.scheduler, name, token, &d.docker_host)),
+        )
+        .await
+        .unwrap();
+        let names: Vec<String> = tokens.iter().map(|(n, _)| n.to_string()).collect();
+        wait_nodes_ready(&mut scheduler, &names).await;
+
+        let unused_join_token =
+            scheduler.create_join_token(pb::CreateJoinTokenRequest::default()).await.unwrap().into_inner().token;
+        let analysis = AnalyzerServiceClient::new(with(&admin))
+            .analyze_repository(tiny_app())
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+            .unwrap();
+        let manifest = analysis.manifests.iter().find(|m| m.kind == "Deployment").expect("a Deployment").clone();
+
+        let credentials =
+            [admin, member, viewer, other, String::new(), admin_key.secret, member_key.secret, viewer_key.secret]
+                .map(|t| Some(t).filter(|t| !t.is_empty()));
+        let mut world = World {
+            channel,
+            credentials,
+            admin_id,
+            member_id: ids[MEMBER].clone(),
+            viewer_id: ids[VIEWER].clone(),
+            other_id: ids[OTHER_MEMBER].clone(),
+            bystander_id: ids["bystander"].clone(),
+            member_key_id: member_key.api_key.unwrap().id,
+            image,
+            running: String::new(),
+            parked: String::new(),
+            main_node: names[0].clone(),
+            spares: [names[1].clone(), names[2].clone(), names[3].clone()],
+            unused_join_token,
+            persona: analysis.persona.expect("a persona"),
+            manifest,
+            next: AtomicU32::new(0),
+            _agents: agents,
+        };
+        world.parked = world.parked_of_member().await;
+        world.running = world.start_running_workload().await;
+        world
+    }
+
+    /// Returns a channel that calls as `c`.
+    fn as_(&self, c: Caller) -> Channel {
+        let value = self.credentials[index(c)].as_deref().map(|t| bearer(t).0.expect("token"));
+        InterceptedService::new(self.channel.clone(), Credentials(value))
+    }
+
+    fn scheduler(&self, c: Caller) -> SchedulerServiceClient<Channel> {
+        SchedulerServiceClient::new(self.as_(c))
+    }
+
+    /// Returns the id of the user `c` acts for, and how it authenticates.
+    fn user_of(&self, c: Caller) -> (&str, &str) {
+        match c {
+            Caller::Admin => (&self.admin_id, "jwt"),
+            Caller::Member => (&self.member_id, "jwt"),
+            Caller::Viewer => (&self.viewer_id, "jwt"),
+            Caller::OtherMember => (&self.other_id, "jwt"),
+            Caller::NoToken => ("", ""),
+            Caller::AdminKey => (&self.admin_id, "api_key"),
+            Caller::MemberKey => (&self.member_id, "api_key"),
+            Caller::ViewerKey => (&self.viewer_id, "api_key"),
+        }
+    }
+
+    fn fresh(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn spec(&self, pin: &str, command: &str) -> pb::WorkloadSpec {
+        pb::WorkloadSpec {
+            image: self.image.clone(),
+            command: vec!["sh".into(), "-c".into(), command.into()],
+            restart_policy: pb::RestartPolicy::Never as i32,
+            image_pull_policy: pb::ImagePullPolicy::Never as i32,
+            stop_timeout: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+            node_selector: [(PIN.to_string(), pin.to_string())].into(),
+            ..Default::default()
+        }
+    }
+
+    /// A spec no node matches: the workload stays Pending, so changing it touches no container.
+    fn parked_spec(&self) -> pb::WorkloadSpec {
+        self.spec("nowhere", "exec sleep 3600")
+    }
+
+    async fn create(&self, c: Caller, spec: pb::WorkloadSpec) -> Result<pb::Workload, Status> {
+        let request = pb::CreateWorkloadRequest {
+            name: self.fresh("authz"),
+            spec: Some(spec),
+            request_id: self.fresh("authz-request"),
+        };
+        Ok(self.scheduler(c).create_workload(request).await?.into_inner().workload.unwrap_or_default())
+    }
+
+    /// Creates a parked workload as the member: a fresh target.
+    async fn parked_of_member(&self) -> String {
+        self.create(Caller::Member, self.parked_spec()).await.expect("the member creates a workload").id
+    }
+
+    /// Creates the member's workload on `main` and waits until it runs and has logged.
+    async fn start_running_workload(&self) -> String {
+        let spec = self.spec("main", &format!("echo {HELLO}; exec sleep 3600"));
+        let id = self.create(Caller::Member, spec).await.expect("the member creates a workload").id;
+        let mut member = self.scheduler(Caller::Member);
+        let mut watch = member
+            .watch_workloads(pb::WatchWorkloadsRequest { workload_id: id.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut last = None;
+        let running = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(e) = watch.message().await.unwrap() {
+                if let Some(w) = e.workload {
+                    if w.status.as_ref().is_some_and(|s| s.phase == pb::WorkloadPhase::Running as i32) {
+                        return true;
+                    }
+                    last = Some(w);
+                }
+            }
+            false
+        })
+        .await;
+        assert!(matches!(running, Ok(true)), "the member's workload never ran; last: {last:#?}");
+        let mut logs = member
+            .stream_logs(pb::StreamLogsRequest { workload_id: id.clone(), follow: true, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut text = String::new();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(m) = logs.message().await.unwrap() {
+                text.push_str(&String::from_utf8_lossy(&m.chunk.unwrap_or_default().data));
+                if text.contains(HELLO) {
+                    return;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the member's workload never logged; got {text:?}"));
+        id
+    }
+
+    /// Creates a user as the admin: a fresh target.
+    async fn new_user(&self) -> String {
+        UserServiceClient::new(self.as_(Caller::Admin))
+            .create_user(CreateUserRequest {
+                username: self.fresh("authz-target"),
+                password: PASSWORD.into(),
+                role: Role::Member as i32,
+            })
+            .await
+            .expect("the admin creates a user")
+            .into_inner()
+            .user
+            .unwrap()
+            .id
+    }
+
+    /// Deletes the running workload, so no container outlives the test.
+    async fn clean_up(&self) {
+        let mut member = self.scheduler(Caller::Member);
+        let mut watch = member
+            .watch_workloads(pb::WatchWorkloadsRequest { workload_id: self.running.clone(), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        member
+            .delete_workload(pb::DeleteWorkloadRequest { id: self.running.clone(), ..Default::default() })
+            .await
+            .unwrap();
+        let gone = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(e)) = watch.message().await {
+                if e.r#type == WatchEventType::Deleted as i32 {
+                    return;
+                }
+            }
+        })
+        .await;
+        if gone.is_err() {
+            eprintln!("the member's workload was not removed within 30 s; its container may remain");
+        }
+    }
+}
+
+/// Returns the id of the user a token belongs to (the bootstrap admin's is not known otherwise).
+async fn user_id(channel: &TracedChannel, token: &str) -> String {
+    AuthServiceClient::new(InterceptedService::new(channel.clone(), bearer(token)))
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap()
+        .id
+}
+
+fn bearer(token: &str) -> Credentials {
+    Credentials(Some(MetadataValue::try_from(format!("Bearer {token}")).expect("ascii token")))
+}
+
+async fn session(channel: &TracedChannel, user: &str, password: &str) -> LoginResponse {
+    AuthServiceClient::new(channel.clone())
+        .login(LoginRequest { username: user.into(), password: password.into() })
+        .await
+        .unwrap_or_else(|e| panic!("{user} logs in: {e}"))
+        .into_inner()
+}
+
+async fn wait_nodes_ready(admin: &mut SchedulerServiceClient<Channel>, names: &[String]) {
+    let mut watch = admin.watch_nodes(pb::WatchNodesRequest { since_revision: 0 }).await.unwrap().into_inner();
+    let mut ready = BTreeSet::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(e) = watch.message().await.unwrap() {
+            if let Some(n) = e.node.filter(|n| n.state() == pb::NodeState::Ready) {
+                ready.insert(n.id);
+            }
+            if names.iter().all(|n| ready.contains(n)) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not every node became Ready: {ready:?} of {names:?}"));
+}
+
+fn tiny_app() -> AnalyzeRepositoryRequest {
+    AnalyzeRepositoryRequest {
+        metadata: Some(AnalyzeMetadata { name: "tiny".into(), ..Default::default() }),
+        files: vec![SourceFile { path: "Dockerfile".into(), content: b"FROM alpine\nEXPOSE 8080\n".to_vec(), mode: 0 }],
+    }
+}
+
+/// Turns a failed check of an allowed call's answer into a status the table reports.
+fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), Status> {
+    if ok { Ok(()) } else { Err(Status::internal(format!("wrong answer: {}", what()))) }
+}
+
+/// The answer for something the caller does not see in a list or a watch.
+fn absent(what: &str) -> Status {
+    Status::not_found(format!("{what} is not in the answer"))
+}
+
+/// Reads a watch's snapshot (up to its bookmark); returns the ids it holds.
+async fn snapshot<T>(
+    mut stream: tonic::Streaming<T>,
+    read: impl Fn(&T) -> (i32, Option<String>),
+) -> Result<Vec<String>, Status> {
+    let mut ids = Vec::new();
+    while let Some(message) = stream.message().await? {
+        match read(&message) {
+            (t, _) if t == WatchEventType::Bookmark as i32 => return Ok(ids),
+            (_, Some(id)) => ids.push(id),
+            (_, None) => {}
+        }
+    }
+    Err(Status::internal("the watch ended before its snapshot's bookmark"))
+}
+
+// ---- persys.gateway.v1.AuthService
+
+async fn login(w: &World, c: Caller) -> Result<(), Status> {
+    let r = AuthServiceClient::new(w.as_(c))
+        .login(LoginRequest { username: PROBER.into(), password: PASSWORD.into() })
+        .await?
+        .into_inner();
+    check(!r.access_token.is_empty() && r.user.as_ref().is_some_and(|u| u.username == PROBER), || format!("{r:?}"))
+}
+
+async fn refresh(w: &World, c: Caller) -> Result<(), Status> {
+    let old = session(&w.channel, PROBER, PASSWORD).await.refresh_token;
+    let r = AuthServiceClient::new(w.as_(c)).refresh(RefreshRequest { refresh_token: old.clone() }).await?.into_inner();
+    check(!r.access_token.is_empty() && !r.refresh_token.is_empty() && r.refresh_token != old, || {
+        "no new tokens".into()
+    })
+}
+
+async fn logout(w: &World, c: Caller) -> Result<(), Status> {
+    let refresh_token = session(&w.channel, PROBER, PASSWORD).await.refresh_token;
+    AuthServiceClient::new(w.as_(c)).logout(LogoutRequest { refresh_token: refresh_token.clone() }).await?;
+    // The session is over: its refresh token no longer works.
+    let reuse = AuthServiceClient::new(w.channel.clone()).refresh(RefreshRequest { refresh_token }).await;
+    check(reuse.is_err(), || "the refresh token still works after logout".into())
+}
+
+async fn who_am_i(w: &World, c: Caller) -> Result<(), Status> {
+    let r = AuthServiceClient::new(w.as_(c)).who_am_i(WhoAmIRequest {}).await?.into_inner();
+    let (id, method) = w.user_of(c);
+    check(r.user.as_ref().is_some_and(|u| u.id == id) && r.auth_method == method, || format!("{r:?}"))
+}
+
+// ---- persys.gateway.v1.UserService
+
+async fn create_user(w: &World, c: Caller) -> Result<(), Status> {
+    let username = w.fresh("authz-new");
+    let r = UserServiceClient::new(w.as_(c))
+        .create_user(CreateUserRequest {
+            username: username.clone(),
+            password: PASSWORD.into(),
+            role: Role::Member as i32,
+        })
+        .await?
+        .into_inner();
+    check(r.user.as_ref().is_some_and(|u| u.username == username), || format!("{r:?}"))
+}
+
+async fn get_user(w: &World, c: Caller) -> Result<(), Status> {
+    let r = UserServiceClient::new(w.as_(c)).get_user(GetUserRequest { id: w.member_id.clone() }).await?.into_inner();
+    check(r.user.as_ref().is_some_and(|u| u.username == MEMBER), || format!("{r:?}"))
+}
+
+async fn list_users(w: &World, c: Caller) -> Result<(), Status> {
+    let page = Some(PageRequest { page_size: 1000, ..Default::default() });
+    let r = UserServiceClient::new(w.as_(c)).list_users(ListUsersRequest { page }).await?.into_inner();
+    check(r.users.iter().any(|u| u.id == w.member_id), || "the member is not listed".into())
+}
+
+async fn update_user(w: &World, c: Caller) -> Result<(), Status> {
+    let request =
+        UpdateUserRequest { id: w.bystander_id.clone(), role: Some(Role::Admin as i32), ..Default::default() };
+    let r = UserServiceClient::new(w.as_(c)).update_user(request).await?.into_inner();
+    check(r.user.as_ref().is_some_and(|u| u.role == Role::Admin as i32), || format!("{r:?}"))
+}
+
+async fn delete_user(w: &World, c: Caller) -> Result<(), Status> {
+    let id = w.new_user().await;
+    UserServiceClient::new(w.as_(c)).delete_user(DeleteUserRequest { id: id.clone() }).await?;
+    let gone = UserServiceClient::new(w.as_(Caller::Admin)).get_user(GetUserRequest { id }).await;
+    check(gone.is_err_and(|s| s.code() == Code::NotFound), || "the user is still there".into())
+}
+
+async fn list_audit_events(w: &World, c: Caller) -> Result<(), Status> {
+    let r = UserServiceClient::new(w.as_(c)).list_audit_events(ListAuditEventsRequest::default()).await?.into_inner();
+    check(r.events.iter().any(|e| e.action == "user.create"), || "no user.create event".into())
+}
+
+// ---- persys.gateway.v1.ApiKeyService
+
+async fn create_api_key(w: &World, c: Caller) -> Result<(), Status> {
+    let request = CreateApiKeyRequest { name: w.fresh("authz-key"), expires_at: None };
+    let r = ApiKeyServiceClient::new(w.as_(c)).create_api_key(request).await?.into_inner();
+    check(r.secret.starts_with("psk_") && r.api_key.is_some(), || "no key".into())
+}
+
+async fn list_api_keys(w: &World, c: Caller) -> Result<(), Status> {
+    let page = Some(PageRequest { page_size: 1000, ..Default::default() });
+    let r = ApiKeyServiceClient::new(w.as_(c)).list_api_keys(ListApiKeysRequest { page }).await?.into_inner();
+    if r.api_keys.iter().any(|k| k.id == w.member_key_id) { Ok(()) } else { Err(absent("the member's key")) }
+}
+
+async fn revoke_api_key(w: &World, c: Caller) -> Result<(), Status> {
+    let key = ApiKeyServiceClient::new(w.as_(Caller::Member))
+        .create_api_key(CreateApiKeyRequest { name: w.fresh("authz-target"), expires_at: None })
+        .await
+        .expect("the member creates a key")
+        .into_inner();
+    let id = key.api_key.unwrap().id;
+    ApiKeyServiceClient::new(w.as_(c)).revoke_api_key(RevokeApiKeyRequest { id }).await?;
+    let mut with_key = AuthServiceClient::new(InterceptedService::new(w.channel.clone(), bearer(&key.secret)));
+    let refused = with_key.who_am_i(WhoAmIRequest {}).await;
+    check(refused.is_err_and(|s| s.code() == Code::Unauthenticated), || "the revoked key still works".into())
+}
+
+// ---- persys.scheduler.v1.SchedulerService: workloads
+
+async fn create_workload(w: &World, c: Caller) -> Result<(), Status> {
+    let created = w.create(c, w.parked_spec()).await?;
+    let (owner, _) = w.user_of(c);
+    check(created.owner_id == owner, || format!("owner {:?}, want {owner:?}", created.owner_id))
+}
+
+async fn create_with(w: &World, c: Caller, change: impl FnOnce(&mut pb::WorkloadSpec)) -> Result<(), Status> {
+    let mut spec = w.parked_spec();
+    change(&mut spec);
+    w.create(c, spec).await.map(drop)
+}
+
+async fn create_on_host_network(w: &World, c: Caller) -> Result<(), Status> {
+    create_with(w, c, |s| s.network = "host".into()).await
+}
+
+async fn create_in_container_network(w: &World, c: Caller) -> Result<(), Status> {
+    create_with(w, c, |s| s.network = "container:authz-anything".into()).await
+}
+
+async fn create_on_other_network(w: &World, c: Caller) -> Result<(), Status> {
+    create_with(w, c, |s| s.network = "authz-not-allowed".into()).await
+}
+
+async fn create_host_process(w: &World, c: Caller) -> Result<(), Status> {
+    create_with(w, c, |s| s.image = "process://".into()).await
+}
+
+async fn get_workload(w: &World, c: Caller) -> Result<(), Status> {
+    let r = w.scheduler(c).get_workload(pb::GetWorkloadRequest { id: w.running.clone() }).await?.into_inner();
+    check(r.workload.as_ref().is_some_and(|x| x.id == w.running), || format!("{r:?}"))
+}
+
+async fn list(w: &World, c: Caller, owner_id: String) -> Result<(), Status> {
+    let page = Some(PageRequest { page_size: 1000, ..Default::default() });
+    let r = w.scheduler(c).list_workloads(pb::ListWorkloadsRequest { page, owner_id, ..Default::default() }).await?;
+    let listed = r.into_inner().workloads.iter().any(|x| x.id == w.running);
+    if listed { Ok(()) } else { Err(absent("the member's workload")) }
+}
+
+async fn list_workloads(w: &World, c: Caller) -> Result<(), Status> {
+    list(w, c, String::new()).await
+}
+
+async fn list_member_workloads(w: &World, c: Caller) -> Result<(), Status> {
+    list(w, c, w.member_id.clone()).await
+}
+
+async fn stop_workload(w: &World, c: Caller) -> Result<(), Status> {
+    let id = w.parked_of_member().await;
+    let r = w.scheduler(c).stop_workload(pb::StopWorkloadRequest { id, ..Default::default() }).await?.into_inner();
+    let state = r.workload.map(|x| x.desired_state());
+    check(state == Some(pb::DesiredState::Stopped), || format!("desired state {state:?}"))
+}
+
+async fn start_workload(w: &World, c: Caller) -> Result<(), Status> {
+    let id = w.parked_of_member().await;
+    w.scheduler(Caller::Member)
+        .stop_workload(pb::StopWorkloadRequest { id: id.clone(), ..Default::default() })
+        .await
+        .expect("the member stops their workload");
+    let r = w.scheduler(c).start_workload(pb::StartWorkloadRequest { id, ..Default::default() }).await?.into_inner();
+    let state = r.workload.map(|x| x.desired_state());
+    check(state == Some(pb::DesiredState::Running), || format!("desired state {state:?}"))
+}
+
+async fn restart_workload(w: &World, c: Caller) -> Result<(), Status> {
+    // The parked workload has no instance to restart: the running one keeps its container.
+    let request = pb::RestartWorkloadRequest { id: w.parked.clone(), ..Default::default() };
+    let r = w.scheduler(c).restart_workload(request).await?.into_inner();
+    check(r.workload.is_some_and(|x| x.id == w.parked), || "another workload".into())
+}
+
+async fn delete_workload(w: &World, c: Caller) -> Result<(), Status> {
+    let id = w.parked_of_member().await;
+    w.scheduler(c).delete_workload(pb::DeleteWorkloadRequest { id: id.clone(), ..Default::default() }).await?;
+    let gone = w.scheduler(Caller::Member).get_workload(pb::GetWorkloadRequest { id }).await;
+    check(gone.is_err_and(|s| s.code() == Code::NotFound), || "the workload is still there".into())
+}
+
+async fn watch(w: &World, c: Caller, request: pb::WatchWorkloadsRequest) -> Result<(), Status> {
+    let stream = w.scheduler(c).watch_workloads(request).await?.into_inner();
+    let ids = snapshot(stream, |e: &pb::WatchWorkloadsResponse| (e.r#type, e.workload.as_ref().map(|x| x.id.clone())))
+        .await?;
+    if ids.contains(&w.running) { Ok(()) } else { Err(absent("the member's workload")) }
+}
+
+async fn watch_workloads(w: &World, c: Caller) -> Result<(), Status> {
+    watch(w, c, pb::WatchWorkloadsRequest { workload_id: w.running.clone(), ..Default::default() }).await
+}
+
+async fn watch_member_workloads(w: &World, c: Caller) -> Result<(), Status> {
+    watch(w, c, pb::WatchWorkloadsRequest { owner_id: w.member_id.clone(), ..Default::default() }).await
+}
+
+async fn stream_logs(w: &World, c: Caller) -> Result<(), Status> {
+    let request = pb::StreamLogsRequest { workload_id: w.running.clone(), follow: false, ..Default::default() };
+    let mut stream = w.scheduler(c).stream_logs(request).await?.into_inner();
+    let mut text = String::new();
+    while let Some(m) = stream.message().await? {
+        text.push_str(&String::from_utf8_lossy(&m.chunk.unwrap_or_default().data));
+    }
+    check(text.contains(HELLO), || format!("logs {text:?}"))
+}
+
+async fn exec_workload(w: &World, c: Caller) -> Result<(), Status> {
+    let request = pb::ExecWorkloadRequest {
+        workload_id: w.running.clone(),
+        command: vec!["sh".into(), "-c".into(), "echo exec-ok".into()],
+        ..Default::default()
+    };
+    let mut stream = w.scheduler(c).exec_workload(request).await?.into_inner();
+    let (mut output, mut exit) = (String::new(), None);
+    while let Some(m) = stream.message().await? {
+        match m.payload {
+            Some(pb::exec_workload_response::Payload::Output(chunk)) => {
+                output.push_str(&String::from_utf8_lossy(&chunk.data))
+            }
+            Some(pb::exec_workload_response::Payload::Exit(e)) => exit = Some(e.exit_code),
+            None => {}
+        }
+    }
+    check(output.contains("exec-ok") && exit == Some(0), || format!("output {output:?}, exit {exit:?}"))
+}
+
+// ---- persys.scheduler.v1.SchedulerService: nodes and join tokens
+
+async fn get_node(w: &World, c: Caller) -> Result<(), Status> {
+    let r = w.scheduler(c).get_node(pb::GetNodeRequest { id: w.main_node.clone() }).await?.into_inner();
+    check(r.node.is_some_and(|n| n.id == w.main_node), || "another node".into())
+}
+
+async fn list_nodes(w: &World, c: Caller) -> Result<(), Status> {
+    let r = w.scheduler(c).list_nodes(pb::ListNodesRequest::default()).await?.into_inner();
+    check(r.nodes.iter().any(|n| n.id == w.main_node), || "the node is not listed".into())
+}
+
+async fn watch_nodes(w: &World, c: Caller) -> Result<(), Status> {
+    let stream = w.scheduler(c).watch_nodes(pb::WatchNodesRequest { since_revision: 0 }).await?.into_inner();
+    let ids = snapshot(stream, |e: &pb::WatchNodesResponse| (e.r#type, e.node.as_ref().map(|n| n.id.clone()))).await?;
+    check(ids.contains(&w.main_node), || format!("snapshot {ids:?}"))
+}
+
+async fn cordon_node(w: &World, c: Caller) -> Result<(), Status> {
+    let request = pb::CordonNodeRequest { id: w.spares[0].clone(), reason: "authz matrix".into() };
+    let r = w.scheduler(c).cordon_node(request).await?.into_inner();
+    check(r.node.is_some_and(|n| n.cordoned), || "not cordoned".into())
+}
+
+async fn drain_node(w: &World, c: Caller) -> Result<(), Status> {
+    let request = pb::DrainNodeRequest { id: w.spares[0].clone(), reason: "authz matrix".into(), ..Default::default() };
+    let r = w.scheduler(c).drain_node(request).await?.into_inner();
+    check(r.node.is_some_and(|n| n.state() == pb::NodeState::Draining), || "not draining".into())
+}
+
+async fn uncordon_node(w: &World, c: Caller) -> Result<(), Status> {
+    let r = w.scheduler(c).uncordon_node(pb::UncordonNodeRequest { id: w.spares[0].clone() }).await?.into_inner();
+    check(r.node.is_some_and(|n| !n.cordoned), || "still cordoned".into())
+}
+
+async fn delete_node(w: &World, c: Caller) -> Result<(), Status> {
+    // A node can be deleted once: each caller who may gets one of their own.
+    let id = match c {
+        Caller::Admin => w.spares[1].clone(),
+        Caller::AdminKey => w.spares[2].clone(),
+        _ => w.spares[0].clone(),
+    };
+    w.scheduler(c).delete_node(pb::DeleteNodeRequest { id: id.clone(), force: false }).await?;
+    let gone = w.scheduler(Caller::Admin).get_node(pb::GetNodeRequest { id }).await;
+    check(gone.is_err_and(|s| s.code() == Code::NotFound), || "the node is still there".into())
+}
+
+async fn create_join_token(w: &World, c: Caller) -> Result<(), Status> {
+    let r = w.scheduler(c).create_join_token(pb::CreateJoinTokenRequest::default()).await?.into_inner();
+    check(!r.token.is_empty() && r.join_token.is_some(), || "no token".into())
+}
+
+async fn list_join_tokens(w: &World, c: Caller) -> Result<(), Status> {
+    let r = w.scheduler(c).list_join_tokens(pb::ListJoinTokensRequest::default()).await?.into_inner();
+    check(!r.join_tokens.is_empty(), || "no tokens listed".into())
+}
+
+async fn revoke_join_token(w: &World, c: Caller) -> Result<(), Status> {
+    let id = w
+        .scheduler(Caller::Admin)
+        .create_join_token(pb::CreateJoinTokenRequest::default())
+        .await
+        .expect("the admin creates a join token")
+        .into_inner()
+        .join_token
+        .unwrap()
+        .id;
+    w.scheduler(c).revoke_join_token(pb::RevokeJoinTokenRequest { id }).await.map(drop)
+}
+
+// ---- persys.scheduler.v1: the services of agents and services, through the gateway
+
+async fn agent_connect(w: &World, c: Caller) -> Result<(), Status> {
+    let requests = tokio_stream::iter(vec![pb::ConnectRequest::default()]);
+    AgentServiceClient::new(w.as_(c)).connect(requests).await.map(drop)
+}
+
+async fn join(w: &World, c: Caller) -> Result<(), Status> {
+    let request =
+        pb::JoinRequest { token: w.unused_join_token.clone(), hostname: "authz-intruder".into(), ..Default::default() };
+    BootstrapServiceClient::new(w.as_(c)).join(request).await.map(drop)
+}
+
+async fn renew_certificate(w: &World, c: Caller) -> Result<(), Status> {
+    BootstrapServiceClient::new(w.as_(c)).renew_certificate(pb::RenewCertificateRequest::default()).await.map(drop)
+}
+
+async fn run_host_command(w: &World, c: Caller) -> Result<(), Status> {
+    let request = pb::RunHostCommandRequest::default();
+    NodeCommandServiceClient::new(w.as_(c)).run_host_command(request).await.map(drop)
+}
+
+async fn run_container_action(w: &World, c: Caller) -> Result<(), Status> {
+    let request = pb::RunContainerActionRequest::default();
+    NodeCommandServiceClient::new(w.as_(c)).run_container_action(request).await.map(drop)
+}
+
+// ---- persys.analyzer.v1.AnalyzerService
+
+async fn analyze(w: &World, c: Caller) -> Result<(), Status> {
+    let app = tiny_app();
+    let mut requests = vec![AnalyzeRequest { payload: app.metadata.map(analyze_request::Payload::Metadata) }];
+    requests.extend(app.files.into_iter().map(|f| AnalyzeRequest {
+        payload: Some(analyze_request::Payload::Chunk(FileChunk { path: f.path, data: f.content, mode: 0 })),
+    }));
+    let r = AnalyzerServiceClient::new(w.as_(c)).analyze(tokio_stream::iter(requests)).await?.into_inner();
+    check(r.result.is_some(), || "no result".into())
+}
+
+async fn analyze_repository(w: &World, c: Caller) -> Result<(), Status> {
+    let r = AnalyzerServiceClient::new(w.as_(c)).analyze_repository(tiny_app()).await?.into_inner();
+    check(r.result.is_some_and(|r| r.manifests.iter().any(|m| m.kind == "Deployment")), || "no Deployment".into())
+}
+
+async fn validate_manifests(w: &World, c: Caller) -> Result<(), Status> {
+    let request = ValidateManifestsRequest {
+        manifests: vec![w.manifest.clone()],
+        persona: Some(w.persona.clone()),
+        namespace: "apps".into(),
+    };
+    let r = AnalyzerServiceClient::new(w.as_(c)).validate_manifests(request).await?.into_inner();
+    check(r.passed, || format!("findings {:?}", r.findings))
+}
