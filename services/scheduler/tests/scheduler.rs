@@ -551,6 +551,35 @@ async fn a_follower_takes_over_when_the_leader_goes_and_placement_continues() {
     assert_eq!(run.workload_id, w.id);
 }
 
+/// Polls `done` every 50 ms for up to 10 s.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not happen within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_keep_alive_stream_ends_with_its_connection() {
+    let Some((kv, prefix)) = etcd_kv().await else { return };
+    let pki = Pki::new();
+    let s = serve(kv.clone(), config(&pki, &prefix, &[])).await;
+    let mut admin = api(&pki, s.running.grpc, "root", "admin");
+    let token = fleet_token(&mut admin).await;
+    for round in 0..3 {
+        let agent = FakeAgent::start(&pki, s.running.grpc, s.running.bootstrap, &token, &format!("n{round}")).await;
+        let live = kv.get(&format!("{prefix}/live/{}", agent.node_id)).await.unwrap().expect("a liveness key");
+        assert_ne!(live.lease, 0);
+        // Heartbeats (every 200 ms here) renew the lease over one stream.
+        eventually("a keep-alive stream for the agent's lease", || kv.kept_alive().contains(&live.lease)).await;
+        agent.kill();
+        eventually("the keep-alive stream to end with the connection", || !kv.kept_alive().contains(&live.lease)).await;
+    }
+    // Only the leader's own lease is kept alive now: nothing piled up.
+    assert!(kv.kept_alive().len() <= 1, "{:?}", kv.kept_alive());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_the_scheduler_during_creates_loses_and_duplicates_nothing() {
     let Some((kv, prefix)) = etcd_kv().await else { return };

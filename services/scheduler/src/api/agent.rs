@@ -276,6 +276,9 @@ impl<K: Kv> AgentService for AgentApi<K> {
                 }
             }
             sched.agents.unregister(&node_id, session);
+            // The liveness lease runs out on its own (the node goes NotReady after its TTL
+            // unless the agent reconnects); its keep-alive stream goes now.
+            sched.store.kv().release(lease);
             tracing::info!(node = %node_id, "agent disconnected");
         });
         Ok(Response::new(ReceiverStream::new(rx)))

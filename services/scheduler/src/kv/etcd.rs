@@ -66,6 +66,11 @@ impl EtcdKv {
         let client = Client::connect(endpoints, Some(options)).await.map_err(unavailable)?;
         Ok(Self { client, keepers: Arc::default() })
     }
+
+    /// The leases this client holds a keep-alive stream for.
+    pub fn kept_alive(&self) -> Vec<LeaseId> {
+        self.keepers.lock().expect("keepers lock").keys().copied().collect()
+    }
 }
 
 impl Kv for EtcdKv {
@@ -128,6 +133,10 @@ impl Kv for EtcdKv {
             self.keepers.lock().expect("keepers lock").remove(&lease);
         }
         result
+    }
+
+    fn release(&self, lease: LeaseId) {
+        self.keepers.lock().expect("keepers lock").remove(&lease);
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), KvError> {

@@ -181,6 +181,12 @@ pub trait Kv: Send + Sync + 'static {
     fn keep_alive(&self, lease: LeaseId) -> impl Future<Output = Result<(), KvError>> + Send;
     /// Revokes a lease, deleting its keys.
     fn revoke(&self, lease: LeaseId) -> impl Future<Output = Result<(), KvError>> + Send;
+    /// Stops keeping a lease alive from here without revoking it (it expires its TTL after the
+    /// last keep-alive), and frees what [`Kv::keep_alive`] holds for it (on etcd, a keep-alive
+    /// stream).
+    fn release(&self, lease: LeaseId) {
+        let _ = lease;
+    }
     /// Streams changes under `prefix` from `from` (inclusive; 0 for "from now").
     fn watch(&self, prefix: &str, from: Revision) -> impl Future<Output = Result<WatchStream, KvError>> + Send;
 }
