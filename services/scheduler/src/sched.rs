@@ -584,14 +584,33 @@ impl<K: Kv> Scheduler<K> {
         sent.retain(|k| !instances.iter().any(|i| k.starts_with(&format!("{i}/"))));
     }
 
+    /// Dispatches every stored workload, as after a (re)start of the workload watch, and
+    /// forgets what was sent for workloads that no longer exist (deleted while the watch was
+    /// down, so no delete event pruned them). Returns the revision the list was read at.
+    pub async fn relist(&self) -> Result<Revision, crate::kv::KvError> {
+        let (workloads, rev) = self.store.workloads().await?;
+        let ids: HashSet<&str> = workloads.iter().map(|w| w.id.as_str()).collect();
+        // Keys are `<instance id>/<action>/<n>`, instance ids `<workload id>-<suffix>`.
+        self.sent.lock().expect("sent lock").retain(|k| {
+            let instance = k.split('/').next().unwrap_or_default();
+            instance.rsplit_once('-').is_some_and(|(workload, _)| ids.contains(workload))
+        });
+        for w in &workloads {
+            self.dispatch(w).await;
+        }
+        Ok(rev)
+    }
+
+    /// How many sent commands this replica remembers (to see that the record stays bounded).
+    pub fn sent_len(&self) -> usize {
+        self.sent.lock().expect("sent lock").len()
+    }
+
     /// Follows workload changes and dispatches them (every replica, for its own agents).
     pub async fn dispatch_loop(self: Arc<Self>, shutdown: persys_kit::shutdown::Shutdown) {
         loop {
             let result = async {
-                let (workloads, rev) = self.store.workloads().await?;
-                for w in &workloads {
-                    self.dispatch(w).await;
-                }
+                let rev = self.relist().await?;
                 let mut watch = self.store.kv().watch(&self.keys().workloads(), rev + 1).await?;
                 while let Some(batch) = watch.next().await {
                     for event in batch? {

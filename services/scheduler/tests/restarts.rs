@@ -2,8 +2,9 @@
 //! instance end (issue 9, item 5): a restart waiting out its backoff survives the scheduler
 //! stopping, and the replica that next holds the node's connection restarts it on time; a
 //! restart written but never sent (the replica stopped between the two) is sent by the next
-//! one instead of leaving the instance Starting for good. Each case runs on the embedded store
-//! and on a real etcd, and ends with the invariant checker.
+//! one instead of leaving the instance Starting for good. The record of what was sent stays
+//! bounded: a relist forgets workloads deleted unseen (item 11). Each case runs on the embedded
+//! store and on a real etcd.
 
 #[macro_use]
 mod stores;
@@ -133,7 +134,29 @@ async fn a_restart_written_but_not_sent_is_sent_by_the_next_scheduler<K: Kv>(kv:
     assert_invariants(&second.store).await;
 }
 
+async fn what_was_sent_for_a_workload_deleted_unseen_is_forgotten_on_relist<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let s = inproc::core(kv, prefix, Settings::default());
+    let mut agent = connect(&s, "a");
+    add_node(&s, "a", 1000).await;
+    let gone = create(&s, "gone", spec(1, 100, RestartPolicy::Always)).await;
+    let kept = create(&s, "kept", spec(1, 100, RestartPolicy::Always)).await;
+    assert_eq!(s.place_pending().await.unwrap(), 2);
+    for id in [&gone, &kept] {
+        s.dispatch(&workload(&s, id).await).await;
+    }
+    let runs = sent(&mut agent).iter().filter(|p| matches!(p, Payload::Run(_))).count();
+    assert_eq!((runs, s.sent_len()), (2, 2));
+
+    // Deleted while this replica's watch was down: no delete event will prune its entry.
+    s.store.delete_workload(&gone).await.unwrap();
+    s.relist().await.unwrap();
+    assert_eq!(s.sent_len(), 1, "what was sent for the deleted workload is still remembered");
+    // What it remembers for the other still keeps it from being sent twice.
+    assert!(sent(&mut agent).is_empty());
+}
+
 both_stores!(
     a_restart_in_backoff_survives_the_scheduler_stopping,
     a_restart_written_but_not_sent_is_sent_by_the_next_scheduler,
+    what_was_sent_for_a_workload_deleted_unseen_is_forgotten_on_relist,
 );
