@@ -337,6 +337,9 @@ async fn members_containers_stay_off_the_hosts_network_and_unprivileged() {
     let err = driver.run(&escape, &out).await.unwrap_err();
     assert_eq!(err.reason, "NotAllowed", "{}", err.message);
     assert!(driver.client().inspect_container(&escape.instance_id, None).await.is_err(), "no container was created");
+    // And the instance is Failed with the reason, not left waiting to start.
+    let refused = wait_event(&outbox, &escape.instance_id, |e| phase(e) == WorkloadPhase::Failed).await;
+    assert_eq!(refused.status.unwrap().reason, "NotAllowed");
 
     // The same spec owned by an admin runs there.
     let mut admin = run_sh(&node, "admin", &image, "sleep 300");

@@ -359,6 +359,15 @@ impl DockerDriver {
             let _running = flight.lock.lock().await;
             self.run_once(run, output, &flight.cancel).await
         };
+        // Whatever stopped it before the container ran is the instance's state, so the scheduler
+        // never waits on an instance that will not start: refused by the node's policy, an
+        // image or volume that failed, an engine error. A cancelled run is being removed, and a
+        // container that failed to start is reported by the watcher from its real state.
+        if let Err(e) = &result
+            && !matches!(e.reason, "Cancelled" | "StartFailed")
+        {
+            self.fail(run, e);
+        }
         let mut runs = self.runs.lock().expect("runs lock");
         if runs.get(name).is_some_and(|f| Arc::ptr_eq(&f.lock, &flight.lock)) {
             runs.remove(name);
@@ -389,16 +398,8 @@ impl DockerDriver {
         if cancel.is_cancelled() {
             return Err(cancelled(name));
         }
-        if let Err(e) = self.ensure_image(run, &spec.image, spec.image_pull_policy, output, cancel).await {
-            if e.reason != "Cancelled" {
-                self.fail(run, &e);
-            }
-            return Err(e);
-        }
-        if let Err(e) = self.ensure_volumes(run).await {
-            self.fail(run, &e);
-            return Err(e);
-        }
+        self.ensure_image(run, &spec.image, spec.image_pull_policy, output, cancel).await?;
+        self.ensure_volumes(run).await?;
         if cancel.is_cancelled() {
             return Err(cancelled(name));
         }
@@ -409,11 +410,7 @@ impl DockerDriver {
                 // A concurrent run of the same instance won the race; it reports the outcome.
                 return Ok(());
             }
-            Err(e) => {
-                let e = CommandError::new("CreateFailed", CommandError::from(e).message);
-                self.fail(run, &e);
-                return Err(e);
-            }
+            Err(e) => return Err(CommandError::new("CreateFailed", CommandError::from(e).message)),
         };
         if let Err(e) = self.docker.start_container(&created.id, None).await {
             let e = CommandError::new("StartFailed", CommandError::from(e).message);
