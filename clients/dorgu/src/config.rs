@@ -65,7 +65,7 @@ pub fn load() -> anyhow::Result<GlobalConfig> {
     let p = path()?;
     match std::fs::read_to_string(&p) {
         Ok(text) if text.trim().is_empty() => Ok(GlobalConfig::default()),
-        Ok(text) => serde_yaml::from_str(&text).with_context(|| format!("reading {}", p.display())),
+        Ok(text) => persys_analyzer::yaml::from_str(&text).with_context(|| format!("reading {}", p.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GlobalConfig::default()),
         Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
     }
@@ -80,7 +80,7 @@ fn save(config: &GlobalConfig) -> anyhow::Result<PathBuf> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    let body = format!("# dorgu global config; see `dorgu config list`\n{}", serde_yaml::to_string(config)?);
+    let body = format!("# dorgu global config; see `dorgu config list`\n{}", persys_analyzer::yaml::to_string(config)?);
     let tmp = p.with_extension("yaml.tmp");
     {
         use std::io::Write;

@@ -70,7 +70,7 @@ pub async fn analyze(args: &AnalyzeArgs, skip: (bool, bool, bool)) -> anyhow::Re
 }
 
 fn to_json(content: &str) -> anyhow::Result<String> {
-    let value: serde_json::Value = serde_yaml::from_str(content)?;
+    let value: serde_json::Value = persys_analyzer::yaml::from_str(content)?;
     Ok(serde_json::to_string_pretty(&value)? + "\n")
 }
 

@@ -53,7 +53,7 @@ pub fn init(args: InitArgs, json: bool) -> anyhow::Result<()> {
     };
     let body = format!(
         "# dorgu app config: read by `dorgu generate`; flags win over it.\n# Fill in app.team, app.owner and operations so the persona says who to call.\n{}",
-        serde_yaml::to_string(&config)?
+        persys_analyzer::yaml::to_string(&config)?
     );
     std::fs::write(&target, body).with_context(|| format!("writing {}", target.display()))?;
     if json {

@@ -66,8 +66,7 @@ pub async fn apply(args: PersonaApplyArgs, json: bool) -> anyhow::Result<()> {
             .unwrap_or_else(|| config::load().map(|c| c.defaults.namespace).unwrap_or_default());
         if ns.is_empty() { "default".to_owned() } else { ns }
     };
-    let manifest = persys_analyzer::persona::to_manifest_yaml(&spec, &namespace);
-    let object: DynamicObject = serde_yaml::from_str(&manifest).context("reading the generated persona")?;
+    let object = persona_object(&spec, &namespace)?;
     let client = client(&args.kube).await?;
     let api: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource());
     let what = format!("ApplicationPersona {namespace}/{}", spec.name);
@@ -81,6 +80,15 @@ pub async fn apply(args: PersonaApplyArgs, json: bool) -> anyhow::Result<()> {
         println!("applied {what}");
     }
     Ok(())
+}
+
+/// Returns the persona `dorgu generate` writes, as the object to apply.
+fn persona_object(
+    spec: &persys_proto::analyzer::v1::ApplicationPersonaSpec,
+    namespace: &str,
+) -> anyhow::Result<DynamicObject> {
+    let manifest = persys_analyzer::persona::to_manifest_yaml(spec, namespace);
+    persys_analyzer::yaml::from_str(&manifest).context("reading the generated persona")
 }
 
 /// Formats the status block the operator writes.
@@ -155,6 +163,20 @@ pub async fn status(args: PersonaStatusArgs, json: bool) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_applied_object_is_the_generated_persona() {
+        let mut tree = persys_analyzer::tree::SourceTree::new();
+        tree.insert("Dockerfile", b"FROM alpine\nUSER 1000\nEXPOSE 8080\n".to_vec()).unwrap();
+        let meta = persys_proto::analyzer::v1::AnalyzeMetadata { name: "on".into(), ..Default::default() };
+        let spec = persys_analyzer::analyze_tree(&tree, &meta).unwrap().persona.unwrap();
+        let object = persona_object(&spec, "no").unwrap();
+        // Names a YAML 1.1 reader would take for booleans stay strings all the way.
+        assert_eq!((object.metadata.name.as_deref(), object.metadata.namespace.as_deref()), (Some("on"), Some("no")));
+        assert_eq!(object.types.as_ref().map(|t| t.kind.as_str()), Some("ApplicationPersona"));
+        assert_eq!(object.data["spec"]["name"], "on");
+        assert_eq!(object.data["spec"]["networking"]["ports"][0]["port"], 8080);
+    }
 
     #[test]
     fn status_is_formatted() {

@@ -246,7 +246,7 @@ fn persona_apply_and_status_against_a_real_cluster() {
     ));
     let persona_file = walk(&out).into_iter().find(|p| p.ends_with("persona.yaml")).expect("persona.yaml written");
     let generated: serde_json::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(persona_file).unwrap()).expect("persona.yaml parses");
+        persys_analyzer::yaml::from_str(&std::fs::read_to_string(persona_file).unwrap()).expect("persona.yaml parses");
     assert_eq!(object["spec"], generated["spec"], "the applied spec is the generated one");
     let managers: Vec<_> = object["metadata"]["managedFields"]
         .as_array()

@@ -22,7 +22,7 @@ pub fn emit<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> Str
     match format {
         Format::Table => print!("{}", table()),
         Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        Format::Yaml => print!("{}", serde_yaml::to_string(value)?),
+        Format::Yaml => print!("{}", yaml(value)?),
     }
     Ok(())
 }
@@ -31,10 +31,16 @@ pub fn emit<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> Str
 pub fn emit_line<T: Serialize>(format: Format, value: &T) -> anyhow::Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string(value)?),
-        Format::Yaml => print!("---\n{}", serde_yaml::to_string(value)?),
+        Format::Yaml => print!("---\n{}", yaml(value)?),
         Format::Table => unreachable!("tables print rows"),
     }
     Ok(())
+}
+
+/// Returns `value` as YAML that YAML 1.1 readers (kubectl, PyYAML) read back unchanged: the
+/// platform's one YAML writer.
+fn yaml<T: Serialize>(value: &T) -> anyhow::Result<String> {
+    Ok(persys_kit::yaml::to_string(value)?)
 }
 
 /// Rows under headers, printed with aligned columns.
@@ -159,6 +165,16 @@ pub fn enum_name(full: &str, prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_output_quotes_what_yaml_1_1_readers_would_misread() {
+        let workload =
+            serde_json::json!({"command": ["serve", "--tls", "on", "--umask", "0755"], "env": {"DEBUG": "no"}});
+        assert_eq!(
+            yaml(&workload).unwrap(),
+            "command:\n- serve\n- --tls\n- \"on\"\n- --umask\n- \"0755\"\nenv:\n  DEBUG: \"no\"\n"
+        );
+    }
 
     #[test]
     fn tables_align_columns() {

@@ -247,7 +247,7 @@ async fn workloads_run_pending_list_stop_and_remove() {
     assert_ne!(secret["value"], "hunter2", "secrets never come back");
     assert_eq!(workload["spec"]["ports"][0]["host_port"], 8080);
 
-    let listed: Value = serde_yaml::from_str(&cli.ok(&["workload", "list", "-o", "yaml"]).await).unwrap();
+    let listed: Value = persys_kit::yaml::from_str(&cli.ok(&["workload", "list", "-o", "yaml"]).await).unwrap();
     let listed = listed.as_array().expect("a yaml list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], id.as_str());

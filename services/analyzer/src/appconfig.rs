@@ -236,13 +236,10 @@ pub fn parse(text: &str, path: &str) -> Result<AppConfig, AppConfigError> {
     if text.trim().is_empty() {
         return Ok(AppConfig::default());
     }
-    serde_yaml::from_str(text).map_err(|e| {
-        let line = e.location().map_or(1, |l| l.line());
-        let mut message = e.to_string();
-        if let Some(pos) = message.rfind(" at line ") {
-            message.truncate(pos);
-        }
-        AppConfigError { file: path.to_owned(), line, message }
+    crate::yaml::from_str(text).map_err(|e| AppConfigError {
+        file: path.to_owned(),
+        line: e.position.map_or(1, |(line, _)| line),
+        message: e.message,
     })
 }
 

@@ -26,6 +26,7 @@ pub mod result;
 pub mod tree;
 pub mod upload;
 pub mod validate;
+pub use persys_kit::yaml;
 
 pub use result::{analyze_tree, analyze_tree_with};
 

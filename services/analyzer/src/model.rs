@@ -85,7 +85,7 @@ pub enum Probe {
     Exec(Vec<String>),
     /// A TCP connection to the port.
     Tcp(u16),
-    /// No probe (no port and no health check).
+    /// No probe (no health check, and no TCP port to connect to).
     None,
 }
 

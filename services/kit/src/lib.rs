@@ -25,6 +25,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod tls;
 pub mod trace;
+pub mod yaml;
 
 pub use error::{ApiError, FieldViolation};
 pub use identity::{Caller, Identity, UserClaims};

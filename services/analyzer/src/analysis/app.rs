@@ -3,18 +3,16 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::LazyLock,
+    fmt::Write as _,
 };
 
-use regex::Regex;
-
-use super::{Options, images, units};
+use super::{Options, health, images, ports, units};
 use crate::{
     appconfig::AppConfig,
     compose::{self, CommandLine, HealthTest, VolumeKind},
     detect::{self, SourceFacts},
     dockerfile::Dockerfile,
-    model::{Amounts, App, AppKind, AppPort, Backing, ClaimMount, EnvValue, Probe, Scratch, dns_label, is_secret},
+    model::{Amounts, App, AppKind, Backing, ClaimMount, EnvValue, Probe, Scratch, dns_label, is_secret},
     quantity,
 };
 
@@ -44,29 +42,6 @@ pub struct Input<'a> {
     pub host: Option<String>,
 }
 
-static HTTP_URL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"https?://(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(?::(\d{1,5}))?(/[^\s'\x22]*)?").expect("static")
-});
-
-/// Returns the path and port of an HTTP health check command (`curl -f http://localhost:8080/healthz`).
-fn http_check(command: &[String]) -> Option<(String, Option<u16>)> {
-    let text = command.join(" ");
-    let caps = HTTP_URL.captures(&text)?;
-    let port = caps.get(1).and_then(|m| m.as_str().parse().ok());
-    let path = caps.get(2).map_or("/", |m| m.as_str()).to_owned();
-    Some((path, port))
-}
-
-fn port_name(port: &AppPort, taken: &BTreeSet<String>) -> String {
-    let base = match port.purpose.as_str() {
-        "http" | "grpc" | "metrics" | "https" => port.purpose.clone(),
-        p if !p.is_empty() && p.len() <= 15 && p != "tcp" && p != "udp" => p.to_owned(),
-        _ => format!("{}-{}", if port.udp { "udp" } else { "tcp" }, port.port),
-    };
-    let candidate = if taken.contains(&base) { format!("{}-{}", &base[..base.len().min(9)], port.port) } else { base };
-    candidate.chars().take(15).collect::<String>().trim_end_matches('-').to_owned()
-}
-
 fn profile_defaults(profile: &str) -> (Amounts, Amounts) {
     let a = |cpu: &str, memory: &str| Amounts { cpu: cpu.into(), memory: memory.into() };
     match profile {
@@ -93,39 +68,54 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
     let source = source.unwrap_or(&empty);
     let mut notes = Vec::new();
 
-    // Ports: the compose file, then EXPOSE, then a PORT variable, then the image's or the code's.
-    let mut ports: Vec<AppPort> = Vec::new();
-    fn push(
-        ports: &mut Vec<AppPort>,
-        (port, udp, published): (u16, bool, bool),
-        purpose: String,
-        why: String,
-        notes: &mut Vec<String>,
-    ) {
-        if let Some(p) = ports.iter_mut().find(|p| p.port == port && p.udp == udp) {
-            p.published |= published;
-            return;
-        }
-        notes.push(format!("port {port}: {why}"));
-        ports.push(AppPort { port, udp, name: String::new(), purpose, published });
-    }
-    let default_purpose = |port: u16| -> String {
-        if let Some(k) = known {
-            return k.service.to_owned();
-        }
-        match port {
-            9090 | 9100 if built => "metrics".into(),
-            _ if !source.framework.is_empty() || built => "http".into(),
-            _ => "tcp".into(),
-        }
+    // Health checks written as commands: a compose healthcheck replaces the image's HEALTHCHECK.
+    // The one that applies says, when it requests a URL, which port answers HTTP.
+    let config_health = config.and_then(|c| c.health.as_ref());
+    let compose_check = service.and_then(|s| s.healthcheck.as_ref()).and_then(|h| match &h.test {
+        HealthTest::Exec(c) => Some(c.clone()),
+        HealthTest::Shell(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
+        HealthTest::None => None,
+    });
+    let docker_check = stage.and_then(|s| s.healthcheck.as_ref()).filter(|h| !h.disabled).map(|h| h.command.clone());
+    let check = match (compose_check, docker_check) {
+        (Some(c), _) => Some((c, "the compose healthcheck")),
+        (None, Some(c)) => Some((c, "the Dockerfile HEALTHCHECK")),
+        (None, None) => None,
     };
+    let check_env = health::environment(service, stage, &env_files);
+    let check_get = check.as_ref().and_then(|(c, _)| health::http_get(c, &check_env.vars));
+    if let (Some(get), Some((_, what))) = (&check_get, &check) {
+        for (var, _) in get.variables.iter().filter(|(v, _)| check_env.build_only.contains(v)) {
+            warnings.push(format!(
+                "{name}: {what} reads ${var}, a build argument the running container does not see; the probe uses its build value, Docker's own check runs without it"
+            ));
+        }
+    }
+
+    // Ports: the compose file, then EXPOSE, then a PORT variable, then the image's or the code's.
+    let mut found: Vec<ports::Found> = Vec::new();
+    fn push(found: &mut Vec<ports::Found>, f: ports::Found) {
+        match found.iter_mut().find(|p| p.port == f.port && p.udp == f.udp) {
+            Some(p) => p.published |= f.published,
+            None => found.push(f),
+        }
+    }
+    let at =
+        |port: u16, udp: bool, source: &str| ports::Found { port, udp, source: source.into(), ..Default::default() };
     if let Some(s) = service {
         for p in &s.ports {
-            let purpose = p.app_protocol.clone().unwrap_or_else(|| default_purpose(p.target));
-            push(&mut ports, (p.target, p.udp, p.published.is_some()), purpose, "compose ports".into(), &mut notes);
+            push(
+                &mut found,
+                ports::Found {
+                    published: p.published.is_some(),
+                    app_protocol: p.app_protocol.clone(),
+                    name: p.name.clone(),
+                    ..at(p.target, p.udp, "compose ports")
+                },
+            );
         }
         for p in &s.expose {
-            push(&mut ports, (p.target, p.udp, false), default_purpose(p.target), "compose expose".into(), &mut notes);
+            push(&mut found, at(p.target, p.udp, "compose expose"));
         }
     }
     // A compose `command` that replaces what the image runs, with no ports of its own, is a
@@ -136,47 +126,57 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
     }
     if let Some(st) = stage.filter(|_| !replaced_command) {
         for e in &st.exposed {
-            push(
-                &mut ports,
-                (e.port, e.udp, false),
-                default_purpose(e.port),
-                "EXPOSE in the Dockerfile".into(),
-                &mut notes,
-            );
+            push(&mut found, at(e.port, e.udp, "EXPOSE in the Dockerfile"));
         }
     }
     let env_port = service
         .and_then(|s| s.environment.get("PORT").cloned().flatten())
         .or_else(|| stage.and_then(|s| s.env.get("PORT").cloned()))
         .and_then(|p| p.parse::<u16>().ok().filter(|p| *p > 0));
-    if ports.is_empty()
+    if found.is_empty()
         && let Some(p) = env_port
     {
-        push(&mut ports, (p, false, false), default_purpose(p), "the PORT environment variable".into(), &mut notes);
+        push(&mut found, at(p, false, "the PORT environment variable"));
     }
-    if ports.is_empty()
+    if found.is_empty()
         && let Some(k) = known
     {
-        push(
-            &mut ports,
-            (k.port, false, false),
-            k.service.into(),
-            format!("the default port of {}", k.service),
-            &mut notes,
-        );
+        push(&mut found, at(k.port, false, &format!("the default port of {}", k.service)));
     }
-    if ports.is_empty() && !replaced_command {
+    if found.is_empty() && !replaced_command {
         for p in &source.ports {
-            push(&mut ports, (*p, false, false), default_purpose(*p), "detected in the source".into(), &mut notes);
+            push(&mut found, at(*p, false, "detected in the source"));
         }
     }
-    let mut taken = BTreeSet::new();
-    for port in ports.iter_mut() {
-        let n = port_name(port, &taken);
-        taken.insert(n.clone());
-        port.name = n;
+    let mut evidence = ports::Evidence {
+        framework: source.framework.clone(),
+        // The framework's server: the code's main port (or the framework's default), or $PORT.
+        code_ports: source.ports.first().copied().into_iter().chain(env_port).collect(),
+        known: known.map(|k| (k.service, k.port)),
+        built,
+        ..ports::Evidence::default()
+    };
+    if let (Some(get), Some((_, what))) = (&check_get, &check) {
+        evidence.http_checks.insert(get.port, format!("{what} requests HTTP on it"));
     }
-    let main_port = ports.iter().find(|p| !p.udp).map(|p| p.port);
+    let config_live = config_health.and_then(|h| h.liveness.as_ref()).filter(|l| !l.path.is_empty());
+    let config_port = config_live.and_then(|l| l.port).and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0);
+    if let Some(p) = config_port {
+        evidence.http_checks.insert(p, ".dorgu.yaml health.liveness checks HTTP on it".into());
+    }
+    let (mut ports, mut port_notes) = ports::assign(&found, &evidence);
+    // `.dorgu.yaml` names an HTTP liveness path but no port: the app serves HTTP on its main port.
+    if config_live.is_some()
+        && config_port.is_none()
+        && !ports.iter().any(ports::is_http)
+        && let Some(main) = ports::main_port(&ports).map(|p| p.port)
+    {
+        evidence.http_checks.insert(main, ".dorgu.yaml health.liveness checks HTTP on the main port".into());
+        (ports, port_notes) = ports::assign(&found, &evidence);
+    }
+    notes.append(&mut port_notes);
+    let main_port = ports::main_port(&ports).map(|p| p.port);
+    let http_main_port = ports::main_port(&ports).filter(|p| ports::is_http(p)).map(|p| p.port);
 
     // Environment: env_file, then `environment` (compose's precedence); values that look secret
     // become references to the app's Secret and never reach the output.
@@ -236,35 +236,38 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
     }
 
     // Health: a compose healthcheck, a Dockerfile HEALTHCHECK, a route in the code, the image's
-    // own check, then the port.
-    let config_health = config.and_then(|c| c.health.as_ref());
-    let compose_check = service.and_then(|s| s.healthcheck.as_ref()).and_then(|h| match &h.test {
-        HealthTest::Exec(c) => Some(c.clone()),
-        HealthTest::Shell(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
-        HealthTest::None => None,
-    });
-    let docker_check = stage.and_then(|s| s.healthcheck.as_ref()).filter(|h| !h.disabled).map(|h| h.command.clone());
+    // own check, then the port. HTTP only where a port has shown it speaks HTTP.
     let readiness_code = source.readiness_path.clone();
     let mut probe = Probe::None;
-    for (check, what) in [(compose_check, "the compose healthcheck"), (docker_check, "the Dockerfile HEALTHCHECK")] {
-        let Some(check) = check else { continue };
-        probe = match http_check(&check) {
-            Some((path, port)) => match port.or(main_port) {
-                Some(port) => {
-                    notes.push(format!("probes: HTTP GET {path} on port {port}, from {what}"));
-                    Probe::Http { readiness: readiness_code.clone().unwrap_or_else(|| path.clone()), path, port }
+    if let Some((command, what)) = check {
+        probe = match check_get {
+            Some(get) => {
+                let mut note = format!("probes: HTTP GET {} on port {}, from {what}", get.path, get.port);
+                for (var, value) in &get.variables {
+                    let _ = write!(note, "; ${var} is {value}");
                 }
-                None => Probe::Exec(check.clone()),
-            },
+                match &source.health_path {
+                    Some(code) if *code == get.path => note.push_str("; the code declares the same route"),
+                    Some(code) => {
+                        let _ = write!(note, "; the code also declares {code}, the check's path is used");
+                    }
+                    None => {}
+                }
+                notes.push(note);
+                Probe::Http {
+                    readiness: readiness_code.clone().unwrap_or_else(|| get.path.clone()),
+                    path: get.path,
+                    port: get.port,
+                }
+            }
             None => {
-                notes.push(format!("probes: run `{}`, from {what}", check.join(" ")));
-                Probe::Exec(check)
+                notes.push(format!("probes: run `{}`, from {what}", command.join(" ")));
+                Probe::Exec(command)
             }
         };
-        break;
     }
     if probe == Probe::None
-        && let (Some(path), Some(port)) = (&source.health_path, main_port)
+        && let (Some(path), Some(port)) = (&source.health_path, http_main_port)
     {
         notes.push(format!("probes: HTTP GET {path} on port {port}, the endpoint found in the code"));
         probe =
@@ -279,18 +282,25 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
     if probe == Probe::None
         && let Some(port) = main_port
     {
-        notes.push(format!("probes: TCP connect to port {port}; no health endpoint or check was found"));
+        let why = match (&source.health_path, http_main_port) {
+            (Some(path), None) => format!("the code declares {path}, but port {port} has shown no sign of HTTP"),
+            _ => "no health endpoint or check was found".to_owned(),
+        };
+        notes.push(format!("probes: TCP connect to port {port}; {why}"));
         probe = Probe::Tcp(port);
     }
-    if let Some(h) = config_health {
-        let live = h.liveness.as_ref().filter(|l| !l.path.is_empty());
-        if let Some(l) = live {
-            let port = l.port.and_then(|p| u16::try_from(p).ok()).or(main_port).unwrap_or(8080);
-            let readiness =
-                h.readiness.as_ref().filter(|r| !r.path.is_empty()).map_or_else(|| l.path.clone(), |r| r.path.clone());
-            notes.push(format!("probes: HTTP GET {} on port {port}, from .dorgu.yaml", l.path));
-            probe = Probe::Http { path: l.path.clone(), readiness, port };
-        }
+    if probe == Probe::None && !ports.is_empty() && main_port.is_none() {
+        notes.push("probes: none; the app serves UDP only, which no TCP or HTTP check can reach".into());
+    }
+    if let (Some(h), Some(l)) = (config_health, config_live) {
+        let port = config_port
+            .or_else(|| ports.iter().find(|p| ports::is_http(p)).map(|p| p.port))
+            .or(main_port)
+            .unwrap_or(8080);
+        let readiness =
+            h.readiness.as_ref().filter(|r| !r.path.is_empty()).map_or_else(|| l.path.clone(), |r| r.path.clone());
+        notes.push(format!("probes: HTTP GET {} on port {port}, from .dorgu.yaml", l.path));
+        probe = Probe::Http { path: l.path.clone(), readiness, port };
     }
     let mut startup_secs = source.startup_secs.max(if known.is_some() { 30 } else { 0 }).max(30);
     if let Some(sp) = service.and_then(|s| s.healthcheck.as_ref()).and_then(|h| h.start_period_secs) {
@@ -536,7 +546,7 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
         })
         .collect();
 
-    let is_http = ports.iter().any(|p| p.purpose == "http" || p.purpose == "https");
+    let is_http = ports.iter().any(|p| !p.udp && (p.purpose == "http" || p.purpose == "https"));
     let host = host.filter(|_| {
         if !is_http {
             warnings.push(format!("{name}: no HTTP port, so no Ingress is generated for the host"));
@@ -677,7 +687,7 @@ pub fn wire(
     let provides: Vec<(String, String, String, Vec<u16>)> = apps
         .iter()
         .map(|a| {
-            let service = a.ports.first().map(|p| p.purpose.clone()).unwrap_or_default();
+            let service = ports::main_port(&a.ports).or(a.ports.first()).map(|p| p.purpose.clone()).unwrap_or_default();
             (a.name.clone(), service, a.component.clone(), a.ports.iter().filter(|p| !p.udp).map(|p| p.port).collect())
         })
         .collect();
@@ -739,23 +749,4 @@ fn mentions_host(value: &str, host: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn http_checks_are_read_from_commands() {
-        let cmd = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-        assert_eq!(http_check(&cmd("curl -fsS http://localhost:8080/healthz")), Some(("/healthz".into(), Some(8080))));
-        assert_eq!(http_check(&cmd("wget -qO- http://127.0.0.1/")), Some(("/".into(), None)));
-        assert_eq!(http_check(&cmd("pg_isready -U app")), None);
-    }
-
-    #[test]
-    fn host_mentions() {
-        assert!(mentions_host("postgres://db:5432/app", "db"));
-        assert!(mentions_host("cache:6379", "cache"));
-        assert!(mentions_host("http://api/", "api"));
-        assert!(!mentions_host("postgres://dbhost:5432", "db"));
-        assert!(!mentions_host("mydb", "db"));
-    }
-}
+mod tests;

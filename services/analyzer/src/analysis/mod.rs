@@ -2,7 +2,9 @@
 //! Dockerfile(s), the source and the `.dorgu.yaml`, and combine what each says.
 
 mod app;
+mod health;
 pub mod images;
+pub(crate) mod ports;
 mod units;
 
 use std::collections::BTreeMap;

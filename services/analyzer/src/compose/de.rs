@@ -1,6 +1,6 @@
 //! Deserializers for the compose spec's scalar and list-or-map shapes. They are streaming
 //! visitors (no buffering through `untagged`), so every error keeps the exact line and column
-//! serde_yaml reports.
+//! the YAML reader reports.
 
 use std::{collections::BTreeMap, fmt, marker::PhantomData};
 
@@ -260,7 +260,7 @@ impl<'de> de::DeserializeSeed<'de> for Reject {
     }
 }
 
-// Failing inside the visitor (not after it) lets serde_yaml attach the value's position.
+// Failing inside the visitor (not after it) lets the YAML reader attach the value's position.
 impl<'de> Visitor<'de> for Reject {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -372,6 +372,56 @@ impl<'de> Deserialize<'de> for Seconds {
                 parse_seconds(&v)
                     .map(Seconds)
                     .ok_or_else(|| E::custom(format!("`{v}` is not a duration like 30s or 1m30s")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether a setting is on: `false` and null are off, anything else (`true`, a value, a map) is
+/// on. The value itself is read and dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Switch(pub bool);
+
+impl<'de> Deserialize<'de> for Switch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Switch;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Switch, E> {
+                Ok(Switch(v))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Switch, E> {
+                Ok(Switch(false))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Switch, E> {
+                Ok(Switch(false))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Switch, D::Error> {
+                Switch::deserialize(d)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Switch, E> {
+                Ok(Switch(true))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Switch, E> {
+                Ok(Switch(true))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Switch, E> {
+                Ok(Switch(true))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Switch, E> {
+                Ok(Switch(true))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Switch, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(Switch(true))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Switch, A::Error> {
+                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(Switch(true))
             }
         }
         d.deserialize_any(V)

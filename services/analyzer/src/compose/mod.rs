@@ -10,6 +10,8 @@ mod model;
 
 use std::collections::BTreeMap;
 
+use crate::yaml;
+
 pub use de::{CommandLine, parse_seconds};
 pub use interpolate::parse_dotenv;
 pub use model::{
@@ -43,18 +45,10 @@ pub struct Parsed {
 /// Parses a compose file; `dotenv` holds the variables of the project's `.env` file.
 pub fn parse(text: &str, path: &str, dotenv: BTreeMap<String, String>) -> Result<Parsed, ComposeError> {
     let scope = interpolate::Scope::enter(dotenv);
-    // The streaming pass reports errors at their exact line; it skips YAML merge keys (`<<`),
-    // which only a pass over the whole document can resolve.
-    let streamed: Result<ComposeFile, serde_yaml::Error> = serde_yaml::from_str(text);
-    let mut file = streamed.map_err(|e| to_error(&e, path, text))?;
-    if text.contains("<<") {
-        file = merged(text).map_err(|e| ComposeError {
-            file: path.to_owned(),
-            line: 1,
-            column: 1,
-            message: format!("in content merged with `<<`: {e}"),
-        })?;
-    }
+    // One streaming pass: merge keys (`<<`) and aliases are resolved as the document is read, so
+    // every error keeps its exact line.
+    let file: Result<ComposeFile, yaml::ReadError> = yaml::from_str(text);
+    let mut file = file.map_err(|e| to_error(&e, path, text))?;
     let unset_variables = scope.unset();
     drop(scope);
     file.path = path.to_owned();
@@ -89,12 +83,6 @@ pub fn parse(text: &str, path: &str, dotenv: BTreeMap<String, String>) -> Result
     Ok(Parsed { file, unset_variables })
 }
 
-fn merged(text: &str) -> Result<ComposeFile, serde_yaml::Error> {
-    let mut value: serde_yaml::Value = serde_yaml::from_str(text)?;
-    value.apply_merge()?;
-    serde_yaml::from_value(value)
-}
-
 fn valid_service_name(name: &str) -> bool {
     !name.is_empty()
         && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -126,16 +114,10 @@ fn line_of_key(text: &str, key: &str) -> usize {
     1
 }
 
-fn to_error(e: &serde_yaml::Error, path: &str, text: &str) -> ComposeError {
-    let (line, column) = match e.location() {
-        Some(l) => (l.line(), l.column()),
-        None => (text.lines().count().max(1), 1),
-    };
-    let mut message = e.to_string();
-    if let Some(pos) = message.rfind(" at line ") {
-        message.truncate(pos);
-    }
-    if message == "EOF while parsing a value" || text.trim().is_empty() {
+fn to_error(e: &yaml::ReadError, path: &str, text: &str) -> ComposeError {
+    let (line, column) = e.position.unwrap_or((text.lines().count().max(1), 1));
+    let mut message = e.message.clone();
+    if text.trim().is_empty() {
         message = "the file is empty: a compose file needs a `services:` map".into();
     }
     ComposeError { file: path.to_owned(), line, column, message }

@@ -9,7 +9,7 @@ use serde::{
 
 use super::de::{
     CommandLine, Count, Entries, Entry, ListOrMap, NamesOrMap, NullableText, OneOrMany, Reject, Seconds, ShortOrLong,
-    Text,
+    Switch, Text,
 };
 
 /// A compose file.
@@ -28,9 +28,9 @@ pub struct ComposeFile {
 /// A top-level volume.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct TopVolume {
-    /// Managed outside the project.
+    /// Managed outside the project (`external: true`, or the legacy `external: {name: ...}`).
     #[serde(default)]
-    pub external: Option<serde_yaml::Value>,
+    pub external: Switch,
     /// Volume driver.
     #[serde(default)]
     pub driver: Option<Text>,
@@ -630,14 +630,12 @@ impl<'de> Deserialize<'de> for Service {
                         "mem_limit" => s.mem_limit = map.next_value::<NullableText>()?.0,
                         "scale" => s.scale = Some(map.next_value::<Count>()?.0),
                         "labels" => s.labels = map.next_value::<ListOrMap>()?.0,
-                        // YAML merge keys are resolved in a second pass (see `compose::parse`).
-                        k if k.starts_with("x-") || k == "<<" => {
+                        k if k.starts_with("x-") => {
                             map.next_value::<IgnoredAny>()?;
                         }
                         k if OTHER_SERVICE_KEYS.contains(&k) => {
-                            let value: serde_yaml::Value = map.next_value()?;
-                            let off = matches!(value, serde_yaml::Value::Bool(false) | serde_yaml::Value::Null);
-                            if NOTABLE.contains(&k) && !off {
+                            let Switch(on) = map.next_value()?;
+                            if NOTABLE.contains(&k) && on {
                                 s.ignored.push(k.to_owned());
                             }
                         }
@@ -712,7 +710,7 @@ impl<'de> Deserialize<'de> for ComposeFile {
                                 "`include` is not supported: merge the included files into this one",
                             ));
                         }
-                        k if k.starts_with("x-") || k == "<<" => {
+                        k if k.starts_with("x-") => {
                             map.next_value::<IgnoredAny>()?;
                         }
                         other => {

@@ -171,3 +171,29 @@ fn errors_name_file_line_and_key() {
         assert!(e.message.contains(needle), "{text}: {}", e.message);
     }
 }
+
+#[test]
+fn yaml_11_words_and_octals_stay_the_strings_written() {
+    // Compose reads YAML 1.2: none of these is a boolean or a number (serde_yaml agreed).
+    let text = "services:\n  web:\n    image: x\n    command: [\"--tls\", on, no, 0755, 1:30, y]\n    environment:\n      A: on\n      B: 0755\n      C: 1_000\n      D: .inf\n      E: yes\n    privileged: false\n    cap_add: [NET_ADMIN]\nvolumes:\n  data:\n    external: {name: shared}\n  local: {}\n";
+    let f = parse_ok(text);
+    let web = &f.services["web"];
+    let args: Vec<String> = ["--tls", "on", "no", "0755", "1:30", "y"].map(String::from).into();
+    assert_eq!(web.command, Some(CommandLine::Exec(args)));
+    let env: Vec<(&str, Option<&str>)> = web.environment.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+    assert_eq!(
+        env,
+        [("A", Some("on")), ("B", Some("0755")), ("C", Some("1_000")), ("D", Some(".inf")), ("E", Some("yes"))]
+    );
+    assert_eq!(web.ignored, ["cap_add"], "`privileged: false` changes nothing");
+    assert!(f.volumes["data"].external.0 && !f.volumes["local"].external.0);
+}
+
+#[test]
+fn errors_in_merged_content_keep_a_line() {
+    let text = "x-base: &base\n  image: x\n  ports: [\"80:http\"]\nservices:\n  web:\n    <<: *base\n";
+    let e = parse_err(text);
+    // The line that merges it in, and where the value is defined.
+    assert_eq!(e.line, 6, "{e}");
+    assert!(e.message.contains("services.web.ports[0]") && e.message.contains("line 3"), "{e}");
+}

@@ -66,6 +66,9 @@ pub struct Stage {
     pub line: usize,
     /// Environment (inherited from a parent stage, then ENV).
     pub env: BTreeMap<String, String>,
+    /// Build arguments declared in this stage, with their values; unlike `env`, the running
+    /// container does not see them.
+    pub args: BTreeMap<String, String>,
     /// Ports from EXPOSE, sorted, de-duplicated.
     pub exposed: Vec<ExposedPort>,
     /// WORKDIR, absolute; empty if never set.
@@ -297,7 +300,7 @@ pub fn parse(text: &str, path: &str) -> Result<Dockerfile, DockerfileError> {
                 // A stage built FROM an earlier stage inherits its environment and settings.
                 let parent = stages.iter().find(|s| !s.name.is_empty() && s.name == image.to_ascii_lowercase());
                 let mut stage = match parent {
-                    Some(p) => Stage { volumes: p.volumes.clone(), ..p.clone() },
+                    Some(p) => Stage { volumes: p.volumes.clone(), args: BTreeMap::new(), ..p.clone() },
                     None => Stage::default(),
                 };
                 stage.name = name;
@@ -318,6 +321,7 @@ pub fn parse(text: &str, path: &str) -> Result<Dockerfile, DockerfileError> {
                     } else {
                         // Without a default, a stage ARG takes the global value of the same name.
                         let value = default.or_else(|| global_args.get(&name).cloned()).unwrap_or_default();
+                        stages.last_mut().expect("checked above").args.insert(name.clone(), value.clone());
                         stage_args.insert(name, value);
                     }
                 }
@@ -568,6 +572,8 @@ CMD --serve
         let s = d.final_stage();
         assert_eq!(s.env["PORT"], "8080");
         assert_eq!(s.env["MODE"], "release mode");
+        assert_eq!(s.args, BTreeMap::from([("PORT".to_owned(), "8080".to_owned())]));
+        assert!(d.stages[0].args.is_empty(), "a stage sees only the ARGs it declares");
         assert_eq!(s.exposed, [ExposedPort { port: 8080, udp: false }, ExposedPort { port: 9090, udp: true }]);
         assert_eq!(s.workdir, "/srv/app");
         assert_eq!(s.entrypoint, ["/app"]);

@@ -27,9 +27,9 @@ pub struct Manifest {
     pub kind: String,
 }
 
-/// Serializes one object to YAML.
+/// Serializes one object to YAML that YAML 1.1 readers (kubectl, PyYAML) read back unchanged.
 pub fn to_yaml<T: Serialize>(value: &T) -> String {
-    serde_yaml::to_string(value).expect("manifests always serialize")
+    crate::yaml::to_string(value).expect("manifests always serialize")
 }
 
 /// Labels every resource of an app carries.

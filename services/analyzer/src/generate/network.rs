@@ -30,10 +30,7 @@ pub fn service(app: &App, ns: &str, env: &str) -> Option<Manifest> {
             port: i32::from(p.port),
             target_port: Some(IntOrString::String(p.name.clone())),
             protocol: Some(if p.udp { "UDP" } else { "TCP" }.into()),
-            app_protocol: matches!(p.purpose.as_str(), "http" | "https" | "grpc").then(|| match p.purpose.as_str() {
-                "grpc" => "kubernetes.io/h2c".to_owned(),
-                other => other.to_owned(),
-            }),
+            app_protocol: crate::analysis::ports::app_protocol(p),
             ..ServicePort::default()
         })
         .collect();
@@ -51,7 +48,7 @@ pub fn service(app: &App, ns: &str, env: &str) -> Option<Manifest> {
 }
 
 fn http_port(app: &App) -> Option<&crate::model::AppPort> {
-    app.ports.iter().find(|p| p.purpose == "http" || p.purpose == "https")
+    app.ports.iter().find(|p| !p.udp && (p.purpose == "http" || p.purpose == "https"))
 }
 
 /// The Ingress, when the app has a host and an HTTP port.

@@ -378,7 +378,7 @@ policies:
   security: {runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false}
   deployment: {strategy: RollingUpdate, maxSurge: 25%, maxUnavailable: 25%}
 "#;
-        let spec: crd::Spec = serde_yaml::from_str(yaml).unwrap();
+        let spec: crd::Spec = crate::yaml::from_str(yaml).unwrap();
         let proto = from_crd(&spec).unwrap();
         assert_eq!(proto.tier, Tier::Critical as i32);
         assert_eq!(proto.health.as_ref().unwrap().startup_grace_period.as_ref().unwrap().seconds, 60);

@@ -84,7 +84,8 @@ pub fn markdown(analysis: &Analysis, app: &App, spec: &ApplicationPersonaSpec) -
         }
         Probe::Exec(c) => format!("command `{}`", c.join(" ")),
         Probe::Tcp(p) => format!("TCP connect to port {p} (no health endpoint found; add one)"),
-        Probe::None => "none (no port and no health check)".into(),
+        Probe::None if app.ports.is_empty() => "none (no port and no health check)".into(),
+        Probe::None => "none (UDP ports only, which no TCP or HTTP check can reach; add a HEALTHCHECK)".into(),
     };
     let _ = writeln!(md, "- probes: {probe}; startup allowed {}s", app.startup_secs);
     if let Some(m) = &app.metrics_path {

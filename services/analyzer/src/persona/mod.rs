@@ -182,12 +182,24 @@ pub fn to_manifest_yaml(spec: &ApplicationPersonaSpec, namespace: &str) -> Strin
 /// Reads an `ApplicationPersona` manifest (or a bare spec) and returns its spec in the
 /// contract's form; errors name the field or the YAML line.
 pub fn parse_manifest(text: &str) -> Result<ApplicationPersonaSpec, String> {
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
-    let spec_value = match value.get("kind").and_then(|k| k.as_str()) {
-        Some(crd::KIND) => value.get("spec").cloned().ok_or("the ApplicationPersona has no spec")?,
+    /// Only what tells a manifest from a bare spec; the rest is read by the typed pass.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        kind: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        spec: Option<crd::Spec>,
+    }
+    let head: Head = crate::yaml::from_str(text).map_err(|e| e.to_string())?;
+    let spec = match head.kind.as_deref() {
+        Some(crd::KIND) => crate::yaml::from_str::<Manifest>(text)
+            .map_err(|e| format!("spec: {e}"))?
+            .spec
+            .ok_or("the ApplicationPersona has no spec")?,
         Some(other) => return Err(format!("expected kind ApplicationPersona, found {other}")),
-        None => value,
+        None => crate::yaml::from_str::<crd::Spec>(text).map_err(|e| format!("spec: {e}"))?,
     };
-    let spec: crd::Spec = serde_yaml::from_value(spec_value).map_err(|e| format!("spec: {e}"))?;
     convert::from_crd(&spec)
 }

@@ -68,8 +68,8 @@ pub fn validate_files(files: &[ManifestFile], persona: &ApplicationPersonaSpec, 
         if !(file.path.ends_with(".yaml") || file.path.ends_with(".yml") || file.path.is_empty()) {
             continue;
         }
-        for (i, doc) in serde_yaml::Deserializer::from_str(&file.content).enumerate() {
-            let value = match serde_yaml::Value::deserialize(doc) {
+        for (i, document) in crate::yaml::documents::<serde_json::Value>(&file.content).into_iter().enumerate() {
+            let value = match document {
                 Ok(v) => v,
                 Err(e) => {
                     let mut f = finding(
@@ -133,8 +133,8 @@ pub fn validate_files(files: &[ManifestFile], persona: &ApplicationPersonaSpec, 
 
 use serde::Deserialize;
 
-fn typed<T: for<'de> Deserialize<'de>>(value: serde_yaml::Value, check: impl Fn(&T) -> Vec<Finding>) -> Vec<Finding> {
-    match serde_yaml::from_value::<T>(value) {
+fn typed<T: for<'de> Deserialize<'de>>(value: serde_json::Value, check: impl Fn(&T) -> Vec<Finding>) -> Vec<Finding> {
+    match serde_json::from_value::<T>(value) {
         Ok(obj) => check(&obj),
         Err(e) => vec![finding(
             FindingSeverity::Error,

@@ -1,0 +1,84 @@
+use super::*;
+
+/// The one app of a tree of `(path, content)` files, and the analysis warnings.
+fn app_of(files: &[(&str, &str)]) -> (App, Vec<String>) {
+    let mut tree = crate::tree::SourceTree::new();
+    for (path, text) in files {
+        tree.insert(path, text.as_bytes().to_vec()).unwrap();
+    }
+    let analysis = crate::analysis::analyze(&tree, &crate::analysis::Options::default()).unwrap();
+    (analysis.apps[analysis.primary].clone(), analysis.warnings)
+}
+
+fn http(path: &str, port: u16) -> Probe {
+    Probe::Http { path: path.into(), readiness: path.into(), port }
+}
+
+#[test]
+fn healthcheck_variables_come_from_the_container_environment() {
+    let dockerfile = "FROM python:3.12-slim\nENV PORT=8080\nUSER 1000\nEXPOSE 8080\n\
+        HEALTHCHECK CMD curl -fsS http://localhost:$PORT/status || exit 1\n";
+    let (app, warnings) = app_of(&[("Dockerfile", dockerfile)]);
+    assert_eq!(app.probe, http("/status", 8080));
+    assert!(warnings.iter().all(|w| !w.contains("build argument")), "{warnings:?}");
+    // compose `environment` is what the container runs with, so it wins over the image's ENV.
+    let compose = "services:\n  app:\n    build: .\n    environment:\n      PORT: \"7001\"\n    ports: [\"7001\"]\n";
+    let (app, _) = app_of(&[("Dockerfile", dockerfile), ("compose.yaml", compose)]);
+    assert_eq!(app.probe, http("/status", 7001));
+    // The image still EXPOSEs 8080, a well-known HTTP port: second in line, so it is renamed.
+    let names: Vec<_> = app.ports.iter().map(|p| (p.name.as_str(), p.port)).collect();
+    assert_eq!(names, [("http", 7001), ("http-8080", 8080)]);
+}
+
+#[test]
+fn a_build_argument_in_a_healthcheck_is_used_with_a_warning() {
+    let dockerfile = "FROM alpine\nARG ADMIN_PORT=9000\nUSER 1000\nEXPOSE 9000\n\
+        HEALTHCHECK CMD wget -qO- http://127.0.0.1:${ADMIN_PORT}/ready\n";
+    let (app, warnings) = app_of(&[("Dockerfile", dockerfile)]);
+    assert_eq!(app.probe, http("/ready", 9000));
+    assert!(warnings.iter().any(|w| w.contains("$ADMIN_PORT, a build argument")), "{warnings:?}");
+}
+
+#[test]
+fn unresolvable_or_secret_healthcheck_urls_stay_commands() {
+    for check in
+        ["curl -f http://localhost:$UNSET/status", "curl -f \"http://localhost:8080/health?token=$HEALTH_TOKEN\""]
+    {
+        let dockerfile =
+            format!("FROM alpine\nENV HEALTH_TOKEN=s3cr3t-value\nUSER 1000\nEXPOSE 8080\nHEALTHCHECK CMD {check}\n");
+        let (app, _) = app_of(&[("Dockerfile", &dockerfile)]);
+        assert_eq!(app.probe, Probe::Exec(vec!["/bin/sh".into(), "-c".into(), check.into()]), "{check}");
+    }
+}
+
+#[test]
+fn a_code_health_route_is_probed_over_http_only_on_an_http_port() {
+    let app_py =
+        "from flask import Flask\napp = Flask(__name__)\n@app.route(\"/health\")\ndef h():\n    return \"ok\"\n";
+    let source = [("requirements.txt", "flask==3.0.3\n"), ("app.py", app_py)];
+    // Two TCP ports, neither the framework's: no evidence which one serves HTTP.
+    let dockerfile = "FROM python:3.12-slim\nUSER 1000\nEXPOSE 7000 7001\n";
+    let (app, _) = app_of(&[source[0], source[1], ("Dockerfile", dockerfile)]);
+    assert_eq!(app.probe, Probe::Tcp(7000));
+    assert!(app.notes.iter().any(|n| n.contains("has shown no sign of HTTP")), "{:?}", app.notes);
+    // The only TCP port of a Flask app, beside a UDP one: HTTP there, never on the UDP port.
+    let dockerfile = "FROM python:3.12-slim\nUSER 1000\nEXPOSE 8125/udp 7000\n";
+    let (app, _) = app_of(&[source[0], source[1], ("Dockerfile", dockerfile)]);
+    assert_eq!(app.probe, http("/health", 7000));
+}
+
+#[test]
+fn an_app_serving_udp_only_gets_no_probe() {
+    let (app, _) = app_of(&[("Dockerfile", "FROM alpine\nUSER 1000\nEXPOSE 53/udp\n")]);
+    assert_eq!(app.probe, Probe::None);
+    assert!(app.notes.iter().any(|n| n.contains("UDP only")), "{:?}", app.notes);
+}
+
+#[test]
+fn host_mentions() {
+    assert!(mentions_host("postgres://db:5432/app", "db"));
+    assert!(mentions_host("cache:6379", "cache"));
+    assert!(mentions_host("http://api/", "api"));
+    assert!(!mentions_host("postgres://dbhost:5432", "db"));
+    assert!(!mentions_host("mydb", "db"));
+}
