@@ -122,6 +122,9 @@ async fn only_admins_start_host_processes_and_never_as_root_unless_asked() {
         r.owner_role = role as i32;
         assert_eq!(driver.run(&r).await.unwrap_err().reason, "NotAllowed", "{role:?}");
         assert!(!driver.has(&r.instance_id));
+        // Reported, so the scheduler does not wait for it to start.
+        let refused = wait(&outbox, &r.instance_id, WorkloadPhase::Failed).await;
+        assert_eq!(refused.status.unwrap().reason, "NotAllowed");
     }
 
     // The process's user: `nobody` when the agent is root, the agent's own user otherwise.

@@ -169,6 +169,20 @@ impl ProcessDriver {
 
     /// Starts an instance; an instance that already runs is left alone and reported.
     pub async fn run(self: &Arc<Self>, run: &RunInstance) -> Result<(), CommandError> {
+        let result = self.run_once(run).await;
+        // Refused or failed before the process started (not an admin's workload, no such user,
+        // no program, its directory): the instance is Failed with the reason, never left
+        // waiting. A failed spawn has reported itself.
+        if let Err(e) = &result
+            && e.reason != "StartFailed"
+        {
+            let status = bare_status(run, &self.node_id, WorkloadPhase::Failed, e.reason, &e.message);
+            self.outbox.push(event(&run.workload_id, status, false));
+        }
+        result
+    }
+
+    async fn run_once(self: &Arc<Self>, run: &RunInstance) -> Result<(), CommandError> {
         let spec = run.spec.as_ref().ok_or_else(|| CommandError::new("InvalidArgument", "run without a spec"))?;
         if run.owner_role() != Role::Admin {
             return Err(CommandError::new(
@@ -186,7 +200,7 @@ impl ProcessDriver {
         }
         let (program, args) = argv(&spec.image, &spec.command, &spec.args)?;
         let dir = self.instance_dir(&run.instance_id);
-        let io = |e: std::io::Error| CommandError::new("StartFailed", format!("{}: {e}", dir.display()));
+        let io = |e: std::io::Error| CommandError::new("PrepareFailed", format!("{}: {e}", dir.display()));
         std::fs::create_dir_all(&dir).map_err(io)?;
         if let Some((uid, gid)) = user {
             // The process may write its working directory, and nothing else of the agent's.
