@@ -119,6 +119,14 @@ pub fn audited(path: &str, body: &[u8], principal: &Principal, peer: String) -> 
 /// Headers that describe the client's connection or credentials, never forwarded.
 const DROPPED: [&str; 4] = ["authorization", "host", "connection", "cookie"];
 
+/// Services for agents and other services, on the scheduler's own ports: never forwarded from
+/// the public port (the scheduler would refuse the gateway's identity anyway).
+const INTERNAL: [&str; 3] = [
+    "persys.scheduler.v1.AgentService",
+    "persys.scheduler.v1.BootstrapService",
+    "persys.scheduler.v1.NodeCommandService",
+];
+
 impl Proxy {
     /// Returns a proxy over `upstreams` (service name → upstream).
     pub fn new(upstreams: HashMap<String, Upstream>, max_request_bytes: usize, audit: Option<AuditSink>) -> Self {
@@ -143,6 +151,12 @@ impl Proxy {
         let kind = self.inner.methods.get(&path).copied().ok_or_else(|| {
             Status::unimplemented(format!("unknown method {path}: check the service and method names (grpcurl list)"))
         })?;
+        let service_name = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        if INTERNAL.contains(&service_name) {
+            return Err(Status::unimplemented(format!(
+                "{service_name} is for agents and services on the scheduler's own ports, not part of the public API"
+            )));
+        }
         if kind == MethodKind::ClientStreaming {
             return Err(Status::unimplemented(format!(
                 "{path} is a client or bidirectional stream, which the gateway does not forward; call the service directly"

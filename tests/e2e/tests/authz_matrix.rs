@@ -149,9 +149,8 @@ const FILTER_OWN: [Outcome; 8] = [OK, OK, OK, DEN, UNA, OK, OK, OK];
 const REVOKE_KEY: [Outcome; 8] = [OK, OK, HID, HID, UNA, OK, OK, HID];
 /// Seeing the member's API key in a list: the member only (everyone lists their own keys).
 const LIST_KEY: [Outcome; 8] = [HID, OK, HID, HID, UNA, HID, OK, HID];
-/// Services' own calls, reached through the gateway: the upstream refuses the gateway's identity.
-const SERVICES_ONLY: [Outcome; 8] = [DEN, DEN, DEN, DEN, UNA, DEN, DEN, DEN];
-/// Client and bidirectional streams: signed-in users learn the gateway does not carry them.
+/// Client and bidirectional streams, and agents' and services' own calls: signed-in users learn
+/// the gateway does not carry them from its public port.
 const NOT_CARRIED: [Outcome; 8] = [NCA, NCA, NCA, NCA, UNA, NCA, NCA, NCA];
 
 /// The packages the gateway routes on its public port (its own and its upstreams', as in
@@ -246,10 +245,10 @@ fn rows() -> Vec<Row> {
         row!(SCHEDULER, "ListJoinTokens", ADMINS, list_join_tokens),
         row!(SCHEDULER, "RevokeJoinToken", ADMINS, revoke_join_token),
         row!(AGENTS, "Connect", NOT_CARRIED, agent_connect),
-        row!(BOOTSTRAP, "Join", SERVICES_ONLY, join),
-        row!(BOOTSTRAP, "RenewCertificate", SERVICES_ONLY, renew_certificate),
-        row!(NODE_COMMANDS, "RunHostCommand", SERVICES_ONLY, run_host_command),
-        row!(NODE_COMMANDS, "RunContainerAction", SERVICES_ONLY, run_container_action),
+        row!(BOOTSTRAP, "Join", NOT_CARRIED, join),
+        row!(BOOTSTRAP, "RenewCertificate", NOT_CARRIED, renew_certificate),
+        row!(NODE_COMMANDS, "RunHostCommand", NOT_CARRIED, run_host_command),
+        row!(NODE_COMMANDS, "RunContainerAction", NOT_CARRIED, run_container_action),
         row!(ANALYZER, "Analyze", NOT_CARRIED, analyze),
         row!(ANALYZER, "AnalyzeRepository", USERS, analyze_repository),
         row!(ANALYZER, "ValidateManifests", USERS, validate_manifests),
