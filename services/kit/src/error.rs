@@ -46,6 +46,10 @@ pub enum ApiError {
     /// The state of the system does not allow the call.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A concurrent change won (an `expected_revision` that no longer holds); read again and
+    /// retry.
+    #[error("{0}")]
+    Aborted(String),
     /// A limit was hit (size, rate).
     #[error("{0}")]
     ResourceExhausted(String),
@@ -103,6 +107,7 @@ impl From<ApiError> for Status {
             ApiError::Unauthenticated(m) => Status::unauthenticated(m),
             ApiError::PermissionDenied(m) => Status::permission_denied(m),
             ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ApiError::Aborted(m) => Status::aborted(m),
             ApiError::ResourceExhausted(m) => Status::resource_exhausted(m),
             ApiError::Unavailable(m) => Status::unavailable(m),
             ApiError::Internal(source) => {

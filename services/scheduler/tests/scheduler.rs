@@ -286,6 +286,51 @@ async fn retried_creates_are_idempotent<K: Kv>(kv: Arc<K>, prefix: &str) {
     assert_eq!(ada.list_workloads(pb::ListWorkloadsRequest::default()).await.unwrap().into_inner().workloads.len(), 1);
 }
 
+async fn a_stale_expected_revision_is_aborted_and_changes_nothing<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let pki = Pki::new();
+    let s = serve(kv, config(&pki, prefix, &[])).await;
+    let mut ada = api(&pki, s.running.grpc, "ada", "member");
+    let w = create(&mut ada, "guarded", spec("busybox")).await;
+    let stale = w.revision - 1;
+    let stop =
+        ada.stop_workload(pb::StopWorkloadRequest { id: w.id.clone(), expected_revision: stale, ..Default::default() });
+    assert_eq!(stop.await.unwrap_err().code(), Code::Aborted);
+    let restart = ada.restart_workload(pb::RestartWorkloadRequest {
+        id: w.id.clone(),
+        expected_revision: stale,
+        ..Default::default()
+    });
+    assert_eq!(restart.await.unwrap_err().code(), Code::Aborted);
+    let delete = ada.delete_workload(pb::DeleteWorkloadRequest {
+        id: w.id.clone(),
+        expected_revision: stale,
+        ..Default::default()
+    });
+    assert_eq!(delete.await.unwrap_err().code(), Code::Aborted);
+    // (Placement may write the workload meanwhile: compare what a refused call would change.)
+    let now =
+        ada.get_workload(pb::GetWorkloadRequest { id: w.id.clone() }).await.unwrap().into_inner().workload.unwrap();
+    assert_eq!(now.desired_state(), pb::DesiredState::Running, "a refused call wrote");
+
+    // The current revision passes (read again if placement wrote in between, as a client would).
+    let mut stopped = None;
+    for _ in 0..5 {
+        let current =
+            ada.get_workload(pb::GetWorkloadRequest { id: w.id.clone() }).await.unwrap().into_inner().workload.unwrap();
+        let request =
+            pb::StopWorkloadRequest { id: w.id.clone(), expected_revision: current.revision, ..Default::default() };
+        match ada.stop_workload(request).await {
+            Ok(r) => {
+                stopped = r.into_inner().workload;
+                break;
+            }
+            Err(e) if e.code() == Code::Aborted => continue,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(stopped.expect("stopped with the current revision").desired_state(), pb::DesiredState::Stopped);
+}
+
 async fn a_default_join_token_lets_one_machine_in<K: Kv>(kv: Arc<K>, prefix: &str) {
     let pki = Pki::new();
     let s = serve(kv, config(&pki, prefix, &[])).await;
@@ -499,6 +544,7 @@ both_stores!(
     members_see_only_their_own_workloads,
     workloads_of_a_lost_node_run_again_elsewhere,
     retried_creates_are_idempotent,
+    a_stale_expected_revision_is_aborted_and_changes_nothing,
     a_default_join_token_lets_one_machine_in,
     only_admins_reach_the_hosts_network,
 );

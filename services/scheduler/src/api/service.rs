@@ -127,6 +127,13 @@ impl<K: Kv> SchedulerService for SchedulerApi<K> {
         super::require_writer(&user)?;
         let r = request.into_inner();
         let w = self.sched.get_workload(&user, &r.id).await?;
+        if r.expected_revision != 0 && r.expected_revision != w.revision {
+            return Err(ApiError::Aborted(format!(
+                "workload `{}` changed (revision {} ≠ expected {}); read it again",
+                r.id, w.revision, r.expected_revision
+            ))
+            .into());
+        }
         for inst in w.status.iter().flat_map(|s| &s.instances) {
             let restart = Payload::Restart(pb::RestartInstance {
                 instance_id: inst.instance_id.clone(),

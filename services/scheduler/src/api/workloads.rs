@@ -198,7 +198,7 @@ impl<K: Kv> Scheduler<K> {
         require_writer(user)?;
         let current = self.get_workload(user, id).await?;
         if expected_revision != 0 && expected_revision != current.revision {
-            return Err(ApiError::FailedPrecondition(format!(
+            return Err(ApiError::Aborted(format!(
                 "workload `{id}` changed (revision {} ≠ expected {expected_revision}); read it again",
                 current.revision
             )));
@@ -216,7 +216,7 @@ impl<K: Kv> Scheduler<K> {
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("workload `{id}`")))?;
         if mismatch {
-            return Err(ApiError::FailedPrecondition(format!("workload `{id}` changed meanwhile; read it again")));
+            return Err(ApiError::Aborted(format!("workload `{id}` changed meanwhile; read it again")));
         }
         Ok(redact(updated))
     }
