@@ -490,7 +490,10 @@ impl<K: Kv> Scheduler<K> {
                 ),
                 DesiredState::Running if phase == WorkloadPhase::Starting && inst.reason == RESTARTING => (
                     "restart",
-                    Payload::Restart(RestartInstance { instance_id: inst.instance_id.clone(), grace_period: None }),
+                    Payload::Restart(RestartInstance {
+                        instance_id: inst.instance_id.clone(),
+                        grace_period: w.spec.as_ref().and_then(|s| s.stop_timeout),
+                    }),
                 ),
                 DesiredState::Stopped if !is_terminal(inst.phase) => (
                     "stop",
@@ -501,14 +504,8 @@ impl<K: Kv> Scheduler<K> {
                 ),
                 _ => continue,
             };
-            let key = format!("{}/{action}/{}", inst.instance_id, w.spec.as_ref().map_or(0, |_| inst.restart_count));
-            if !self.sent.lock().expect("sent lock").insert(key.clone()) {
-                continue;
-            }
-            if let Err(error) = self.agents.send(&inst.node_id, payload).await {
-                self.sent.lock().expect("sent lock").remove(&key);
-                tracing::debug!(%error, "dispatch deferred until the node reconnects");
-            }
+            let attempt = w.spec.as_ref().map_or(0, |_| inst.restart_count);
+            self.send_once(&inst.instance_id, action, attempt, &inst.node_id, payload).await;
         }
         if desired == DesiredState::Deleted && status.instances.is_empty() {
             let _ = self.store.delete_workload(&w.id).await;
@@ -516,6 +513,24 @@ impl<K: Kv> Scheduler<K> {
         }
         for instance_id in due {
             self.restart_due(&w.id, &instance_id).await;
+        }
+    }
+
+    /// Sends `action` for attempt `attempt` of an instance to its node once: a command already
+    /// sent (by [`Scheduler::dispatch`] or a call) is not sent again; one that could not be sent
+    /// is forgotten, so the next dispatch tries again. Returns whether it was sent now.
+    pub async fn send_once(&self, instance: &str, action: &str, attempt: i32, node: &str, payload: Payload) -> bool {
+        let key = format!("{instance}/{action}/{attempt}");
+        if !self.sent.lock().expect("sent lock").insert(key.clone()) {
+            return false;
+        }
+        match self.agents.send(node, payload).await {
+            Ok(_) => true,
+            Err(error) => {
+                self.sent.lock().expect("sent lock").remove(&key);
+                tracing::debug!(%error, "dispatch deferred until the node reconnects");
+                false
+            }
         }
     }
 

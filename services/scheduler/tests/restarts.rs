@@ -134,6 +134,32 @@ async fn a_restart_written_but_not_sent_is_sent_by_the_next_scheduler<K: Kv>(kv:
     assert_invariants(&second.store).await;
 }
 
+async fn a_restart_asked_of_any_replica_reaches_the_node<K: Kv>(kv: Arc<K>, prefix: &str) {
+    // The call lands on a replica that does not hold node a's connection.
+    let s = inproc::core(kv.clone(), prefix, Settings::default());
+    let (id, instance) = running_on_a(&s).await;
+    let w = s.restart_workload(&inproc::admin(), &id, 0, None).await.expect("restart requested");
+    let written = instances(&w).remove(0);
+    assert_eq!((written.phase, written.reason.as_str()), (WorkloadPhase::Starting as i32, RESTARTING));
+    assert_eq!(written.restart_count, 1);
+
+    // The replica that holds it sends the restart, from the stored workload, once.
+    let holder = inproc::core(kv, prefix, Settings::default());
+    let mut stream = connect(&holder, "a");
+    holder.dispatch(&workload(&holder, &id).await).await;
+    restart_sent(&mut stream, &instance).await;
+    holder.dispatch(&workload(&holder, &id).await).await;
+    assert!(!sent(&mut stream).iter().any(|p| matches!(p, Payload::Restart(_))), "restarted twice");
+
+    // Where the call's replica holds the node, it sends the restart itself, with the grace asked.
+    let mut own = connect(&s, "a");
+    let grace = prost_types::Duration { seconds: 3, nanos: 0 };
+    s.restart_workload(&inproc::admin(), &id, 0, Some(grace)).await.expect("restart requested");
+    let commands = restart_sent(&mut own, &instance).await;
+    assert!(commands.iter().any(|p| matches!(p, Payload::Restart(r) if r.grace_period == Some(grace))), "{commands:?}");
+    assert_invariants(&s.store).await;
+}
+
 async fn what_was_sent_for_a_workload_deleted_unseen_is_forgotten_on_relist<K: Kv>(kv: Arc<K>, prefix: &str) {
     let s = inproc::core(kv, prefix, Settings::default());
     let mut agent = connect(&s, "a");
@@ -159,4 +185,5 @@ both_stores!(
     a_restart_in_backoff_survives_the_scheduler_stopping,
     a_restart_written_but_not_sent_is_sent_by_the_next_scheduler,
     what_was_sent_for_a_workload_deleted_unseen_is_forgotten_on_relist,
+    a_restart_asked_of_any_replica_reaches_the_node,
 );

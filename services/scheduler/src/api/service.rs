@@ -126,24 +126,8 @@ impl<K: Kv> SchedulerService for SchedulerApi<K> {
         let user = user(&request)?;
         super::require_writer(&user)?;
         let r = request.into_inner();
-        let w = self.sched.get_workload(&user, &r.id).await?;
-        if r.expected_revision != 0 && r.expected_revision != w.revision {
-            return Err(ApiError::Aborted(format!(
-                "workload `{}` changed (revision {} ≠ expected {}); read it again",
-                r.id, w.revision, r.expected_revision
-            ))
-            .into());
-        }
-        for inst in w.status.iter().flat_map(|s| &s.instances) {
-            let restart = Payload::Restart(pb::RestartInstance {
-                instance_id: inst.instance_id.clone(),
-                grace_period: r.grace_period,
-            });
-            if self.sched.agents.send(&inst.node_id, restart).await.is_err() {
-                return Err(ApiError::Unavailable(format!("node `{}` is not connected; retry", inst.node_id)).into());
-            }
-        }
-        Ok(Response::new(pb::RestartWorkloadResponse { workload: Some(redact(w)) }))
+        let w = self.sched.restart_workload(&user, &r.id, r.expected_revision, r.grace_period).await?;
+        Ok(Response::new(pb::RestartWorkloadResponse { workload: Some(w) }))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]

@@ -5,8 +5,8 @@ use persys_kit::{ApiError, UserClaims, error::Violations, identity::Role};
 use persys_proto::{
     common::v1::{EventType as PbEventType, Role as PbRole},
     scheduler::v1::{
-        CreateWorkloadRequest, DesiredState, ListWorkloadsRequest, ListWorkloadsResponse, NodeState, RestartPolicy,
-        Workload, WorkloadPhase, WorkloadSpec, WorkloadStatus,
+        CreateWorkloadRequest, DesiredState, ListWorkloadsRequest, ListWorkloadsResponse, NodeState, RestartInstance,
+        RestartPolicy, Workload, WorkloadPhase, WorkloadSpec, WorkloadStatus, connect_response::Payload,
     },
 };
 
@@ -238,6 +238,57 @@ impl<K: Kv> Scheduler<K> {
             true
         })
         .await
+    }
+
+    /// Restarts every placed instance in place. The restart is written first (each instance
+    /// Starting, reason [`crate::sched::RESTARTING`], one restart more), then sent: at once, with
+    /// `grace`, to the nodes connected to this replica, and by the replica holding the
+    /// connection for the others (with the spec's stop timeout), so it reaches every node.
+    pub async fn restart_workload(
+        &self,
+        user: &UserClaims,
+        id: &str,
+        expected_revision: i64,
+        grace: Option<prost_types::Duration>,
+    ) -> Result<Workload, ApiError> {
+        let name = user.name.clone();
+        let w = self
+            .change(user, id, expected_revision, |w| {
+                if w.desired_state() != DesiredState::Running {
+                    return false;
+                }
+                let mut restarted = Vec::new();
+                for i in w.status.iter_mut().flat_map(|s| s.instances.iter_mut()) {
+                    if i.node_id.is_empty() || i.removing {
+                        continue;
+                    }
+                    i.restart_count += 1;
+                    i.restart_at = None;
+                    i.phase = WorkloadPhase::Starting as i32;
+                    i.reason = crate::sched::RESTARTING.into();
+                    restarted.push(i.instance_id.clone());
+                }
+                if restarted.is_empty() {
+                    return false;
+                }
+                if let Some(s) = w.status.as_mut() {
+                    s.restart_count += restarted.len() as i32;
+                }
+                record_event(w, PbEventType::Normal, "Restarting", format!("restart requested by {name}"));
+                true
+            })
+            .await?;
+        if w.desired_state() != DesiredState::Running {
+            return Err(ApiError::FailedPrecondition(format!("workload `{id}` is not running; start it instead")));
+        }
+        for i in w.status.iter().flat_map(|s| &s.instances) {
+            if i.reason == crate::sched::RESTARTING && self.agents.connected(&i.node_id) {
+                let restart =
+                    Payload::Restart(RestartInstance { instance_id: i.instance_id.clone(), grace_period: grace });
+                self.send_once(&i.instance_id, "restart", i.restart_count, &i.node_id, restart).await;
+            }
+        }
+        Ok(w)
     }
 
     /// Runs a stopped workload again.
