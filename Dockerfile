@@ -1,11 +1,12 @@
 # One image for every Persys binary. Each deployment picks the program with its command
-# (`gateway`, `persys`, and later `scheduler`, `agent`, `analyzer`, `reconciler`,
-# `metrics-pipeline`); see docs/deploy.md.
+# (`gateway`, `scheduler`, `agent`, `analyzer`, `persys-stack`, and the `persys` and `dorgu`
+# CLIs; later `reconciler` and `metrics-pipeline`); see docs/deploy.md.
 #
 #   docker build -t persys:dev .
 #
 # When a service is added, append `--bin <name>` to the cargo line and the name to the install
-# line below; nothing else changes.
+# line below and to the image description; deploy/compose/Dockerfile.prebuilt lists the same
+# binaries.
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src

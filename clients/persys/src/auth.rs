@@ -4,14 +4,14 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Context;
 use clap::Args;
-use persys_proto::gateway::v1::{LoginRequest, LogoutRequest, WhoAmIRequest, auth_service_client::AuthServiceClient};
+use persys_client::Error;
+use persys_proto::gateway::v1::{LogoutRequest, WhoAmIRequest, auth_service_client::AuthServiceClient};
 use serde::Serialize;
 use tonic::Code;
 
 use crate::{
-    client::{Global, Session, channel},
-    config::{Credentials, Store},
-    error::{Exit, Failure, describe},
+    client::{Global, Session},
+    error::{Exit, Failure, fail},
     output::{self, emit},
     view,
 };
@@ -59,43 +59,37 @@ pub async fn login(global: &Global, args: LoginArgs) -> anyhow::Result<()> {
         None => return Err(Failure::new(Exit::Usage, "which user? pass --username NAME").into()),
     };
     let password = password(&args)?;
-    let mut client = AuthServiceClient::new(channel(&global.server, global.ca.as_deref())?);
-    let request = LoginRequest { username: username.clone(), password };
-    let response = match tokio::time::timeout(global.timeout, client.login(request)).await {
-        Ok(Ok(r)) => r.into_inner(),
-        Ok(Err(s)) if s.code() == Code::Unauthenticated => {
-            return Err(Failure::new(Exit::Auth, format!("login failed: {}", s.message())).into());
-        }
-        Ok(Err(s)) => return Err(describe(&s, &global.server).into()),
-        Err(_) => return Err(Failure::new(Exit::Timeout, format!("{} did not answer in time", global.server)).into()),
-    };
-    let store = Store::default_location()?;
+    let connection = global.connect()?;
+    let store = global.store()?;
+    let response =
+        match tokio::time::timeout(global.timeout, persys_client::login(&connection, &store, &username, &password))
+            .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(Error::Call(e))) if e.code() == Code::Unauthenticated => {
+                return Err(Failure::new(Exit::Auth, format!("login failed: {}", e.message())).into());
+            }
+            Ok(Err(e)) => return Err(fail(e, &global.server).into()),
+            Err(_) => {
+                return Err(Failure::new(Exit::Timeout, format!("{} did not answer in time", global.server)).into());
+            }
+        };
     let role = response.user.as_ref().map(|u| view::role(u.role)).unwrap_or_default();
-    store.put(
-        &global.server,
-        Credentials {
-            username: username.clone(),
-            access_token: response.access_token,
-            refresh_token: response.refresh_token,
-            access_expires_at: response.access_expires_at.map_or(0, |t| t.seconds),
-            refresh_expires_at: response.refresh_expires_at.map_or(0, |t| t.seconds),
-        },
-    )?;
     eprintln!("logged in to {} as {username} ({role}); session saved in {}", global.server, store.path().display());
     Ok(())
 }
 
 /// Ends the session at the server and forgets it locally.
 pub async fn logout(global: &Global) -> anyhow::Result<()> {
-    let store = Store::default_location()?;
-    let Some(credentials) = store.get(&global.server)? else {
+    let store = global.store()?;
+    let Some(credentials) = store.get(&global.server).map_err(|e| fail(e, &global.server))? else {
         eprintln!("not logged in to {}", global.server);
         return Ok(());
     };
-    let mut client = AuthServiceClient::new(channel(&global.server, global.ca.as_deref())?);
+    let mut client = AuthServiceClient::new(global.connect()?.channel());
     let request = LogoutRequest { refresh_token: credentials.refresh_token };
     let revoked = tokio::time::timeout(global.timeout, client.logout(request)).await;
-    store.remove(&global.server)?;
+    store.remove(&global.server).map_err(|e| fail(e, &global.server))?;
     match revoked {
         Ok(Ok(_)) => eprintln!("logged out of {}", global.server),
         Ok(Err(s)) => eprintln!(

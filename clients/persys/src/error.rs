@@ -1,7 +1,7 @@
 //! Exit codes and the messages users see when a call fails: what went wrong and what to do.
 
+use persys_client::{CallError, Error};
 use tonic::{Code, Status};
-use tonic_types::StatusExt;
 
 /// The documented exit codes (see `persys --help`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,61 +70,76 @@ pub fn exit_for(code: Code) -> Exit {
     }
 }
 
-/// Returns the service a gateway `UNAVAILABLE` names (``service `scheduler` is ...``).
-fn named_service(message: &str) -> Option<&str> {
-    let rest = message.split_once("service `")?.1;
-    Some(rest.split_once('`')?.0)
-}
-
 /// Turns a failed call to `server` into a message that says what to do.
 pub fn describe(status: &Status, server: &str) -> Failure {
-    let message = status.message();
-    let text = match status.code() {
-        Code::Unavailable => match named_service(message) {
+    describe_call(&CallError::new(status.clone(), server))
+}
+
+/// Turns a failed call into a message that says what to do.
+pub fn describe_call(e: &CallError) -> Failure {
+    let server = e.server();
+    let message = e.message();
+    let text = match e.code() {
+        Code::Unavailable => match e.service() {
             Some(service) => format!(
                 "the {service} is not reachable through the gateway at {server}: is it running?\n  gateway said: {message}"
             ),
-            None => format!(
+            None if e.unreachable() => format!(
                 "cannot reach the gateway at {server}: is it running? (set --server or PERSYS_SERVER)\n  {message}"
             ),
+            None => message.to_owned(),
         },
         Code::Unauthenticated => format!("{message}\n  run `persys login --server {server}`"),
         Code::PermissionDenied => format!("permission denied: {message}"),
-        Code::InvalidArgument => {
-            let mut text = String::from("the server refused the request:");
-            let violations = status.get_error_details().bad_request().map(|b| b.field_violations.clone());
-            match violations {
-                Some(v) if !v.is_empty() => {
-                    for v in v {
-                        text.push_str(&format!("\n  {}: {}", v.field, v.description));
-                    }
-                }
-                _ => text.push_str(&format!("\n  {message}")),
-            }
-            text
-        }
+        Code::InvalidArgument if !e.violations().is_empty() => e.to_string(),
+        Code::InvalidArgument => format!("the server refused the request:\n  {message}"),
         Code::DeadlineExceeded => format!("timed out waiting for {server}: {message} (raise --timeout?)"),
         Code::ResourceExhausted => format!("{message} (retry later)"),
-        Code::Internal | Code::Unknown if message.is_empty() => format!("the server failed ({:?})", status.code()),
+        Code::Internal | Code::Unknown if message.is_empty() => format!("the server failed ({:?})", e.code()),
         _ => message.to_owned(),
     };
-    Failure { exit: exit_for(status.code()), message: text, code: Some(status.code()) }
+    Failure { exit: exit_for(e.code()), message: text, code: Some(e.code()) }
+}
+
+/// Turns an error of the client library into a message that says what to do, with its exit
+/// code.
+pub fn fail(e: Error, server: &str) -> Failure {
+    match e {
+        Error::Call(call) => describe_call(&call),
+        Error::Address(_) => {
+            Failure::new(Exit::Usage, format!("--server `{server}` is not a URL like http://127.0.0.1:8080"))
+        }
+        Error::NotLoggedIn { .. } => {
+            Failure::new(Exit::Auth, format!("not logged in to {server}: run `persys login --server {server}`"))
+        }
+        Error::SessionEnded { .. } => Failure::new(
+            Exit::Auth,
+            format!("your session at {server} has ended: run `persys login --server {server}`"),
+        ),
+        Error::MalformedToken { .. } => {
+            Failure::new(Exit::Auth, format!("the stored token is malformed: run `persys login --server {server}`"))
+        }
+        Error::Certificate { path, reason } => Failure::new(Exit::Usage, format!("--ca {}: {reason}", path.display())),
+        other => Failure::new(Exit::Error, other.to_string()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use tonic_types::ErrorDetails;
+    use tonic_types::{ErrorDetails, StatusExt};
 
     use super::*;
 
     #[test]
     fn gateway_unavailability_names_the_service_and_the_server() {
-        let s = Status::unavailable("service `scheduler` is unreachable: connection refused");
+        let s = persys_kit::error::service_unavailable("scheduler", "service `scheduler` is unavailable; try again");
         let f = describe(&s, "http://gw:8080");
         assert_eq!(f.exit, Exit::Unavailable);
         assert!(f.message.starts_with("the scheduler is not reachable through the gateway at http://gw:8080"));
-        let f = describe(&Status::unavailable("tcp connect error"), "http://gw:8080");
-        assert!(f.message.starts_with("cannot reach the gateway at http://gw:8080"), "{}", f.message);
+        // A server that answers UNAVAILABLE itself was reached: it is not "cannot reach".
+        let f = describe(&Status::unavailable("node `n1` is not connected; retry"), "http://gw:8080");
+        assert_eq!(f.exit, Exit::Unavailable);
+        assert_eq!(f.message, "node `n1` is not connected; retry");
     }
 
     #[test]

@@ -3,7 +3,6 @@
 mod auth;
 mod certs;
 mod client;
-mod config;
 mod error;
 mod node;
 mod output;

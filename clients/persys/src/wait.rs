@@ -1,19 +1,15 @@
 //! `workload run --wait`: follow one workload until it settles, showing its phase, reason and
 //! new events (a spinner on a terminal, plain lines otherwise).
 
-use std::{collections::HashMap, io::IsTerminal, ops::ControlFlow, time::Duration};
+use std::{collections::HashMap, io::IsTerminal, time::Duration};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use persys_proto::{
-    common::v1::WatchEventType,
-    scheduler::v1::{WatchWorkloadsRequest, Workload, WorkloadPhase},
-};
+use persys_proto::scheduler::v1::{Workload, WorkloadPhase};
 
 use crate::{
     client::Session,
-    error::{Exit, Failure},
+    error::{Exit, Failure, fail},
     view,
-    watch::resumable,
 };
 
 /// Returns whether a phase ends `--wait`.
@@ -97,38 +93,34 @@ pub async fn until_settled(s: &Session, created: &Workload, timeout: Option<Dura
         return Ok(created.clone());
     }
     let mut latest = created.clone();
-    let mut deleted = false;
-    let id = created.id.clone();
-    let id = &id;
-    let open = move |since| async move {
-        s.call(|c| async move {
-            let request =
-                WatchWorkloadsRequest { since_revision: since, workload_id: id.clone(), ..Default::default() };
-            c.scheduler().watch_workloads(request).await
-        })
-        .await
-    };
-    let follow =
-        resumable(&s.server, created.revision, open, |event: persys_proto::scheduler::v1::WatchWorkloadsResponse| {
-            let Some(w) = event.workload else { return Ok(ControlFlow::Continue(())) };
-            progress.update(&w);
-            deleted = event.r#type == WatchEventType::Deleted as i32;
-            let done = deleted || w.status.as_ref().is_some_and(|st| settled(st.phase));
-            latest = w;
-            Ok(if done { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
-        });
-    let result = match timeout {
-        Some(t) => tokio::time::timeout(t, follow).await.unwrap_or_else(|_| {
-            Err(Failure::new(Exit::Timeout, format!("gave up waiting after {t:?}: still {}", summary(&latest))).into())
-        }),
-        None => follow.await,
+    let follow = s.client().wait_until(
+        &created.id,
+        created.revision,
+        |w| {
+            progress.update(w);
+            latest = w.clone();
+            w.status.as_ref().is_some_and(|st| settled(st.phase))
+        },
+        |line| eprintln!("watch: {line}"),
+    );
+    // `None`: the deadline passed.
+    let outcome = match timeout {
+        Some(t) => tokio::time::timeout(t, follow).await.ok(),
+        None => Some(follow.await),
     };
     progress.finish();
-    result?;
-    if deleted {
-        return Err(Failure::new(Exit::NotFound, format!("workload {} was deleted while waiting", created.id)).into());
+    match outcome {
+        Some(Ok(w)) => Ok(w),
+        Some(Err(e)) if e.code() == Some(tonic::Code::NotFound) => {
+            Err(Failure::new(Exit::NotFound, format!("workload {} was deleted while waiting", created.id)).into())
+        }
+        Some(Err(e)) => Err(fail(e, &s.server).into()),
+        None => Err(Failure::new(
+            Exit::Timeout,
+            format!("gave up waiting after {:?}: still {}", timeout.unwrap_or_default(), summary(&latest)),
+        )
+        .into()),
     }
-    Ok(latest)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::{
 use base64::Engine;
 use persys_e2e::{
     cluster::{Cluster, ClusterOptions},
-    stack::{ADMIN, ADMIN_PASSWORD, Bearer},
+    stack::{ADMIN, ADMIN_PASSWORD},
 };
 use persys_kit::client::{ClientOptions, plain_channel};
 use persys_proto::{
@@ -290,7 +290,7 @@ async fn a_viewer_is_refused_changes_with_exit_code_4() {
         .await
         .unwrap()
         .into_inner();
-    UserServiceClient::with_interceptor(channel, Bearer(admin.access_token))
+    UserServiceClient::with_interceptor(channel, persys_e2e::stack::bearer(admin.access_token))
         .create_user(CreateUserRequest {
             username: "vera".into(),
             password: "a-long-viewer-password".into(),

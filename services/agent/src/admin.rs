@@ -44,7 +44,7 @@ impl Admin {
     pub fn new(node_id: &str, scheduler: &str, state: &StateDir, session: &Session, drivers: &Arc<Drivers>) -> Self {
         Self {
             node_id: node_id.to_owned(),
-            scheduler: scheduler.replacen("http://", "https://", 1),
+            scheduler: scheduler.to_owned(),
             state: state.clone(),
             started: Instant::now(),
             connection: session.connection(),

@@ -151,8 +151,8 @@ impl Cli {
         Ok(map)
     }
 
-    /// Returns the scheduler address as the kit's channels want it (`http://`; TLS comes from
-    /// the certificates).
+    /// Returns the scheduler address, checked to be `https://HOST:PORT` (TLS comes from the
+    /// agent's certificates).
     pub fn scheduler_url(&self) -> Result<String, ConfigError> {
         channel_url("--scheduler", &self.scheduler)
     }
@@ -207,7 +207,7 @@ fn channel_url(flag: &str, url: &str) -> Result<String, ConfigError> {
     if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
         return Err(ConfigError(format!("{flag} `{url}`: expected https://HOST:PORT")));
     }
-    Ok(format!("http://{}", rest.trim_end_matches('/')))
+    Ok(format!("https://{}", rest.trim_end_matches('/')))
 }
 
 #[cfg(test)]
@@ -235,7 +235,7 @@ mod tests {
         let c = cli(&["--label", "zone=a", "--label", "disk=ssd"]);
         assert_eq!(c.label_map().unwrap().get("zone").map(String::as_str), Some("a"));
         assert!(cli(&["--label", "novalue"]).label_map().is_err());
-        assert_eq!(c.scheduler_url().unwrap(), "http://scheduler:7443");
+        assert_eq!(c.scheduler_url().unwrap(), "https://scheduler:7443");
         let bad = Cli::try_parse_from(["agent", "--scheduler", "http://x:1"]).unwrap();
         assert!(bad.scheduler_url().is_err());
         assert!(cli(&["--admin-api-listen", "0.0.0.0:9091"]).admin_listen().is_err());

@@ -111,9 +111,8 @@ impl ServeArgs {
             {
                 return Err(ConfigError(format!("--upstream `{entry}`: `{service}` is not a Persys service name")));
             }
-            // Channels add TLS themselves from the certificates; the scheme only says where.
-            let url = url.trim().replacen("https://", "http://", 1);
-            if !url.starts_with("http://") {
+            let url = url.trim().to_owned();
+            if !url.starts_with("https://") {
                 return Err(ConfigError(format!("--upstream `{entry}`: URL must start with https://")));
             }
             map.insert(service.to_owned(), url);

@@ -164,9 +164,10 @@ impl Proxy {
         }
         let service = owning_service(&path).unwrap_or_default().to_owned();
         let Upstream { channel, address } = self.inner.upstreams.get(&service).cloned().ok_or_else(|| {
-            Status::unavailable(format!(
-                "service `{service}` is not available: no upstream is configured for it on this gateway"
-            ))
+            persys_kit::error::service_unavailable(
+                &service,
+                format!("service `{service}` is not available: no upstream is configured for it on this gateway"),
+            )
         })?;
         let principal = request
             .extensions()
@@ -237,9 +238,10 @@ impl Proxy {
     }
 }
 
-/// Returns the status of a call whose upstream cannot be reached: the service, nothing more.
+/// Returns the status of a call whose upstream cannot be reached: the service (also in an
+/// `ErrorInfo` detail), nothing more.
 pub fn unavailable(service: &str) -> Status {
-    Status::unavailable(format!("service `{service}` is unavailable; try again"))
+    persys_kit::error::service_unavailable(service, format!("service `{service}` is unavailable; try again"))
 }
 
 /// Returns an error with every cause, `outer: inner: ...`.

@@ -34,8 +34,29 @@ pub type TracedChannel = Trace<Channel>;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The address is not a valid URI.
-    #[error("invalid address `{0}`: use http://HOST:PORT (TLS is added from the certificates)")]
+    #[error("invalid address `{0}`: use https://HOST:PORT (or http://HOST:PORT for plaintext on loopback)")]
     Address(String),
+    /// An `https://` address given where no TLS is configured.
+    #[error("`{0}` is an https:// address, but no TLS is configured for it")]
+    NeedsTls(String),
+}
+
+/// Returns the address a TLS channel's endpoint connects to: `https://HOST[:PORT]` becomes
+/// `http://HOST:PORT` (port 443 by default), because the TLS is done by this module's connector
+/// and tonic would otherwise insist on doing it itself. `http://` addresses pass unchanged
+/// (the TLS comes from the function used, not from the scheme).
+fn tls_endpoint_address(address: &str) -> Result<String, ClientError> {
+    let bad = || ClientError::Address(address.to_owned());
+    let uri: Uri = address.parse().map_err(|_| bad())?;
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(bad)?;
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(bad());
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(format!("http://{host}:{}", uri.port_u16().unwrap_or(443))),
+        Some("http") => Ok(address.to_owned()),
+        _ => Err(bad()),
+    }
 }
 
 /// How a channel behaves.
@@ -62,7 +83,7 @@ impl Default for ClientOptions {
     }
 }
 
-/// Returns a lazily connecting mTLS channel to `address` (`http://host:port`; the host is also
+/// Returns a lazily connecting mTLS channel to `address` (`https://host:port`; the host is also
 /// the name checked against the server certificate). Any server certificate from the CA is
 /// accepted; services talking to one another use [`mtls_channel_to`].
 pub fn mtls_channel(address: &str, tls: &Arc<Tls>, options: &ClientOptions) -> Result<TracedChannel, ClientError> {
@@ -88,7 +109,7 @@ pub fn tls_channel(
     config: Arc<rustls::ClientConfig>,
     options: &ClientOptions,
 ) -> Result<TracedChannel, ClientError> {
-    let mut endpoint = Endpoint::from_shared(address.to_owned())
+    let mut endpoint = Endpoint::from_shared(tls_endpoint_address(address)?)
         .map_err(|_| ClientError::Address(address.to_owned()))?
         .connect_timeout(options.connect_timeout)
         .tcp_nodelay(true)
@@ -109,6 +130,9 @@ pub fn tls_channel(
 
 /// Returns a lazily connecting plaintext channel (loopback development and tests only).
 pub fn plain_channel(address: &str, options: &ClientOptions) -> Result<TracedChannel, ClientError> {
+    if address.starts_with("https://") {
+        return Err(ClientError::NeedsTls(address.to_owned()));
+    }
     let mut endpoint = Endpoint::from_shared(address.to_owned())
         .map_err(|_| ClientError::Address(address.to_owned()))?
         .connect_timeout(options.connect_timeout)
@@ -219,6 +243,18 @@ async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_addresses_connect_through_the_tls_connector() {
+        assert_eq!(tls_endpoint_address("https://gw.example.com").unwrap(), "http://gw.example.com:443");
+        assert_eq!(tls_endpoint_address("https://localhost:8443/").unwrap(), "http://localhost:8443");
+        assert_eq!(tls_endpoint_address("https://[::1]:7443").unwrap(), "http://[::1]:7443");
+        assert_eq!(tls_endpoint_address("http://scheduler:7443").unwrap(), "http://scheduler:7443");
+        for bad in ["gw:8080", "ftp://gw", "https://", "https://gw:8080/api", "https://gw?x=1"] {
+            assert!(matches!(tls_endpoint_address(bad), Err(ClientError::Address(_))), "{bad}");
+        }
+        assert!(matches!(plain_channel("https://gw:8080", &ClientOptions::default()), Err(ClientError::NeedsTls(_))));
+    }
 
     #[test]
     fn backoff_grows_and_resets() {

@@ -6,8 +6,36 @@
 
 use std::fmt;
 
+use std::collections::HashMap;
+
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+
+/// The domain of the `google.rpc.ErrorInfo` details Persys attaches.
+pub const ERROR_DOMAIN: &str = "persys.dev";
+/// `ErrorInfo.reason` of a call whose service could not be reached (by the gateway).
+pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
+/// `ErrorInfo.metadata` key naming the service that failed.
+pub const SERVICE_KEY: &str = "service";
+
+/// Returns the status of a call whose `service` could not be reached: `UNAVAILABLE`, with an
+/// `ErrorInfo` naming the service, so clients can tell "the scheduler is down" from "the
+/// gateway is down" without reading the message.
+pub fn service_unavailable(service: &str, message: impl Into<String>) -> Status {
+    let details = ErrorDetails::with_error_info(
+        SERVICE_UNAVAILABLE,
+        ERROR_DOMAIN,
+        HashMap::from([(SERVICE_KEY.to_owned(), service.to_owned())]),
+    );
+    Status::with_error_details(Code::Unavailable, message, details)
+}
+
+/// Returns the service a status names as the one that failed (a Persys `ErrorInfo` detail).
+pub fn failing_service(status: &Status) -> Option<String> {
+    let details = status.get_error_details();
+    let info = details.error_info()?;
+    (info.domain == ERROR_DOMAIN).then(|| info.metadata.get(SERVICE_KEY).cloned()).flatten()
+}
 
 /// One invalid field of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,6 +187,20 @@ mod tests {
         let fields: Vec<_> = bad.field_violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["username", "password"]);
         assert!(status.message().contains("username: must not be empty"));
+    }
+
+    #[test]
+    fn an_unavailable_service_is_named_in_the_details() {
+        let status = service_unavailable("scheduler", "service `scheduler` is unavailable");
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(failing_service(&status).as_deref(), Some("scheduler"));
+        assert_eq!(failing_service(&Status::unavailable("service `scheduler` is unavailable")), None);
+        let foreign = Status::with_error_details(
+            Code::Unavailable,
+            "x",
+            ErrorDetails::with_error_info("X", "example.com", HashMap::from([(SERVICE_KEY.into(), "y".into())])),
+        );
+        assert_eq!(failing_service(&foreign), None);
     }
 
     #[test]

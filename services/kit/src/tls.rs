@@ -67,6 +67,50 @@ pub struct TlsPaths {
     pub key: PathBuf,
 }
 
+/// A certificates directory as `persys certs init` and the stack lay it out:
+/// `DIR/ca.pem` (the CA peers chain to) and `DIR/<service>/{cert.pem,key.pem}`. The one place
+/// paths to certificates are built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertsDir(PathBuf);
+
+impl CertsDir {
+    /// Returns the layout rooted at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self(dir.into())
+    }
+
+    /// Returns the directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Returns the CA bundle, `DIR/ca.pem`.
+    pub fn ca(&self) -> PathBuf {
+        self.0.join("ca.pem")
+    }
+
+    /// Returns the CA's private key, `DIR/ca-key.pem` (only where certificates are issued).
+    pub fn ca_key(&self) -> PathBuf {
+        self.0.join("ca-key.pem")
+    }
+
+    /// Returns the directory of `service`'s certificate and key.
+    pub fn service_dir(&self, service: &str) -> PathBuf {
+        self.0.join(service)
+    }
+
+    /// Returns the paths `service` presents and trusts.
+    pub fn paths(&self, service: &str) -> TlsPaths {
+        let dir = self.service_dir(service);
+        TlsPaths { ca: self.ca(), cert: dir.join("cert.pem"), key: dir.join("key.pem") }
+    }
+
+    /// Loads `service`'s TLS material.
+    pub fn load(&self, service: &str) -> Result<Arc<Tls>, TlsError> {
+        Tls::load(self.paths(service))
+    }
+}
+
 struct Material {
     digest: [u8; 32],
     key: Arc<CertifiedKey>,

@@ -138,6 +138,8 @@ where
             rpc.service = %service,
             rpc.method = %method,
             rpc.grpc.status_code = Empty,
+            // Filled in by the gateway once it has authenticated the caller.
+            user = Empty,
         );
         match side {
             Side::Server => {

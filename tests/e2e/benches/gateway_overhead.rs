@@ -11,22 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use persys_e2e::stack::{Bearer, Stack, StackOptions};
+use persys_client::testing::AsUser;
+use persys_e2e::stack::{Stack, StackOptions, bearer};
+use persys_kit::{UserClaims, identity::Role};
 use persys_proto::metrics::v1::{QueryRangeRequest, metrics_query_service_client::MetricsQueryServiceClient};
-use tonic::{metadata::MetadataValue, service::Interceptor};
-
-#[derive(Clone)]
-struct AsGatewayUser;
-
-impl Interceptor for AsGatewayUser {
-    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        // What the gateway attaches: the upstream sees the same metadata either way.
-        r.metadata_mut().insert("x-persys-user-id", MetadataValue::from_static("bench"));
-        r.metadata_mut().insert("x-persys-user-name", MetadataValue::from_static("admin"));
-        r.metadata_mut().insert("x-persys-user-role", MetadataValue::from_static("admin"));
-        Ok(r)
-    }
-}
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -126,8 +114,9 @@ async fn main() -> anyhow::Result<()> {
     let token = stack.admin_token().await;
     let upstream = stack.upstream.as_ref().expect("upstream").addr("grpc");
 
-    let direct = MetricsQueryServiceClient::with_interceptor(stack.mtls_channel_as("gateway", upstream), AsGatewayUser);
-    let gateway = MetricsQueryServiceClient::with_interceptor(stack.public_channel(), Bearer(token));
+    let direct =
+        MetricsQueryServiceClient::with_interceptor(stack.mtls_channel_as("gateway", upstream), gateway_user());
+    let gateway = MetricsQueryServiceClient::with_interceptor(stack.public_channel(), bearer(token));
     let direct_call = {
         let c = direct.clone();
         move || {
@@ -181,4 +170,9 @@ async fn main() -> anyhow::Result<()> {
 
     stack.gateway.stop().await?;
     Ok(())
+}
+
+/// What the gateway attaches: the upstream sees the same metadata either way.
+fn gateway_user() -> AsUser {
+    AsUser::new(UserClaims { id: "bench".into(), name: "admin".into(), role: Role::Admin })
 }

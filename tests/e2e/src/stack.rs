@@ -9,7 +9,6 @@ use persys_kit::{
 };
 use persys_proto::gateway::v1::{LoginRequest, LoginResponse, auth_service_client::AuthServiceClient};
 use tempfile::TempDir;
-use tonic::{metadata::MetadataValue, service::Interceptor};
 
 use crate::{bin, certs_init, process::Service, tls_args};
 
@@ -139,15 +138,9 @@ impl Stack {
     }
 }
 
-/// Adds `authorization: Bearer TOKEN` to every call.
-#[derive(Clone)]
-pub struct Bearer(pub String);
+pub use persys_client::Bearer;
 
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let value =
-            MetadataValue::try_from(format!("Bearer {}", self.0)).map_err(|_| tonic::Status::internal("token"))?;
-        request.metadata_mut().insert("authorization", value);
-        Ok(request)
-    }
+/// Returns the interceptor that adds `authorization: Bearer TOKEN` to every call.
+pub fn bearer(token: impl AsRef<str>) -> Bearer {
+    Bearer::new(token.as_ref()).expect("an ASCII token")
 }

@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use persys_client::testing::AsUser;
 use persys_e2e::{bin, certs_init, process::Service, tls_args};
+use persys_kit::identity::Role;
 use persys_kit::{
     client::ClientOptions,
     testing::require_env,
@@ -12,19 +14,6 @@ use persys_kit::{
 };
 use persys_proto::scheduler::v1::{self as pb, scheduler_service_client::SchedulerServiceClient};
 use persys_scheduler::kv::{Event, Kv, etcd::EtcdKv};
-use tonic::metadata::MetadataValue;
-
-#[derive(Clone)]
-struct AsAdmin;
-
-impl tonic::service::Interceptor for AsAdmin {
-    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        r.metadata_mut().insert("x-persys-user-id", MetadataValue::from_static("root"));
-        r.metadata_mut().insert("x-persys-user-name", MetadataValue::from_static("root"));
-        r.metadata_mut().insert("x-persys-user-role", MetadataValue::from_static("admin"));
-        Ok(r)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_leader_hands_over_within_the_lease_ttl() {
@@ -92,7 +81,7 @@ async fn sigkill_of_the_leader_hands_over_within_the_lease_ttl() {
         &ClientOptions::default(),
     )
     .unwrap();
-    let mut api = SchedulerServiceClient::with_interceptor(channel, AsAdmin);
+    let mut api = SchedulerServiceClient::with_interceptor(channel, AsUser::named("root", Role::Admin));
     let token = api.create_join_token(pb::CreateJoinTokenRequest::default()).await.unwrap().into_inner().token;
     let node = format!("failover-{}", std::process::id());
     let _agent = persys_e2e::cluster::start_agent(dir.path(), &certs, &two, &node, &token, &docker_host).await.unwrap();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
-use persys_e2e::stack::{ADMIN, ADMIN_PASSWORD, Bearer, Stack, StackOptions};
+use persys_e2e::stack::{ADMIN, ADMIN_PASSWORD, Bearer, Stack, StackOptions, bearer};
 use persys_gateway::auth::{AUDIENCE, Claims, ISSUER, TokenKeys};
 use persys_proto::{
     common::v1::Role,
@@ -26,7 +26,7 @@ use tonic_types::StatusExt;
 type Metrics = MetricsQueryServiceClient<InterceptedService<persys_kit::client::TracedChannel, Bearer>>;
 
 fn metrics_client(stack: &Stack, token: &str) -> Metrics {
-    MetricsQueryServiceClient::with_interceptor(stack.public_channel(), Bearer(token.to_owned()))
+    MetricsQueryServiceClient::with_interceptor(stack.public_channel(), bearer(token))
 }
 
 fn query(nodes: &[&str]) -> QueryRangeRequest {
@@ -180,7 +180,7 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_family() {
     assert_eq!(gone.code(), Code::Unauthenticated);
 
     // All of it is in the audit log.
-    let mut users = UserServiceClient::with_interceptor(stack.public_channel(), Bearer(second.access_token));
+    let mut users = UserServiceClient::with_interceptor(stack.public_channel(), bearer(second.access_token));
     let events = users
         .list_audit_events(persys_proto::gateway::v1::ListAuditEventsRequest::default())
         .await
@@ -197,7 +197,7 @@ struct MetricsOrAuth;
 
 impl MetricsOrAuth {
     async fn whoami(stack: &Stack, token: &str) -> Result<(String, String), tonic::Status> {
-        let mut auth = AuthServiceClient::with_interceptor(stack.public_channel(), Bearer(token.to_owned()));
+        let mut auth = AuthServiceClient::with_interceptor(stack.public_channel(), bearer(token));
         let who = auth.who_am_i(WhoAmIRequest {}).await?.into_inner();
         Ok((who.user.unwrap().username, who.auth_method))
     }
@@ -325,7 +325,7 @@ async fn bad_credentials_and_roles_get_clear_statuses() {
 
     // A viewer may not manage users; bad input is answered with field violations.
     let admin = stack.admin_token().await;
-    let mut users = UserServiceClient::with_interceptor(stack.public_channel(), Bearer(admin.clone()));
+    let mut users = UserServiceClient::with_interceptor(stack.public_channel(), bearer(admin.clone()));
     let invalid = users
         .create_user(CreateUserRequest { username: "x".into(), password: "short".into(), role: Role::Viewer as i32 })
         .await
@@ -348,7 +348,7 @@ async fn bad_credentials_and_roles_get_clear_statuses() {
         .await
         .unwrap();
     let viewer = stack.login("vera", "viewer-password-1").await.unwrap().access_token;
-    let denied = UserServiceClient::with_interceptor(stack.public_channel(), Bearer(viewer.clone()))
+    let denied = UserServiceClient::with_interceptor(stack.public_channel(), bearer(viewer.clone()))
         .list_users(ListUsersRequest::default())
         .await
         .unwrap_err();
@@ -370,7 +370,7 @@ async fn bad_credentials_and_roles_get_clear_statuses() {
     // Services with no upstream, or one that is down, are named in the error.
     let missing = persys_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient::with_interceptor(
         stack.public_channel(),
-        Bearer(admin.clone()),
+        bearer(admin.clone()),
     )
     .get_node(persys_proto::scheduler::v1::GetNodeRequest { id: "n".into() })
     .await;
@@ -379,7 +379,7 @@ async fn bad_credentials_and_roles_get_clear_statuses() {
     assert!(missing.message().contains("`scheduler`"), "{}", missing.message());
     let down = persys_proto::reconciler::v1::persona_service_client::PersonaServiceClient::with_interceptor(
         stack.public_channel(),
-        Bearer(admin),
+        bearer(admin),
     )
     .get_cluster_persona(persys_proto::reconciler::v1::GetClusterPersonaRequest::default())
     .await
@@ -396,7 +396,7 @@ async fn bad_credentials_and_roles_get_clear_statuses() {
 async fn api_keys_authenticate_forwarded_calls_until_revoked() {
     let stack = with_upstream().await;
     let admin = stack.admin_token().await;
-    let mut keys = ApiKeyServiceClient::with_interceptor(stack.public_channel(), Bearer(admin));
+    let mut keys = ApiKeyServiceClient::with_interceptor(stack.public_channel(), bearer(admin));
     let created =
         keys.create_api_key(CreateApiKeyRequest { name: "ci".into(), expires_at: None }).await.unwrap().into_inner();
     assert!(created.secret.starts_with("psk_"));

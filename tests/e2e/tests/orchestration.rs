@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use persys_client::watch::wait_until_on;
 use persys_e2e::{
     cluster::{Cluster, ClusterOptions},
-    stack::{ADMIN, ADMIN_PASSWORD, Bearer},
+    stack::{ADMIN, ADMIN_PASSWORD, Bearer, bearer},
 };
 use persys_kit::testing::require_env;
 use persys_proto::{
@@ -61,7 +62,7 @@ async fn login(c: &Cluster, user: &str, password: &str) -> String {
 
 fn api(c: &Cluster, token: &str) -> Api {
     let channel = persys_kit::client::plain_channel(&c.url(), &Default::default()).unwrap();
-    SchedulerServiceClient::with_interceptor(channel, Bearer(token.to_owned()))
+    SchedulerServiceClient::with_interceptor(channel, bearer(token))
 }
 
 async fn join_token(admin: &mut Api) -> String {
@@ -73,27 +74,15 @@ fn phase(w: &pb::Workload) -> pb::WorkloadPhase {
 }
 
 async fn wait_workload(api: &mut Api, id: &str, what: &str, done: impl Fn(&pb::Workload) -> bool) -> pb::Workload {
-    let mut watch = api
-        .watch_workloads(pb::WatchWorkloadsRequest { workload_id: id.into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner();
     let mut last = None;
-    let r = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(e) = watch.message().await.unwrap() {
-            if let Some(w) = e.workload {
-                if done(&w) {
-                    return Some(w);
-                }
-                last = Some(w);
-            }
-        }
-        None
-    })
-    .await;
-    match r {
-        Ok(Some(w)) => w,
-        _ => panic!("workload {id} never became {what}; last: {last:#?}"),
+    let until = |w: &pb::Workload| {
+        last = Some(w.clone());
+        done(w)
+    };
+    let found = tokio::time::timeout(Duration::from_secs(60), wait_until_on(api, "gateway", id, until)).await;
+    match found {
+        Ok(Ok(w)) => w,
+        other => panic!("workload {id} never became {what} ({other:?}); last: {last:#?}"),
     }
 }
 
@@ -151,7 +140,7 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
     let mut admin = api(&c, &admin_token);
     UserServiceClient::with_interceptor(
         persys_kit::client::plain_channel(&c.url(), &Default::default()).unwrap(),
-        Bearer(admin_token.clone()),
+        bearer(admin_token.clone()),
     )
     .create_user(CreateUserRequest { username: "ada".into(), password: "ada-long-password".into(), role: 2 })
     .await
@@ -223,7 +212,7 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
     // The gateway's audit log names who ran what where.
     let audit = UserServiceClient::with_interceptor(
         persys_kit::client::plain_channel(&c.url(), &Default::default()).unwrap(),
-        Bearer(admin_token.clone()),
+        bearer(admin_token.clone()),
     )
     .list_audit_events(persys_proto::gateway::v1::ListAuditEventsRequest::default())
     .await
@@ -239,7 +228,7 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
     // Another member sees nothing of it.
     let mut admin_users = UserServiceClient::with_interceptor(
         persys_kit::client::plain_channel(&c.url(), &Default::default()).unwrap(),
-        Bearer(admin_token.clone()),
+        bearer(admin_token.clone()),
     );
     admin_users
         .create_user(CreateUserRequest { username: "bob".into(), password: "bob-long-password".into(), role: 2 })
@@ -260,7 +249,7 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
     // The audit log tells the exec that ran from the one refused.
     let audit = UserServiceClient::with_interceptor(
         persys_kit::client::plain_channel(&c.url(), &Default::default()).unwrap(),
-        Bearer(admin_token.clone()),
+        bearer(admin_token.clone()),
     )
     .list_audit_events(persys_proto::gateway::v1::ListAuditEventsRequest::default())
     .await

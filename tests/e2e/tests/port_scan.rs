@@ -40,7 +40,7 @@ use persys_e2e::{
     bin,
     cluster::{Cluster, ClusterOptions},
     process::Service,
-    stack::{ADMIN, ADMIN_PASSWORD, Bearer},
+    stack::{ADMIN, ADMIN_PASSWORD},
 };
 use persys_kit::{
     Identity,
@@ -1239,12 +1239,13 @@ async fn every_port_of_a_cluster_refuses_what_it_must() {
         .expect("admin login over TLS")
         .into_inner()
         .access_token;
-    let join = SchedulerServiceClient::with_interceptor(pki.channel(public, &Cred::NoCert), Bearer(token))
-        .create_join_token(CreateJoinTokenRequest::default())
-        .await
-        .expect("join token")
-        .into_inner()
-        .token;
+    let join =
+        SchedulerServiceClient::with_interceptor(pki.channel(public, &Cred::NoCert), persys_e2e::stack::bearer(token))
+            .create_join_token(CreateJoinTokenRequest::default())
+            .await
+            .expect("join token")
+            .into_inner()
+            .token;
     let agent = cluster.agent("scan-node", &join, &docker_host).await.expect("agent");
     let scheduler = cluster.scheduler.as_ref().expect("scheduler");
     let group = Group {

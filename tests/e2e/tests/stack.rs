@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use persys_e2e::{bin, process::Service, stack::Bearer};
+use persys_e2e::{bin, process::Service, stack::bearer};
 use persys_kit::client::{ClientOptions, plain_channel};
 use persys_proto::{
     gateway::v1::{LoginRequest, auth_service_client::AuthServiceClient},
@@ -39,7 +39,7 @@ async fn the_stack_runs_a_workload_end_to_end() {
         .await
         .unwrap()
         .into_inner();
-    let mut api = SchedulerServiceClient::with_interceptor(channel, Bearer(login.access_token));
+    let mut api = SchedulerServiceClient::with_interceptor(channel, bearer(login.access_token));
 
     // The built-in agent joins and its node becomes Ready.
     let mut nodes = api.watch_nodes(pb::WatchNodesRequest { since_revision: 0 }).await.unwrap().into_inner();

@@ -6,9 +6,10 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
+use persys_client::{CertsDir, Connection, testing::AsUser, watch::wait_until_on};
 use persys_kit::{
     Identity,
-    client::{ClientOptions, TracedChannel, mtls_channel, tls_channel},
+    client::{ClientOptions, mtls_channel, tls_channel},
     pki::{Ca, LeafRequest, service_dns_names},
     shutdown::{self, ShutdownTrigger},
     tls::{Tls, TlsPaths},
@@ -20,7 +21,6 @@ use persys_proto::scheduler::v1::{
 use persys_scheduler::{config::Config, kv::Kv};
 use tempfile::TempDir;
 use tokio::sync::mpsc;
-use tonic::{metadata::MetadataValue, service::interceptor::InterceptedService};
 
 /// A CA and the certificates a test needs, on disk.
 pub struct Pki {
@@ -59,8 +59,7 @@ impl Pki {
     }
 
     pub fn paths(&self, name: &str) -> TlsPaths {
-        let d = self.dir.path();
-        TlsPaths { ca: d.join("ca.pem"), cert: d.join(name).join("cert.pem"), key: d.join(name).join("key.pem") }
+        CertsDir::new(self.dir.path()).paths(name)
     }
 
     pub fn path(&self) -> &Path {
@@ -117,30 +116,15 @@ pub async fn serve<K: Kv>(kv: Arc<K>, config: Config) -> Served<K> {
     Served { running, trigger }
 }
 
-/// Adds the identity metadata the gateway would add for a user.
-#[derive(Clone)]
-pub struct AsUser {
-    pub id: String,
-    pub name: String,
-    pub role: &'static str,
-}
+pub type Api = SchedulerServiceClient<persys_client::testing::UserChannel>;
 
-impl tonic::service::Interceptor for AsUser {
-    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        r.metadata_mut().insert("x-persys-user-id", MetadataValue::try_from(self.id.as_str()).unwrap());
-        r.metadata_mut().insert("x-persys-user-name", MetadataValue::try_from(self.name.as_str()).unwrap());
-        r.metadata_mut().insert("x-persys-user-role", MetadataValue::from_static(self.role));
-        Ok(r)
-    }
-}
-
-pub type Api = SchedulerServiceClient<InterceptedService<TracedChannel, AsUser>>;
-
-/// A client acting through the gateway's certificate for `user`.
+/// A client acting through the gateway's certificate for `user` (id and name `id`).
 pub fn api(pki: &Pki, addr: std::net::SocketAddr, id: &str, role: &'static str) -> Api {
-    let tls = Tls::load(pki.paths("gateway")).unwrap();
-    let channel = mtls_channel(&format!("http://localhost:{}", addr.port()), &tls, &ClientOptions::default()).unwrap();
-    SchedulerServiceClient::with_interceptor(channel, AsUser { id: id.into(), name: id.into(), role })
+    let certs = CertsDir::new(pki.path());
+    let connection =
+        Connection::internal(&format!("https://localhost:{}", addr.port()), &certs, "gateway", "scheduler").unwrap();
+    let role = persys_kit::identity::Role::parse(role).expect("a role name");
+    persys_client::testing::scheduler_as(&connection, AsUser::named(id, role))
 }
 
 /// Creates a join token as an admin.
@@ -219,7 +203,7 @@ pub async fn join_with(
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let channel =
-        tls_channel(&format!("http://localhost:{}", bootstrap.port()), Arc::new(config), &ClientOptions::default())
+        tls_channel(&format!("https://localhost:{}", bootstrap.port()), Arc::new(config), &ClientOptions::default())
             .unwrap();
     let joined =
         BootstrapServiceClient::new(channel).join(pb::JoinRequest { csr_pem: csr, ..request }).await?.into_inner();
@@ -281,7 +265,7 @@ impl FakeAgent {
         hello: pb::AgentHello,
     ) -> Result<Self, tonic::Status> {
         let channel =
-            mtls_channel(&format!("http://localhost:{}", grpc.port()), &tls, &ClientOptions::default()).unwrap();
+            mtls_channel(&format!("https://localhost:{}", grpc.port()), &tls, &ClientOptions::default()).unwrap();
         let (up, rx) = mpsc::channel(64);
         up.send(pb::ConnectRequest { payload: Some(connect_request::Payload::Hello(hello)) }).await.unwrap();
         let mut down = AgentServiceClient::new(channel)
@@ -382,26 +366,14 @@ impl FakeAgent {
 
 /// Waits until a workload satisfies `done`, following WatchWorkloads (no polling).
 pub async fn wait_workload(api: &mut Api, id: &str, done: impl Fn(&pb::Workload) -> bool) -> pb::Workload {
-    let mut stream = api
-        .watch_workloads(pb::WatchWorkloadsRequest { workload_id: id.into(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner();
     let mut last = None;
-    let found = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(event) = stream.message().await.unwrap() {
-            if let Some(w) = event.workload {
-                if done(&w) {
-                    return Some(w);
-                }
-                last = Some(w);
-            }
-        }
-        None
-    })
-    .await;
+    let until = |w: &pb::Workload| {
+        last = Some(w.clone());
+        done(w)
+    };
+    let found = tokio::time::timeout(Duration::from_secs(30), wait_until_on(api, "scheduler", id, until)).await;
     match found {
-        Ok(Some(w)) => w,
+        Ok(Ok(w)) => w,
         other => panic!("workload {id} never reached the condition ({other:?}); last seen: {last:#?}"),
     }
 }

@@ -1,0 +1,49 @@
+//! For tests only: act as a given user towards an internal service, as the gateway does after
+//! it has checked the user's token. The service honours these claims only from a peer whose
+//! certificate is the gateway's, so the connection must present `gateway` (see
+//! [`crate::Connection::internal`]); from anyone else they are ignored or refused.
+
+use persys_kit::{
+    UserClaims,
+    client::TracedChannel,
+    identity::{Role, USER_ID_HEADER, USER_NAME_HEADER, USER_ROLE_HEADER},
+};
+use persys_proto::scheduler::v1::scheduler_service_client::SchedulerServiceClient;
+use tonic::{Status, codegen::InterceptedService, metadata::MetadataValue, service::Interceptor};
+
+use crate::Connection;
+
+/// Adds the gateway's `x-persys-user-*` metadata for one user to every call.
+#[derive(Clone, Debug)]
+pub struct AsUser(UserClaims);
+
+impl AsUser {
+    /// Acts as `claims`.
+    pub fn new(claims: UserClaims) -> Self {
+        Self(claims)
+    }
+
+    /// Acts as a user with this id (also the name) and role.
+    pub fn named(name: &str, role: Role) -> Self {
+        Self(UserClaims { id: name.to_owned(), name: name.to_owned(), role })
+    }
+}
+
+impl Interceptor for AsUser {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let bad = |_| Status::invalid_argument("user claims must be ASCII");
+        let m = request.metadata_mut();
+        m.insert(USER_ID_HEADER, MetadataValue::try_from(self.0.id.as_str()).map_err(bad)?);
+        m.insert(USER_NAME_HEADER, MetadataValue::try_from(self.0.name.as_str()).map_err(bad)?);
+        m.insert(USER_ROLE_HEADER, MetadataValue::from_static(self.0.role.as_str()));
+        Ok(request)
+    }
+}
+
+/// The channel type of a client acting as a user.
+pub type UserChannel = InterceptedService<TracedChannel, AsUser>;
+
+/// Returns a scheduler client acting as `user` on `connection`.
+pub fn scheduler_as(connection: &Connection, user: AsUser) -> SchedulerServiceClient<UserChannel> {
+    SchedulerServiceClient::with_interceptor(connection.channel(), user)
+}
