@@ -80,18 +80,17 @@ pub struct AnalyzeArgs {
     /// Ingress class.
     #[arg(long)]
     pub ingress_class: Option<String>,
-    /// Use the analyzer service at this URL (e.g. https://analyzer:7300) instead of the library.
+    /// Analyse with the Persys analyzer through this gateway (e.g. https://persys.example.com:8080)
+    /// instead of the built-in library. Uses the session of `persys login --server URL`, or --token.
     #[arg(long, env = "DORGU_SERVER")]
     pub server: Option<String>,
-    /// CA of the analyzer's certificate (with --server).
-    #[arg(long, env = "DORGU_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// Client certificate presented to the analyzer (with --server).
-    #[arg(long, env = "DORGU_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// Key of the client certificate (with --server).
-    #[arg(long, env = "DORGU_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) of the gateway's certificate, for https:// gateways with a private CA
+    /// (with --server; default: the system's trusted roots).
+    #[arg(long, env = "PERSYS_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// A Persys API key (psk_...) to use instead of the stored `persys login` session (with --server).
+    #[arg(long, env = "PERSYS_TOKEN", hide_env_values = true, value_name = "KEY")]
+    pub token: Option<String>,
 }
 
 /// `dorgu generate`.

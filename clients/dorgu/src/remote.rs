@@ -1,37 +1,49 @@
-//! `--server`: the same request sent to the analyzer service over mTLS, as a client-streamed
-//! upload (`Analyze`). The service only admits known identities, so the client presents a
-//! certificate from the cluster CA (`persys certs issue --service dorgu`).
+//! `--server`: the same request sent to the Persys analyzer through the gateway, as a
+//! client-streamed upload (`Analyze`), with the user's `persys login` session or an API key,
+//! like every user-facing client.
 
 use anyhow::Context;
 use persys_analyzer::{tree::SourceTree, upload};
-use persys_kit::{
-    client::{ClientOptions, mtls_channel},
-    tls::{Tls, TlsPaths},
-};
-use persys_proto::analyzer::v1::{AnalysisResult, AnalyzeMetadata, analyzer_service_client::AnalyzerServiceClient};
+use persys_client::{Client, Connection, Credential, Error, store::Store};
+use persys_proto::analyzer::v1::{AnalysisResult, AnalyzeMetadata};
 
 use crate::cli::AnalyzeArgs;
 
-/// Analyses through the service at `url`.
+/// Returns what a user should read when `--server` fails.
+fn explain(e: Error, server: &str) -> anyhow::Error {
+    let hint = match &e {
+        Error::NotLoggedIn { .. } | Error::SessionEnded { .. } => {
+            format!("\n  log in with `persys login --server {server}`, or pass --token with an API key")
+        }
+        Error::Call(c) if c.code() == tonic::Code::Unauthenticated => {
+            format!("\n  log in again with `persys login --server {server}`, or check --token")
+        }
+        Error::Call(c) if c.unreachable() => "\n  is the gateway running? check --server".to_owned(),
+        _ => String::new(),
+    };
+    anyhow::anyhow!("analyzer through {server}: {e}{hint}")
+}
+
+/// Analyses through the gateway at `server`.
 pub async fn analyze(
-    url: &str,
+    server: &str,
     args: &AnalyzeArgs,
     meta: AnalyzeMetadata,
     tree: &SourceTree,
 ) -> anyhow::Result<AnalysisResult> {
-    let (Some(ca), Some(cert), Some(key)) = (&args.tls_ca, &args.tls_cert, &args.tls_key) else {
-        anyhow::bail!("--server needs --tls-ca, --tls-cert and --tls-key (or DORGU_TLS_CA/_CERT/_KEY)");
+    let connection = Connection::new(server, args.ca.as_deref()).map_err(|e| explain(e, server))?;
+    let credential = match &args.token {
+        Some(key) => Credential::ApiKey(key.clone()),
+        None => Credential::Session(Store::default_location().map_err(|e| explain(e, server))?),
     };
-    let tls = Tls::load(TlsPaths { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
-        .context("loading the client certificate")?;
-    // Channels add TLS from the certificates; the scheme only says where.
-    let address = url.replacen("https://", "http://", 1);
-    let channel = mtls_channel(&address, &tls, &ClientOptions::default()).context("connecting to the analyzer")?;
-    let mut client = AnalyzerServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    let client = Client::new(connection, credential).map_err(|e| explain(e, server))?;
     let requests = upload::to_requests(meta, tree, upload::MAX_CHUNK_BYTES);
     let response = client
-        .analyze(tokio_stream::iter(requests))
+        .call(|c| {
+            let requests = requests.clone();
+            async move { c.analyzer().analyze(tokio_stream::iter(requests)).await }
+        })
         .await
-        .map_err(|s| anyhow::anyhow!("analyzer: {} ({:?})", s.message(), s.code()))?;
-    response.into_inner().result.context("the analyzer returned no result")
+        .map_err(|e| explain(e, server))?;
+    response.result.context("the analyzer returned no result")
 }

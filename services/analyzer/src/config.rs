@@ -30,7 +30,7 @@ pub struct ServeArgs {
         long = "allowed-caller",
         env = "PERSYS_ANALYZER_ALLOWED_CALLERS",
         value_delimiter = ',',
-        default_value = "gateway,reconciler,stack,dorgu"
+        default_value = "gateway,reconciler,stack"
     )]
     pub allowed_callers: Vec<String>,
     /// How long in-flight calls may finish after SIGTERM.

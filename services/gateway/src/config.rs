@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "PERSYS_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
+    /// Largest client-streamed upload forwarded (all its messages together), in bytes, e.g.
+    /// the files `dorgu generate --server` sends to the analyzer.
+    #[arg(long, env = "PERSYS_GATEWAY_MAX_UPLOAD_BYTES", default_value_t = crate::proxy::DEFAULT_UPLOAD_BYTES)]
+    pub max_upload_bytes: usize,
     /// How long in-flight calls may finish after SIGTERM.
     #[arg(long, env = "PERSYS_GATEWAY_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,

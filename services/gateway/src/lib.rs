@@ -84,7 +84,8 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), GatewayError
         })
     };
     let proxy =
-        proxy::Proxy::new(grpc::upstream_channels(&upstreams, &tls, &metrics)?, args.max_message_bytes, Some(sink));
+        proxy::Proxy::new(grpc::upstream_channels(&upstreams, &tls, &metrics)?, args.max_message_bytes, Some(sink))
+            .with_upload_limit(args.max_upload_bytes);
     let (public_routes, public_health) = grpc::public_routes(accounts, proxy, args.max_message_bytes)?;
     let (internal_routes, internal_health, authorize) = grpc::internal_routes()?;
     let public = bind(args.listen).await?;

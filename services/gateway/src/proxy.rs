@@ -2,9 +2,11 @@
 //!
 //! The gateway knows every Persys method from the compiled descriptor set, so it can refuse
 //! unknown methods and the stream kinds it does not carry before touching an upstream. The
-//! request message is read whole (unary and server-streaming calls send exactly one), checked
-//! against the size limit and sent on over mTLS with the caller's verified identity in
-//! `x-persys-user-*` metadata; the response, streamed or not, flows back untouched.
+//! request message of unary and server-streaming calls is read whole (they send exactly one)
+//! and checked against the message limit; a client stream (an upload, such as the analyzer's
+//! `Analyze`) flows through as it arrives, up to the upload limit in total. Either way it is
+//! sent on over mTLS with the caller's verified identity in `x-persys-user-*` metadata; the
+//! response, streamed or not, flows back untouched. Bidirectional streams are not carried.
 
 use std::{collections::HashMap, convert::Infallible, sync::Arc};
 
@@ -25,9 +27,15 @@ pub enum MethodKind {
     Unary,
     /// One request, a stream of responses.
     ServerStreaming,
-    /// A client or bidirectional stream: not forwarded.
+    /// A stream of requests, one response: forwarded as it arrives, up to the upload limit.
     ClientStreaming,
+    /// Streams both ways: not forwarded.
+    Bidirectional,
 }
+
+/// The default limit of one client-streamed upload through the gateway: the analyzer's 64 MiB
+/// of files, and room for the framing.
+pub const DEFAULT_UPLOAD_BYTES: usize = 72 << 20;
 
 /// Returns every method of the Persys contracts by gRPC path.
 pub fn method_table() -> HashMap<String, MethodKind> {
@@ -41,7 +49,8 @@ pub fn method_table() -> HashMap<String, MethodKind> {
                 let kind = match (method.client_streaming(), method.server_streaming()) {
                     (false, false) => MethodKind::Unary,
                     (false, true) => MethodKind::ServerStreaming,
-                    _ => MethodKind::ClientStreaming,
+                    (true, false) => MethodKind::ClientStreaming,
+                    (true, true) => MethodKind::Bidirectional,
                 };
                 table.insert(format!("/{package}.{}/{}", service.name(), method.name()), kind);
             }
@@ -76,6 +85,7 @@ struct Inner {
     methods: HashMap<String, MethodKind>,
     upstreams: HashMap<String, Upstream>,
     max_request_bytes: usize,
+    max_upload_bytes: usize,
     audit: Option<AuditSink>,
 }
 
@@ -130,7 +140,18 @@ const INTERNAL: [&str; 3] = [
 impl Proxy {
     /// Returns a proxy over `upstreams` (service name → upstream).
     pub fn new(upstreams: HashMap<String, Upstream>, max_request_bytes: usize, audit: Option<AuditSink>) -> Self {
-        Self { inner: Arc::new(Inner { methods: method_table(), upstreams, max_request_bytes, audit }) }
+        let max_upload_bytes = DEFAULT_UPLOAD_BYTES;
+        Self {
+            inner: Arc::new(Inner { methods: method_table(), upstreams, max_request_bytes, max_upload_bytes, audit }),
+        }
+    }
+
+    /// Sets the limit of one client-streamed upload, in bytes (all its messages together).
+    /// Call it before the proxy is cloned.
+    pub fn with_upload_limit(mut self, bytes: usize) -> Self {
+        Arc::get_mut(&mut self.inner).expect("the upload limit is set before the proxy is shared").max_upload_bytes =
+            bytes;
+        self
     }
 
     /// Returns whether `path` is a Persys method served elsewhere (not by the gateway itself).
@@ -157,9 +178,9 @@ impl Proxy {
                 "{service_name} is for agents and services on the scheduler's own ports, not part of the public API"
             )));
         }
-        if kind == MethodKind::ClientStreaming {
+        if kind == MethodKind::Bidirectional {
             return Err(Status::unimplemented(format!(
-                "{path} is a client or bidirectional stream, which the gateway does not forward; call the service directly"
+                "{path} is a bidirectional stream, which the gateway does not forward; call the service directly"
             )));
         }
         let service = owning_service(&path).unwrap_or_default().to_owned();
@@ -176,21 +197,35 @@ impl Proxy {
             .ok_or_else(|| Status::unauthenticated("missing credentials"))?;
 
         let (mut parts, body) = request.into_parts();
-        let limit = self.inner.max_request_bytes;
-        let bytes = Limited::new(body, limit + 5).collect().await.map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Status::resource_exhausted(format!("request message larger than {limit} bytes"))
-            } else {
-                tracing::debug!(error = %chain(e.as_ref()), "reading the request failed");
-                Status::cancelled("the request body could not be read")
-            }
-        })?;
-        let bytes = bytes.to_bytes();
-        check_single_frame(&bytes, limit)?;
-        // Recorded once the upstream has answered: whether it took the call or refused it.
-        let record = match &self.inner.audit {
-            Some(_) => audited(&path, &bytes, &principal, crate::api::peer(&parts.extensions)),
-            None => None,
+        // Set when an upload passes its limit, so the caller learns why the call failed.
+        let too_large = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (body, record) = if kind == MethodKind::ClientStreaming {
+            let flag = too_large.clone();
+            let limited = Limited::new(body, self.inner.max_upload_bytes).map_err(move |e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                e
+            });
+            (Body::new(limited), None)
+        } else {
+            let limit = self.inner.max_request_bytes;
+            let bytes = Limited::new(body, limit + 5).collect().await.map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    Status::resource_exhausted(format!("request message larger than {limit} bytes"))
+                } else {
+                    tracing::debug!(error = %chain(e.as_ref()), "reading the request failed");
+                    Status::cancelled("the request body could not be read")
+                }
+            })?;
+            let bytes = bytes.to_bytes();
+            check_single_frame(&bytes, limit)?;
+            // Recorded once the upstream has answered: whether it took the call or refused it.
+            let record = match &self.inner.audit {
+                Some(_) => audited(&path, &bytes, &principal, crate::api::peer(&parts.extensions)),
+                None => None,
+            };
+            (Body::new(Full::new(bytes)), record)
         };
 
         let mut headers = HeaderMap::with_capacity(parts.headers.len() + 3);
@@ -206,7 +241,7 @@ impl Proxy {
             .method(http::Method::POST)
             .uri(Uri::try_from(path.as_str()).map_err(|_| Status::invalid_argument("bad path"))?)
             .version(http::Version::HTTP_2)
-            .body(Body::new(Full::new(bytes)))
+            .body(body)
             .map_err(|e| {
                 tracing::error!(error = %e, "building the upstream request failed");
                 Status::internal("internal error; see the server log")
@@ -215,7 +250,14 @@ impl Proxy {
 
         // Addresses and transport errors are for the operator's log; callers learn only which
         // service failed and that retrying makes sense.
+        let upload_limit = self.inner.max_upload_bytes;
         let response = channel.oneshot(upstream).await.map_err(|e| {
+            if too_large.load(std::sync::atomic::Ordering::Relaxed) {
+                return Status::resource_exhausted(format!(
+                    "upload larger than the gateway's limit of {} MiB",
+                    upload_limit >> 20
+                ));
+            }
             tracing::warn!(%service, %address, error = %chain(&e), "upstream unreachable");
             unavailable(&service)
         });
@@ -290,7 +332,8 @@ mod tests {
         let t = method_table();
         assert_eq!(t.get("/persys.gateway.v1.AuthService/Login"), Some(&MethodKind::Unary));
         assert_eq!(t.get("/persys.scheduler.v1.SchedulerService/WatchNodes"), Some(&MethodKind::ServerStreaming));
-        assert_eq!(t.get("/persys.scheduler.v1.AgentService/Connect"), Some(&MethodKind::ClientStreaming));
+        assert_eq!(t.get("/persys.scheduler.v1.AgentService/Connect"), Some(&MethodKind::Bidirectional));
+        assert_eq!(t.get("/persys.analyzer.v1.AnalyzerService/Analyze"), Some(&MethodKind::ClientStreaming));
     }
 
     #[test]

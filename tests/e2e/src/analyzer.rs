@@ -1,9 +1,7 @@
-//! The analyzer started as a real process with certificates from `persys certs init`, and
-//! helpers to run the real `dorgu` binary against it.
+//! The analyzer started as a real process with certificates from `persys certs init`.
 
-use std::{path::Path, process::Output, time::Duration};
+use std::time::Duration;
 
-use anyhow::Context;
 use tempfile::TempDir;
 
 use crate::{bin, certs_init, process::Service, tls_args};
@@ -38,20 +36,5 @@ impl Analyzer {
     /// Returns the analyzer's URL.
     pub fn url(&self) -> String {
         format!("https://localhost:{}", self.service.addr("grpc").port())
-    }
-
-    /// Runs `dorgu` with `args`, presenting `identity`'s certificate when `server` is set.
-    pub fn dorgu(&self, args: &[&str], identity: Option<&str>, config_dir: &Path) -> anyhow::Result<Output> {
-        let mut command = std::process::Command::new(bin("dorgu")?);
-        command.args(args).env("DORGU_CONFIG_DIR", config_dir);
-        if let Some(id) = identity {
-            let certs = self.certs();
-            command
-                .env("DORGU_SERVER", self.url())
-                .env("DORGU_TLS_CA", certs.join("ca.pem"))
-                .env("DORGU_TLS_CERT", certs.join(id).join("cert.pem"))
-                .env("DORGU_TLS_KEY", certs.join(id).join("key.pem"));
-        }
-        command.output().context("running dorgu")
     }
 }

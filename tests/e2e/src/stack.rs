@@ -28,6 +28,8 @@ pub struct StackOptions {
     pub otlp: Option<String>,
     /// Extra gateway flags.
     pub gateway_args: Vec<String>,
+    /// Start the real analyzer and route `analyzer` to it.
+    pub analyzer: bool,
 }
 
 /// A running gateway (and maybe upstream) with its certificates and secrets.
@@ -38,6 +40,8 @@ pub struct Stack {
     pub gateway: Service,
     /// The upstream process.
     pub upstream: Option<Service>,
+    /// The analyzer process.
+    pub analyzer: Option<Service>,
     /// The JWT signing secret the gateway uses.
     pub jwt_secret: Vec<u8>,
 }
@@ -70,6 +74,16 @@ impl Stack {
             None
         };
 
+        let analyzer = if options.analyzer {
+            let mut args = vec!["--listen".to_string(), "127.0.0.1:0".into()];
+            args.extend(tls_args(&certs, "analyzer"));
+            let service = Service::start("analyzer", bin("analyzer")?, &args, &env, dir.path(), timeout).await?;
+            upstreams.push(format!("analyzer=https://localhost:{}", service.addr("grpc").port()));
+            Some(service)
+        } else {
+            None
+        };
+
         let mut args = vec![
             "--listen".to_string(),
             "127.0.0.1:0".into(),
@@ -93,7 +107,7 @@ impl Stack {
         let mut gateway_env = env.clone();
         gateway_env.push(("PERSYS_GATEWAY_ADMIN_PASSWORD", ADMIN_PASSWORD.into()));
         let gateway = Service::start("gateway", bin("gateway")?, &args, &gateway_env, dir.path(), timeout).await?;
-        Ok(Self { dir, gateway, upstream, jwt_secret })
+        Ok(Self { dir, gateway, upstream, analyzer, jwt_secret })
     }
 
     /// Returns the certificates directory.

@@ -249,7 +249,7 @@ fn rows() -> Vec<Row> {
         row!(BOOTSTRAP, "RenewCertificate", NOT_CARRIED, renew_certificate),
         row!(NODE_COMMANDS, "RunHostCommand", NOT_CARRIED, run_host_command),
         row!(NODE_COMMANDS, "RunContainerAction", NOT_CARRIED, run_container_action),
-        row!(ANALYZER, "Analyze", NOT_CARRIED, analyze),
+        row!(ANALYZER, "Analyze", USERS, analyze),
         row!(ANALYZER, "AnalyzeRepository", USERS, analyze_repository),
         row!(ANALYZER, "ValidateManifests", USERS, validate_manifests),
     ]
