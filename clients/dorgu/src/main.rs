@@ -1,3 +1,6 @@
+//! `dorgu`: analyse an application and write its Kubernetes manifests and persona, offline or
+//! with the Persys analyzer through the gateway; apply and inspect personas in a cluster.
+
 use clap::Parser;
 
 #[tokio::main]

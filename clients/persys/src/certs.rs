@@ -15,7 +15,7 @@ use persys_kit::{
 use rand::RngCore;
 
 /// The services that get a certificate from `certs init`.
-pub const SERVICES: [&str; 6] = ["gateway", "scheduler", "analyzer", "reconciler", "metrics-pipeline", "stack"];
+pub const SERVICES: [&str; 6] = ["gateway", "scheduler", "analyzer", "reconciler", "metrics", "stack"];
 
 #[derive(Subcommand, Debug)]
 pub enum CertsCommand {

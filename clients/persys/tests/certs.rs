@@ -27,7 +27,7 @@ fn init_writes_a_ca_service_certificates_and_a_private_join_token() {
 
     assert_eq!(mode(&certs.join("ca-key.pem")), 0o600);
     assert_eq!(mode(&certs.join("join-token")), 0o600);
-    for service in ["gateway", "scheduler", "analyzer", "reconciler", "metrics-pipeline"] {
+    for service in ["gateway", "scheduler", "analyzer", "reconciler", "metrics"] {
         assert_eq!(mode(&certs.join(service).join("key.pem")), 0o600, "{service}");
         assert_eq!(identity_of(&certs.join(service).join("cert.pem")), Some(Identity::Service(service.into())));
     }

@@ -1,3 +1,5 @@
+//! `agent`: the Persys node agent, running the workloads the scheduler places on its machine.
+
 use clap::Parser;
 use persys_agent::config::Cli;
 use persys_kit::{config::exit_on_error, shutdown, telemetry};

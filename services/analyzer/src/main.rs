@@ -1,3 +1,5 @@
+//! `analyzer`: the Persys analyzer service (app source to manifests and personas) over mTLS.
+
 use clap::Parser;
 use persys_analyzer::config::Cli;
 use persys_kit::{config::exit_on_error, shutdown, telemetry};

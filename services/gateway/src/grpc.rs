@@ -59,13 +59,10 @@ pub fn internal_routes() -> Result<(Routes, Health, AuthorizeLayer), ServeError>
     Ok((routes, health, AuthorizeLayer::new(policy)))
 }
 
-/// Returns the identity an upstream's certificate must name: `spiffe://persys/<service>`,
-/// where `metrics` (the `persys.metrics.v1` package) is served by the metrics-pipeline.
+/// Returns the identity an upstream's certificate must name: `spiffe://persys/<service>`, the
+/// same word as the upstream key and the proto package (one name per service).
 pub fn upstream_identity(service: &str) -> Identity {
-    match service {
-        "metrics" => Identity::Service("metrics-pipeline".into()),
-        other => Identity::Service(other.into()),
-    }
+    Identity::Service(service.into())
 }
 
 /// Opens a channel to every configured upstream; each accepts only its own service's
@@ -98,6 +95,6 @@ mod tests {
     fn each_upstream_must_present_its_own_services_identity() {
         assert_eq!(upstream_identity("scheduler").uri(), "spiffe://persys/scheduler");
         assert_eq!(upstream_identity("analyzer").uri(), "spiffe://persys/analyzer");
-        assert_eq!(upstream_identity("metrics").uri(), "spiffe://persys/metrics-pipeline");
+        assert_eq!(upstream_identity("metrics").uri(), "spiffe://persys/metrics");
     }
 }

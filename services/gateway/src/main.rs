@@ -1,3 +1,5 @@
+//! `gateway`: the public entry of Persys (accounts, tokens, forwarding to the services).
+
 use std::io::Read;
 
 use anyhow::Context;

@@ -19,6 +19,9 @@ use tonic::{
 };
 use tower::{Layer, Service};
 
+/// Prefix of the subject OU that names a node certificate's join.
+pub const JOIN_OU_PREFIX: &str = "join:";
+
 /// The SPIFFE trust domain of every Persys identity.
 pub const TRUST_DOMAIN: &str = "persys";
 
@@ -183,7 +186,7 @@ pub fn join_id_from_der(der: &[u8]) -> Option<String> {
     cert.subject()
         .iter_organizational_unit()
         .filter_map(|ou| ou.as_str().ok())
-        .find_map(|ou| ou.strip_prefix(crate::pki::JOIN_OU_PREFIX).map(str::to_owned))
+        .find_map(|ou| ou.strip_prefix(JOIN_OU_PREFIX).map(str::to_owned))
 }
 
 /// Returns the join named in the peer certificate of a gRPC request served over mTLS.

@@ -10,17 +10,27 @@
 //! - [`client`]: mTLS channels with timeouts and reconnect backoff;
 //! - [`error`]: the one mapping from errors to `tonic::Status`.
 //!
+//! Features: `client` (always built: channels, TLS, identity, errors, trace propagation,
+//! metric types, config parsing, YAML), `pki` (issuing certificates) and `server` (the
+//! default: serving, the admin port, OTLP and logs). The client library (`persys-client`)
+//! builds without `server`, so it pulls in no axum, reflection or OTLP.
+//!
 //! It holds no business logic and no service's state.
 
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod identity;
+#[cfg(feature = "server")]
 mod killable;
 pub mod metrics;
+#[cfg(feature = "pki")]
 pub mod pki;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod shutdown;
+#[cfg(feature = "server")]
 pub mod telemetry;
 pub mod testing;
 pub mod tls;

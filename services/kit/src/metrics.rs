@@ -1,15 +1,19 @@
 //! Prometheus metrics: per-RPC request counts and latency histograms, served as text on an
 //! admin HTTP port next to a liveness endpoint.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+#[cfg(feature = "server")]
+use std::net::SocketAddr;
+use std::{sync::Arc, time::Duration};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, histogram::Histogram},
     registry::Registry,
 };
+#[cfg(feature = "server")]
 use tokio::net::TcpListener;
 
+#[cfg(feature = "server")]
 use crate::shutdown::Shutdown;
 
 /// Labels of one RPC outcome.
@@ -100,6 +104,7 @@ impl Metrics {
     }
 
     /// Serves `/metrics` and `/healthz` on `listener` until shutdown.
+    #[cfg(feature = "server")]
     pub async fn serve_admin(self, listener: TcpListener, shutdown: Shutdown) -> std::io::Result<()> {
         use axum::{Router, routing::get};
         let metrics = self.clone();
@@ -119,6 +124,7 @@ impl Metrics {
     }
 
     /// Binds `addr` and serves the admin endpoints in the background; returns the bound address.
+    #[cfg(feature = "server")]
     pub async fn spawn_admin(&self, addr: SocketAddr, shutdown: Shutdown) -> std::io::Result<SocketAddr> {
         let listener = TcpListener::bind(addr).await?;
         let bound = listener.local_addr()?;

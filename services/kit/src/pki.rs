@@ -37,8 +37,7 @@ pub struct Issued {
     pub key_pem: String,
 }
 
-/// Prefix of the subject OU that names a node certificate's join.
-pub const JOIN_OU_PREFIX: &str = "join:";
+pub use crate::identity::JOIN_OU_PREFIX;
 
 /// What a leaf certificate is for.
 #[derive(Clone, Debug)]

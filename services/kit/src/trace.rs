@@ -47,6 +47,23 @@ pub fn inject_current(headers: &mut HeaderMap) {
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(headers)));
 }
 
+/// The path series of requests that are not Persys or gRPC-infrastructure calls are recorded
+/// under: static files, health probes over plain HTTP, scanners. One label for all of them keeps
+/// the number of metric series bounded whatever the callers send.
+pub const OTHER_PATH: &str = "/http/other";
+
+/// Returns the path a request is labelled with: its own for gRPC calls (content type
+/// `application/grpc*`) to `persys.*` and `grpc.*` services, [`OTHER_PATH`] for anything else.
+pub fn metric_path<B>(request: &Request<B>) -> &str {
+    let path = request.uri().path();
+    let grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc && (path.starts_with("/persys.") || path.starts_with("/grpc.")) { path } else { OTHER_PATH }
+}
+
 /// Returns the gRPC status code of a response from its headers (trailers-only responses, which
 /// is how errors before the first message travel); responses with a body report `Ok`.
 fn status_of<B>(response: &Response<B>) -> tonic::Code {
@@ -128,7 +145,7 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let side = self.layer.side;
-        let path = request.uri().path().to_owned();
+        let path = metric_path(&request).to_owned();
         let (service, method) = split_path(&path);
         let span = tracing::info_span!(
             "grpc",
@@ -172,5 +189,26 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_grpc_calls_to_known_packages_are_labelled_by_method() {
+        let request = |path: &str, content_type: &str| {
+            Request::builder().uri(path).header(http::header::CONTENT_TYPE, content_type).body(()).unwrap()
+        };
+        let call = "/persys.scheduler.v1.SchedulerService/ListWorkloads";
+        assert_eq!(metric_path(&request(call, "application/grpc")), call);
+        assert_eq!(metric_path(&request(call, "application/grpc-web+proto")), call);
+        let health = "/grpc.health.v1.Health/Check";
+        assert_eq!(metric_path(&request(health, "application/grpc")), health);
+        // Static files, plain HTTP and made-up services share one series.
+        assert_eq!(metric_path(&request("/assets/app-3f2a.js", "text/javascript")), OTHER_PATH);
+        assert_eq!(metric_path(&request(call, "application/json")), OTHER_PATH);
+        assert_eq!(metric_path(&request("/random.Service/X", "application/grpc")), OTHER_PATH);
     }
 }

@@ -126,7 +126,7 @@ async fn served_leaf(client_tls: &Arc<Tls>, addr: std::net::SocketAddr) -> Vec<u
 async fn rotated_certificates_serve_new_handshakes_and_keep_open_connections() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::generate("test", Duration::from_secs(3600)).unwrap();
-    let server_paths = issue(&ca, dir.path(), "server", Identity::Service("metrics-pipeline".into()));
+    let server_paths = issue(&ca, dir.path(), "server", Identity::Service("metrics".into()));
     let client_paths = issue(&ca, dir.path(), "gateway", Identity::Service("gateway".into()));
     let server_tls = Tls::load(server_paths.clone()).unwrap();
     let client_tls = Tls::load(client_paths).unwrap();
@@ -138,7 +138,7 @@ async fn rotated_certificates_serve_new_handshakes_and_keep_open_connections() {
     let before = served_leaf(&client_tls, server.addr).await;
 
     // Rotate: a new certificate and key for the same identity, then reload.
-    issue(&ca, dir.path(), "server", Identity::Service("metrics-pipeline".into()));
+    issue(&ca, dir.path(), "server", Identity::Service("metrics".into()));
     assert!(server_tls.reload().unwrap(), "changed files are picked up");
     assert!(!server_tls.reload().unwrap(), "unchanged files are not reloaded again");
 
@@ -160,7 +160,7 @@ async fn rotated_certificates_serve_new_handshakes_and_keep_open_connections() {
 async fn callers_outside_the_policy_are_denied() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::generate("test", Duration::from_secs(3600)).unwrap();
-    let server_tls = Tls::load(issue(&ca, dir.path(), "server", Identity::Service("metrics-pipeline".into()))).unwrap();
+    let server_tls = Tls::load(issue(&ca, dir.path(), "server", Identity::Service("metrics".into()))).unwrap();
     let agent_tls = Tls::load(issue(&ca, dir.path(), "agent", Identity::Agent("n1".into()))).unwrap();
     let server = start(&server_tls, Duration::from_millis(1), Duration::from_secs(5)).await;
     let denied = client(&agent_tls, server.addr).query_range(pb::QueryRangeRequest::default()).await.unwrap_err();
@@ -172,7 +172,7 @@ async fn callers_outside_the_policy_are_denied() {
 async fn shutdown_drains_open_streams_then_stops() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::generate("test", Duration::from_secs(3600)).unwrap();
-    let server_tls = Tls::load(issue(&ca, dir.path(), "server", Identity::Service("metrics-pipeline".into()))).unwrap();
+    let server_tls = Tls::load(issue(&ca, dir.path(), "server", Identity::Service("metrics".into()))).unwrap();
     let client_tls = Tls::load(issue(&ca, dir.path(), "gateway", Identity::Service("gateway".into()))).unwrap();
     let server = start(&server_tls, Duration::from_millis(50), Duration::from_secs(10)).await;
 
@@ -199,7 +199,7 @@ async fn shutdown_drains_open_streams_then_stops() {
 async fn the_drain_deadline_cuts_streams_that_would_not_end() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::generate("test", Duration::from_secs(3600)).unwrap();
-    let server_tls = Tls::load(issue(&ca, dir.path(), "server", Identity::Service("metrics-pipeline".into()))).unwrap();
+    let server_tls = Tls::load(issue(&ca, dir.path(), "server", Identity::Service("metrics".into()))).unwrap();
     let client_tls = Tls::load(issue(&ca, dir.path(), "gateway", Identity::Service("gateway".into()))).unwrap();
     // Each event takes an hour; the deadline is 200 ms.
     let server = start(&server_tls, Duration::from_secs(3600), Duration::from_millis(200)).await;
@@ -232,7 +232,7 @@ async fn clients_refuse_a_valid_certificate_of_another_identity() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::generate("test", Duration::from_secs(3600)).unwrap();
     let client_tls = Tls::load(issue(&ca, dir.path(), "gateway", Identity::Service("gateway".into()))).unwrap();
-    let metrics = Identity::Service("metrics-pipeline".into());
+    let metrics = Identity::Service("metrics".into());
     // Two servers with valid certificates from the same CA: the real one and an impostor (say,
     // a machine whose agent key was stolen) that serves the same API.
     let real = start(
@@ -251,7 +251,7 @@ async fn clients_refuse_a_valid_certificate_of_another_identity() {
         )
         .await;
         let refused = handshake(&client_tls, server.addr, metrics.clone()).await.unwrap_err();
-        assert!(refused.contains("spiffe://persys/metrics-pipeline") && refused.contains(&impostor.uri()), "{refused}");
+        assert!(refused.contains("spiffe://persys/metrics") && refused.contains(&impostor.uri()), "{refused}");
         let channel = mtls_channel_to(
             &format!("http://localhost:{}", server.addr.port()),
             &client_tls,

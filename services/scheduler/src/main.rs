@@ -1,3 +1,5 @@
+//! `scheduler`: the Persys scheduler (workloads, nodes, placement on etcd, agent streams).
+
 use clap::Parser;
 use persys_kit::{config::exit_on_error, shutdown, telemetry};
 use persys_scheduler::config::Config;

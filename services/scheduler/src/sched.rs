@@ -953,6 +953,8 @@ fn heartbeat_ms(node: &Node) -> i64 {
     node.last_heartbeat.as_ref().map_or(0, ts_ms)
 }
 
+/// Returns the order of an agent's status report: its sequence when the agent sends one, else
+/// the time it observed the change, so older reports can be told from newer ones.
 pub fn report_sequence(sequence: u64, observed_at: Option<&prost_types::Timestamp>) -> u64 {
     if sequence != 0 {
         return sequence;

@@ -1,3 +1,5 @@
+//! `persys-stack`: gateway, scheduler and agent in one process, for a laptop.
+
 use clap::Parser;
 use persys_kit::{shutdown, telemetry};
 use persys_stack::Config;

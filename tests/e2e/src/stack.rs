@@ -64,8 +64,8 @@ impl Stack {
         let mut upstreams = options.extra_upstreams.clone();
         let upstream = if options.upstream {
             let mut args = vec!["--listen".to_string(), "127.0.0.1:0".into()];
-            // The upstream serves with the metrics-pipeline's certificate: it is one.
-            args.extend(tls_args(&certs, "metrics-pipeline"));
+            // The upstream serves with the metrics service's certificate: it stands in for it.
+            args.extend(tls_args(&certs, "metrics"));
             let service =
                 Service::start("upstream", bin("persys-test-upstream")?, &args, &env, dir.path(), timeout).await?;
             upstreams.push(format!("metrics=https://localhost:{}", service.addr("grpc").port()));

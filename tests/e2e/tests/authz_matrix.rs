@@ -164,7 +164,7 @@ const ROUTED: [(&str, &str); 3] = [
 /// The packages with services the gateway does not route, and why.
 const NOT_ROUTED: [(&str, &str); 3] = [
     ("persys.agent.v1", "the agent's local admin API, on the node's loopback only"),
-    ("persys.metrics.v1", "no metrics-pipeline is deployed; the gateway answers UNAVAILABLE"),
+    ("persys.metrics.v1", "no metrics service is deployed; the gateway answers UNAVAILABLE"),
     ("persys.reconciler.v1", "no reconciler is deployed; the gateway answers UNAVAILABLE"),
 ];
 

@@ -878,7 +878,7 @@ fn scheduler_mtls(group: &Group) -> Mtls {
         denied.push((agent.clone(), RUN_HOST_COMMAND, vec![], PD));
         denied.push((agent, JOIN, vec![], PD));
     }
-    for other in ["analyzer", "metrics-pipeline", "reconciler", "scheduler"] {
+    for other in ["analyzer", "metrics", "reconciler", "scheduler"] {
         denied.push((Cred::Cluster(service(other)), LIST_NODES, forged_admin(), PD));
     }
     // The stack's identity is admitted by the policy, but only the gateway vouches for users.
@@ -916,7 +916,7 @@ fn analyzer_mtls(group: &Group) -> Mtls {
     for agent in group.agents() {
         denied.push((agent, VALIDATE, forged_admin(), PD));
     }
-    for other in ["scheduler", "metrics-pipeline", "analyzer"] {
+    for other in ["scheduler", "metrics", "analyzer"] {
         denied.push((Cred::Cluster(service(other)), VALIDATE, forged_admin(), PD));
     }
     denied.push((Cred::Cluster(service("gateway")), LIST_NODES, forged_admin(), PD));
