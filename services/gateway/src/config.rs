@@ -68,6 +68,10 @@ pub struct ServeArgs {
         default_value = "http://localhost:5173"
     )]
     pub cors_origins: Vec<String>,
+    /// Serve the browser dashboard's built files from this directory on the public port
+    /// (plain GETs outside authentication; unknown paths without an extension get index.html).
+    #[arg(long, env = "PERSYS_GATEWAY_WEB_ROOT", value_name = "DIR")]
+    pub web_root: Option<std::path::PathBuf>,
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "PERSYS_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,

@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod store;
 pub mod user_states;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -86,6 +87,7 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), GatewayError
     let proxy =
         proxy::Proxy::new(grpc::upstream_channels(&upstreams, &tls, &metrics)?, args.max_message_bytes, Some(sink))
             .with_upload_limit(args.max_upload_bytes);
+    let web = args.web_root.as_deref().map(web::WebRoot::new).transpose().map_err(persys_kit::config::ConfigError)?;
     let (public_routes, public_health) = grpc::public_routes(accounts, proxy, args.max_message_bytes)?;
     let (internal_routes, internal_health, authorize) = grpc::internal_routes()?;
     let public = bind(args.listen).await?;
@@ -103,6 +105,7 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), GatewayError
         grpc_web: Some(grpc::grpc_web(&args.cors_origins)),
         metrics: Some(metrics.clone()),
         drain_timeout: args.drain_timeout,
+        plain_http: web.map(web::WebRoot::service),
         ..ServerOptions::default()
     };
     let internal_options = ServerOptions {

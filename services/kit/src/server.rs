@@ -51,6 +51,20 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
     /// Extra encoded descriptor sets to offer through reflection (Persys and health are always there).
     pub descriptor_sets: Vec<&'static [u8]>,
+    /// Answers plain `GET`/`HEAD` requests that are not gRPC (see [`is_plain_http`]), e.g. a
+    /// web app's files, before gRPC-web, CORS and `authorize`: whatever it serves is public.
+    pub plain_http: Option<HttpService>,
+}
+
+/// Returns whether a request is plain HTTP for [`ServerOptions::plain_http`]: a `GET` or
+/// `HEAD` whose content type is not `application/grpc*` (gRPC and gRPC-web calls are `POST`s).
+pub fn is_plain_http<B>(request: &Request<B>) -> bool {
+    let grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    !grpc && matches!(*request.method(), http::Method::GET | http::Method::HEAD)
 }
 
 impl Default for ServerOptions {
@@ -62,6 +76,7 @@ impl Default for ServerOptions {
             metrics: None,
             drain_timeout: Duration::from_secs(10),
             descriptor_sets: Vec::new(),
+            plain_http: None,
         }
     }
 }
@@ -110,7 +125,8 @@ pub fn base_routes(extra_descriptor_sets: &[&'static [u8]]) -> Result<(Routes, H
     Ok((routes, Health { reporter }))
 }
 
-type HttpService = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
+/// A boxed HTTP service, as servers are assembled from.
+pub type HttpService = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
 
 fn stack(router: axum::Router, options: &ServerOptions) -> HttpService {
     let cors = options.grpc_web.as_ref().map(|web| {
@@ -137,12 +153,24 @@ fn stack(router: axum::Router, options: &ServerOptions) -> HttpService {
         .map_response(|r: Response<axum::body::Body>| r.map(Body::new))
         .service(router);
     let inner = BoxCloneService::new(inner);
-    match cors {
+    let grpc = match cors {
         Some(cors) => BoxCloneService::<Request<Body>, Response<Body>, Infallible>::new(
             ServiceBuilder::new().layer(cors).layer(tonic_web::GrpcWebLayer::new()).service(inner),
         ),
         None => inner,
-    }
+    };
+    let Some(plain) = options.plain_http.clone() else { return grpc };
+    // Counted and traced like the rest (under one label), but outside gRPC-web, which answers
+    // any other HTTP/1.1 request with 400.
+    let plain =
+        BoxCloneService::new(ServiceBuilder::new().layer(TraceLayer::server(options.metrics.clone())).service(plain));
+    BoxCloneService::new(tower::service_fn(move |request: Request<Body>| {
+        let (plain, grpc) = (plain.clone(), grpc.clone());
+        async move {
+            use tower::ServiceExt;
+            if is_plain_http(&request) { plain.oneshot(request).await } else { grpc.oneshot(request).await }
+        }
+    }))
 }
 
 /// tonic refuses a message over the decoding limit with OUT_OF_RANGE; gRPC's own servers, and
@@ -326,4 +354,23 @@ pub fn announce_ready(service: &str, addrs: &[(&str, Option<SocketAddr>)]) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_calls_are_never_plain_http() {
+        let grpc_web = Request::post("/persys.gateway.v1.AuthService/Login")
+            .header(http::header::CONTENT_TYPE, "application/grpc-web+proto")
+            .body(())
+            .unwrap();
+        assert!(!is_plain_http(&grpc_web));
+        let get_grpc = Request::get("/x").header(http::header::CONTENT_TYPE, "application/grpc").body(()).unwrap();
+        assert!(!is_plain_http(&get_grpc));
+        assert!(!is_plain_http(&Request::post("/").body(()).unwrap()));
+        assert!(is_plain_http(&Request::get("/").body(()).unwrap()));
+        assert!(is_plain_http(&Request::head("/index.html").body(()).unwrap()));
+    }
 }

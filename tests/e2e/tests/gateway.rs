@@ -531,3 +531,70 @@ async fn reflection_v1alpha_answers_with_the_same_services_and_descriptors() {
     };
     assert!(!files.file_descriptor_proto.is_empty(), "no descriptor for the scheduler service");
 }
+
+#[tokio::test]
+async fn the_dashboard_files_are_served_beside_grpc_web_and_nothing_else_is_opened() {
+    let web = tempfile::tempdir().unwrap();
+    let root = web.path().join("dist");
+    std::fs::create_dir_all(root.join("assets")).unwrap();
+    std::fs::write(root.join("index.html"), "<!doctype html><title>Persys</title>").unwrap();
+    std::fs::write(root.join("assets/app-1a2b.js"), "console.log('persys')").unwrap();
+    std::fs::write(web.path().join("secret.txt"), "outside the web root").unwrap();
+    let stack = Stack::start(StackOptions {
+        upstream: true,
+        gateway_args: vec!["--web-root".into(), root.display().to_string()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let base = format!("http://{}", stack.gateway.addr("public"));
+    let get = |path: &str| {
+        let request = http::Request::get(format!("{base}{path}")).body(Full::default()).unwrap();
+        let client = client.clone();
+        async move {
+            let response = client.request(request).await.expect("http/1.1 request");
+            let (parts, body) = response.into_parts();
+            (parts, body.collect().await.unwrap().to_bytes())
+        }
+    };
+
+    // No token needed for the files; the page is checked every time, assets are immutable.
+    let (page, body) = get("/").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers["cache-control"], "no-cache");
+    assert!(page.headers["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+    assert_eq!(&body[..], b"<!doctype html><title>Persys</title>");
+    let (js, body) = get("/assets/app-1a2b.js").await;
+    assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(&body[..], b"console.log('persys')");
+    // The app's routes load the page; missing files and the world outside the root do not.
+    let (route, body) = get("/workloads/web-1").await;
+    assert_eq!((route.status.as_u16(), &body[..]), (200, &b"<!doctype html><title>Persys</title>"[..]));
+    assert_eq!(get("/assets/nope.js").await.0.status, 404);
+    assert_eq!(get("/%2e%2e/secret.txt").await.0.status, 404);
+
+    // gRPC-web on the same port still needs a token, and works with one.
+    let token = stack.admin_token().await;
+    let call = |token: Option<&str>| {
+        let mut request = http::Request::post(format!("{base}/persys.metrics.v1.MetricsQueryService/QueryRange"))
+            .header("content-type", "application/grpc-web+proto");
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        let request = request.body(Full::new(grpc_web_frame(&query(&["w1"]).encode_to_vec()).into())).unwrap();
+        let client = client.clone();
+        async move {
+            let response = client.request(request).await.unwrap();
+            let status = response.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_owned());
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, parse_grpc_web(&body).1)
+        }
+    };
+    let (status, trailers) = call(None).await;
+    assert!(status.as_deref() == Some("16") || trailers.contains("grpc-status:16"), "{status:?} {trailers}");
+    let (_, trailers) = call(Some(&token)).await;
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+}
