@@ -47,3 +47,30 @@ pub type UserChannel = InterceptedService<TracedChannel, AsUser>;
 pub fn scheduler_as(connection: &Connection, user: AsUser) -> SchedulerServiceClient<UserChannel> {
     SchedulerServiceClient::with_interceptor(connection.channel(), user)
 }
+
+/// Follows workload `id` through `client` until `done` holds for it and returns it; panics
+/// after `timeout` (or on deletion) with the last version seen, which is what a failing test
+/// needs to show.
+pub async fn expect_workload<T>(
+    client: &SchedulerServiceClient<T>,
+    id: &str,
+    timeout: std::time::Duration,
+    done: impl Fn(&persys_proto::scheduler::v1::Workload) -> bool,
+) -> persys_proto::scheduler::v1::Workload
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let mut last = None;
+    let until = |w: &persys_proto::scheduler::v1::Workload| {
+        last = Some(w.clone());
+        done(w)
+    };
+    let found = tokio::time::timeout(timeout, crate::watch::wait_until_on(client, "test", id, until)).await;
+    match found {
+        Ok(Ok(w)) => w,
+        other => panic!("workload {id} never reached the condition ({other:?}); last seen: {last:#?}"),
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use persys_client::watch::wait_until_on;
+use persys_client::testing::expect_workload;
 use persys_e2e::{
     cluster::{Cluster, ClusterOptions},
     stack::{ADMIN, ADMIN_PASSWORD, Bearer, bearer},
@@ -73,17 +73,8 @@ fn phase(w: &pb::Workload) -> pb::WorkloadPhase {
     pb::WorkloadPhase::try_from(w.status.as_ref().map_or(0, |s| s.phase)).unwrap()
 }
 
-async fn wait_workload(api: &mut Api, id: &str, what: &str, done: impl Fn(&pb::Workload) -> bool) -> pb::Workload {
-    let mut last = None;
-    let until = |w: &pb::Workload| {
-        last = Some(w.clone());
-        done(w)
-    };
-    let found = tokio::time::timeout(Duration::from_secs(60), wait_until_on(api, "gateway", id, until)).await;
-    match found {
-        Ok(Ok(w)) => w,
-        other => panic!("workload {id} never became {what} ({other:?}); last: {last:#?}"),
-    }
+async fn wait_workload(api: &mut Api, id: &str, done: impl Fn(&pb::Workload) -> bool) -> pb::Workload {
+    expect_workload(api, id, Duration::from_secs(60), done).await
 }
 
 async fn wait_node(api: &mut Api, node: &str, state: pb::NodeState) {
@@ -162,7 +153,7 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
         .workload
         .unwrap();
     assert_eq!(phase(&created), pb::WorkloadPhase::Pending, "the create call answers before placement");
-    let running = wait_workload(&mut ada, &created.id, "Running", |w| phase(w) == pb::WorkloadPhase::Running).await;
+    let running = wait_workload(&mut ada, &created.id, |w| phase(w) == pb::WorkloadPhase::Running).await;
     assert_eq!(running.status.unwrap().instances[0].node_id, node);
     assert_eq!(containers_of(&env, &created.id), vec![(node.clone(), "running".to_string())]);
 
@@ -266,7 +257,7 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
     assert_eq!(refused.code(), tonic::Code::NotFound);
 
     ada.stop_workload(pb::StopWorkloadRequest { id: created.id.clone(), ..Default::default() }).await.unwrap();
-    wait_workload(&mut ada, &created.id, "Stopped", |w| phase(w) == pb::WorkloadPhase::Stopped).await;
+    wait_workload(&mut ada, &created.id, |w| phase(w) == pb::WorkloadPhase::Stopped).await;
     assert_eq!(containers_of(&env, &created.id), vec![(node.clone(), "exited".to_string())]);
 
     let mut watch = ada
@@ -310,7 +301,7 @@ async fn killing_an_agent_moves_its_workload_to_the_other_node() {
         .into_inner()
         .workload
         .unwrap();
-    wait_workload(&mut admin, &created.id, "Running on the first node", |w| {
+    wait_workload(&mut admin, &created.id, |w| {
         phase(w) == pb::WorkloadPhase::Running && w.status.as_ref().unwrap().instances[0].node_id == first
     })
     .await;
@@ -321,7 +312,7 @@ async fn killing_an_agent_moves_its_workload_to_the_other_node() {
     agent_a.kill().await.unwrap();
     wait_node(&mut admin, &first, pb::NodeState::NotReady).await;
     wait_node(&mut admin, &first, pb::NodeState::Down).await;
-    let moved = wait_workload(&mut admin, &created.id, "Running on the second node", |w| {
+    let moved = wait_workload(&mut admin, &created.id, |w| {
         phase(w) == pb::WorkloadPhase::Running
             && w.status.as_ref().unwrap().instances.iter().all(|i| i.node_id == second)
     })

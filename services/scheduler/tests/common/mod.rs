@@ -6,7 +6,7 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use persys_client::{CertsDir, Connection, testing::AsUser, watch::wait_until_on};
+use persys_client::{CertsDir, Connection, testing::AsUser};
 use persys_kit::{
     Identity,
     client::{ClientOptions, mtls_channel, tls_channel},
@@ -366,16 +366,7 @@ impl FakeAgent {
 
 /// Waits until a workload satisfies `done`, following WatchWorkloads (no polling).
 pub async fn wait_workload(api: &mut Api, id: &str, done: impl Fn(&pb::Workload) -> bool) -> pb::Workload {
-    let mut last = None;
-    let until = |w: &pb::Workload| {
-        last = Some(w.clone());
-        done(w)
-    };
-    let found = tokio::time::timeout(Duration::from_secs(30), wait_until_on(api, "scheduler", id, until)).await;
-    match found {
-        Ok(Ok(w)) => w,
-        other => panic!("workload {id} never reached the condition ({other:?}); last seen: {last:#?}"),
-    }
+    persys_client::testing::expect_workload(api, id, Duration::from_secs(30), done).await
 }
 
 /// Returns the phase of a workload.
