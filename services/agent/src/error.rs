@@ -5,9 +5,9 @@ use std::path::PathBuf;
 /// Why the agent could not start or keep running.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// Bad configuration.
+    /// Configuration, certificates, ports, servers, addresses.
     #[error(transparent)]
-    Config(#[from] persys_kit::config::ConfigError),
+    Start(#[from] persys_kit::server::StartError),
     /// The state directory could not be used.
     #[error("state dir {path}: {source}")]
     StateDir {
@@ -19,30 +19,15 @@ pub enum AgentError {
     /// A certificate or key could not be made, read or stored.
     #[error("certificate: {0}")]
     Certificate(String),
-    /// The TLS material could not be loaded.
-    #[error("tls: {0}")]
-    Tls(#[from] persys_kit::tls::TlsError),
-    /// A scheduler address is invalid.
-    #[error("client: {0}")]
-    Client(#[from] persys_kit::client::ClientError),
     /// Joining the cluster failed.
     #[error("join: {0}")]
     Join(String),
     /// No driver could be started.
     #[error("driver: {0}")]
     Driver(String),
-    /// Binding a local port failed.
-    #[error("bind {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The admin API failed.
-    #[error("admin api: {0}")]
-    Serve(#[from] persys_kit::server::ServeError),
 }
+
+persys_kit::start_error_conversions!(AgentError);
 
 /// Why a command failed: a PascalCase reason for `CommandResult.reason` and a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -130,15 +130,8 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
         max_backoff: cli.max_backoff,
     };
     let session = Session::new(config, channel, host, drivers.clone(), outbox);
-    let metrics = match cli.telemetry.admin_addr()? {
-        Some(addr) => Some(
-            persys_kit::metrics::Metrics::new()
-                .spawn_admin(addr, shutdown.clone())
-                .await
-                .map_err(|source| AgentError::Bind { addr, source })?,
-        ),
-        None => None,
-    };
+    let metrics =
+        persys_kit::server::spawn_admin(&cli.telemetry, &persys_kit::metrics::Metrics::new(), shutdown.clone()).await?;
     let admin = match cli.admin_listen()? {
         Some(addr) => Some(
             admin::spawn(addr, admin::Admin::new(&node_id, &scheduler, &state, &session, &drivers), shutdown.clone())

@@ -7,24 +7,12 @@ use crate::{analysis::AnalyzeError, tree::TreeError};
 /// Why the analyzer could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzerError {
-    /// Bad configuration.
+    /// Configuration, certificates, ports, servers.
     #[error(transparent)]
-    Config(#[from] persys_kit::config::ConfigError),
-    /// Certificates could not be loaded.
-    #[error("tls: {0}")]
-    Tls(#[from] persys_kit::tls::TlsError),
-    /// The server failed.
-    #[error("serve: {0}")]
-    Serve(#[from] persys_kit::server::ServeError),
-    /// Binding a port failed.
-    #[error("bind {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
+    Start(#[from] persys_kit::server::StartError),
 }
+
+persys_kit::start_error_conversions!(AnalyzerError);
 
 /// Maps a tree error; `field` names the request field holding the path.
 pub fn tree_error(e: TreeError, field: &str) -> ApiError {

@@ -32,7 +32,7 @@ pub use result::{analyze_tree, analyze_tree_with};
 
 use persys_kit::{
     metrics::Metrics,
-    server::{ServerOptions, announce_ready, serve},
+    server::{ServerOptions, announce_ready, bind, serve, spawn_admin},
     shutdown::Shutdown,
 };
 
@@ -40,22 +40,14 @@ use crate::{config::ServeArgs, error::AnalyzerError};
 
 /// Runs the analyzer until `shutdown`, then drains.
 pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), AnalyzerError> {
-    let admin_addr = args.telemetry.admin_addr()?;
+    args.telemetry.admin_addr()?; // a bad admin address fails before anything starts
     let llm = args.llm()?.map(llm::Client::new);
     let callers = args.callers()?;
     let tls = args.tls.load()?;
     let metrics = Metrics::new();
-    let admin = match admin_addr {
-        Some(addr) => Some(
-            metrics.spawn_admin(addr, shutdown.clone()).await.map_err(|source| AnalyzerError::Bind { addr, source })?,
-        ),
-        None => None,
-    };
+    let admin = spawn_admin(&args.telemetry, &metrics, shutdown.clone()).await?;
     let (routes, health) = grpc::routes(api::AnalyzerApi::new(llm.clone()), args.max_message_bytes).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| AnalyzerError::Bind { addr: args.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| AnalyzerError::Bind { addr: args.listen, source })?;
+    let (listener, addr) = bind(args.listen).await?;
     tracing::info!(%addr, llm = llm.is_some(), callers = ?callers, "analyzer ready");
     announce_ready("analyzer", &[("grpc", Some(addr)), ("admin", admin)]);
     let options = ServerOptions {

@@ -23,10 +23,9 @@ use std::sync::Arc;
 
 use persys_kit::{
     metrics::Metrics,
-    server::{ServerOptions, announce_ready, serve},
+    server::{ServerOptions, announce_ready, bind, serve, spawn_admin},
     shutdown::Shutdown,
 };
-use tokio::net::TcpListener;
 
 use crate::{
     accounts::{Accounts, Policy},
@@ -36,10 +35,6 @@ use crate::{
     ratelimit::Rate,
     store::SqlStore,
 };
-
-async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, GatewayError> {
-    TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr, source })
-}
 
 /// Builds the account flows from the configuration, running migrations.
 pub async fn accounts(args: &ServeArgs) -> Result<Arc<Accounts<SqlStore>>, GatewayError> {
@@ -59,7 +54,7 @@ pub async fn accounts(args: &ServeArgs) -> Result<Arc<Accounts<SqlStore>>, Gatew
 /// Runs the gateway until `shutdown`, then drains.
 pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), GatewayError> {
     let upstreams = args.upstream_map()?;
-    let admin_addr = args.telemetry.admin_addr()?;
+    args.telemetry.admin_addr()?; // a bad admin address fails before anything starts
     let tls = args.tls.load()?;
     let accounts = accounts(&args).await?;
     if let (Some(username), Some(password)) = (&args.admin_username, &args.admin_password)
@@ -68,12 +63,7 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), GatewayError
         tracing::info!(%username, "created the first admin");
     }
     let metrics = Metrics::new();
-    let admin = match admin_addr {
-        Some(addr) => Some(
-            metrics.spawn_admin(addr, shutdown.clone()).await.map_err(|source| GatewayError::Bind { addr, source })?,
-        ),
-        None => None,
-    };
+    let admin = spawn_admin(&args.telemetry, &metrics, shutdown.clone()).await?;
     let sink: proxy::AuditSink = {
         let accounts = accounts.clone();
         Arc::new(move |a: proxy::Audited| {
@@ -90,11 +80,8 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), GatewayError
     let web = args.web_root.as_deref().map(web::WebRoot::new).transpose().map_err(persys_kit::config::ConfigError)?;
     let (public_routes, public_health) = grpc::public_routes(accounts, proxy, args.max_message_bytes)?;
     let (internal_routes, internal_health, authorize) = grpc::internal_routes()?;
-    let public = bind(args.listen).await?;
-    let internal = bind(args.internal_listen).await?;
-    let public_addr = public.local_addr().map_err(|source| GatewayError::Bind { addr: args.listen, source })?;
-    let internal_addr =
-        internal.local_addr().map_err(|source| GatewayError::Bind { addr: args.internal_listen, source })?;
+    let (public, public_addr) = bind(args.listen).await?;
+    let (internal, internal_addr) = bind(args.internal_listen).await?;
     let mut services: Vec<&str> = upstreams.keys().map(String::as_str).collect();
     services.sort_unstable();
     tracing::info!(public = %public_addr, internal = %internal_addr, upstreams = ?services, "gateway ready");

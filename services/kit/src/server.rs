@@ -30,6 +30,81 @@ pub enum ServeError {
     Reflection(String),
 }
 
+/// Why a service could not start or serve: the part every service's own error shares. A
+/// service's error enum wraps it (`Start(#[from] StartError)`, transparent) and adds its own
+/// variants; [`start_error_conversions!`](crate::start_error_conversions) lets `?` convert the
+/// kit's errors straight into it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Certificates could not be loaded.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// A port could not be bound.
+    #[error("bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A server failed.
+    #[error("serve: {0}")]
+    Serve(#[from] ServeError),
+    /// An address to call is invalid.
+    #[error("client: {0}")]
+    Client(#[from] crate::client::ClientError),
+}
+
+/// Implements `From` the kit's start errors (config, TLS, serve, client) for a service error
+/// type with a `Start(StartError)` variant, so `?` works on them directly.
+#[macro_export]
+macro_rules! start_error_conversions {
+    ($error:ty) => {
+        impl From<$crate::config::ConfigError> for $error {
+            fn from(e: $crate::config::ConfigError) -> Self {
+                Self::Start(e.into())
+            }
+        }
+        impl From<$crate::tls::TlsError> for $error {
+            fn from(e: $crate::tls::TlsError) -> Self {
+                Self::Start(e.into())
+            }
+        }
+        impl From<$crate::server::ServeError> for $error {
+            fn from(e: $crate::server::ServeError) -> Self {
+                Self::Start(e.into())
+            }
+        }
+        impl From<$crate::client::ClientError> for $error {
+            fn from(e: $crate::client::ClientError) -> Self {
+                Self::Start(e.into())
+            }
+        }
+    };
+}
+
+/// Binds `addr` and returns the listener with the address it got (port 0 picks a free one).
+pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+/// Serves `/metrics` and `/healthz` for `metrics` on the admin address of `telemetry`, unless
+/// it is `off`; returns the address it serves on.
+pub async fn spawn_admin(
+    telemetry: &crate::config::TelemetryArgs,
+    metrics: &Metrics,
+    shutdown: Shutdown,
+) -> Result<Option<SocketAddr>, StartError> {
+    let Some(addr) = telemetry.admin_addr()? else { return Ok(None) };
+    let bound = metrics.spawn_admin(addr, shutdown).await.map_err(|source| StartError::Bind { addr, source })?;
+    Ok(Some(bound))
+}
+
 /// Browser access through gRPC-web.
 #[derive(Clone, Debug, Default)]
 pub struct GrpcWeb {

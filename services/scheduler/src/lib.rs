@@ -31,7 +31,6 @@ use persys_kit::{
     server::{ServerOptions, announce_ready, serve},
     shutdown::Shutdown,
 };
-use tokio::net::TcpListener;
 
 use crate::{
     api::admission::Admission,
@@ -51,10 +50,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), SchedulerErro
         let kv = EtcdKv::connect(&config.etcd).await?;
         run_with(Arc::new(kv), config, shutdown).await
     }
-}
-
-async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, SchedulerError> {
-    TcpListener::bind(addr).await.map_err(|source| SchedulerError::Bind { addr, source })
 }
 
 /// Runs the scheduler on a given store until `shutdown`.
@@ -110,23 +105,12 @@ pub async fn start<K: Kv>(kv: Arc<K>, config: Config, shutdown: Shutdown) -> Res
     }
 
     let metrics = Metrics::new();
-    let admin = match config.telemetry.admin_addr()? {
-        Some(addr) => Some(
-            metrics
-                .spawn_admin(addr, shutdown.clone())
-                .await
-                .map_err(|source| SchedulerError::Bind { addr, source })?,
-        ),
-        None => None,
-    };
+    let admin = persys_kit::server::spawn_admin(&config.telemetry, &metrics, shutdown.clone()).await?;
     let admission = Admission::new(&config.allowed_networks);
     let (routes, health, authorize) = grpc::routes(&sched, admission, persys_kit::server::DEFAULT_MAX_MESSAGE_BYTES)?;
     let (boot_routes, boot_health) = grpc::bootstrap_routes(&sched)?;
-    let main = bind(config.listen).await?;
-    let boot = bind(config.bootstrap_listen).await?;
-    let main_addr = main.local_addr().map_err(|source| SchedulerError::Bind { addr: config.listen, source })?;
-    let boot_addr =
-        boot.local_addr().map_err(|source| SchedulerError::Bind { addr: config.bootstrap_listen, source })?;
+    let (main, main_addr) = persys_kit::server::bind(config.listen).await?;
+    let (boot, boot_addr) = persys_kit::server::bind(config.bootstrap_listen).await?;
     tracing::info!(grpc = %main_addr, bootstrap = %boot_addr, "scheduler ready");
     announce_ready("scheduler", &[("grpc", Some(main_addr)), ("bootstrap", Some(boot_addr)), ("admin", admin)]);
     let main_options = ServerOptions {
