@@ -22,6 +22,7 @@ use persys_kit::{
     pki::{Ca, LeafRequest, service_dns_names, write_private, write_public},
     server::announce_ready,
     shutdown::Shutdown,
+    tls::CertsDir,
 };
 use persys_scheduler::kv::mem::MemKv;
 use rand::RngCore;
@@ -68,14 +69,15 @@ fn random_secret(bytes: usize) -> String {
 }
 
 /// Creates the dev CA and the certificates of the stack's services, once.
-fn ensure_certs(dir: &Path) -> anyhow::Result<()> {
-    if dir.join("ca.pem").exists() {
+fn ensure_certs(certs: &CertsDir) -> anyhow::Result<()> {
+    if certs.ca().exists() {
         return Ok(());
     }
+    let dir = certs.path();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca = Ca::generate("Persys dev CA", Duration::from_secs(3650 * 86400))?;
-    write_public(&dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
-    write_private(&dir.join("ca-key.pem"), ca.key_pem().as_bytes())?;
+    write_public(&certs.ca(), ca.cert_pem().as_bytes())?;
+    write_private(&certs.ca_key(), ca.key_pem().as_bytes())?;
     for service in ["gateway", "scheduler", "stack"] {
         let issued = ca.issue(&LeafRequest {
             identity: Identity::Service(service.into()),
@@ -83,10 +85,10 @@ fn ensure_certs(dir: &Path) -> anyhow::Result<()> {
             ips: vec!["127.0.0.1".parse()?],
             validity: Duration::from_secs(365 * 86400),
         })?;
-        let d = dir.join(service);
-        std::fs::create_dir_all(&d)?;
-        write_public(&d.join("cert.pem"), issued.cert_pem.as_bytes())?;
-        write_private(&d.join("key.pem"), issued.key_pem.as_bytes())?;
+        let paths = certs.paths(service);
+        std::fs::create_dir_all(certs.service_dir(service))?;
+        write_public(&paths.cert, issued.cert_pem.as_bytes())?;
+        write_private(&paths.key, issued.key_pem.as_bytes())?;
     }
     Ok(())
 }
@@ -100,14 +102,15 @@ fn ensure_secret(path: &Path, bytes: usize) -> anyhow::Result<String> {
     Ok(secret)
 }
 
-fn tls_flags(certs: &Path, service: &str) -> Vec<String> {
+fn tls_flags(certs: &CertsDir, service: &str) -> Vec<String> {
+    let paths = certs.paths(service);
     vec![
         "--tls-ca".into(),
-        certs.join("ca.pem").display().to_string(),
+        paths.ca.display().to_string(),
         "--tls-cert".into(),
-        certs.join(service).join("cert.pem").display().to_string(),
+        paths.cert.display().to_string(),
         "--tls-key".into(),
-        certs.join(service).join("key.pem").display().to_string(),
+        paths.key.display().to_string(),
     ]
 }
 
@@ -126,7 +129,7 @@ fn docker_answers(host: Option<&str>) -> bool {
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let dir = config.dir.clone();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let certs = dir.join("certs");
+    let certs = CertsDir::new(dir.join("certs"));
     ensure_certs(&certs)?;
     ensure_secret(&dir.join("jwt-secret"), 48)?;
     let password = ensure_secret(&dir.join("admin-password"), 18)?;
@@ -143,7 +146,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         "--admin-listen".into(),
         "off".into(),
         "--ca-key".into(),
-        certs.join("ca-key.pem").display().to_string(),
+        certs.ca_key().display().to_string(),
     ];
     args.extend(tls_flags(&certs, "scheduler"));
     let scheduler_config = persys_scheduler::config::Config::try_parse_from(args)?;
@@ -204,7 +207,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         "--join-token".into(),
         token,
         "--ca-file".into(),
-        certs.join("ca.pem").display().to_string(),
+        certs.ca().display().to_string(),
         "--state-dir".into(),
         // A fresh agent state per run: the scheduler's state is in memory too.
         dir.join("agent").join(random_secret(6)).display().to_string(),

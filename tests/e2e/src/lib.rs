@@ -46,12 +46,13 @@ pub fn certs_init(dir: &Path) -> anyhow::Result<()> {
 
 /// Returns the TLS flags of a service whose certificate `certs init` wrote under `dir`.
 pub fn tls_args(dir: &Path, service: &str) -> Vec<String> {
+    let paths = persys_kit::tls::CertsDir::new(dir).paths(service);
     vec![
         "--tls-ca".into(),
-        dir.join("ca.pem").display().to_string(),
+        paths.ca.display().to_string(),
         "--tls-cert".into(),
-        dir.join(service).join("cert.pem").display().to_string(),
+        paths.cert.display().to_string(),
         "--tls-key".into(),
-        dir.join(service).join("key.pem").display().to_string(),
+        paths.key.display().to_string(),
     ]
 }

@@ -5,7 +5,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use persys_kit::{
     client::{ClientOptions, TracedChannel, mtls_channel, plain_channel},
-    tls::{Tls, TlsPaths},
+    tls::{CertsDir, Tls},
 };
 use persys_proto::gateway::v1::{LoginRequest, LoginResponse, auth_service_client::AuthServiceClient};
 use tempfile::TempDir;
@@ -122,13 +122,7 @@ impl Stack {
 
     /// Loads TLS material for `service` from the certificates directory.
     pub fn tls_for(&self, service: &str) -> Arc<Tls> {
-        let certs = self.certs();
-        Tls::load(TlsPaths {
-            ca: certs.join("ca.pem"),
-            cert: certs.join(service).join("cert.pem"),
-            key: certs.join(service).join("key.pem"),
-        })
-        .expect("tls material")
+        CertsDir::new(self.certs()).load(service).expect("tls material")
     }
 
     /// Returns an mTLS channel presenting `service`'s certificate to `addr`.

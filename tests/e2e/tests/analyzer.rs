@@ -12,7 +12,7 @@ use persys_e2e::{
 };
 use persys_kit::{
     client::{ClientOptions, mtls_channel},
-    tls::{Tls, TlsPaths},
+    tls::CertsDir,
 };
 use persys_proto::analyzer::v1::{
     AnalyzeMetadata, AnalyzeRepositoryRequest, AnalyzeRequest, FileChunk, SourceFile, analyze_request,
@@ -150,12 +150,7 @@ async fn callers_are_checked_by_certificate_identity() {
     let analyzer = Analyzer::start(&[]).await.unwrap();
     let certs = analyzer.certs();
     let client_as = |service: &str| {
-        let tls = Tls::load(TlsPaths {
-            ca: certs.join("ca.pem"),
-            cert: certs.join(service).join("cert.pem"),
-            key: certs.join(service).join("key.pem"),
-        })
-        .unwrap();
+        let tls = CertsDir::new(&certs).load(service).unwrap();
         let url = format!("http://localhost:{}", analyzer.service.addr("grpc").port());
         AnalyzerServiceClient::new(mtls_channel(&url, &tls, &ClientOptions::default()).unwrap())
     };

@@ -7,11 +7,7 @@ use futures::StreamExt;
 use persys_client::testing::AsUser;
 use persys_e2e::{bin, certs_init, process::Service, tls_args};
 use persys_kit::identity::Role;
-use persys_kit::{
-    client::ClientOptions,
-    testing::require_env,
-    tls::{Tls, TlsPaths},
-};
+use persys_kit::{client::ClientOptions, testing::require_env, tls::CertsDir};
 use persys_proto::scheduler::v1::{self as pb, scheduler_service_client::SchedulerServiceClient};
 use persys_scheduler::kv::{Event, Kv, etcd::EtcdKv};
 
@@ -69,12 +65,7 @@ async fn sigkill_of_the_leader_hands_over_within_the_lease_ttl() {
         .unwrap();
 
     // A real agent streams to the replica that will survive.
-    let tls = Tls::load(TlsPaths {
-        ca: certs.join("ca.pem"),
-        cert: certs.join("gateway/cert.pem"),
-        key: certs.join("gateway/key.pem"),
-    })
-    .unwrap();
+    let tls = CertsDir::new(&certs).load("gateway").unwrap();
     let channel = persys_kit::client::mtls_channel(
         &format!("http://localhost:{}", two.addr("grpc").port()),
         &tls,
