@@ -58,6 +58,10 @@ pub struct Config {
     /// admins only, whatever this says).
     #[arg(long, env = "PERSYS_SCHEDULER_ALLOWED_NETWORKS", value_delimiter = ',')]
     pub allowed_networks: Vec<String>,
+    /// Refuse container workloads without a CPU and a memory limit (so no tenant can take a
+    /// node's whole CPU or memory). Host processes (admins only) are exempt.
+    #[arg(long, env = "PERSYS_SCHEDULER_REQUIRE_LIMITS")]
+    pub require_limits: bool,
     /// Name of this replica in leader election (defaults to a random id).
     #[arg(long, env = "PERSYS_SCHEDULER_REPLICA")]
     pub replica: Option<String>,

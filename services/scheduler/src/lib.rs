@@ -106,7 +106,7 @@ pub async fn start<K: Kv>(kv: Arc<K>, config: Config, shutdown: Shutdown) -> Res
 
     let metrics = Metrics::new();
     let admin = persys_kit::server::spawn_admin(&config.telemetry, &metrics, shutdown.clone()).await?;
-    let admission = Admission::new(&config.allowed_networks);
+    let admission = Admission::new(&config.allowed_networks).require_limits(config.require_limits);
     let (routes, health, authorize) = grpc::routes(&sched, admission, persys_kit::server::DEFAULT_MAX_MESSAGE_BYTES)?;
     let (boot_routes, boot_health) = grpc::bootstrap_routes(&sched)?;
     let (main, main_addr) = persys_kit::server::bind(config.listen).await?;

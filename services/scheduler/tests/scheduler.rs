@@ -370,6 +370,31 @@ fn violated_fields(status: &tonic::Status) -> Vec<String> {
     details.bad_request().map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect()).unwrap_or_default()
 }
 
+async fn a_cluster_that_requires_limits_refuses_workloads_without_them<K: Kv>(kv: Arc<K>, prefix: &str) {
+    let pki = Pki::new();
+    let s = serve(kv, config(&pki, prefix, &["--require-limits"])).await;
+    let mut member = api(&pki, s.running.grpc, "ada", "member");
+    let err = member
+        .create_workload(pb::CreateWorkloadRequest { spec: Some(spec("busybox")), ..Default::default() })
+        .await
+        .expect_err("no limits");
+    assert_eq!(violated_fields(&err), ["spec.resources.limits.cpu_millis", "spec.resources.limits.memory_bytes"]);
+    let listed = member.list_workloads(pb::ListWorkloadsRequest::default()).await.unwrap().into_inner().workloads;
+    assert!(listed.is_empty(), "a refused workload is not stored");
+    let limited = pb::WorkloadSpec {
+        resources: Some(pb::ResourceRequirements {
+            limits: Some(persys_proto::common::v1::ResourceQuantities {
+                cpu_millis: 500,
+                memory_bytes: 64 << 20,
+                disk_bytes: 0,
+            }),
+            ..Default::default()
+        }),
+        ..spec("busybox")
+    };
+    create(&mut member, "limited", limited).await;
+}
+
 async fn only_admins_reach_the_hosts_network<K: Kv>(kv: Arc<K>, prefix: &str) {
     let pki = Pki::new();
     let s = serve(kv, config(&pki, prefix, &["--allowed-networks", "backend"])).await;
@@ -547,6 +572,7 @@ both_stores!(
     a_stale_expected_revision_is_aborted_and_changes_nothing,
     a_default_join_token_lets_one_machine_in,
     only_admins_reach_the_hosts_network,
+    a_cluster_that_requires_limits_refuses_workloads_without_them,
 );
 
 async fn etcd_kv() -> Option<(Arc<EtcdKv>, String)> {

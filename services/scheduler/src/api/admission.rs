@@ -28,6 +28,7 @@ pub fn is_host_level(network: &str) -> bool {
 #[derive(Clone, Debug, Default)]
 pub struct Admission {
     allowed_networks: Vec<String>,
+    require_limits: bool,
 }
 
 impl Admission {
@@ -39,7 +40,13 @@ impl Admission {
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty() && !is_host_level(n))
             .collect();
-        Self { allowed_networks }
+        Self { allowed_networks, require_limits: false }
+    }
+
+    /// Requires a CPU and a memory limit on every container workload (`--require-limits`).
+    pub fn require_limits(mut self, required: bool) -> Self {
+        self.require_limits = required;
+        self
     }
 
     /// Records a violation for everything in the spec that `role` may not ask for.
@@ -47,7 +54,27 @@ impl Admission {
         check_network(role, spec, &self.allowed_networks, v);
         check_process(role, spec, v);
         check_volumes(spec, v);
+        if self.require_limits {
+            check_limits(spec, v);
+        }
     }
+}
+
+fn check_limits(spec: &WorkloadSpec, v: &mut Violations) {
+    if is_process_image(&spec.image) {
+        return;
+    }
+    let limits = spec.resources.as_ref().and_then(|r| r.limits.as_ref());
+    v.check(
+        limits.is_none_or(|l| l.cpu_millis <= 0),
+        "spec.resources.limits.cpu_millis",
+        "this cluster requires a CPU limit on every workload (persys workload run --cpu-limit 500m)",
+    );
+    v.check(
+        limits.is_none_or(|l| l.memory_bytes <= 0),
+        "spec.resources.limits.memory_bytes",
+        "this cluster requires a memory limit on every workload (persys workload run --memory-limit 256Mi)",
+    );
 }
 
 fn check_process(role: Role, spec: &WorkloadSpec, v: &mut Violations) {
@@ -138,6 +165,36 @@ mod tests {
             Err(ApiError::InvalidArgument(v)) => v.into_iter().map(|f| f.field).collect(),
             Err(e) => panic!("{e:?}"),
         }
+    }
+
+    #[test]
+    fn limits_are_required_only_when_the_cluster_says_so() {
+        use persys_proto::{common::v1::ResourceQuantities, scheduler::v1::ResourceRequirements};
+        let with = |cpu: i64, memory: i64| WorkloadSpec {
+            image: "busybox".into(),
+            resources: Some(ResourceRequirements {
+                limits: Some(ResourceQuantities { cpu_millis: cpu, memory_bytes: memory, disk_bytes: 0 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let strict = Admission::default().require_limits(true);
+        let check = |a: &Admission, spec: &WorkloadSpec| {
+            let mut v = Violations::new();
+            a.check(Role::Admin, spec, &mut v);
+            match v.finish() {
+                Ok(()) => Vec::new(),
+                Err(ApiError::InvalidArgument(v)) => v.into_iter().map(|f| f.field).collect(),
+                Err(e) => panic!("{e:?}"),
+            }
+        };
+        let bare = WorkloadSpec { image: "busybox".into(), ..Default::default() };
+        assert!(check(&Admission::default(), &bare).is_empty(), "no policy, no requirement");
+        assert_eq!(check(&strict, &bare), ["spec.resources.limits.cpu_millis", "spec.resources.limits.memory_bytes"]);
+        assert_eq!(check(&strict, &with(500, 0)), ["spec.resources.limits.memory_bytes"]);
+        assert!(check(&strict, &with(500, 256 << 20)).is_empty());
+        let process = WorkloadSpec { image: "process:///bin/true".into(), ..Default::default() };
+        assert!(check(&strict, &process).is_empty(), "host processes are not containers");
     }
 
     #[test]

@@ -100,7 +100,9 @@ pub fn config(pki: &Pki, prefix: &str, extra: &[&str]) -> Config {
             None => flags.push((k, v)),
         }
     }
-    let args = std::iter::once("scheduler".to_string()).chain(flags.into_iter().flat_map(|(k, v)| [k, v]));
+    // A flag given without a value (e.g. `--require-limits`) is a switch.
+    let args = std::iter::once("scheduler".to_string())
+        .chain(flags.into_iter().flat_map(|(k, v)| if v.is_empty() { vec![k] } else { vec![k, v] }));
     Config::try_parse_from(args).unwrap()
 }
 
