@@ -5,6 +5,7 @@
 //! Records live under `/skydns/` with the labels reversed, as the plugin expects, and are
 //! best effort: a failed write is logged and repaired by the next change.
 
+use persys_proto::scheduler::v1::Workload;
 use serde::Serialize;
 
 use crate::kv::{Kv, MAX_TXN_OPS, Op};
@@ -40,6 +41,18 @@ pub fn instance_key(zone: &str, name: &str, instance: &str) -> String {
 /// start with their workload's id); names are not unique, ids are.
 pub fn workload_prefix(zone: &str, name: &str, workload_id: &str) -> String {
     format!("{}/{workload_id}-", key(zone, &[name, "workloads"]))
+}
+
+/// Returns the record keys of a node that is lost or deleted: its own and those of every
+/// instance of `workloads` placed on it.
+pub fn node_keys(zone: &str, node_id: &str, workloads: &[Workload]) -> Vec<String> {
+    let mut keys = vec![node_key(zone, node_id)];
+    for w in workloads {
+        for i in w.status.iter().flat_map(|s| &s.instances).filter(|i| i.node_id == node_id) {
+            keys.push(instance_key(zone, &w.name, &i.instance_id));
+        }
+    }
+    keys
 }
 
 /// Deletes records, in transactions within the store's operation limit.
@@ -85,5 +98,24 @@ mod tests {
         assert_eq!(node_key("cluster.example.com.", "n1"), "/skydns/com/example/cluster/nodes/n1");
         assert_eq!(workload_prefix("persys.local", "web", "w"), "/skydns/local/persys/workloads/web/w-");
         assert!(instance_key("persys.local", "web", "w-1").starts_with(&workload_prefix("persys.local", "web", "w")));
+    }
+
+    #[test]
+    fn a_lost_node_takes_its_own_record_and_its_instances_records() {
+        use persys_proto::scheduler::v1::{InstanceStatus, WorkloadStatus};
+        let on = |id: &str, node: &str| InstanceStatus {
+            instance_id: id.into(),
+            node_id: node.into(),
+            ..Default::default()
+        };
+        let w = Workload {
+            name: "web".into(),
+            status: Some(WorkloadStatus { instances: vec![on("w-1", "n1"), on("w-2", "n2")], ..Default::default() }),
+            ..Default::default()
+        };
+        assert_eq!(
+            node_keys("persys.local", "n1", &[w]),
+            ["/skydns/local/persys/nodes/n1", "/skydns/local/persys/workloads/web/w-1"]
+        );
     }
 }

@@ -11,9 +11,12 @@
 
 pub mod agents;
 pub mod api;
+pub mod batch;
 pub mod config;
+pub mod decide;
 pub mod dns;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod kv;
 pub mod leader;

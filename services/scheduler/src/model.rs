@@ -210,13 +210,23 @@ pub fn schedulable(n: &Node) -> bool {
 
 /// Returns the current time as a protobuf timestamp.
 pub fn now_ts() -> prost_types::Timestamp {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    ts_of(std::time::SystemTime::now())
 }
 
 /// Returns the current time in unix ms.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+    ms_of(std::time::SystemTime::now())
+}
+
+/// Returns a time as a protobuf timestamp (the epoch for a time before it).
+pub fn ts_of(t: std::time::SystemTime) -> prost_types::Timestamp {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    prost_types::Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+}
+
+/// Returns a time in unix ms (0 for a time before the epoch).
+pub fn ms_of(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
 /// Returns a unix time in ms as a protobuf timestamp.

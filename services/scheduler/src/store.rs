@@ -275,7 +275,7 @@ impl<K: Kv> Store<K> {
                 ops.push(Op::put(nkey, node.encode_to_vec()));
             }
             for i in &evicted {
-                crate::sched::record_event(
+                crate::events::record_event(
                     &mut after,
                     persys_proto::common::v1::EventType::Warning,
                     "Evicted",
@@ -330,7 +330,7 @@ impl<K: Kv> Store<K> {
     /// reservations of the plans applied. Returns the new revision, or `None` on a conflict.
     pub async fn commit_placements(
         &self,
-        plans: &[crate::sched::Plan],
+        plans: &[crate::batch::Plan],
         nodes_before: &[Node],
     ) -> Result<Option<Revision>, KvError> {
         let mut cmps = Vec::with_capacity(plans.len() + nodes_before.len());
