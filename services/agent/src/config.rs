@@ -105,6 +105,46 @@ pub struct Drivers {
 }
 
 impl Cli {
+    /// An agent that joins the scheduler at `scheduler` through `bootstrap` with `join_token`,
+    /// trusting the CA in `ca_file` and keeping its key and records in `state_dir`, with no
+    /// admin port; everything else as the flags' defaults (checked by a test): set the fields
+    /// to change them.
+    pub fn joining(
+        scheduler: String,
+        bootstrap: String,
+        join_token: String,
+        ca_file: PathBuf,
+        state_dir: PathBuf,
+    ) -> Self {
+        Self {
+            scheduler,
+            bootstrap: Some(bootstrap),
+            join_token: Some(join_token),
+            join_token_file: None,
+            ca_file: Some(ca_file),
+            state_dir,
+            node_name: None,
+            labels: Vec::new(),
+            addresses: Vec::new(),
+            drivers: vec!["docker".into()],
+            process_dir: "/var/lib/persys-processes".into(),
+            process_user: "nobody".into(),
+            docker_host: None,
+            network_mode: "bridge".into(),
+            allowed_networks: Vec::new(),
+            image_pull_timeout: Duration::from_secs(600),
+            image_pull_attempts: 3,
+            volume_roots: Vec::new(),
+            admin_api_listen: "127.0.0.1:9091".into(),
+            heartbeat_interval: Duration::from_secs(5),
+            reserved_cpu_millis: 0,
+            reserved_memory_bytes: 0,
+            event_buffer: 4096,
+            max_backoff: Duration::from_secs(30),
+            telemetry: TelemetryArgs::embedded(),
+        }
+    }
+
     /// Returns the enabled drivers, or which name is unknown.
     pub fn driver_set(&self) -> Result<Drivers, ConfigError> {
         let mut set = Drivers::default();
@@ -212,6 +252,23 @@ fn channel_url(flag: &str, url: &str) -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn joining_is_the_flags_defaults() {
+        use clap::Parser;
+        let argv = ["agent", "--scheduler", "https://s:1", "--bootstrap", "https://s:2", "--join-token", "t"]
+            .into_iter()
+            .chain(["--ca-file", "/ca.pem", "--state-dir", "/state", "--admin-listen", "off"]);
+        let parsed = super::Cli::try_parse_from(argv).unwrap();
+        let built = super::Cli::joining(
+            "https://s:1".into(),
+            "https://s:2".into(),
+            "t".into(),
+            "/ca.pem".into(),
+            "/state".into(),
+        );
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+    }
+
     use super::*;
 
     fn cli(args: &[&str]) -> Cli {

@@ -3,7 +3,10 @@
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use persys_kit::config::{ConfigError, TelemetryArgs, TlsArgs, parse_duration};
+use persys_kit::{
+    config::{ConfigError, TelemetryArgs, TlsArgs, parse_duration},
+    tls::CertsDir,
+};
 
 /// The Persys gateway: the one public entry of the platform.
 #[derive(Parser, Debug)]
@@ -103,6 +106,36 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// A gateway whose public port is `listen` (plaintext) and internal port a loopback port
+    /// the system picks, on `database_url`, signing tokens with the secret in `jwt_secret_file`,
+    /// with its certificate `gateway` under `certs` and no admin port; no upstreams and no first
+    /// admin (set `upstreams`, `admin_username` and `admin_password`); everything else as the
+    /// flags' defaults (checked by a test).
+    pub fn loopback(certs: &CertsDir, listen: SocketAddr, database_url: String, jwt_secret_file: PathBuf) -> Self {
+        Self {
+            listen,
+            internal_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_tls: false,
+            database_url,
+            database_max_connections: 10,
+            jwt_secret_file,
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(7 * 24 * 3600),
+            upstreams: Vec::new(),
+            cors_origins: vec!["http://localhost:5173".into()],
+            web_root: None,
+            max_message_bytes: 4 * 1024 * 1024,
+            max_upload_bytes: crate::proxy::DEFAULT_UPLOAD_BYTES,
+            drain_timeout: Duration::from_secs(10),
+            admin_username: None,
+            admin_password: None,
+            login_per_user: 5,
+            login_per_peer: 20,
+            tls: TlsArgs::from_certs(certs, "gateway"),
+            telemetry: TelemetryArgs::embedded(),
+        }
+    }
+
     /// Returns the upstreams by service name, or what is wrong with them.
     pub fn upstream_map(&self) -> Result<HashMap<String, String>, ConfigError> {
         let mut map = HashMap::new();
@@ -140,5 +173,27 @@ impl ServeArgs {
             )));
         }
         Ok(secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use persys_kit::tls::CertsDir;
+
+    use super::{Cli, ServeArgs};
+
+    #[test]
+    fn loopback_is_the_flags_defaults() {
+        let certs = CertsDir::new("/certs");
+        let mut argv: Vec<String> = ["gateway", "--listen", "127.0.0.1:8080", "--internal-listen", "127.0.0.1:0"]
+            .into_iter()
+            .chain(["--database-url", "sqlite://g.db", "--jwt-secret-file", "/s", "--admin-listen", "off"])
+            .map(String::from)
+            .collect();
+        argv.extend(certs.tls_flags("gateway"));
+        let parsed = Cli::try_parse_from(argv).unwrap().serve;
+        let built = ServeArgs::loopback(&certs, "127.0.0.1:8080".parse().unwrap(), "sqlite://g.db".into(), "/s".into());
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
     }
 }

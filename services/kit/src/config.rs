@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 
-use crate::tls::{Tls, TlsError, TlsPaths};
+use crate::tls::{CertsDir, Tls, TlsError, TlsPaths};
 
 /// A configuration problem found at start; the message says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,12 @@ pub struct TelemetryArgs {
 }
 
 impl TelemetryArgs {
+    /// Text logs at `info` and no admin port: for a service embedded in another process (such
+    /// as `persys-stack`), which sets up logging and serves its own admin port.
+    pub fn embedded() -> Self {
+        Self { log_format: LogFormat::Text, log_filter: "info".into(), admin_listen: "off".into() }
+    }
+
     /// Returns the admin address, or `None` when disabled.
     pub fn admin_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         if self.admin_listen == "off" {
@@ -69,6 +75,18 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
+    /// `service`'s certificate and key under `certs` (see [`CertsDir`]), checked for rotation
+    /// every 30 s like the flags' default.
+    pub fn from_certs(certs: &CertsDir, service: &str) -> Self {
+        let paths = certs.paths(service);
+        Self {
+            tls_ca: paths.ca,
+            tls_cert: paths.cert,
+            tls_key: paths.key,
+            tls_reload_interval: Duration::from_secs(30),
+        }
+    }
+
     /// Loads the material and starts watching it for rotation.
     pub fn load(&self) -> Result<std::sync::Arc<Tls>, TlsError> {
         let tls =

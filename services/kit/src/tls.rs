@@ -105,6 +105,16 @@ impl CertsDir {
         TlsPaths { ca: self.ca(), cert: dir.join("cert.pem"), key: dir.join("key.pem") }
     }
 
+    /// Returns the `--tls-ca`, `--tls-cert` and `--tls-key` flags of `service`, for a service
+    /// started as a process.
+    pub fn tls_flags(&self, service: &str) -> Vec<String> {
+        let paths = self.paths(service);
+        [("--tls-ca", paths.ca), ("--tls-cert", paths.cert), ("--tls-key", paths.key)]
+            .into_iter()
+            .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+            .collect()
+    }
+
     /// Loads `service`'s TLS material.
     pub fn load(&self, service: &str) -> Result<Arc<Tls>, TlsError> {
         Tls::load(self.paths(service))
@@ -413,6 +423,44 @@ impl ResolvesClientCert for Resolver {
     }
 }
 
+/// The handshake signature checks of a verifier over `Arc<Tls>`: the crypto provider's
+/// algorithms, whichever certificates are in force.
+macro_rules! signature_checks_of_the_provider {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.provider.signature_verification_algorithms.supported_schemes()
+        }
+    };
+}
+
 /// Verifies client certificates against the CA in force at handshake time.
 struct ReloadingClientVerifier(Arc<Tls>);
 
@@ -438,27 +486,7 @@ impl ClientCertVerifier for ReloadingClientVerifier {
         self.0.material().client_verifier.verify_client_cert(end_entity, intermediates, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.provider.signature_verification_algorithms.supported_schemes()
-    }
+    signature_checks_of_the_provider!();
 }
 
 /// Verifies server certificates against the CA in force at handshake time.
@@ -482,25 +510,5 @@ impl ServerCertVerifier for ReloadingServerVerifier {
         self.0.material().server_verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.provider.signature_verification_algorithms.supported_schemes()
-    }
+    signature_checks_of_the_provider!();
 }

@@ -3,7 +3,10 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
-use persys_kit::config::{ConfigError, TelemetryArgs, TlsArgs, parse_duration};
+use persys_kit::{
+    config::{ConfigError, TelemetryArgs, TlsArgs, parse_duration},
+    tls::CertsDir,
+};
 
 /// How placement ranks the nodes that fit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -77,6 +80,32 @@ pub struct Config {
 }
 
 impl Config {
+    /// One replica on loopback ports the system picks, with its state in memory and no admin
+    /// port, its certificate `scheduler` under `certs` and node certificates signed with
+    /// `certs`' CA key; everything else as the flags' defaults (checked by a test).
+    pub fn loopback(certs: &CertsDir) -> Self {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            listen: any_port,
+            bootstrap_listen: any_port,
+            etcd: vec!["memory".into()],
+            prefix: "/persys".into(),
+            ca_key: certs.ca_key(),
+            dns_zone: "persys.local".into(),
+            node_cert_ttl: Duration::from_secs(24 * 3600),
+            heartbeat: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(15),
+            down_grace: Duration::from_secs(60),
+            strategy: Strategy::Binpack,
+            allowed_networks: Vec::new(),
+            require_limits: false,
+            replica: None,
+            drain_timeout: Duration::from_secs(10),
+            tls: TlsArgs::from_certs(certs, "scheduler"),
+            telemetry: TelemetryArgs::embedded(),
+        }
+    }
+
     /// Checks values that clap cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.heartbeat.is_zero() || self.lease_ttl <= self.heartbeat {
@@ -94,5 +123,26 @@ impl Config {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use persys_kit::tls::CertsDir;
+
+    use super::Config;
+
+    #[test]
+    fn loopback_is_the_flags_defaults() {
+        let certs = CertsDir::new("/certs");
+        let mut argv: Vec<String> = ["scheduler", "--listen", "127.0.0.1:0", "--bootstrap-listen", "127.0.0.1:0"]
+            .into_iter()
+            .chain(["--etcd", "memory", "--admin-listen", "off", "--ca-key", "/certs/ca-key.pem"])
+            .map(String::from)
+            .collect();
+        argv.extend(certs.tls_flags("scheduler"));
+        let parsed = Config::try_parse_from(argv).unwrap();
+        assert_eq!(format!("{:?}", Config::loopback(&certs)), format!("{parsed:?}"));
     }
 }

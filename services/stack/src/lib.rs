@@ -102,18 +102,6 @@ fn ensure_secret(path: &Path, bytes: usize) -> anyhow::Result<String> {
     Ok(secret)
 }
 
-fn tls_flags(certs: &CertsDir, service: &str) -> Vec<String> {
-    let paths = certs.paths(service);
-    vec![
-        "--tls-ca".into(),
-        paths.ca.display().to_string(),
-        "--tls-cert".into(),
-        paths.cert.display().to_string(),
-        "--tls-key".into(),
-        paths.key.display().to_string(),
-    ]
-}
-
 fn docker_answers(host: Option<&str>) -> bool {
     let path = match host {
         Some(h) => h.strip_prefix("unix://").unwrap_or(h).to_owned(),
@@ -135,48 +123,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let password = ensure_secret(&dir.join("admin-password"), 18)?;
 
     // Scheduler: embedded store, loopback ports.
-    let mut args: Vec<String> = vec![
-        "scheduler".into(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--bootstrap-listen".into(),
-        "127.0.0.1:0".into(),
-        "--etcd".into(),
-        "memory".into(),
-        "--admin-listen".into(),
-        "off".into(),
-        "--ca-key".into(),
-        certs.ca_key().display().to_string(),
-    ];
-    args.extend(tls_flags(&certs, "scheduler"));
-    let scheduler_config = persys_scheduler::config::Config::try_parse_from(args)?;
+    let scheduler_config = persys_scheduler::config::Config::loopback(&certs);
     let scheduler = persys_scheduler::start(std::sync::Arc::new(MemKv::new()), scheduler_config, shutdown.clone())
         .await
         .context("starting the scheduler")?;
 
     // Gateway: SQLite, forwarding to the scheduler.
-    let mut args: Vec<String> = vec![
-        "gateway".into(),
-        "--listen".into(),
-        config.listen.to_string(),
-        "--internal-listen".into(),
-        "127.0.0.1:0".into(),
-        "--database-url".into(),
+    let mut gateway_config = persys_gateway::config::ServeArgs::loopback(
+        &certs,
+        config.listen,
         format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display()),
-        "--jwt-secret-file".into(),
-        dir.join("jwt-secret").display().to_string(),
-        "--admin-username".into(),
-        "admin".into(),
-        // One argument: a password starting with `-` would otherwise read as a flag.
-        format!("--admin-password={password}"),
-        "--upstream".into(),
-        format!("scheduler=https://localhost:{}", scheduler.grpc.port()),
-        "--admin-listen".into(),
-        config.telemetry.admin_listen.clone(),
-    ];
-    args.extend(tls_flags(&certs, "gateway"));
-    let gateway_cli = persys_gateway::config::Cli::try_parse_from(args)?;
-    let gateway = tokio::spawn(persys_gateway::run(gateway_cli.serve, shutdown.clone()));
+        dir.join("jwt-secret"),
+    );
+    gateway_config.admin_username = Some("admin".into());
+    gateway_config.admin_password = Some(password.clone());
+    gateway_config.upstreams = vec![format!("scheduler=https://localhost:{}", scheduler.grpc.port())];
+    gateway_config.telemetry.admin_listen = config.telemetry.admin_listen.clone();
+    let gateway = tokio::spawn(persys_gateway::run(gateway_config, shutdown.clone()));
 
     // Agent: joins with a token made for it, like any other machine.
     let admin = UserClaims { id: "stack".into(), name: "stack".into(), role: Role::Admin };
@@ -198,39 +161,24 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         Driver::Auto | Driver::Process => "process",
         Driver::Docker => "docker",
     };
-    let mut args: Vec<String> = vec![
-        "agent".into(),
-        "--scheduler".into(),
+    let mut agent_config = persys_agent::config::Cli::joining(
         format!("https://localhost:{}", scheduler.grpc.port()),
-        "--bootstrap".into(),
         format!("https://localhost:{}", scheduler.bootstrap.port()),
-        "--join-token".into(),
         token,
-        "--ca-file".into(),
-        certs.ca().display().to_string(),
-        "--state-dir".into(),
+        certs.ca(),
         // A fresh agent state per run: the scheduler's state is in memory too.
-        dir.join("agent").join(random_secret(6)).display().to_string(),
-        "--drivers".into(),
-        driver.into(),
-        // Host processes: outside the agent's state, as the user who started the stack (its
-        // admin), since only the admin's workloads may run them.
-        "--process-dir".into(),
-        dir.join("processes").join(random_secret(6)).display().to_string(),
-        "--process-user".into(),
-        format!("{}:{}", rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw()),
-        "--network-mode".into(),
-        config.network_mode.clone(),
-        "--admin-api-listen".into(),
-        "127.0.0.1:0".into(),
-        "--admin-listen".into(),
-        "off".into(),
-    ];
-    if let Some(host) = &config.docker_host {
-        args.extend(["--docker-host".into(), host.clone()]);
-    }
-    let agent_cli = persys_agent::config::Cli::try_parse_from(args)?;
-    let agent = tokio::spawn(persys_agent::run(agent_cli, shutdown.clone()));
+        dir.join("agent").join(random_secret(6)),
+    );
+    agent_config.drivers = driver.split(',').map(String::from).collect();
+    // Host processes: outside the agent's state, as the user who started the stack (its admin),
+    // since only the admin's workloads may run them.
+    agent_config.process_dir = dir.join("processes").join(random_secret(6));
+    agent_config.process_user =
+        format!("{}:{}", rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
+    agent_config.network_mode = config.network_mode.clone();
+    agent_config.admin_api_listen = "127.0.0.1:0".into();
+    agent_config.docker_host = config.docker_host.clone();
+    let agent = tokio::spawn(persys_agent::run(agent_config, shutdown.clone()));
 
     announce_ready("persys-stack", &[("scheduler", Some(scheduler.grpc))]);
     eprintln!(

@@ -5,12 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use tempfile::TempDir;
 
-use crate::{
-    bin, certs_init,
-    process::Service,
-    stack::{ADMIN, ADMIN_PASSWORD},
-    tls_args,
-};
+use crate::{bin, certs_init, gateway_args, process::Service, stack::ADMIN_PASSWORD, tls_args};
 
 /// Options of a test cluster.
 #[derive(Default, Clone)]
@@ -63,21 +58,8 @@ impl Cluster {
 
         let secret_file = dir.path().join("jwt-secret");
         std::fs::write(&secret_file, b"cli-test-secret-0123456789abcdef-0123456789")?;
-        let mut args = vec![
-            "--listen".to_string(),
-            "127.0.0.1:0".into(),
-            "--internal-listen".into(),
-            "127.0.0.1:0".into(),
-            "--database-url".into(),
-            format!("sqlite://{}?mode=rwc", dir.path().join("gateway.db").display()),
-            "--jwt-secret-file".into(),
-            secret_file.display().to_string(),
-            "--admin-username".into(),
-            ADMIN.into(),
-            "--upstream".into(),
-            format!("scheduler=https://localhost:{}", scheduler.addr("grpc").port()),
-        ];
-        args.extend(tls_args(&certs, "gateway"));
+        let upstreams = [format!("scheduler=https://localhost:{}", scheduler.addr("grpc").port())];
+        let mut args = gateway_args(dir.path(), &secret_file, &upstreams);
         args.extend(options.gateway_args.iter().cloned());
         let env = [("PERSYS_GATEWAY_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string())];
         let gateway = Service::start("gateway", bin("gateway")?, &args, &env, dir.path(), timeout).await?;

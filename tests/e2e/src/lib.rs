@@ -46,13 +46,29 @@ pub fn certs_init(dir: &Path) -> anyhow::Result<()> {
 
 /// Returns the TLS flags of a service whose certificate `certs init` wrote under `dir`.
 pub fn tls_args(dir: &Path, service: &str) -> Vec<String> {
-    let paths = persys_kit::tls::CertsDir::new(dir).paths(service);
-    vec![
-        "--tls-ca".into(),
-        paths.ca.display().to_string(),
-        "--tls-cert".into(),
-        paths.cert.display().to_string(),
-        "--tls-key".into(),
-        paths.key.display().to_string(),
-    ]
+    persys_kit::tls::CertsDir::new(dir).tls_flags(service)
+}
+
+/// Returns the flags of a gateway in `dir` (certificates in `dir/certs`, SQLite in
+/// `dir/gateway.db`) on loopback ports the system picks, signing with the secret in
+/// `secret_file`, creating the first admin [`stack::ADMIN`] (its password goes in
+/// `PERSYS_GATEWAY_ADMIN_PASSWORD`), forwarding to `upstreams` (`SERVICE=URL`).
+pub fn gateway_args(dir: &Path, secret_file: &Path, upstreams: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "--listen".to_string(),
+        "127.0.0.1:0".into(),
+        "--internal-listen".into(),
+        "127.0.0.1:0".into(),
+        "--database-url".into(),
+        format!("sqlite://{}?mode=rwc", dir.join("gateway.db").display()),
+        "--jwt-secret-file".into(),
+        secret_file.display().to_string(),
+        "--admin-username".into(),
+        stack::ADMIN.into(),
+    ];
+    if !upstreams.is_empty() {
+        args.extend(["--upstream".into(), upstreams.join(",")]);
+    }
+    args.extend(tls_args(&dir.join("certs"), "gateway"));
+    args
 }

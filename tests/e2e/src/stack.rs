@@ -10,7 +10,7 @@ use persys_kit::{
 use persys_proto::gateway::v1::{LoginRequest, LoginResponse, auth_service_client::AuthServiceClient};
 use tempfile::TempDir;
 
-use crate::{bin, certs_init, process::Service, tls_args};
+use crate::{bin, certs_init, gateway_args, process::Service, tls_args};
 
 /// The bootstrap admin of every test stack.
 pub const ADMIN: &str = "admin";
@@ -84,25 +84,8 @@ impl Stack {
             None
         };
 
-        let mut args = vec![
-            "--listen".to_string(),
-            "127.0.0.1:0".into(),
-            "--internal-listen".into(),
-            "127.0.0.1:0".into(),
-            "--database-url".into(),
-            format!("sqlite://{}?mode=rwc", dir.path().join("gateway.db").display()),
-            "--jwt-secret-file".into(),
-            secret_file.display().to_string(),
-            "--admin-username".into(),
-            ADMIN.into(),
-            "--cors-origin".into(),
-            "http://dashboard.test".into(),
-        ];
-        if !upstreams.is_empty() {
-            args.push("--upstream".into());
-            args.push(upstreams.join(","));
-        }
-        args.extend(tls_args(&certs, "gateway"));
+        let mut args = gateway_args(dir.path(), &secret_file, &upstreams);
+        args.extend(["--cors-origin".into(), "http://dashboard.test".into()]);
         args.extend(options.gateway_args.iter().cloned());
         let mut gateway_env = env.clone();
         gateway_env.push(("PERSYS_GATEWAY_ADMIN_PASSWORD", ADMIN_PASSWORD.into()));

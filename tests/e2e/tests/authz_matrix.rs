@@ -30,6 +30,7 @@ use std::{
 use persys_e2e::{
     bin, certs_init,
     cluster::start_agent,
+    gateway_args,
     process::Service,
     stack::{ADMIN, ADMIN_PASSWORD},
     tls_args,
@@ -392,24 +393,13 @@ impl Deployment {
 
         let secret_file = dir.path().join("jwt-secret");
         std::fs::write(&secret_file, b"authz-matrix-secret-0123456789abcdef-0123456789").unwrap();
-        let mut args = strings(&["--listen", "127.0.0.1:0", "--internal-listen", "127.0.0.1:0"]);
-        args.extend([
-            "--database-url".into(),
-            format!("sqlite://{}?mode=rwc", dir.path().join("gateway.db").display()),
-            "--jwt-secret-file".into(),
-            secret_file.display().to_string(),
-            "--admin-username".into(),
-            ADMIN.into(),
-            "--upstream".into(),
-            format!(
-                "scheduler=https://localhost:{},analyzer=https://localhost:{}",
-                scheduler.addr("grpc").port(),
-                analyzer.addr("grpc").port()
-            ),
-        ]);
+        let upstreams = [
+            format!("scheduler=https://localhost:{}", scheduler.addr("grpc").port()),
+            format!("analyzer=https://localhost:{}", analyzer.addr("grpc").port()),
+        ];
+        let mut args = gateway_args(dir.path(), &secret_file, &upstreams);
         // The table logs in a few dozen times from one address within the minute.
         args.extend(strings(&["--login-per-user", "1000", "--login-per-peer", "1000"]));
-        args.extend(tls_args(&certs, "gateway"));
         let env = [("PERSYS_GATEWAY_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string())];
         let gateway =
             Service::start("gateway", bin("gateway").unwrap(), &args, &env, dir.path(), timeout).await.unwrap();
