@@ -374,6 +374,55 @@ pub async fn serve(
     Ok(())
 }
 
+/// Serves `router` over HTTPS (HTTP/1.1 and HTTP/2, server certificate of `tls`, no client
+/// certificate asked) on `listener` until `shutdown`, then lets open requests finish. For
+/// callers that hold no Persys identity but trust the CA, such as the Kubernetes API server
+/// calling an admission webhook; everything internal uses [`serve`] with mTLS. Handshakes run
+/// off the accept loop, as in [`serve`].
+pub async fn serve_https(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: &Arc<crate::tls::Tls>,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    let config = tls.server_config_with(&[b"h2", b"http/1.1"], false);
+    let listener = TlsListener { streams: tls_incoming(listener, config, shutdown.clone()), local };
+    tracing::info!(addr = %local, "serving https");
+    axum::serve(listener, router).with_graceful_shutdown(shutdown.wait()).await?;
+    tracing::info!(addr = %local, "stopped");
+    Ok(())
+}
+
+/// Handshaken TLS connections as an [`axum::serve::Listener`].
+struct TlsListener {
+    streams: ReceiverStream<Result<tokio_rustls::server::TlsStream<TcpStream>, std::io::Error>>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.streams.next().await {
+                Some(Ok(stream)) => {
+                    let peer = stream.get_ref().0.peer_addr().unwrap_or(self.local);
+                    return (stream, peer);
+                }
+                Some(Err(_)) => continue,
+                // The accept loop stopped at shutdown; the graceful shutdown ends the server.
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
 /// Adapts the boxed stack to what tonic's `serve_with_incoming_shutdown` expects.
 #[derive(Clone)]
 struct ServiceFn(HttpService);
@@ -447,5 +496,80 @@ mod tests {
         assert!(!is_plain_http(&Request::post("/").body(()).unwrap()));
         assert!(is_plain_http(&Request::get("/").body(()).unwrap()));
         assert!(is_plain_http(&Request::head("/index.html").body(()).unwrap()));
+    }
+
+    /// Issues a CA and a server certificate for 127.0.0.1 into `dir`; returns the CA PEM.
+    fn issue_server(dir: &std::path::Path) -> (crate::tls::TlsPaths, String) {
+        use crate::{
+            identity::Identity,
+            pki::{Ca, LeafRequest},
+        };
+        let ca = Ca::generate("webhook-test", Duration::from_secs(3600)).unwrap();
+        let leaf = ca
+            .issue(&LeafRequest {
+                identity: Identity::Service("reconciler".into()),
+                dns_names: vec!["localhost".into()],
+                ips: vec!["127.0.0.1".parse().unwrap()],
+                validity: Duration::from_secs(600),
+            })
+            .unwrap();
+        let paths =
+            crate::tls::TlsPaths { ca: dir.join("ca.pem"), cert: dir.join("cert.pem"), key: dir.join("key.pem") };
+        std::fs::write(&paths.ca, ca.cert_pem()).unwrap();
+        std::fs::write(&paths.cert, &leaf.cert_pem).unwrap();
+        std::fs::write(&paths.key, &leaf.key_pem).unwrap();
+        (paths, ca.cert_pem().to_owned())
+    }
+
+    /// Sends one HTTP/1.1 POST over TLS trusting `ca_pem` alone, with no client certificate.
+    async fn post(addr: SocketAddr, ca_pem: &str, path: &str, body: &str) -> std::io::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(addr).await?;
+        let name = rustls::pki_types::ServerName::from(addr.ip());
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tls.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        tls.read_to_string(&mut response).await?;
+        Ok(response)
+    }
+
+    #[tokio::test]
+    async fn https_serves_callers_without_a_client_certificate_and_stops_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (paths, ca_pem) = issue_server(dir.path());
+        let tls = crate::tls::Tls::load(paths).unwrap();
+        let router = axum::Router::new()
+            .route("/validate", axum::routing::post(|body: String| async move { format!("seen {body}") }));
+        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let server = tokio::spawn(async move { serve_https(listener, router, &tls, shutdown).await });
+
+        let response = post(addr, &ca_pem, "/validate", r#"{"kind":"AdmissionReview"}"#).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with(r#"seen {"kind":"AdmissionReview"}"#), "{response}");
+        let missing = post(addr, &ca_pem, "/other", "").await.unwrap();
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+
+        // A caller trusting another CA refuses the server's certificate.
+        let other = tempfile::tempdir().unwrap();
+        let (_, other_ca) = issue_server(other.path());
+        assert!(post(addr, &other_ca, "/validate", "{}").await.is_err());
+
+        trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "the listener closes after shutdown");
     }
 }
