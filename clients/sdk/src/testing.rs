@@ -74,3 +74,37 @@ where
         other => panic!("workload {id} never reached the condition ({other:?}); last seen: {last:#?}"),
     }
 }
+
+/// Follows the logs of workload `id` through `client` until they contain `needle` and returns
+/// the text read; panics after `timeout` (or when the stream ends) with what it read.
+pub async fn expect_log<T>(
+    client: &SchedulerServiceClient<T>,
+    id: &str,
+    needle: &str,
+    timeout: std::time::Duration,
+) -> String
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    use persys_proto::scheduler::v1::StreamLogsRequest;
+    let mut text = String::new();
+    let read = tokio::time::timeout(timeout, async {
+        let request = StreamLogsRequest { workload_id: id.into(), follow: true, ..Default::default() };
+        let mut logs = client.clone().stream_logs(request).await?.into_inner();
+        while let Some(m) = logs.message().await? {
+            text.push_str(&String::from_utf8_lossy(&m.chunk.unwrap_or_default().data));
+            if text.contains(needle) {
+                return Ok(true);
+            }
+        }
+        Ok::<_, Status>(false)
+    })
+    .await;
+    match read {
+        Ok(Ok(true)) => text,
+        other => panic!("the logs of workload {id} never showed {needle:?} ({other:?}); read: {text:?}"),
+    }
+}

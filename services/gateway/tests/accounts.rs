@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{HOUR, policy};
+
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use persys_gateway::{
@@ -23,16 +25,6 @@ use tempfile::TempDir;
 const SECRET: [u8; 32] = [7; 32];
 const PASSWORD: &str = "correct horse battery staple";
 const PEER: &str = "192.0.2.10:40000";
-const HOUR: Duration = Duration::from_secs(3600);
-
-/// Limits loose enough never to interfere, unless a test tightens them.
-fn policy() -> Policy {
-    Policy {
-        login_per_user: Rate { burst: 1000, period: HOUR },
-        login_per_peer: Rate { burst: 1000, period: HOUR },
-        ..Policy::default()
-    }
-}
 
 fn accounts_over<S: Store>(store: S, policy: Policy) -> Accounts<S> {
     Accounts::new(Arc::new(store), TokenKeys::new(&SECRET), policy)

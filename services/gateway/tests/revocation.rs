@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::policy;
+
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -13,7 +15,6 @@ use persys_gateway::{
     auth::TokenKeys,
     grpc::public_routes,
     proxy::Proxy,
-    ratelimit::Rate,
     store::SqlStore,
 };
 use persys_kit::identity::Role;
@@ -24,15 +25,6 @@ use tonic::{Code, Status};
 use tower::ServiceExt;
 
 const PASSWORD: &str = "correct horse battery staple";
-const HOUR: Duration = Duration::from_secs(3600);
-
-fn policy() -> Policy {
-    Policy {
-        login_per_user: Rate { burst: 1000, period: HOUR },
-        login_per_peer: Rate { burst: 1000, period: HOUR },
-        ..Policy::default()
-    }
-}
 
 /// The public side of one gateway replica over a store.
 struct Gateway {

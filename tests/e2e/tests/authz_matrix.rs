@@ -27,6 +27,7 @@ use std::{
     time::Duration,
 };
 
+use persys_client::testing::{expect_log, expect_workload};
 use persys_e2e::{
     bin, certs_init,
     cluster::start_agent,
@@ -643,42 +644,11 @@ impl World {
     async fn start_running_workload(&self) -> String {
         let spec = self.spec("main", &format!("echo {HELLO}; exec sleep 3600"));
         let id = self.create(Caller::Member, spec).await.expect("the member creates a workload").id;
-        let mut member = self.scheduler(Caller::Member);
-        let mut watch = member
-            .watch_workloads(pb::WatchWorkloadsRequest { workload_id: id.clone(), ..Default::default() })
-            .await
-            .unwrap()
-            .into_inner();
-        let mut last = None;
-        let running = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(e) = watch.message().await.unwrap() {
-                if let Some(w) = e.workload {
-                    if w.status.as_ref().is_some_and(|s| s.phase == pb::WorkloadPhase::Running as i32) {
-                        return true;
-                    }
-                    last = Some(w);
-                }
-            }
-            false
-        })
-        .await;
-        assert!(matches!(running, Ok(true)), "the member's workload never ran; last: {last:#?}");
-        let mut logs = member
-            .stream_logs(pb::StreamLogsRequest { workload_id: id.clone(), follow: true, ..Default::default() })
-            .await
-            .unwrap()
-            .into_inner();
-        let mut text = String::new();
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(m) = logs.message().await.unwrap() {
-                text.push_str(&String::from_utf8_lossy(&m.chunk.unwrap_or_default().data));
-                if text.contains(HELLO) {
-                    return;
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("the member's workload never logged; got {text:?}"));
+        let member = self.scheduler(Caller::Member);
+        let running =
+            |w: &pb::Workload| w.status.as_ref().is_some_and(|s| s.phase == pb::WorkloadPhase::Running as i32);
+        expect_workload(&member, &id, Duration::from_secs(60), running).await;
+        expect_log(&member, &id, HELLO, Duration::from_secs(30)).await;
         id
     }
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use persys_client::testing::AsUser;
+use persys_client::testing::{AsUser, expect_workload};
 use persys_e2e::{bin, certs_init, process::Service, tls_args};
 use persys_kit::identity::Role;
 use persys_kit::{client::ClientOptions, testing::require_env, tls::CertsDir};
@@ -112,26 +112,10 @@ async fn sigkill_of_the_leader_hands_over_within_the_lease_ttl() {
         .into_inner()
         .workload
         .unwrap();
-    let mut watch = api
-        .watch_workloads(pb::WatchWorkloadsRequest { workload_id: w.id.clone(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner();
-    let running = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(e) = watch.message().await.unwrap() {
-            if e.workload
-                .as_ref()
-                .and_then(|w| w.status.as_ref())
-                .is_some_and(|s| s.phase == pb::WorkloadPhase::Running as i32)
-            {
-                return true;
-            }
-        }
-        false
+    expect_workload(&api, &w.id, Duration::from_secs(60), |w| {
+        w.status.as_ref().is_some_and(|s| s.phase == pb::WorkloadPhase::Running as i32)
     })
-    .await
-    .unwrap_or(false);
-    assert!(running, "the workload never ran after the failover; scheduler log:\n{}", two.log());
+    .await;
     api.delete_workload(pb::DeleteWorkloadRequest { id: w.id, force: true, ..Default::default() }).await.unwrap();
     let ids = std::process::Command::new("docker")
         .env("DOCKER_HOST", &docker_host)

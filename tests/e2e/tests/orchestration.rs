@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use persys_client::testing::expect_workload;
+use persys_client::testing::{expect_log, expect_workload};
 use persys_e2e::{
     cluster::{Cluster, ClusterOptions},
     stack::{ADMIN, ADMIN_PASSWORD, Bearer, bearer},
@@ -157,23 +157,7 @@ async fn a_workload_runs_in_a_container_logs_and_stops() {
     assert_eq!(running.status.unwrap().instances[0].node_id, node);
     assert_eq!(containers_of(&env, &created.id), vec![(node.clone(), "running".to_string())]);
 
-    let mut logs = ada
-        .stream_logs(pb::StreamLogsRequest { workload_id: created.id.clone(), follow: true, ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut text = String::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(m) = logs.message().await.unwrap() {
-            text.push_str(&String::from_utf8_lossy(&m.chunk.unwrap().data));
-            if text.contains("hello-from-a-container") {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no log line, got {text:?}"));
-    drop(logs);
+    expect_log(&ada, &created.id, "hello-from-a-container", Duration::from_secs(30)).await;
 
     // An admin runs a command inside the container, and so does its owner.
     let exec = admin

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use persys_client::testing::{expect_log, expect_workload};
 use persys_e2e::{bin, process::Service, stack::bearer};
 use persys_kit::client::{ClientOptions, plain_channel};
 use persys_proto::{
@@ -71,50 +72,13 @@ async fn the_stack_runs_a_workload_end_to_end() {
         .workload
         .unwrap();
 
-    let mut watch = api
-        .watch_workloads(pb::WatchWorkloadsRequest { workload_id: w.id.clone(), ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner();
     let phase = |w: &pb::Workload| pb::WorkloadPhase::try_from(w.status.as_ref().map_or(0, |s| s.phase)).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(e) = watch.message().await.unwrap() {
-            if e.workload.as_ref().is_some_and(|w| phase(w) == pb::WorkloadPhase::Running) {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("workload never ran; stack log:\n{}", stack.log()));
+    expect_workload(&api, &w.id, Duration::from_secs(30), |w| phase(w) == pb::WorkloadPhase::Running).await;
 
     // Logs cross gateway, scheduler and agent; follow until the line shows up.
-    let mut logs = api
-        .stream_logs(pb::StreamLogsRequest { workload_id: w.id.clone(), follow: true, ..Default::default() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut text = String::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(chunk) = logs.message().await.unwrap() {
-            text.push_str(&String::from_utf8_lossy(&chunk.chunk.unwrap().data));
-            if text.contains("hello-from-the-stack") {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no log line; got {text:?}"));
-    drop(logs);
+    expect_log(&api, &w.id, "hello-from-the-stack", Duration::from_secs(30)).await;
 
     api.stop_workload(pb::StopWorkloadRequest { id: w.id.clone(), ..Default::default() }).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(e) = watch.message().await.unwrap() {
-            if e.workload.as_ref().is_some_and(|w| phase(w) == pb::WorkloadPhase::Stopped) {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("workload never stopped; stack log:\n{}", stack.log()));
+    expect_workload(&api, &w.id, Duration::from_secs(30), |w| phase(w) == pb::WorkloadPhase::Stopped).await;
     assert!(stack.stop().await.unwrap(), "the stack exits cleanly on SIGTERM");
 }

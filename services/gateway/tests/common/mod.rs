@@ -11,6 +11,19 @@ use sqlx::{AssertSqlSafe, Connection, postgres::PgConnection};
 use tempfile::TempDir;
 
 /// The variable `scripts/test` exports: a PostgreSQL URL of a role that may `CREATE DATABASE`.
+/// An hour.
+pub const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Limits loose enough never to interfere, unless a test tightens them.
+pub fn policy() -> persys_gateway::accounts::Policy {
+    use persys_gateway::{accounts::Policy, ratelimit::Rate};
+    Policy {
+        login_per_user: Rate { burst: 1000, period: HOUR },
+        login_per_peer: Rate { burst: 1000, period: HOUR },
+        ..Policy::default()
+    }
+}
+
 pub const PG_ADMIN_ENV: &str = "PERSYS_TEST_PG_ADMIN_URL";
 
 /// Returns a store on a new SQLite file; the file lives as long as the returned directory.
