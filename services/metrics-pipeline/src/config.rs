@@ -1,0 +1,114 @@
+//! The pipeline's configuration: every flag is also a `PERSYS_METRICS_*` environment variable
+//! (the service is named `metrics`; only the crate and binary say `metrics-pipeline`).
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, Parser};
+use persys_kit::{
+    config::{ConfigError, TelemetryArgs, TlsArgs, parse_duration},
+    tls::CertsDir,
+};
+
+/// The Persys metrics pipeline: host metrics from agents into PostgreSQL, and queries.
+#[derive(Parser, Debug)]
+#[command(name = "metrics-pipeline", version, about, long_about = None)]
+pub struct Cli {
+    /// Serving options.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Options of the server.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// gRPC address (mTLS): agents ingest, the gateway and services query.
+    #[arg(long, env = "PERSYS_METRICS_LISTEN", default_value = "127.0.0.1:7400")]
+    pub listen: SocketAddr,
+    /// PostgreSQL URL, e.g. `postgres://persys@db/persys_metrics`.
+    #[arg(long, env = "PERSYS_METRICS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Most database connections.
+    #[arg(long, env = "PERSYS_METRICS_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
+    pub database_max_connections: u32,
+    /// Services allowed to query, by certificate identity (comma-separated); users come
+    /// through the gateway.
+    #[arg(
+        long = "allowed-caller",
+        env = "PERSYS_METRICS_ALLOWED_CALLERS",
+        value_delimiter = ',',
+        default_value = "gateway,reconciler,stack"
+    )]
+    pub allowed_callers: Vec<String>,
+    /// How long raw samples are kept; older samples are refused at ingest, e.g. `7d`.
+    #[arg(long, env = "PERSYS_METRICS_RAW_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub raw_retention: Duration,
+    /// How many live samples a watcher may fall behind before it is dropped.
+    #[arg(long, env = "PERSYS_METRICS_WATCH_BUFFER", default_value_t = 1024)]
+    pub watch_buffer: usize,
+    /// How long in-flight calls may finish after SIGTERM.
+    #[arg(long, env = "PERSYS_METRICS_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// mTLS material.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Logs, traces, metrics.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+impl ServeArgs {
+    /// A pipeline on a loopback port the system picks, over `database_url`, with the
+    /// `metrics` certificate under `certs` and the flags' defaults otherwise.
+    pub fn loopback(certs: &CertsDir, database_url: String) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url,
+            database_max_connections: 8,
+            allowed_callers: ["gateway", "reconciler", "stack"].map(String::from).to_vec(),
+            raw_retention: Duration::from_secs(7 * 86_400),
+            watch_buffer: 1024,
+            drain_timeout: Duration::from_secs(10),
+            tls: TlsArgs::from_certs(certs, crate::SERVICE),
+            telemetry: TelemetryArgs::embedded(),
+        }
+    }
+
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.watch_buffer == 0 {
+            return Err(ConfigError("--watch-buffer / PERSYS_METRICS_WATCH_BUFFER must be at least 1".into()));
+        }
+        if self.raw_retention < Duration::from_secs(3600) {
+            return Err(ConfigError("--raw-retention / PERSYS_METRICS_RAW_RETENTION must be at least 1h".into()));
+        }
+        if !self.database_url.starts_with("postgres://") && !self.database_url.starts_with("postgresql://") {
+            return Err(ConfigError("--database-url / PERSYS_METRICS_DATABASE_URL must be a postgres:// URL".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use persys_kit::tls::CertsDir;
+
+    use super::{Cli, ServeArgs};
+
+    #[test]
+    fn loopback_is_the_flags_defaults() {
+        let certs = CertsDir::new("/certs");
+        let mut argv: Vec<String> = ["metrics-pipeline", "--listen", "127.0.0.1:0", "--admin-listen", "off"]
+            .into_iter()
+            .chain(["--database-url", "postgres://db/m", "--log-format", "text"])
+            .map(String::from)
+            .collect();
+        argv.extend(certs.tls_flags("metrics"));
+        let parsed = Cli::try_parse_from(argv).unwrap().serve;
+        let built = ServeArgs::loopback(&certs, "postgres://db/m".into());
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+        assert!(built.validate().is_ok());
+        let sqlite = ServeArgs { database_url: "sqlite://x.db".into(), ..built };
+        assert!(sqlite.validate().unwrap_err().0.contains("postgres://"));
+    }
+}

@@ -1,0 +1,95 @@
+//! The Persys metrics pipeline (service name `metrics`): agents stream host and container
+//! metrics in batches over mTLS ([`ingest`]); each batch is committed to PostgreSQL once per
+//! (node, batch sequence) and only then acknowledged ([`store`]); range queries, each node's
+//! newest sample and a live watch answer the dashboard and the CLIs through the gateway
+//! ([`query`]).
+//!
+//! Not here yet (see issue 12): rollups and retention jobs, the Prometheus endpoint, alerts,
+//! host commands and DORA.
+
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod query;
+pub mod samples;
+pub mod store;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use persys_kit::{
+    identity::{AuthorizeLayer, Matcher, Policy},
+    metrics::Metrics,
+    server::{Health, ServeError, ServerOptions, announce_ready, base_routes, bind, serve, spawn_admin},
+    shutdown::Shutdown,
+};
+use persys_proto::metrics::v1::{
+    metrics_ingest_service_server::MetricsIngestServiceServer, metrics_query_service_server::MetricsQueryServiceServer,
+};
+use tonic::service::Routes;
+
+use crate::{config::ServeArgs, error::PipelineError, ingest::Ingest, query::Query, store::Store};
+
+/// The service's name: its identity `spiffe://persys/metrics`, certificate directory and
+/// gateway upstream key.
+pub const SERVICE: &str = "metrics";
+
+/// Agents may ingest (each for its own node, checked per batch); `callers` may query.
+pub fn authorize(callers: &[String]) -> AuthorizeLayer {
+    let policy = Policy::new()
+        .allow("/persys.metrics.v1.MetricsIngestService/", [Matcher::AnyAgent])
+        .allow("/persys.metrics.v1.MetricsQueryService/", callers.iter().map(|c| Matcher::Service(c.clone())));
+    AuthorizeLayer::new(policy)
+}
+
+/// Builds the routes with both services mounted and SERVING.
+pub async fn routes(ingest: Ingest, query: Query) -> Result<(Routes, Health), ServeError> {
+    let (routes, health) = base_routes(&[])?;
+    health.serving::<MetricsIngestServiceServer<Ingest>>().await;
+    health.serving::<MetricsQueryServiceServer<Query>>().await;
+    let routes =
+        routes.add_service(MetricsIngestServiceServer::new(ingest)).add_service(MetricsQueryServiceServer::new(query));
+    Ok((routes, health))
+}
+
+/// A started pipeline.
+pub struct Running {
+    /// The gRPC address.
+    pub addr: SocketAddr,
+    /// The store, for invariants in tests.
+    pub store: Arc<Store>,
+    /// Ends when the server has drained after shutdown.
+    pub served: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+/// Opens the store, binds and starts serving; returns once the port accepts calls.
+pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, PipelineError> {
+    args.validate()?;
+    args.telemetry.admin_addr()?;
+    let tls = args.tls.load()?;
+    let store = Arc::new(Store::connect(&args.database_url, args.database_max_connections).await?);
+    let metrics = Metrics::new();
+    let admin = spawn_admin(&args.telemetry, &metrics, shutdown.clone()).await?;
+    let (live, _) = tokio::sync::broadcast::channel(args.watch_buffer);
+    let max_age_ms = args.raw_retention.as_millis() as i64;
+    let ingest = Ingest::new(store.clone(), live.clone(), max_age_ms);
+    let query = Query::new(store.clone(), live);
+    let (routes, health) = routes(ingest, query).await?;
+    let (listener, addr) = bind(args.listen).await?;
+    announce_ready("metrics-pipeline", &[("grpc", Some(addr)), ("admin", admin)]);
+    let options = ServerOptions {
+        tls: Some(tls.server_config(&[b"h2"])),
+        authorize: Some(authorize(&args.allowed_callers)),
+        metrics: Some(metrics),
+        drain_timeout: args.drain_timeout,
+        ..ServerOptions::default()
+    };
+    let served = tokio::spawn(serve(listener, routes, options, Some(health), shutdown));
+    Ok(Running { addr, store, served })
+}
+
+/// Runs the pipeline until `shutdown`, then drains.
+pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), PipelineError> {
+    let running = start(args, shutdown).await?;
+    running.served.await??;
+    Ok(())
+}

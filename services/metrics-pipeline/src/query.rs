@@ -1,0 +1,304 @@
+//! `MetricsQueryService`: range queries over the stored samples, each node's newest sample,
+//! and a live watch fanned out to any number of subscribers without slowing ingest.
+
+use std::{pin::Pin, sync::Arc};
+
+use futures::Stream;
+use persys_kit::{ApiError, FieldViolation, error::Violations, identity::Caller, identity::Role};
+use persys_proto::{
+    common::v1::{PageResponse, WatchEventType},
+    metrics::v1::{
+        DataPoint, HostMetrics, LatestHostMetricsRequest, LatestHostMetricsResponse, Metric, QueryRangeRequest,
+        QueryRangeResponse, Rollup, Series, WatchHostMetricsRequest, WatchHostMetricsResponse,
+        metrics_query_service_server::MetricsQueryService,
+    },
+};
+use prost::Message;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::store::{RangeQuery, Store};
+
+/// Most points one range query may return per series (as Prometheus: 11,000).
+pub const MAX_POINTS: i64 = 11_000;
+
+/// The query side.
+#[derive(Clone)]
+pub struct Query {
+    store: Arc<Store>,
+    live: broadcast::Sender<Arc<HostMetrics>>,
+}
+
+impl Query {
+    /// Queries over `store`; live samples come from `live`.
+    pub fn new(store: Arc<Store>, live: broadcast::Sender<Arc<HostMetrics>>) -> Self {
+        Self { store, live }
+    }
+}
+
+/// Host metrics show every node of the cluster: a user must be an admin. Services calling on
+/// their own behalf (no user) are trusted by the caller policy.
+fn check_may_read<T>(request: &Request<T>) -> Result<(), ApiError> {
+    let Some(caller) = Caller::of(request) else { return Err(ApiError::Unauthenticated("no caller identity".into())) };
+    match (&caller.identity, &caller.user) {
+        (_, Some(user)) if user.role == Role::Admin => Ok(()),
+        (_, Some(user)) => Err(ApiError::PermissionDenied(format!(
+            "host metrics are visible to admins only, and {} is a {:?}",
+            user.name, user.role
+        ))),
+        (persys_kit::Identity::Service(s), None) if s == "gateway" => {
+            Err(ApiError::Unauthenticated("this call needs a user; call it through the gateway".into()))
+        }
+        (_, None) => Ok(()),
+    }
+}
+
+fn ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos) / 1_000_000)
+}
+
+fn ts(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+}
+
+/// Validates a range request into a query; `now_ms` stands for an unset end.
+pub fn range_query(r: &QueryRangeRequest, now_ms: i64) -> Result<RangeQuery, ApiError> {
+    let mut v = Violations::new();
+    v.check(r.metrics.is_empty(), "metrics", "name at least one metric");
+    let mut metrics = Vec::new();
+    for (i, m) in r.metrics.iter().enumerate() {
+        match Metric::try_from(*m) {
+            Ok(Metric::Unspecified) | Err(_) => {
+                v.check(true, &format!("metrics[{i}]"), format!("unknown metric {m}"));
+            }
+            Ok(Metric::SecondsSinceLastSample) => {
+                v.check(true, &format!("metrics[{i}]"), "seconds_since_last_sample is for alert rules, not stored");
+            }
+            Ok(metric) => metrics.push(metric),
+        }
+    }
+    let start = r.range.as_ref().and_then(|r| r.start.as_ref()).map(ms);
+    let end = r.range.as_ref().and_then(|r| r.end.as_ref()).map_or(now_ms, ms);
+    v.check(start.is_none(), "range.start", "required");
+    let step =
+        r.step.as_ref().map_or(0, |d| d.seconds.saturating_mul(1000).saturating_add(i64::from(d.nanos) / 1_000_000));
+    v.check(step <= 0, "step", "must be at least 1ms");
+    let rollup = Rollup::try_from(r.rollup).ok();
+    v.check(rollup.is_none(), "rollup", format!("unknown rollup {}", r.rollup));
+    for k in r.match_labels.keys() {
+        v.check(k.is_empty(), "match_labels", "label names are not empty");
+    }
+    if let Some(start) = start {
+        v.check(start >= end, "range", "start must be before end");
+        if step > 0 && start < end {
+            let points = (end - start + step - 1) / step;
+            v.check(
+                points > MAX_POINTS,
+                "step",
+                format!("{points} points per series; at most {MAX_POINTS}: use a larger step or a shorter range"),
+            );
+        }
+    }
+    v.finish()?;
+    Ok(RangeQuery {
+        node_ids: r.node_ids.clone(),
+        metrics,
+        match_labels: r.match_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        start_ms: start.unwrap_or_default(),
+        end_ms: end,
+        step_ms: step,
+        rollup: match rollup {
+            None | Some(Rollup::Unspecified) => Rollup::Avg,
+            Some(r) => r,
+        },
+    })
+}
+
+impl Query {
+    /// Fails with INVALID_ARGUMENT naming each of `node_ids` that never sent metrics.
+    async fn check_nodes(&self, node_ids: &[String]) -> Result<(), ApiError> {
+        if node_ids.is_empty() {
+            return Ok(());
+        }
+        let known = self.store.known_nodes(node_ids).await.map_err(ApiError::internal)?;
+        let unknown: Vec<FieldViolation> = node_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !known.contains(*n))
+            .map(|(i, n)| FieldViolation::new(format!("node_ids[{i}]"), format!("no metrics from node {n:?}")))
+            .collect();
+        if unknown.is_empty() { Ok(()) } else { Err(ApiError::InvalidArgument(unknown)) }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn without_containers(mut m: HostMetrics, include: bool) -> HostMetrics {
+    if !include {
+        m.containers.clear();
+    }
+    m
+}
+
+#[tonic::async_trait]
+impl MetricsQueryService for Query {
+    async fn query_range(&self, request: Request<QueryRangeRequest>) -> Result<Response<QueryRangeResponse>, Status> {
+        check_may_read(&request)?;
+        let r = request.into_inner();
+        let q = range_query(&r, now_ms())?;
+        self.check_nodes(&q.node_ids).await?;
+        let found = self.store.range(&q).await.map_err(ApiError::internal)?;
+        let series = found
+            .into_iter()
+            .map(|s| Series {
+                metric: s.metric as i32,
+                node_id: s.node_id,
+                labels: s.labels.into_iter().collect(),
+                points: s.points.into_iter().map(|(t, value)| DataPoint { time: Some(ts(t)), value }).collect(),
+            })
+            .collect();
+        let step = prost_types::Duration { seconds: q.step_ms / 1000, nanos: ((q.step_ms % 1000) * 1_000_000) as i32 };
+        Ok(Response::new(QueryRangeResponse { series, step: Some(step) }))
+    }
+
+    async fn latest_host_metrics(
+        &self,
+        request: Request<LatestHostMetricsRequest>,
+    ) -> Result<Response<LatestHostMetricsResponse>, Status> {
+        check_may_read(&request)?;
+        let r = request.into_inner();
+        let page = r.page.unwrap_or_default();
+        let size = match page.page_size {
+            n if n <= 0 => 50,
+            n => i64::from(n.min(1000)),
+        };
+        self.check_nodes(&r.node_ids).await?;
+        let rows = self.store.latest(&r.node_ids, &page.page_token, size + 1).await.map_err(ApiError::internal)?;
+        let more = rows.len() as i64 > size;
+        let mut metrics = Vec::new();
+        for (_, payload) in rows.into_iter().take(size as usize) {
+            let m = HostMetrics::decode(payload.as_slice()).map_err(ApiError::internal)?;
+            metrics.push(without_containers(m, r.include_containers));
+        }
+        let next_page_token =
+            if more { metrics.last().map(|m| m.node_id.clone()).unwrap_or_default() } else { String::new() };
+        Ok(Response::new(LatestHostMetricsResponse {
+            metrics,
+            page: Some(PageResponse { next_page_token, total_size: None }),
+        }))
+    }
+
+    type WatchHostMetricsStream = Pin<Box<dyn Stream<Item = Result<WatchHostMetricsResponse, Status>> + Send>>;
+
+    async fn watch_host_metrics(
+        &self,
+        request: Request<WatchHostMetricsRequest>,
+    ) -> Result<Response<Self::WatchHostMetricsStream>, Status> {
+        check_may_read(&request)?;
+        let r = request.into_inner();
+        self.check_nodes(&r.node_ids).await?;
+        // Subscribe before reading the snapshot, so nothing falls between the two.
+        let mut live = self.live.subscribe();
+        let snapshot = self.store.latest(&r.node_ids, "", 10_000).await.map_err(ApiError::internal)?;
+        let (tx, rx) = mpsc::channel(64);
+        let wanted: std::collections::HashSet<String> = r.node_ids.iter().cloned().collect();
+        let include = r.include_containers;
+        tokio::spawn(async move {
+            let mut revision = 0i64;
+            for (_, payload) in snapshot {
+                let Ok(m) = HostMetrics::decode(payload.as_slice()) else { continue };
+                revision += 1;
+                let event = WatchHostMetricsResponse {
+                    r#type: WatchEventType::Added as i32,
+                    metrics: Some(without_containers(m, include)),
+                    revision,
+                };
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let m = match live.recv().await {
+                    Ok(m) => m,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        let status = Status::resource_exhausted(format!(
+                            "this watcher fell {missed} samples behind and was dropped; watch again"
+                        ));
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if !wanted.is_empty() && !wanted.contains(&m.node_id) {
+                    continue;
+                }
+                revision += 1;
+                let event = WatchHostMetricsResponse {
+                    r#type: WatchEventType::Modified as i32,
+                    metrics: Some(without_containers((*m).clone(), include)),
+                    revision,
+                };
+                // A full buffer means a slow reader: drop it rather than wait.
+                match tx.try_send(Ok(event)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        let status =
+                            Status::resource_exhausted("this watcher read too slowly and was dropped; watch again");
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use persys_proto::common::v1::TimeRange;
+
+    use super::*;
+
+    fn request(start: i64, end: i64, step_ms: i64) -> QueryRangeRequest {
+        QueryRangeRequest {
+            metrics: vec![Metric::CpuUsagePercent as i32],
+            range: Some(TimeRange { start: Some(ts(start)), end: Some(ts(end)) }),
+            step: Some(prost_types::Duration { seconds: step_ms / 1000, nanos: ((step_ms % 1000) * 1_000_000) as i32 }),
+            ..Default::default()
+        }
+    }
+
+    fn fields(e: ApiError) -> Vec<String> {
+        match e {
+            ApiError::InvalidArgument(v) => v.into_iter().map(|f| f.field).collect(),
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_request_becomes_a_query() {
+        let q = range_query(&request(1_000, 61_000, 10_000), 0).unwrap();
+        assert_eq!((q.start_ms, q.end_ms, q.step_ms, q.rollup), (1_000, 61_000, 10_000, Rollup::Avg));
+        assert_eq!(q.metrics, vec![Metric::CpuUsagePercent]);
+        let open =
+            QueryRangeRequest { range: Some(TimeRange { start: Some(ts(1_000)), end: None }), ..request(0, 0, 1000) };
+        assert_eq!(range_query(&open, 5_000).unwrap().end_ms, 5_000, "an unset end is now");
+    }
+
+    #[test]
+    fn bad_requests_name_each_field() {
+        let mut r = request(5_000, 1_000, 0);
+        r.metrics = vec![0, 99];
+        r.rollup = 42;
+        assert_eq!(fields(range_query(&r, 0).unwrap_err()), ["metrics[0]", "metrics[1]", "step", "rollup", "range"]);
+        assert_eq!(fields(range_query(&request(0, 86_400_000, 1), 0).unwrap_err()), ["step"], "too many points");
+        let mut no_start = request(0, 1, 1);
+        no_start.range = None;
+        assert_eq!(fields(range_query(&no_start, 10).unwrap_err()), ["range.start"]);
+    }
+}

@@ -1,0 +1,281 @@
+//! PostgreSQL: batches (for exactly-once ingest), raw samples in daily partitions, and the
+//! newest sample of each node.
+
+use std::{collections::HashSet, sync::Mutex};
+
+use persys_proto::metrics::v1::{Metric, Rollup};
+use sqlx::{
+    AssertSqlSafe, PgPool, Row as _,
+    postgres::{PgPoolOptions, PgRow},
+};
+
+use crate::samples::{Labels, Row};
+
+/// One day in milliseconds: the width of a partition.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database answered with an error or could not be reached.
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be read back.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// What became of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Committed {
+    /// Stored now, with this many rows.
+    Stored(usize),
+    /// Already stored before: nothing written.
+    Duplicate,
+}
+
+/// One batch to commit.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    /// The sending node.
+    pub node_id: &'a str,
+    /// Its sequence number on the node.
+    pub batch_seq: u64,
+    /// Samples the agent dropped so far.
+    pub dropped: u64,
+    /// Samples in the batch.
+    pub samples: usize,
+    /// The rows to store.
+    pub rows: &'a [Row],
+    /// The newest sample (time, encoded `HostMetrics`), if any.
+    pub latest: Option<(i64, Vec<u8>)>,
+    /// Now, Unix milliseconds.
+    pub now_ms: i64,
+}
+
+/// A series answered by a range query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesPoints {
+    /// Node.
+    pub node_id: String,
+    /// Metric.
+    pub metric: Metric,
+    /// Labels.
+    pub labels: Labels,
+    /// (bucket start in Unix ms, value), oldest first.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// What a range query asks.
+#[derive(Clone, Debug)]
+pub struct RangeQuery {
+    /// Nodes; empty means all.
+    pub node_ids: Vec<String>,
+    /// Metrics (at least one).
+    pub metrics: Vec<Metric>,
+    /// Series must carry these labels.
+    pub match_labels: Labels,
+    /// Inclusive start, Unix ms.
+    pub start_ms: i64,
+    /// Exclusive end, Unix ms.
+    pub end_ms: i64,
+    /// Bucket width, ms (> 0).
+    pub step_ms: i64,
+    /// How a bucket's values combine.
+    pub rollup: Rollup,
+}
+
+/// The pipeline's database.
+#[derive(Debug)]
+pub struct Store {
+    pool: PgPool,
+    /// Days whose partition exists.
+    partitions: Mutex<HashSet<i64>>,
+}
+
+impl Store {
+    /// Connects to `url` (PostgreSQL) and brings the schema up to date.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new().max_connections(max_connections).connect(url).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool, partitions: Mutex::new(HashSet::new()) })
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates the daily partitions that `rows` fall in, if missing.
+    async fn ensure_partitions(&self, rows: &[Row]) -> Result<(), StoreError> {
+        let days: HashSet<i64> = rows.iter().map(|r| r.time_ms.div_euclid(DAY_MS)).collect();
+        let missing: Vec<i64> = {
+            let known = self.partitions.lock().expect("partitions lock");
+            days.into_iter().filter(|d| !known.contains(d)).collect()
+        };
+        for day in missing {
+            let mut tx = self.pool.begin().await?;
+            // Replicas may create the same partition at once; one at a time.
+            sqlx::query("SELECT pg_advisory_xact_lock(7400)").execute(&mut *tx).await?;
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS samples_d{day} PARTITION OF samples FOR VALUES FROM ({}) TO ({})",
+                day * DAY_MS,
+                (day + 1) * DAY_MS
+            );
+            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+            tx.commit().await?;
+            self.partitions.lock().expect("partitions lock").insert(day);
+        }
+        Ok(())
+    }
+
+    /// Stores a batch in one transaction, unless `(node_id, batch_seq)` is already stored.
+    pub async fn commit(&self, batch: &Batch<'_>) -> Result<Committed, StoreError> {
+        self.ensure_partitions(batch.rows).await?;
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO ingest_batches (node_id, batch_seq, samples, dropped, received_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(batch.node_id)
+        .bind(batch.batch_seq as i64)
+        .bind(batch.samples as i32)
+        .bind(batch.dropped as i64)
+        .bind(batch.now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(Committed::Duplicate);
+        }
+        if !batch.rows.is_empty() {
+            let metric: Vec<i16> = batch.rows.iter().map(|r| r.metric as i16).collect();
+            let labels: Vec<String> =
+                batch.rows.iter().map(|r| serde_json::to_string(&r.labels).expect("string labels serialize")).collect();
+            let time: Vec<i64> = batch.rows.iter().map(|r| r.time_ms).collect();
+            let value: Vec<f64> = batch.rows.iter().map(|r| r.value).collect();
+            sqlx::query(
+                "INSERT INTO samples (node_id, metric, labels, time_ms, value) \
+                 SELECT $1, m, l::jsonb, t, v FROM UNNEST($2::int2[], $3::text[], $4::int8[], $5::float8[]) AS u(m, l, t, v)",
+            )
+            .bind(batch.node_id)
+            .bind(&metric)
+            .bind(&labels)
+            .bind(&time)
+            .bind(&value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some((time_ms, payload)) = &batch.latest {
+            sqlx::query(
+                "INSERT INTO latest_host (node_id, time_ms, payload) VALUES ($1, $2, $3) \
+                 ON CONFLICT (node_id) DO UPDATE SET time_ms = EXCLUDED.time_ms, payload = EXCLUDED.payload \
+                 WHERE latest_host.time_ms < EXCLUDED.time_ms",
+            )
+            .bind(batch.node_id)
+            .bind(time_ms)
+            .bind(payload)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Committed::Stored(batch.rows.len()))
+    }
+
+    /// Returns those of `node_ids` that have sent metrics.
+    pub async fn known_nodes(&self, node_ids: &[String]) -> Result<HashSet<String>, StoreError> {
+        let rows = sqlx::query("SELECT node_id FROM latest_host WHERE node_id = ANY($1)")
+            .bind(node_ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    /// Returns the newest sample of each node (encoded `HostMetrics`), by node id after
+    /// `after`, at most `limit`; only `node_ids` when not empty.
+    pub async fn latest(
+        &self,
+        node_ids: &[String],
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT node_id, payload FROM latest_host WHERE (cardinality($1::text[]) = 0 OR node_id = ANY($1)) \
+             AND node_id > $2 ORDER BY node_id LIMIT $3",
+        )
+        .bind(node_ids)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Answers a range query from the raw samples, one point per non-empty bucket.
+    pub async fn range(&self, q: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
+        let aggregate = match q.rollup {
+            Rollup::Min => "min(value)",
+            Rollup::Max => "max(value)",
+            Rollup::Sum => "sum(value)",
+            Rollup::Last => "(array_agg(value ORDER BY time_ms DESC))[1]",
+            Rollup::Avg | Rollup::Unspecified => "avg(value)",
+        };
+        let sql = format!(
+            "SELECT node_id, metric, labels::text AS labels, $4 + ((time_ms - $4) / $6) * $6 AS bucket, {aggregate} AS value \
+             FROM samples WHERE (cardinality($1::text[]) = 0 OR node_id = ANY($1)) AND metric = ANY($2) \
+             AND labels @> $3::jsonb AND time_ms >= $4 AND time_ms < $5 \
+             GROUP BY node_id, metric, labels, bucket ORDER BY node_id, metric, labels::text, bucket",
+        );
+        let metrics: Vec<i16> = q.metrics.iter().map(|m| *m as i16).collect();
+        let matching = serde_json::to_string(&q.match_labels).expect("string labels serialize");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(&q.node_ids)
+            .bind(&metrics)
+            .bind(matching)
+            .bind(q.start_ms)
+            .bind(q.end_ms)
+            .bind(q.step_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<SeriesPoints> = Vec::new();
+        for row in &rows {
+            let (node_id, metric, labels) = series_of(row)?;
+            let point = (row.try_get::<i64, _>("bucket")?, row.try_get::<f64, _>("value")?);
+            match out.last_mut() {
+                Some(s) if s.node_id == node_id && s.metric == metric && s.labels == labels => s.points.push(point),
+                _ => out.push(SeriesPoints { node_id, metric, labels, points: vec![point] }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts the stored rows of one node (tests and invariants).
+    pub async fn count_rows(&self, node_id: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT count(*) FROM samples WHERE node_id = $1")
+            .bind(node_id)
+            .fetch_one(&self.pool)
+            .await?
+            .get(0))
+    }
+
+    /// Returns the batch numbers stored for one node, ascending (tests and invariants).
+    pub async fn batches(&self, node_id: &str) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query("SELECT batch_seq FROM ingest_batches WHERE node_id = $1 ORDER BY batch_seq")
+            .bind(node_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+fn series_of(row: &PgRow) -> Result<(String, Metric, Labels), StoreError> {
+    let metric: i16 = row.try_get("metric")?;
+    let metric = Metric::try_from(i32::from(metric)).map_err(|_| StoreError::Corrupt(format!("metric {metric}")))?;
+    let labels: String = row.try_get("labels")?;
+    let labels: Labels = serde_json::from_str(&labels).map_err(|e| StoreError::Corrupt(format!("labels: {e}")))?;
+    Ok((row.try_get("node_id")?, metric, labels))
+}

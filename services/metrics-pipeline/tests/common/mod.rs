@@ -1,0 +1,169 @@
+//! Fixtures: a pipeline served in-process with real mTLS over a PostgreSQL database of its own,
+//! agents that stream batches, and callers acting as a user through the gateway's certificate.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, SystemTime};
+
+use persys_client::{CertsDir, Connection, testing::AsUser};
+use persys_kit::{
+    Identity,
+    identity::Role,
+    pki::{Ca, LeafRequest, service_dns_names},
+    shutdown::{self, ShutdownTrigger},
+};
+use persys_metrics_pipeline::{Running, config::ServeArgs};
+use persys_proto::metrics::v1::{
+    CpuMetrics, HostMetrics, IngestRequest, IngestResponse, LoadAverage, MemoryMetrics,
+    metrics_ingest_service_client::MetricsIngestServiceClient, metrics_query_service_client::MetricsQueryServiceClient,
+};
+use sqlx::{AssertSqlSafe, Connection as _, postgres::PgConnection};
+use tempfile::TempDir;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+/// The variable `scripts/test` exports: a PostgreSQL role that may create databases.
+pub const PG_ADMIN_ENV: &str = "PERSYS_TEST_PG_ADMIN_URL";
+
+/// A pipeline on its own database and certificates; dropping it does not drop the database:
+/// call [`Pipeline::finish`].
+pub struct Pipeline {
+    pub certs: TempDir,
+    pub running: Running,
+    trigger: ShutdownTrigger,
+    admin_url: String,
+    database: String,
+}
+
+fn issue(ca: &Ca, dir: &std::path::Path, name: &str, identity: Identity) {
+    let leaf = ca
+        .issue(&LeafRequest {
+            identity,
+            dns_names: service_dns_names(name, "persys"),
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            validity: Duration::from_secs(3600),
+        })
+        .unwrap();
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("cert.pem"), leaf.cert_pem).unwrap();
+    std::fs::write(d.join("key.pem"), leaf.key_pem).unwrap();
+}
+
+/// Returns `admin_url` with its database replaced by `database`.
+fn database_url(admin_url: &str, database: &str) -> String {
+    let (base, query) = admin_url.split_once('?').map_or((admin_url, String::new()), |(b, q)| (b, format!("?{q}")));
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let server = base[start..].find('/').map_or(base, |i| &base[..start + i]);
+    format!("{server}/{database}{query}")
+}
+
+impl Pipeline {
+    /// Starts a pipeline on a new database; `None` when PostgreSQL is not configured (which
+    /// fails under `CI=true`). Agents `node-a` and `node-b` get certificates.
+    pub async fn start() -> Option<Self> {
+        let admin_url = persys_kit::testing::require_env(PG_ADMIN_ENV, "a PostgreSQL role that may CREATE DATABASE")?;
+        let database = format!("metrics_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url).await.expect("connect with PERSYS_TEST_PG_ADMIN_URL");
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{database}\""))).execute(&mut admin).await.unwrap();
+        let _ = admin.close().await;
+
+        let certs = tempfile::tempdir().unwrap();
+        let ca = Ca::generate("test", Duration::from_secs(3600)).unwrap();
+        std::fs::write(certs.path().join("ca.pem"), ca.cert_pem()).unwrap();
+        for service in ["metrics", "gateway", "scheduler"] {
+            issue(&ca, certs.path(), service, Identity::Service(service.into()));
+        }
+        for node in ["node-a", "node-b"] {
+            issue(&ca, certs.path(), node, Identity::Agent(node.into()));
+        }
+        let args = ServeArgs::loopback(&CertsDir::new(certs.path()), database_url(&admin_url, &database));
+        let (trigger, handle) = shutdown::channel();
+        let running = persys_metrics_pipeline::start(args, handle).await.expect("the pipeline starts");
+        Some(Self { certs, running, trigger, admin_url, database })
+    }
+
+    fn connection(&self, me: &str) -> Connection {
+        let address = format!("https://localhost:{}", self.running.addr.port());
+        Connection::internal(&address, &CertsDir::new(self.certs.path()), me, "metrics").unwrap()
+    }
+
+    /// An ingest client presenting `me`'s certificate (`node-a`, `node-b`, or a service).
+    pub fn ingest_as(&self, me: &str) -> MetricsIngestServiceClient<persys_kit::client::TracedChannel> {
+        MetricsIngestServiceClient::new(self.connection(me).channel())
+    }
+
+    /// A query client acting as user `name` with `role`, through the gateway's certificate.
+    pub fn query_as(&self, name: &str, role: Role) -> MetricsQueryServiceClient<persys_client::testing::UserChannel> {
+        MetricsQueryServiceClient::with_interceptor(self.connection("gateway").channel(), AsUser::named(name, role))
+    }
+
+    /// Stops the pipeline and drops its database.
+    pub async fn finish(self) {
+        self.trigger.trigger();
+        let _ = self.running.served.await;
+        self.running.store.pool().close().await;
+        let mut admin = PgConnection::connect(&self.admin_url).await.unwrap();
+        let drop = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database);
+        sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut admin).await.unwrap();
+    }
+}
+
+/// An open ingest stream: batches go in, acknowledgements come out.
+pub struct AgentStream {
+    tx: mpsc::Sender<IngestRequest>,
+    pub acks: Streaming<IngestResponse>,
+}
+
+impl AgentStream {
+    pub async fn open(
+        client: &mut MetricsIngestServiceClient<persys_kit::client::TracedChannel>,
+    ) -> Result<Self, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        let acks = client.ingest(ReceiverStream::new(rx)).await?.into_inner();
+        Ok(Self { tx, acks })
+    }
+
+    /// Sends one batch and waits for its answer.
+    pub async fn send(&mut self, batch: IngestRequest) -> Result<IngestResponse, Status> {
+        self.tx.send(batch).await.expect("the stream is open");
+        match tokio::time::timeout(Duration::from_secs(10), self.acks.message()).await {
+            Ok(Ok(Some(ack))) => Ok(ack),
+            Ok(Ok(None)) => Err(Status::aborted("stream closed without an answer")),
+            Ok(Err(status)) => Err(status),
+            Err(_) => panic!("no answer within 10 s"),
+        }
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+pub fn ts(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+}
+
+/// A sample of `node` at `at_ms` whose CPU usage is `cpu` (and memory percent `cpu / 2`).
+pub fn sample(node: &str, at_ms: i64, cpu: f64) -> HostMetrics {
+    HostMetrics {
+        node_id: node.into(),
+        time: Some(ts(at_ms)),
+        cpu: Some(CpuMetrics { usage_percent: cpu, cores: 2, frequency_mhz: 0.0 }),
+        memory: Some(MemoryMetrics {
+            total_bytes: 1 << 30,
+            used_bytes: 1 << 29,
+            usage_percent: cpu / 2.0,
+            ..Default::default()
+        }),
+        load: Some(LoadAverage { load1: 1.0, load5: 0.5, load15: 0.25 }),
+        ..Default::default()
+    }
+}
+
+/// A batch of `node` numbered `seq`.
+pub fn batch(node: &str, seq: u64, samples: Vec<HostMetrics>) -> IngestRequest {
+    IngestRequest { node_id: node.into(), samples, batch_seq: seq, dropped_samples: 0 }
+}

@@ -1,0 +1,198 @@
+//! The pipeline on real PostgreSQL and mTLS: batches acknowledged after commit and stored once,
+//! agents confined to their node, range queries answering what was sent, users checked, bad
+//! requests naming their fields, and live watchers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{AgentStream, Pipeline, batch, now_ms, sample, ts};
+use persys_kit::identity::Role;
+use persys_proto::{
+    common::v1::{TimeRange, WatchEventType},
+    metrics::v1::{LatestHostMetricsRequest, Metric, QueryRangeRequest, Rollup, WatchHostMetricsRequest},
+};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// Rows one `common::sample` makes: CPU, memory percent and bytes, three loads.
+const ROWS_PER_SAMPLE: i64 = 6;
+
+fn range(start_ms: i64, end_ms: i64, step_ms: i64, metric: Metric, rollup: Rollup) -> QueryRangeRequest {
+    QueryRangeRequest {
+        node_ids: vec!["node-a".into()],
+        metrics: vec![metric as i32],
+        range: Some(TimeRange { start: Some(ts(start_ms)), end: Some(ts(end_ms)) }),
+        step: Some(prost_types::Duration { seconds: step_ms / 1000, nanos: 0 }),
+        rollup: rollup as i32,
+        ..Default::default()
+    }
+}
+
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn batches_are_acknowledged_after_commit_stored_once_and_queried_back() {
+    let Some(p) = Pipeline::start().await else { return };
+    // Thirty samples 1 s apart in three batches, on a whole 10 s boundary.
+    let t0 = (now_ms() - 120_000) / 10_000 * 10_000;
+    let cpu = |i: i64| (i * 3 % 17) as f64;
+    let mut agent = p.ingest_as("node-a");
+    let mut stream = AgentStream::open(&mut agent).await.unwrap();
+    for seq in 0..3i64 {
+        let samples = (seq * 10..seq * 10 + 10).map(|i| sample("node-a", t0 + i * 1000, cpu(i))).collect();
+        let ack = stream.send(batch("node-a", seq as u64 + 1, samples)).await.unwrap();
+        assert_eq!((ack.batch_seq, ack.accepted_samples, ack.duplicate_samples), (seq as u64 + 1, 10, 0));
+        // Acknowledged means committed: the rows are there when the answer arrives.
+        assert_eq!(p.running.store.count_rows("node-a").await.unwrap(), (seq + 1) * 10 * ROWS_PER_SAMPLE);
+    }
+    drop(stream);
+
+    // The agent lost the answer to batch 2 and re-sends it on a new stream: stored once.
+    let mut again = AgentStream::open(&mut agent).await.unwrap();
+    let samples = (10..20).map(|i| sample("node-a", t0 + i * 1000, cpu(i))).collect();
+    let ack = again.send(batch("node-a", 2, samples)).await.unwrap();
+    assert_eq!((ack.batch_seq, ack.accepted_samples, ack.duplicate_samples), (2, 0, 10));
+    assert_eq!(p.running.store.batches("node-a").await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(p.running.store.count_rows("node-a").await.unwrap(), 30 * ROWS_PER_SAMPLE);
+
+    // Range queries answer from what was sent: every raw value at a 1 s step, and
+    // 10 s buckets that agree with averages and maxima computed here.
+    let mut admin = p.query_as("root", Role::Admin);
+    let raw = admin
+        .query_range(range(t0, t0 + 30_000, 1000, Metric::CpuUsagePercent, Rollup::Last))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(raw.series.len(), 1);
+    let points: Vec<(i64, f64)> =
+        raw.series[0].points.iter().map(|p| (p.time.as_ref().unwrap().seconds * 1000, p.value)).collect();
+    assert_eq!(points, (0..30).map(|i| (t0 + i * 1000, cpu(i))).collect::<Vec<_>>());
+    for (rollup, expect) in [
+        (Rollup::Avg, (0..3).map(|b| (b * 10..b * 10 + 10).map(cpu).sum::<f64>() / 10.0).collect::<Vec<_>>()),
+        (Rollup::Max, (0..3).map(|b| (b * 10..b * 10 + 10).map(cpu).fold(f64::MIN, f64::max)).collect()),
+    ] {
+        let r = admin
+            .query_range(range(t0, t0 + 30_000, 10_000, Metric::CpuUsagePercent, rollup))
+            .await
+            .unwrap()
+            .into_inner();
+        let got: Vec<f64> = r.series[0].points.iter().map(|p| p.value).collect();
+        assert_eq!(got.len(), 3, "{rollup:?}");
+        for (g, e) in got.iter().zip(&expect) {
+            assert!((g - e).abs() < 1e-9, "{rollup:?}: got {got:?}, expected {expect:?}");
+        }
+    }
+
+    // The newest sample of the node, whole.
+    let latest = admin.latest_host_metrics(LatestHostMetricsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(latest.metrics.len(), 1);
+    assert_eq!(latest.metrics[0].time, Some(ts(t0 + 29_000)));
+    assert_eq!(latest.metrics[0].cpu.as_ref().unwrap().usage_percent, cpu(29));
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn an_agent_sends_only_for_its_own_node_and_bad_samples_are_rejected_not_stored() {
+    let Some(p) = Pipeline::start().await else { return };
+    let now = now_ms();
+    let mut a = p.ingest_as("node-a");
+    AgentStream::open(&mut a).await.unwrap().send(batch("node-a", 1, vec![sample("node-a", now, 1.0)])).await.unwrap();
+
+    // node-b's agent claiming node-a: refused, nothing stored for node-a.
+    let mut b = p.ingest_as("node-b");
+    let mut stream = AgentStream::open(&mut b).await.unwrap();
+    let refused = stream.send(batch("node-a", 2, vec![sample("node-a", now, 99.0)])).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(p.running.store.batches("node-a").await.unwrap(), vec![1]);
+
+    // A service certificate may not ingest at all.
+    let mut scheduler = p.ingest_as("scheduler");
+    let denied = match AgentStream::open(&mut scheduler).await {
+        Err(status) => status,
+        Ok(mut s) => s.send(batch("scheduler", 1, vec![])).await.unwrap_err(),
+    };
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    // Inside its own batch: a sample for another node, one far in the future and one with no
+    // time are rejected with reasons; the good one is stored.
+    let mut stream = AgentStream::open(&mut b).await.unwrap();
+    let mut untimed = sample("node-b", now, 3.0);
+    untimed.time = None;
+    let samples =
+        vec![sample("node-b", now, 2.0), sample("node-a", now, 5.0), sample("node-b", now + 3_600_000, 4.0), untimed];
+    let ack = stream.send(batch("node-b", 1, samples)).await.unwrap();
+    assert_eq!((ack.accepted_samples, ack.rejected_samples), (1, 3), "{ack:?}");
+    assert!(ack.errors.iter().any(|e| e.contains("samples[1].node_id")), "{:?}", ack.errors);
+    assert!(ack.errors.iter().any(|e| e.contains("samples[2].time")), "{:?}", ack.errors);
+    assert_eq!(p.running.store.count_rows("node-b").await.unwrap(), ROWS_PER_SAMPLE);
+
+    // Batch sequence 0 is invalid and says so.
+    let zero = stream.send(batch("node-b", 0, vec![])).await.unwrap_err();
+    assert_eq!((zero.code(), violated_fields(&zero)), (Code::InvalidArgument, vec!["batch_seq".to_string()]));
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn queries_check_the_user_and_name_what_is_wrong() {
+    let Some(p) = Pipeline::start().await else { return };
+    let now = now_ms();
+    let mut a = p.ingest_as("node-a");
+    AgentStream::open(&mut a)
+        .await
+        .unwrap()
+        .send(batch("node-a", 1, vec![sample("node-a", now - 1000, 1.0)]))
+        .await
+        .unwrap();
+
+    let member =
+        p.query_as("ada", Role::Member).latest_host_metrics(LatestHostMetricsRequest::default()).await.unwrap_err();
+    assert_eq!(member.code(), Code::PermissionDenied, "{member:?}");
+    assert!(member.message().contains("admins"), "{member:?}");
+
+    let mut admin = p.query_as("root", Role::Admin);
+    let mut unknown = range(now - 60_000, now, 1000, Metric::CpuUsagePercent, Rollup::Avg);
+    unknown.node_ids = vec!["node-a".into(), "ghost".into()];
+    let status = admin.query_range(unknown).await.unwrap_err();
+    assert_eq!((status.code(), violated_fields(&status)), (Code::InvalidArgument, vec!["node_ids[1]".to_string()]));
+    assert!(status.message().contains("ghost") || format!("{:?}", status.get_details_bad_request()).contains("ghost"));
+
+    let mut bad = range(now, now - 60_000, 0, Metric::Unspecified, Rollup::Avg);
+    bad.metrics.push(1234);
+    let status = admin.query_range(bad).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["metrics[0]", "metrics[1]", "step", "range"]);
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn watchers_see_the_snapshot_then_each_new_sample_of_their_nodes() {
+    let Some(p) = Pipeline::start().await else { return };
+    let now = now_ms();
+    let mut a = p.ingest_as("node-a");
+    let mut stream = AgentStream::open(&mut a).await.unwrap();
+    stream.send(batch("node-a", 1, vec![sample("node-a", now - 2000, 10.0)])).await.unwrap();
+
+    let mut admin = p.query_as("root", Role::Admin);
+    let request = WatchHostMetricsRequest { node_ids: vec!["node-a".into()], ..Default::default() };
+    let mut watch = admin.watch_host_metrics(request).await.unwrap().into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.r#type, WatchEventType::Added as i32);
+    assert_eq!(first.metrics.unwrap().cpu.unwrap().usage_percent, 10.0);
+
+    // node-b's samples are not this watcher's; node-a's next one is.
+    let mut b = p.ingest_as("node-b");
+    AgentStream::open(&mut b).await.unwrap().send(batch("node-b", 1, vec![sample("node-b", now, 77.0)])).await.unwrap();
+    stream.send(batch("node-a", 2, vec![sample("node-a", now - 1000, 20.0)])).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), watch.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(next.r#type, WatchEventType::Modified as i32);
+    let m = next.metrics.unwrap();
+    assert_eq!((m.node_id.as_str(), m.cpu.unwrap().usage_percent), ("node-a", 20.0));
+    assert!(next.revision > first.revision);
+    p.finish().await;
+}
