@@ -26,16 +26,6 @@ use tonic::{Status, Streaming};
 /// The variable `scripts/test` exports: a PostgreSQL role that may create databases.
 pub const PG_ADMIN_ENV: &str = "PERSYS_TEST_PG_ADMIN_URL";
 
-/// A pipeline on its own database and certificates; dropping it does not drop the database:
-/// call [`Pipeline::finish`].
-pub struct Pipeline {
-    pub certs: TempDir,
-    pub running: Running,
-    trigger: ShutdownTrigger,
-    admin_url: String,
-    database: String,
-}
-
 fn issue(ca: &Ca, dir: &std::path::Path, name: &str, identity: Identity) {
     let leaf = ca
         .issue(&LeafRequest {
@@ -59,44 +49,83 @@ fn database_url(admin_url: &str, database: &str) -> String {
     format!("{server}/{database}{query}")
 }
 
-impl Pipeline {
-    /// Starts a pipeline on a new database; `None` when PostgreSQL is not configured (which
-    /// fails under `CI=true`). Agents `node-a` and `node-b` get certificates.
-    pub async fn start() -> Option<Self> {
-        let admin_url = persys_kit::testing::require_env(PG_ADMIN_ENV, "a PostgreSQL role that may CREATE DATABASE")?;
-        let database = format!("metrics_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url).await.expect("connect with PERSYS_TEST_PG_ADMIN_URL");
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{database}\""))).execute(&mut admin).await.unwrap();
-        let _ = admin.close().await;
+/// A PostgreSQL database of a test's own; [`Db::drop_now`] removes it.
+pub struct Db {
+    admin_url: String,
+    name: String,
+    /// Its URL.
+    pub url: String,
+}
 
-        let certs = tempfile::tempdir().unwrap();
-        let ca = Ca::generate("test", Duration::from_secs(3600)).unwrap();
-        std::fs::write(certs.path().join("ca.pem"), ca.cert_pem()).unwrap();
-        for service in ["metrics", "gateway", "scheduler"] {
-            issue(&ca, certs.path(), service, Identity::Service(service.into()));
-        }
-        for node in ["node-a", "node-b"] {
-            issue(&ca, certs.path(), node, Identity::Agent(node.into()));
-        }
-        let args = ServeArgs::loopback(&CertsDir::new(certs.path()), database_url(&admin_url, &database));
-        let (trigger, handle) = shutdown::channel();
-        let running = persys_metrics_pipeline::start(args, handle).await.expect("the pipeline starts");
-        Some(Self { certs, running, trigger, admin_url, database })
+impl Db {
+    /// Creates a database; `None` when PostgreSQL is not configured (which fails under `CI=true`).
+    pub async fn create() -> Option<Self> {
+        let admin_url = persys_kit::testing::require_env(PG_ADMIN_ENV, "a PostgreSQL role that may CREATE DATABASE")?;
+        let name = format!("metrics_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url).await.expect("connect with PERSYS_TEST_PG_ADMIN_URL");
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
+        let _ = admin.close().await;
+        let url = database_url(&admin_url, &name);
+        Some(Self { admin_url, name, url })
     }
 
-    fn connection(&self, me: &str) -> Connection {
-        let address = format!("https://localhost:{}", self.running.addr.port());
-        Connection::internal(&address, &CertsDir::new(self.certs.path()), me, "metrics").unwrap()
+    /// Drops the database, closing what is still connected.
+    pub async fn drop_now(self) {
+        let mut admin = PgConnection::connect(&self.admin_url).await.unwrap();
+        let drop = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut admin).await.unwrap();
+    }
+}
+
+/// A CA with certificates for `metrics`, `gateway`, `scheduler` and agents `node-a`, `node-b`.
+pub fn certs() -> TempDir {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::generate("test", Duration::from_secs(3600)).unwrap();
+    std::fs::write(certs.path().join("ca.pem"), ca.cert_pem()).unwrap();
+    for service in ["metrics", "gateway", "scheduler"] {
+        issue(&ca, certs.path(), service, Identity::Service(service.into()));
+    }
+    for node in ["node-a", "node-b"] {
+        issue(&ca, certs.path(), node, Identity::Agent(node.into()));
+    }
+    certs
+}
+
+/// Clients of a pipeline at `addr` with the certificates in `certs`.
+pub fn connection(certs: &std::path::Path, port: u16, me: &str) -> Connection {
+    let address = format!("https://localhost:{port}");
+    Connection::internal(&address, &CertsDir::new(certs), me, "metrics").unwrap()
+}
+
+/// A pipeline served in-process on its own database and certificates; call
+/// [`Pipeline::finish`] to stop it and drop the database.
+pub struct Pipeline {
+    pub certs: TempDir,
+    pub running: Running,
+    trigger: ShutdownTrigger,
+    db: Db,
+}
+
+impl Pipeline {
+    /// Starts a pipeline; `None` when PostgreSQL is not configured.
+    pub async fn start() -> Option<Self> {
+        let db = Db::create().await?;
+        let certs = certs();
+        let args = ServeArgs::loopback(&CertsDir::new(certs.path()), db.url.clone());
+        let (trigger, handle) = shutdown::channel();
+        let running = persys_metrics_pipeline::start(args, handle).await.expect("the pipeline starts");
+        Some(Self { certs, running, trigger, db })
     }
 
     /// An ingest client presenting `me`'s certificate (`node-a`, `node-b`, or a service).
     pub fn ingest_as(&self, me: &str) -> MetricsIngestServiceClient<persys_kit::client::TracedChannel> {
-        MetricsIngestServiceClient::new(self.connection(me).channel())
+        MetricsIngestServiceClient::new(connection(self.certs.path(), self.running.addr.port(), me).channel())
     }
 
     /// A query client acting as user `name` with `role`, through the gateway's certificate.
     pub fn query_as(&self, name: &str, role: Role) -> MetricsQueryServiceClient<persys_client::testing::UserChannel> {
-        MetricsQueryServiceClient::with_interceptor(self.connection("gateway").channel(), AsUser::named(name, role))
+        let channel = connection(self.certs.path(), self.running.addr.port(), "gateway").channel();
+        MetricsQueryServiceClient::with_interceptor(channel, AsUser::named(name, role))
     }
 
     /// Stops the pipeline and drops its database.
@@ -104,9 +133,7 @@ impl Pipeline {
         self.trigger.trigger();
         let _ = self.running.served.await;
         self.running.store.pool().close().await;
-        let mut admin = PgConnection::connect(&self.admin_url).await.unwrap();
-        let drop = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database);
-        sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut admin).await.unwrap();
+        self.db.drop_now().await;
     }
 }
 
@@ -123,6 +150,11 @@ impl AgentStream {
         let (tx, rx) = mpsc::channel(16);
         let acks = client.ingest(ReceiverStream::new(rx)).await?.into_inner();
         Ok(Self { tx, acks })
+    }
+
+    /// Sends one batch without waiting for its answer.
+    pub async fn push(&mut self, batch: IngestRequest) {
+        self.tx.send(batch).await.expect("the stream is open");
     }
 
     /// Sends one batch and waits for its answer.
