@@ -129,12 +129,13 @@ pub fn audited(path: &str, body: &[u8], principal: &Principal, peer: String) -> 
 /// Headers that describe the client's connection or credentials, never forwarded.
 const DROPPED: [&str; 4] = ["authorization", "host", "connection", "cookie"];
 
-/// Services for agents and other services, on the scheduler's own ports: never forwarded from
+/// Services for agents and other services, on those services' own ports: never forwarded from
 /// the public port (the scheduler would refuse the gateway's identity anyway).
-const INTERNAL: [&str; 3] = [
+const INTERNAL: [&str; 4] = [
     "persys.scheduler.v1.AgentService",
     "persys.scheduler.v1.BootstrapService",
     "persys.scheduler.v1.NodeCommandService",
+    "persys.metrics.v1.MetricsIngestService",
 ];
 
 impl Proxy {
@@ -175,7 +176,7 @@ impl Proxy {
         let service_name = path.trim_start_matches('/').split('/').next().unwrap_or_default();
         if INTERNAL.contains(&service_name) {
             return Err(Status::unimplemented(format!(
-                "{service_name} is for agents and services on the scheduler's own ports, not part of the public API"
+                "{service_name} is for agents and services on their own ports, not part of the public API"
             )));
         }
         if kind == MethodKind::Bidirectional {

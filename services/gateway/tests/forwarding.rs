@@ -41,13 +41,21 @@ impl Log {
 }
 
 fn list_nodes_request() -> http::Request<axum::body::Body> {
-    let encoded = persys_proto::scheduler::v1::ListNodesRequest::default().encode_to_vec();
+    member_request(
+        "/persys.scheduler.v1.SchedulerService/ListNodes",
+        persys_proto::scheduler::v1::ListNodesRequest::default(),
+    )
+}
+
+/// A gRPC call to `path` carrying `message`, from a member the gateway has authenticated.
+fn member_request(path: &str, message: impl Message) -> http::Request<axum::body::Body> {
+    let encoded = message.encode_to_vec();
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
     frame.extend_from_slice(&encoded);
     let mut request = http::Request::builder()
         .method(http::Method::POST)
-        .uri("/persys.scheduler.v1.SchedulerService/ListNodes")
+        .uri(path)
         .header("content-type", "application/grpc")
         .body(axum::body::Body::from(frame))
         .unwrap();
@@ -107,4 +115,21 @@ fn store_failures_reach_callers_as_a_clean_internal_error() {
     // Conflicts and missing rows stay specific: they are the caller's business.
     let status = Status::from(ApiError::from(StoreError::NotFound("user `u1`".into())));
     assert_eq!((status.code(), status.message()), (Code::NotFound, "user `u1` not found"));
+}
+
+#[tokio::test]
+async fn agents_only_services_are_never_forwarded_even_with_an_upstream() {
+    // Something listens there; the call must not reach it anyway.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let channel = plain_channel(&address, &ClientOptions::default()).unwrap();
+    let upstreams = HashMap::from([("metrics".to_owned(), Upstream { channel, address })]);
+    let proxy = Proxy::new(upstreams, 4 << 20, None);
+    let ingest = persys_proto::metrics::v1::IngestRequest { node_id: "n1".into(), batch_seq: 1, ..Default::default() };
+    let response = proxy.call(member_request("/persys.metrics.v1.MetricsIngestService/Ingest", ingest)).await.unwrap();
+    let status = Status::from_header_map(response.headers()).expect("a status in the headers");
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert!(status.message().contains("not part of the public API"), "{status:?}");
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "the gateway connected to the upstream");
 }
