@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\""))).execute(&mut admin).await?;
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await?;
     let url = database_url(&admin_url, &name);
-    let store = Arc::new(Store::connect(&url, writers as u32 + 1).await?);
+    let store = Arc::new(Store::connect(&url, writers as u32 + 1, "metrics").await?);
     sqlx::raw_sql("CREATE TABLE bench_raw (LIKE samples INCLUDING INDEXES)").execute(store.pool()).await?;
 
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_millis() as i64;

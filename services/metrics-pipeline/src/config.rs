@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// PostgreSQL URL, e.g. `postgres://persys@db/persys_metrics`.
     #[arg(long, env = "PERSYS_METRICS_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// PostgreSQL schema holding the pipeline's tables and migration history (created if
+    /// missing), so the pipeline can share a database with the gateway.
+    #[arg(long, env = "PERSYS_METRICS_DATABASE_SCHEMA", default_value = "metrics")]
+    pub database_schema: String,
     /// Most database connections.
     #[arg(long, env = "PERSYS_METRICS_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     pub database_max_connections: u32,
@@ -63,6 +67,7 @@ impl ServeArgs {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url,
+            database_schema: "metrics".into(),
             database_max_connections: 8,
             allowed_callers: ["gateway", "reconciler", "stack"].map(String::from).to_vec(),
             raw_retention: Duration::from_secs(7 * 86_400),
@@ -80,6 +85,12 @@ impl ServeArgs {
         }
         if self.raw_retention < Duration::from_secs(3600) {
             return Err(ConfigError("--raw-retention / PERSYS_METRICS_RAW_RETENTION must be at least 1h".into()));
+        }
+        if !crate::store::valid_schema(&self.database_schema) {
+            return Err(ConfigError(format!(
+                "--database-schema / PERSYS_METRICS_DATABASE_SCHEMA: `{}` is not a plain lowercase name",
+                self.database_schema
+            )));
         }
         if !self.database_url.starts_with("postgres://") && !self.database_url.starts_with("postgresql://") {
             return Err(ConfigError("--database-url / PERSYS_METRICS_DATABASE_URL must be a postgres:// URL".into()));

@@ -97,10 +97,29 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to `url` (PostgreSQL) and brings the schema up to date.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new().max_connections(max_connections).connect(url).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+    /// Connects to `url` (PostgreSQL) and brings the tables in `schema` (created if missing)
+    /// up to date. Everything the pipeline keeps, its migration history included, lives in
+    /// that schema, so it can share a database with the gateway.
+    pub async fn connect(url: &str, max_connections: u32, schema: &str) -> Result<Self, StoreError> {
+        if !valid_schema(schema) {
+            return Err(StoreError::Corrupt(format!("schema name {schema:?}: use lowercase letters, digits and _")));
+        }
+        let search_path = format!("SET search_path TO {schema}");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .after_connect(move |conn, _| {
+                let sql = search_path.clone();
+                Box::pin(async move {
+                    sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.create_schema(schema.to_owned());
+        migrator.dangerous_set_table_name(format!("{schema}._sqlx_migrations"));
+        migrator.run(&pool).await?;
         Ok(Self { pool, partitions: Mutex::new(HashSet::new()) })
     }
 
@@ -270,6 +289,13 @@ impl Store {
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// Whether `name` is a plain lowercase identifier (it goes into SQL unquoted).
+pub fn valid_schema(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn series_of(row: &PgRow) -> Result<(String, Metric, Labels), StoreError> {

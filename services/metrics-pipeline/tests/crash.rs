@@ -92,7 +92,7 @@ async fn a_killed_pipeline_loses_no_acknowledged_batch_and_stores_nothing_twice(
     );
 
     // Every batch stored once, every sample once.
-    let store = Store::connect(&db.url, 2).await.unwrap();
+    let store = Store::connect(&db.url, 2, "metrics").await.unwrap();
     assert_eq!(store.batches("node-a").await.unwrap(), (1..=BATCHES as i64).collect::<Vec<_>>());
     let row = sqlx::query("SELECT count(*), count(DISTINCT (metric, time_ms)) FROM samples WHERE node_id = 'node-a'")
         .fetch_one(store.pool())

@@ -196,3 +196,41 @@ async fn watchers_see_the_snapshot_then_each_new_sample_of_their_nodes() {
     assert!(next.revision > first.revision);
     p.finish().await;
 }
+
+#[tokio::test]
+async fn the_pipeline_shares_a_database_with_another_sqlx_app_in_a_schema_of_its_own() {
+    let Some(db) = common::Db::create().await else { return };
+    // Another application (the gateway) already recorded its own migration 1 in public.
+    let mut other = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+         installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, checksum BYTEA NOT NULL, \
+         execution_time BIGINT NOT NULL); \
+         INSERT INTO _sqlx_migrations VALUES (1, 'the gateway', now(), true, '\\x00', 0)",
+    )
+    .execute(&mut other)
+    .await
+    .unwrap();
+
+    let store = persys_metrics_pipeline::store::Store::connect(&db.url, 2, "metrics").await.expect("starts beside it");
+    // Opening again finds its own history and changes nothing.
+    let again = persys_metrics_pipeline::store::Store::connect(&db.url, 2, "metrics").await.expect("reopens");
+    let theirs: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, description FROM public._sqlx_migrations").fetch_all(&mut other).await.unwrap();
+    assert_eq!(theirs, vec![(1, "the gateway".to_string())]);
+    let ours: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM metrics._sqlx_migrations").fetch_one(&mut other).await.unwrap();
+    assert!(ours >= 1);
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name IN ('samples', 'latest_host')",
+    )
+    .fetch_one(&mut other)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "nothing of the pipeline's lands in public");
+    assert!(persys_metrics_pipeline::store::Store::connect(&db.url, 1, "Bad-Name").await.is_err());
+    store.pool().close().await;
+    again.pool().close().await;
+    drop(other);
+    db.drop_now().await;
+}
