@@ -90,6 +90,17 @@ pub struct Cli {
     /// Largest gap between reconnect attempts (attempts start at 1 s and double, with jitter).
     #[arg(long, env = "PERSYS_AGENT_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration)]
     pub max_backoff: Duration,
+    /// Metrics pipeline address (MetricsIngestService, mTLS with the node's certificate),
+    /// `https://HOST:PORT`; host metrics are not shipped when unset.
+    #[arg(long, env = "PERSYS_AGENT_METRICS_PIPELINE")]
+    pub metrics_pipeline: Option<String>,
+    /// Time between host metric samples (one batch each).
+    #[arg(long, env = "PERSYS_AGENT_METRICS_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub metrics_interval: Duration,
+    /// Metric batches kept while the pipeline has not answered them (720 is one hour at 5 s);
+    /// the oldest are dropped beyond it.
+    #[arg(long, env = "PERSYS_AGENT_METRICS_BUFFER", default_value_t = 720)]
+    pub metrics_buffer: usize,
     /// Logs, traces, metrics.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
@@ -141,6 +152,9 @@ impl Cli {
             reserved_memory_bytes: 0,
             event_buffer: 4096,
             max_backoff: Duration::from_secs(30),
+            metrics_pipeline: None,
+            metrics_interval: Duration::from_secs(5),
+            metrics_buffer: 720,
             telemetry: TelemetryArgs::embedded(),
         }
     }
@@ -195,6 +209,20 @@ impl Cli {
     /// agent's certificates).
     pub fn scheduler_url(&self) -> Result<String, ConfigError> {
         channel_url("--scheduler", &self.scheduler)
+    }
+
+    /// Returns the metrics pipeline address when host metrics are shipped, checked to be
+    /// `https://HOST:PORT`, with `--metrics-interval` and `--metrics-buffer` checked to be
+    /// above zero.
+    pub fn metrics_pipeline_url(&self) -> Result<Option<String>, ConfigError> {
+        let Some(url) = self.metrics_pipeline.as_deref() else { return Ok(None) };
+        if self.metrics_interval.is_zero() {
+            return Err(ConfigError("--metrics-interval must be above zero".into()));
+        }
+        if self.metrics_buffer == 0 {
+            return Err(ConfigError("--metrics-buffer must be at least 1 batch".into()));
+        }
+        channel_url("--metrics-pipeline", url).map(Some)
     }
 
     /// Returns the bootstrap address, if configured.
@@ -297,5 +325,20 @@ mod tests {
         assert!(bad.scheduler_url().is_err());
         assert!(cli(&["--admin-api-listen", "0.0.0.0:9091"]).admin_listen().is_err());
         assert_eq!(cli(&["--admin-api-listen", "off"]).admin_listen().unwrap(), None);
+    }
+
+    #[test]
+    fn metrics_shipping_is_off_by_default_and_validated_when_on() {
+        let off = cli(&[]);
+        assert_eq!(off.metrics_pipeline_url().unwrap(), None);
+        assert_eq!((off.metrics_interval, off.metrics_buffer), (Duration::from_secs(5), 720));
+        let on = cli(&["--metrics-pipeline", "https://pipeline:7445/", "--metrics-interval", "250ms"]);
+        assert_eq!(on.metrics_pipeline_url().unwrap().as_deref(), Some("https://pipeline:7445"));
+        assert_eq!(on.metrics_interval, Duration::from_millis(250));
+        assert!(cli(&["--metrics-pipeline", "pipeline:7445"]).metrics_pipeline_url().is_err());
+        assert!(
+            cli(&["--metrics-pipeline", "https://p:1", "--metrics-interval", "0s"]).metrics_pipeline_url().is_err()
+        );
+        assert!(cli(&["--metrics-pipeline", "https://p:1", "--metrics-buffer", "0"]).metrics_pipeline_url().is_err());
     }
 }

@@ -20,7 +20,7 @@ pub struct Host {
 }
 
 /// Busy and total jiffies from `/proc/stat`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuTimes {
     /// Jiffies not idle.
     pub busy: u64,
@@ -32,26 +32,31 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// Returns a value of `/proc/meminfo` in bytes.
+/// Returns a value of `/proc/meminfo` in bytes; `None` when absent, negative or too large.
 pub fn meminfo_bytes(meminfo: &str, key: &str) -> Option<i64> {
     meminfo.lines().find_map(|line| {
         let rest = line.strip_prefix(key)?.strip_prefix(':')?;
         let kib: i64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-        Some(kib * 1024)
+        kib.checked_mul(1024).filter(|b| *b >= 0)
     })
 }
 
 /// Parses the aggregate `cpu` line of `/proc/stat`.
 pub fn parse_cpu_times(stat: &str) -> Option<CpuTimes> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-    if fields.len() < 4 {
-        return None;
-    }
+    stat.lines().filter_map(parse_cpu_line).find_map(|(name, times)| (name == "cpu").then_some(times))
+}
+
+/// Parses one `cpu` or `cpuN` line of `/proc/stat` into its name and times; `None` for any
+/// other line or one with fewer than four numbers.
+pub fn parse_cpu_line(line: &str) -> Option<(&str, CpuTimes)> {
+    let mut fields = line.split_whitespace();
+    let name =
+        fields.next().filter(|n| n.strip_prefix("cpu").is_some_and(|i| i.bytes().all(|b| b.is_ascii_digit())))?;
     // user nice system idle iowait irq softirq steal (guest time is already in user/nice).
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields[3] + fields.get(4).copied().unwrap_or(0);
-    Some(CpuTimes { busy: total - idle, total })
+    let values: Vec<u64> = fields.map_while(|f| f.parse().ok()).take(8).collect();
+    let idle = values.get(3)?.saturating_add(values.get(4).copied().unwrap_or(0));
+    let total = values.iter().fold(0u64, |sum, v| sum.saturating_add(*v));
+    Some((name, CpuTimes { busy: total.saturating_sub(idle), total }))
 }
 
 /// Returns the CPU in use between two samples, in millicores of a machine with `cpus` CPUs.

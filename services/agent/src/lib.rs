@@ -8,6 +8,10 @@
 //! cancel). It needs no inbound port. Containers keep running while the scheduler is away;
 //! events are buffered (bounded) and the inventory is resent on reconnect.
 //!
+//! With `--metrics-pipeline` it also samples the host (`/proc`, `statvfs`) every interval and
+//! ships the samples on a second stream, to the metrics pipeline (`MetricsIngestService.Ingest`),
+//! keeping unanswered batches (bounded) across reconnects.
+//!
 //! It does not decide anything: placement, restarts and rescheduling belong to the scheduler
 //! (Docker's own restart policy stays `no`). Host commands and container actions are refused.
 
@@ -18,8 +22,10 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod host;
+pub mod hostmetrics;
 pub mod outbox;
 pub mod session;
+pub mod shipper;
 pub mod state;
 
 use std::{sync::Arc, time::Duration};
@@ -40,12 +46,19 @@ use crate::{
     host::Host,
     outbox::Outbox,
     session::{Session, SessionConfig},
+    shipper::ShipperConfig,
     state::StateDir,
 };
 
 /// Returns the identity the scheduler's certificate must name, on the bootstrap and mTLS ports.
 pub fn scheduler_identity() -> Identity {
     Identity::Service("scheduler".into())
+}
+
+/// Returns the identity the metrics pipeline's certificate must name: `spiffe://persys/metrics`,
+/// the name `persys certs init` issues it under and `persys_metrics_pipeline::SERVICE`.
+pub fn metrics_pipeline_identity() -> Identity {
+    Identity::Service("metrics".into())
 }
 
 /// Joins if needed and returns the node id.
@@ -78,6 +91,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
     let process_dir = if enabled.process { Some(cli.process_dir()?) } else { None };
     let labels = cli.label_map()?;
     let scheduler = cli.scheduler_url()?;
+    let metrics_pipeline = cli.metrics_pipeline_url()?;
     let state = StateDir::open(&cli.state_dir)?;
     let reserved = ResourceQuantities {
         cpu_millis: cli.reserved_cpu_millis,
@@ -129,6 +143,23 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
         heartbeat_interval: cli.heartbeat_interval,
         max_backoff: cli.max_backoff,
     };
+    let shipper = match &metrics_pipeline {
+        Some(address) => {
+            // Only the pipeline may take the node's metrics, as only the scheduler its commands.
+            let channel = mtls_channel_to(address, &tls, metrics_pipeline_identity(), &options)?;
+            let config = ShipperConfig {
+                node_id: node_id.clone(),
+                interval: cli.metrics_interval,
+                buffer: cli.metrics_buffer,
+                max_backoff: cli.max_backoff,
+                answer_timeout: Duration::from_secs(60),
+            };
+            tracing::info!(metrics_pipeline = %address, interval = ?cli.metrics_interval, "shipping host metrics");
+            Some(shipper::spawn(config, channel, state.clone(), shutdown.clone()))
+        }
+        None => None,
+    };
+
     let session = Session::new(config, channel, host, drivers.clone(), outbox);
     let metrics =
         persys_kit::server::spawn_admin(&cli.telemetry, &persys_kit::metrics::Metrics::new(), shutdown.clone()).await?;
@@ -142,6 +173,9 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
     persys_kit::server::announce_ready("agent", &[("admin_api", admin), ("admin", metrics)]);
     tracing::info!(%node_id, scheduler = %cli.scheduler, "agent started");
     session.run(shutdown).await;
+    if let Some(shipper) = shipper {
+        let _ = shipper.await;
+    }
     if let Some(p) = &drivers.process {
         p.stop_all(Duration::from_secs(5)).await;
     }

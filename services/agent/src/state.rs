@@ -17,6 +17,7 @@ const NODE_ID: &str = "node-id";
 const KEY: &str = "key.pem";
 const CERT: &str = "cert.pem";
 const CA: &str = "ca.pem";
+const BATCH_SEQ: &str = "metrics-next-batch-seq";
 
 /// The agent's state directory.
 #[derive(Clone, Debug)]
@@ -147,6 +148,43 @@ impl StateDir {
         self.rename(&tmp, &path)
     }
 
+    /// Returns the next metrics `batch_seq` to use: 1 on the first start, else the number
+    /// stored by [`StateDir::store_next_batch_seq`]. When the file is unreadable or corrupt
+    /// the number cannot be known, so it returns the current Unix time in milliseconds × 1000,
+    /// far above any number a node could have used at one batch per interval: batch numbers
+    /// jump but never repeat one the pipeline already stored (which it would drop as a
+    /// duplicate).
+    pub fn next_batch_seq(&self) -> u64 {
+        let path = self.root.join(BATCH_SEQ);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match text.trim().parse::<u64>() {
+                Ok(next) if next > 0 => return next,
+                _ => tracing::warn!(path = %path.display(), "unreadable metrics batch number; starting from the clock"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return 1,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "metrics batch number unreadable; starting from the clock")
+            }
+        }
+        let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+        u64::try_from(ms).unwrap_or(u64::MAX / 1000).saturating_mul(1000).max(1)
+    }
+
+    /// Stores the next metrics `batch_seq` durably (written, synced, renamed into place, and
+    /// the directory synced), so a number handed out is never handed out again after a crash
+    /// or power loss.
+    pub fn store_next_batch_seq(&self, next: u64) -> Result<(), AgentError> {
+        use std::io::Write;
+        let tmp = self.root.join(format!("{BATCH_SEQ}.new"));
+        std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(format!("{next}\n").as_bytes()).and_then(|()| f.sync_all()))
+            .map_err(|source| AgentError::StateDir { path: tmp.clone(), source })?;
+        self.rename(&tmp, &self.root.join(BATCH_SEQ))?;
+        std::fs::File::open(&self.root)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|source| AgentError::StateDir { path: self.root.clone(), source })
+    }
+
     /// Replaces key, certificate and CA bundle (see the module docs for crash safety).
     pub fn store_credentials(&self, credentials: &Credentials) -> Result<(), AgentError> {
         let pending = |name: &str| self.root.join(format!("{name}.new"));
@@ -201,6 +239,18 @@ mod tests {
         StateDir::open(tmp.path()).unwrap();
         assert_eq!(std::fs::read_to_string(tmp.path().join(KEY)).unwrap(), "key new");
         assert!(!tmp.path().join("key.pem.new").exists());
+    }
+
+    #[test]
+    fn the_next_batch_seq_survives_a_reopen_and_never_goes_back_when_corrupt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path()).unwrap();
+        assert_eq!(dir.next_batch_seq(), 1);
+        dir.store_next_batch_seq(42).unwrap();
+        assert_eq!(StateDir::open(tmp.path()).unwrap().next_batch_seq(), 42);
+        std::fs::write(tmp.path().join(BATCH_SEQ), "4x\n").unwrap();
+        // Past any counter a node could have reached: 2020-01-01 in ms × 1000.
+        assert!(dir.next_batch_seq() > 1_577_836_800_000_000);
     }
 
     #[test]
