@@ -14,6 +14,9 @@ pub struct ClusterOptions {
     pub gateway_args: Vec<String>,
     /// Scheduler flags replacing the defaults, e.g. `--etcd URL` (later flags win).
     pub scheduler_args: Vec<String>,
+    /// Also run the metrics pipeline on this PostgreSQL database and schema, behind the
+    /// gateway as upstream `metrics`; agents then ship host metrics to it every 200 ms.
+    pub metrics: Option<(String, String)>,
 }
 
 /// A running scheduler and gateway.
@@ -24,6 +27,8 @@ pub struct Cluster {
     pub gateway: Service,
     /// The scheduler process; `None` once stopped.
     pub scheduler: Option<Service>,
+    /// The metrics pipeline, when asked for.
+    pub metrics: Option<Service>,
 }
 
 impl Cluster {
@@ -56,14 +61,30 @@ impl Cluster {
         args.extend(tls_args(&certs, "scheduler"));
         let scheduler = Service::start("scheduler", bin("scheduler")?, &args, &[], dir.path(), timeout).await?;
 
+        let metrics = match &options.metrics {
+            Some((database_url, schema)) => {
+                let mut args: Vec<String> = ["--listen", "127.0.0.1:0", "--database-url", database_url]
+                    .into_iter()
+                    .chain(["--database-schema", schema])
+                    .map(String::from)
+                    .collect();
+                args.extend(tls_args(&certs, "metrics"));
+                Some(Service::start("metrics", bin("metrics-pipeline")?, &args, &[], dir.path(), timeout).await?)
+            }
+            None => None,
+        };
+
         let secret_file = dir.path().join("jwt-secret");
         std::fs::write(&secret_file, b"cli-test-secret-0123456789abcdef-0123456789")?;
-        let upstreams = [format!("scheduler=https://localhost:{}", scheduler.addr("grpc").port())];
+        let mut upstreams = vec![format!("scheduler=https://localhost:{}", scheduler.addr("grpc").port())];
+        if let Some(m) = &metrics {
+            upstreams.push(format!("metrics=https://localhost:{}", m.addr("grpc").port()));
+        }
         let mut args = gateway_args(dir.path(), &secret_file, &upstreams);
         args.extend(options.gateway_args.iter().cloned());
         let env = [("PERSYS_GATEWAY_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string())];
         let gateway = Service::start("gateway", bin("gateway")?, &args, &env, dir.path(), timeout).await?;
-        Ok(Self { dir, gateway, scheduler: Some(scheduler) })
+        Ok(Self { dir, gateway, scheduler: Some(scheduler), metrics })
     }
 
     /// Returns the certificates directory.
@@ -80,7 +101,15 @@ impl Cluster {
     /// `docker_host` and containers on network `none`.
     pub async fn agent(&self, node: &str, token: &str, docker_host: &str) -> anyhow::Result<Service> {
         let scheduler = self.scheduler.as_ref().ok_or_else(|| anyhow::anyhow!("scheduler stopped"))?;
-        start_agent(self.dir.path(), &self.certs(), scheduler, node, token, docker_host).await
+        let extra: Vec<String> = match &self.metrics {
+            Some(m) => ["--metrics-pipeline", &format!("https://localhost:{}", m.addr("grpc").port())]
+                .into_iter()
+                .chain(["--metrics-interval", "200ms"])
+                .map(String::from)
+                .collect(),
+            None => Vec::new(),
+        };
+        start_agent(self.dir.path(), &self.certs(), scheduler, node, token, docker_host, &extra).await
     }
 
     /// Stops the scheduler (the gateway keeps running and answers UNAVAILABLE for it).
@@ -93,7 +122,8 @@ impl Cluster {
 }
 
 /// Starts a real agent process that joins `scheduler` with `token` as `node`, with the Docker
-/// driver on `docker_host`, containers on network `none`, its state and log under `dir`.
+/// driver on `docker_host`, containers on network `none`, its state and log under `dir`, and
+/// `extra` flags.
 pub async fn start_agent(
     dir: &std::path::Path,
     certs: &std::path::Path,
@@ -101,9 +131,10 @@ pub async fn start_agent(
     node: &str,
     token: &str,
     docker_host: &str,
+    extra: &[String],
 ) -> anyhow::Result<Service> {
     let state = dir.join(format!("agent-{node}"));
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "--scheduler",
         &format!("https://localhost:{}", scheduler.addr("grpc").port()),
         "--bootstrap",
@@ -128,5 +159,6 @@ pub async fn start_agent(
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(extra.iter().cloned());
     Service::start(&format!("agent-{node}"), bin("agent")?, &args, &[], dir, Duration::from_secs(60)).await
 }

@@ -532,13 +532,12 @@ impl World {
             tokens.push((name, token));
         }
         let certs = d.dir.path().join("certs");
-        let agents = futures::future::try_join_all(
-            tokens
-                .iter()
-                .map(|(name, token)| start_agent(d.dir.path(), &certs, &d.scheduler, name, token, &d.docker_host)),
-        )
-        .await
-        .unwrap();
+        let agents =
+            futures::future::try_join_all(tokens.iter().map(|(name, token)| {
+                start_agent(d.dir.path(), &certs, &d.scheduler, name, token, &d.docker_host, &[])
+            }))
+            .await
+            .unwrap();
         let names: Vec<String> = tokens.iter().map(|(n, _)| n.to_string()).collect();
         wait_nodes_ready(&mut scheduler, &names).await;
 

@@ -75,7 +75,8 @@ async fn sigkill_of_the_leader_hands_over_within_the_lease_ttl() {
     let mut api = SchedulerServiceClient::with_interceptor(channel, AsUser::named("root", Role::Admin));
     let token = api.create_join_token(pb::CreateJoinTokenRequest::default()).await.unwrap().into_inner().token;
     let node = format!("failover-{}", std::process::id());
-    let _agent = persys_e2e::cluster::start_agent(dir.path(), &certs, &two, &node, &token, &docker_host).await.unwrap();
+    let _agent =
+        persys_e2e::cluster::start_agent(dir.path(), &certs, &two, &node, &token, &docker_host, &[]).await.unwrap();
 
     let killed = Instant::now();
     one.kill().await.unwrap();

@@ -1,0 +1,98 @@
+//! Host metrics end to end with every real part: a real agent joins a real scheduler, samples
+//! its machine's /proc every 200 ms and streams batches over mTLS to the real metrics-pipeline
+//! on real PostgreSQL; an admin watches and queries them through the gateway.
+
+use std::time::{Duration, SystemTime};
+
+use persys_e2e::{
+    cluster::{Cluster, ClusterOptions},
+    stack::{ADMIN, ADMIN_PASSWORD, bearer},
+};
+use persys_kit::testing::require_env;
+use persys_proto::{
+    common::v1::TimeRange,
+    gateway::v1::{LoginRequest, auth_service_client::AuthServiceClient},
+    metrics::v1::{
+        HostMetrics, Metric, QueryRangeRequest, Rollup, WatchHostMetricsRequest,
+        metrics_query_service_client::MetricsQueryServiceClient,
+    },
+    scheduler::v1::{CreateJoinTokenRequest, ListNodesRequest, scheduler_service_client::SchedulerServiceClient},
+};
+
+fn ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
+
+#[tokio::test]
+async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the_gateway() {
+    let (Some(database_url), Some(docker_host)) =
+        (require_env("PERSYS_TEST_DATABASE_URL", "PostgreSQL"), require_env("DOCKER_HOST", "a Docker engine"))
+    else {
+        return;
+    };
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
+    let schema = format!("e2e_metrics_{nanos:x}");
+    let cluster =
+        Cluster::start(ClusterOptions { metrics: Some((database_url, schema)), ..Default::default() }).await.unwrap();
+    let channel = persys_kit::client::plain_channel(&cluster.url(), &Default::default()).unwrap();
+    let token = AuthServiceClient::new(channel.clone())
+        .login(LoginRequest { username: ADMIN.into(), password: ADMIN_PASSWORD.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let mut scheduler = SchedulerServiceClient::with_interceptor(channel.clone(), bearer(&token));
+    let mut metrics = MetricsQueryServiceClient::with_interceptor(channel, bearer(&token));
+    let join = scheduler.create_join_token(CreateJoinTokenRequest::default()).await.unwrap().into_inner().token;
+
+    // Watch every node before the agent exists: its samples arrive live.
+    let started = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut watch = metrics.watch_host_metrics(WatchHostMetricsRequest::default()).await.unwrap().into_inner();
+    let agent = cluster.agent("metrics-node", &join, &docker_host).await.unwrap();
+    let mut seen: Vec<HostMetrics> = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while seen.len() < 3 {
+            let event = watch.message().await.unwrap().expect("the watch stays open");
+            seen.push(event.metrics.unwrap());
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("fewer than 3 samples in 60 s; agent log:\n{}", agent.log()));
+
+    // The samples are the joined node's, and describe this machine.
+    let nodes = scheduler.list_nodes(ListNodesRequest::default()).await.unwrap().into_inner().nodes;
+    let node = nodes.iter().find(|n| n.hostname == "metrics-node").expect("the agent joined");
+    for m in &seen {
+        assert_eq!(m.node_id, node.id);
+        let memory = m.memory.as_ref().unwrap();
+        assert!(
+            memory.total_bytes > 0 && memory.used_bytes > 0 && memory.used_bytes <= memory.total_bytes,
+            "{memory:?}"
+        );
+        let cpu = m.cpu.as_ref().unwrap();
+        assert!(cpu.cores >= 1 && (0.0..=100.0).contains(&cpu.usage_percent), "{cpu:?}");
+    }
+
+    // What was watched is what is stored: the range query at a 1 ms step returns each
+    // watched sample's CPU figure at its time.
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let ts = |ms: i64| prost_types::Timestamp { seconds: ms / 1000, nanos: ((ms % 1000) * 1_000_000) as i32 };
+    let range = QueryRangeRequest {
+        node_ids: vec![node.id.clone()],
+        metrics: vec![Metric::CpuUsagePercent as i32],
+        range: Some(TimeRange { start: Some(ts(started - 1000)), end: Some(ts(now + 1)) }),
+        step: Some(prost_types::Duration { seconds: 0, nanos: 1_000_000 }),
+        rollup: Rollup::Last as i32,
+        ..Default::default()
+    };
+    let answer = metrics.query_range(range).await.unwrap().into_inner();
+    assert_eq!(answer.series.len(), 1, "{answer:?}");
+    let points: Vec<(i64, f64)> =
+        answer.series[0].points.iter().map(|p| (ms(p.time.as_ref().unwrap()), p.value)).collect();
+    for m in &seen {
+        let at = ms(m.time.as_ref().unwrap());
+        let cpu = m.cpu.as_ref().unwrap().usage_percent;
+        assert!(points.contains(&(at, cpu)), "sample at {at} ({cpu}%) missing from {points:?}");
+    }
+    drop(agent);
+}
