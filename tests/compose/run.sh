@@ -14,7 +14,7 @@
 #    postgres, etcd), the Persys image from deploy/compose/Dockerfile.prebuilt and the binaries
 #    already in the build output (target/debug), and persys-test/busybox:latest (static busybox) for a workload.
 # 4. `docker-compose up -d`, health, `persys login`, a join token, the `agent` profile, the node
-#    Ready, a workload Running with its output in `persys workload logs`, `workload rm`,
+#    Ready, its host metrics stored by the `metrics` service, a workload Running with its output in `persys workload logs`, `workload rm`,
 #    `docker-compose down -v`.
 #
 # Needs root and the Debian packages debootstrap, docker.io, docker-compose, iptables,
@@ -44,7 +44,7 @@ SUITE=bookworm
 # tree is trimmed) makes a new cache key.
 BASE_PACKAGES=(ca-certificates etcd-client etcd-server postgresql)
 BASE_FORMAT=1
-BINARIES=(gateway persys scheduler agent analyzer dorgu persys-stack)
+BINARIES=(gateway persys scheduler agent analyzer metrics-pipeline dorgu persys-stack)
 
 IMG_PREFIX=persys-compose-test
 PERSYS_IMAGE_TAG="$IMG_PREFIX/persys:dev"
@@ -463,7 +463,7 @@ compose_up() {
     # Waits for postgres and etcd to be healthy before starting the gateway and the scheduler.
     dc up -d --no-build >"$STEP_LOG" 2>&1 || fail "docker-compose up -d failed"
     cat "$STEP_LOG" >&2
-    wait_states 240 certs=exited:0 postgres=healthy etcd=healthy gateway=healthy scheduler=healthy analyzer=healthy
+    wait_states 240 certs=exited:0 postgres=healthy etcd=healthy gateway=healthy scheduler=healthy analyzer=healthy metrics=healthy
 }
 
 login() {
@@ -499,6 +499,22 @@ node_ready() {
         [ "$(container_state agent)" = running:0 ] || fail "the agent container is $(container_state agent)"
         [ "$SECONDS" -lt "$deadline" ] || fail "no Ready node after 120s; persys node list: $out"
         sleep 1
+    done
+}
+
+host_metrics() {
+    # The agent streams a sample every 5 s to the `metrics` service, which commits each batch
+    # to the `metrics` schema of the compose PostgreSQL before acknowledging it.
+    local deadline=$((SECONDS + 90)) out=""
+    while :; do
+        out=$(DC_TIMEOUT=30 dc exec -T postgres psql -U persys -d persys -tAc \
+            "SELECT count(*) FROM metrics.ingest_batches" 2>&1) || true
+        if [ "${out//[[:space:]]/}" -ge 2 ] 2>/dev/null; then
+            log "metrics.ingest_batches holds $out batches from the agent"
+            return 0
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || fail "no host metrics stored after 90s: $out; metrics log: $(dc logs --tail 20 metrics 2>&1)"
+        sleep 2
     done
 }
 
@@ -563,6 +579,7 @@ step "docker-compose up -d + healthy";      compose_up
 step "persys login";                        login
 step "join token + --profile agent up";     agent_up
 step "node Ready";                          node_ready
+step "host metrics in PostgreSQL";          host_metrics
 step "workload run --wait";                 run_workload
 step "workload logs";                       workload_logs
 step "workload rm";                         remove_workload

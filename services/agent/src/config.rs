@@ -215,7 +215,7 @@ impl Cli {
     /// `https://HOST:PORT`, with `--metrics-interval` and `--metrics-buffer` checked to be
     /// above zero.
     pub fn metrics_pipeline_url(&self) -> Result<Option<String>, ConfigError> {
-        let Some(url) = self.metrics_pipeline.as_deref() else { return Ok(None) };
+        let Some(url) = self.metrics_pipeline.as_deref().filter(|u| !u.trim().is_empty()) else { return Ok(None) };
         if self.metrics_interval.is_zero() {
             return Err(ConfigError("--metrics-interval must be above zero".into()));
         }
