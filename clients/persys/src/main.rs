@@ -4,6 +4,7 @@ mod auth;
 mod certs;
 mod client;
 mod error;
+mod metrics;
 mod node;
 mod output;
 mod quantity;
@@ -61,6 +62,9 @@ enum Command {
     /// Create, list and revoke join tokens for new nodes (admin).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Host metrics of the nodes: newest values and charts over time (admin).
+    #[command(subcommand)]
+    Metrics(metrics::MetricsCommand),
     /// Create and issue mTLS certificates for a Persys cluster.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -81,6 +85,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Node(c) => node::run(global, c).await,
         Command::Watch(c) => watch::run(global, c).await,
         Command::Token(c) => token::run(global, c).await,
+        Command::Metrics(c) => metrics::run(global, c).await,
         Command::Certs(c) => certs::run(c),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "persys", &mut std::io::stdout());

@@ -524,3 +524,58 @@ async fn workload_run_wait_logs_stop_on_a_real_agent_and_docker() {
     cli.ok(&["workload", "rm", "hi-cli"]).await;
     eventually("the workload to be gone", || async { code(&cli.run(&["workload", "get", "hi-cli"]).await) == 3 }).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_latest_and_range_show_what_a_real_agent_sent() {
+    let Some(database_url) = persys_kit::testing::require_env("PERSYS_TEST_DATABASE_URL", "PostgreSQL") else { return };
+    let Some(docker_host) = persys_kit::testing::require_env("DOCKER_HOST", "a Docker engine") else { return };
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let options =
+        ClusterOptions { metrics: Some((database_url, format!("cli_metrics_{nanos:x}"))), ..Default::default() };
+    let cluster = Cluster::start(options).await.expect("gateway, scheduler and metrics pipeline start");
+    let cli = Persys::new(cluster.url());
+    cli.login(ADMIN, ADMIN_PASSWORD).await;
+    let created = cli.json(&["token", "create"]).await;
+    let token = created["token"].as_str().expect("token in the json output").to_owned();
+    let node = format!("cli-m-{}", nanos % 1_000_000_000);
+    let _agent = cluster.agent(&node, &token, &docker_host).await.expect("agent joins");
+
+    // The agent samples every 200 ms; until its first sample the node is unknown to the
+    // pipeline (an error naming it). Wait until two CPU points are stored.
+    let range = ["metrics", "range", "--node", &node, "--since", "5m", "--step", "1s", "--rollup", "last"];
+    eventually("two CPU samples of the node", || async {
+        let out = cli.run(&[&range[..], &["-o", "json"]].concat()).await;
+        out.status.success()
+            && serde_json::from_slice::<Value>(&out.stdout)
+                .is_ok_and(|s| s[0]["points"].as_array().is_some_and(|p| p.len() >= 2))
+    })
+    .await;
+    let series = cli.json(&range).await;
+    assert_eq!(series.as_array().unwrap().len(), 1, "{series}");
+    assert_eq!(series[0]["node_id"], node.as_str());
+    for point in series[0]["points"].as_array().unwrap() {
+        let cpu = point[1].as_f64().expect("a number");
+        assert!((0.0..=100.0).contains(&cpu), "{point}");
+        assert!(point[0].as_str().is_some_and(|t| t.ends_with('Z')), "RFC 3339 time: {point}");
+    }
+
+    let latest = cli.json(&["metrics", "latest", "--node", &node]).await;
+    let sample = &latest[0];
+    assert_eq!(sample["node_id"], node.as_str());
+    assert!(sample["cores"].as_i64().unwrap() >= 1 && sample["memory_total_bytes"].as_i64().unwrap() > 0, "{sample}");
+    let yaml = cli.ok(&["metrics", "latest", "-o", "yaml"]).await;
+    assert!(yaml.contains(&format!("node_id: {node}")), "{yaml}");
+
+    // The table and the chart.
+    let table = cli.ok(&["metrics", "latest"]).await;
+    assert!(table.starts_with("NODE") && table.contains(&node), "{table}");
+    let chart = cli.ok(&["metrics", "range", "--node", &node, "--since", "5m", "--step", "1s", "-m", "memory"]).await;
+    assert!(chart.contains(&format!("{node} MemoryUsagePercent")), "{chart}");
+    assert!(chart.chars().any(|c| ('▁'..='█').contains(&c)), "a sparkline: {chart}");
+
+    // A node that never sent anything is named in the error.
+    let ghost = cli.run(&["metrics", "range", "--node", "ghost"]).await;
+    assert!(!ghost.status.success());
+    let err = text(&ghost.stderr);
+    assert!(err.contains("ghost") && err.contains("node_ids[0]"), "{err}");
+}

@@ -11,6 +11,7 @@ use persys_proto::{
         LoginRequest, LoginResponse, RefreshRequest, api_key_service_client::ApiKeyServiceClient,
         auth_service_client::AuthServiceClient, user_service_client::UserServiceClient,
     },
+    metrics::v1::metrics_query_service_client::MetricsQueryServiceClient,
     scheduler::v1::scheduler_service_client::SchedulerServiceClient,
 };
 use tonic::{
@@ -85,6 +86,12 @@ impl Conn {
     /// Returns an API key client.
     pub fn api_keys(self) -> ApiKeyServiceClient<AuthChannel> {
         ApiKeyServiceClient::with_interceptor(self.channel, self.bearer)
+    }
+
+    /// Returns a metrics query client: host metrics over time, each node's newest sample, live
+    /// watches (admins).
+    pub fn metrics(self) -> MetricsQueryServiceClient<AuthChannel> {
+        MetricsQueryServiceClient::with_interceptor(self.channel, self.bearer)
     }
 
     /// Returns an analyzer client: app analysis, manifests, personas.
