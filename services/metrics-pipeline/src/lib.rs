@@ -10,6 +10,7 @@
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod prometheus;
 pub mod query;
 pub mod samples;
 pub mod store;
@@ -55,6 +56,8 @@ pub async fn routes(ingest: Ingest, query: Query) -> Result<(Routes, Health), Se
 pub struct Running {
     /// The gRPC address.
     pub addr: SocketAddr,
+    /// The admin address (`/metrics`, `/healthz`), unless off.
+    pub admin: Option<SocketAddr>,
     /// The store, for invariants in tests.
     pub store: Arc<Store>,
     /// Ends when the server has drained after shutdown.
@@ -71,6 +74,14 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     let metrics = Metrics::new();
     let admin = spawn_admin(&args.telemetry, &metrics, shutdown.clone()).await?;
     let (live, _) = tokio::sync::broadcast::channel(args.watch_buffer);
+    let latest = prometheus::LatestHosts::default();
+    for (_, payload) in store.latest(&[], "", i64::MAX).await? {
+        if let Ok(sample) = <persys_proto::metrics::v1::HostMetrics as prost::Message>::decode(payload.as_slice()) {
+            latest.update(&sample);
+        }
+    }
+    metrics.with_registry(|r| r.register_collector(Box::new(latest.clone())));
+    spawn_latest_updates(live.subscribe(), latest, shutdown.clone());
     let max_age_ms = args.raw_retention.as_millis() as i64;
     let ingest = Ingest::new(store.clone(), live.clone(), max_age_ms);
     let query = Query::new(store.clone(), live);
@@ -85,7 +96,30 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
         ..ServerOptions::default()
     };
     let served = tokio::spawn(serve(listener, routes, options, Some(health), shutdown));
-    Ok(Running { addr, store, served })
+    Ok(Running { addr, admin, store, served })
+}
+
+/// Keeps `latest` (the Prometheus view) current from the live samples until `shutdown`; a lag
+/// only skips samples that newer ones replace anyway.
+fn spawn_latest_updates(
+    mut live: tokio::sync::broadcast::Receiver<Arc<persys_proto::metrics::v1::HostMetrics>>,
+    latest: prometheus::LatestHosts,
+    shutdown: Shutdown,
+) {
+    tokio::spawn(async move {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                got = live.recv() => match got {
+                    Ok(sample) => latest.update(&sample),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
 }
 
 /// Runs the pipeline until `shutdown`, then drains.

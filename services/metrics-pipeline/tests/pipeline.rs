@@ -234,3 +234,32 @@ async fn the_pipeline_shares_a_database_with_another_sqlx_app_in_a_schema_of_its
     drop(other);
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn prometheus_scrapes_each_nodes_newest_sample_from_the_admin_port() {
+    let Some(p) = Pipeline::start().await else { return };
+    let admin = p.running.admin.expect("the admin port is on");
+    let before = common::http_get(admin, "/metrics").await;
+    assert!(before.starts_with("HTTP/1.1 200") && !before.contains("persys_host_"), "{before}");
+
+    let now = now_ms();
+    let mut a = p.ingest_as("node-a");
+    let mut stream = AgentStream::open(&mut a).await.unwrap();
+    stream
+        .send(batch("node-a", 1, vec![sample("node-a", now - 2000, 42.0), sample("node-a", now - 1000, 43.5)]))
+        .await
+        .unwrap();
+    let want = r#"persys_host_cpu_usage_percent{node="node-a"} 43.5"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = common::http_get(admin, "/metrics").await;
+        if text.contains(want) || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert!(text.contains(want), "{text}");
+    assert!(text.contains(r#"persys_host_load1{node="node-a"} 1.0"#), "{text}");
+    assert!(text.contains("persys_grpc_requests_total"), "the RPC metrics are still there: {text}");
+    p.finish().await;
+}

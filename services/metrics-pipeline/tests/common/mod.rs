@@ -111,7 +111,8 @@ impl Pipeline {
     pub async fn start() -> Option<Self> {
         let db = Db::create().await?;
         let certs = certs();
-        let args = ServeArgs::loopback(&CertsDir::new(certs.path()), db.url.clone());
+        let mut args = ServeArgs::loopback(&CertsDir::new(certs.path()), db.url.clone());
+        args.telemetry.admin_listen = "127.0.0.1:0".into();
         let (trigger, handle) = shutdown::channel();
         let running = persys_metrics_pipeline::start(args, handle).await.expect("the pipeline starts");
         Some(Self { certs, running, trigger, db })
@@ -135,6 +136,18 @@ impl Pipeline {
         self.running.store.pool().close().await;
         self.db.drop_now().await;
     }
+}
+
+/// Answers `GET path` on the plain HTTP server at `addr`: status line and body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.unwrap();
+    out
 }
 
 /// An open ingest stream: batches go in, acknowledgements come out.
