@@ -6,6 +6,13 @@
 #      part of the chart on);
 #   2. helm template with both; every rendered object must have apiVersion, kind and name, and the
 #      all-on values must render every file of templates/ and every kind the chart can make;
+#      The metrics pipeline (component `metrics`, off by default): with the all-on values its
+#      Deployment runs metrics-pipeline with PERSYS_METRICS_DATABASE_URL from a Secret (never a
+#      literal), its Service, ServiceAccount, PDB, NetworkPolicy (7400 from the gateway's and the
+#      agents' pods) and cert-manager Certificate (spiffe://persys/metrics) exist, the gateway's
+#      upstreams name metrics=https://persys-metrics:7400 (once; gateway.upstreams.metrics wins)
+#      and the agent gets PERSYS_AGENT_METRICS_PIPELINE / _INTERVAL; with the defaults, and with
+#      the agent on but metrics off, no metrics object, upstream or agent metrics variable;
 #   3. values.schema.json: draft-07, every property typed, every key of values.yaml described
 #      and every described key present in values.yaml; misspelt keys (top-level, nested, deep)
 #      and wrong types or enum values must make helm fail, naming the key; free-form maps stay open;
@@ -14,7 +21,9 @@
 #   5. helm install (no --wait: the test cluster has no kubelet) with the defaults into
 #      persys-default and with the all-on values into persys-all; every object of
 #      `helm get manifest` must exist in the cluster, CRDs the chart ships must be Established,
-#      and `helm get notes` must be non-empty;
+#      and `helm get notes` must be non-empty; read back from the API server, the metrics
+#      Deployment of persys-all takes its database URL from the Secret, the gateway forwards to
+#      it and the agent DaemonSet points at it, and persys-default has none of that;
 #   6. helm uninstall of both, the namespaces and the stand-in CRDs deleted.
 #
 # Environment:
@@ -156,6 +165,112 @@ step_template_all_on() {
     done
     [ "${#missing[@]}" -eq 0 ] || fail "ci/all-on-values.yaml does not render: ${missing[*]}"
     log "every template file and kind is rendered"
+}
+
+# doc FILE KIND NAME: the document of a multi-document manifest holding the object KIND/NAME
+# (empty if there is none).
+doc() {
+    awk -v want_kind="$2" -v want_name="$3" '
+        function unq(s) { gsub(/^["\047]|["\047]$/, "", s); return s }
+        function flush() { if (kind == want_kind && name == want_name) printf "%s", buf; buf = kind = name = ""; meta = 0 }
+        /^---/ { flush(); next }
+        { buf = buf $0 "\n" }
+        /^kind:/ { kind = unq($2); meta = 0; next }
+        /^metadata:/ { meta = 1; next }
+        /^[^ #]/ { meta = 0 }
+        meta && /^  name:/ { name = unq($2) }
+        END { flush() }
+    ' "$1"
+}
+# env_entry VAR: from a document on stdin, the container env entry `- name: VAR` and its lines.
+env_entry() {
+    awk -v var="$1" '
+        function indent(s) { match(s, /^ */); return RLENGTH }
+        on && (/^[[:space:]]*$/ || indent($0) <= n) { on = 0 }
+        on { print; next }
+        $0 ~ "^ *- name: \"?" var "\"?$" { on = 1; n = indent($0); print }
+    '
+}
+# env_value VAR: the literal value of env entry VAR of a document on stdin, unquoted.
+env_value() {
+    env_entry "$1" | awk '/^ *value:/ { sub(/^ *value: */, ""); gsub(/^"|"$/, ""); print; exit }'
+}
+
+# The metrics pipeline, as ci/all-on-values.yaml configures it (release persys: objects persys-*).
+METRICS_NAME=$RELEASE-metrics
+METRICS_URL=https://$METRICS_NAME:7400
+METRICS_DB_SECRET=persys-metrics-db
+METRICS_DB_KEY=database-url
+
+step_metrics_render() {
+    local on="$WORK/metrics-on.yaml" off="$WORK/metrics-off.yaml" agent_only="$WORK/metrics-agent-only.yaml"
+    local override="$WORK/metrics-override.yaml" d v f kind var
+    t "$HELM" template "$RELEASE" "$CHART" -n "$NS_ALL" -f "$ALL_ON" >"$on" 2>"$WORK/m.err" ||
+        { sed 's/^/    /' "$WORK/m.err" >&2; fail "helm template -f ci/all-on-values.yaml"; }
+    t "$HELM" template "$RELEASE" "$CHART" -n "$NS_DEFAULT" >"$off" 2>"$WORK/m.err" ||
+        { sed 's/^/    /' "$WORK/m.err" >&2; fail "helm template (default values)"; }
+    t "$HELM" template "$RELEASE" "$CHART" -n "$NS_ALL" -f "$ALL_ON" --set metrics.enabled=false >"$agent_only" 2>"$WORK/m.err" ||
+        { sed 's/^/    /' "$WORK/m.err" >&2; fail "helm template -f ci/all-on-values.yaml --set metrics.enabled=false"; }
+    t "$HELM" template "$RELEASE" "$CHART" -n "$NS_ALL" -f "$ALL_ON" --set gateway.upstreams.metrics=https://elsewhere:7400 >"$override" 2>"$WORK/m.err" ||
+        { sed 's/^/    /' "$WORK/m.err" >&2; fail "helm template -f ci/all-on-values.yaml --set gateway.upstreams.metrics=..."; }
+
+    # On (all-on values): every object of the component.
+    for kind in Deployment Service ServiceAccount PodDisruptionBudget NetworkPolicy Certificate; do
+        [ -n "$(doc "$on" "$kind" "$METRICS_NAME")" ] || fail "all-on values: no $kind $METRICS_NAME"
+    done
+    d=$(doc "$on" Deployment "$METRICS_NAME")
+    grep -q '^ *command: \["metrics-pipeline"\]$' <<<"$d" || fail "Deployment $METRICS_NAME does not run metrics-pipeline"
+    grep -q '^ *app.kubernetes.io/component: metrics$' <<<"$d" || fail "Deployment $METRICS_NAME is not labelled component=metrics"
+    for var in PERSYS_METRICS_LISTEN PERSYS_METRICS_DATABASE_URL PERSYS_METRICS_DATABASE_SCHEMA \
+        PERSYS_METRICS_DATABASE_MAX_CONNECTIONS PERSYS_METRICS_ALLOWED_CALLERS PERSYS_METRICS_RAW_RETENTION \
+        PERSYS_METRICS_WATCH_BUFFER PERSYS_METRICS_DRAIN_TIMEOUT PERSYS_TLS_CA PERSYS_TLS_CERT PERSYS_TLS_KEY \
+        PERSYS_ADMIN_LISTEN PERSYS_LOG_FORMAT PERSYS_LOG; do
+        [ -n "$(env_entry "$var" <<<"$d")" ] || fail "Deployment $METRICS_NAME does not set $var"
+    done
+    [ "$(env_value PERSYS_METRICS_LISTEN <<<"$d")" = 0.0.0.0:7400 ] ||
+        fail "Deployment $METRICS_NAME: PERSYS_METRICS_LISTEN is '$(env_value PERSYS_METRICS_LISTEN <<<"$d")', not 0.0.0.0:7400"
+    v=$(env_entry PERSYS_METRICS_DATABASE_URL <<<"$d")
+    if ! grep -q '^ *secretKeyRef:$' <<<"$v" || ! grep -q "^ *name: $METRICS_DB_SECRET\$" <<<"$v" ||
+        ! grep -q "^ *key: $METRICS_DB_KEY\$" <<<"$v" || grep -q '^ *value:' <<<"$v"; then
+        sed 's/^/    /' <<<"$v" >&2
+        fail "Deployment $METRICS_NAME: PERSYS_METRICS_DATABASE_URL is not taken from Secret $METRICS_DB_SECRET, key $METRICS_DB_KEY"
+    fi
+    grep -q '^ *path: /healthz$' <<<"$d" || fail "Deployment $METRICS_NAME does not probe /healthz"
+    d=$(doc "$on" Service "$METRICS_NAME")
+    grep -q '^ *- name: grpc$' <<<"$d" && grep -q '^ *port: 7400$' <<<"$d" && grep -q '^ *- name: admin$' <<<"$d" ||
+        fail "Service $METRICS_NAME lacks the grpc port 7400 or a port named admin"
+    d=$(doc "$on" NetworkPolicy "$METRICS_NAME")
+    grep -q '^ *port: 7400$' <<<"$d" && grep -q '^ *app.kubernetes.io/component: gateway$' <<<"$d" &&
+        grep -q '^ *app.kubernetes.io/component: agent$' <<<"$d" ||
+        fail "NetworkPolicy $METRICS_NAME does not admit the gateway's and the agents' pods to 7400"
+    grep -q '^ *- spiffe://persys/metrics$' <<<"$(doc "$on" Certificate "$METRICS_NAME")" ||
+        fail "Certificate $METRICS_NAME does not carry spiffe://persys/metrics"
+    v=$(doc "$on" Deployment "$RELEASE-gateway" | env_value PERSYS_GATEWAY_UPSTREAMS)
+    tr ',' '\n' <<<"$v" | grep -qx "metrics=$METRICS_URL" ||
+        fail "the gateway's upstreams '$v' do not include metrics=$METRICS_URL"
+    d=$(doc "$on" DaemonSet "$RELEASE-agent")
+    [ -n "$d" ] || fail "all-on values: no DaemonSet $RELEASE-agent"
+    v=$(env_value PERSYS_AGENT_METRICS_PIPELINE <<<"$d")
+    [ "$v" = "$METRICS_URL" ] || fail "agent DaemonSet: PERSYS_AGENT_METRICS_PIPELINE is '$v', not $METRICS_URL"
+    [ -n "$(env_value PERSYS_AGENT_METRICS_INTERVAL <<<"$d")" ] || fail "agent DaemonSet: no PERSYS_AGENT_METRICS_INTERVAL"
+    log "all-on values: metrics Deployment (database URL from Secret $METRICS_DB_SECRET), Service, ServiceAccount, PDB, NetworkPolicy, Certificate; gateway upstream and agent env point at $METRICS_URL"
+
+    # gateway.upstreams.metrics replaces the automatic entry instead of adding a second one.
+    v=$(doc "$override" Deployment "$RELEASE-gateway" | env_value PERSYS_GATEWAY_UPSTREAMS)
+    [ "$(tr ',' '\n' <<<"$v" | grep -c '^metrics=')" -eq 1 ] && tr ',' '\n' <<<"$v" | grep -qx 'metrics=https://elsewhere:7400' ||
+        fail "with gateway.upstreams.metrics set, the gateway's upstreams are '$v'"
+
+    # Off: the defaults, and the all-on values with only the metrics pipeline turned off.
+    for f in "$off" "$agent_only"; do
+        ! objects "$f" | awk -F'\t' -v n="$METRICS_NAME" '$4 == n || $5 ~ /templates\/metrics-/' | grep . >&2 ||
+            fail "$(basename "$f"): metrics objects rendered with metrics.enabled=false"
+        ! grep -n 'PERSYS_METRICS_\|PERSYS_AGENT_METRICS_\|app.kubernetes.io/component: metrics$\|spiffe://persys/metrics' "$f" >&2 ||
+            fail "$(basename "$f"): metrics settings rendered with metrics.enabled=false"
+        v=$(doc "$f" Deployment "$RELEASE-gateway" | env_value PERSYS_GATEWAY_UPSTREAMS)
+        ! tr ',' '\n' <<<"$v" | grep -q '^metrics=' || fail "$(basename "$f"): the gateway's upstreams '$v' name metrics"
+    done
+    [ -n "$(doc "$agent_only" DaemonSet "$RELEASE-agent")" ] || fail "metrics off, agent on: no DaemonSet $RELEASE-agent"
+    log "defaults, and agent on with metrics off: no metrics object, upstream or agent metrics variable"
 }
 
 # expect_reject WHAT NEEDLE [HELM ARGS...]: helm template must fail and its output name NEEDLE.
@@ -317,6 +432,40 @@ install() {
 step_install_default() { install default "$NS_DEFAULT"; }
 step_install_all_on() { install all-on "$NS_ALL" -f "$ALL_ON"; }
 
+# kenv KIND NAME NS FILTER: jq FILTER over the env list of the first container of KIND/NAME in
+# NS, as read back from the API server.
+kenv() {
+    kc get "$1" "$2" -n "$3" -o json >"$WORK/obj.json" || return 1
+    jq -r "(.spec.template.spec.containers[0].env // []) | $4" "$WORK/obj.json"
+}
+step_metrics_cluster() {
+    local v
+    need_cluster
+    # persys-all: the component as the API server stored it.
+    kc get deployment,service,serviceaccount,poddisruptionbudget,networkpolicy "$METRICS_NAME" -n "$NS_ALL" -o name >&2 ||
+        fail "the metrics objects are not in $NS_ALL"
+    v=$(kenv deployment "$METRICS_NAME" "$NS_ALL" \
+        '.[] | select(.name == "PERSYS_METRICS_DATABASE_URL") | select(has("value") | not) | .valueFrom.secretKeyRef | "\(.name)/\(.key)"') ||
+        fail "kubectl get deployment $METRICS_NAME -n $NS_ALL"
+    [ "$v" = "$METRICS_DB_SECRET/$METRICS_DB_KEY" ] ||
+        fail "deployment/$METRICS_NAME in $NS_ALL: PERSYS_METRICS_DATABASE_URL from '$v', not Secret $METRICS_DB_SECRET/$METRICS_DB_KEY"
+    v=$(kenv deployment "$RELEASE-gateway" "$NS_ALL" '.[] | select(.name == "PERSYS_GATEWAY_UPSTREAMS") | .value') ||
+        fail "kubectl get deployment $RELEASE-gateway -n $NS_ALL"
+    tr ',' '\n' <<<"$v" | grep -qx "metrics=$METRICS_URL" || fail "gateway in $NS_ALL: upstreams '$v' lack metrics=$METRICS_URL"
+    v=$(kenv daemonset "$RELEASE-agent" "$NS_ALL" '.[] | select(.name == "PERSYS_AGENT_METRICS_PIPELINE") | .value') ||
+        fail "kubectl get daemonset $RELEASE-agent -n $NS_ALL"
+    [ "$v" = "$METRICS_URL" ] || fail "daemonset/$RELEASE-agent in $NS_ALL: PERSYS_AGENT_METRICS_PIPELINE is '$v', not $METRICS_URL"
+    log "$NS_ALL: deployment/$METRICS_NAME reads its database URL from secret $METRICS_DB_SECRET; gateway and agents point at $METRICS_URL"
+    # persys-default: nothing of it.
+    v=$(kc get deployment,service,networkpolicy -n "$NS_DEFAULT" -l app.kubernetes.io/component=metrics -o name) ||
+        fail "kubectl get -n $NS_DEFAULT -l app.kubernetes.io/component=metrics"
+    [ -z "$v" ] || fail "$NS_DEFAULT (defaults) has metrics objects: $v"
+    v=$(kenv deployment "$RELEASE-gateway" "$NS_DEFAULT" '.[] | select(.name == "PERSYS_GATEWAY_UPSTREAMS") | .value') ||
+        fail "kubectl get deployment $RELEASE-gateway -n $NS_DEFAULT"
+    ! tr ',' '\n' <<<"$v" | grep -q '^metrics=' || fail "gateway in $NS_DEFAULT: upstreams '$v' name metrics"
+    log "$NS_DEFAULT: no metrics object, the gateway's upstreams are '$v'"
+}
+
 # delete_namespace NS: delete it and wait until it is gone; on a timeout, show why it is stuck.
 delete_namespace() {
     local ns=$1
@@ -418,6 +567,7 @@ run_step "1. helm lint --strict (default values)" step_lint_default
 run_step "1. helm lint --strict (ci/all-on-values.yaml)" step_lint_all_on
 run_step "2. helm template (default values)" step_template_default
 run_step "2. helm template (all-on values; every template and kind)" step_template_all_on
+run_step "2. metrics pipeline: on with the all-on values, off by default" step_metrics_render
 run_step "3. values.schema.json: complete, typed, rejects misspelt keys" step_schema
 
 if [ -n "$KCFG" ]; then
@@ -427,6 +577,7 @@ run_step "4. API server reachable, leftovers of earlier runs removed" step_clust
 run_step "4. stand-in CRDs (tests/helm/crds) applied and Established" step_crds
 run_step "5. helm install -n $NS_DEFAULT (default values) and verify" step_install_default
 run_step "5. helm install -n $NS_ALL (all-on values) and verify" step_install_all_on
+run_step "5. metrics pipeline read back from the API server" step_metrics_cluster
 run_step "6. helm uninstall both, namespaces and stand-in CRDs deleted" step_uninstall
 
 printf '\n[helm-check] summary (chart deploy/helm/persys):\n' >&2
