@@ -74,6 +74,7 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     let metrics = Metrics::new();
     let admin = spawn_admin(&args.telemetry, &metrics, shutdown.clone()).await?;
     let (live, _) = tokio::sync::broadcast::channel(args.watch_buffer);
+    let max_age_ms = args.raw_retention.as_millis() as i64;
     let latest = prometheus::LatestHosts::default();
     for (_, payload) in store.latest(&[], "", i64::MAX).await? {
         if let Ok(sample) = <persys_proto::metrics::v1::HostMetrics as prost::Message>::decode(payload.as_slice()) {
@@ -82,7 +83,7 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     }
     metrics.with_registry(|r| r.register_collector(Box::new(latest.clone())));
     spawn_latest_updates(live.subscribe(), latest, shutdown.clone());
-    let max_age_ms = args.raw_retention.as_millis() as i64;
+    spawn_expiry(store.clone(), max_age_ms, shutdown.clone());
     let ingest = Ingest::new(store.clone(), live.clone(), max_age_ms);
     let query = Query::new(store.clone(), live);
     let (routes, health) = routes(ingest, query).await?;
@@ -117,6 +118,30 @@ fn spawn_latest_updates(
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
+            }
+        }
+    });
+}
+
+/// Drops expired partitions at start and then hourly, until `shutdown`.
+fn spawn_expiry(store: Arc<Store>, retention_ms: i64, shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = every.tick() => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    match store.expire(now, retention_ms).await {
+                        Ok(days) if !days.is_empty() => tracing::info!(?days, "dropped expired sample partitions"),
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(%error, "could not drop expired sample partitions"),
+                    }
+                }
             }
         }
     });

@@ -272,6 +272,35 @@ impl Store {
         Ok(out)
     }
 
+    /// Drops the daily partitions wholly older than `now_ms - retention_ms`, and the batch
+    /// records received before then (a batch that old would be refused anyway). Returns the
+    /// days dropped.
+    pub async fn expire(&self, now_ms: i64, retention_ms: i64) -> Result<Vec<i64>, StoreError> {
+        let cutoff = now_ms - retention_ms;
+        let rows = sqlx::query(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace \
+             WHERE p.relname = 'samples' AND n.nspname = current_schema()",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut dropped = Vec::new();
+        for row in &rows {
+            let name: String = row.try_get(0)?;
+            let Some(day) = name.strip_prefix("samples_d").and_then(|d| d.parse::<i64>().ok()) else { continue };
+            if (day + 1) * DAY_MS <= cutoff {
+                sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS samples_d{day}")))
+                    .execute(&self.pool)
+                    .await?;
+                self.partitions.lock().expect("partitions lock").remove(&day);
+                dropped.push(day);
+            }
+        }
+        sqlx::query("DELETE FROM ingest_batches WHERE received_ms < $1").bind(cutoff).execute(&self.pool).await?;
+        dropped.sort_unstable();
+        Ok(dropped)
+    }
+
     /// Counts the stored rows of one node (tests and invariants).
     pub async fn count_rows(&self, node_id: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query("SELECT count(*) FROM samples WHERE node_id = $1")

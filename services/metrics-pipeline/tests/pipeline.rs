@@ -263,3 +263,45 @@ async fn prometheus_scrapes_each_nodes_newest_sample_from_the_admin_port() {
     assert!(text.contains("persys_grpc_requests_total"), "the RPC metrics are still there: {text}");
     p.finish().await;
 }
+
+#[tokio::test]
+async fn partitions_past_the_retention_are_dropped_and_recent_ones_kept() {
+    use persys_metrics_pipeline::{
+        samples::Row,
+        store::{Batch, DAY_MS, Store},
+    };
+    let Some(db) = common::Db::create().await else { return };
+    let store = Store::connect(&db.url, 2, "metrics").await.unwrap();
+    let now = now_ms();
+    let today = now.div_euclid(DAY_MS);
+    // One row on each of the last ten days.
+    for (seq, age_days) in (0..10i64).enumerate() {
+        let rows =
+            [Row { metric: Metric::Load1, labels: Default::default(), time_ms: now - age_days * DAY_MS, value: 1.0 }];
+        let batch = Batch {
+            node_id: "node-a",
+            batch_seq: seq as u64 + 1,
+            dropped: 0,
+            samples: 1,
+            rows: &rows,
+            latest: None,
+            now_ms: now - age_days * DAY_MS,
+        };
+        store.commit(&batch).await.unwrap();
+    }
+    assert_eq!(store.count_rows("node-a").await.unwrap(), 10);
+
+    // Seven days' retention: days wholly older than now - 7 d go; the day the cutoff falls in stays.
+    let dropped = store.expire(now, 7 * DAY_MS).await.unwrap();
+    assert_eq!(dropped, vec![today - 9, today - 8]);
+    assert_eq!(store.count_rows("node-a").await.unwrap(), 8);
+    assert_eq!(
+        store.batches("node-a").await.unwrap(),
+        (1..=8).collect::<Vec<i64>>(),
+        "batch records older than the cutoff go too"
+    );
+    // Nothing more to drop the second time.
+    assert!(store.expire(now, 7 * DAY_MS).await.unwrap().is_empty());
+    store.pool().close().await;
+    db.drop_now().await;
+}
