@@ -31,6 +31,7 @@ pub struct Ingest {
     live: broadcast::Sender<Arc<HostMetrics>>,
     /// Oldest sample accepted, as an age in ms (the raw retention).
     max_age_ms: i64,
+    alerts: crate::alerts::Alerts,
 }
 
 fn now_ms() -> i64 {
@@ -40,8 +41,14 @@ fn now_ms() -> i64 {
 impl Ingest {
     /// Ingest into `store`, publishing each node's newest sample on `live`; samples older
     /// than `max_age_ms` are rejected.
-    pub fn new(store: Arc<Store>, live: broadcast::Sender<Arc<HostMetrics>>, max_age_ms: i64) -> Self {
-        Self { store, rates: Arc::default(), live, max_age_ms }
+    /// Committed rows are evaluated against the rules of `alerts`.
+    pub fn new(
+        store: Arc<Store>,
+        live: broadcast::Sender<Arc<HostMetrics>>,
+        max_age_ms: i64,
+        alerts: crate::alerts::Alerts,
+    ) -> Self {
+        Self { store, rates: Arc::default(), live, max_age_ms, alerts }
     }
 
     /// Validates and commits one batch from `node`; returns its acknowledgement.
@@ -110,6 +117,11 @@ impl Ingest {
         }
         let response = match committed {
             Committed::Stored(_) => {
+                // Evaluated as samples arrive. A failure to store an alert is logged; the batch
+                // stays stored and acknowledged (a re-sent duplicate is not evaluated again).
+                if let Err(error) = self.alerts.observe(node, &rows).await {
+                    tracing::warn!(node, %error, "alert evaluation failed");
+                }
                 if let Some((_, sample)) = newest {
                     // Nobody listening is fine.
                     let _ = self.live.send(Arc::new(sample.clone()));

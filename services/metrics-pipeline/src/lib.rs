@@ -2,11 +2,12 @@
 //! metrics in batches over mTLS ([`ingest`]); each batch is committed to PostgreSQL once per
 //! (node, batch sequence) and only then acknowledged ([`store`]); range queries, each node's
 //! newest sample and a live watch answer the dashboard and the CLIs through the gateway
-//! ([`query`]).
+//! ([`query`]); alert rules are evaluated as samples arrive ([`alerts`]); the admin port
+//! carries each node's newest sample in Prometheus text ([`prometheus`]).
 //!
-//! Not here yet (see issue 12): rollups and retention jobs, the Prometheus endpoint, alerts,
-//! host commands and DORA.
+//! Not here yet (see issue 12): rollups, notifications and silences, host commands and DORA.
 
+pub mod alerts;
 pub mod config;
 pub mod error;
 pub mod ingest;
@@ -24,7 +25,8 @@ use persys_kit::{
     shutdown::Shutdown,
 };
 use persys_proto::metrics::v1::{
-    metrics_ingest_service_server::MetricsIngestServiceServer, metrics_query_service_server::MetricsQueryServiceServer,
+    alert_service_server::AlertServiceServer, metrics_ingest_service_server::MetricsIngestServiceServer,
+    metrics_query_service_server::MetricsQueryServiceServer,
 };
 use tonic::service::Routes;
 
@@ -38,17 +40,21 @@ pub const SERVICE: &str = "metrics";
 pub fn authorize(callers: &[String]) -> AuthorizeLayer {
     let policy = Policy::new()
         .allow("/persys.metrics.v1.MetricsIngestService/", [Matcher::AnyAgent])
-        .allow("/persys.metrics.v1.MetricsQueryService/", callers.iter().map(|c| Matcher::Service(c.clone())));
+        .allow("/persys.metrics.v1.MetricsQueryService/", callers.iter().map(|c| Matcher::Service(c.clone())))
+        .allow("/persys.metrics.v1.AlertService/", callers.iter().map(|c| Matcher::Service(c.clone())));
     AuthorizeLayer::new(policy)
 }
 
-/// Builds the routes with both services mounted and SERVING.
-pub async fn routes(ingest: Ingest, query: Query) -> Result<(Routes, Health), ServeError> {
+/// Builds the routes with the services mounted and SERVING.
+pub async fn routes(ingest: Ingest, query: Query, alerts: alerts::Alerts) -> Result<(Routes, Health), ServeError> {
     let (routes, health) = base_routes(&[])?;
     health.serving::<MetricsIngestServiceServer<Ingest>>().await;
     health.serving::<MetricsQueryServiceServer<Query>>().await;
-    let routes =
-        routes.add_service(MetricsIngestServiceServer::new(ingest)).add_service(MetricsQueryServiceServer::new(query));
+    health.serving::<AlertServiceServer<alerts::Alerts>>().await;
+    let routes = routes
+        .add_service(MetricsIngestServiceServer::new(ingest))
+        .add_service(MetricsQueryServiceServer::new(query))
+        .add_service(AlertServiceServer::new(alerts));
     Ok((routes, health))
 }
 
@@ -84,9 +90,10 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     metrics.with_registry(|r| r.register_collector(Box::new(latest.clone())));
     spawn_latest_updates(live.subscribe(), latest, shutdown.clone());
     spawn_expiry(store.clone(), max_age_ms, shutdown.clone());
-    let ingest = Ingest::new(store.clone(), live.clone(), max_age_ms);
+    let alerts = alerts::Alerts::load(store.clone(), args.watch_buffer).await?;
+    let ingest = Ingest::new(store.clone(), live.clone(), max_age_ms, alerts.clone());
     let query = Query::new(store.clone(), live);
-    let (routes, health) = routes(ingest, query).await?;
+    let (routes, health) = routes(ingest, query, alerts).await?;
     let (listener, addr) = bind(args.listen).await?;
     announce_ready("metrics-pipeline", &[("grpc", Some(addr)), ("admin", admin)]);
     let options = ServerOptions {

@@ -39,7 +39,7 @@ impl Query {
 
 /// Host metrics show every node of the cluster: a user must be an admin. Services calling on
 /// their own behalf (no user) are trusted by the caller policy.
-fn check_may_read<T>(request: &Request<T>) -> Result<(), ApiError> {
+pub fn check_may_read<T>(request: &Request<T>) -> Result<(), ApiError> {
     let Some(caller) = Caller::of(request) else { return Err(ApiError::Unauthenticated("no caller identity".into())) };
     match (&caller.identity, &caller.user) {
         (_, Some(user)) if user.role == Role::Admin => Ok(()),

@@ -301,6 +301,99 @@ impl Store {
         Ok(dropped)
     }
 
+    /// Stores a rule (insert or replace).
+    pub async fn put_rule(&self, rule: &persys_proto::metrics::v1::AlertRule, now_ms: i64) -> Result<(), StoreError> {
+        use prost::Message;
+        sqlx::query(
+            "INSERT INTO alert_rules (id, payload, created_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET payload = EXCLUDED.payload",
+        )
+        .bind(&rule.id)
+        .bind(rule.encode_to_vec())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a rule; returns whether it existed.
+    pub async fn delete_rule(&self, id: &str) -> Result<bool, StoreError> {
+        let n =
+            sqlx::query("DELETE FROM alert_rules WHERE id = $1").bind(id).execute(&self.pool).await?.rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Every rule, oldest first.
+    pub async fn rules(&self) -> Result<Vec<persys_proto::metrics::v1::AlertRule>, StoreError> {
+        let rows = sqlx::query("SELECT payload FROM alert_rules ORDER BY created_ms, id").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| decode(r.get::<Vec<u8>, _>(0).as_slice())).collect()
+    }
+
+    /// Stores an alert as it is now (`open`: pending, firing or acknowledged).
+    pub async fn put_alert(
+        &self,
+        alert: &persys_proto::metrics::v1::Alert,
+        subject: &str,
+        open: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        use prost::Message;
+        sqlx::query(
+            "INSERT INTO alerts (id, rule_id, node_id, subject, state, severity, open, payload, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
+             open = EXCLUDED.open, payload = EXCLUDED.payload, updated_ms = EXCLUDED.updated_ms",
+        )
+        .bind(&alert.id)
+        .bind(&alert.rule_id)
+        .bind(&alert.node_id)
+        .bind(subject)
+        .bind(alert.state as i16)
+        .bind(alert.severity as i16)
+        .bind(open)
+        .bind(alert.encode_to_vec())
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets an alert (a pending one whose condition stopped holding).
+    pub async fn delete_alert(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM alerts WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Alerts, newest change first: only `open` ones when asked, only those of `node_id` /
+    /// `rule_id` when not empty, with a state in `states` when not empty, severity at least
+    /// `min_severity`; after `offset`, at most `limit`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn alerts(
+        &self,
+        open_only: bool,
+        node_id: &str,
+        rule_id: &str,
+        states: &[i16],
+        min_severity: i16,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<persys_proto::metrics::v1::Alert>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT payload FROM alerts WHERE (NOT $1 OR open) AND ($2 = '' OR node_id = $2) AND ($3 = '' OR rule_id = $3) \
+             AND (cardinality($4::int2[]) = 0 OR state = ANY($4)) AND severity >= $5 \
+             ORDER BY updated_ms DESC, id OFFSET $6 LIMIT $7",
+        )
+        .bind(open_only)
+        .bind(node_id)
+        .bind(rule_id)
+        .bind(states)
+        .bind(min_severity)
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| decode(r.get::<Vec<u8>, _>(0).as_slice())).collect()
+    }
+
     /// Counts the stored rows of one node (tests and invariants).
     pub async fn count_rows(&self, node_id: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query("SELECT count(*) FROM samples WHERE node_id = $1")
@@ -325,6 +418,10 @@ pub fn valid_schema(name: &str) -> bool {
     name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name.len() <= 63
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn series_of(row: &PgRow) -> Result<(String, Metric, Labels), StoreError> {

@@ -129,6 +129,19 @@ impl Pipeline {
         MetricsQueryServiceClient::with_interceptor(channel, AsUser::named(name, role))
     }
 
+    /// An alert client acting as user `name` with `role`, through the gateway's certificate.
+    pub fn alerts_as(
+        &self,
+        name: &str,
+        role: Role,
+    ) -> persys_proto::metrics::v1::alert_service_client::AlertServiceClient<persys_client::testing::UserChannel> {
+        let channel = connection(self.certs.path(), self.running.addr.port(), "gateway").channel();
+        persys_proto::metrics::v1::alert_service_client::AlertServiceClient::with_interceptor(
+            channel,
+            AsUser::named(name, role),
+        )
+    }
+
     /// Stops the pipeline and drops its database.
     pub async fn finish(self) {
         self.trigger.trigger();

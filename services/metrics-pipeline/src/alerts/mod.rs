@@ -1,0 +1,339 @@
+//! Alert rules and alerts: rules are stored in PostgreSQL and evaluated in memory as samples
+//! arrive ([`eval`]); each transition is stored before it is announced on `WatchAlerts`.
+//! Admins only, like the host metrics they are about.
+//!
+//! Not here yet (issue 12): notifications (webhook, Slack, Alertmanager) with an outbox,
+//! silences, rules on workload health, `UpdateAlertRule`.
+
+pub mod eval;
+
+use std::{pin::Pin, sync::Arc};
+
+use futures::Stream;
+use persys_kit::{ApiError, error::Violations};
+use persys_proto::{
+    common::v1::{PageResponse, WatchEventType},
+    metrics::v1::{
+        AcknowledgeAlertRequest, AcknowledgeAlertResponse, Alert, AlertRule, AlertSeverity, AlertState, Comparator,
+        CreateAlertRuleRequest, CreateAlertRuleResponse, DeleteAlertRuleRequest, DeleteAlertRuleResponse,
+        GetAlertRequest, GetAlertResponse, GetAlertRuleRequest, GetAlertRuleResponse, ListAlertRulesRequest,
+        ListAlertRulesResponse, ListAlertsRequest, ListAlertsResponse, Metric, UpdateAlertRuleRequest,
+        UpdateAlertRuleResponse, WatchAlertsRequest, WatchAlertsResponse, alert_service_server::AlertService,
+    },
+};
+use tokio::sync::{Mutex, broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    query::check_may_read,
+    samples::{Labels, Row},
+    store::Store,
+};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn subject_of(a: &Alert) -> String {
+    let labels: Labels = a.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    eval::subject(&a.node_id, &labels)
+}
+
+/// Rules, their evaluation and the alerts they raise.
+#[derive(Clone)]
+pub struct Alerts {
+    store: Arc<Store>,
+    eval: Arc<Mutex<eval::Evaluator>>,
+    events: broadcast::Sender<Arc<Alert>>,
+}
+
+impl Alerts {
+    /// Loads the rules and the open alerts from `store`.
+    pub async fn load(store: Arc<Store>, watch_buffer: usize) -> Result<Self, crate::store::StoreError> {
+        let mut evaluator = eval::Evaluator::new(format!("{:x}", now_ms()));
+        evaluator.set_rules(store.rules().await?, now_ms());
+        evaluator.restore(store.alerts(true, "", "", &[], 0, 0, i64::MAX).await?);
+        let (events, _) = broadcast::channel(watch_buffer.max(1));
+        Ok(Self { store, eval: Arc::new(Mutex::new(evaluator)), events })
+    }
+
+    /// Evaluates freshly committed rows of `node_id`; stores and announces what changed.
+    pub async fn observe(&self, node_id: &str, rows: &[Row]) -> Result<(), ApiError> {
+        let mut eval = self.eval.lock().await;
+        let transitions = eval.observe(node_id, rows);
+        self.apply(transitions).await
+    }
+
+    async fn apply(&self, transitions: Vec<eval::Transition>) -> Result<(), ApiError> {
+        let now = now_ms();
+        for t in transitions {
+            if t.forgotten {
+                self.store.delete_alert(&t.alert.id).await.map_err(ApiError::internal)?;
+            } else {
+                let open = t.alert.state != AlertState::Resolved as i32;
+                self.store.put_alert(&t.alert, &subject_of(&t.alert), open, now).await.map_err(ApiError::internal)?;
+                tracing::info!(
+                    alert = %t.alert.id, rule = %t.alert.rule_name, node = %t.alert.node_id,
+                    state = ?AlertState::try_from(t.alert.state).unwrap_or_default(), value = t.alert.value, "alert"
+                );
+            }
+            let _ = self.events.send(Arc::new(t.alert));
+        }
+        Ok(())
+    }
+
+    async fn reload_rules(&self) -> Result<(), ApiError> {
+        let rules = self.store.rules().await.map_err(ApiError::internal)?;
+        let mut eval = self.eval.lock().await;
+        let transitions = eval.set_rules(rules, now_ms());
+        self.apply(transitions).await
+    }
+}
+
+/// Checks a rule from a caller; field names are relative to `rule.`.
+pub fn validate_rule(r: &AlertRule) -> Result<(), ApiError> {
+    let mut v = Violations::new();
+    v.check(r.name.trim().is_empty(), "rule.name", "required");
+    match Metric::try_from(r.metric) {
+        Ok(Metric::Unspecified) | Err(_) => {
+            v.check(true, "rule.metric", format!("unknown metric {}", r.metric));
+        }
+        Ok(Metric::SecondsSinceLastSample) => {
+            v.check(true, "rule.metric", "seconds_since_last_sample rules are not evaluated yet");
+        }
+        Ok(_) => {}
+    }
+    let comparator = Comparator::try_from(r.comparator).ok().filter(|c| *c != Comparator::Unspecified);
+    v.check(
+        comparator.is_none(),
+        "rule.comparator",
+        format!("unknown comparator {}: use GREATER_THAN, GREATER_THAN_OR_EQUAL, LESS_THAN, LESS_THAN_OR_EQUAL, EQUAL or NOT_EQUAL", r.comparator),
+    );
+    v.check(!r.threshold.is_finite(), "rule.threshold", "must be a finite number");
+    v.check(r.resolve_threshold.is_some_and(|t| !t.is_finite()), "rule.resolve_threshold", "must be a finite number");
+    let negative = |d: &Option<prost_types::Duration>| d.as_ref().is_some_and(|d| d.seconds < 0 || d.nanos < 0);
+    v.check(negative(&r.for_duration), "rule.for_duration", "must not be negative");
+    v.check(negative(&r.repeat_interval), "rule.repeat_interval", "must not be negative");
+    v.check(AlertSeverity::try_from(r.severity).is_err(), "rule.severity", format!("unknown severity {}", r.severity));
+    v.check(
+        !r.notification_channels.is_empty(),
+        "rule.notification_channels",
+        "notifications are not delivered yet; create the rule without channels and watch alerts instead",
+    );
+    v.finish()
+}
+
+fn not_found(what: &str, id: &str) -> ApiError {
+    ApiError::NotFound(format!("{what} {id:?}"))
+}
+
+#[tonic::async_trait]
+impl AlertService for Alerts {
+    async fn create_alert_rule(
+        &self,
+        request: Request<CreateAlertRuleRequest>,
+    ) -> Result<Response<CreateAlertRuleResponse>, Status> {
+        check_may_read(&request)?;
+        let owner =
+            persys_kit::Caller::of(&request).and_then(|c| c.user.as_ref()).map(|u| u.id.clone()).unwrap_or_default();
+        let mut rule = request
+            .into_inner()
+            .rule
+            .ok_or_else(|| ApiError::InvalidArgument(vec![persys_kit::FieldViolation::new("rule", "required")]))?;
+        validate_rule(&rule)?;
+        let now = now_ms();
+        rule.id = format!("rule-{now:x}-{:x}", rand_suffix());
+        rule.owner_id = owner;
+        rule.created_at = Some(prost_types::Timestamp { seconds: now / 1000, nanos: 0 });
+        rule.updated_at = rule.created_at;
+        rule.revision = 1;
+        if rule.severity == AlertSeverity::Unspecified as i32 {
+            rule.severity = AlertSeverity::Warning as i32;
+        }
+        self.store.put_rule(&rule, now).await.map_err(ApiError::internal)?;
+        self.reload_rules().await?;
+        Ok(Response::new(CreateAlertRuleResponse { rule: Some(rule) }))
+    }
+
+    async fn get_alert_rule(
+        &self,
+        request: Request<GetAlertRuleRequest>,
+    ) -> Result<Response<GetAlertRuleResponse>, Status> {
+        check_may_read(&request)?;
+        let id = request.into_inner().id;
+        let rules = self.store.rules().await.map_err(ApiError::internal)?;
+        let rule = rules.into_iter().find(|r| r.id == id).ok_or_else(|| not_found("alert rule", &id))?;
+        Ok(Response::new(GetAlertRuleResponse { rule: Some(rule) }))
+    }
+
+    async fn list_alert_rules(
+        &self,
+        request: Request<ListAlertRulesRequest>,
+    ) -> Result<Response<ListAlertRulesResponse>, Status> {
+        check_may_read(&request)?;
+        let r = request.into_inner();
+        let rules = self
+            .store
+            .rules()
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .filter(|x| r.node_id.is_empty() || x.node_ids.is_empty() || x.node_ids.contains(&r.node_id))
+            .filter(|x| r.owner_id.is_empty() || x.owner_id == r.owner_id)
+            .collect();
+        Ok(Response::new(ListAlertRulesResponse { rules, page: Some(PageResponse::default()) }))
+    }
+
+    async fn update_alert_rule(
+        &self,
+        _request: Request<UpdateAlertRuleRequest>,
+    ) -> Result<Response<UpdateAlertRuleResponse>, Status> {
+        Err(Status::unimplemented("updating a rule is not supported yet: delete it and create it again"))
+    }
+
+    async fn delete_alert_rule(
+        &self,
+        request: Request<DeleteAlertRuleRequest>,
+    ) -> Result<Response<DeleteAlertRuleResponse>, Status> {
+        check_may_read(&request)?;
+        let id = request.into_inner().id;
+        if !self.store.delete_rule(&id).await.map_err(ApiError::internal)? {
+            return Err(not_found("alert rule", &id).into());
+        }
+        self.reload_rules().await?;
+        Ok(Response::new(DeleteAlertRuleResponse {}))
+    }
+
+    async fn list_alerts(&self, request: Request<ListAlertsRequest>) -> Result<Response<ListAlertsResponse>, Status> {
+        check_may_read(&request)?;
+        let r = request.into_inner();
+        let page = r.page.unwrap_or_default();
+        let size = if page.page_size <= 0 { 50 } else { i64::from(page.page_size.min(1000)) };
+        let offset: i64 = if page.page_token.is_empty() {
+            0
+        } else {
+            page.page_token.parse().map_err(|_| {
+                ApiError::InvalidArgument(vec![persys_kit::FieldViolation::new(
+                    "page.page_token",
+                    "not a token from this list",
+                )])
+            })?
+        };
+        let states: Vec<i16> = r.states.iter().map(|s| *s as i16).collect();
+        let mut alerts = self
+            .store
+            .alerts(false, &r.node_id, &r.rule_id, &states, r.min_severity as i16, offset, size + 1)
+            .await
+            .map_err(ApiError::internal)?;
+        let more = alerts.len() as i64 > size;
+        alerts.truncate(size as usize);
+        let next_page_token = if more { (offset + size).to_string() } else { String::new() };
+        Ok(Response::new(ListAlertsResponse {
+            alerts,
+            page: Some(PageResponse { next_page_token, total_size: None }),
+            revision: 0,
+        }))
+    }
+
+    async fn get_alert(&self, request: Request<GetAlertRequest>) -> Result<Response<GetAlertResponse>, Status> {
+        check_may_read(&request)?;
+        let id = request.into_inner().id;
+        let all = self.store.alerts(false, "", "", &[], 0, 0, i64::MAX).await.map_err(ApiError::internal)?;
+        let alert = all.into_iter().find(|a| a.id == id).ok_or_else(|| not_found("alert", &id))?;
+        Ok(Response::new(GetAlertResponse { alert: Some(alert) }))
+    }
+
+    type WatchAlertsStream = Pin<Box<dyn Stream<Item = Result<WatchAlertsResponse, Status>> + Send>>;
+
+    async fn watch_alerts(
+        &self,
+        request: Request<WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        check_may_read(&request)?;
+        let r = request.into_inner();
+        let mut events = self.events.subscribe();
+        let open = self
+            .store
+            .alerts(true, &r.node_id, "", &[], r.min_severity as i16, 0, 10_000)
+            .await
+            .map_err(ApiError::internal)?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut revision = 0i64;
+            for alert in open {
+                revision += 1;
+                let e = WatchAlertsResponse { r#type: WatchEventType::Added as i32, alert: Some(alert), revision };
+                if tx.send(Ok(e)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let alert = match events.recv().await {
+                    Ok(a) => a,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx
+                            .send(Err(Status::resource_exhausted(format!(
+                                "this watcher fell {n} alerts behind; watch again"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if (!r.node_id.is_empty() && alert.node_id != r.node_id) || alert.severity < r.min_severity {
+                    continue;
+                }
+                revision += 1;
+                let kind = if alert.state == AlertState::Resolved as i32 {
+                    WatchEventType::Deleted
+                } else {
+                    WatchEventType::Modified
+                };
+                let e = WatchAlertsResponse { r#type: kind as i32, alert: Some((*alert).clone()), revision };
+                if tx.send(Ok(e)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        request: Request<AcknowledgeAlertRequest>,
+    ) -> Result<Response<AcknowledgeAlertResponse>, Status> {
+        check_may_read(&request)?;
+        let who =
+            persys_kit::Caller::of(&request).and_then(|c| c.user.as_ref()).map(|u| u.name.clone()).unwrap_or_default();
+        let r = request.into_inner();
+        let mut eval = self.eval.lock().await;
+        let Some(alert) = eval.open_alert_mut(&r.id) else { return Err(not_found("open alert", &r.id).into()) };
+        if alert.state != AlertState::Firing as i32 {
+            return Err(ApiError::FailedPrecondition(format!(
+                "alert {:?} is {:?}; only a firing alert can be acknowledged",
+                r.id,
+                AlertState::try_from(alert.state).unwrap_or_default()
+            ))
+            .into());
+        }
+        let now = now_ms();
+        alert.state = AlertState::Acknowledged as i32;
+        alert.acknowledged_at = Some(prost_types::Timestamp { seconds: now / 1000, nanos: 0 });
+        alert.acknowledged_by = who;
+        alert.acknowledge_comment = r.comment;
+        alert.revision += 1;
+        let alert = alert.clone();
+        drop(eval);
+        self.store.put_alert(&alert, &subject_of(&alert), true, now).await.map_err(ApiError::internal)?;
+        let _ = self.events.send(Arc::new(alert.clone()));
+        Ok(Response::new(AcknowledgeAlertResponse { alert: Some(alert) }))
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(now_ms());
+    h.finish() as u32
+}

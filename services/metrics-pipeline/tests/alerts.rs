@@ -1,0 +1,156 @@
+//! Alert rules on the real pipeline and PostgreSQL: a rule fires on the sample that breaches
+//! it (after its for-duration), resolves when values return, one open alert per rule and
+//! subject, announced on WatchAlerts and stored; bad rules name their fields.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{AgentStream, Pipeline, batch, now_ms, sample};
+use persys_kit::identity::Role;
+use persys_proto::{
+    common::v1::WatchEventType,
+    metrics::v1::{
+        AcknowledgeAlertRequest, AlertRule, AlertState, Comparator, CreateAlertRuleRequest, DeleteAlertRuleRequest,
+        ListAlertsRequest, Metric, WatchAlertsRequest,
+    },
+};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn cpu_rule(name: &str, comparator: Comparator, threshold: f64, for_secs: i64) -> AlertRule {
+    AlertRule {
+        name: name.into(),
+        metric: Metric::CpuUsagePercent as i32,
+        comparator: comparator as i32,
+        threshold,
+        for_duration: Some(prost_types::Duration { seconds: for_secs, nanos: 0 }),
+        enabled: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_rule_fires_on_the_breaching_sample_resolves_and_is_watched_and_stored() {
+    let Some(p) = Pipeline::start().await else { return };
+    let mut admin = p.alerts_as("root", Role::Admin);
+    let hot = admin
+        .create_alert_rule(CreateAlertRuleRequest { rule: Some(cpu_rule("cpu hot", Comparator::GreaterThan, 80.0, 2)) })
+        .await
+        .unwrap()
+        .into_inner()
+        .rule
+        .unwrap();
+    let instant = admin
+        .create_alert_rule(CreateAlertRuleRequest {
+            rule: Some(cpu_rule("cpu busy", Comparator::GreaterThanOrEqual, 50.0, 0)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rule
+        .unwrap();
+    assert!(!hot.id.is_empty() && hot.owner_id == "root" && hot.revision == 1);
+    let mut watch = admin.watch_alerts(WatchAlertsRequest::default()).await.unwrap().into_inner();
+    let mut next =
+        async || tokio::time::timeout(Duration::from_secs(5), watch.message()).await.unwrap().unwrap().unwrap();
+
+    let t0 = now_ms() - 60_000;
+    let mut agent = p.ingest_as("node-a");
+    let mut stream = AgentStream::open(&mut agent).await.unwrap();
+    // 90 % at t0: the instant rule fires, the 2 s rule is pending.
+    stream.send(batch("node-a", 1, vec![sample("node-a", t0, 90.0)])).await.unwrap();
+    let a = next().await;
+    let b = next().await;
+    let mut seen = [a, b].map(|e| (e.alert.clone().unwrap().rule_id, e.alert.unwrap().state));
+    seen.sort();
+    let mut want = [(hot.id.clone(), AlertState::Pending as i32), (instant.id.clone(), AlertState::Firing as i32)];
+    want.sort();
+    assert_eq!(seen, want);
+
+    // Still above at t0 + 2 s: the 2 s rule fires, once, on that sample.
+    stream
+        .send(batch("node-a", 2, vec![sample("node-a", t0 + 1000, 95.0), sample("node-a", t0 + 2000, 85.0)]))
+        .await
+        .unwrap();
+    let fired = next().await.alert.unwrap();
+    assert_eq!((fired.rule_id.as_str(), fired.state), (hot.id.as_str(), AlertState::Firing as i32));
+    assert_eq!(fired.fired_at.unwrap().seconds * 1000, (t0 + 2000) / 1000 * 1000);
+    assert_eq!(fired.value, 85.0);
+
+    // The stored view: two open alerts, one per rule.
+    let open = admin
+        .list_alerts(ListAlertsRequest { states: vec![AlertState::Firing as i32], ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .alerts;
+    assert_eq!(open.len(), 2, "{open:?}");
+
+    // An admin acknowledges the hot one; a pending or resolved alert cannot be.
+    let acked = admin
+        .acknowledge_alert(AcknowledgeAlertRequest { id: fired.id.clone(), comment: "looking".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .alert
+        .unwrap();
+    assert_eq!((acked.state, acked.acknowledged_by.as_str()), (AlertState::Acknowledged as i32, "root"));
+    assert_eq!(next().await.alert.unwrap().state, AlertState::Acknowledged as i32);
+
+    // Back to 20 %: both resolve, each exactly once.
+    stream.send(batch("node-a", 3, vec![sample("node-a", t0 + 3000, 20.0)])).await.unwrap();
+    let r1 = next().await;
+    let r2 = next().await;
+    for e in [&r1, &r2] {
+        assert_eq!(e.r#type, WatchEventType::Deleted as i32);
+        assert_eq!(e.alert.as_ref().unwrap().state, AlertState::Resolved as i32);
+    }
+    let all = admin.list_alerts(ListAlertsRequest::default()).await.unwrap().into_inner().alerts;
+    assert_eq!(all.len(), 2, "history keeps both, resolved: {all:?}");
+    assert!(all.iter().all(|a| a.state == AlertState::Resolved as i32 && a.resolved_at.is_some()));
+    let late = admin
+        .acknowledge_alert(AcknowledgeAlertRequest { id: fired.id.clone(), comment: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::NotFound, "{late:?}");
+
+    // A resent batch (duplicate) raises nothing again.
+    stream.send(batch("node-a", 1, vec![sample("node-a", t0, 90.0)])).await.unwrap();
+    admin.delete_alert_rule(DeleteAlertRuleRequest { id: instant.id.clone() }).await.unwrap();
+    stream.send(batch("node-a", 4, vec![sample("node-a", t0 + 4000, 99.0)])).await.unwrap();
+    let only = next().await.alert.unwrap();
+    assert_eq!(
+        (only.rule_id.as_str(), only.state),
+        (hot.id.as_str(), AlertState::Pending as i32),
+        "the deleted rule raises nothing"
+    );
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn bad_rules_name_their_fields_and_members_cannot_manage_rules() {
+    let Some(p) = Pipeline::start().await else { return };
+    let mut admin = p.alerts_as("root", Role::Admin);
+    let mut bad = cpu_rule("", Comparator::Unspecified, f64::NAN, -5);
+    bad.metric = 77;
+    let status = admin.create_alert_rule(CreateAlertRuleRequest { rule: Some(bad) }).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let fields: Vec<String> =
+        status.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.field).collect();
+    assert_eq!(fields, ["rule.name", "rule.metric", "rule.comparator", "rule.threshold", "rule.for_duration"]);
+    assert!(
+        status.message().contains("GREATER_THAN")
+            || format!("{:?}", status.get_details_bad_request()).contains("GREATER_THAN")
+    );
+
+    let member = p
+        .alerts_as("ada", Role::Member)
+        .create_alert_rule(CreateAlertRuleRequest { rule: Some(cpu_rule("x", Comparator::LessThan, 1.0, 0)) })
+        .await
+        .unwrap_err();
+    assert_eq!(member.code(), Code::PermissionDenied);
+    let rules = admin.list_alert_rules(persys_proto::metrics::v1::ListAlertRulesRequest::default()).await.unwrap();
+    assert!(rules.into_inner().rules.is_empty(), "nothing stored");
+    p.finish().await;
+}
