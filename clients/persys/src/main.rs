@@ -1,5 +1,6 @@
 //! `persys`: the command-line interface of the Persys platform.
 
+mod alerts;
 mod auth;
 mod certs;
 mod client;
@@ -65,6 +66,12 @@ enum Command {
     /// Host metrics of the nodes: newest values and charts over time (admin).
     #[command(subcommand)]
     Metrics(metrics::MetricsCommand),
+    /// Alerts raised by alert rules: list, acknowledge, watch (admin).
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
+    /// Alert rules: create from a YAML file, list, delete (admin).
+    #[command(subcommand)]
+    Rules(alerts::RulesCommand),
     /// Create and issue mTLS certificates for a Persys cluster.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -86,6 +93,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(c) => watch::run(global, c).await,
         Command::Token(c) => token::run(global, c).await,
         Command::Metrics(c) => metrics::run(global, c).await,
+        Command::Alerts(c) => alerts::run_alerts(global, c).await,
+        Command::Rules(c) => alerts::run_rules(global, c).await,
         Command::Certs(c) => certs::run(c),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "persys", &mut std::io::stdout());

@@ -79,7 +79,8 @@ pub enum MetricArg {
 }
 
 impl MetricArg {
-    fn metric(self) -> Metric {
+    /// The API's metric.
+    pub fn metric(self) -> Metric {
         match self {
             Self::Cpu => Metric::CpuUsagePercent,
             Self::Memory => Metric::MemoryUsagePercent,

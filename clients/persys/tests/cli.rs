@@ -579,3 +579,61 @@ async fn metrics_latest_and_range_show_what_a_real_agent_sent() {
     let err = text(&ghost.stderr);
     assert!(err.contains("ghost") && err.contains("node_ids[0]"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_from_a_file_raise_alerts_that_an_admin_lists_and_acknowledges() {
+    let Some(database_url) = persys_kit::testing::require_env("PERSYS_TEST_DATABASE_URL", "PostgreSQL") else { return };
+    let Some(docker_host) = persys_kit::testing::require_env("DOCKER_HOST", "a Docker engine") else { return };
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let options =
+        ClusterOptions { metrics: Some((database_url, format!("cli_alerts_{nanos:x}"))), ..Default::default() };
+    let cluster = Cluster::start(options).await.expect("gateway, scheduler and metrics pipeline start");
+    let cli = Persys::new(cluster.url());
+    cli.login(ADMIN, ADMIN_PASSWORD).await;
+
+    // A mistake in the file is reported with what to fix, and nothing is created.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "name: typo\nmetric: cpu\ncomparator: \"=>\"\nthreshold: 1\n").unwrap();
+    let out = cli.run(&["rules", "create", "-f", bad.to_str().unwrap()]).await;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("use one of > >= < <= == !="), "{}", text(&out.stderr));
+    assert_eq!(cli.json(&["rules", "list"]).await, serde_json::json!([]));
+
+    // Memory in use is always above 0 %: this rule fires on the node's first sample.
+    let good = dir.path().join("rule.yaml");
+    std::fs::write(&good, "name: memory in use\nmetric: memory\ncomparator: \">\"\nthreshold: 0\nseverity: info\n")
+        .unwrap();
+    let rule = cli.json(&["rules", "create", "-f", good.to_str().unwrap()]).await;
+    assert_eq!(
+        (rule["metric"].as_str(), rule["comparator"].as_str()),
+        (Some("MemoryUsagePercent"), Some("GreaterThan"))
+    );
+    let rules = cli.ok(&["rules", "list"]).await;
+    assert!(rules.contains("memory in use") && rules.contains("MemoryUsagePercent GreaterThan 0"), "{rules}");
+
+    let created = cli.json(&["token", "create"]).await;
+    let token = created["token"].as_str().unwrap().to_owned();
+    let node = format!("cli-a-{}", nanos % 1_000_000_000);
+    let _agent = cluster.agent(&node, &token, &docker_host).await.expect("agent joins");
+    eventually("the rule to fire for the node", || async {
+        cli.json(&["alerts", "list", "--node", &node]).await[0]["state"] == "Firing"
+    })
+    .await;
+    let firing = cli.json(&["alerts", "list", "--node", &node]).await[0].clone();
+    assert_eq!((firing["rule_name"].as_str(), firing["severity"].as_str()), (Some("memory in use"), Some("Info")));
+    let id = firing["id"].as_str().unwrap().to_owned();
+    let acked = cli.json(&["alerts", "ack", &id, "--comment", "expected"]).await;
+    assert_eq!((acked["state"].as_str(), acked["acknowledged_by"].as_str()), (Some("Acknowledged"), Some(ADMIN)));
+    let table = cli.ok(&["alerts", "list"]).await;
+    assert!(table.starts_with("ID") && table.contains(&id) && table.contains("Acknowledged"), "{table}");
+
+    // Deleting the rule resolves its alert.
+    cli.ok(&["rules", "delete", rule["id"].as_str().unwrap()]).await;
+    assert_eq!(cli.json(&["alerts", "list"]).await, serde_json::json!([]));
+    let history = cli.json(&["alerts", "list", "--all"]).await;
+    assert!(
+        history.as_array().unwrap().iter().any(|a| a["id"] == id.as_str() && a["state"] == "Resolved"),
+        "{history}"
+    );
+}

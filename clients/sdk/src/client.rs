@@ -11,7 +11,7 @@ use persys_proto::{
         LoginRequest, LoginResponse, RefreshRequest, api_key_service_client::ApiKeyServiceClient,
         auth_service_client::AuthServiceClient, user_service_client::UserServiceClient,
     },
-    metrics::v1::metrics_query_service_client::MetricsQueryServiceClient,
+    metrics::v1::{alert_service_client::AlertServiceClient, metrics_query_service_client::MetricsQueryServiceClient},
     scheduler::v1::scheduler_service_client::SchedulerServiceClient,
 };
 use tonic::{
@@ -92,6 +92,11 @@ impl Conn {
     /// watches (admins).
     pub fn metrics(self) -> MetricsQueryServiceClient<AuthChannel> {
         MetricsQueryServiceClient::with_interceptor(self.channel, self.bearer)
+    }
+
+    /// Returns an alert client: rules, alerts, acknowledgements, live alerts (admins).
+    pub fn metrics_alerts(self) -> AlertServiceClient<AuthChannel> {
+        AlertServiceClient::with_interceptor(self.channel, self.bearer)
     }
 
     /// Returns an analyzer client: app analysis, manifests, personas.
