@@ -375,5 +375,22 @@ mod tests {
         assert!(err("name: x\nmetric: cpu\ncomparator: \">\"\nthreshold: 1\ncolor: red\n").contains("color"));
         assert!(err("name: x\nmetric: cpu\ncomparator: \">\"\nthreshold: .nan\n").contains("threshold"));
         assert!(err("- not a map").len() > 5);
+        assert!(
+            err("name: x\nmetric: cpu\ncomparator: \">\"\nthreshold: 1\nfor: 99999999999999999d\n")
+                .contains("too long")
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the file holds, reading it answers a rule or an error; it never panics.
+        #[test]
+        fn rule_files_never_panic(text in "(name|metric|comparator|threshold|for|labels|nodes|severity|[:{}\\[\\]\"'\n -]|[a-z0-9.<>=!]){0,120}") {
+            let _ = parse_rule(&text);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = parse_rule(&String::from_utf8_lossy(&bytes));
+        }
     }
 }

@@ -101,12 +101,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
     let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 500ms, 30s, 5m or 2h"))?;
+    let seconds =
+        |per: u64| n.checked_mul(per).map(Duration::from_secs).ok_or_else(|| format!("`{s}` is too long a duration"));
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        "d" => Ok(Duration::from_secs(n * 86400)),
+        "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86400),
         _ => Err(format!("`{s}`: unknown unit `{unit}`; use ms, s, m, h or d")),
     }
 }
@@ -134,5 +136,8 @@ mod tests {
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("m").is_err());
+        // Overflow is an error, not a panic (rule files and flags are user input).
+        assert!(parse_duration("99999999999999999d").unwrap_err().contains("too long"));
+        assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
     }
 }
