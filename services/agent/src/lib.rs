@@ -155,7 +155,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
                 answer_timeout: Duration::from_secs(60),
             };
             tracing::info!(metrics_pipeline = %address, interval = ?cli.metrics_interval, "shipping host metrics");
-            Some(shipper::spawn(config, channel, state.clone(), shutdown.clone()))
+            Some(shipper::spawn(config, channel, state.clone(), drivers.docker.clone(), shutdown.clone()))
         }
         None => None,
     };

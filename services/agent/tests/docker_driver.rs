@@ -440,3 +440,36 @@ async fn named_volumes_are_the_owners_own_on_the_engine() {
             .await;
     }
 }
+
+#[tokio::test]
+async fn container_metrics_report_each_running_container_with_its_workload_and_limit() {
+    let Some((host, image)) = engine() else { return };
+    let node = node_id("stats");
+    let _cleanup = Cleanup::new(&host, &node);
+    let (driver, outbox) = driver(&host, &node).await;
+    let (_trigger, handle) = shutdown::channel();
+    tokio::spawn(driver.clone().watch(handle));
+    assert!(driver.container_metrics().await.is_empty(), "nothing running yet");
+
+    let mut run = run_sh(&node, "busy", &image, "while :; do :; done");
+    run.spec.as_mut().unwrap().resources = Some(ResourceRequirements {
+        requests: None,
+        limits: Some(ResourceQuantities { cpu_millis: 500, memory_bytes: 48 << 20, disk_bytes: 0 }),
+    });
+    let (out, _rx) = sink();
+    driver.run(&run, &out).await.unwrap();
+    wait_event(&outbox, &run.instance_id, |e| phase(e) == WorkloadPhase::Running).await;
+
+    let metrics = driver.container_metrics().await;
+    assert_eq!(metrics.len(), 1, "{metrics:?}");
+    let m = &metrics[0];
+    assert_eq!(
+        (m.instance_id.as_str(), m.workload_id.as_str(), m.state.as_str()),
+        (run.instance_id.as_str(), "w-busy", "running")
+    );
+    assert_eq!(m.memory_limit_bytes, 48 << 20);
+    assert!(m.memory_usage_bytes > 0 && m.memory_usage_bytes < 48 << 20, "{m:?}");
+    // A busy loop capped at half a core: busy (however loaded the machine), never far above the cap.
+    assert!(m.cpu_percent > 0.0 && m.cpu_percent < 80.0, "cpu {}", m.cpu_percent);
+    assert!(!m.container_id.is_empty() && m.created_at.is_some());
+}

@@ -106,7 +106,7 @@ async fn unanswered_batches_are_resent_with_their_numbers_and_none_is_skipped() 
     let start = |state: StateDir| {
         let channel = plain_channel(&address, &ClientOptions::default()).unwrap();
         let (trigger, handle) = shutdown::channel();
-        (trigger, shipper::spawn(config.clone(), channel, state, handle))
+        (trigger, shipper::spawn(config.clone(), channel, state, None, handle))
     };
     let (trigger, task) = start(state.clone());
 

@@ -14,16 +14,18 @@ use bollard::{
     API_DEFAULT_VERSION, Docker,
     container::LogOutput,
     exec::{CreateExecOptions, StartExecOptions, StartExecResults},
+    models::ContainerStatsResponse,
     models::{ContainerInspectResponse, VolumeCreateRequest},
     query_parameters::{
         CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
-        RemoveContainerOptions, RestartContainerOptions, StopContainerOptions,
+        RemoveContainerOptions, RestartContainerOptions, StatsOptions, StopContainerOptions,
     },
 };
 use futures::StreamExt;
 use persys_kit::shutdown::Shutdown;
 use persys_proto::{
     common::v1::OutputStream,
+    metrics::v1::ContainerMetrics,
     scheduler::v1::{
         ExecExit, ExecInstance, FetchLogs, ImagePullPolicy, ImagePullProgress, InstanceStatus, RunInstance,
         WorkloadPhase, WorkloadStatusEvent,
@@ -271,6 +273,45 @@ impl DockerDriver {
             self.gone(&id);
         }
         Ok(out)
+    }
+
+    /// Returns the resource use of each running Persys container of this node, labelled with
+    /// its workload and instance. Each container's stats come from the engine's non-streaming
+    /// stats call (two readings about a second apart, so CPU is a rate); containers are read
+    /// concurrently, and one that fails or vanishes is left out.
+    pub async fn container_metrics(&self) -> Vec<ContainerMetrics> {
+        let filters: HashMap<String, Vec<String>> = [
+            (
+                "label".to_owned(),
+                vec![format!("{LABEL_MANAGED}=true"), format!("{LABEL_NODE_ID}={}", self.defaults.node_id)],
+            ),
+            ("status".to_owned(), vec!["running".to_owned()]),
+        ]
+        .into();
+        let options = ListContainersOptions { all: false, filters: Some(filters), ..Default::default() };
+        let Ok(list) = self.docker.list_containers(Some(options)).await else { return Vec::new() };
+        let reads = list.into_iter().filter_map(|summary| {
+            let id = summary.id?;
+            let labels = summary.labels.unwrap_or_default();
+            let name =
+                summary.names.and_then(|n| n.first().cloned()).unwrap_or_default().trim_start_matches('/').to_owned();
+            let docker = self.docker.clone();
+            Some(async move {
+                let options = StatsOptions { stream: false, one_shot: false };
+                let stats = tokio::time::timeout(Duration::from_secs(4), docker.stats(&id, Some(options)).next()).await;
+                let Ok(Some(Ok(stats))) = stats else { return None };
+                let mut m = container_metrics_of(&stats);
+                m.container_id = id;
+                m.name = name;
+                m.image = summary.image.unwrap_or_default();
+                m.state = summary.state.map(|s| s.to_string()).unwrap_or_default();
+                m.workload_id = labels.get(super::LABEL_WORKLOAD_ID).cloned().unwrap_or_default();
+                m.instance_id = labels.get(super::LABEL_INSTANCE_ID).cloned().unwrap_or_default();
+                m.created_at = summary.created.map(|s| prost_types::Timestamp { seconds: s, nanos: 0 });
+                Some(m)
+            })
+        });
+        futures::future::join_all(reads).await.into_iter().flatten().collect()
     }
 
     /// Follows the engine's container events and reports each change of a Persys container at
@@ -731,4 +772,49 @@ async fn send_output(output: &Output, chunk: LogOutput) -> Result<(), CommandErr
         LogOutput::StdIn { .. } => return Ok(()),
     };
     output.chunk(stream, data).await
+}
+
+/// The figures of one stats reading: CPU as percent of one core between the reading and the
+/// one before it (Docker's own formula), memory without the page cache, network and block I/O
+/// totals. Missing figures are zero; nothing here can panic on odd input.
+pub fn container_metrics_of(s: &ContainerStatsResponse) -> ContainerMetrics {
+    let total = |c: &Option<bollard::models::ContainerCpuStats>| {
+        c.as_ref().and_then(|c| c.cpu_usage.as_ref()).and_then(|u| u.total_usage).unwrap_or(0)
+    };
+    let system =
+        |c: &Option<bollard::models::ContainerCpuStats>| c.as_ref().and_then(|c| c.system_cpu_usage).unwrap_or(0);
+    let cpus = s.cpu_stats.as_ref().and_then(|c| c.online_cpus).filter(|n| *n > 0).unwrap_or(1);
+    let cpu_delta = total(&s.cpu_stats).saturating_sub(total(&s.precpu_stats)) as f64;
+    let system_delta = system(&s.cpu_stats).saturating_sub(system(&s.precpu_stats)) as f64;
+    let cpu_percent = if system_delta > 0.0 { cpu_delta / system_delta * f64::from(cpus) * 100.0 } else { 0.0 };
+    let memory = s.memory_stats.as_ref();
+    let cache = memory
+        .and_then(|m| m.stats.as_ref())
+        .and_then(|st| st.get("inactive_file").or_else(|| st.get("total_inactive_file")).copied())
+        .unwrap_or(0);
+    let usage = memory.and_then(|m| m.usage).unwrap_or(0).saturating_sub(cache);
+    let limit = memory.and_then(|m| m.limit).unwrap_or(0);
+    let (rx, tx) = s.networks.iter().flatten().fold((0u64, 0u64), |(rx, tx), (_, n)| {
+        (rx.saturating_add(n.rx_bytes.unwrap_or(0)), tx.saturating_add(n.tx_bytes.unwrap_or(0)))
+    });
+    let (read, write) =
+        s.blkio_stats.as_ref().and_then(|b| b.io_service_bytes_recursive.as_ref()).into_iter().flatten().fold(
+            (0u64, 0u64),
+            |(r, w), e| match e.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("read") => (r.saturating_add(e.value.unwrap_or(0)), w),
+                Some("write") => (r, w.saturating_add(e.value.unwrap_or(0))),
+                _ => (r, w),
+            },
+        );
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    ContainerMetrics {
+        cpu_percent: if cpu_percent.is_finite() { cpu_percent } else { 0.0 },
+        memory_usage_bytes: i(usage),
+        memory_limit_bytes: i(limit),
+        network_rx_bytes: i(rx),
+        network_tx_bytes: i(tx),
+        block_read_bytes: i(read),
+        block_write_bytes: i(write),
+        ..Default::default()
+    }
 }

@@ -61,9 +61,16 @@ enum End {
 
 /// Starts sampling this machine and shipping the samples over `channel` until `shutdown`;
 /// returns the task, which ends once both have stopped.
-pub fn spawn(config: ShipperConfig, channel: TracedChannel, state: StateDir, shutdown: Shutdown) -> JoinHandle<()> {
+/// With `docker`, each sample also carries the node's running Persys containers.
+pub fn spawn(
+    config: ShipperConfig,
+    channel: TracedChannel,
+    state: StateDir,
+    docker: Option<std::sync::Arc<crate::driver::docker::DockerDriver>>,
+    shutdown: Shutdown,
+) -> JoinHandle<()> {
     let (tx, rx) = mpsc::channel(4);
-    let sampler = tokio::spawn(sample_every(config.node_id.clone(), config.interval, tx, shutdown.clone()));
+    let sampler = tokio::spawn(sample_every(config.node_id.clone(), config.interval, tx, docker, shutdown.clone()));
     let shipper = Shipper::new(config, channel, state);
     tokio::spawn(async move {
         shipper.run(rx, shutdown).await;
@@ -73,8 +80,14 @@ pub fn spawn(config: ShipperConfig, channel: TracedChannel, state: StateDir, shu
 
 /// Sends one sample of this machine to `samples` every `interval` (the first one interval
 /// from now, so that its CPU usage covers a whole interval) until shutdown or until the
-/// receiver is gone.
-pub async fn sample_every(node_id: String, interval: Duration, samples: mpsc::Sender<HostMetrics>, shutdown: Shutdown) {
+/// receiver is gone. With `docker`, each sample also carries the running Persys containers.
+pub async fn sample_every(
+    node_id: String,
+    interval: Duration,
+    samples: mpsc::Sender<HostMetrics>,
+    docker: Option<std::sync::Arc<crate::driver::docker::DockerDriver>>,
+    shutdown: Shutdown,
+) {
     let mut collector = Collector::new();
     let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -95,6 +108,10 @@ pub async fn sample_every(node_id: String, interval: Duration, samples: mpsc::Se
             return;
         };
         collector = back;
+        let mut sample = sample;
+        if let Some(docker) = &docker {
+            sample.containers = docker.container_metrics().await;
+        }
         if samples.send(sample).await.is_err() {
             return;
         }
