@@ -16,7 +16,10 @@ use persys_proto::{
         HostMetrics, Metric, QueryRangeRequest, Rollup, WatchHostMetricsRequest,
         metrics_query_service_client::MetricsQueryServiceClient,
     },
-    scheduler::v1::{CreateJoinTokenRequest, ListNodesRequest, scheduler_service_client::SchedulerServiceClient},
+    scheduler::v1::{
+        CreateJoinTokenRequest, CreateWorkloadRequest, DeleteWorkloadRequest, GetWorkloadRequest, ImagePullPolicy,
+        ListNodesRequest, WorkloadSpec, scheduler_service_client::SchedulerServiceClient,
+    },
 };
 
 fn ms(t: &prost_types::Timestamp) -> i64 {
@@ -48,7 +51,8 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
     // Watch every node before the agent exists: its samples arrive live.
     let started = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64;
     let mut watch = metrics.watch_host_metrics(WatchHostMetricsRequest::default()).await.unwrap().into_inner();
-    let agent = cluster.agent("metrics-node", &join, &docker_host).await.unwrap();
+    let node_name = format!("metrics-{:x}", nanos % 0xffff_ffff);
+    let agent = cluster.agent(&node_name, &join, &docker_host).await.unwrap();
     let mut seen: Vec<HostMetrics> = Vec::new();
     tokio::time::timeout(Duration::from_secs(60), async {
         while seen.len() < 3 {
@@ -61,7 +65,7 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
 
     // The samples are the joined node's, and describe this machine.
     let nodes = scheduler.list_nodes(ListNodesRequest::default()).await.unwrap().into_inner().nodes;
-    let node = nodes.iter().find(|n| n.hostname == "metrics-node").expect("the agent joined");
+    let node = nodes.iter().find(|n| n.hostname == node_name).expect("the agent joined");
     for m in &seen {
         assert_eq!(m.node_id, node.id);
         let memory = m.memory.as_ref().unwrap();
@@ -94,5 +98,64 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
         let cpu = m.cpu.as_ref().unwrap().usage_percent;
         assert!(points.contains(&(at, cpu)), "sample at {at} ({cpu}%) missing from {points:?}");
     }
+
+    // A workload's container shows up in the samples, labelled with the workload, and its
+    // memory is queryable by that label.
+    let Some(image) = require_env("PERSYS_TEST_IMAGE", "a local test image") else { return };
+    let w = scheduler
+        .create_workload(CreateWorkloadRequest {
+            name: "metered".into(),
+            spec: Some(WorkloadSpec {
+                image,
+                command: vec!["sh".into(), "-c".into(), "exec sleep 600".into()],
+                image_pull_policy: ImagePullPolicy::Never as i32,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .workload
+        .unwrap();
+    let with_containers = WatchHostMetricsRequest { include_containers: true, ..Default::default() };
+    let mut watch = metrics.watch_host_metrics(with_containers).await.unwrap().into_inner();
+    let container = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let event = watch.message().await.unwrap().expect("the watch stays open");
+            let m = event.metrics.unwrap();
+            if let Some(c) = m.containers.into_iter().find(|c| c.workload_id == w.id) {
+                return c;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no sample with the workload's container in 60 s; agent log:\n{}", agent.log()));
+    assert!(container.memory_usage_bytes > 0 && !container.instance_id.is_empty(), "{container:?}");
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let by_workload = QueryRangeRequest {
+        metrics: vec![Metric::ContainerMemoryBytes as i32],
+        range: Some(TimeRange { start: Some(ts(started)), end: Some(ts(now + 1)) }),
+        step: Some(prost_types::Duration { seconds: 60, nanos: 0 }),
+        match_labels: [("workload_id".to_string(), w.id.clone())].into(),
+        ..Default::default()
+    };
+    let series = metrics.query_range(by_workload).await.unwrap().into_inner().series;
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(series[0].labels.get("instance_id"), Some(&container.instance_id));
+    // Deleted, and gone from the engine, before the agent stops.
+    scheduler.delete_workload(DeleteWorkloadRequest { id: w.id.clone(), ..Default::default() }).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while scheduler.get_workload(GetWorkloadRequest { id: w.id.clone() }).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the workload is deleted within 30 s");
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=persys.workload-id={}", w.id)])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "the container is removed: {}", String::from_utf8_lossy(&left.stdout));
     drop(agent);
 }
