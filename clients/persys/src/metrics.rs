@@ -151,7 +151,12 @@ pub async fn run(global: &Global, command: MetricsCommand) -> anyhow::Result<()>
         }
         MetricsCommand::Range { metric, nodes, since, step, rollup, labels } => {
             let now = now_secs();
-            let start = prost_types::Timestamp { seconds: now - since.as_secs() as i64, nanos: 0 };
+            let mut start = now - since.as_secs() as i64;
+            if step.as_secs() % 60 == 0 && step.subsec_nanos() == 0 {
+                // Whole minutes: the pipeline answers from its one-minute rollups (kept longer).
+                start -= start.rem_euclid(60);
+            }
+            let start = prost_types::Timestamp { seconds: start, nanos: 0 };
             let req = &QueryRangeRequest {
                 node_ids: nodes,
                 metrics: vec![metric.metric() as i32],

@@ -130,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
                         text.push_str(&format!("{node}\t{}\t{labels}\t{}\t{}\n", r.metric as i16, r.time_ms, r.value));
                     }
                     let mut copy = conn
-                        .copy_in_raw("COPY bench_raw (node_id, metric, labels, time_ms, value) FROM STDIN")
+                        .copy_in_raw("COPY metrics.bench_raw (node_id, metric, labels, time_ms, value) FROM STDIN")
                         .await
                         .expect("copy");
                     copy.send(text.into_bytes()).await.expect("send");

@@ -14,6 +14,9 @@ use crate::samples::{Labels, Row};
 /// One day in milliseconds: the width of a partition.
 pub const DAY_MS: i64 = 86_400_000;
 
+/// How long the one-minute rollups are kept.
+pub const ROLLUP_RETENTION_MS: i64 = 90 * DAY_MS;
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -188,6 +191,27 @@ impl Store {
             .bind(&value)
             .execute(&mut *tx)
             .await?;
+            // The batch's rows folded into their minutes (rows sorted so that concurrent
+            // batches of one node lock rollup rows in the same order).
+            sqlx::query(
+                "INSERT INTO samples_1m AS r (node_id, metric, labels, bucket_ms, min, max, sum, count, last, last_ms) \
+                 SELECT $1, m, l::jsonb, (t / 60000) * 60000, min(v), max(v), sum(v), count(*), \
+                        (array_agg(v ORDER BY t DESC))[1], max(t) \
+                 FROM UNNEST($2::int2[], $3::text[], $4::int8[], $5::float8[]) AS u(m, l, t, v) \
+                 GROUP BY m, l::jsonb, (t / 60000) * 60000 ORDER BY 1, 2, 3, 4 \
+                 ON CONFLICT (node_id, metric, labels, bucket_ms) DO UPDATE SET \
+                   min = least(r.min, EXCLUDED.min), max = greatest(r.max, EXCLUDED.max), \
+                   sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count, \
+                   last = CASE WHEN EXCLUDED.last_ms >= r.last_ms THEN EXCLUDED.last ELSE r.last END, \
+                   last_ms = greatest(r.last_ms, EXCLUDED.last_ms)",
+            )
+            .bind(batch.node_id)
+            .bind(&metric)
+            .bind(&labels)
+            .bind(&time)
+            .bind(&value)
+            .execute(&mut *tx)
+            .await?;
         }
         if let Some((time_ms, payload)) = &batch.latest {
             sqlx::query(
@@ -234,8 +258,39 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Answers a range query from the raw samples, one point per non-empty bucket.
+    /// Answers a range query, one point per non-empty bucket: from the one-minute rollups
+    /// when the step and the start are whole minutes (the same figures, fewer rows), from the
+    /// raw samples otherwise.
     pub async fn range(&self, q: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
+        if q.step_ms % 60_000 == 0 && q.start_ms % 60_000 == 0 {
+            self.range_rollup(q).await
+        } else {
+            self.range_raw(q).await
+        }
+    }
+
+    /// Answers a range query from the one-minute rollups; `step_ms` and `start_ms` must be whole
+    /// minutes (the end is rounded up to one).
+    pub async fn range_rollup(&self, q: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
+        let aggregate = match q.rollup {
+            Rollup::Min => "min(min)",
+            Rollup::Max => "max(max)",
+            Rollup::Sum => "sum(sum)",
+            Rollup::Last => "(array_agg(last ORDER BY last_ms DESC))[1]",
+            Rollup::Avg | Rollup::Unspecified => "sum(sum) / sum(count)",
+        };
+        let sql = format!(
+            "SELECT node_id, metric, labels::text AS labels, $4 + ((bucket_ms - $4) / $6) * $6 AS bucket, {aggregate} AS value \
+             FROM samples_1m WHERE (cardinality($1::text[]) = 0 OR node_id = ANY($1)) AND metric = ANY($2) \
+             AND labels @> $3::jsonb AND bucket_ms >= $4 AND bucket_ms < $5 \
+             GROUP BY node_id, metric, labels, bucket ORDER BY node_id, metric, labels::text, bucket",
+        );
+        self.range_with(sql, q, q.end_ms.div_euclid(60_000) * 60_000 + if q.end_ms % 60_000 == 0 { 0 } else { 60_000 })
+            .await
+    }
+
+    /// Answers a range query from the raw samples.
+    pub async fn range_raw(&self, q: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
         let aggregate = match q.rollup {
             Rollup::Min => "min(value)",
             Rollup::Max => "max(value)",
@@ -249,6 +304,10 @@ impl Store {
              AND labels @> $3::jsonb AND time_ms >= $4 AND time_ms < $5 \
              GROUP BY node_id, metric, labels, bucket ORDER BY node_id, metric, labels::text, bucket",
         );
+        self.range_with(sql, q, q.end_ms).await
+    }
+
+    async fn range_with(&self, sql: String, q: &RangeQuery, end_ms: i64) -> Result<Vec<SeriesPoints>, StoreError> {
         let metrics: Vec<i16> = q.metrics.iter().map(|m| *m as i16).collect();
         let matching = serde_json::to_string(&q.match_labels).expect("string labels serialize");
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -256,7 +315,7 @@ impl Store {
             .bind(&metrics)
             .bind(matching)
             .bind(q.start_ms)
-            .bind(q.end_ms)
+            .bind(end_ms)
             .bind(q.step_ms)
             .fetch_all(&self.pool)
             .await?;
@@ -297,6 +356,10 @@ impl Store {
             }
         }
         sqlx::query("DELETE FROM ingest_batches WHERE received_ms < $1").bind(cutoff).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM samples_1m WHERE bucket_ms < $1")
+            .bind(now_ms - ROLLUP_RETENTION_MS)
+            .execute(&self.pool)
+            .await?;
         dropped.sort_unstable();
         Ok(dropped)
     }

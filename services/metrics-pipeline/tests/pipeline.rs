@@ -305,3 +305,85 @@ async fn partitions_past_the_retention_are_dropped_and_recent_ones_kept() {
     store.pool().close().await;
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn one_minute_rollups_agree_with_the_raw_samples_on_a_generated_history() {
+    use persys_metrics_pipeline::{
+        samples::{Labels, Row},
+        store::{Batch, Committed, RangeQuery, Store},
+    };
+    let Some(db) = common::Db::create().await else { return };
+    let store = Store::connect(&db.url, 2, "metrics").await.unwrap();
+    // 40 minutes of two series every 7 s, values from a small deterministic generator, in
+    // batches of 20 samples each.
+    let t0 = (now_ms() - 3_600_000) / 60_000 * 60_000;
+    let mut seed = 42u64;
+    let mut next = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as f64 / 1e6
+    };
+    let labels = |mount: &str| -> Labels { [("mount".to_string(), mount.to_string())].into() };
+    let rows: Vec<Row> = (0..(40 * 60 / 7))
+        .flat_map(|i| {
+            let t = t0 + i * 7000;
+            [
+                Row { metric: Metric::DiskUsagePercent, labels: labels("/"), time_ms: t, value: next() },
+                Row { metric: Metric::DiskUsagePercent, labels: labels("/var"), time_ms: t, value: next() },
+            ]
+        })
+        .collect();
+    for (seq, chunk) in rows.chunks(40).enumerate() {
+        let batch = Batch {
+            node_id: "node-a",
+            batch_seq: seq as u64 + 1,
+            dropped: 0,
+            samples: 20,
+            rows: chunk,
+            latest: None,
+            now_ms: now_ms(),
+        };
+        assert_eq!(store.commit(&batch).await.unwrap(), Committed::Stored(chunk.len()));
+    }
+    // A re-sent batch changes nothing, rollups included.
+    let again = Batch {
+        node_id: "node-a",
+        batch_seq: 3,
+        dropped: 0,
+        samples: 20,
+        rows: &rows[80..120],
+        latest: None,
+        now_ms: now_ms(),
+    };
+    assert_eq!(store.commit(&again).await.unwrap(), Committed::Duplicate);
+
+    for rollup in [Rollup::Avg, Rollup::Min, Rollup::Max, Rollup::Sum, Rollup::Last] {
+        for step_minutes in [1, 5, 15] {
+            let q = RangeQuery {
+                node_ids: vec![],
+                metrics: vec![Metric::DiskUsagePercent],
+                match_labels: Default::default(),
+                start_ms: t0,
+                end_ms: t0 + 40 * 60_000,
+                step_ms: step_minutes * 60_000,
+                rollup,
+            };
+            let raw = store.range_raw(&q).await.unwrap();
+            let rolled = store.range_rollup(&q).await.unwrap();
+            assert_eq!(raw.len(), 2);
+            assert_eq!(raw.len(), rolled.len());
+            for (r, o) in raw.iter().zip(&rolled) {
+                assert_eq!((&r.node_id, r.metric, &r.labels), (&o.node_id, o.metric, &o.labels));
+                assert_eq!(r.points.len(), o.points.len(), "{rollup:?} step {step_minutes}m");
+                for (a, b) in r.points.iter().zip(&o.points) {
+                    assert_eq!(a.0, b.0);
+                    assert!(
+                        (a.1 - b.1).abs() <= 1e-9 * a.1.abs().max(1.0),
+                        "{rollup:?} step {step_minutes}m: {a:?} vs {b:?}"
+                    );
+                }
+            }
+        }
+    }
+    store.pool().close().await;
+    db.drop_now().await;
+}
