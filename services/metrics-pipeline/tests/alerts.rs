@@ -154,3 +154,70 @@ async fn bad_rules_name_their_fields_and_members_cannot_manage_rules() {
     assert!(rules.into_inner().rules.is_empty(), "nothing stored");
     p.finish().await;
 }
+
+#[tokio::test]
+async fn a_rule_is_updated_by_mask_and_revision_and_its_open_alert_follows_the_new_threshold() {
+    use persys_proto::metrics::v1::UpdateAlertRuleRequest;
+    let Some(p) = Pipeline::start().await else { return };
+    let mut admin = p.alerts_as("root", Role::Admin);
+    let rule = admin
+        .create_alert_rule(CreateAlertRuleRequest { rule: Some(cpu_rule("cpu", Comparator::GreaterThan, 50.0, 0)) })
+        .await
+        .unwrap()
+        .into_inner()
+        .rule
+        .unwrap();
+    let t0 = now_ms() - 60_000;
+    let mut agent = p.ingest_as("node-a");
+    let mut stream = AgentStream::open(&mut agent).await.unwrap();
+    stream.send(batch("node-a", 1, vec![sample("node-a", t0, 70.0)])).await.unwrap();
+    let open = admin.list_alerts(ListAlertsRequest::default()).await.unwrap().into_inner().alerts;
+    assert_eq!(open[0].state, AlertState::Firing as i32);
+
+    // Only the threshold changes; the name sent along is ignored by the mask.
+    let mask = |paths: &[&str]| Some(prost_types::FieldMask { paths: paths.iter().map(|p| p.to_string()).collect() });
+    let mut change = rule.clone();
+    change.threshold = 90.0;
+    change.name = "ignored".into();
+    let updated = admin
+        .update_alert_rule(UpdateAlertRuleRequest {
+            rule: Some(change.clone()),
+            update_mask: mask(&["threshold"]),
+            expected_revision: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rule
+        .unwrap();
+    assert_eq!((updated.threshold, updated.name.as_str(), updated.revision), (90.0, "cpu", 2));
+
+    // A stale revision and an immutable field are refused, and change nothing.
+    let stale = admin
+        .update_alert_rule(UpdateAlertRuleRequest {
+            rule: Some(change.clone()),
+            update_mask: mask(&["threshold"]),
+            expected_revision: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+    let immutable = admin
+        .update_alert_rule(UpdateAlertRuleRequest {
+            rule: Some(change),
+            update_mask: mask(&["owner_id"]),
+            expected_revision: 0,
+        })
+        .await
+        .unwrap_err();
+    let fields: Vec<String> =
+        immutable.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.field).collect();
+    assert_eq!((immutable.code(), fields), (Code::InvalidArgument, vec!["update_mask.paths[0]".to_string()]));
+
+    // 70 % is now below the threshold: the open alert resolves on the next sample.
+    stream.send(batch("node-a", 2, vec![sample("node-a", t0 + 1000, 70.0)])).await.unwrap();
+    let after = admin.list_alerts(ListAlertsRequest::default()).await.unwrap().into_inner().alerts;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].state, AlertState::Resolved as i32, "{after:?}");
+    p.finish().await;
+}

@@ -3,7 +3,7 @@
 //! Admins only, like the host metrics they are about.
 //!
 //! Not here yet (issue 12): notifications (webhook, Slack, Alertmanager) with an outbox,
-//! silences, rules on workload health, `UpdateAlertRule`.
+//! silences, rules on workload health.
 
 pub mod eval;
 
@@ -44,6 +44,8 @@ fn subject_of(a: &Alert) -> String {
 #[derive(Clone)]
 pub struct Alerts {
     store: Arc<Store>,
+    /// Serialises read-modify-write of rules (updates).
+    writes: Arc<Mutex<()>>,
     eval: Arc<Mutex<eval::Evaluator>>,
     events: broadcast::Sender<Arc<Alert>>,
 }
@@ -55,7 +57,7 @@ impl Alerts {
         evaluator.set_rules(store.rules().await?, now_ms());
         evaluator.restore(store.alerts(true, "", "", &[], 0, 0, i64::MAX).await?);
         let (events, _) = broadcast::channel(watch_buffer.max(1));
-        Ok(Self { store, eval: Arc::new(Mutex::new(evaluator)), events })
+        Ok(Self { store, writes: Arc::default(), eval: Arc::new(Mutex::new(evaluator)), events })
     }
 
     /// Evaluates freshly committed rows of `node_id`; stores and announces what changed.
@@ -124,6 +126,92 @@ pub fn validate_rule(r: &AlertRule) -> Result<(), ApiError> {
     v.finish()
 }
 
+/// The fields a caller may change, by their names in an update mask.
+pub const MUTABLE_FIELDS: [&str; 14] = [
+    "name",
+    "description",
+    "node_ids",
+    "node_selector",
+    "metric",
+    "match_labels",
+    "comparator",
+    "threshold",
+    "for_duration",
+    "resolve_threshold",
+    "severity",
+    "notification_channels",
+    "repeat_interval",
+    "enabled",
+];
+
+/// Returns `old` with the fields named in `paths` (every mutable field when empty) taken from
+/// `new`, its revision bumped; names outside [`MUTABLE_FIELDS`] are field violations.
+pub fn merge_rule(old: AlertRule, new: AlertRule, paths: &[String]) -> Result<AlertRule, ApiError> {
+    let bad: Vec<persys_kit::FieldViolation> = paths
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !MUTABLE_FIELDS.contains(&p.as_str()))
+        .map(|(i, p)| {
+            persys_kit::FieldViolation::new(
+                format!("update_mask.paths[{i}]"),
+                format!("`{p}` cannot be changed; mutable fields: {}", MUTABLE_FIELDS.join(", ")),
+            )
+        })
+        .collect();
+    if !bad.is_empty() {
+        return Err(ApiError::InvalidArgument(bad));
+    }
+    let all = paths.is_empty();
+    let take = |f: &str| all || paths.iter().any(|p| p == f);
+    let mut m = old;
+    if take("name") {
+        m.name = new.name.clone();
+    }
+    if take("description") {
+        m.description = new.description.clone();
+    }
+    if take("node_ids") {
+        m.node_ids = new.node_ids.clone();
+    }
+    if take("node_selector") {
+        m.node_selector = new.node_selector.clone();
+    }
+    if take("metric") {
+        m.metric = new.metric;
+    }
+    if take("match_labels") {
+        m.match_labels = new.match_labels.clone();
+    }
+    if take("comparator") {
+        m.comparator = new.comparator;
+    }
+    if take("threshold") {
+        m.threshold = new.threshold;
+    }
+    if take("for_duration") {
+        m.for_duration = new.for_duration;
+    }
+    if take("resolve_threshold") {
+        m.resolve_threshold = new.resolve_threshold;
+    }
+    if take("severity") {
+        m.severity = new.severity;
+    }
+    if take("notification_channels") {
+        m.notification_channels = new.notification_channels.clone();
+    }
+    if take("repeat_interval") {
+        m.repeat_interval = new.repeat_interval;
+    }
+    if take("enabled") {
+        m.enabled = new.enabled;
+    }
+    let now = now_ms();
+    m.updated_at = Some(prost_types::Timestamp { seconds: now / 1000, nanos: 0 });
+    m.revision += 1;
+    Ok(m)
+}
+
 fn not_found(what: &str, id: &str) -> ApiError {
     ApiError::NotFound(format!("{what} {id:?}"))
 }
@@ -187,9 +275,29 @@ impl AlertService for Alerts {
 
     async fn update_alert_rule(
         &self,
-        _request: Request<UpdateAlertRuleRequest>,
+        request: Request<UpdateAlertRuleRequest>,
     ) -> Result<Response<UpdateAlertRuleResponse>, Status> {
-        Err(Status::unimplemented("updating a rule is not supported yet: delete it and create it again"))
+        check_may_read(&request)?;
+        let r = request.into_inner();
+        let new = r
+            .rule
+            .ok_or_else(|| ApiError::InvalidArgument(vec![persys_kit::FieldViolation::new("rule", "required")]))?;
+        let paths: Vec<String> = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let _writing = self.writes.lock().await;
+        let rules = self.store.rules().await.map_err(ApiError::internal)?;
+        let old = rules.into_iter().find(|x| x.id == new.id).ok_or_else(|| not_found("alert rule", &new.id))?;
+        if r.expected_revision != 0 && r.expected_revision != old.revision {
+            return Err(ApiError::Aborted(format!(
+                "alert rule {:?} is at revision {}, not {}; read it again and retry",
+                old.id, old.revision, r.expected_revision
+            ))
+            .into());
+        }
+        let merged = merge_rule(old, new, &paths)?;
+        validate_rule(&merged)?;
+        self.store.put_rule(&merged, now_ms()).await.map_err(ApiError::internal)?;
+        self.reload_rules().await?;
+        Ok(Response::new(UpdateAlertRuleResponse { rule: Some(merged) }))
     }
 
     async fn delete_alert_rule(
