@@ -18,7 +18,7 @@ pub struct Cli {
     pub bootstrap: Option<String>,
     /// Join token `<id>.<secret>`, used once on the first start.
     #[arg(long, env = "PERSYS_AGENT_JOIN_TOKEN", hide_env_values = true, conflicts_with = "join_token_file")]
-    pub join_token: Option<String>,
+    pub join_token: Option<persys_kit::config::Secret>,
     /// File holding the join token (preferred over `--join-token`, which shows in `ps`).
     #[arg(long, env = "PERSYS_AGENT_JOIN_TOKEN_FILE")]
     pub join_token_file: Option<PathBuf>,
@@ -130,7 +130,7 @@ impl Cli {
         Self {
             scheduler,
             bootstrap: Some(bootstrap),
-            join_token: Some(join_token),
+            join_token: Some(join_token.into()),
             join_token_file: None,
             ca_file: Some(ca_file),
             state_dir,
@@ -233,7 +233,7 @@ impl Cli {
     /// Reads the join token from `--join-token` or `--join-token-file`, if any.
     pub fn join_token(&self) -> Result<Option<String>, ConfigError> {
         if let Some(token) = &self.join_token {
-            return Ok(Some(token.trim().to_owned()));
+            return Ok(Some(token.expose().trim().to_owned()));
         }
         let Some(path) = &self.join_token_file else { return Ok(None) };
         let token = std::fs::read_to_string(path)
@@ -295,6 +295,7 @@ mod tests {
             "/state".into(),
         );
         assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+        assert_eq!(built.join_token, parsed.join_token, "Debug hides it; compare the value");
     }
 
     use super::*;

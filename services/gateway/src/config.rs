@@ -47,7 +47,7 @@ pub struct ServeArgs {
     pub public_tls: bool,
     /// Database URL: `postgres://USER:PASS@HOST/DB`, or `sqlite://PATH?mode=rwc` for one node.
     #[arg(long, env = "PERSYS_GATEWAY_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: persys_kit::config::Secret,
     /// Maximum database connections.
     #[arg(long, env = "PERSYS_GATEWAY_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
@@ -90,7 +90,7 @@ pub struct ServeArgs {
     pub admin_username: Option<String>,
     /// Password of the bootstrap admin.
     #[arg(long, env = "PERSYS_GATEWAY_ADMIN_PASSWORD", hide_env_values = true, hide = true)]
-    pub admin_password: Option<String>,
+    pub admin_password: Option<persys_kit::config::Secret>,
     /// Login attempts allowed per user name per minute.
     #[arg(long, env = "PERSYS_GATEWAY_LOGIN_PER_USER", default_value_t = 5)]
     pub login_per_user: u32,
@@ -116,7 +116,7 @@ impl ServeArgs {
             listen,
             internal_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_tls: false,
-            database_url,
+            database_url: database_url.into(),
             database_max_connections: 10,
             jwt_secret_file,
             access_ttl: Duration::from_secs(15 * 60),
@@ -195,5 +195,6 @@ mod tests {
         let parsed = Cli::try_parse_from(argv).unwrap().serve;
         let built = ServeArgs::loopback(&certs, "127.0.0.1:8080".parse().unwrap(), "sqlite://g.db".into(), "/s".into());
         assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+        assert_eq!(built.database_url, parsed.database_url, "Debug hides it; compare the value");
     }
 }

@@ -39,7 +39,7 @@ use crate::{
 /// Builds the account flows from the configuration, running migrations.
 pub async fn accounts(args: &ServeArgs) -> Result<Arc<Accounts<SqlStore>>, GatewayError> {
     let secret = args.jwt_secret()?;
-    let store = Arc::new(SqlStore::connect(&args.database_url, args.database_max_connections).await?);
+    let store = Arc::new(SqlStore::connect(args.database_url.expose(), args.database_max_connections).await?);
     let minute = std::time::Duration::from_secs(60);
     let policy = Policy {
         access_ttl: args.access_ttl,
@@ -58,7 +58,7 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), GatewayError
     let tls = args.tls.load()?;
     let accounts = accounts(&args).await?;
     if let (Some(username), Some(password)) = (&args.admin_username, &args.admin_password)
-        && accounts.bootstrap_admin(username, password).await?
+        && accounts.bootstrap_admin(username, password.expose()).await?
     {
         tracing::info!(%username, "created the first admin");
     }

@@ -113,6 +113,42 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A secret given as a flag or variable (a database URL with its password, a join token):
+/// `Debug` prints `Secret(<redacted>)`, so printing a config never shows it. Read it with
+/// [`Secret::expose`] where it is used.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// Returns the secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
 /// Prints a configuration error the way clap prints its own and exits with status 2.
 pub fn exit_on_error<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
     match result {
@@ -127,6 +163,24 @@ pub fn exit_on_error<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        #[derive(clap::Parser, Debug)]
+        struct Flags {
+            #[arg(long)]
+            url: Secret,
+            #[arg(long)]
+            token: Option<Secret>,
+        }
+        let flags =
+            <Flags as clap::Parser>::try_parse_from(["x", "--url", "postgres://u:hunter2@db/x", "--token", "abc.def"])
+                .unwrap();
+        assert_eq!(flags.url.expose(), "postgres://u:hunter2@db/x");
+        assert_eq!(flags.token.as_ref().map(Secret::expose), Some("abc.def"));
+        let shown = format!("{flags:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("abc.def") && shown.contains("<redacted>"), "{shown}");
+    }
 
     #[test]
     fn durations_parse_with_units() {

@@ -26,7 +26,7 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     /// PostgreSQL URL, e.g. `postgres://persys@db/persys_metrics`.
     #[arg(long, env = "PERSYS_METRICS_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: persys_kit::config::Secret,
     /// PostgreSQL schema holding the pipeline's tables and migration history (created if
     /// missing), so the pipeline can share a database with the gateway.
     #[arg(long, env = "PERSYS_METRICS_DATABASE_SCHEMA", default_value = "metrics")]
@@ -66,7 +66,7 @@ impl ServeArgs {
     pub fn loopback(certs: &CertsDir, database_url: String) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            database_url,
+            database_url: database_url.into(),
             database_schema: "metrics".into(),
             database_max_connections: 8,
             allowed_callers: ["gateway", "reconciler", "stack"].map(String::from).to_vec(),
@@ -92,7 +92,8 @@ impl ServeArgs {
                 self.database_schema
             )));
         }
-        if !self.database_url.starts_with("postgres://") && !self.database_url.starts_with("postgresql://") {
+        let url = self.database_url.expose();
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             return Err(ConfigError("--database-url / PERSYS_METRICS_DATABASE_URL must be a postgres:// URL".into()));
         }
         Ok(())
@@ -118,6 +119,7 @@ mod tests {
         let parsed = Cli::try_parse_from(argv).unwrap().serve;
         let built = ServeArgs::loopback(&certs, "postgres://db/m".into());
         assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+        assert_eq!(built.database_url, parsed.database_url, "Debug hides it; compare the value");
         assert!(built.validate().is_ok());
         let sqlite = ServeArgs { database_url: "sqlite://x.db".into(), ..built };
         assert!(sqlite.validate().unwrap_err().0.contains("postgres://"));

@@ -75,8 +75,9 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     args.validate()?;
     args.telemetry.admin_addr()?;
     let tls = args.tls.load()?;
-    let store =
-        Arc::new(Store::connect(&args.database_url, args.database_max_connections, &args.database_schema).await?);
+    let store = Arc::new(
+        Store::connect(args.database_url.expose(), args.database_max_connections, &args.database_schema).await?,
+    );
     let metrics = Metrics::new();
     let admin = spawn_admin(&args.telemetry, &metrics, shutdown.clone()).await?;
     let (live, _) = tokio::sync::broadcast::channel(args.watch_buffer);

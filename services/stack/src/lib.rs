@@ -136,7 +136,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         dir.join("jwt-secret"),
     );
     gateway_config.admin_username = Some("admin".into());
-    gateway_config.admin_password = Some(password.clone());
+    gateway_config.admin_password = Some(password.clone().into());
     gateway_config.upstreams = vec![format!("scheduler=https://localhost:{}", scheduler.grpc.port())];
     gateway_config.telemetry.admin_listen = config.telemetry.admin_listen.clone();
     let gateway = tokio::spawn(persys_gateway::run(gateway_config, shutdown.clone()));
