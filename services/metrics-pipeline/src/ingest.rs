@@ -29,6 +29,8 @@ pub struct Ingest {
     store: Arc<Store>,
     rates: Arc<Mutex<Rates>>,
     live: broadcast::Sender<Arc<HostMetrics>>,
+    /// Each node's newest sample for Prometheus scrapes, current once a batch is acknowledged.
+    latest: crate::prometheus::LatestHosts,
     /// Oldest sample accepted, as an age in ms (the raw retention).
     max_age_ms: i64,
     alerts: crate::alerts::Alerts,
@@ -39,16 +41,17 @@ fn now_ms() -> i64 {
 }
 
 impl Ingest {
-    /// Ingest into `store`, publishing each node's newest sample on `live`; samples older
+    /// Ingest into `store`, publishing each node's newest sample on `live` and in `latest`; samples older
     /// than `max_age_ms` are rejected.
     /// Committed rows are evaluated against the rules of `alerts`.
     pub fn new(
         store: Arc<Store>,
         live: broadcast::Sender<Arc<HostMetrics>>,
+        latest: crate::prometheus::LatestHosts,
         max_age_ms: i64,
         alerts: crate::alerts::Alerts,
     ) -> Self {
-        Self { store, rates: Arc::default(), live, max_age_ms, alerts }
+        Self { store, rates: Arc::default(), live, latest, max_age_ms, alerts }
     }
 
     /// Validates and commits one batch from `node`; returns its acknowledgement.
@@ -123,6 +126,7 @@ impl Ingest {
                     tracing::warn!(node, %error, "alert evaluation failed");
                 }
                 if let Some((_, sample)) = newest {
+                    self.latest.update(sample);
                     // Nobody listening is fine.
                     let _ = self.live.send(Arc::new(sample.clone()));
                 }

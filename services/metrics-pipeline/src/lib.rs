@@ -89,10 +89,9 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
         }
     }
     metrics.with_registry(|r| r.register_collector(Box::new(latest.clone())));
-    spawn_latest_updates(live.subscribe(), latest, shutdown.clone());
     spawn_expiry(store.clone(), max_age_ms, shutdown.clone());
     let alerts = alerts::Alerts::load(store.clone(), args.watch_buffer).await?;
-    let ingest = Ingest::new(store.clone(), live.clone(), max_age_ms, alerts.clone());
+    let ingest = Ingest::new(store.clone(), live.clone(), latest, max_age_ms, alerts.clone());
     let query = Query::new(store.clone(), live);
     let (routes, health) = routes(ingest, query, alerts).await?;
     let (listener, addr) = bind(args.listen).await?;
@@ -106,29 +105,6 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     };
     let served = tokio::spawn(serve(listener, routes, options, Some(health), shutdown));
     Ok(Running { addr, admin, store, served })
-}
-
-/// Keeps `latest` (the Prometheus view) current from the live samples until `shutdown`; a lag
-/// only skips samples that newer ones replace anyway.
-fn spawn_latest_updates(
-    mut live: tokio::sync::broadcast::Receiver<Arc<persys_proto::metrics::v1::HostMetrics>>,
-    latest: prometheus::LatestHosts,
-    shutdown: Shutdown,
-) {
-    tokio::spawn(async move {
-        let stop = shutdown.wait();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                got = live.recv() => match got {
-                    Ok(sample) => latest.update(&sample),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                },
-            }
-        }
-    });
 }
 
 /// Drops expired partitions at start and then hourly, until `shutdown`.

@@ -18,7 +18,8 @@ use prometheus_client::{
 
 use crate::samples::time_ms;
 
-/// The newest sample of each node, shared between ingest (writer) and scrapes (readers).
+/// The newest sample of each node, shared between ingest (writer, after each commit) and
+/// scrapes (readers).
 #[derive(Clone, Debug, Default)]
 pub struct LatestHosts(Arc<RwLock<BTreeMap<String, HostMetrics>>>);
 

@@ -180,25 +180,17 @@ impl Store {
                 batch.rows.iter().map(|r| serde_json::to_string(&r.labels).expect("string labels serialize")).collect();
             let time: Vec<i64> = batch.rows.iter().map(|r| r.time_ms).collect();
             let value: Vec<f64> = batch.rows.iter().map(|r| r.value).collect();
+            // One statement over the arrays, sent once: the raw rows, and the same rows folded
+            // into their minutes (grouped in key order, so concurrent batches of one node lock
+            // rollup rows in the same order).
             sqlx::query(
-                "INSERT INTO samples (node_id, metric, labels, time_ms, value) \
-                 SELECT $1, m, l::jsonb, t, v FROM UNNEST($2::int2[], $3::text[], $4::int8[], $5::float8[]) AS u(m, l, t, v)",
-            )
-            .bind(batch.node_id)
-            .bind(&metric)
-            .bind(&labels)
-            .bind(&time)
-            .bind(&value)
-            .execute(&mut *tx)
-            .await?;
-            // The batch's rows folded into their minutes (rows sorted so that concurrent
-            // batches of one node lock rollup rows in the same order).
-            sqlx::query(
-                "INSERT INTO samples_1m AS r (node_id, metric, labels, bucket_ms, min, max, sum, count, last, last_ms) \
-                 SELECT $1, m, l::jsonb, (t / 60000) * 60000, min(v), max(v), sum(v), count(*), \
+                "WITH u AS (SELECT m, l::jsonb AS l, t, v \
+                            FROM UNNEST($2::int2[], $3::text[], $4::int8[], $5::float8[]) AS x(m, l, t, v)), \
+                      raw AS (INSERT INTO samples (node_id, metric, labels, time_ms, value) SELECT $1, m, l, t, v FROM u) \
+                 INSERT INTO samples_1m AS r (node_id, metric, labels, bucket_ms, min, max, sum, count, last, last_ms) \
+                 SELECT $1, m, l, (t / 60000) * 60000, min(v), max(v), sum(v), count(*), \
                         (array_agg(v ORDER BY t DESC))[1], max(t) \
-                 FROM UNNEST($2::int2[], $3::text[], $4::int8[], $5::float8[]) AS u(m, l, t, v) \
-                 GROUP BY m, l::jsonb, (t / 60000) * 60000 ORDER BY 1, 2, 3, 4 \
+                 FROM u GROUP BY m, l, (t / 60000) * 60000 ORDER BY 1, 2, 3, 4 \
                  ON CONFLICT (node_id, metric, labels, bucket_ms) DO UPDATE SET \
                    min = least(r.min, EXCLUDED.min), max = greatest(r.max, EXCLUDED.max), \
                    sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count, \
@@ -418,6 +410,12 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Returns one alert.
+    pub async fn alert(&self, id: &str) -> Result<Option<persys_proto::metrics::v1::Alert>, StoreError> {
+        let row = sqlx::query("SELECT payload FROM alerts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| decode(r.get::<Vec<u8>, _>(0).as_slice())).transpose()
     }
 
     /// Forgets an alert (a pending one whose condition stopped holding).

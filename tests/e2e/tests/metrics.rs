@@ -10,15 +10,15 @@ use persys_e2e::{
 };
 use persys_kit::testing::require_env;
 use persys_proto::{
-    common::v1::TimeRange,
+    common::v1::{TimeRange, WatchEventType},
     gateway::v1::{LoginRequest, auth_service_client::AuthServiceClient},
     metrics::v1::{
         HostMetrics, Metric, QueryRangeRequest, Rollup, WatchHostMetricsRequest,
         metrics_query_service_client::MetricsQueryServiceClient,
     },
     scheduler::v1::{
-        CreateJoinTokenRequest, CreateWorkloadRequest, DeleteWorkloadRequest, GetWorkloadRequest, ImagePullPolicy,
-        ListNodesRequest, WorkloadSpec, scheduler_service_client::SchedulerServiceClient,
+        CreateJoinTokenRequest, CreateWorkloadRequest, DeleteWorkloadRequest, ImagePullPolicy, ListNodesRequest,
+        WatchWorkloadsRequest, WorkloadSpec, scheduler_service_client::SchedulerServiceClient,
     },
 };
 
@@ -144,11 +144,19 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
     assert_eq!(series.len(), 1, "{series:?}");
     assert_eq!(series[0].labels.get("instance_id"), Some(&container.instance_id));
     // Deleted, and gone from the engine, before the agent stops.
+    let mut changes = scheduler
+        .watch_workloads(WatchWorkloadsRequest { workload_id: w.id.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     scheduler.delete_workload(DeleteWorkloadRequest { id: w.id.clone(), ..Default::default() }).await.unwrap();
     tokio::time::timeout(Duration::from_secs(30), async {
-        while scheduler.get_workload(GetWorkloadRequest { id: w.id.clone() }).await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        while let Some(e) = changes.message().await.unwrap() {
+            if e.r#type == WatchEventType::Deleted as i32 {
+                return;
+            }
         }
+        panic!("the watch ended before the deletion");
     })
     .await
     .expect("the workload is deleted within 30 s");

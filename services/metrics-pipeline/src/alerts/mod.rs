@@ -347,8 +347,7 @@ impl AlertService for Alerts {
     async fn get_alert(&self, request: Request<GetAlertRequest>) -> Result<Response<GetAlertResponse>, Status> {
         check_may_read(&request)?;
         let id = request.into_inner().id;
-        let all = self.store.alerts(false, "", "", &[], 0, 0, i64::MAX).await.map_err(ApiError::internal)?;
-        let alert = all.into_iter().find(|a| a.id == id).ok_or_else(|| not_found("alert", &id))?;
+        let alert = self.store.alert(&id).await.map_err(ApiError::internal)?.ok_or_else(|| not_found("alert", &id))?;
         Ok(Response::new(GetAlertResponse { alert: Some(alert) }))
     }
 
