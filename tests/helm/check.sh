@@ -13,18 +13,38 @@
 #      upstreams name metrics=https://persys-metrics:7400 (once; gateway.upstreams.metrics wins)
 #      and the agent gets PERSYS_AGENT_METRICS_PIPELINE / _INTERVAL; with the defaults, and with
 #      the agent on but metrics off, no metrics object, upstream or agent metrics variable;
+#      The reconciler (component `reconciler`, off by default): with the all-on values its
+#      Deployment (`reconciler run`, 1 replica, Recreate, a ServiceAccount token, /healthz probes
+#      on the admin port, no mTLS variables), ServiceAccount, admin-only Service, NetworkPolicy,
+#      ClusterRole with exactly the rules the code needs and ClusterRoleBinding to its
+#      ServiceAccount render, and no PDB or Certificate; with reconciler.namespace a RoleBinding
+#      in that namespace replaces the ClusterRoleBinding; replicaCount 2 is refused; with the
+#      defaults no reconciler object, ClusterRole or binding of any kind;
 #   3. values.schema.json: draft-07, every property typed, every key of values.yaml described
 #      and every described key present in values.yaml; misspelt keys (top-level, nested, deep)
 #      and wrong types or enum values must make helm fail, naming the key; free-form maps stay open;
 #   4. the stand-in CRDs of tests/helm/crds (cert-manager Certificate/Issuer, Prometheus Operator
-#      ServiceMonitor) applied to the API server and Established;
+#      ServiceMonitor) applied to the API server and Established; so are the chart's own CRDs
+#      (crds/), by server-side apply under the field manager persys-tests as the other tests
+#      that share them do (helm install then skips them: no field of theirs is Helm's);
 #   5. helm install (no --wait: the test cluster has no kubelet) with the defaults into
 #      persys-default and with the all-on values into persys-all; every object of
 #      `helm get manifest` must exist in the cluster, CRDs the chart ships must be Established,
 #      and `helm get notes` must be non-empty; read back from the API server, the metrics
 #      Deployment of persys-all takes its database URL from the Secret, the gateway forwards to
 #      it and the agent DaemonSet points at it, and persys-default has none of that;
-#   6. helm uninstall of both, the namespaces and the stand-in CRDs deleted.
+#      the reconciler: the chart's CRD applicationpersonas.dorgu.io (crds/) is Established with
+#      a status subresource; its ClusterRole as stored has exactly the expected rules and is
+#      bound to its ServiceAccount only; asked as that ServiceAccount (impersonation), the API
+#      server allows what the code calls (kubectl auth can-i, and `can-i --list` beyond what an
+#      account without bindings gets is exactly those rules), refuses the rest (delete, update,
+#      create, get, secrets, events, leases, ...), and a real status patch by server-side apply
+#      and real lists succeed while reading a Secret is Forbidden; persys-default has no
+#      reconciler object and its ServiceAccounts no such rights; after a helm upgrade with
+#      reconciler.namespace=persys-default the rights hold in that namespace only;
+#   6. helm uninstall of both (the reconciler's ClusterRole goes with it), the namespaces and the
+#      stand-in CRDs deleted; the chart's CRDs (crds/) stay: Helm never deletes them, and other
+#      tests share applicationpersonas.dorgu.io; Helm's field ownership of them is dropped.
 #
 # Environment:
 #   HELM, KUBECTL              the binaries (default: $PERSYS_TEST_HELM / $PERSYS_TEST_KUBECTL,
@@ -48,8 +68,9 @@ RELEASE=persys
 NS_DEFAULT=persys-default
 NS_ALL=persys-all
 # Every kind the chart can render; the all-on values must produce each of them.
-ALL_KINDS=(Certificate DaemonSet Deployment Issuer NetworkPolicy PodDisruptionBudget Secret
-    Service ServiceAccount ServiceMonitor StatefulSet)
+# (RoleBinding only with reconciler.namespace set, checked by step_reconciler_render.)
+ALL_KINDS=(Certificate ClusterRole ClusterRoleBinding DaemonSet Deployment Issuer NetworkPolicy
+    PodDisruptionBudget Secret Service ServiceAccount ServiceMonitor StatefulSet)
 
 log() { printf '[helm-check] %s\n' "$*" >&2; }
 # Inside a step: say why it failed and end the step.
@@ -273,6 +294,143 @@ step_metrics_render() {
     log "defaults, and agent on with metrics off: no metrics object, upstream or agent metrics variable"
 }
 
+# The reconciler, as ci/all-on-values.yaml configures it (release persys in persys-all).
+RECONCILER_NAME=$RELEASE-reconciler
+RECONCILER_SA=system:serviceaccount:$NS_ALL:$RECONCILER_NAME
+# Its ClusterRole and binding carry the release namespace (cluster-scoped names).
+RECONCILER_ROLE=$NS_ALL-$RECONCILER_NAME
+# Exactly the Kubernetes API calls services/reconciler makes, as "resource[.group][/subresource]
+# verb" (kubectl's spelling): the persona controller lists and watches personas, writes their
+# status by server-side apply (PATCH), lists and watches Deployments and StatefulSets, and lists
+# the pods of an unhealthy workload. Change this list only together with the code. Sorted as
+# the lists it is compared with are.
+RECONCILER_RULES=$(sort <<<"applicationpersonas.dorgu.io list
+applicationpersonas.dorgu.io watch
+applicationpersonas.dorgu.io/status patch
+deployments.apps list
+deployments.apps watch
+pods list
+statefulsets.apps list
+statefulsets.apps watch")
+
+# rendered_rules: the rules of a ClusterRole document on stdin (flow lists, as the chart writes
+# them) in the form of RECONCILER_RULES, sorted; "UNPARSED ..." for a rule line it cannot read.
+rendered_rules() {
+    awk '
+        function items(s,   a, n, i, out) {
+            if (s !~ /^\[.*\]$/) return "\001"
+            s = substr(s, 2, length(s) - 2); gsub(/["\047 ]/, "", s)
+            return s
+        }
+        function emit(   ng, nr, nv, G, R, V, i, j, k, p, name) {
+            if (g == "\001" || r == "\001" || v == "\001") { print "UNPARSED rule"; return }
+            ng = split(g, G, ","); nr = split(r, R, ","); nv = split(v, V, ",")
+            if (ng == 0) { ng = 1; G[1] = "" }
+            for (i = 1; i <= ng; i++) for (j = 1; j <= nr; j++) for (k = 1; k <= nv; k++) {
+                split(R[j], p, "/"); name = p[1] (G[i] == "" ? "" : "." G[i]) (p[2] == "" ? "" : "/" p[2])
+                print name " " V[k]
+            }
+        }
+        /^rules:/ { on = 1; next }
+        on && /^[^ #]/ { on = 0 }
+        !on || /^ *#/ || /^ *$/ { next }
+        /^  - apiGroups: / { if (inrule) emit(); inrule = 1; g = items(substr($0, index($0, ":") + 2)); r = v = "\001"; next }
+        /^    resources: / { r = items(substr($0, index($0, ":") + 2)); next }
+        /^    verbs: / { v = items(substr($0, index($0, ":") + 2)); next }
+        { print "UNPARSED " $0 }
+        END { if (inrule) emit() }
+    ' | sort
+}
+
+step_reconciler_render() {
+    local on="$WORK/rec-on.yaml" off="$WORK/rec-off.yaml" nsd="$WORK/rec-ns.yaml" d v var kind got
+    t "$HELM" template "$RELEASE" "$CHART" -n "$NS_ALL" -f "$ALL_ON" >"$on" 2>"$WORK/r.err" ||
+        { sed 's/^/    /' "$WORK/r.err" >&2; fail "helm template -f ci/all-on-values.yaml"; }
+    t "$HELM" template "$RELEASE" "$CHART" -n "$NS_DEFAULT" >"$off" 2>"$WORK/r.err" ||
+        { sed 's/^/    /' "$WORK/r.err" >&2; fail "helm template (default values)"; }
+    t "$HELM" template "$RELEASE" "$CHART" -n "$NS_ALL" -f "$ALL_ON" --set reconciler.namespace=team-a >"$nsd" 2>"$WORK/r.err" ||
+        { sed 's/^/    /' "$WORK/r.err" >&2; fail "helm template -f ci/all-on-values.yaml --set reconciler.namespace=team-a"; }
+
+    # On (all-on values): every object of the component, and none it must not have.
+    for kind in Deployment Service ServiceAccount NetworkPolicy; do
+        [ -n "$(doc "$on" "$kind" "$RECONCILER_NAME")" ] || fail "all-on values: no $kind $RECONCILER_NAME"
+    done
+    for kind in ClusterRole ClusterRoleBinding; do
+        [ -n "$(doc "$on" "$kind" "$RECONCILER_ROLE")" ] || fail "all-on values: no $kind $RECONCILER_ROLE"
+    done
+    for kind in PodDisruptionBudget Certificate RoleBinding Role; do
+        [ -z "$(doc "$on" "$kind" "$RECONCILER_NAME")$(doc "$on" "$kind" "$RECONCILER_ROLE")" ] ||
+            fail "all-on values: a $kind for the reconciler (one replica: no PDB; no mTLS yet: no Certificate)"
+    done
+    d=$(doc "$on" Deployment "$RECONCILER_NAME")
+    grep -q '^ *command: \["reconciler", "run"\]$' <<<"$d" || fail "Deployment $RECONCILER_NAME does not run 'reconciler run'"
+    grep -q '^ *app.kubernetes.io/component: reconciler$' <<<"$d" || fail "Deployment $RECONCILER_NAME is not labelled component=reconciler"
+    grep -q '^  replicas: 1$' <<<"$d" || fail "Deployment $RECONCILER_NAME does not run exactly 1 replica"
+    grep -A1 '^  strategy:$' <<<"$d" | grep -q '^    type: Recreate$' || fail "Deployment $RECONCILER_NAME: strategy is not Recreate"
+    grep -q "^ *serviceAccountName: $RECONCILER_NAME\$" <<<"$d" || fail "Deployment $RECONCILER_NAME does not use ServiceAccount $RECONCILER_NAME"
+    grep -q '^ *automountServiceAccountToken: true$' <<<"$d" || fail "Deployment $RECONCILER_NAME does not mount its ServiceAccount token"
+    grep -q '^ *- name: admin$' <<<"$d" && grep -q '^ *containerPort: 9090$' <<<"$d" ||
+        fail "Deployment $RECONCILER_NAME has no container port admin 9090"
+    for var in startupProbe readinessProbe livenessProbe; do
+        grep -A4 "^ *$var:\$" <<<"$d" | grep -q '^ *path: /healthz$' && grep -A4 "^ *$var:\$" <<<"$d" | grep -q '^ *port: admin$' ||
+            fail "Deployment $RECONCILER_NAME: $var is not /healthz on the admin port"
+    done
+    grep -q '^ *readOnlyRootFilesystem: true$' <<<"$d" && grep -q '^ *runAsNonRoot: true$' <<<"$d" &&
+        grep -q '^ *allowPrivilegeEscalation: false$' <<<"$d" || fail "Deployment $RECONCILER_NAME lacks the chart's securityContext"
+    grep -q '^ *kubernetes.io/os: linux$' <<<"$d" || fail "Deployment $RECONCILER_NAME ignores reconciler.nodeSelector"
+    grep -A6 '^ *resources:$' <<<"$d" | grep -q '^ *requests:$' || fail "Deployment $RECONCILER_NAME has no resource requests"
+    for var in PERSYS_RECONCILER_REQUEUE PERSYS_ADMIN_LISTEN PERSYS_LOG_FORMAT PERSYS_LOG PERSYS_EXTRA; do
+        [ -n "$(env_entry "$var" <<<"$d")" ] || fail "Deployment $RECONCILER_NAME does not set $var"
+    done
+    [ "$(env_value PERSYS_RECONCILER_REQUEUE <<<"$d")" = 30s ] ||
+        fail "Deployment $RECONCILER_NAME: PERSYS_RECONCILER_REQUEUE is '$(env_value PERSYS_RECONCILER_REQUEUE <<<"$d")', not 30s (reconciler.requeue)"
+    [ "$(env_value PERSYS_ADMIN_LISTEN <<<"$d")" = 0.0.0.0:9090 ] ||
+        fail "Deployment $RECONCILER_NAME: PERSYS_ADMIN_LISTEN is '$(env_value PERSYS_ADMIN_LISTEN <<<"$d")', not 0.0.0.0:9090"
+    # In-cluster account, every namespace, no mTLS material it would not read.
+    for var in PERSYS_RECONCILER_KUBECONFIG PERSYS_RECONCILER_NAMESPACE PERSYS_TLS_CA PERSYS_TLS_CERT PERSYS_TLS_KEY; do
+        [ -z "$(env_entry "$var" <<<"$d")" ] || fail "Deployment $RECONCILER_NAME sets $var"
+    done
+    ! grep -q '/etc/persys/tls' <<<"$d" || fail "Deployment $RECONCILER_NAME mounts mTLS material it does not use"
+    d=$(doc "$on" Service "$RECONCILER_NAME")
+    grep -q '^ *- name: admin$' <<<"$d" && grep -q '^ *port: 9090$' <<<"$d" || fail "Service $RECONCILER_NAME has no port named admin (9090)"
+    [ "$(grep -c '^ *- name: ' <<<"$d")" -eq 1 ] || fail "Service $RECONCILER_NAME exposes more than its admin port"
+    d=$(doc "$on" NetworkPolicy "$RECONCILER_NAME")
+    grep -q '^ *port: 9090$' <<<"$d" && grep -q '^ *kubernetes.io/metadata.name: monitoring$' <<<"$d" ||
+        fail "NetworkPolicy $RECONCILER_NAME does not admit networkPolicy.adminFrom to the admin port 9090"
+    got=$(doc "$on" ClusterRole "$RECONCILER_ROLE" | rendered_rules)
+    [ "$got" = "$RECONCILER_RULES" ] ||
+        fail "ClusterRole $RECONCILER_ROLE grants"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$RECONCILER_RULES")"
+    ! grep -q 'resourceNames\|nonResourceURLs\|aggregationRule' <<<"$(doc "$on" ClusterRole "$RECONCILER_ROLE")" ||
+        fail "ClusterRole $RECONCILER_ROLE has resourceNames, nonResourceURLs or an aggregationRule"
+    d=$(doc "$on" ClusterRoleBinding "$RECONCILER_ROLE")
+    grep -A3 '^roleRef:' <<<"$d" | grep -q '^  kind: ClusterRole$' && grep -A3 '^roleRef:' <<<"$d" | grep -q "^  name: $RECONCILER_ROLE\$" ||
+        fail "ClusterRoleBinding $RECONCILER_ROLE does not bind ClusterRole $RECONCILER_ROLE"
+    [ "$(grep -A10 '^subjects:' <<<"$d" | grep -c '^  - ')" -eq 1 ] && grep -A3 '^subjects:' <<<"$d" | grep -q "^    name: $RECONCILER_NAME\$" &&
+        grep -A3 '^subjects:' <<<"$d" | grep -q "^    namespace: $NS_ALL\$" ||
+        fail "ClusterRoleBinding $RECONCILER_ROLE: its only subject is not ServiceAccount $NS_ALL/$RECONCILER_NAME"
+    log "all-on values: reconciler Deployment (reconciler run, 1 replica, Recreate, token mounted, /healthz on admin), ServiceAccount, Service (admin only), NetworkPolicy, ClusterRole ($(wc -l <<<"$RECONCILER_RULES") rules, as expected), ClusterRoleBinding; no PDB, Certificate or RoleBinding"
+
+    # reconciler.namespace: the same ClusterRole, bound in that namespace only.
+    d=$(doc "$nsd" RoleBinding "$RECONCILER_ROLE")
+    grep -q '^  namespace: team-a$' <<<"$d" && grep -A3 '^roleRef:' <<<"$d" | grep -q "^  name: $RECONCILER_ROLE\$" ||
+        fail "reconciler.namespace=team-a: no RoleBinding $RECONCILER_ROLE in team-a to ClusterRole $RECONCILER_ROLE"
+    [ -z "$(doc "$nsd" ClusterRoleBinding "$RECONCILER_ROLE")" ] || fail "reconciler.namespace=team-a: a ClusterRoleBinding is still rendered"
+    [ "$(doc "$nsd" Deployment "$RECONCILER_NAME" | env_value PERSYS_RECONCILER_NAMESPACE)" = team-a ] ||
+        fail "reconciler.namespace=team-a: PERSYS_RECONCILER_NAMESPACE is not team-a"
+    log "reconciler.namespace=team-a: RoleBinding in team-a, no ClusterRoleBinding, PERSYS_RECONCILER_NAMESPACE=team-a"
+
+    # More than one replica is refused (no leader election yet).
+    expect_reject "reconciler.replicaCount 2" replicaCount -f "$ALL_ON" --set reconciler.replicaCount=2
+
+    # Off (defaults): nothing of it, and no RBAC object at all.
+    ! objects "$off" | awk -F'\t' -v n="$RECONCILER_NAME" -v r="$RECONCILER_ROLE" \
+        '$4 == n || $4 == r || $5 ~ /templates\/reconciler-/ || $2 ~ /^(Cluster)?Role(Binding)?$/' | grep . >&2 ||
+        fail "default values: reconciler or RBAC objects rendered"
+    ! grep -n 'PERSYS_RECONCILER_\|app.kubernetes.io/component: reconciler$\|automountServiceAccountToken: true' "$off" >&2 ||
+        fail "default values: reconciler settings or a mounted token rendered"
+    log "defaults: no reconciler object, no ClusterRole, Role or binding, no pod mounts a token"
+}
+
 # expect_reject WHAT NEEDLE [HELM ARGS...]: helm template must fail and its output name NEEDLE.
 expect_reject() {
     local what=$1 needle=$2 out="$WORK/reject.txt"
@@ -374,6 +532,22 @@ step_crds() {
     done
     kc wait --for=condition=Established --timeout=60s "${names[@]}" >&2 ||
         fail "stand-in CRDs not Established within 60s: ${names[*]}"
+    # The chart's own CRDs (crds/), applied the way the other tests share them: server-side
+    # apply under the field manager persys-tests. helm install then finds them and skips them,
+    # so no test's apply ever conflicts with fields Helm would own.
+    [ -d "$CHART/crds" ] || { log "the chart has no crds/"; return 0; }
+    names=()
+    for f in "$CHART"/crds/*.yaml; do
+        kc apply --server-side --force-conflicts --field-manager=persys-tests -f "$f" >&2 ||
+            fail "kubectl apply --server-side -f ${f#"$REPO_ROOT"/}"
+    done
+    while IFS= read -r f; do
+        [ -n "$f" ] && names+=("crd/$f")
+    done < <(cat "$CHART"/crds/*.yaml | objects /dev/stdin | awk -F'\t' '$2 == "CustomResourceDefinition" { print $4 }')
+    [ "${#names[@]}" -gt 0 ] || fail "the chart's crds/ holds no CustomResourceDefinition"
+    kc wait --for=condition=Established --timeout=60s "${names[@]}" >&2 ||
+        fail "the chart's CRDs not Established within 60s: ${names[*]}"
+    log "the chart's CRDs applied and Established: ${names[*]}"
 }
 
 # install NAME NAMESPACE [HELM ARGS...]
@@ -466,6 +640,190 @@ step_metrics_cluster() {
     log "$NS_DEFAULT: no metrics object, the gateway's upstreams are '$v'"
 }
 
+# can_i WANT VERB RESOURCE [ARGS...]: as the reconciler's ServiceAccount, `kubectl auth can-i`
+# must answer WANT (yes or no); anything else (an error) fails too. Sets CAN_I_FAILED and
+# counts the questions in CAN_I_ASKED_yes / CAN_I_ASKED_no.
+can_i() {
+    local want=$1 got
+    shift
+    case "$want" in
+        yes) CAN_I_ASKED_yes=$((CAN_I_ASKED_yes + 1)) ;;
+        no) CAN_I_ASKED_no=$((CAN_I_ASKED_no + 1)) ;;
+        *) fail "can_i: WANT is yes or no, not '$want'" ;;
+    esac
+    got=$(kc auth can-i --as="$RECONCILER_SA" "$@" 2>"$WORK/can-i.err") || true
+    if [ "$got" != "$want" ]; then
+        log "  can-i $*: '$got', expected $want $(tr '\n' ' ' <"$WORK/can-i.err")"
+        CAN_I_FAILED=1
+    fi
+}
+# rules_of USER NS: what `kubectl auth can-i --list` grants USER in NS, in the form of
+# RECONCILER_RULES (resources split, one verb a line), sorted.
+rules_of() {
+    kc auth can-i --list --as="$1" -n "$2" | awk '
+        NR == 1 && /^Resources/ { next }
+        {
+            # Columns: resources ("a.g, b.g" may have spaces), [urls] [names] [verbs].
+            if (!match($0, /\[[^]]*\][[:space:]]+\[[^]]*\][[:space:]]+\[[^]]*\][[:space:]]*$/)) { print "UNPARSED " $0; next }
+            res = substr($0, 1, RSTART - 1); tail = substr($0, RSTART)
+            gsub(/[[:space:]]+$/, "", res)
+            n = split(tail, cols, /\][[:space:]]+\[/)
+            urls = cols[1]; sub(/^\[/, "", urls); names = cols[2]; verbs = cols[3]; sub(/\][[:space:]]*$/, "", verbs)
+            if (res == "") { for (i = 1; i <= split(urls, u, " "); i++) for (j = 1; j <= split(verbs, v, " "); j++) print "url:" u[i] " " v[j]; next }
+            if (names != "") res = res "[" names "]"
+            nr = split(res, r, /,[[:space:]]*/)
+            for (i = 1; i <= nr; i++) for (j = 1; j <= split(verbs, v, " "); j++) print r[i] " " v[j]
+        }' | sort -u
+}
+
+step_reconciler_cluster() {
+    local v got base crd persona=persys-helm-check
+    need_cluster
+    # The chart's CRD: shipped in crds/ and Established, with the status subresource the
+    # reconciler patches.
+    crd=applicationpersonas.dorgu.io
+    hc show crds "$CHART" >"$WORK/chart-crds.yaml" || fail "helm show crds"
+    objects "$WORK/chart-crds.yaml" | awk -F'\t' '$2 == "CustomResourceDefinition" { print $4 }' | grep -qx "$crd" ||
+        fail "the chart's crds/ has no CustomResourceDefinition $crd"
+    kc wait --for=condition=Established --timeout=60s "crd/$crd" >&2 || fail "crd/$crd is not Established"
+    kc get crd "$crd" -o json --show-managed-fields >"$WORK/crd.json" || fail "kubectl get crd $crd"
+    jq -e '.spec.versions[] | select(.name == "v1" and .served and .storage) | .subresources.status' "$WORK/crd.json" >/dev/null ||
+        fail "crd/$crd: no served storage version v1 with a status subresource"
+    log "crd/$crd (from the chart's crds/) Established, v1 with a status subresource; field managers: $(jq -r '[.metadata.managedFields[]?.manager] | unique | join(", ")' "$WORK/crd.json")"
+
+    # The ClusterRole and its binding as the API server stored them.
+    kc get clusterrole "$RECONCILER_ROLE" -o json >"$WORK/role.json" || fail "no ClusterRole $RECONCILER_ROLE"
+    got=$(jq -r '.rules[] | (.resources[] | split("/")) as $r | .apiGroups[] as $g | .verbs[] as $v
+        | "\($r[0])\(if $g == "" then "" else "." + $g end)\(if ($r | length) > 1 then "/" + $r[1] else "" end) \($v)"' "$WORK/role.json" | sort)
+    [ "$got" = "$RECONCILER_RULES" ] ||
+        fail "ClusterRole $RECONCILER_ROLE in the API server grants"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$RECONCILER_RULES")"
+    jq -e '(.aggregationRule == null) and ([.rules[] | select(.resourceNames or .nonResourceURLs)] | length == 0)' "$WORK/role.json" >/dev/null ||
+        fail "ClusterRole $RECONCILER_ROLE has resourceNames, nonResourceURLs or an aggregationRule"
+    v=$(kc get clusterrolebinding "$RECONCILER_ROLE" -o json | jq -r '"\(.roleRef.kind)/\(.roleRef.name) -> \([.subjects[] | "\(.kind)/\(.namespace)/\(.name)"] | join(","))"') ||
+        fail "no ClusterRoleBinding $RECONCILER_ROLE"
+    [ "$v" = "ClusterRole/$RECONCILER_ROLE -> ServiceAccount/$NS_ALL/$RECONCILER_NAME" ] ||
+        fail "ClusterRoleBinding $RECONCILER_ROLE: $v"
+    kc get deployment,serviceaccount,service,networkpolicy "$RECONCILER_NAME" -n "$NS_ALL" -o name >&2 ||
+        fail "the reconciler's objects are not in $NS_ALL"
+    log "ClusterRole $RECONCILER_ROLE: exactly the $(wc -l <<<"$RECONCILER_RULES") expected rules, bound to ServiceAccount $NS_ALL/$RECONCILER_NAME only"
+
+    # What the API server lets the ServiceAccount do, asked as it (impersonation).
+    CAN_I_FAILED=0 CAN_I_ASKED_yes=0 CAN_I_ASKED_no=0
+    can_i yes list applicationpersonas.dorgu.io -A
+    can_i yes watch applicationpersonas.dorgu.io -A
+    can_i yes patch applicationpersonas.dorgu.io --subresource=status -A
+    can_i yes list deployments.apps -A
+    can_i yes watch deployments.apps -A
+    can_i yes list statefulsets.apps -A
+    can_i yes watch statefulsets.apps -A
+    can_i yes list pods -A
+    can_i no get applicationpersonas.dorgu.io -A
+    can_i no update applicationpersonas.dorgu.io -A
+    can_i no patch applicationpersonas.dorgu.io -A
+    can_i no create applicationpersonas.dorgu.io -A
+    can_i no delete applicationpersonas.dorgu.io -A
+    can_i no update applicationpersonas.dorgu.io --subresource=status -A
+    can_i no list clusterpersonas.dorgu.io
+    can_i no get deployments.apps -A
+    can_i no patch deployments.apps -A
+    can_i no update deployments.apps -A
+    can_i no delete deployments.apps -A
+    can_i no create deployments.apps -A
+    can_i no patch deployments.apps --subresource=scale -A
+    can_i no delete statefulsets.apps -A
+    can_i no get pods -A
+    can_i no watch pods -A
+    can_i no create pods -A
+    can_i no delete pods -A
+    can_i no get secrets -A
+    can_i no list secrets -A
+    can_i no get configmaps -A
+    can_i no create events -A
+    can_i no create events.events.k8s.io -A
+    can_i no create leases.coordination.k8s.io -A
+    can_i no list nodes
+    can_i no list customresourcedefinitions.apiextensions.k8s.io
+    can_i no create clusterrolebindings.rbac.authorization.k8s.io
+    can_i no '*' '*' -A
+    [ "$CAN_I_FAILED" = 0 ] || fail "the reconciler's ServiceAccount may do more or less than the code needs (see above)"
+    log "kubectl auth can-i as $RECONCILER_SA: $CAN_I_ASKED_yes calls allowed, $CAN_I_ASKED_no others refused, as expected"
+
+    # Everything it may do beyond an account of the same namespace without bindings: exactly
+    # the expected rules, in its own namespace and in any other.
+    for v in "$NS_ALL" default; do
+        base=$(rules_of "system:serviceaccount:$NS_ALL:persys-helm-check-nobody" "$v") || fail "kubectl auth can-i --list (no bindings) -n $v"
+        got=$(rules_of "$RECONCILER_SA" "$v") || fail "kubectl auth can-i --list as the reconciler -n $v"
+        ! grep -q UNPARSED <<<"$base$got" || fail "kubectl auth can-i --list printed lines this check cannot read:"$'\n'"$(grep UNPARSED <<<"$base$got")"
+        got=$(comm -13 <(printf '%s\n' "$base") <(printf '%s\n' "$got"))
+        [ "$got" = "$RECONCILER_RULES" ] ||
+            fail "in namespace $v, can-i --list grants the reconciler beyond a bare account"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$RECONCILER_RULES")"
+    done
+    log "kubectl auth can-i --list in $NS_ALL and default: exactly those rules beyond an account without bindings"
+
+    # Real calls as the ServiceAccount: its lists, and the status write the controller makes
+    # (server-side apply of the status subresource) on a persona the admin creates.
+    for v in applicationpersonas.dorgu.io deployments.apps statefulsets.apps pods; do
+        kc get "$v" -A --as="$RECONCILER_SA" -o name >/dev/null 2>"$WORK/as.err" ||
+            fail "as the reconciler, kubectl get $v -A: $(tr '\n' ' ' <"$WORK/as.err")"
+    done
+    printf 'apiVersion: dorgu.io/v1\nkind: ApplicationPersona\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  name: %s\n' \
+        "$persona" "$NS_ALL" "$persona" >"$WORK/persona.yaml"
+    kc apply --server-side --field-manager=persys-helm-check -f "$WORK/persona.yaml" >&2 || fail "creating applicationpersona $NS_ALL/$persona"
+    printf 'apiVersion: dorgu.io/v1\nkind: ApplicationPersona\nmetadata:\n  name: %s\n  namespace: %s\nstatus:\n  phase: Pending\n' \
+        "$persona" "$NS_ALL" >"$WORK/persona-status.yaml"
+    kc apply --server-side --subresource=status --field-manager=persys-helm-check-reconciler --as="$RECONCILER_SA" \
+        -f "$WORK/persona-status.yaml" >&2 2>"$WORK/as.err" ||
+        fail "as the reconciler, server-side apply of applicationpersona $NS_ALL/$persona status: $(tr '\n' ' ' <"$WORK/as.err")"
+    v=$(kc get applicationpersona "$persona" -n "$NS_ALL" -o jsonpath='{.status.phase}') || fail "kubectl get applicationpersona $persona"
+    [ "$v" = Pending ] || fail "applicationpersona $NS_ALL/$persona: status.phase is '$v' after the reconciler's apply, not Pending"
+    if kc apply --server-side --field-manager=persys-helm-check-reconciler --as="$RECONCILER_SA" -f "$WORK/persona.yaml" >/dev/null 2>"$WORK/as.err"; then
+        fail "as the reconciler, applying the persona itself (not its status) succeeded"
+    fi
+    grep -q Forbidden "$WORK/as.err" || fail "as the reconciler, applying the persona failed, but not as Forbidden: $(tr '\n' ' ' <"$WORK/as.err")"
+    if kc get secrets -n "$NS_ALL" --as="$RECONCILER_SA" -o name >/dev/null 2>"$WORK/as.err"; then
+        fail "as the reconciler, kubectl get secrets -n $NS_ALL succeeded"
+    fi
+    grep -q Forbidden "$WORK/as.err" || fail "as the reconciler, kubectl get secrets failed, but not as Forbidden: $(tr '\n' ' ' <"$WORK/as.err")"
+    log "as the reconciler: lists of personas, Deployments, StatefulSets and pods work; its status apply wrote phase Pending; applying the persona itself and reading Secrets are Forbidden"
+
+    # persys-default (defaults): nothing of it, and its accounts have none of those rights.
+    v=$(kc get deployment,service,serviceaccount,networkpolicy -n "$NS_DEFAULT" -l app.kubernetes.io/component=reconciler -o name) ||
+        fail "kubectl get -n $NS_DEFAULT -l app.kubernetes.io/component=reconciler"
+    [ -z "$v" ] || fail "$NS_DEFAULT (defaults) has reconciler objects: $v"
+    ! kc get clusterrole "$NS_DEFAULT-$RECONCILER_NAME" -o name >/dev/null 2>&1 || fail "$NS_DEFAULT (defaults) made ClusterRole $NS_DEFAULT-$RECONCILER_NAME"
+    v=$(kc auth can-i --as="system:serviceaccount:$NS_DEFAULT:$RECONCILER_NAME" patch applicationpersonas.dorgu.io --subresource=status -A 2>/dev/null) || true
+    [ "$v" = no ] || fail "ServiceAccount $NS_DEFAULT/$RECONCILER_NAME may patch persona statuses: '$v'"
+    log "$NS_DEFAULT: no reconciler object, ClusterRole or rights"
+}
+
+# With reconciler.namespace the rights hold in that namespace only: upgrade persys-all to watch
+# persys-default (the RoleBinding then lives in another namespace than the ServiceAccount).
+step_reconciler_namespaced() {
+    local v
+    need_cluster
+    hc upgrade "$RELEASE" "$CHART" -n "$NS_ALL" -f "$ALL_ON" --set reconciler.namespace="$NS_DEFAULT" --timeout 90s >"$WORK/upgrade.txt" 2>&1 ||
+        { sed 's/^/    /' "$WORK/upgrade.txt" >&2; fail "helm upgrade -n $NS_ALL --set reconciler.namespace=$NS_DEFAULT"; }
+    ! kc get clusterrolebinding "$RECONCILER_ROLE" -o name >/dev/null 2>&1 || fail "ClusterRoleBinding $RECONCILER_ROLE is still there"
+    v=$(kc get rolebinding "$RECONCILER_ROLE" -n "$NS_DEFAULT" -o json | jq -r '"\(.roleRef.kind)/\(.roleRef.name) -> \([.subjects[] | "\(.kind)/\(.namespace)/\(.name)"] | join(","))"') ||
+        fail "no RoleBinding $RECONCILER_ROLE in $NS_DEFAULT"
+    [ "$v" = "ClusterRole/$RECONCILER_ROLE -> ServiceAccount/$NS_ALL/$RECONCILER_NAME" ] || fail "RoleBinding $NS_DEFAULT/$RECONCILER_ROLE: $v"
+    v=$(kenv deployment "$RECONCILER_NAME" "$NS_ALL" '.[] | select(.name == "PERSYS_RECONCILER_NAMESPACE") | .value') ||
+        fail "kubectl get deployment $RECONCILER_NAME -n $NS_ALL"
+    [ "$v" = "$NS_DEFAULT" ] || fail "deployment/$RECONCILER_NAME: PERSYS_RECONCILER_NAMESPACE is '$v', not $NS_DEFAULT"
+    CAN_I_FAILED=0 CAN_I_ASKED_yes=0 CAN_I_ASKED_no=0
+    can_i yes patch applicationpersonas.dorgu.io --subresource=status -n "$NS_DEFAULT"
+    can_i yes watch applicationpersonas.dorgu.io -n "$NS_DEFAULT"
+    can_i yes list deployments.apps -n "$NS_DEFAULT"
+    can_i yes list pods -n "$NS_DEFAULT"
+    can_i no list applicationpersonas.dorgu.io -A
+    can_i no list deployments.apps -A
+    can_i no list deployments.apps -n "$NS_ALL"
+    can_i no patch applicationpersonas.dorgu.io --subresource=status -n "$NS_ALL"
+    can_i no get secrets -n "$NS_DEFAULT"
+    [ "$CAN_I_FAILED" = 0 ] || fail "with reconciler.namespace=$NS_DEFAULT the ServiceAccount's rights are not confined to $NS_DEFAULT (see above)"
+    log "reconciler.namespace=$NS_DEFAULT: RoleBinding there only, the ClusterRoleBinding gone; rights in $NS_DEFAULT, none across namespaces or in $NS_ALL"
+}
+
 # delete_namespace NS: delete it and wait until it is gone; on a timeout, show why it is stuck.
 delete_namespace() {
     local ns=$1
@@ -478,6 +836,28 @@ delete_namespace() {
     fi
 }
 
+# Helm 4 installs crds/ by server-side apply as field manager `helm`, even when they exist, so it
+# co-owns their fields after a run. A later apply by another test (manager persys-tests, without
+# --force-conflicts) of a changed CRD would then conflict with a manager that is gone: drop the
+# `helm` entry from the managed fields of the chart's CRDs (the objects themselves stay).
+release_crds_from_helm() {
+    local crd rc=0
+    [ -d "$CHART/crds" ] || return 0
+    while IFS= read -r crd; do
+        [ -n "$crd" ] || continue
+        kc get crd "$crd" -o json --show-managed-fields >"$WORK/crd-mf.json" 2>/dev/null || continue
+        jq -e 'any(.metadata.managedFields[]?; .manager == "helm") and any(.metadata.managedFields[]?; .manager != "helm")' \
+            "$WORK/crd-mf.json" >/dev/null || continue
+        jq '{metadata: {managedFields: [.metadata.managedFields[] | select(.manager != "helm")]}}' "$WORK/crd-mf.json" >"$WORK/crd-mf.patch"
+        if kc patch crd "$crd" --type=merge --patch-file "$WORK/crd-mf.patch" >/dev/null; then
+            log "crd/$crd: Helm's field ownership dropped (managers now: $(kc get crd "$crd" -o json --show-managed-fields | jq -r '[.metadata.managedFields[].manager] | join(", ")'))"
+        else
+            rc=1
+        fi
+    done < <(cat "$CHART"/crds/*.yaml | objects /dev/stdin | awk -F'\t' '$2 == "CustomResourceDefinition" { print $4 }')
+    return "$rc"
+}
+
 # Uninstall both releases and delete their namespaces (no error if they are not there).
 delete_releases() {
     local ns rc=0
@@ -486,7 +866,10 @@ delete_releases() {
             hc uninstall "$RELEASE" -n "$ns" --timeout 60s >&2 || { log "helm uninstall -n $ns failed"; rc=1; }
         fi
         delete_namespace "$ns" || rc=1
+        # Cluster-scoped objects outlive the namespace when an uninstall failed.
+        kc delete clusterrolebinding,clusterrole "$ns-$RELEASE-reconciler" --ignore-not-found >&2 || rc=1
     done
+    release_crds_from_helm || rc=1
     return "$rc"
 }
 
@@ -507,6 +890,11 @@ step_uninstall() {
         ! hc status "$RELEASE" -n "$ns" >/dev/null 2>&1 || fail "helm still lists release $RELEASE in $ns"
         ! kc get namespace "$ns" >/dev/null 2>&1 || fail "namespace $ns still exists"
     done
+    # The release's cluster-scoped objects went with it; the chart's CRDs stay (Helm never
+    # deletes crds/; other tests share applicationpersonas.dorgu.io, so neither does this check).
+    ! kc get clusterrole "$RECONCILER_ROLE" -o name >/dev/null 2>&1 || fail "ClusterRole $RECONCILER_ROLE outlived helm uninstall"
+    kc get crd applicationpersonas.dorgu.io -o name >/dev/null || fail "crd/applicationpersonas.dorgu.io is gone after helm uninstall"
+    release_crds_from_helm || fail "could not drop Helm's field ownership of the chart's CRDs"
     kc delete -f "$CRD_DIR" --ignore-not-found --wait=true --timeout=60s >&2 ||
         fail "deleting the stand-in CRDs"
     touch "$WORK/cluster-clean"
@@ -568,16 +956,19 @@ run_step "1. helm lint --strict (ci/all-on-values.yaml)" step_lint_all_on
 run_step "2. helm template (default values)" step_template_default
 run_step "2. helm template (all-on values; every template and kind)" step_template_all_on
 run_step "2. metrics pipeline: on with the all-on values, off by default" step_metrics_render
+run_step "2. reconciler: on with the all-on values (least-privilege RBAC), off by default" step_reconciler_render
 run_step "3. values.schema.json: complete, typed, rejects misspelt keys" step_schema
 
 if [ -n "$KCFG" ]; then
     CLUSTER_TOUCHED=1
 fi
 run_step "4. API server reachable, leftovers of earlier runs removed" step_cluster
-run_step "4. stand-in CRDs (tests/helm/crds) applied and Established" step_crds
+run_step "4. stand-in CRDs (tests/helm/crds) and the chart's crds/ applied and Established" step_crds
 run_step "5. helm install -n $NS_DEFAULT (default values) and verify" step_install_default
 run_step "5. helm install -n $NS_ALL (all-on values) and verify" step_install_all_on
 run_step "5. metrics pipeline read back from the API server" step_metrics_cluster
+run_step "5. reconciler: CRD Established, least-privilege RBAC as its ServiceAccount" step_reconciler_cluster
+run_step "5. reconciler.namespace: helm upgrade, rights confined to that namespace" step_reconciler_namespaced
 run_step "6. helm uninstall both, namespaces and stand-in CRDs deleted" step_uninstall
 
 printf '\n[helm-check] summary (chart deploy/helm/persys):\n' >&2

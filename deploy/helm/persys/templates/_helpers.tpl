@@ -103,6 +103,14 @@ no subPath, so rotated certificates reach the running pod. Takes the service con
   value: /etc/persys/tls/key.pem
 - name: PERSYS_TLS_RELOAD_INTERVAL
   value: {{ .root.Values.tls.reloadInterval | quote }}
+{{ include "persys.telemetryEnv" . }}
+{{- end }}
+
+{{/*
+The admin server, logs and traces (the kit's TelemetryArgs), for a service without mTLS
+material (the reconciler). Takes the service context.
+*/}}
+{{- define "persys.telemetryEnv" -}}
 - name: PERSYS_ADMIN_LISTEN
   value: {{ include "persys.listen" (list .root .values.ports.admin) | quote }}
 - name: PERSYS_LOG_FORMAT
