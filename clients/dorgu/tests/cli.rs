@@ -208,8 +208,12 @@ impl Kubectl {
 #[test]
 fn persona_apply_and_status_against_a_real_cluster() {
     let Some(kubectl) = Kubectl::from_env() else { return };
-    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/applicationpersona-crd.yaml");
-    kubectl.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", crd.to_str().unwrap()], None);
+    // The CRDs the reconciler defines, as the Helm chart installs them.
+    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/helm/persys/crds/persys-crds.yaml");
+    kubectl.run(
+        &["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f", crd.to_str().unwrap()],
+        None,
+    );
     kubectl.run(&["wait", "--for=condition=Established", "--timeout=60s", "crd/applicationpersonas.dorgu.io"], None);
     let namespace = format!("dorgu-cli-{}", std::process::id());
     kubectl.run(&["create", "namespace", &namespace], None);

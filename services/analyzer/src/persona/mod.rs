@@ -165,8 +165,6 @@ pub fn to_manifest_yaml(spec: &ApplicationPersonaSpec, namespace: &str) -> Strin
         labels.insert("dorgu.io/team".into(), team);
     }
     let cr = crd::ApplicationPersona {
-        api_version: crd::API_VERSION.into(),
-        kind: crd::KIND.into(),
         metadata: ObjectMeta {
             name: Some(spec.name.clone()),
             namespace: Some(namespace.to_owned()),

@@ -1,0 +1,91 @@
+//! Command line and environment.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use persys_kit::config::{TelemetryArgs, parse_duration};
+
+pub use crate::decide::admission::Mode;
+
+/// What the webhook does when it cannot look personas up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailurePolicy {
+    /// Allow, with a warning.
+    Ignore,
+    /// Deny.
+    Fail,
+}
+
+/// The Persys reconciler: Kubernetes operator for ApplicationPersonas.
+#[derive(Debug, Parser)]
+#[command(name = "reconciler", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions as YAML (apply them with `kubectl apply -f -`).
+    Crds,
+    /// Run the controllers.
+    Run(Box<RunArgs>),
+}
+
+/// `reconciler run`.
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Kubeconfig to use; by default KUBECONFIG, ~/.kube/config or the in-cluster account.
+    #[arg(long, env = "PERSYS_RECONCILER_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Reconcile every persona at least this often, besides on every change (e.g. `60s`, `5m`).
+    #[arg(long, env = "PERSYS_RECONCILER_REQUEUE", default_value = "60s", value_parser = parse_duration)]
+    pub requeue: Duration,
+    /// Reconcile only this namespace (a namespaced install); every namespace by default.
+    #[arg(long, env = "PERSYS_RECONCILER_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Namespace of the Lease electing the one replica that runs the controllers (the chart
+    /// sets the release's namespace).
+    #[arg(long, env = "PERSYS_RECONCILER_LEASE_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of that Lease.
+    #[arg(long, env = "PERSYS_RECONCILER_LEASE_NAME", default_value = "persys-reconciler")]
+    pub lease_name: String,
+    /// How long a leader holds the Lease without renewing it; it renews every third of that,
+    /// and a successor takes over this long after a leader vanishes without releasing.
+    #[arg(long, env = "PERSYS_RECONCILER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// This replica's identity in the Lease; the host name (the pod's name) and a random
+    /// suffix by default.
+    #[arg(long, env = "PERSYS_RECONCILER_IDENTITY")]
+    pub identity: Option<String>,
+    /// Serve the validating admission webhook (HTTPS, `POST /validate`) on this address; off
+    /// when unset. Needs the three `--webhook-tls-*` files.
+    #[arg(long, env = "PERSYS_RECONCILER_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<std::net::SocketAddr>,
+    /// PEM certificate chain of the webhook's serving certificate (its SAN is the name the API
+    /// server calls, e.g. persys-reconciler.persys.svc). Reloaded when it changes.
+    #[arg(long, env = "PERSYS_RECONCILER_WEBHOOK_TLS_CERT", requires = "webhook_listen")]
+    pub webhook_tls_cert: Option<PathBuf>,
+    /// PEM private key of the webhook's certificate.
+    #[arg(long, env = "PERSYS_RECONCILER_WEBHOOK_TLS_KEY", requires = "webhook_listen")]
+    pub webhook_tls_key: Option<PathBuf>,
+    /// PEM CA bundle that issued the webhook's certificate (the caBundle registered with the
+    /// API server).
+    #[arg(long, env = "PERSYS_RECONCILER_WEBHOOK_TLS_CA", requires = "webhook_listen")]
+    pub webhook_tls_ca: Option<PathBuf>,
+    /// Default webhook mode: advisory (allow, findings as warnings) or enforcing (deny on
+    /// validation errors). A persona's `dorgu.io/webhook-mode` annotation or its namespace's
+    /// label of the same name overrides it.
+    #[arg(long, env = "PERSYS_RECONCILER_WEBHOOK_MODE", value_enum, default_value_t = Mode::Advisory)]
+    pub webhook_mode: Mode,
+    /// When personas cannot be looked up: `ignore` allows with a warning (fail open), `fail`
+    /// denies (fail closed). Set it like the failurePolicy registered with the API server.
+    #[arg(long, env = "PERSYS_RECONCILER_WEBHOOK_FAILURE_POLICY", value_enum, default_value_t = FailurePolicy::Ignore)]
+    pub webhook_failure_policy: FailurePolicy,
+    /// Logging and the admin port.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}

@@ -1,0 +1,8 @@
+//! The reconciler's decisions, as pure functions without I/O: which workload a persona
+//! describes, its health, and the status that follows. The controllers only read and write.
+
+pub mod admission;
+pub mod health;
+pub mod lease;
+pub mod resolve;
+pub mod status;

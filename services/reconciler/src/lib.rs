@@ -1,0 +1,102 @@
+//! The Persys reconciler: the Kubernetes operator half of Dorgu (and, next, of Kapsa).
+//!
+//! Today it reconciles `ApplicationPersona`s (`dorgu.io/v1`): it resolves each persona's
+//! Deployment or StatefulSet, validates it with the analyzer's persona rules, judges its
+//! health and writes phase, health, validation issues, recommendations and the Ready and
+//! Validated conditions into the persona's status. `reconciler crds` prints the CRDs.
+//! Decisions live in [`decide`] as pure functions; [`persona`] only reads and writes.
+
+pub mod config;
+pub mod decide;
+pub mod leader;
+pub mod persona;
+pub mod webhook;
+
+use anyhow::Context as _;
+use kube::{
+    Client, Config,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use persys_kit::shutdown::Shutdown;
+
+/// The CRDs as one multi-document YAML stream, as `reconciler crds` prints it and the Helm
+/// chart carries it.
+pub fn crds_yaml() -> anyhow::Result<String> {
+    let mut out = String::from(
+        "# The CustomResourceDefinitions of the Persys reconciler, written by `reconciler crds`:\n\
+         # do not edit; regenerate with `cargo run -p persys-reconciler -- crds > deploy/helm/persys/crds/persys-crds.yaml`.\n",
+    );
+    for crd in persys_crds::all() {
+        out.push_str("---\n");
+        out.push_str(&persys_kit::yaml::to_string(&crd).context("writing a CRD as YAML")?);
+    }
+    Ok(out)
+}
+
+/// A client for the cluster in `kubeconfig`, or the one `KUBECONFIG`, `~/.kube/config` or the
+/// in-cluster service account names.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.context("loading the kubeconfig")?
+        }
+        None => Config::infer().await.context("finding a cluster (set KUBECONFIG or --kubeconfig)")?,
+    };
+    Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// Runs the controllers and the admin port until `shutdown`.
+pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    let client = client(args.kubeconfig.as_deref()).await?;
+    let metrics = persys_kit::metrics::Metrics::new();
+    if let Some(addr) = persys_kit::server::spawn_admin(&args.telemetry, &metrics, shutdown.clone()).await? {
+        tracing::info!(%addr, "admin endpoints (/metrics, /healthz)");
+    }
+    if let Some(addr) = args.webhook_listen {
+        let (Some(cert), Some(key), Some(ca)) =
+            (args.webhook_tls_cert.clone(), args.webhook_tls_key.clone(), args.webhook_tls_ca.clone())
+        else {
+            anyhow::bail!("--webhook-listen needs --webhook-tls-cert, --webhook-tls-key and --webhook-tls-ca");
+        };
+        let tls = persys_kit::tls::Tls::load(persys_kit::tls::TlsPaths { ca, cert, key })
+            .context("loading the webhook's certificate")?;
+        tls.spawn_reloader(std::time::Duration::from_secs(30));
+        let fail_open = args.webhook_failure_policy == config::FailurePolicy::Ignore;
+        let router = webhook::Webhook::new(client.clone(), args.webhook_mode, fail_open).router();
+        let (listener, bound) = persys_kit::server::bind(addr).await?;
+        tracing::info!(addr = %bound, mode = ?args.webhook_mode, fail_open, "admission webhook");
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = persys_kit::server::serve_https(listener, router, &tls, stop).await {
+                tracing::error!(%error, "admission webhook stopped");
+            }
+        });
+    }
+    let options =
+        persona::Options { requeue: args.requeue, namespace: args.namespace.clone(), ..persona::Options::default() };
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let elector =
+        leader::Elector::new(client.clone(), &args.lease_namespace, &args.lease_name, &identity, args.lease_duration);
+    tracing::info!(%identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), "electing a leader");
+    elector.run_while_leading(shutdown, move |stop| persona::run(client.clone(), options.clone(), stop)).await;
+    Ok(())
+}
+
+/// The host name (a pod's name) and a random suffix, so two processes on one host differ.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "reconciler".into());
+    format!("{host}-{:08x}", rand_suffix())
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish() as u32
+}

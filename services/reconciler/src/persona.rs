@@ -1,0 +1,547 @@
+//! The ApplicationPersona controller, in the controller-rs shape: a [`Context`], `reconcile`
+//! and `error_policy`, status through server-side apply under the field manager [`MANAGER`].
+//!
+//! It reconciles on persona changes, on changes of any Deployment or StatefulSet that could
+//! match a persona (or is the one a persona resolved to), and every [`Options::requeue`]. The
+//! workloads are read from reflector caches filled by the same watches that trigger it, so a
+//! reconcile costs one status write, and none when nothing changed.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, StatefulSet},
+        core::v1::Pod,
+    },
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use persys_analyzer::{persona::convert, validate};
+use persys_crds::persona::{
+    ApplicationPersona, ApplicationPersonaStatus, DeploymentsStatus, HealthStatus, PodFailure, ValidationStatus,
+    WorkloadStatus,
+};
+use persys_kit::shutdown::Shutdown;
+use persys_proto::analyzer::v1::{Finding, FindingSeverity};
+
+use crate::decide::{
+    health::{self, Health, WorkloadState},
+    resolve::{self, Candidate, Resolution},
+    status::{self, Observed},
+};
+
+/// The field manager of every status the reconciler writes.
+pub const MANAGER: &str = "persys-reconciler";
+
+/// Most pod failures kept in a status.
+const MAX_POD_FAILURES: usize = 10;
+/// Most recommendations kept in a status.
+const MAX_RECOMMENDATIONS: usize = 10;
+
+/// Errors of one reconcile; each is retried by [`error_policy`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a call.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The persona has no namespace (the CRD is namespaced, so only a broken cache does this).
+    #[error("the persona has no namespace")]
+    NoNamespace,
+}
+
+/// Settings of the controller.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Reconcile every persona at least this often.
+    pub requeue: Duration,
+    /// Wait after a failed reconcile.
+    pub retry: Duration,
+    /// Watch only this namespace; every namespace when `None`.
+    pub namespace: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { requeue: Duration::from_secs(60), retry: Duration::from_secs(5), namespace: None }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    client: Client,
+    deployments: Store<Deployment>,
+    statefulsets: Store<StatefulSet>,
+    options: Options,
+}
+
+/// A workload read from a cache or an admission request, with what the decisions need.
+pub(crate) enum Workload {
+    Deployment(Arc<Deployment>),
+    StatefulSet(Arc<StatefulSet>),
+}
+
+pub(crate) fn candidate_of_deployment(d: &Deployment) -> Candidate {
+    Candidate {
+        kind: "Deployment".into(),
+        name: d.name_any(),
+        labels: d.labels().clone(),
+        template_labels: d.spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default(),
+        selector: d.spec.selector.match_labels.clone().unwrap_or_default(),
+    }
+}
+
+pub(crate) fn candidate_of_statefulset(s: &StatefulSet) -> Candidate {
+    Candidate {
+        kind: "StatefulSet".into(),
+        name: s.name_any(),
+        labels: s.labels().clone(),
+        template_labels: s.spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default(),
+        selector: s.spec.selector.match_labels.clone().unwrap_or_default(),
+    }
+}
+
+impl Workload {
+    pub(crate) fn candidate(&self) -> Candidate {
+        match self {
+            Self::Deployment(d) => candidate_of_deployment(d),
+            Self::StatefulSet(s) => candidate_of_statefulset(s),
+        }
+    }
+
+    /// The workload as a Deployment for the shared rules: a StatefulSet's replicas and pod
+    /// template are what the rules check, so it is read through the same shape.
+    pub(crate) fn as_deployment(&self) -> Deployment {
+        match self {
+            Self::Deployment(d) => Deployment { metadata: d.metadata.clone(), spec: d.spec.clone(), status: None },
+            Self::StatefulSet(s) => Deployment {
+                metadata: s.metadata.clone(),
+                spec: DeploymentSpec {
+                    replicas: s.spec.replicas,
+                    selector: s.spec.selector.clone(),
+                    template: s.spec.template.clone(),
+                    ..DeploymentSpec::default()
+                },
+                status: None,
+            },
+        }
+    }
+
+    fn state(&self, pod_failures: usize) -> WorkloadState {
+        match self {
+            Self::Deployment(d) => {
+                let status = d.status.clone().unwrap_or_default();
+                let progressing = status
+                    .conditions
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|c| c.type_.as_deref() == Some("Progressing"))
+                    .map(|c| {
+                        !(c.status.as_deref() == Some("False")
+                            || c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+                    });
+                WorkloadState {
+                    desired: d.spec.replicas.unwrap_or(1),
+                    ready: status.ready_replicas.unwrap_or(0),
+                    updated: status.updated_replicas.unwrap_or(0),
+                    observed: status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0),
+                    progressing,
+                    pod_failures,
+                }
+            }
+            Self::StatefulSet(s) => {
+                let status = s.status.clone().unwrap_or_default();
+                WorkloadState {
+                    desired: s.spec.replicas.unwrap_or(1),
+                    ready: status.ready_replicas.unwrap_or(0),
+                    updated: status.updated_replicas.unwrap_or(0),
+                    observed: status.observed_generation.unwrap_or(0) >= s.metadata.generation.unwrap_or(0),
+                    progressing: None,
+                    pod_failures,
+                }
+            }
+        }
+    }
+
+    fn image(&self) -> String {
+        let template = match self {
+            Self::Deployment(d) => &d.spec.template,
+            Self::StatefulSet(s) => &s.spec.template,
+        };
+        template.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default()
+    }
+}
+
+/// Failures of the workload's pods, found by its selector: containers waiting for a reason
+/// that will not fix itself, containers last killed by the OOM killer, unschedulable pods.
+pub fn pod_failures(pods: &[Pod]) -> Vec<PodFailure> {
+    const WAITING: [&str; 6] = [
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "CreateContainerConfigError",
+        "InvalidImageName",
+        "RunContainerError",
+    ];
+    let mut out = Vec::new();
+    for pod in pods {
+        let name = pod.name_any();
+        let status = pod.status.clone().unwrap_or_default();
+        for c in status.container_statuses.unwrap_or_default() {
+            let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+            if let Some(w) = waiting.filter(|w| w.reason.as_deref().is_some_and(|r| WAITING.contains(&r))) {
+                out.push(PodFailure {
+                    pod_name: name.clone(),
+                    container: c.name.clone(),
+                    reason: w.reason.clone().unwrap_or_default(),
+                    message: w.message.clone().unwrap_or_default(),
+                });
+            } else if let Some(t) = c.last_state.as_ref().and_then(|s| s.terminated.as_ref())
+                && t.reason.as_deref() == Some("OOMKilled")
+            {
+                out.push(PodFailure {
+                    pod_name: name.clone(),
+                    container: c.name.clone(),
+                    reason: "OOMKilled".into(),
+                    message: format!("restarted {} time(s)", c.restart_count),
+                });
+            }
+        }
+        for cond in status.conditions.unwrap_or_default() {
+            if cond.type_ == "PodScheduled" && cond.status == "False" && cond.reason.as_deref() == Some("Unschedulable")
+            {
+                out.push(PodFailure {
+                    pod_name: name.clone(),
+                    container: String::new(),
+                    reason: "Unschedulable".into(),
+                    message: cond.message.unwrap_or_default(),
+                });
+            }
+        }
+    }
+    out.truncate(MAX_POD_FAILURES);
+    out
+}
+
+fn selector_string(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+/// A status with its timestamps cleared, for comparing what changed.
+fn without_times(s: &ApplicationPersonaStatus) -> ApplicationPersonaStatus {
+    let mut s = s.clone();
+    s.last_updated = None;
+    if let Some(h) = s.health.as_mut() {
+        h.last_check = None;
+    }
+    if let Some(v) = s.validation.as_mut() {
+        v.last_checked = None;
+    }
+    s
+}
+
+/// Decides the status of `persona` from the cached workloads and, when the workload is not
+/// healthy, its pods.
+async fn observe(persona: &ApplicationPersona, ns: &str, ctx: &Context) -> Result<ApplicationPersonaStatus, Error> {
+    let now = Timestamp::now();
+    let app = persona.spec.name.as_str();
+    let previous = persona.status.clone().unwrap_or_default();
+    let generation = persona.metadata.generation;
+
+    let mut workloads: Vec<Workload> = ctx
+        .deployments
+        .state()
+        .into_iter()
+        .filter(|d| d.namespace().as_deref() == Some(ns))
+        .map(Workload::Deployment)
+        .collect();
+    workloads.extend(
+        ctx.statefulsets
+            .state()
+            .into_iter()
+            .filter(|s| s.namespace().as_deref() == Some(ns))
+            .map(Workload::StatefulSet),
+    );
+    let candidates: Vec<Candidate> = workloads.iter().map(Workload::candidate).collect();
+
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut out = ApplicationPersonaStatus { observed_generation: generation, ..ApplicationPersonaStatus::default() };
+    let spec = convert::from_crd(&persona.spec);
+    let observed = match (&spec, resolve::resolve(app, &candidates)) {
+        (Err(e), _) => {
+            findings.push(validate::finding(
+                FindingSeverity::Error,
+                persys_proto::analyzer::v1::RuleGroup::Schema,
+                "schema.persona",
+                format!("the persona cannot be read: {e}"),
+                "fix the persona's spec",
+                "spec",
+            ));
+            Observed::InvalidPersona
+        }
+        (Ok(_), Resolution::NotFound) => {
+            Observed::NoWorkload { message: resolve::not_found_message(app), ambiguous: false }
+        }
+        (Ok(_), Resolution::Ambiguous { rung, candidates }) => Observed::NoWorkload {
+            message: format!(
+                "several workloads match on {rung}: {}; label the one this persona describes",
+                candidates.join(", ")
+            ),
+            ambiguous: true,
+        },
+        (Ok(spec), Resolution::Found { index, rung }) => {
+            let w = &workloads[index];
+            let c = &candidates[index];
+            out.workload = Some(WorkloadStatus { kind: c.kind.clone(), name: c.name.clone(), matched_by: rung.into() });
+            findings.extend(validate::validate_persona(spec));
+            findings.extend(validate::validate_deployment(&w.as_deployment(), spec));
+            let mut failures = Vec::new();
+            let (first, _) = health::health(&w.state(0));
+            if first != Health::Healthy && !c.selector.is_empty() {
+                let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns)
+                    .list(&ListParams::default().labels(&selector_string(&c.selector)))
+                    .await?;
+                failures = pod_failures(&pods.items);
+            }
+            let (h, message) = health::health(&w.state(failures.len()));
+            let image = w.image();
+            let mut deployments = previous.deployments.clone().unwrap_or_default();
+            if h == Health::Healthy {
+                deployments.last_successful = image.clone();
+            } else if h == Health::Unhealthy && deployments.current == image {
+                deployments.last_failed = image.clone();
+            }
+            deployments.current = image;
+            out.deployments = Some(DeploymentsStatus { ..deployments });
+            let desired = w.state(0).desired;
+            out.health = Some(HealthStatus {
+                status: h.as_str().into(),
+                last_check: Some(now.to_string()),
+                message,
+                desired_replicas: Some(desired),
+                ready_replicas: Some(w.state(0).ready),
+                pod_failures: failures,
+            });
+            Observed::Workload(h)
+        }
+    };
+    if out.health.is_none() {
+        let message = match &observed {
+            Observed::NoWorkload { message, .. } => message.clone(),
+            _ => "the persona cannot be used".into(),
+        };
+        out.health = Some(HealthStatus {
+            status: "Unknown".into(),
+            last_check: Some(now.to_string()),
+            message,
+            ..HealthStatus::default()
+        });
+    }
+    let errors = findings.iter().filter(|f| f.severity == FindingSeverity::Error as i32).count();
+    let (phase, reason, message) = status::phase(&observed, errors);
+    out.phase = Some(phase.as_str().into());
+    let validated = !matches!(observed, Observed::NoWorkload { .. });
+    out.validation = Some(ValidationStatus {
+        passed: errors == 0,
+        last_checked: Some(now.to_string()),
+        issues: status::issues(&findings),
+    });
+    out.recommendations = status::recommendations(&findings, MAX_RECOMMENDATIONS);
+    out.learned = previous.learned.clone();
+    out.argo_cd = previous.argo_cd.clone();
+    out.conditions = vec![
+        status::condition(
+            &previous.conditions,
+            "Ready",
+            phase == status::Phase::Active,
+            reason,
+            message,
+            generation,
+            now,
+        ),
+        match (validated, errors) {
+            (false, _) => status::condition(
+                &previous.conditions,
+                "Validated",
+                true,
+                "Skipped",
+                "no workload to validate".into(),
+                generation,
+                now,
+            ),
+            (true, 0) => status::condition(
+                &previous.conditions,
+                "Validated",
+                true,
+                "Passed",
+                "no validation errors".into(),
+                generation,
+                now,
+            ),
+            (true, n) => status::condition(
+                &previous.conditions,
+                "Validated",
+                false,
+                "ValidationFailed",
+                format!("{n} validation error(s)"),
+                generation,
+                now,
+            ),
+        },
+    ];
+    out.last_updated = Some(now.to_string());
+    // Keep the previous times when nothing else changed, so an unchanged status is not rewritten.
+    if without_times(&out) == without_times(&previous) {
+        return Ok(previous);
+    }
+    Ok(out)
+}
+
+/// Reconciles one persona: resolve, validate, judge health, write the status if it changed.
+pub async fn reconcile(persona: Arc<ApplicationPersona>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = persona.namespace().ok_or(Error::NoNamespace)?;
+    // An empty cache would read as "no workload": wait for the first full list.
+    let _ = ctx.deployments.wait_until_ready().await;
+    let _ = ctx.statefulsets.wait_until_ready().await;
+    let status = observe(&persona, &ns, &ctx).await?;
+    if persona.status.as_ref() != Some(&status) {
+        let api = Api::<ApplicationPersona>::namespaced(ctx.client.clone(), &ns);
+        let patch = serde_json::json!({
+            "apiVersion": persys_crds::persona::API_VERSION,
+            "kind": persys_crds::persona::KIND,
+            "status": status,
+        });
+        api.patch_status(&persona.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+        tracing::info!(
+            persona = %persona.name_any(), namespace = %ns, phase = status.phase.as_deref().unwrap_or(""),
+            "persona status written"
+        );
+    }
+    Ok(Action::requeue(ctx.options.requeue))
+}
+
+/// Retries a failed reconcile after [`Options::retry`].
+pub fn error_policy(persona: Arc<ApplicationPersona>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(persona = %persona.name_any(), %error, "reconcile failed; retrying");
+    Action::requeue(ctx.options.retry)
+}
+
+/// Personas in `ns` a workload change should wake: those it could match, and the one it was
+/// resolved to.
+fn affected(
+    personas: &Store<ApplicationPersona>,
+    ns: Option<String>,
+    c: &Candidate,
+) -> Vec<ObjectRef<ApplicationPersona>> {
+    personas
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace() == ns)
+        .filter(|p| {
+            resolve::could_match(&p.spec.name, c)
+                || p.status
+                    .as_ref()
+                    .and_then(|s| s.workload.as_ref())
+                    .is_some_and(|w| w.kind == c.kind && w.name == c.name)
+        })
+        .map(|p| ObjectRef::from_obj(&*p))
+        .collect()
+}
+
+/// Personas whose workload selects `pod`, when the pod is failing.
+fn failing_pod_owners(
+    personas: &Store<ApplicationPersona>,
+    deployments: &Store<Deployment>,
+    statefulsets: &Store<StatefulSet>,
+    pod: &Pod,
+) -> Vec<ObjectRef<ApplicationPersona>> {
+    if pod_failures(std::slice::from_ref(pod)).is_empty() {
+        return Vec::new();
+    }
+    let ns = pod.namespace();
+    let labels = pod.labels();
+    let selects = |selector: &BTreeMap<String, String>| {
+        !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    };
+    personas
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace() == ns)
+        .filter(|p| {
+            let Some(w) = p.status.as_ref().and_then(|s| s.workload.as_ref()) else { return false };
+            let Some(ns) = ns.as_deref() else { return false };
+            match w.kind.as_str() {
+                "Deployment" => deployments
+                    .get(&ObjectRef::new(&w.name).within(ns))
+                    .is_some_and(|d| selects(&candidate_of_deployment(&d).selector)),
+                _ => statefulsets
+                    .get(&ObjectRef::new(&w.name).within(ns))
+                    .is_some_and(|s| selects(&candidate_of_statefulset(&s).selector)),
+            }
+        })
+        .map(|p| ObjectRef::from_obj(&*p))
+        .collect()
+}
+
+/// Runs the controller until `shutdown`.
+pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = options.namespace.as_deref();
+    let (deployments, deployment_writer) = reflector::store::<Deployment>();
+    let (statefulsets, statefulset_writer) = reflector::store::<StatefulSet>();
+    let deployment_events = watcher(api::<Deployment>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(|d| d.managed_fields_mut().clear())
+        .reflect(deployment_writer)
+        .touched_objects();
+    let statefulset_events = watcher(api::<StatefulSet>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(|s| s.managed_fields_mut().clear())
+        .reflect(statefulset_writer)
+        .touched_objects();
+
+    // Pods only wake personas (no cache): a pod starting to fail changes no workload status
+    // when it was not ready anyway, so without this a crash loop would wait for the requeue.
+    let pod_events = watcher(api::<Pod>(&client, ns), watcher::Config::default()).default_backoff().touched_objects();
+
+    let controller = Controller::new(api::<ApplicationPersona>(&client, ns), watcher::Config::default());
+    let personas = controller.store();
+    let (p1, p2, p3) = (personas.clone(), personas.clone(), personas);
+    let (d3, s3) = (deployments.clone(), statefulsets.clone());
+    let ctx = Arc::new(Context { client, deployments, statefulsets, options });
+    controller
+        .watches_stream(deployment_events, move |d: Deployment| {
+            affected(&p1, d.namespace(), &candidate_of_deployment(&d))
+        })
+        .watches_stream(statefulset_events, move |s: StatefulSet| {
+            affected(&p2, s.namespace(), &candidate_of_statefulset(&s))
+        })
+        .watches_stream(pod_events, move |pod: Pod| failing_pod_owners(&p3, &d3, &s3, &pod))
+        .graceful_shutdown_on(shutdown.wait())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "persona reconcile");
+            }
+        })
+        .await;
+}

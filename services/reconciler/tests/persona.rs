@@ -1,0 +1,394 @@
+//! The ApplicationPersona controller against the test bench's real kube-apiserver and
+//! kube-controller-manager (`PERSYS_TEST_KUBECONFIG`). There is no kubelet: where a kubelet
+//! would report pods ready or crashing, the test writes the pod status the same way, through
+//! the status subresource, and the real ReplicaSet and Deployment controllers carry it up to
+//! the Deployment's status that the reconciler reads.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, StatefulSet},
+        core::v1::{Namespace, Pod},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    runtime::{WatchStreamExt, conditions, reflector, wait::await_condition, watcher},
+};
+use persys_crds::persona::ApplicationPersona;
+use persys_kit::shutdown;
+use persys_reconciler::persona;
+use serde_json::json;
+
+const MANAGER: &str = "persys-tests";
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn client() -> Option<Client> {
+    let kubeconfig = persys_kit::testing::require_env("PERSYS_TEST_KUBECONFIG", "the test bench's kube-apiserver")?;
+    Some(persys_reconciler::client(Some(std::path::Path::new(&kubeconfig))).await.expect("a client"))
+}
+
+/// Installs the CRDs (server-side apply, so tests running at once agree) and waits until they
+/// are served.
+async fn install_crds(client: &Client) {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in persys_crds::all() {
+        let name = crd.name_any();
+        api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await.expect("CRD applied");
+        tokio::time::timeout(WAIT, await_condition(api.clone(), &name, conditions::is_crd_established()))
+            .await
+            .expect("CRD established in time")
+            .unwrap();
+    }
+}
+
+/// A fresh namespace and a controller reconciling only it; the controller stops when the
+/// returned trigger drops.
+async fn setup(client: &Client, prefix: &str) -> (String, shutdown::ShutdownTrigger) {
+    install_crds(client).await;
+    let ns = format!("{prefix}-{}", std::process::id());
+    let namespaces = Api::<Namespace>::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .expect("namespace created");
+    let (trigger, stop) = shutdown::channel();
+    let options = persona::Options {
+        requeue: Duration::from_secs(60),
+        retry: Duration::from_millis(500),
+        namespace: Some(ns.clone()),
+    };
+    tokio::spawn(persona::run(client.clone(), options, stop));
+    (ns, trigger)
+}
+
+async fn apply<K>(api: &Api<K>, value: serde_json::Value) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let name = value["metadata"]["name"].as_str().unwrap().to_owned();
+    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&value)).await.expect("applied")
+}
+
+fn persona_json(name: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut spec = json!({"name": name, "type": "api"});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    json!({"apiVersion": "dorgu.io/v1", "kind": "ApplicationPersona", "metadata": {"name": name}, "spec": spec})
+}
+
+fn deployment_json(name: &str, labels: serde_json::Value, replicas: i32, non_root: bool) -> serde_json::Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"pod": name}},
+            "template": {
+                "metadata": {"labels": {"pod": name}},
+                "spec": {
+                    "securityContext": {"runAsNonRoot": non_root},
+                    "containers": [{
+                        "name": "app", "image": format!("registry.invalid/{name}:1"),
+                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+                        "securityContext": {"readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false},
+                    }]
+                }
+            }
+        }
+    })
+}
+
+/// Waits until the persona's status satisfies `ok`; on timeout, fails with the status seen.
+async fn wait_status(
+    api: &Api<ApplicationPersona>,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let ok = Arc::new(ok);
+    let cond = {
+        let ok = ok.clone();
+        move |p: Option<&ApplicationPersona>| {
+            p.and_then(|p| p.status.as_ref()).is_some_and(|s| ok(&serde_json::to_value(s).unwrap()))
+        }
+    };
+    match tokio::time::timeout(WAIT, await_condition(api.clone(), name, cond)).await {
+        Ok(Ok(Some(p))) => serde_json::to_value(p.status).unwrap(),
+        other => {
+            let now = api.get(name).await.map(|p| serde_json::to_value(p.status).unwrap());
+            panic!("persona {name}: {what}: not reached ({:?}); status now: {:#?}", other.map(|r| r.is_ok()), now)
+        }
+    }
+}
+
+fn condition<'a>(status: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+/// Waits until exactly `n` live pods match `selector`, as the ReplicaSet controller makes
+/// them, and returns them.
+async fn pods(api: &Api<Pod>, selector: &str, n: usize) -> Vec<Pod> {
+    let (store, writer) = reflector::store();
+    let mut events =
+        watcher(api.clone(), watcher::Config::default().labels(selector)).default_backoff().reflect(writer).boxed();
+    let live = |store: &reflector::Store<Pod>| -> Vec<Pod> {
+        store.state().iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(|p| (**p).clone()).collect()
+    };
+    let result = tokio::time::timeout(WAIT, async {
+        loop {
+            // The store swaps in the initial list whole, so a partial list is never seen.
+            if live(&store).len() == n {
+                return live(&store);
+            }
+            // Every event, the end of the initial list included, is a moment to look again.
+            events.next().await.expect("pod watch ended").expect("pod watch");
+        }
+    })
+    .await;
+    result.unwrap_or_else(|_| panic!("{n} pods with {selector}: have {}", live(&store).len()))
+}
+
+/// Writes a pod's status as a kubelet would: running and ready, or crash-looping.
+async fn set_pod(api: &Api<Pod>, pod: &Pod, ready: bool) {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let image = pod.spec.as_ref().unwrap().containers[0].image.clone().unwrap();
+    let flag = if ready { "True" } else { "False" };
+    let state = if ready {
+        json!({"running": {"startedAt": now}})
+    } else {
+        json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container"}})
+    };
+    let status = json!({"status": {
+        "phase": "Running",
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+            {"type": "Ready", "status": flag, "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
+        ],
+        "containerStatuses": [{
+            "name": "app", "image": image, "imageID": "", "ready": ready, "restartCount": if ready { 0 } else { 3 },
+            "started": ready, "state": state,
+        }],
+    }});
+    api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("pod status written");
+}
+
+#[tokio::test]
+async fn a_persona_follows_its_deployment_through_rollout_breakage_and_repair() {
+    let Some(client) = client().await else { return };
+    let (ns, _stop) = setup(&client, "reconciler-life").await;
+    let personas = Api::<ApplicationPersona>::namespaced(client.clone(), &ns);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    let pod_api = Api::<Pod>::namespaced(client.clone(), &ns);
+
+    let spec = json!({
+        "resources": {"limits": {"cpu": "1", "memory": "512Mi"}},
+        "scaling": {"minReplicas": 2, "maxReplicas": 4},
+        "policies": {"security": {"runAsNonRoot": true, "allowPrivilegeEscalation": false}},
+    });
+    let created = apply(&personas, persona_json("shop", spec)).await;
+
+    // No workload yet: Pending, and Ready says what was tried.
+    let s = wait_status(&personas, "shop", "Pending without a workload", |s| {
+        s["phase"] == "Pending" && condition(s, "Ready")["reason"] == "NoWorkload"
+    })
+    .await;
+    assert!(condition(&s, "Ready")["message"].as_str().unwrap().contains("app.kubernetes.io/name=shop"), "{s:#}");
+    assert_eq!(condition(&s, "Validated")["reason"], "Skipped");
+    assert_eq!(s["observedGeneration"], json!(created.metadata.generation));
+
+    // The Deployment appears (labelled on the second rung); its pods are created but not ready.
+    apply(&deployments, deployment_json("shop", json!({"app": "shop"}), 2, true)).await;
+    let s = wait_status(&personas, "shop", "resolved and rolling out", |s| {
+        s["workload"]["name"] == "shop" && condition(s, "Ready")["reason"] == "RollingOut"
+    })
+    .await;
+    assert_eq!(s["workload"], json!({"kind": "Deployment", "name": "shop", "matchedBy": "app"}));
+    assert_eq!(s["phase"], "Pending");
+    assert_eq!(s["validation"]["passed"], true, "{s:#}");
+    assert_eq!(s["deployments"]["current"], "registry.invalid/shop:1");
+
+    // A kubelet reports both pods ready: the Deployment becomes available, the persona Active.
+    for pod in pods(&pod_api, "pod=shop", 2).await {
+        set_pod(&pod_api, &pod, true).await;
+    }
+    let s = wait_status(&personas, "shop", "Active", |s| s["phase"] == "Active").await;
+    assert_eq!(s["health"]["status"], "Healthy");
+    assert_eq!((s["health"]["readyReplicas"].clone(), s["health"]["desiredReplicas"].clone()), (json!(2), json!(2)));
+    assert_eq!(condition(&s, "Ready")["status"], "True");
+    assert_eq!(condition(&s, "Validated")["reason"], "Passed");
+    assert_eq!(s["deployments"]["lastSuccessful"], "registry.invalid/shop:1");
+    let active_since = condition(&s, "Ready")["lastTransitionTime"].clone();
+
+    // Scaled below the persona's minimum: a validation error, so Degraded, with a
+    // recommendation saying what to do.
+    deployments
+        .patch(
+            "shop",
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&deployment_json("shop", json!({"app": "shop"}), 1, true)),
+        )
+        .await
+        .unwrap();
+    let s = wait_status(&personas, "shop", "Degraded by a validation error", |s| {
+        s["phase"] == "Degraded" && condition(s, "Validated")["status"] == "False"
+    })
+    .await;
+    let issues = s["validation"]["issues"].as_array().unwrap();
+    assert!(
+        issues
+            .iter()
+            .any(|i| i["severity"] == "error" && i["rule"] == "replicas.below-min" && i["field"] == "spec.replicas"),
+        "{s:#}"
+    );
+    assert!(s["recommendations"].as_array().unwrap().iter().any(|r| r["type"] == "scaling" && r["priority"] == "high"));
+    assert_eq!(condition(&s, "Ready")["reason"], "ValidationFailed");
+    assert_eq!(condition(&s, "Ready")["status"], "False");
+    // Condition times have one-second resolution: the transition is no earlier than Active.
+    assert!(condition(&s, "Ready")["lastTransitionTime"].as_str() >= active_since.as_str());
+
+    // Back to two replicas, but the new pod crash-loops: Degraded by health, the failure named.
+    apply(&deployments, deployment_json("shop", json!({"app": "shop"}), 2, true)).await;
+    let all = pods(&pod_api, "pod=shop", 2).await;
+    let fresh = all
+        .iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_none())
+        .expect("a new pod");
+    set_pod(&pod_api, fresh, false).await;
+    let s = wait_status(&personas, "shop", "Degraded with a crash-looping pod", |s| {
+        s["phase"] == "Degraded" && s["health"]["podFailures"].as_array().is_some_and(|f| !f.is_empty())
+    })
+    .await;
+    assert_eq!(s["health"]["status"], "Degraded");
+    assert_eq!(s["health"]["podFailures"][0]["reason"], "CrashLoopBackOff");
+    assert_eq!(s["health"]["podFailures"][0]["podName"], json!(fresh.name_any()));
+    assert_eq!(s["validation"]["passed"], true, "two replicas again: no error");
+
+    // Every pod crash-loops: Failed.
+    for pod in &all {
+        set_pod(&pod_api, pod, false).await;
+    }
+    let s = wait_status(&personas, "shop", "Failed", |s| s["phase"] == "Failed").await;
+    assert_eq!(s["health"]["status"], "Unhealthy");
+    assert_eq!(s["health"]["podFailures"].as_array().unwrap().len(), 2);
+
+    // Repaired: Active again.
+    for pod in &all {
+        set_pod(&pod_api, pod, true).await;
+    }
+    let s = wait_status(&personas, "shop", "Active again", |s| s["phase"] == "Active").await;
+    assert!(s["health"]["podFailures"].is_null(), "{s:#}");
+
+    // A spec change is seen: the minimum rises above the replicas.
+    let raised = json!({"scaling": {"minReplicas": 3, "maxReplicas": 4}});
+    let p = apply(&personas, persona_json("shop", raised)).await;
+    let s = wait_status(&personas, "shop", "the new generation observed", |s| {
+        s["observedGeneration"] == json!(p.metadata.generation) && s["phase"] == "Degraded"
+    })
+    .await;
+    assert_eq!(condition(&s, "Validated")["observedGeneration"], json!(p.metadata.generation));
+
+    // Deleted Deployment: back to Pending.
+    deployments.delete("shop", &DeleteParams::foreground()).await.unwrap();
+    wait_status(&personas, "shop", "Pending after the Deployment went", |s| s["phase"] == "Pending").await;
+}
+
+#[tokio::test]
+async fn ambiguity_is_reported_and_statefulsets_resolve() {
+    let Some(client) = client().await else { return };
+    let (ns, _stop) = setup(&client, "reconciler-resolve").await;
+    let personas = Api::<ApplicationPersona>::namespaced(client.clone(), &ns);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+
+    apply(&deployments, deployment_json("twin-a", json!({"app.kubernetes.io/name": "twin"}), 1, true)).await;
+    apply(&deployments, deployment_json("twin-b", json!({"app.kubernetes.io/name": "twin"}), 1, true)).await;
+    apply(&personas, persona_json("twin", json!({}))).await;
+    let s =
+        wait_status(&personas, "twin", "ambiguous", |s| condition(s, "Ready")["reason"] == "AmbiguousWorkload").await;
+    let message = condition(&s, "Ready")["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("Deployment/twin-a") && message.contains("Deployment/twin-b"), "{message}");
+    assert!(s["workload"].is_null());
+
+    // Relabelling one resolves it: a workload change wakes the persona.
+    apply(&deployments, deployment_json("twin-b", json!({"app.kubernetes.io/name": "other"}), 1, true)).await;
+    let s = wait_status(&personas, "twin", "resolved", |s| s["workload"]["name"] == "twin-a").await;
+    assert_eq!(s["workload"]["matchedBy"], "app.kubernetes.io/name");
+
+    // A StatefulSet found by its pod template's `app` label, validated by the same rules:
+    // runAsNonRoot is required and the pod does not set it.
+    let mut sts = deployment_json("db", json!({}), 1, false);
+    sts["kind"] = json!("StatefulSet");
+    sts["spec"]["template"]["metadata"]["labels"]["app"] = json!("db");
+    sts["spec"]["serviceName"] = json!("db");
+    apply(&statefulsets, sts).await;
+    apply(&personas, persona_json("db", json!({"policies": {"security": {"runAsNonRoot": true}}}))).await;
+    let s = wait_status(&personas, "db", "resolved to the StatefulSet", |s| {
+        s["workload"]["kind"] == "StatefulSet" && s["validation"]["passed"] == false
+    })
+    .await;
+    assert_eq!(s["workload"]["matchedBy"], "app");
+    assert!(s["validation"]["issues"].as_array().unwrap().iter().any(|i| i["severity"] == "error"), "{s:#}");
+}
+
+#[tokio::test]
+async fn the_schema_rejects_bad_personas_and_accepts_every_generated_one() {
+    let Some(client) = client().await else { return };
+    install_crds(&client).await;
+    let ns = format!("reconciler-schema-{}", std::process::id());
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
+    let personas = Api::<ApplicationPersona>::namespaced(client.clone(), &ns);
+
+    for (field, spec) in [
+        ("spec.resources.limits.cpu", json!({"resources": {"limits": {"cpu": "lots"}}})),
+        ("spec.type", json!({"type": "batch"})),
+        ("spec.scaling.targetCPU", json!({"scaling": {"targetCPU": 150}})),
+    ] {
+        let err = personas
+            .patch("bad", &PatchParams::apply(MANAGER), &Patch::Apply(&persona_json("bad", spec)))
+            .await
+            .expect_err("the API server rejects it");
+        match err {
+            kube::Error::Api(status) => {
+                assert_eq!(status.code, 422, "{status:?}");
+                assert!(status.message.contains(field), "{field} not named in: {}", status.message);
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    // Every persona in the analyzer's reviewed golden files (what `dorgu generate` writes).
+    let snapshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../analyzer/tests/snapshots");
+    let mut applied = 0;
+    for entry in std::fs::read_dir(&snapshots).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let Some(start) = text.find("=== persona.yaml (ApplicationPersona) ===\n") else { continue };
+        let rest = &text[start..];
+        let body = &rest[rest.find('\n').unwrap() + 1..];
+        let body = &body[..body.find("\n=== ").unwrap_or(body.len())];
+        let mut value: serde_json::Value = persys_kit::yaml::from_str(body).expect("a persona");
+        value["metadata"]["namespace"] = json!(ns);
+        let name = value["metadata"]["name"].as_str().unwrap().to_owned();
+        let back: ApplicationPersona = personas
+            .patch(&name, &PatchParams::apply("dorgu"), &Patch::Apply(&value))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(serde_json::to_value(&back.spec).unwrap(), value["spec"], "{name}: nothing pruned");
+        applied += 1;
+    }
+    assert!(applied >= 20, "only {applied} personas found in {}", snapshots.display());
+}
