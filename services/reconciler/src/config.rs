@@ -46,6 +46,13 @@ pub struct RunArgs {
     /// Reconcile only this namespace (a namespaced install); every namespace by default.
     #[arg(long, env = "PERSYS_RECONCILER_NAMESPACE")]
     pub namespace: Option<String>,
+    /// Rediscover the cluster (ClusterPersona status) at least this often, besides on node
+    /// changes.
+    #[arg(long, env = "PERSYS_RECONCILER_DISCOVERY_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub discovery_interval: Duration,
+    /// Name of the ClusterPersona created when the cluster has none; empty creates none.
+    #[arg(long, env = "PERSYS_RECONCILER_CLUSTER_PERSONA", default_value = "cluster")]
+    pub cluster_persona: String,
     /// Namespace of the Lease electing the one replica that runs the controllers (the chart
     /// sets the release's namespace).
     #[arg(long, env = "PERSYS_RECONCILER_LEASE_NAMESPACE", default_value = "default")]

@@ -6,6 +6,7 @@
 //! Validated conditions into the persona's status. `reconciler crds` prints the CRDs.
 //! Decisions live in [`decide`] as pure functions; [`persona`] only reads and writes.
 
+pub mod cluster;
 pub mod config;
 pub mod decide;
 pub mod leader;
@@ -75,11 +76,23 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
     }
     let options =
         persona::Options { requeue: args.requeue, namespace: args.namespace.clone(), ..persona::Options::default() };
+    let cluster_options = cluster::ClusterOptions {
+        interval: args.discovery_interval,
+        create: (!args.cluster_persona.is_empty()).then(|| args.cluster_persona.clone()),
+    };
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let elector =
         leader::Elector::new(client.clone(), &args.lease_namespace, &args.lease_name, &identity, args.lease_duration);
     tracing::info!(%identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), "electing a leader");
-    elector.run_while_leading(shutdown, move |stop| persona::run(client.clone(), options.clone(), stop)).await;
+    elector
+        .run_while_leading(shutdown, move |stop| {
+            let personas = persona::run(client.clone(), options.clone(), stop.clone());
+            let clusters = cluster::run(client.clone(), cluster_options.clone(), stop);
+            async move {
+                tokio::join!(personas, clusters);
+            }
+        })
+        .await;
     Ok(())
 }
 
