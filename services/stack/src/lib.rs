@@ -57,6 +57,10 @@ pub struct Config {
     /// Container network mode of the built-in agent.
     #[arg(long, env = "PERSYS_STACK_NETWORK_MODE", default_value = "bridge")]
     pub network_mode: String,
+    /// Directory of the built dashboard (`clients/web/dist`), served by the gateway at `/` on
+    /// the public address; without it the gateway serves no files.
+    #[arg(long, env = "PERSYS_STACK_WEB_ROOT")]
+    pub web_root: Option<PathBuf>,
     /// Logs, traces, metrics.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
@@ -139,6 +143,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     gateway_config.admin_password = Some(password.clone().into());
     gateway_config.upstreams = vec![format!("scheduler=https://localhost:{}", scheduler.grpc.port())];
     gateway_config.telemetry.admin_listen = config.telemetry.admin_listen.clone();
+    gateway_config.web_root = config.web_root.clone();
     let gateway = tokio::spawn(persys_gateway::run(gateway_config, shutdown.clone()));
 
     // Agent: joins with a token made for it, like any other machine.
@@ -184,11 +189,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     eprintln!(
         "\nPersys is running on {listen} (agent driver: {driver}).\n\n  \
          admin user:     admin\n  admin password: {password}   (kept in {pw})\n\n\
+         {dashboard}\
          Log in:   persys --server http://{listen} login --username admin\n\
          Run:      persys --server http://{listen} workload run persys-test/busybox -- sleep 3600\n\
          grpcurl:  grpcurl -plaintext {listen} list\n\nCtrl-C stops everything.\n",
         listen = config.listen,
         pw = dir.join("admin-password").display(),
+        dashboard =
+            if config.web_root.is_some() { format!("Browse:   http://{}/\n", config.listen) } else { String::new() },
     );
     let (scheduler_result, gateway_result, agent_result) = tokio::join!(scheduler.task, gateway, agent);
     scheduler_result?.context("scheduler")?;

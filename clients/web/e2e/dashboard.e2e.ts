@@ -1,0 +1,229 @@
+// The dashboard end to end: the built app served by a real persys-stack's gateway, used in
+// Debian's Chromium as a person would: log in, see the node, run a workload from the form, see
+// it reach Running and its log lines arrive, pause and search them, stop and delete it, log
+// out; a viewer sees no write or admin action; an invalid form shows the server's field
+// violations; a broken stream shows "reconnecting" and recovers. Every page passes axe (no
+// serious or critical violations) and is screenshotted into the artifacts directory.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import type { BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Role } from "../src/gen/persys/common/v1/common_pb";
+import { AuthService } from "../src/gen/persys/gateway/v1/auth_pb";
+import { UserService } from "../src/gen/persys/gateway/v1/user_service_pb";
+import { SchedulerService } from "../src/gen/persys/scheduler/v1/scheduler_service_pb";
+import { axe, launch } from "./browser";
+import { startProxy } from "./proxy";
+import { REPO, type Stack, startStack } from "./stack";
+
+const ARTIFACTS = process.env.PERSYS_WEB_ARTIFACTS || join(process.env.CARGO_TARGET_DIR || join(REPO, "target"), "web-e2e");
+const VIEWER = { username: "vera", password: "viewer-password-123" };
+
+let stack: Stack;
+let context: BrowserContext;
+let closeBrowser: () => Promise<void>;
+let page: Page;
+const cspViolations: string[] = [];
+const figures: Record<string, number> = {};
+
+async function shot(name: string) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+async function expectAccessible(name: string) {
+  const violations = await axe(page);
+  expect(violations, `axe on ${name}: ${JSON.stringify(violations, null, 1)}`).toEqual([]);
+}
+
+/** Follows a link of the main navigation. */
+async function nav(name: string) {
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name, exact: true }).click();
+}
+
+async function login(username: string, password: string) {
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByTestId("whoami").waitFor();
+}
+
+beforeAll(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  stack = await startStack(resolve(import.meta.dirname, "../dist"));
+  // The viewer, made by the admin through the gateway (gRPC-web from Node, like the browser).
+  const transport = createGrpcWebTransport({ baseUrl: stack.url });
+  const { accessToken } = await createClient(AuthService, transport).login({ username: "admin", password: stack.adminPassword });
+  const headers = { authorization: `Bearer ${accessToken}` };
+  await createClient(UserService, transport).createUser({ ...VIEWER, role: Role.VIEWER }, { headers });
+  // A workload the viewer will look at but must not be offered to change.
+  await createClient(SchedulerService, transport).createWorkload(
+    { name: "admins-sleeper", spec: { image: "process://", command: ["sleep", "600"] }, requestId: "web-e2e-sleeper" },
+    { headers },
+  );
+  ({ context, close: closeBrowser } = await launch());
+  page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(30_000);
+  page.on("console", (m) => {
+    if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text());
+  });
+});
+
+afterAll(async () => {
+  writeFileSync(join(ARTIFACTS, "figures.json"), JSON.stringify(figures, null, 2));
+  await closeBrowser?.();
+  await stack?.stop();
+});
+
+describe("the dashboard against persys-stack", () => {
+  it("logs in, keeps the token out of storage, and shows the node on the overview", async () => {
+    await page.goto(stack.url);
+    await page.getByRole("heading", { name: "Log in to Persys" }).waitFor();
+    const paint = await page.evaluate(() => performance.getEntriesByName("first-contentful-paint")[0]?.startTime ?? -1);
+    figures.login_first_contentful_paint_ms = Math.round(paint);
+    await expectAccessible("login");
+    await shot("login");
+
+    // The overview's first meaningful paint: from the login click to the live node count.
+    await page.getByLabel("Username").fill("admin");
+    await page.getByLabel("Password").fill(stack.adminPassword);
+    const t0 = Date.now();
+    await page.getByRole("button", { name: "Log in" }).click();
+    await expect.poll(() => page.getByTestId("nodes-Ready").textContent(), { timeout: 30_000 }).toMatch(/^1\s*Ready/);
+    figures.login_to_overview_with_data_ms = Date.now() - t0;
+    await expect.poll(() => page.getByTestId("whoami").textContent()).toBe("admin (admin)");
+    await page.getByTestId("live-Nodes").getByText("Nodes: Live").waitFor();
+
+    const stored = await page.evaluate(() => ({ local: localStorage.length, session: sessionStorage.length, cookie: document.cookie }));
+    expect(stored).toEqual({ local: 0, session: 0, cookie: "" });
+    await expectAccessible("overview");
+    await shot("overview");
+
+    await nav("Nodes");
+    const row = page.getByRole("row").filter({ has: page.getByText("Ready") });
+    await expect.poll(() => row.count()).toBe(1);
+    await expect.poll(() => row.getByRole("cell").nth(2).textContent()).toContain("process");
+    await expectAccessible("nodes");
+    await shot("nodes");
+    await row.getByRole("link").click();
+    await page.getByRole("heading", { level: 2, name: "Instances on this node" }).waitFor();
+    // The admin is offered the node actions.
+    await page.getByRole("button", { name: "Cordon" }).waitFor();
+    await expectAccessible("node");
+    await shot("node");
+  });
+
+  it("shows the server's field violations next to the form's inputs", async () => {
+    await nav("Workloads");
+    await page.getByRole("link", { name: "Run workload" }).click();
+    await page.getByRole("heading", { name: "Run a workload" }).waitFor();
+    await expectAccessible("run form");
+    // Neither is checked in the browser: both violations come from the scheduler.
+    await page.getByLabel("Name").fill("Not_A_Valid_Name");
+    await page.getByRole("button", { name: "Run", exact: true }).click();
+    await expect.poll(() => page.getByTestId("error-name").textContent()).toContain("lowercase letters");
+    await expect.poll(() => page.getByTestId("error-image").textContent()).toContain("required");
+    expect(await page.getByLabel("Name").getAttribute("aria-invalid")).toBe("true");
+    // The keyboard is taken to the first input in trouble.
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe("f-name");
+    await expectAccessible("run form with violations");
+    await shot("run-form-violations");
+  });
+
+  it("runs a workload from the form, follows its logs live, stops and deletes it", async () => {
+    await page.getByLabel("Name").fill("web-e2e-ticker");
+    await page.getByLabel("Image").fill("process://");
+    await page.getByLabel("Command").fill(`sh -c 'i=0; while true; do echo "tick-$i"; i=$((i+1)); sleep 0.3; done'`);
+    await page.getByRole("button", { name: "Run", exact: true }).click();
+    await page.waitForURL(/\/workloads\/[0-9a-f-]{36}$/);
+    await expect.poll(() => page.getByTestId("phase").textContent(), { timeout: 60_000 }).toBe("Running");
+
+    // Lines arrive while we watch.
+    const log = page.getByTestId("log");
+    // Each line on its own, from the first.
+    await log.getByText("tick-0", { exact: true }).waitFor();
+    await log.getByText("tick-2", { exact: true }).waitFor();
+    await log.getByText("tick-6", { exact: true }).waitFor();
+    await page.getByTestId("live-Logs").getByText("Logs: Live").waitFor();
+
+    // Paused, the view stands still while new lines are counted; resumed, they show.
+    await page.getByRole("button", { name: "Pause" }).click();
+    const frozen = await log.locator(".line").count();
+    await expect.poll(() => page.getByRole("button", { name: /^Resume/ }).textContent()).toMatch(/Resume \([3-9]\d* new\)|Resume \(\d{2,} new\)/);
+    expect(await log.locator(".line").count()).toBe(frozen);
+    await page.getByRole("button", { name: /^Resume/ }).click();
+    await expect.poll(() => log.locator(".line").count()).toBeGreaterThan(frozen + 2);
+
+    // Search keeps only matching lines.
+    await page.getByPlaceholder("Search the logs").fill("tick-3");
+    await expect.poll(() => log.locator(".line").allTextContents()).toEqual(expect.arrayContaining(["tick-3"]));
+    expect((await log.locator(".line").allTextContents()).every((t) => t.includes("tick-3"))).toBe(true);
+    await page.getByPlaceholder("Search the logs").fill("");
+    await expectAccessible("workload");
+    await shot("workload");
+
+    await page.getByRole("button", { name: "Stop" }).click();
+    await expect.poll(() => page.getByTestId("phase").textContent(), { timeout: 60_000 }).toBe("Stopped");
+    await page.getByRole("button", { name: "Start" }).waitFor();
+    await page.getByRole("button", { name: "Delete" }).click();
+    await page.getByRole("button", { name: "Confirm delete" }).click();
+    await page.getByRole("heading", { name: "Workload deleted" }).waitFor({ timeout: 60_000 });
+
+    await nav("Workloads");
+    await page.getByRole("link", { name: "admins-sleeper" }).waitFor();
+    expect(await page.getByRole("link", { name: "web-e2e-ticker" }).count()).toBe(0);
+    await expectAccessible("workloads");
+    await shot("workloads");
+  });
+
+  it("says it is reconnecting when its streams break, and is live again after", async () => {
+    // Through a proxy that can cut every connection: a second tab, logged in there.
+    const proxy = await startProxy(stack.url);
+    const tab = await context.newPage();
+    try {
+      await tab.goto(proxy.url);
+      await tab.getByLabel("Username").fill("admin");
+      await tab.getByLabel("Password").fill(stack.adminPassword);
+      await tab.getByRole("button", { name: "Log in" }).click();
+      const live = tab.getByTestId("live-Nodes");
+      await live.getByText("Nodes: Live").waitFor();
+      proxy.cut();
+      await live.getByText("Nodes: Reconnecting…").waitFor();
+      // What the view showed stays while it reconnects.
+      expect(await tab.getByTestId("nodes-Ready").textContent()).toMatch(/^1\s*Ready/);
+      proxy.restore();
+      await live.getByText("Nodes: Live").waitFor({ timeout: 30_000 });
+      await expect.poll(() => tab.getByTestId("nodes-Ready").textContent()).toMatch(/^1\s*Ready/);
+    } finally {
+      await tab.close();
+      await proxy.close();
+    }
+  });
+
+  it("logs out, and a viewer sees no write or admin action", async () => {
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByText("You are logged out.").waitFor();
+
+    await login(VIEWER.username, VIEWER.password);
+    await expect.poll(() => page.getByTestId("whoami").textContent()).toBe("vera (viewer)");
+    await nav("Workloads");
+    await page.getByRole("link", { name: "admins-sleeper" }).click();
+    await expect.poll(() => page.getByTestId("phase").textContent(), { timeout: 60_000 }).toBe("Running");
+    await page.getByText("You have read-only access.").waitFor();
+    for (const name of ["Stop", "Restart", "Delete", "Start"]) expect(await page.getByRole("button", { name }).count()).toBe(0);
+    await nav("Workloads");
+    await page.getByRole("heading", { name: "Workloads" }).waitFor();
+    expect(await page.getByRole("link", { name: "Run workload" }).count()).toBe(0);
+    await nav("Nodes");
+    await page.getByRole("row").nth(1).getByRole("link").click();
+    await page.getByRole("heading", { level: 2, name: "Instances on this node" }).waitFor();
+    for (const name of ["Cordon", "Drain", "Uncordon"]) expect(await page.getByRole("button", { name }).count()).toBe(0);
+    await expectAccessible("node as viewer");
+    await shot("node-viewer");
+
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByRole("heading", { name: "Log in to Persys" }).waitFor();
+    expect(cspViolations).toEqual([]);
+  });
+});

@@ -1,0 +1,31 @@
+// The one gRPC-web transport of the app and the service clients on it. The gateway is the
+// page's own origin in production (it serves the dashboard); the Vite dev server points at one
+// through VITE_PERSYS_GATEWAY (the gateway's --cors-origin list lets it in).
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { AuthService } from "./gen/persys/gateway/v1/auth_pb";
+import { SchedulerService } from "./gen/persys/scheduler/v1/scheduler_service_pb";
+import { accessToken, expire } from "./session";
+
+const baseUrl = (import.meta.env.VITE_PERSYS_GATEWAY as string | undefined) || window.location.origin;
+
+// The access token lives in this module's memory only, and goes on every call here.
+const auth: Interceptor = (next) => async (req) => {
+  const token = accessToken();
+  if (token && !req.header.has("authorization")) req.header.set("authorization", `Bearer ${token}`);
+  try {
+    return await next(req);
+  } catch (err) {
+    const e = ConnectError.from(err);
+    // A unary call refused for the session (expired, revoked): back to the login page.
+    if (e.code === Code.Unauthenticated && token && !req.stream) expire("Your session ended. Log in again.");
+    throw err;
+  }
+};
+
+const transport = createGrpcWebTransport({ baseUrl, interceptors: [auth] });
+
+/** AuthService: Login, Refresh, Logout, WhoAmI. */
+export const authClient = createClient(AuthService, transport);
+/** SchedulerService: nodes, workloads, logs. */
+export const scheduler = createClient(SchedulerService, transport);

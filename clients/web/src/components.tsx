@@ -1,0 +1,100 @@
+// Small shared pieces of the pages.
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { ComponentChildren } from "preact";
+import { useEffect, useRef } from "preact/hooks";
+import type { Problem } from "./logic/errors";
+import type { Tone } from "./logic/states";
+import type { LogStatus } from "./live";
+
+/** A state or phase as a coloured word (colour is never the only signal: the word is there). */
+export function Badge(props: { tone: Tone; children: ComponentChildren }) {
+  return <span class={`badge tone-${props.tone}`}>{props.children}</span>;
+}
+
+/** Whether a live view is live, connecting or reconnecting, announced politely to readers. */
+export function LiveIndicator(props: { status: LogStatus; error?: string; label?: string }) {
+  const text =
+    props.status === "live"
+      ? "Live"
+      : props.status === "connecting"
+        ? "Connecting…"
+        : props.status === "ended"
+          ? "Ended"
+          : "Reconnecting…";
+  return (
+    <span class={`live live-${props.status}`} role="status" aria-live="polite" data-testid={props.label ? `live-${props.label}` : undefined}>
+      <span class="dot" aria-hidden="true" />
+      {props.label ? `${props.label}: ${text}` : text}
+      {props.status === "reconnecting" && props.error ? <span class="muted"> ({props.error})</span> : null}
+    </span>
+  );
+}
+
+/** A page's heading, focused when the page opens so keyboard and reader users start there. */
+export function PageTitle(props: { children: ComponentChildren; actions?: ComponentChildren }) {
+  const ref = useRef<HTMLHeadingElement>(null);
+  useEffect(() => ref.current?.focus(), []);
+  return (
+    <div class="page-title">
+      <h1 tabIndex={-1} ref={ref}>
+        {props.children}
+      </h1>
+      {props.actions ? <div class="actions">{props.actions}</div> : null}
+    </div>
+  );
+}
+
+/** A failed call: the server's message and any violations no input claimed. */
+export function ProblemBox(props: { problem: Problem | null; other?: { field: string; description: string }[] }) {
+  if (!props.problem) return null;
+  const other = props.other ?? props.problem.violations;
+  return (
+    <div class="problem" role="alert">
+      <p>{props.problem.message}</p>
+      {other.length ? (
+        <ul>
+          {other.map((v) => (
+            <li key={v.field}>
+              <code>{v.field}</code>: {v.description}
+            </li>
+          ))}
+        </ul>
+      ) : null}
+    </div>
+  );
+}
+
+/** What to do when a list is empty. */
+export function Empty(props: { children: ComponentChildren }) {
+  return <div class="empty">{props.children}</div>;
+}
+
+/** Returns a time as "12s ago", "5m ago", ... with the exact time in a tooltip. */
+export function Ago(props: { ts?: Timestamp }) {
+  if (!props.ts) return <span class="muted">—</span>;
+  const ms = timestampMs(props.ts);
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  const text = s < 60 ? `${s}s ago` : s < 3600 ? `${Math.floor(s / 60)}m ago` : s < 86400 ? `${Math.floor(s / 3600)}h ago` : `${Math.floor(s / 86400)}d ago`;
+  return <time dateTime={new Date(ms).toISOString()} title={new Date(ms).toLocaleString()}>{text}</time>;
+}
+
+/** Formats millicores. */
+export function cpu(m?: bigint): string {
+  if (m === undefined) return "—";
+  return m % 1000n === 0n ? `${m / 1000n}` : `${Number(m) / 1000}`;
+}
+
+/** Formats bytes in binary units. */
+export function bytes(b?: bigint): string {
+  if (b === undefined) return "—";
+  const n = Number(b);
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v >= 10 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+}

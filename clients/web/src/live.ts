@@ -1,0 +1,178 @@
+// Hooks that keep views live: watches of nodes and workloads, and a followed log stream, each
+// closed when its view goes away and reopened after a break.
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { scheduler } from "./api";
+import type { Node } from "./gen/persys/scheduler/v1/node_pb";
+import type { Workload } from "./gen/persys/scheduler/v1/workload_pb";
+import { Backoff, sleep } from "./logic/backoff";
+import { ChunkDedup, LogBuffer } from "./logic/logs";
+import { type LiveStatus, runWatch, type WatchEvent, type WatchSnapshot } from "./logic/watch";
+import { expire } from "./session";
+
+const fatal = (e: ConnectError) => e.code === Code.Unauthenticated || e.code === Code.PermissionDenied;
+const onFatal = (e: ConnectError) => {
+  if (e.code === Code.Unauthenticated) expire("Your session ended. Log in again.");
+};
+
+async function* mapEvents<R, T>(
+  stream: AsyncIterable<R>,
+  f: (r: R) => WatchEvent<T>,
+): AsyncIterable<WatchEvent<T>> {
+  for await (const r of stream) yield f(r);
+}
+
+function useWatch<T>(
+  open: (since: bigint, signal: AbortSignal, connected: () => void) => AsyncIterable<WatchEvent<T>>,
+  key: (t: T) => string,
+  deps: unknown[],
+): WatchSnapshot<T> & { problem?: string } {
+  const [snap, setSnap] = useState<WatchSnapshot<T> & { problem?: string }>({
+    items: new Map(),
+    synced: false,
+    status: "connecting",
+  });
+  useEffect(() => {
+    const abort = new AbortController();
+    void runWatch<T>({
+      open,
+      key,
+      signal: abort.signal,
+      fatal,
+      onFatal: (e) => {
+        onFatal(e);
+        setSnap((s) => ({ ...s, problem: e.rawMessage }));
+      },
+      onChange: (s) => {
+        if (!abort.signal.aborted) setSnap(s);
+      },
+    });
+    return () => abort.abort();
+  }, deps);
+  return snap;
+}
+
+/** Every node, live. */
+export function useNodes() {
+  return useWatch<Node>(
+    (since, signal, connected) =>
+      mapEvents(scheduler.watchNodes({ sinceRevision: since }, { signal, onHeader: connected }), (r) => ({
+        type: r.type,
+        revision: r.revision,
+        item: r.node,
+      })),
+    (n) => n.id,
+    [],
+  );
+}
+
+/** Workloads, live: all of them, one (`workloadId`) or those on a node (`nodeId`). */
+export function useWorkloads(filter: { workloadId?: string; nodeId?: string } = {}) {
+  return useWatch<Workload>(
+    (since, signal, connected) =>
+      mapEvents(
+        scheduler.watchWorkloads(
+          { sinceRevision: since, workloadId: filter.workloadId ?? "", nodeId: filter.nodeId ?? "" },
+          { signal, onHeader: connected },
+        ),
+        (r) => ({ type: r.type, revision: r.revision, item: r.workload }),
+      ),
+    (w) => w.id,
+    [filter.workloadId, filter.nodeId],
+  );
+}
+
+/** Where a log stream stands; "ended" when there is nothing (more) to follow. */
+export type LogStatus = LiveStatus | "ended";
+
+/**
+ * Follows an instance's output into a LogBuffer; `version` changes whenever it does. While the
+ * workload is not `running`, a stream that ends is the end ("ended"); while it runs, the stream
+ * is reopened from the last chunk's time. The buffer is kept across both.
+ */
+export function useLogs(workloadId: string, replica: number, running: boolean) {
+  const key = `${workloadId}/${replica}`;
+  const kept = useRef<{ key: string; buffer: LogBuffer; dedup: ChunkDedup }>();
+  if (kept.current?.key !== key) kept.current = { key, buffer: new LogBuffer(), dedup: new ChunkDedup() };
+  const buffer = useRef<LogBuffer>(kept.current.buffer);
+  buffer.current = kept.current.buffer;
+  const [state, setState] = useState<{ version: number; status: LogStatus; error?: string }>({
+    version: 0,
+    status: "connecting",
+  });
+  useEffect(() => {
+    const abort = new AbortController();
+    const dedup = kept.current!.dedup;
+    const backoff = new Backoff({ initialMs: 500, maxMs: 15_000 });
+    let version = 0;
+    let frame = 0;
+    const bump = (status: LogStatus, error?: string) => {
+      if (!abort.signal.aborted) setState({ version: ++version, status, error });
+    };
+    void (async () => {
+      let status: LogStatus = "connecting";
+      let error: string | undefined;
+      while (!abort.signal.aborted) {
+        try {
+          const from = dedup.resumeFromMs;
+          const stream = scheduler.streamLogs(
+            {
+              workloadId,
+              replicaIndex: replica,
+              follow: true,
+              // All retained output first (the buffer keeps the last lines); not tail_lines: the
+              // process driver sends a tail without its last newline, which would glue the
+              // first followed line onto it.
+              since: from === undefined ? undefined : timestampFromMs(from),
+            },
+            {
+              signal: abort.signal,
+              onHeader: () => {
+                status = "live";
+                bump(status);
+              },
+            },
+          );
+          for await (const r of stream) {
+            const c = r.chunk;
+            if (!c) continue;
+            backoff.reset();
+            if (!dedup.accept(c.time ? timestampMs(c.time) : undefined, c.stream, c.data)) continue;
+            buffer.current.push(c.stream, c.data);
+            status = "live";
+            // Many chunks in a burst: one render per animation frame.
+            if (!frame)
+              frame = requestAnimationFrame(() => {
+                frame = 0;
+                bump(status);
+              });
+          }
+          if (!running) return bump("ended");
+          error = "the log stream ended";
+        } catch (err) {
+          if (abort.signal.aborted) return;
+          const e = ConnectError.from(err);
+          if (fatal(e)) {
+            onFatal(e);
+            return bump("ended", e.rawMessage);
+          }
+          if (e.code === Code.NotFound) return bump("ended", e.rawMessage);
+          error = e.rawMessage || Code[e.code];
+        }
+        status = "reconnecting";
+        bump(status, error);
+        try {
+          await sleep(backoff.next(), abort.signal);
+        } catch {
+          return;
+        }
+      }
+    })();
+    return () => {
+      abort.abort();
+      cancelAnimationFrame(frame);
+    };
+  }, [workloadId, replica, running]);
+  return { buffer: buffer.current, ...state };
+}

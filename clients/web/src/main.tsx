@@ -1,0 +1,99 @@
+// The dashboard's entry: the login page until there is a session, then the layout and the page
+// the path names.
+import { render } from "preact";
+import { authClient } from "./api";
+import { Empty, PageTitle } from "./components";
+import { Role } from "./gen/persys/common/v1/common_pb";
+import { NodePage, Nodes } from "./pages/Nodes";
+import { Login } from "./pages/Login";
+import { Overview } from "./pages/Overview";
+import { RunWorkload } from "./pages/RunWorkload";
+import { WorkloadPage } from "./pages/Workload";
+import { Workloads } from "./pages/Workloads";
+import { Link, match, navigate, usePath } from "./router";
+import { end, type Session, useSession } from "./session";
+import "./style.css";
+
+const NAV = [
+  { href: "/", label: "Overview" },
+  { href: "/nodes", label: "Nodes" },
+  { href: "/workloads", label: "Workloads" },
+];
+
+function Page(props: { path: string; session: Session }) {
+  const { path, session } = props;
+  let m: Record<string, string> | null;
+  if (match("/", path)) return <Overview session={session} />;
+  if (match("/nodes", path)) return <Nodes />;
+  if ((m = match("/nodes/:id", path))) return <NodePage id={m.id} session={session} />;
+  if (match("/workloads", path)) return <Workloads session={session} />;
+  if (match("/workloads/new", path))
+    return session.canWrite ? (
+      <RunWorkload />
+    ) : (
+      <>
+        <PageTitle>Run a workload</PageTitle>
+        <Empty>You have read-only access: ask an admin for the member role to run workloads.</Empty>
+      </>
+    );
+  if ((m = match("/workloads/:id", path))) return <WorkloadPage key={m.id} id={m.id} session={session} />;
+  return (
+    <>
+      <PageTitle>Page not found</PageTitle>
+      <Empty>
+        Nothing lives at <code>{path}</code>. <Link href="/">Go to the overview</Link>.
+      </Empty>
+    </>
+  );
+}
+
+const ROLE_NAMES: Record<number, string> = { [Role.ADMIN]: "admin", [Role.MEMBER]: "member", [Role.VIEWER]: "viewer" };
+
+function App() {
+  const { session, notice } = useSession();
+  const path = usePath();
+  if (!session) return <Login notice={notice} />;
+  const logout = async () => {
+    const refreshToken = end();
+    navigate("/", true);
+    // Revoke the session on the server; the page is already logged out either way.
+    if (refreshToken) await authClient.logout({ refreshToken }).catch(() => {});
+  };
+  return (
+    <>
+      <a class="skip" href="#main">
+        Skip to content
+      </a>
+      <header class="top">
+        <Link href="/" class="brand">
+          Persys
+        </Link>
+        <nav aria-label="Main">
+          <ul>
+            {NAV.map((n) => {
+              const current = n.href === "/" ? path === "/" : path.startsWith(n.href);
+              return (
+                <li key={n.href}>
+                  <Link href={n.href} aria-current={current ? "page" : undefined}>
+                    {n.label}
+                  </Link>
+                </li>
+              );
+            })}
+          </ul>
+        </nav>
+        <div class="user">
+          <span data-testid="whoami">
+            {session.user.username} <span class="muted">({ROLE_NAMES[session.user.role] ?? "unknown role"})</span>
+          </span>
+          <button onClick={logout}>Log out</button>
+        </div>
+      </header>
+      <main id="main">
+        <Page key={path} path={path} session={session} />
+      </main>
+    </>
+  );
+}
+
+render(<App />, document.getElementById("app")!);

@@ -1,0 +1,103 @@
+// The signed-in session, in memory only: nothing is written to localStorage, sessionStorage or
+// a readable cookie, so a reload means logging in again. The access token is refreshed a minute
+// before it expires with the refresh token, which is kept in this module's closure, never
+// exposed to the rest of the app, and revoked on logout.
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { useEffect, useState } from "preact/hooks";
+import { Role } from "./gen/persys/common/v1/common_pb";
+import type { User } from "./gen/persys/gateway/v1/user_pb";
+
+/** What the app knows about the signed-in user. */
+export interface Session {
+  user: User;
+  /** Admins see node actions (cordon, drain); viewers see no write action at all. */
+  isAdmin: boolean;
+  canWrite: boolean;
+}
+
+interface Tokens {
+  access: string;
+  refresh: string;
+  accessExpiresMs: number;
+}
+
+let session: Session | null = null;
+let tokens: Tokens | null = null;
+let notice = "";
+let refreshTimer: ReturnType<typeof setTimeout> | undefined;
+const listeners = new Set<() => void>();
+const changed = () => listeners.forEach((l) => l());
+
+/** Returns the access token for the transport, if signed in. */
+export function accessToken(): string | undefined {
+  return tokens?.access;
+}
+
+/** A function that trades the refresh token for new tokens (AuthService.Refresh). */
+export type Refresher = (refreshToken: string) => Promise<Tokens>;
+
+/** Starts a session after a Login. */
+export function begin(user: User, t: Tokens, refresher: Refresher): void {
+  tokens = t;
+  const role = user.role;
+  session = { user, isAdmin: role === Role.ADMIN, canWrite: role === Role.ADMIN || role === Role.MEMBER };
+  notice = "";
+  schedule(refresher);
+  changed();
+}
+
+function schedule(refresher: Refresher): void {
+  clearTimeout(refreshTimer);
+  if (!tokens) return;
+  const inMs = Math.max(5_000, tokens.accessExpiresMs - Date.now() - 60_000);
+  refreshTimer = setTimeout(async () => {
+    if (!tokens) return;
+    try {
+      tokens = await refresher(tokens.refresh);
+      schedule(refresher);
+    } catch {
+      expire("Your session ended. Log in again.");
+    }
+  }, inMs);
+}
+
+/** Ends the session locally (the server already ended it, or it expired) with a notice. */
+export function expire(message: string): void {
+  if (!session) return;
+  clearTimeout(refreshTimer);
+  session = null;
+  tokens = null;
+  notice = message;
+  changed();
+}
+
+/** Ends the session and returns the refresh token to revoke, if any. */
+export function end(): string | undefined {
+  const refresh = tokens?.refresh;
+  clearTimeout(refreshTimer);
+  session = null;
+  tokens = null;
+  notice = "You are logged out.";
+  changed();
+  return refresh;
+}
+
+/** Converts a Login or Refresh response into tokens. */
+export function tokensOf(r: { accessToken: string; refreshToken: string; accessExpiresAt?: Parameters<typeof timestampMs>[0] }): Tokens {
+  return {
+    access: r.accessToken,
+    refresh: r.refreshToken,
+    accessExpiresMs: r.accessExpiresAt ? timestampMs(r.accessExpiresAt) : Date.now() + 15 * 60_000,
+  };
+}
+
+/** Returns the session (null when signed out) and the last notice, re-rendering on change. */
+export function useSession(): { session: Session | null; notice: string } {
+  const [, tick] = useState(0);
+  useEffect(() => {
+    const l = () => tick((n) => n + 1);
+    listeners.add(l);
+    return () => void listeners.delete(l);
+  }, []);
+  return { session, notice };
+}
