@@ -72,6 +72,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   writeFileSync(join(ARTIFACTS, "figures.json"), JSON.stringify(figures, null, 2));
+  // The benchmark's printed figures (docs/benchmarks.md).
+  for (const [k, v] of Object.entries(figures)) console.log(`web bench: ${k} = ${v}`);
+  console.log(`web e2e: screenshots in ${ARTIFACTS}`);
   await closeBrowser?.();
   await stack?.stop();
 });
