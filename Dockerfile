@@ -1,12 +1,22 @@
 # One image for every Persys binary. Each deployment picks the program with its command
 # (`gateway`, `scheduler`, `agent`, `analyzer`, `metrics-pipeline`, `persys-stack`, and the `persys` and `dorgu`
-# CLIs; later `reconciler`); see docs/deploy.md.
+# CLIs; later `reconciler`), and the browser dashboard the gateway serves; see docs/deploy.md.
 #
 #   docker build -t persys:dev .
 #
 # When a service is added, append `--bin <name>` to the cargo line and the name to the install
 # line below and to the image description; deploy/compose/Dockerfile.prebuilt lists the same
 # binaries.
+
+# The browser dashboard (clients/web): TypeScript clients generated from proto/ by buf (from
+# npm), bundled by Vite; served by the gateway from /usr/share/persys/web.
+FROM node:22-bookworm-slim AS web
+WORKDIR /src/clients/web
+COPY clients/web/package.json clients/web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY proto /src/proto
+COPY clients/web ./
+RUN npm run build
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
@@ -30,6 +40,9 @@ RUN apt-get update \
       --shell /usr/sbin/nologin persys \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/persys
 COPY --from=builder /out/ /usr/local/bin/
+COPY --from=web /src/clients/web/dist/ /usr/share/persys/web/
+# The gateway serves the dashboard at / on its public port (`--web-root`).
+ENV PERSYS_GATEWAY_WEB_ROOT=/usr/share/persys/web
 USER 10001:10001
 WORKDIR /var/lib/persys
 # public gRPC + gRPC-web, internal mTLS gRPC, admin HTTP (/metrics, /healthz) of the gateway
