@@ -14,12 +14,18 @@
 #      and the agent gets PERSYS_AGENT_METRICS_PIPELINE / _INTERVAL; with the defaults, and with
 #      the agent on but metrics off, no metrics object, upstream or agent metrics variable;
 #      The reconciler (component `reconciler`, off by default): with the all-on values its
-#      Deployment (`reconciler run`, 1 replica, Recreate, a ServiceAccount token, /healthz probes
-#      on the admin port, no mTLS variables), ServiceAccount, admin-only Service, NetworkPolicy,
-#      ClusterRole with exactly the rules the code needs and ClusterRoleBinding to its
-#      ServiceAccount render, and no PDB or Certificate; with reconciler.namespace a RoleBinding
-#      in that namespace replaces the ClusterRoleBinding; replicaCount 2 is refused; with the
-#      defaults no reconciler object, ClusterRole or binding of any kind;
+#      Deployment (`reconciler run`, 2 replicas, RollingUpdate, a ServiceAccount token, /healthz
+#      probes on the admin port, the Lease in the release namespace with the pod's name as
+#      identity, the webhook's port, TLS Secret and settings, no mTLS variables), ServiceAccount,
+#      Service (admin, and 443 to the webhook), NetworkPolicy, PDB, ClusterRole with exactly the
+#      rules the code needs (get namespaces only with the webhook on) and ClusterRoleBinding, the
+#      leader-election Role (create leases; get/update only its Lease) and RoleBinding, the
+#      ValidatingWebhookConfiguration (Ignore, the namespaceSelector, never the release
+#      namespace) and its cert-manager Certificate render; without cert-manager the webhook needs
+#      existingSecret and caBundle (refused otherwise, naming them); failurePolicy Fail reaches
+#      the registration and the flag; one replica has no PDB; with reconciler.namespace a
+#      RoleBinding in that namespace replaces the ClusterRoleBinding and the webhook selects that
+#      namespace only; with the defaults no reconciler object, webhook, Role or binding of any kind;
 #   3. values.schema.json: draft-07, every property typed, every key of values.yaml described
 #      and every described key present in values.yaml; misspelt keys (top-level, nested, deep)
 #      and wrong types or enum values must make helm fail, naming the key; free-form maps stay open;
@@ -35,14 +41,23 @@
 #      it and the agent DaemonSet points at it, and persys-default has none of that;
 #      the reconciler: the chart's CRD applicationpersonas.dorgu.io (crds/) is Established with
 #      a status subresource; its ClusterRole as stored has exactly the expected rules and is
-#      bound to its ServiceAccount only; asked as that ServiceAccount (impersonation), the API
-#      server allows what the code calls (kubectl auth can-i, and `can-i --list` beyond what an
-#      account without bindings gets is exactly those rules), refuses the rest (delete, update,
-#      create, get, secrets, events, leases, ...), and a real status patch by server-side apply
-#      and real lists succeed while reading a Secret is Forbidden; persys-default has no
-#      reconciler object and its ServiceAccounts no such rights; after a helm upgrade with
-#      reconciler.namespace=persys-default the rights hold in that namespace only;
-#   6. helm uninstall of both (the reconciler's ClusterRole goes with it), the namespaces and the
+#      bound to its ServiceAccount only, and so is its leader-election Role; asked as that
+#      ServiceAccount (impersonation), the API server allows what the code calls (kubectl auth
+#      can-i, and `can-i --list` beyond what an account without bindings gets is exactly those
+#      rules: with the Lease rules in the release namespace, without them elsewhere), refuses the
+#      rest (delete, update, create, get, secrets, events, leases elsewhere or deleted, ...), and
+#      real calls succeed (a status patch by server-side apply, lists, a Lease created, read and
+#      updated in the release namespace) while reading a Secret, deleting the Lease or creating
+#      one in another namespace are Forbidden; the ValidatingWebhookConfiguration is stored as
+#      rendered, and the API server really consults it: with its failurePolicy switched to Fail
+#      for the test, a Deployment in a namespace carrying the check's label is refused for the
+#      unreachable webhook, while in an unlabelled namespace or the (labelled) release namespace
+#      it is admitted, and with Ignore back it is admitted everywhere; persys-default has no
+#      reconciler object or webhook and its ServiceAccounts no such rights; after a helm upgrade
+#      with reconciler.namespace=persys-default the rights hold in that namespace only (its
+#      namespace readable, not others) and the webhook selects only it;
+#   6. helm uninstall of both (the reconciler's ClusterRole and ValidatingWebhookConfiguration go
+#      with it), the namespaces (and the webhook test's namespace) and the
 #      stand-in CRDs deleted; the chart's CRDs (crds/) stay: Helm never deletes them, and other
 #      tests share applicationpersonas.dorgu.io; Helm's field ownership of them is dropped.
 #
@@ -68,9 +83,9 @@ RELEASE=persys
 NS_DEFAULT=persys-default
 NS_ALL=persys-all
 # Every kind the chart can render; the all-on values must produce each of them.
-# (RoleBinding only with reconciler.namespace set, checked by step_reconciler_render.)
 ALL_KINDS=(Certificate ClusterRole ClusterRoleBinding DaemonSet Deployment Issuer NetworkPolicy
-    PodDisruptionBudget Secret Service ServiceAccount ServiceMonitor StatefulSet)
+    PodDisruptionBudget Role RoleBinding Secret Service ServiceAccount ServiceMonitor StatefulSet
+    ValidatingWebhookConfiguration)
 
 log() { printf '[helm-check] %s\n' "$*" >&2; }
 # Inside a step: say why it failed and end the step.
@@ -297,14 +312,30 @@ step_metrics_render() {
 # The reconciler, as ci/all-on-values.yaml configures it (release persys in persys-all).
 RECONCILER_NAME=$RELEASE-reconciler
 RECONCILER_SA=system:serviceaccount:$NS_ALL:$RECONCILER_NAME
-# Its ClusterRole and binding carry the release namespace (cluster-scoped names).
+# Its ClusterRole, binding and ValidatingWebhookConfiguration carry the release namespace
+# (cluster-scoped names).
 RECONCILER_ROLE=$NS_ALL-$RECONCILER_NAME
+WEBHOOK_CONFIG=$RECONCILER_ROLE
+WEBHOOK_NAME=validate.persona.dorgu.io
+WEBHOOK_CERT=$RECONCILER_NAME-webhook
+WEBHOOK_SECRET=$RECONCILER_NAME-webhook-tls
+# The all-on webhook selects only namespaces with this label, which only this check sets.
+WEBHOOK_LABEL=persys-helm-check/webhook
+WEBHOOK_NS=persys-helm-check-webhook
+# Leader election: the Lease (named after the component by default) and the Role in the release
+# namespace letting the ServiceAccount create it and get/update it by name.
+LEASE_NAME=$RECONCILER_NAME
+LEADER_ROLE=$RECONCILER_NAME-leader-election
+LEASE_RULES=$(sort <<<"leases.coordination.k8s.io create
+leases.coordination.k8s.io[$LEASE_NAME] get
+leases.coordination.k8s.io[$LEASE_NAME] update")
 # Exactly the Kubernetes API calls services/reconciler makes, as "resource[.group][/subresource]
 # verb" (kubectl's spelling): the persona controller lists and watches personas, writes their
 # status by server-side apply (PATCH), lists and watches Deployments and StatefulSets, and lists
-# the pods of an unhealthy workload. Change this list only together with the code. Sorted as
-# the lists it is compared with are.
-RECONCILER_RULES=$(sort <<<"applicationpersonas.dorgu.io list
+# the pods of an unhealthy workload; the admission webhook, when on, also gets the workload's
+# namespace (its dorgu.io/webhook-mode label). Change these lists only together with the code.
+# Sorted as the lists they are compared with are.
+RECONCILER_RULES_BASE=$(sort <<<"applicationpersonas.dorgu.io list
 applicationpersonas.dorgu.io watch
 applicationpersonas.dorgu.io/status patch
 deployments.apps list
@@ -312,9 +343,12 @@ deployments.apps watch
 pods list
 statefulsets.apps list
 statefulsets.apps watch")
+RECONCILER_RULES=$(sort <<<"$RECONCILER_RULES_BASE
+namespaces get")
 
-# rendered_rules: the rules of a ClusterRole document on stdin (flow lists, as the chart writes
-# them) in the form of RECONCILER_RULES, sorted; "UNPARSED ..." for a rule line it cannot read.
+# rendered_rules: the rules of a ClusterRole or Role document on stdin (flow lists, as the chart
+# writes them) in the form of RECONCILER_RULES ("resource[name]" for resourceNames, as
+# `kubectl auth can-i --list` prints them), sorted; "UNPARSED ..." for a rule line it cannot read.
 rendered_rules() {
     awk '
         function items(s,   a, n, i, out) {
@@ -322,55 +356,75 @@ rendered_rules() {
             s = substr(s, 2, length(s) - 2); gsub(/["\047 ]/, "", s)
             return s
         }
-        function emit(   ng, nr, nv, G, R, V, i, j, k, p, name) {
-            if (g == "\001" || r == "\001" || v == "\001") { print "UNPARSED rule"; return }
-            ng = split(g, G, ","); nr = split(r, R, ","); nv = split(v, V, ",")
+        function emit(   ng, nr, nv, nn, G, R, V, N, i, j, k, l, p, name) {
+            if (g == "\001" || r == "\001" || v == "\001" || n == "\001") { print "UNPARSED rule"; return }
+            ng = split(g, G, ","); nr = split(r, R, ","); nv = split(v, V, ","); nn = split(n, N, ",")
             if (ng == 0) { ng = 1; G[1] = "" }
-            for (i = 1; i <= ng; i++) for (j = 1; j <= nr; j++) for (k = 1; k <= nv; k++) {
+            if (nn == 0) { nn = 1; N[1] = "" }
+            for (i = 1; i <= ng; i++) for (j = 1; j <= nr; j++) for (k = 1; k <= nv; k++) for (l = 1; l <= nn; l++) {
                 split(R[j], p, "/"); name = p[1] (G[i] == "" ? "" : "." G[i]) (p[2] == "" ? "" : "/" p[2])
-                print name " " V[k]
+                print name (N[l] == "" ? "" : "[" N[l] "]") " " V[k]
             }
         }
         /^rules:/ { on = 1; next }
         on && /^[^ #]/ { on = 0 }
         !on || /^ *#/ || /^ *$/ { next }
-        /^  - apiGroups: / { if (inrule) emit(); inrule = 1; g = items(substr($0, index($0, ":") + 2)); r = v = "\001"; next }
+        /^  - apiGroups: / { if (inrule) emit(); inrule = 1; g = items(substr($0, index($0, ":") + 2)); r = v = "\001"; n = ""; next }
         /^    resources: / { r = items(substr($0, index($0, ":") + 2)); next }
+        /^    resourceNames: / { n = items(substr($0, index($0, ":") + 2)); next }
         /^    verbs: / { v = items(substr($0, index($0, ":") + 2)); next }
         { print "UNPARSED " $0 }
         END { if (inrule) emit() }
     ' | sort
 }
 
+# tmpl NAME [HELM ARGS...]: helm template of release persys into $WORK/NAME.yaml (must succeed).
+tmpl() {
+    local out="$WORK/$1.yaml"
+    shift
+    t "$HELM" template "$RELEASE" "$CHART" "$@" >"$out" 2>"$out.err" ||
+        { sed 's/^/    /' "$out.err" >&2; fail "helm template $*"; }
+}
+# binding_ok DOC KIND NAME: the binding document DOC binds role KIND/NAME to the reconciler's
+# ServiceAccount in $NS_ALL, and nothing else.
+binding_ok() {
+    grep -A3 '^roleRef:' <<<"$1" | grep -q "^  kind: $2\$" && grep -A3 '^roleRef:' <<<"$1" | grep -q "^  name: $3\$" &&
+        [ "$(grep -A10 '^subjects:' <<<"$1" | grep -c '^  - ')" -eq 1 ] &&
+        grep -A3 '^subjects:' <<<"$1" | grep -q "^    name: $RECONCILER_NAME\$" &&
+        grep -A3 '^subjects:' <<<"$1" | grep -q "^    namespace: $NS_ALL\$"
+}
+
 step_reconciler_render() {
     local on="$WORK/rec-on.yaml" off="$WORK/rec-off.yaml" nsd="$WORK/rec-ns.yaml" d v var kind got
-    t "$HELM" template "$RELEASE" "$CHART" -n "$NS_ALL" -f "$ALL_ON" >"$on" 2>"$WORK/r.err" ||
-        { sed 's/^/    /' "$WORK/r.err" >&2; fail "helm template -f ci/all-on-values.yaml"; }
-    t "$HELM" template "$RELEASE" "$CHART" -n "$NS_DEFAULT" >"$off" 2>"$WORK/r.err" ||
-        { sed 's/^/    /' "$WORK/r.err" >&2; fail "helm template (default values)"; }
-    t "$HELM" template "$RELEASE" "$CHART" -n "$NS_ALL" -f "$ALL_ON" --set reconciler.namespace=team-a >"$nsd" 2>"$WORK/r.err" ||
-        { sed 's/^/    /' "$WORK/r.err" >&2; fail "helm template -f ci/all-on-values.yaml --set reconciler.namespace=team-a"; }
+    tmpl rec-on -n "$NS_ALL" -f "$ALL_ON"
+    tmpl rec-off -n "$NS_DEFAULT"
+    tmpl rec-ns -n "$NS_ALL" -f "$ALL_ON" --set reconciler.namespace=team-a
 
     # On (all-on values): every object of the component, and none it must not have.
-    for kind in Deployment Service ServiceAccount NetworkPolicy; do
+    for kind in Deployment Service ServiceAccount NetworkPolicy PodDisruptionBudget; do
         [ -n "$(doc "$on" "$kind" "$RECONCILER_NAME")" ] || fail "all-on values: no $kind $RECONCILER_NAME"
     done
-    for kind in ClusterRole ClusterRoleBinding; do
+    for kind in ClusterRole ClusterRoleBinding ValidatingWebhookConfiguration; do
         [ -n "$(doc "$on" "$kind" "$RECONCILER_ROLE")" ] || fail "all-on values: no $kind $RECONCILER_ROLE"
     done
-    for kind in PodDisruptionBudget Certificate RoleBinding Role; do
-        [ -z "$(doc "$on" "$kind" "$RECONCILER_NAME")$(doc "$on" "$kind" "$RECONCILER_ROLE")" ] ||
-            fail "all-on values: a $kind for the reconciler (one replica: no PDB; no mTLS yet: no Certificate)"
+    for kind in Role RoleBinding; do
+        [ -n "$(doc "$on" "$kind" "$LEADER_ROLE")" ] || fail "all-on values: no $kind $LEADER_ROLE"
     done
+    [ -n "$(doc "$on" Certificate "$WEBHOOK_CERT")" ] || fail "all-on values: no Certificate $WEBHOOK_CERT for the webhook"
+    for kind in Certificate RoleBinding Role; do
+        [ -z "$(doc "$on" "$kind" "$RECONCILER_NAME")$(doc "$on" "$kind" "$RECONCILER_ROLE")" ] ||
+            fail "all-on values: a $kind $RECONCILER_NAME or $RECONCILER_ROLE (no mTLS: no service Certificate; every namespace: no RoleBinding to the ClusterRole)"
+    done
+    ! grep -q 'spiffe://persys/reconciler' "$on" || fail "all-on values: a certificate with the identity spiffe://persys/reconciler (the reconciler uses no mTLS)"
     d=$(doc "$on" Deployment "$RECONCILER_NAME")
     grep -q '^ *command: \["reconciler", "run"\]$' <<<"$d" || fail "Deployment $RECONCILER_NAME does not run 'reconciler run'"
     grep -q '^ *app.kubernetes.io/component: reconciler$' <<<"$d" || fail "Deployment $RECONCILER_NAME is not labelled component=reconciler"
-    grep -q '^  replicas: 1$' <<<"$d" || fail "Deployment $RECONCILER_NAME does not run exactly 1 replica"
-    grep -A1 '^  strategy:$' <<<"$d" | grep -q '^    type: Recreate$' || fail "Deployment $RECONCILER_NAME: strategy is not Recreate"
+    grep -q '^  replicas: 2$' <<<"$d" || fail "Deployment $RECONCILER_NAME does not run the 2 replicas of reconciler.replicaCount"
+    grep -A1 '^  strategy:$' <<<"$d" | grep -q '^    type: RollingUpdate$' || fail "Deployment $RECONCILER_NAME: strategy is not RollingUpdate"
     grep -q "^ *serviceAccountName: $RECONCILER_NAME\$" <<<"$d" || fail "Deployment $RECONCILER_NAME does not use ServiceAccount $RECONCILER_NAME"
     grep -q '^ *automountServiceAccountToken: true$' <<<"$d" || fail "Deployment $RECONCILER_NAME does not mount its ServiceAccount token"
-    grep -q '^ *- name: admin$' <<<"$d" && grep -q '^ *containerPort: 9090$' <<<"$d" ||
-        fail "Deployment $RECONCILER_NAME has no container port admin 9090"
+    grep -A1 '^ *- name: admin$' <<<"$d" | grep -q '^ *containerPort: 9090$' || fail "Deployment $RECONCILER_NAME has no container port admin 9090"
+    grep -A1 '^ *- name: webhook$' <<<"$d" | grep -q '^ *containerPort: 9443$' || fail "Deployment $RECONCILER_NAME has no container port webhook 9443"
     for var in startupProbe readinessProbe livenessProbe; do
         grep -A4 "^ *$var:\$" <<<"$d" | grep -q '^ *path: /healthz$' && grep -A4 "^ *$var:\$" <<<"$d" | grep -q '^ *port: admin$' ||
             fail "Deployment $RECONCILER_NAME: $var is not /healthz on the admin port"
@@ -378,57 +432,159 @@ step_reconciler_render() {
     grep -q '^ *readOnlyRootFilesystem: true$' <<<"$d" && grep -q '^ *runAsNonRoot: true$' <<<"$d" &&
         grep -q '^ *allowPrivilegeEscalation: false$' <<<"$d" || fail "Deployment $RECONCILER_NAME lacks the chart's securityContext"
     grep -q '^ *kubernetes.io/os: linux$' <<<"$d" || fail "Deployment $RECONCILER_NAME ignores reconciler.nodeSelector"
+    grep -A6 '^ *topologySpreadConstraints:$' <<<"$d" | grep -q 'app.kubernetes.io/component: reconciler' ||
+        fail "Deployment $RECONCILER_NAME ignores reconciler.topologySpreadConstraints"
     grep -A6 '^ *resources:$' <<<"$d" | grep -q '^ *requests:$' || fail "Deployment $RECONCILER_NAME has no resource requests"
     for var in PERSYS_RECONCILER_REQUEUE PERSYS_ADMIN_LISTEN PERSYS_LOG_FORMAT PERSYS_LOG PERSYS_EXTRA; do
         [ -n "$(env_entry "$var" <<<"$d")" ] || fail "Deployment $RECONCILER_NAME does not set $var"
     done
-    [ "$(env_value PERSYS_RECONCILER_REQUEUE <<<"$d")" = 30s ] ||
-        fail "Deployment $RECONCILER_NAME: PERSYS_RECONCILER_REQUEUE is '$(env_value PERSYS_RECONCILER_REQUEUE <<<"$d")', not 30s (reconciler.requeue)"
-    [ "$(env_value PERSYS_ADMIN_LISTEN <<<"$d")" = 0.0.0.0:9090 ] ||
-        fail "Deployment $RECONCILER_NAME: PERSYS_ADMIN_LISTEN is '$(env_value PERSYS_ADMIN_LISTEN <<<"$d")', not 0.0.0.0:9090"
+    # name=expected value of the literal settings.
+    for var in PERSYS_RECONCILER_REQUEUE=30s PERSYS_ADMIN_LISTEN=0.0.0.0:9090 PERSYS_RECONCILER_LEASE_NAMESPACE="$NS_ALL" \
+        PERSYS_RECONCILER_LEASE_NAME="$LEASE_NAME" PERSYS_RECONCILER_LEASE_DURATION=10s \
+        PERSYS_RECONCILER_WEBHOOK_LISTEN=0.0.0.0:9443 PERSYS_RECONCILER_WEBHOOK_MODE=enforcing \
+        PERSYS_RECONCILER_WEBHOOK_FAILURE_POLICY=ignore PERSYS_RECONCILER_WEBHOOK_TLS_CERT=/etc/persys/webhook/tls.crt \
+        PERSYS_RECONCILER_WEBHOOK_TLS_KEY=/etc/persys/webhook/tls.key PERSYS_RECONCILER_WEBHOOK_TLS_CA=/etc/persys/webhook/ca.crt; do
+        v=$(env_value "${var%%=*}" <<<"$d")
+        [ "$v" = "${var#*=}" ] || fail "Deployment $RECONCILER_NAME: ${var%%=*} is '$v', not ${var#*=}"
+    done
+    # Each replica's identity in the Lease is its pod's name (downward API).
+    v=$(env_entry PERSYS_RECONCILER_IDENTITY <<<"$d")
+    grep -q '^ *fieldPath: metadata.name$' <<<"$v" && ! grep -q '^ *value:' <<<"$v" ||
+        fail "Deployment $RECONCILER_NAME: PERSYS_RECONCILER_IDENTITY is not the pod's name (fieldRef metadata.name)"
+    # The webhook's certificate: cert-manager's Secret, mounted whole (no subPath, so renewals
+    # reach the pod) where the TLS variables point.
+    grep -A3 '^ *- name: webhook-tls$' <<<"$d" | grep -q '^ *mountPath: /etc/persys/webhook$' ||
+        fail "Deployment $RECONCILER_NAME does not mount webhook-tls at /etc/persys/webhook"
+    grep -A3 '^ *- name: webhook-tls$' <<<"$d" | grep -q "^ *secretName: $WEBHOOK_SECRET\$" ||
+        fail "Deployment $RECONCILER_NAME: the webhook-tls volume is not Secret $WEBHOOK_SECRET"
+    ! grep -q '^ *subPath:' <<<"$d" || fail "Deployment $RECONCILER_NAME mounts with subPath (renewed certificates would not reach the pod)"
     # In-cluster account, every namespace, no mTLS material it would not read.
     for var in PERSYS_RECONCILER_KUBECONFIG PERSYS_RECONCILER_NAMESPACE PERSYS_TLS_CA PERSYS_TLS_CERT PERSYS_TLS_KEY; do
         [ -z "$(env_entry "$var" <<<"$d")" ] || fail "Deployment $RECONCILER_NAME sets $var"
     done
     ! grep -q '/etc/persys/tls' <<<"$d" || fail "Deployment $RECONCILER_NAME mounts mTLS material it does not use"
     d=$(doc "$on" Service "$RECONCILER_NAME")
-    grep -q '^ *- name: admin$' <<<"$d" && grep -q '^ *port: 9090$' <<<"$d" || fail "Service $RECONCILER_NAME has no port named admin (9090)"
-    [ "$(grep -c '^ *- name: ' <<<"$d")" -eq 1 ] || fail "Service $RECONCILER_NAME exposes more than its admin port"
+    grep -A1 '^ *- name: admin$' <<<"$d" | grep -q '^ *port: 9090$' || fail "Service $RECONCILER_NAME has no port named admin (9090)"
+    grep -A2 '^ *- name: webhook$' <<<"$d" | grep -q '^ *port: 443$' && grep -A2 '^ *- name: webhook$' <<<"$d" | grep -q '^ *targetPort: webhook$' ||
+        fail "Service $RECONCILER_NAME has no port webhook 443 -> the container's webhook port"
+    [ "$(grep -c '^ *- name: ' <<<"$d")" -eq 2 ] || fail "Service $RECONCILER_NAME exposes more than its admin and webhook ports"
     d=$(doc "$on" NetworkPolicy "$RECONCILER_NAME")
     grep -q '^ *port: 9090$' <<<"$d" && grep -q '^ *kubernetes.io/metadata.name: monitoring$' <<<"$d" ||
         fail "NetworkPolicy $RECONCILER_NAME does not admit networkPolicy.adminFrom to the admin port 9090"
+    grep -A4 '^ *port: 9443$' <<<"$d" | grep -q '^ *cidr: 192.0.2.0/24$' ||
+        fail "NetworkPolicy $RECONCILER_NAME does not admit reconciler.webhook.from to the webhook port 9443"
+    d=$(doc "$on" PodDisruptionBudget "$RECONCILER_NAME")
+    grep -q '^  minAvailable: 1$' <<<"$d" && grep -q '^ *app.kubernetes.io/component: reconciler$' <<<"$d" ||
+        fail "PodDisruptionBudget $RECONCILER_NAME is not minAvailable 1 over the reconciler's pods"
     got=$(doc "$on" ClusterRole "$RECONCILER_ROLE" | rendered_rules)
     [ "$got" = "$RECONCILER_RULES" ] ||
-        fail "ClusterRole $RECONCILER_ROLE grants"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$RECONCILER_RULES")"
+        fail "ClusterRole $RECONCILER_ROLE (webhook on) grants"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$RECONCILER_RULES")"
     ! grep -q 'resourceNames\|nonResourceURLs\|aggregationRule' <<<"$(doc "$on" ClusterRole "$RECONCILER_ROLE")" ||
         fail "ClusterRole $RECONCILER_ROLE has resourceNames, nonResourceURLs or an aggregationRule"
-    d=$(doc "$on" ClusterRoleBinding "$RECONCILER_ROLE")
-    grep -A3 '^roleRef:' <<<"$d" | grep -q '^  kind: ClusterRole$' && grep -A3 '^roleRef:' <<<"$d" | grep -q "^  name: $RECONCILER_ROLE\$" ||
-        fail "ClusterRoleBinding $RECONCILER_ROLE does not bind ClusterRole $RECONCILER_ROLE"
-    [ "$(grep -A10 '^subjects:' <<<"$d" | grep -c '^  - ')" -eq 1 ] && grep -A3 '^subjects:' <<<"$d" | grep -q "^    name: $RECONCILER_NAME\$" &&
-        grep -A3 '^subjects:' <<<"$d" | grep -q "^    namespace: $NS_ALL\$" ||
-        fail "ClusterRoleBinding $RECONCILER_ROLE: its only subject is not ServiceAccount $NS_ALL/$RECONCILER_NAME"
-    log "all-on values: reconciler Deployment (reconciler run, 1 replica, Recreate, token mounted, /healthz on admin), ServiceAccount, Service (admin only), NetworkPolicy, ClusterRole ($(wc -l <<<"$RECONCILER_RULES") rules, as expected), ClusterRoleBinding; no PDB, Certificate or RoleBinding"
+    binding_ok "$(doc "$on" ClusterRoleBinding "$RECONCILER_ROLE")" ClusterRole "$RECONCILER_ROLE" ||
+        fail "ClusterRoleBinding $RECONCILER_ROLE does not bind ClusterRole $RECONCILER_ROLE to ServiceAccount $NS_ALL/$RECONCILER_NAME only"
+    d=$(doc "$on" Role "$LEADER_ROLE")
+    grep -q "^  namespace: $NS_ALL\$" <<<"$d" || fail "Role $LEADER_ROLE is not in the release namespace $NS_ALL"
+    got=$(rendered_rules <<<"$d")
+    [ "$got" = "$LEASE_RULES" ] ||
+        fail "Role $LEADER_ROLE grants"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$LEASE_RULES")"
+    d=$(doc "$on" RoleBinding "$LEADER_ROLE")
+    grep -q "^  namespace: $NS_ALL\$" <<<"$d" && binding_ok "$d" Role "$LEADER_ROLE" ||
+        fail "RoleBinding $NS_ALL/$LEADER_ROLE does not bind Role $LEADER_ROLE to ServiceAccount $NS_ALL/$RECONCILER_NAME only"
 
-    # reconciler.namespace: the same ClusterRole, bound in that namespace only.
+    # The webhook's registration and certificate.
+    d=$(doc "$on" ValidatingWebhookConfiguration "$WEBHOOK_CONFIG")
+    for v in "^  - name: $WEBHOOK_NAME\$" '^    admissionReviewVersions: \["v1"\]$' '^    sideEffects: None$' \
+        '^    failurePolicy: Ignore$' '^    timeoutSeconds: 3$' "^        name: $RECONCILER_NAME\$" "^        namespace: $NS_ALL\$" \
+        '^        path: /validate$' '^        port: 443$' '^      - apiGroups: \[apps\]$' '^        apiVersions: \[v1\]$' \
+        '^        resources: \[deployments, statefulsets\]$' '^        operations: \[CREATE, UPDATE\]$' \
+        "^    cert-manager.io/inject-ca-from: $NS_ALL/$WEBHOOK_CERT\$" "^        $WEBHOOK_LABEL: \"on\"\$"; do
+        grep -q -- "$v" <<<"$d" || fail "ValidatingWebhookConfiguration $WEBHOOK_CONFIG has no line matching '$v'"
+    done
+    [ "$(grep -c '^  - name: ' <<<"$d")" -eq 1 ] || fail "ValidatingWebhookConfiguration $WEBHOOK_CONFIG registers more than one webhook"
+    ! grep -q 'caBundle' <<<"$d" || fail "ValidatingWebhookConfiguration $WEBHOOK_CONFIG has a caBundle although cert-manager injects it"
+    # Never the release namespace (the webhook must not block the reconciler's own rollout), and
+    # kube-system stays out (values.yaml's default, kept under the all-on label).
+    grep -A2 '^        - key: kubernetes.io/metadata.name$' <<<"$d" | grep -A1 '^          operator: NotIn$' | grep -q "^          values: \[\"$NS_ALL\"\]\$" ||
+        fail "ValidatingWebhookConfiguration $WEBHOOK_CONFIG does not exclude the release namespace $NS_ALL"
+    grep -A4 '^        - key: kubernetes.io/metadata.name$' <<<"$d" | grep -q '^ *- kube-system$' ||
+        fail "ValidatingWebhookConfiguration $WEBHOOK_CONFIG does not exclude kube-system"
+    ! grep -q '^          operator: In$' <<<"$d" || fail "ValidatingWebhookConfiguration $WEBHOOK_CONFIG is confined to a namespace without reconciler.namespace"
+    d=$(doc "$on" Certificate "$WEBHOOK_CERT")
+    grep -q "^  secretName: $WEBHOOK_SECRET\$" <<<"$d" && grep -q "^    - $RECONCILER_NAME.$NS_ALL.svc\$" <<<"$d" &&
+        grep -q '^    - server auth$' <<<"$d" && grep -A1 '^  issuerRef:$' <<<"$d" | grep -q '^    name: persys-ca$' ||
+        fail "Certificate $WEBHOOK_CERT is not for $RECONCILER_NAME.$NS_ALL.svc (server auth, Secret $WEBHOOK_SECRET, issuer persys-ca)"
+    log "all-on values: reconciler Deployment (reconciler run, 2 replicas, RollingUpdate, token mounted, /healthz on admin, Lease $NS_ALL/$LEASE_NAME with the pod's name as identity, webhook 9443 with Secret $WEBHOOK_SECRET), ServiceAccount, Service (admin, webhook 443), NetworkPolicy, PDB, ClusterRole ($(wc -l <<<"$RECONCILER_RULES") rules, as expected), ClusterRoleBinding, Role $LEADER_ROLE (create leases; get/update $LEASE_NAME) and its RoleBinding, ValidatingWebhookConfiguration (Ignore, not $NS_ALL) and Certificate $WEBHOOK_CERT"
+
+    # The webhook off (the rest as all-on): no webhook object, port, variable or namespace right.
+    tmpl rec-nowh -n "$NS_ALL" -f "$ALL_ON" --set reconciler.webhook.enabled=false
+    d="$WORK/rec-nowh.yaml"
+    [ -z "$(doc "$d" ValidatingWebhookConfiguration "$WEBHOOK_CONFIG")$(doc "$d" Certificate "$WEBHOOK_CERT")" ] ||
+        fail "reconciler.webhook.enabled=false: a ValidatingWebhookConfiguration or webhook Certificate is rendered"
+    ! grep -n 'PERSYS_RECONCILER_WEBHOOK_\|webhook-tls\|containerPort: 9443\|port: 9443\|port: 443$' "$d" >&2 ||
+        fail "reconciler.webhook.enabled=false: webhook settings, ports or volumes rendered"
+    got=$(doc "$d" ClusterRole "$RECONCILER_ROLE" | rendered_rules)
+    [ "$got" = "$RECONCILER_RULES_BASE" ] ||
+        fail "ClusterRole $RECONCILER_ROLE (webhook off) grants"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$RECONCILER_RULES_BASE")"
+    [ -n "$(doc "$d" Role "$LEADER_ROLE")" ] || fail "reconciler.webhook.enabled=false: no leader-election Role (election is always on)"
+    log "webhook off: no webhook object, port, variable or volume; the ClusterRole has exactly the $(wc -l <<<"$RECONCILER_RULES_BASE") rules without get namespaces; the Lease Role stays"
+
+    # failurePolicy Fail reaches both the registration and the reconciler's own flag.
+    tmpl rec-fail -n "$NS_ALL" -f "$ALL_ON" --set reconciler.webhook.failurePolicy=Fail
+    grep -q '^    failurePolicy: Fail$' <<<"$(doc "$WORK/rec-fail.yaml" ValidatingWebhookConfiguration "$WEBHOOK_CONFIG")" &&
+        [ "$(doc "$WORK/rec-fail.yaml" Deployment "$RECONCILER_NAME" | env_value PERSYS_RECONCILER_WEBHOOK_FAILURE_POLICY)" = fail ] ||
+        fail "reconciler.webhook.failurePolicy=Fail: not failurePolicy Fail and PERSYS_RECONCILER_WEBHOOK_FAILURE_POLICY=fail"
+
+    # Without cert-manager the certificate is the user's: both existingSecret and caBundle are
+    # required (naming them), and with both the registration carries the caBundle.
+    expect_reject "webhook without cert-manager or existingSecret" reconciler.webhook.existingSecret -f "$ALL_ON" --set tls.certManager.enabled=false
+    expect_reject "webhook without cert-manager or caBundle" reconciler.webhook.caBundle -f "$ALL_ON" --set tls.certManager.enabled=false \
+        --set reconciler.webhook.existingSecret=my-webhook-tls
+    expect_reject "webhook caBundle not base64" caBundle -f "$ALL_ON" --set tls.certManager.enabled=false \
+        --set reconciler.webhook.existingSecret=my-webhook-tls --set 'reconciler.webhook.caBundle=-----BEGIN CERTIFICATE-----'
+    v=$(printf -- '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' | base64 | tr -d '\n')
+    tmpl rec-nocm -n "$NS_ALL" -f "$ALL_ON" --set tls.certManager.enabled=false --set reconciler.webhook.existingSecret=my-webhook-tls \
+        --set reconciler.webhook.caBundle="$v"
+    d=$(doc "$WORK/rec-nocm.yaml" ValidatingWebhookConfiguration "$WEBHOOK_CONFIG")
+    grep -q "^      caBundle: $v\$" <<<"$d" && ! grep -q 'inject-ca-from' <<<"$d" ||
+        fail "without cert-manager: the ValidatingWebhookConfiguration does not carry reconciler.webhook.caBundle (or still asks cert-manager)"
+    [ -z "$(doc "$WORK/rec-nocm.yaml" Certificate "$WEBHOOK_CERT")" ] || fail "without cert-manager: a webhook Certificate is rendered"
+    grep -A3 '^ *- name: webhook-tls$' <<<"$(doc "$WORK/rec-nocm.yaml" Deployment "$RECONCILER_NAME")" | grep -q '^ *secretName: my-webhook-tls$' ||
+        fail "without cert-manager: the webhook-tls volume is not reconciler.webhook.existingSecret"
+    # Out-of-range settings fail in the schema.
+    expect_reject "webhook timeoutSeconds above 10" timeoutSeconds -f "$ALL_ON" --set reconciler.webhook.timeoutSeconds=11
+    expect_reject "webhook failurePolicy spelt like the flag" failurePolicy -f "$ALL_ON" --set reconciler.webhook.failurePolicy=ignore
+    log "failurePolicy Fail reaches the registration and the flag; without cert-manager existingSecret and caBundle are required and used"
+
+    # reconciler.namespace: the same ClusterRole, bound in that namespace only; the webhook
+    # selects that namespace only; the Lease stays in the release namespace.
     d=$(doc "$nsd" RoleBinding "$RECONCILER_ROLE")
     grep -q '^  namespace: team-a$' <<<"$d" && grep -A3 '^roleRef:' <<<"$d" | grep -q "^  name: $RECONCILER_ROLE\$" ||
         fail "reconciler.namespace=team-a: no RoleBinding $RECONCILER_ROLE in team-a to ClusterRole $RECONCILER_ROLE"
     [ -z "$(doc "$nsd" ClusterRoleBinding "$RECONCILER_ROLE")" ] || fail "reconciler.namespace=team-a: a ClusterRoleBinding is still rendered"
-    [ "$(doc "$nsd" Deployment "$RECONCILER_NAME" | env_value PERSYS_RECONCILER_NAMESPACE)" = team-a ] ||
-        fail "reconciler.namespace=team-a: PERSYS_RECONCILER_NAMESPACE is not team-a"
-    log "reconciler.namespace=team-a: RoleBinding in team-a, no ClusterRoleBinding, PERSYS_RECONCILER_NAMESPACE=team-a"
+    d=$(doc "$nsd" Deployment "$RECONCILER_NAME")
+    [ "$(env_value PERSYS_RECONCILER_NAMESPACE <<<"$d")" = team-a ] || fail "reconciler.namespace=team-a: PERSYS_RECONCILER_NAMESPACE is not team-a"
+    [ "$(env_value PERSYS_RECONCILER_LEASE_NAMESPACE <<<"$d")" = "$NS_ALL" ] || fail "reconciler.namespace=team-a: the Lease left the release namespace"
+    grep -A2 '^        - key: kubernetes.io/metadata.name$' <<<"$(doc "$nsd" ValidatingWebhookConfiguration "$WEBHOOK_CONFIG")" |
+        grep -A1 '^          operator: In$' | grep -q '^          values: \["team-a"\]$' ||
+        fail "reconciler.namespace=team-a: the webhook does not select namespace team-a only"
+    log "reconciler.namespace=team-a: RoleBinding in team-a, no ClusterRoleBinding, PERSYS_RECONCILER_NAMESPACE=team-a, the webhook selects team-a only, the Lease stays in $NS_ALL"
 
-    # More than one replica is refused (no leader election yet).
-    expect_reject "reconciler.replicaCount 2" replicaCount -f "$ALL_ON" --set reconciler.replicaCount=2
+    # Replica counts: several are fine now (leader election); one has no PDB.
+    tmpl rec-one -n "$NS_ALL" -f "$ALL_ON" --set reconciler.replicaCount=1
+    [ -z "$(doc "$WORK/rec-one.yaml" PodDisruptionBudget "$RECONCILER_NAME")" ] || fail "reconciler.replicaCount=1: a PodDisruptionBudget is rendered (it could only block drains)"
+    grep -q '^  replicas: 1$' <<<"$(doc "$WORK/rec-one.yaml" Deployment "$RECONCILER_NAME")" || fail "reconciler.replicaCount=1: the Deployment does not run 1 replica"
+    tmpl rec-three -n "$NS_ALL" -f "$ALL_ON" --set reconciler.replicaCount=3
+    grep -q '^  replicas: 3$' <<<"$(doc "$WORK/rec-three.yaml" Deployment "$RECONCILER_NAME")" || fail "reconciler.replicaCount=3 is not rendered as 3 replicas"
+    log "replicaCount 1: no PDB; 3: accepted"
 
-    # Off (defaults): nothing of it, and no RBAC object at all.
+    # Off (defaults): nothing of it, and no RBAC object or webhook at all.
     ! objects "$off" | awk -F'\t' -v n="$RECONCILER_NAME" -v r="$RECONCILER_ROLE" \
-        '$4 == n || $4 == r || $5 ~ /templates\/reconciler-/ || $2 ~ /^(Cluster)?Role(Binding)?$/' | grep . >&2 ||
-        fail "default values: reconciler or RBAC objects rendered"
+        '$4 == n || $4 == r || $5 ~ /templates\/reconciler-/ || $2 ~ /^(Cluster)?Role(Binding)?$/ || $2 ~ /WebhookConfiguration$/' | grep . >&2 ||
+        fail "default values: reconciler, RBAC or webhook objects rendered"
     ! grep -n 'PERSYS_RECONCILER_\|app.kubernetes.io/component: reconciler$\|automountServiceAccountToken: true' "$off" >&2 ||
         fail "default values: reconciler settings or a mounted token rendered"
-    log "defaults: no reconciler object, no ClusterRole, Role or binding, no pod mounts a token"
+    log "defaults: no reconciler object, no ClusterRole, Role or binding, no webhook, no pod mounts a token"
 }
 
 # expect_reject WHAT NEEDLE [HELM ARGS...]: helm template must fail and its output name NEEDLE.
@@ -677,7 +833,7 @@ rules_of() {
 }
 
 step_reconciler_cluster() {
-    local v got base crd persona=persys-helm-check
+    local v got base want crd persona=persys-helm-check
     need_cluster
     # The chart's CRD: shipped in crds/ and Established, with the status subresource the
     # reconciler patches.
@@ -706,6 +862,16 @@ step_reconciler_cluster() {
     kc get deployment,serviceaccount,service,networkpolicy "$RECONCILER_NAME" -n "$NS_ALL" -o name >&2 ||
         fail "the reconciler's objects are not in $NS_ALL"
     log "ClusterRole $RECONCILER_ROLE: exactly the $(wc -l <<<"$RECONCILER_RULES") expected rules, bound to ServiceAccount $NS_ALL/$RECONCILER_NAME only"
+    # The leader-election Role and its binding, in the release namespace.
+    kc get role "$LEADER_ROLE" -n "$NS_ALL" -o json >"$WORK/lrole.json" || fail "no Role $NS_ALL/$LEADER_ROLE"
+    got=$(jq -r '.rules[] | .resources[] as $r | .apiGroups[] as $g | .verbs[] as $v | (.resourceNames // [""])[] as $n
+        | "\($r)\(if $g == "" then "" else "." + $g end)\(if $n == "" then "" else "[" + $n + "]" end) \($v)"' "$WORK/lrole.json" | sort)
+    [ "$got" = "$LEASE_RULES" ] ||
+        fail "Role $NS_ALL/$LEADER_ROLE in the API server grants"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$LEASE_RULES")"
+    v=$(kc get rolebinding "$LEADER_ROLE" -n "$NS_ALL" -o json | jq -r '"\(.roleRef.kind)/\(.roleRef.name) -> \([.subjects[] | "\(.kind)/\(.namespace)/\(.name)"] | join(","))"') ||
+        fail "no RoleBinding $NS_ALL/$LEADER_ROLE"
+    [ "$v" = "Role/$LEADER_ROLE -> ServiceAccount/$NS_ALL/$RECONCILER_NAME" ] || fail "RoleBinding $NS_ALL/$LEADER_ROLE: $v"
+    log "Role $NS_ALL/$LEADER_ROLE: exactly create leases, get/update lease $LEASE_NAME; bound to the same ServiceAccount only"
 
     # What the API server lets the ServiceAccount do, asked as it (impersonation).
     CAN_I_FAILED=0 CAN_I_ASKED_yes=0 CAN_I_ASKED_no=0
@@ -741,6 +907,25 @@ step_reconciler_cluster() {
     can_i no create events -A
     can_i no create events.events.k8s.io -A
     can_i no create leases.coordination.k8s.io -A
+    # Leader election: its Lease in the release namespace, nothing more.
+    can_i yes create leases.coordination.k8s.io -n "$NS_ALL"
+    can_i yes get "leases.coordination.k8s.io/$LEASE_NAME" -n "$NS_ALL"
+    can_i yes update "leases.coordination.k8s.io/$LEASE_NAME" -n "$NS_ALL"
+    can_i no delete "leases.coordination.k8s.io/$LEASE_NAME" -n "$NS_ALL"
+    can_i no patch "leases.coordination.k8s.io/$LEASE_NAME" -n "$NS_ALL"
+    can_i no get leases.coordination.k8s.io/another-lease -n "$NS_ALL"
+    can_i no update leases.coordination.k8s.io/another-lease -n "$NS_ALL"
+    can_i no list leases.coordination.k8s.io -n "$NS_ALL"
+    can_i no watch leases.coordination.k8s.io -n "$NS_ALL"
+    can_i no create leases.coordination.k8s.io -n default
+    can_i no get "leases.coordination.k8s.io/$LEASE_NAME" -n default
+    can_i no update "leases.coordination.k8s.io/$LEASE_NAME" -n default
+    can_i no create leases.coordination.k8s.io -n kube-system
+    # The webhook reads namespaces' labels (get), nothing more of them.
+    can_i yes get namespaces -A
+    can_i no list namespaces -A
+    can_i no update namespaces -A
+    can_i no patch namespaces -A
     can_i no list nodes
     can_i no list customresourcedefinitions.apiextensions.k8s.io
     can_i no create clusterrolebindings.rbac.authorization.k8s.io
@@ -755,10 +940,12 @@ step_reconciler_cluster() {
         got=$(rules_of "$RECONCILER_SA" "$v") || fail "kubectl auth can-i --list as the reconciler -n $v"
         ! grep -q UNPARSED <<<"$base$got" || fail "kubectl auth can-i --list printed lines this check cannot read:"$'\n'"$(grep UNPARSED <<<"$base$got")"
         got=$(comm -13 <(printf '%s\n' "$base") <(printf '%s\n' "$got"))
-        [ "$got" = "$RECONCILER_RULES" ] ||
-            fail "in namespace $v, can-i --list grants the reconciler beyond a bare account"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$RECONCILER_RULES")"
+        # The Lease rules hold in the release namespace only.
+        if [ "$v" = "$NS_ALL" ]; then want=$(sort <<<"$RECONCILER_RULES"$'\n'"$LEASE_RULES"); else want=$RECONCILER_RULES; fi
+        [ "$got" = "$want" ] ||
+            fail "in namespace $v, can-i --list grants the reconciler beyond a bare account"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$want")"
     done
-    log "kubectl auth can-i --list in $NS_ALL and default: exactly those rules beyond an account without bindings"
+    log "kubectl auth can-i --list in $NS_ALL and default: exactly those rules beyond an account without bindings (the Lease rules in $NS_ALL only)"
 
     # Real calls as the ServiceAccount: its lists, and the status write the controller makes
     # (server-side apply of the status subresource) on a persona the admin creates.
@@ -786,14 +973,131 @@ step_reconciler_cluster() {
     grep -q Forbidden "$WORK/as.err" || fail "as the reconciler, kubectl get secrets failed, but not as Forbidden: $(tr '\n' ' ' <"$WORK/as.err")"
     log "as the reconciler: lists of personas, Deployments, StatefulSets and pods work; its status apply wrote phase Pending; applying the persona itself and reading Secrets are Forbidden"
 
+    # Leader election for real, as the ServiceAccount: create its Lease in the release namespace,
+    # read it, take it over by an update carrying the resourceVersion read (as the code does);
+    # deleting it, creating one elsewhere and reading another are Forbidden.
+    printf 'apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  holderIdentity: persys-helm-check-a\n  leaseDurationSeconds: 10\n' \
+        "$LEASE_NAME" "$NS_ALL" >"$WORK/lease.yaml"
+    kc create -f "$WORK/lease.yaml" --as="$RECONCILER_SA" >&2 2>"$WORK/as.err" ||
+        fail "as the reconciler, creating lease $NS_ALL/$LEASE_NAME: $(tr '\n' ' ' <"$WORK/as.err")"
+    kc get lease "$LEASE_NAME" -n "$NS_ALL" --as="$RECONCILER_SA" -o json >"$WORK/lease.json" 2>"$WORK/as.err" ||
+        fail "as the reconciler, reading lease $NS_ALL/$LEASE_NAME: $(tr '\n' ' ' <"$WORK/as.err")"
+    jq -e '.metadata.resourceVersion' "$WORK/lease.json" >/dev/null || fail "lease $NS_ALL/$LEASE_NAME has no resourceVersion"
+    jq '.spec.holderIdentity = "persys-helm-check-b" | .spec.leaseTransitions = 1' "$WORK/lease.json" |
+        kc replace -f - --as="$RECONCILER_SA" >&2 2>"$WORK/as.err" ||
+        fail "as the reconciler, updating lease $NS_ALL/$LEASE_NAME: $(tr '\n' ' ' <"$WORK/as.err")"
+    v=$(kc get lease "$LEASE_NAME" -n "$NS_ALL" -o jsonpath='{.spec.holderIdentity}') || fail "kubectl get lease $LEASE_NAME"
+    [ "$v" = persys-helm-check-b ] || fail "lease $NS_ALL/$LEASE_NAME: holder is '$v' after the reconciler's update"
+    # forbidden WHAT CMD...: CMD (as the reconciler) must fail as Forbidden.
+    forbidden() {
+        local what=$1
+        shift
+        if "$@" >/dev/null 2>"$WORK/as.err"; then fail "as the reconciler, $what succeeded"; fi
+        grep -q Forbidden "$WORK/as.err" || fail "as the reconciler, $what failed, but not as Forbidden: $(tr '\n' ' ' <"$WORK/as.err")"
+    }
+    forbidden "deleting lease $NS_ALL/$LEASE_NAME" kc delete lease "$LEASE_NAME" -n "$NS_ALL" --as="$RECONCILER_SA"
+    sed "s/namespace: $NS_ALL\$/namespace: $NS_DEFAULT/" "$WORK/lease.yaml" >"$WORK/lease-elsewhere.yaml"
+    forbidden "creating lease $NS_DEFAULT/$LEASE_NAME" kc create -f "$WORK/lease-elsewhere.yaml" --as="$RECONCILER_SA"
+    printf 'apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: persys-helm-check-other\n  namespace: %s\n' "$NS_ALL" | kc create -f - >/dev/null ||
+        fail "creating lease $NS_ALL/persys-helm-check-other as admin"
+    forbidden "reading lease $NS_ALL/persys-helm-check-other" kc get lease persys-helm-check-other -n "$NS_ALL" --as="$RECONCILER_SA"
+    kc delete lease "$LEASE_NAME" persys-helm-check-other -n "$NS_ALL" >/dev/null || fail "deleting the test leases as admin"
+    log "as the reconciler: lease $NS_ALL/$LEASE_NAME created, read and updated (resourceVersion); deleting it, creating one in $NS_DEFAULT and reading another are Forbidden"
+
     # persys-default (defaults): nothing of it, and its accounts have none of those rights.
-    v=$(kc get deployment,service,serviceaccount,networkpolicy -n "$NS_DEFAULT" -l app.kubernetes.io/component=reconciler -o name) ||
+    ! kc get validatingwebhookconfiguration "$NS_DEFAULT-$RECONCILER_NAME" -o name >/dev/null 2>&1 ||
+        fail "$NS_DEFAULT (defaults) registered ValidatingWebhookConfiguration $NS_DEFAULT-$RECONCILER_NAME"
+    v=$(kc get deployment,service,serviceaccount,networkpolicy,poddisruptionbudget,role,rolebinding -n "$NS_DEFAULT" -l app.kubernetes.io/component=reconciler -o name) ||
         fail "kubectl get -n $NS_DEFAULT -l app.kubernetes.io/component=reconciler"
     [ -z "$v" ] || fail "$NS_DEFAULT (defaults) has reconciler objects: $v"
     ! kc get clusterrole "$NS_DEFAULT-$RECONCILER_NAME" -o name >/dev/null 2>&1 || fail "$NS_DEFAULT (defaults) made ClusterRole $NS_DEFAULT-$RECONCILER_NAME"
     v=$(kc auth can-i --as="system:serviceaccount:$NS_DEFAULT:$RECONCILER_NAME" patch applicationpersonas.dorgu.io --subresource=status -A 2>/dev/null) || true
     [ "$v" = no ] || fail "ServiceAccount $NS_DEFAULT/$RECONCILER_NAME may patch persona statuses: '$v'"
     log "$NS_DEFAULT: no reconciler object, ClusterRole or rights"
+}
+
+# dry_deploy NAME NS: a server-side dry-run create of a Deployment (admission webhooks with
+# sideEffects None are consulted; nothing is stored). Output and errors in $WORK/dry.out.
+dry_deploy() {
+    kc create deployment "$1" -n "$2" --image=registry.example.com/persys-helm-check:1 --dry-run=server -o name >"$WORK/dry.out" 2>&1
+}
+# set_failure_policy POLICY: patch the webhook registration's failurePolicy (test only).
+set_failure_policy() {
+    kc patch validatingwebhookconfiguration "$WEBHOOK_CONFIG" --type=json \
+        -p "[{\"op\": \"replace\", \"path\": \"/webhooks/0/failurePolicy\", \"value\": \"$1\"}]" >&2
+}
+
+# The webhook registration in the real API server, and proof that the API server consults it
+# where (and only where) it should. Its Service has no endpoints here (no kubelet), so a call
+# always fails: with Ignore it is admitted, with Fail refused, which tells when it was called.
+step_reconciler_webhook() {
+    local v i refused
+    need_cluster
+    kc get validatingwebhookconfiguration "$WEBHOOK_CONFIG" -o json >"$WORK/vwc.json" ||
+        fail "no ValidatingWebhookConfiguration $WEBHOOK_CONFIG in the API server"
+    v=$(jq -r --arg name "$WEBHOOK_NAME" --arg svc "$RECONCILER_NAME" --arg ns "$NS_ALL" --arg lbl "$WEBHOOK_LABEL" \
+        --arg cert "$NS_ALL/$WEBHOOK_CERT" '
+        def want($ok; $what): if $ok then empty else $what end;
+        (.webhooks | length) as $n | .webhooks[0] as $w
+        | want($n == 1; "\($n) webhooks, not 1"),
+          want($w.name == $name; "webhook name \($w.name)"),
+          want($w.failurePolicy == "Ignore"; "failurePolicy \($w.failurePolicy)"),
+          want($w.sideEffects == "None"; "sideEffects \($w.sideEffects)"),
+          want($w.timeoutSeconds == 3; "timeoutSeconds \($w.timeoutSeconds)"),
+          want($w.admissionReviewVersions == ["v1"]; "admissionReviewVersions \($w.admissionReviewVersions)"),
+          want($w.clientConfig.service == {namespace: $ns, name: $svc, path: "/validate", port: 443}; "clientConfig.service \($w.clientConfig.service)"),
+          want(($w.rules | length) == 1 and $w.rules[0].apiGroups == ["apps"] and $w.rules[0].apiVersions == ["v1"]
+               and ($w.rules[0].resources | sort) == ["deployments", "statefulsets"] and ($w.rules[0].operations | sort) == ["CREATE", "UPDATE"];
+               "rules \($w.rules)"),
+          want($w.namespaceSelector.matchLabels[$lbl] == "on"; "namespaceSelector without matchLabels \($lbl)=on"),
+          want(any($w.namespaceSelector.matchExpressions[]; .key == "kubernetes.io/metadata.name" and .operator == "NotIn" and .values == [$ns]);
+               "namespaceSelector does not exclude \($ns)"),
+          want(.metadata.annotations["cert-manager.io/inject-ca-from"] == $cert; "no cert-manager.io/inject-ca-from: \($cert)")' "$WORK/vwc.json") ||
+        fail "jq over ValidatingWebhookConfiguration $WEBHOOK_CONFIG"
+    [ -z "$v" ] || fail "ValidatingWebhookConfiguration $WEBHOOK_CONFIG as stored:"$'\n'"$(sed 's/^/      /' <<<"$v")"
+    kc get certificate.cert-manager.io "$WEBHOOK_CERT" -n "$NS_ALL" -o name >/dev/null || fail "no Certificate $NS_ALL/$WEBHOOK_CERT"
+    log "ValidatingWebhookConfiguration $WEBHOOK_CONFIG stored as rendered ($WEBHOOK_NAME, Ignore, apps/v1 deployments+statefulsets CREATE/UPDATE, service $NS_ALL/$RECONCILER_NAME:443/validate, label $WEBHOOK_LABEL=on, not $NS_ALL), Certificate $WEBHOOK_CERT"
+
+    # A namespace the webhook selects (the check's label), and the release namespace labelled the
+    # same way: the chart's exclusion of the release namespace must still keep it out.
+    kc create namespace "$WEBHOOK_NS" >&2 || fail "kubectl create namespace $WEBHOOK_NS"
+    kc label namespace "$WEBHOOK_NS" "$WEBHOOK_LABEL=on" >&2 || fail "labelling namespace $WEBHOOK_NS"
+    kc label namespace "$NS_ALL" "$WEBHOOK_LABEL=on" --overwrite >&2 || fail "labelling namespace $NS_ALL"
+    # Ignore (as installed): the unreachable webhook does not stop anything.
+    dry_deploy persys-helm-check "$WEBHOOK_NS" ||
+        fail "failurePolicy Ignore: a Deployment in $WEBHOOK_NS was refused: $(tr '\n' ' ' <"$WORK/dry.out")"
+    # Fail (for this test only): now the call's failure shows. The API server picks the change up
+    # within moments; wait for it.
+    set_failure_policy Fail || fail "patching $WEBHOOK_CONFIG to failurePolicy Fail"
+    refused=0
+    for i in $(seq 1 30); do
+        if ! dry_deploy persys-helm-check "$WEBHOOK_NS"; then refused=1; break; fi
+        sleep 0.5
+    done
+    if [ "$refused" = 0 ]; then set_failure_policy Ignore || true; fail "failurePolicy Fail: a Deployment in $WEBHOOK_NS was still admitted after 15s: the API server does not consult the webhook"; fi
+    if ! grep -q "failed calling webhook \"$WEBHOOK_NAME\"" "$WORK/dry.out"; then
+        set_failure_policy Ignore || true
+        fail "failurePolicy Fail: the refusal in $WEBHOOK_NS does not come from webhook $WEBHOOK_NAME: $(tr '\n' ' ' <"$WORK/dry.out")"
+    fi
+    log "failurePolicy Fail: a Deployment in $WEBHOOK_NS is refused: $(grep -o "failed calling webhook \"$WEBHOOK_NAME\"[^:]*" "$WORK/dry.out" | head -1)"
+    for v in "$NS_ALL" "$NS_DEFAULT"; do
+        if ! dry_deploy persys-helm-check "$v"; then
+            set_failure_policy Ignore || true
+            fail "failurePolicy Fail: a Deployment in $v (not selected) was refused: $(tr '\n' ' ' <"$WORK/dry.out")"
+        fi
+    done
+    log "failurePolicy Fail: Deployments in $NS_ALL (the release namespace, even labelled) and $NS_DEFAULT (unlabelled) are admitted: the webhook is not consulted there"
+    # Back to Ignore, as the chart installed it: admitted again.
+    set_failure_policy Ignore || fail "patching $WEBHOOK_CONFIG back to failurePolicy Ignore"
+    refused=1
+    for i in $(seq 1 30); do
+        if dry_deploy persys-helm-check "$WEBHOOK_NS"; then refused=0; break; fi
+        sleep 0.5
+    done
+    [ "$refused" = 0 ] || fail "failurePolicy Ignore again: a Deployment in $WEBHOOK_NS is still refused after 15s: $(tr '\n' ' ' <"$WORK/dry.out")"
+    kc label namespace "$NS_ALL" "$WEBHOOK_LABEL-" >&2 || fail "unlabelling namespace $NS_ALL"
+    delete_namespace "$WEBHOOK_NS" || fail "deleting namespace $WEBHOOK_NS"
+    log "failurePolicy Ignore again: admitted in $WEBHOOK_NS; the test namespace deleted"
 }
 
 # With reconciler.namespace the rights hold in that namespace only: upgrade persys-all to watch
@@ -820,8 +1124,24 @@ step_reconciler_namespaced() {
     can_i no list deployments.apps -n "$NS_ALL"
     can_i no patch applicationpersonas.dorgu.io --subresource=status -n "$NS_ALL"
     can_i no get secrets -n "$NS_DEFAULT"
+    # Its Lease stays in the release namespace.
+    can_i yes update "leases.coordination.k8s.io/$LEASE_NAME" -n "$NS_ALL"
+    can_i no create leases.coordination.k8s.io -n "$NS_DEFAULT"
     [ "$CAN_I_FAILED" = 0 ] || fail "with reconciler.namespace=$NS_DEFAULT the ServiceAccount's rights are not confined to $NS_DEFAULT (see above)"
-    log "reconciler.namespace=$NS_DEFAULT: RoleBinding there only, the ClusterRoleBinding gone; rights in $NS_DEFAULT, none across namespaces or in $NS_ALL"
+    # The webhook's namespace read, through the RoleBinding: that namespace only (a GET of a
+    # namespace is authorized in the namespace itself), for real.
+    kc get namespace "$NS_DEFAULT" --as="$RECONCILER_SA" -o name >/dev/null 2>"$WORK/as.err" ||
+        fail "with reconciler.namespace=$NS_DEFAULT, as the reconciler, kubectl get namespace $NS_DEFAULT: $(tr '\n' ' ' <"$WORK/as.err")"
+    if kc get namespace "$NS_ALL" --as="$RECONCILER_SA" -o name >/dev/null 2>"$WORK/as.err"; then
+        fail "with reconciler.namespace=$NS_DEFAULT, as the reconciler, kubectl get namespace $NS_ALL succeeded"
+    fi
+    grep -q Forbidden "$WORK/as.err" || fail "kubectl get namespace $NS_ALL as the reconciler failed, but not as Forbidden: $(tr '\n' ' ' <"$WORK/as.err")"
+    # The webhook selects that namespace only.
+    v=$(kc get validatingwebhookconfiguration "$WEBHOOK_CONFIG" -o json | jq -r --arg ns "$NS_DEFAULT" \
+        '[.webhooks[0].namespaceSelector.matchExpressions[] | select(.key == "kubernetes.io/metadata.name" and .operator == "In" and .values == [$ns])] | length') ||
+        fail "kubectl get validatingwebhookconfiguration $WEBHOOK_CONFIG"
+    [ "$v" = 1 ] || fail "with reconciler.namespace=$NS_DEFAULT the webhook's namespaceSelector does not select $NS_DEFAULT only"
+    log "reconciler.namespace=$NS_DEFAULT: RoleBinding there only, the ClusterRoleBinding gone; rights in $NS_DEFAULT (its namespace readable, $NS_ALL not), none across namespaces or in $NS_ALL; the Lease rights stay in $NS_ALL; the webhook selects $NS_DEFAULT only"
 }
 
 # delete_namespace NS: delete it and wait until it is gone; on a timeout, show why it is stuck.
@@ -867,8 +1187,10 @@ delete_releases() {
         fi
         delete_namespace "$ns" || rc=1
         # Cluster-scoped objects outlive the namespace when an uninstall failed.
-        kc delete clusterrolebinding,clusterrole "$ns-$RELEASE-reconciler" --ignore-not-found >&2 || rc=1
+        kc delete clusterrolebinding,clusterrole,validatingwebhookconfiguration "$ns-$RELEASE-reconciler" --ignore-not-found >&2 || rc=1
     done
+    # The webhook test's namespace.
+    delete_namespace "$WEBHOOK_NS" || rc=1
     release_crds_from_helm || rc=1
     return "$rc"
 }
@@ -893,6 +1215,8 @@ step_uninstall() {
     # The release's cluster-scoped objects went with it; the chart's CRDs stay (Helm never
     # deletes crds/; other tests share applicationpersonas.dorgu.io, so neither does this check).
     ! kc get clusterrole "$RECONCILER_ROLE" -o name >/dev/null 2>&1 || fail "ClusterRole $RECONCILER_ROLE outlived helm uninstall"
+    ! kc get validatingwebhookconfiguration "$WEBHOOK_CONFIG" -o name >/dev/null 2>&1 || fail "ValidatingWebhookConfiguration $WEBHOOK_CONFIG outlived helm uninstall"
+    delete_namespace "$WEBHOOK_NS" || fail "namespace $WEBHOOK_NS not deleted within 90s"
     kc get crd applicationpersonas.dorgu.io -o name >/dev/null || fail "crd/applicationpersonas.dorgu.io is gone after helm uninstall"
     release_crds_from_helm || fail "could not drop Helm's field ownership of the chart's CRDs"
     kc delete -f "$CRD_DIR" --ignore-not-found --wait=true --timeout=60s >&2 ||
@@ -956,7 +1280,7 @@ run_step "1. helm lint --strict (ci/all-on-values.yaml)" step_lint_all_on
 run_step "2. helm template (default values)" step_template_default
 run_step "2. helm template (all-on values; every template and kind)" step_template_all_on
 run_step "2. metrics pipeline: on with the all-on values, off by default" step_metrics_render
-run_step "2. reconciler: on with the all-on values (least-privilege RBAC), off by default" step_reconciler_render
+run_step "2. reconciler: on with the all-on values (RBAC, Lease, webhook), off by default" step_reconciler_render
 run_step "3. values.schema.json: complete, typed, rejects misspelt keys" step_schema
 
 if [ -n "$KCFG" ]; then
@@ -967,7 +1291,8 @@ run_step "4. stand-in CRDs (tests/helm/crds) and the chart's crds/ applied and E
 run_step "5. helm install -n $NS_DEFAULT (default values) and verify" step_install_default
 run_step "5. helm install -n $NS_ALL (all-on values) and verify" step_install_all_on
 run_step "5. metrics pipeline read back from the API server" step_metrics_cluster
-run_step "5. reconciler: CRD Established, least-privilege RBAC as its ServiceAccount" step_reconciler_cluster
+run_step "5. reconciler: CRD Established, least-privilege RBAC and Lease as its ServiceAccount" step_reconciler_cluster
+run_step "5. reconciler webhook: registered, consulted only where selected (Fail/Ignore)" step_reconciler_webhook
 run_step "5. reconciler.namespace: helm upgrade, rights confined to that namespace" step_reconciler_namespaced
 run_step "6. helm uninstall both, namespaces and stand-in CRDs deleted" step_uninstall
 

@@ -177,3 +177,18 @@ Takes the root context.
 {{- fail "the scheduler needs etcd: set scheduler.etcd.endpoints, or etcd.enabled=true" }}
 {{- end }}
 {{- end }}
+
+{{/* Name of the reconciler's leader-election Lease. Takes the root context. */}}
+{{- define "persys.reconcilerLeaseName" -}}
+{{- .Values.reconciler.leaderElection.leaseName | default (include "persys.componentName" (dict "root" . "component" "reconciler")) }}
+{{- end }}
+
+{{/* Secret holding the reconciler webhook's tls.crt, tls.key and ca.crt: cert-manager's
+<fullname>-reconciler-webhook-tls, or reconciler.webhook.existingSecret. Takes the root context. */}}
+{{- define "persys.reconcilerWebhookSecret" -}}
+{{- if .Values.tls.certManager.enabled -}}
+{{- printf "%s-webhook-tls" (include "persys.componentName" (dict "root" . "component" "reconciler")) }}
+{{- else -}}
+{{- .Values.reconciler.webhook.existingSecret }}
+{{- end }}
+{{- end }}
