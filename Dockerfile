@@ -1,6 +1,6 @@
 # One image for every Persys binary. Each deployment picks the program with its command
-# (`gateway`, `scheduler`, `agent`, `analyzer`, `metrics-pipeline`, `persys-stack`, and the `persys` and `dorgu`
-# CLIs; later `reconciler`), and the browser dashboard the gateway serves; see docs/deploy.md.
+# (`gateway`, `scheduler`, `agent`, `analyzer`, `metrics-pipeline`, `reconciler`, `persys-stack`, and the
+# `persys` and `dorgu` CLIs), and the browser dashboard the gateway serves; see docs/deploy.md.
 #
 #   docker build -t persys:dev .
 #
@@ -25,9 +25,9 @@ COPY . .
 RUN apt-get update \
  && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
  && rm -rf /var/lib/apt/lists/*
-RUN cargo build --release --locked --bin gateway --bin persys --bin scheduler --bin agent --bin analyzer --bin metrics-pipeline --bin dorgu --bin persys-stack \
+RUN cargo build --release --locked --bin gateway --bin persys --bin scheduler --bin agent --bin analyzer --bin metrics-pipeline --bin reconciler --bin dorgu --bin persys-stack \
  && mkdir -p /out \
- && for bin in gateway persys scheduler agent analyzer metrics-pipeline dorgu persys-stack; do install -m 0755 "target/release/$bin" /out/; done
+ && for bin in gateway persys scheduler agent analyzer metrics-pipeline reconciler dorgu persys-stack; do install -m 0755 "target/release/$bin" /out/; done
 
 FROM debian:bookworm-slim
 # ca-certificates: TLS to outside services (OTLP collector, managed PostgreSQL, GitHub...).
@@ -50,5 +50,5 @@ EXPOSE 8080 8443 9090
 CMD ["gateway"]
 
 LABEL org.opencontainers.image.title="persys" \
-      org.opencontainers.image.description="Persys platform binaries: gateway, scheduler, agent, analyzer, metrics-pipeline, persys-stack and the persys and dorgu CLIs" \
+      org.opencontainers.image.description="Persys platform binaries: gateway, scheduler, agent, analyzer, metrics-pipeline, reconciler, persys-stack and the persys and dorgu CLIs" \
       org.opencontainers.image.licenses="Apache-2.0"
