@@ -26,6 +26,7 @@ mod killable;
 pub mod metrics;
 #[cfg(feature = "pki")]
 pub mod pki;
+pub mod select;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]

@@ -68,6 +68,28 @@ pub struct RunArgs {
     /// suffix by default.
     #[arg(long, env = "PERSYS_RECONCILER_IDENTITY")]
     pub identity: Option<String>,
+    /// Serve PersonaService (gRPC, mutual TLS) here for the gateway; off when unset. Needs
+    /// `--tls-ca`, `--tls-cert` and `--tls-key` (the service identity `reconciler`).
+    #[arg(long, env = "PERSYS_RECONCILER_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// PEM CA every caller's certificate must chain to.
+    #[arg(long, env = "PERSYS_TLS_CA", requires = "listen")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM certificate chain of this service (`spiffe://persys/reconciler`).
+    #[arg(long, env = "PERSYS_TLS_CERT", requires = "listen")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    #[arg(long, env = "PERSYS_TLS_KEY", requires = "listen")]
+    pub tls_key: Option<PathBuf>,
+    /// Services allowed to call PersonaService, by certificate identity (comma-separated);
+    /// users come through the gateway.
+    #[arg(
+        long = "allowed-caller",
+        env = "PERSYS_RECONCILER_ALLOWED_CALLERS",
+        value_delimiter = ',',
+        default_value = "gateway,stack"
+    )]
+    pub allowed_callers: Vec<String>,
     /// Serve the validating admission webhook (HTTPS, `POST /validate`) on this address; off
     /// when unset. Needs the three `--webhook-tls-*` files.
     #[arg(long, env = "PERSYS_RECONCILER_WEBHOOK_LISTEN")]

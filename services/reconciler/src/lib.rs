@@ -9,8 +9,10 @@
 pub mod cluster;
 pub mod config;
 pub mod decide;
+pub mod grpc;
 pub mod leader;
 pub mod persona;
+pub mod proto;
 pub mod webhook;
 
 use anyhow::Context as _;
@@ -47,12 +49,50 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Clie
     Client::try_from(config).context("building the Kubernetes client")
 }
 
+/// Serves PersonaService on `listener` with mutual TLS, admitting only `callers` (service
+/// identities), until `shutdown`; returns the server's task.
+pub async fn serve_personas(
+    personas: grpc::Personas,
+    listener: tokio::net::TcpListener,
+    tls: &std::sync::Arc<persys_kit::tls::Tls>,
+    callers: &[String],
+    shutdown: Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), persys_kit::server::ServeError>>> {
+    use persys_kit::identity::{AuthorizeLayer, Matcher, Policy};
+    let (routes, health) = persys_kit::server::base_routes(&[])?;
+    health
+        .serving::<persys_proto::reconciler::v1::persona_service_server::PersonaServiceServer<grpc::Personas>>()
+        .await;
+    let routes = routes.add_service(personas.server());
+    let policy = Policy::new()
+        .allow("/persys.reconciler.v1.PersonaService/", callers.iter().map(|c| Matcher::Service(c.clone())));
+    let options = persys_kit::server::ServerOptions {
+        tls: Some(tls.server_config(&[b"h2"])),
+        authorize: Some(AuthorizeLayer::new(policy)),
+        ..persys_kit::server::ServerOptions::default()
+    };
+    Ok(tokio::spawn(persys_kit::server::serve(listener, routes, options, Some(health), shutdown)))
+}
+
 /// Runs the controllers and the admin port until `shutdown`.
 pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     let client = client(args.kubeconfig.as_deref()).await?;
     let metrics = persys_kit::metrics::Metrics::new();
     if let Some(addr) = persys_kit::server::spawn_admin(&args.telemetry, &metrics, shutdown.clone()).await? {
         tracing::info!(%addr, "admin endpoints (/metrics, /healthz)");
+    }
+    if let Some(addr) = args.listen {
+        let (Some(ca), Some(cert), Some(key)) = (args.tls_ca.clone(), args.tls_cert.clone(), args.tls_key.clone())
+        else {
+            anyhow::bail!("--listen needs --tls-ca, --tls-cert and --tls-key");
+        };
+        let tls = persys_kit::tls::Tls::load(persys_kit::tls::TlsPaths { ca, cert, key })
+            .context("loading the mTLS material")?;
+        tls.spawn_reloader(std::time::Duration::from_secs(30));
+        let (listener, bound) = persys_kit::server::bind(addr).await?;
+        let personas = grpc::Personas::start(client.clone(), shutdown.clone());
+        serve_personas(personas, listener, &tls, &args.allowed_callers, shutdown.clone()).await?;
+        tracing::info!(addr = %bound, "PersonaService (mTLS)");
     }
     if let Some(addr) = args.webhook_listen {
         let (Some(cert), Some(key), Some(ca)) =

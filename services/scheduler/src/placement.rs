@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use persys_proto::{
-    common::v1::{LabelSelectorOperator, LabelSelectorRequirement, ResourceQuantities},
+    common::v1::{LabelSelectorRequirement, ResourceQuantities},
     scheduler::v1::{Node, NodeState, WorkloadSpec},
 };
 
@@ -44,14 +44,7 @@ impl Misfit {
 }
 
 fn matches(labels: &HashMap<String, String>, req: &LabelSelectorRequirement) -> bool {
-    let value = labels.get(&req.key);
-    match LabelSelectorOperator::try_from(req.operator).unwrap_or(LabelSelectorOperator::Unspecified) {
-        LabelSelectorOperator::In => value.is_some_and(|v| req.values.contains(v)),
-        LabelSelectorOperator::NotIn => value.is_none_or(|v| !req.values.contains(v)),
-        LabelSelectorOperator::Exists => value.is_some(),
-        LabelSelectorOperator::DoesNotExist => value.is_none(),
-        LabelSelectorOperator::Unspecified => false,
-    }
+    persys_kit::select::requirement_matches(|k| labels.get(k), req)
 }
 
 /// Returns why `node` cannot take one instance of `spec`, or `None` when it fits.
@@ -135,7 +128,7 @@ pub fn choose<'a>(
 
 #[cfg(test)]
 mod tests {
-    use persys_proto::common::v1::ResourceQuantities as Q;
+    use persys_proto::common::v1::{LabelSelectorOperator, ResourceQuantities as Q};
 
     use super::*;
 

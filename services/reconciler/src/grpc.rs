@@ -1,0 +1,318 @@
+//! `PersonaService` over mTLS: personas and the ClusterPersona from this replica's own caches
+//! (every replica serves, leader or not), and their changes as a resumable server stream.
+//!
+//! A watch resumes from a Kubernetes resource version. Both kinds live in the API server's one
+//! store, so one version covers both; a version Kubernetes no longer holds is `OUT_OF_RANGE`
+//! (list again). Without a version the watch starts with a snapshot (`ADDED` for each object).
+
+use std::{collections::HashMap, pin::Pin, sync::Arc, time::Duration};
+
+use futures::{Stream, StreamExt, TryStreamExt};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, WatchEvent, WatchParams},
+    runtime::{WatchStreamExt, reflector, reflector::Store, watcher},
+};
+use persys_crds::{cluster::ClusterPersona, persona::ApplicationPersona};
+use persys_kit::{error::ApiError, select, shutdown::Shutdown};
+use persys_proto::{
+    common::v1::{PageResponse, WatchEventType},
+    reconciler::v1::{
+        self as pb, PersonaKind,
+        persona_service_server::{PersonaService, PersonaServiceServer},
+        watch_persona_events_response::Object,
+    },
+};
+use tonic::{Request, Response, Status};
+
+use crate::proto;
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+/// How long a call waits for the caches' first list after start.
+const CACHE_WAIT: Duration = Duration::from_secs(10);
+
+/// The service and its caches.
+#[derive(Clone)]
+pub struct Personas {
+    client: Client,
+    personas: Store<ApplicationPersona>,
+    clusters: Store<ClusterPersona>,
+}
+
+impl Personas {
+    /// Starts the caches (watches of every ApplicationPersona and ClusterPersona) until
+    /// `shutdown`.
+    pub fn start(client: Client, shutdown: Shutdown) -> Self {
+        let (personas, writer) = reflector::store();
+        let persona_events = watcher(Api::<ApplicationPersona>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .for_each(|_| async {});
+        let (clusters, writer) = reflector::store();
+        let cluster_events = watcher(Api::<ClusterPersona>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .for_each(|_| async {});
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = futures::future::join(persona_events, cluster_events) => {}
+                _ = shutdown.wait() => {}
+            }
+        });
+        Self { client, personas, clusters }
+    }
+
+    /// The gRPC service.
+    pub fn server(self) -> PersonaServiceServer<Self> {
+        PersonaServiceServer::new(self)
+    }
+
+    async fn ready(&self) -> Result<(), Status> {
+        let both = async {
+            let _ = self.personas.wait_until_ready().await;
+            let _ = self.clusters.wait_until_ready().await;
+        };
+        tokio::time::timeout(CACHE_WAIT, both).await.map_err(|_| {
+            Status::unavailable("the reconciler's persona cache is not filled yet (is the API server reachable?)")
+        })
+    }
+}
+
+fn kube_status(e: kube::Error) -> Status {
+    match e {
+        kube::Error::Api(s) if s.code == 410 => Status::out_of_range(format!(
+            "resource version too old: {}; list again and watch from the version it returns",
+            s.message
+        )),
+        kube::Error::Api(s) if s.code == 400 && s.message.contains("resource version") => {
+            Status::invalid_argument(format!("since_resource_version: {}", s.message))
+        }
+        other => Status::unavailable(format!("Kubernetes API: {other}")),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchPersonaEventsResponse, Status>> + Send>>;
+
+/// What changed between two versions of a persona, for humans.
+fn summary(before: Option<&pb::ApplicationPersona>, after: &pb::ApplicationPersona) -> String {
+    let phase = |p: &pb::ApplicationPersona| p.status.as_ref().map_or(0, |s| s.phase);
+    let name = |v: i32| {
+        pb::PersonaPhase::try_from(v).map_or("?", |p| p.as_str_name()).trim_start_matches("PERSONA_PHASE_").to_owned()
+    };
+    match before {
+        Some(b) if phase(b) != phase(after) => format!("phase {} -> {}", name(phase(b)), name(phase(after))),
+        Some(_) => "status updated".into(),
+        None => String::new(),
+    }
+}
+
+fn cluster_summary(before: Option<&pb::ClusterPersona>, after: &pb::ClusterPersona) -> String {
+    let nodes = |c: &pb::ClusterPersona| -> Vec<String> {
+        c.status.as_ref().map(|s| s.nodes.iter().map(|n| n.name.clone()).collect()).unwrap_or_default()
+    };
+    let Some(b) = before else { return String::new() };
+    let (old, new) = (nodes(b), nodes(after));
+    let mut parts: Vec<String> = new.iter().filter(|n| !old.contains(n)).map(|n| format!("node {n} added")).collect();
+    parts.extend(old.iter().filter(|n| !new.contains(n)).map(|n| format!("node {n} removed")));
+    if parts.is_empty() { "status updated".into() } else { parts.join(", ") }
+}
+
+fn event(t: WatchEventType, object: Option<Object>, rv: String, summary: String) -> pb::WatchPersonaEventsResponse {
+    pb::WatchPersonaEventsResponse { r#type: t as i32, object, resource_version: rv, summary }
+}
+
+/// A stream of one kind's events from `rv` (`None`: snapshot first).
+fn follow<K, F>(api: Api<K>, fields: Option<String>, rv: Option<String>, convert: F) -> EventStream
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    F: Fn(&K, Option<&K>) -> (Object, String) + Send + Sync + 'static,
+{
+    let stream = async_stream::try_stream! {
+        let mut last: HashMap<String, K> = HashMap::new();
+        let mut version = match rv {
+            Some(v) => v,
+            None => {
+                let mut lp = ListParams::default();
+                if let Some(f) = &fields { lp = lp.fields(f); }
+                let list = api.list(&lp).await.map_err(kube_status)?;
+                for item in list.items {
+                    let (object, _) = convert(&item, None);
+                    let rv = item.resource_version().unwrap_or_default();
+                    last.insert(item.name_any(), item);
+                    yield event(WatchEventType::Added, Some(object), rv, String::new());
+                }
+                list.metadata.resource_version.unwrap_or_default()
+            }
+        };
+        loop {
+            let mut wp = WatchParams::default().timeout(290);
+            if let Some(f) = &fields { wp = wp.fields(f); }
+            let mut events = api.watch(&wp, &version).await.map_err(kube_status)?.boxed();
+            while let Some(e) = events.try_next().await.map_err(kube_status)? {
+                match e {
+                    WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                        let name = o.name_any();
+                        let before = last.get(&name);
+                        let kind = if before.is_some() { WatchEventType::Modified } else { WatchEventType::Added };
+                        let (object, summary) = convert(&o, before);
+                        version = o.resource_version().unwrap_or_default();
+                        yield event(kind, Some(object), version.clone(), summary);
+                        last.insert(name, o);
+                    }
+                    WatchEvent::Deleted(o) => {
+                        let (object, _) = convert(&o, None);
+                        version = o.resource_version().unwrap_or_default();
+                        last.remove(&o.name_any());
+                        yield event(WatchEventType::Deleted, Some(object), version.clone(), String::new());
+                    }
+                    WatchEvent::Bookmark(b) => {
+                        version = b.metadata.resource_version.clone();
+                        yield event(WatchEventType::Bookmark, None, version.clone(), String::new());
+                    }
+                    WatchEvent::Error(e) => Err(kube_status(kube::Error::Api(e)))?,
+                }
+            }
+            // The API server ends watches after their timeout; go on from the last version.
+        }
+    };
+    Box::pin(stream)
+}
+
+#[tonic::async_trait]
+impl PersonaService for Personas {
+    async fn list_application_personas(
+        &self,
+        request: Request<pb::ListApplicationPersonasRequest>,
+    ) -> Result<Response<pb::ListApplicationPersonasResponse>, Status> {
+        let r = request.into_inner();
+        let size = r.page.as_ref().map_or(0, |p| p.page_size);
+        if size < 0 {
+            return Err(ApiError::invalid("page.page_size", "must not be negative").into());
+        }
+        let size = if size == 0 { DEFAULT_PAGE } else { (size as usize).min(MAX_PAGE) };
+        let after = r.page.as_ref().map(|p| p.page_token.clone()).unwrap_or_default();
+        self.ready().await?;
+        let key = |p: &ApplicationPersona| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+        let mut items: Vec<Arc<ApplicationPersona>> = self
+            .personas
+            .state()
+            .into_iter()
+            .filter(|p| r.namespace.is_empty() || p.namespace().as_deref() == Some(r.namespace.as_str()))
+            .filter(|p| {
+                r.phases.is_empty()
+                    || r.phases.contains(&(proto::phase(p.status.as_ref().and_then(|s| s.phase.as_deref())) as i32))
+            })
+            .filter(|p| r.label_selector.as_ref().is_none_or(|s| select::selector_matches(|k| p.labels().get(k), s)))
+            .collect();
+        items.sort_by_key(|p| key(p));
+        let total = items.len() as i64;
+        let mut page: Vec<Arc<ApplicationPersona>> =
+            items.into_iter().filter(|p| after.is_empty() || key(p) > after).take(size + 1).collect();
+        let next = if page.len() > size {
+            page.truncate(size);
+            page.last().map(|p| key(p)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        // The list's version, to watch from: the API server's current one.
+        let version = Api::<ApplicationPersona>::all(self.client.clone())
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+            .map_err(kube_status)?
+            .metadata
+            .resource_version
+            .unwrap_or_default();
+        Ok(Response::new(pb::ListApplicationPersonasResponse {
+            personas: page.iter().map(|p| proto::application_persona(p)).collect(),
+            page: Some(PageResponse { next_page_token: next, total_size: Some(total) }),
+            resource_version: version,
+        }))
+    }
+
+    async fn get_application_persona(
+        &self,
+        request: Request<pb::GetApplicationPersonaRequest>,
+    ) -> Result<Response<pb::GetApplicationPersonaResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = persys_kit::error::Violations::new();
+        v.check(r.namespace.is_empty(), "namespace", "required");
+        v.check(r.name.is_empty(), "name", "required");
+        v.finish()?;
+        self.ready().await?;
+        let found = self.personas.get(&reflector::ObjectRef::new(&r.name).within(&r.namespace));
+        let p = found.ok_or_else(|| ApiError::NotFound(format!("ApplicationPersona {}/{}", r.namespace, r.name)))?;
+        Ok(Response::new(pb::GetApplicationPersonaResponse { persona: Some(proto::application_persona(&p)) }))
+    }
+
+    async fn get_cluster_persona(
+        &self,
+        request: Request<pb::GetClusterPersonaRequest>,
+    ) -> Result<Response<pb::GetClusterPersonaResponse>, Status> {
+        let r = request.into_inner();
+        self.ready().await?;
+        let found = if r.name.is_empty() {
+            let mut all = self.clusters.state();
+            all.sort_by_key(|c| (c.metadata.creation_timestamp.clone().map(|t| t.0), c.name_any()));
+            all.into_iter().next()
+        } else {
+            self.clusters.get(&reflector::ObjectRef::new(&r.name))
+        };
+        let c = found.ok_or_else(|| {
+            ApiError::NotFound(if r.name.is_empty() {
+                "ClusterPersona (the reconciler creates one at start)".into()
+            } else {
+                format!("ClusterPersona {}", r.name)
+            })
+        })?;
+        Ok(Response::new(pb::GetClusterPersonaResponse { cluster_persona: Some(proto::cluster_persona(&c)) }))
+    }
+
+    type WatchPersonaEventsStream = EventStream;
+
+    async fn watch_persona_events(
+        &self,
+        request: Request<pb::WatchPersonaEventsRequest>,
+    ) -> Result<Response<Self::WatchPersonaEventsStream>, Status> {
+        let r = request.into_inner();
+        let mut v = persys_kit::error::Violations::new();
+        v.check(!r.name.is_empty() && r.namespace.is_empty(), "namespace", "required when name is set");
+        v.check(
+            r.kinds
+                .iter()
+                .any(|k| PersonaKind::try_from(*k).unwrap_or(PersonaKind::Unspecified) == PersonaKind::Unspecified),
+            "kinds",
+            "PERSONA_KIND_UNSPECIFIED is not a kind; leave kinds empty for both",
+        );
+        v.finish()?;
+        let wants = |k: PersonaKind| r.kinds.is_empty() || r.kinds.contains(&(k as i32));
+        let since = (!r.since_resource_version.is_empty()).then(|| r.since_resource_version.clone());
+        let mut streams: Vec<EventStream> = Vec::new();
+        if wants(PersonaKind::Application) {
+            let api = if r.namespace.is_empty() {
+                Api::<ApplicationPersona>::all(self.client.clone())
+            } else {
+                Api::namespaced(self.client.clone(), &r.namespace)
+            };
+            let fields = (!r.name.is_empty()).then(|| format!("metadata.name={}", r.name));
+            streams.push(follow(api, fields, since.clone(), |p: &ApplicationPersona, before| {
+                let after = proto::application_persona(p);
+                let summary = summary(before.map(proto::application_persona).as_ref(), &after);
+                (Object::ApplicationPersona(after), summary)
+            }));
+        }
+        if wants(PersonaKind::Cluster) {
+            streams.push(follow(
+                Api::<ClusterPersona>::all(self.client.clone()),
+                None,
+                since,
+                |c: &ClusterPersona, before| {
+                    let after = proto::cluster_persona(c);
+                    let summary = cluster_summary(before.map(proto::cluster_persona).as_ref(), &after);
+                    (Object::ClusterPersona(after), summary)
+                },
+            ));
+        }
+        Ok(Response::new(Box::pin(futures::stream::select_all(streams))))
+    }
+}

@@ -1,0 +1,198 @@
+//! PersonaService over mutual TLS, on the real API server's personas: list with filters and
+//! pages, get, the cluster persona, a watch that sees a phase change with a summary and
+//! resumes from a resource version, and callers refused by identity.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+};
+use persys_crds::persona::ApplicationPersona;
+use persys_kit::{
+    Identity,
+    client::{ClientOptions, mtls_channel},
+    pki::{Ca, LeafRequest},
+    shutdown,
+    tls::{Tls, TlsPaths},
+};
+use persys_proto::{
+    common::v1::{LabelSelector, PageRequest, WatchEventType},
+    reconciler::v1::{
+        GetApplicationPersonaRequest, ListApplicationPersonasRequest, PersonaKind, PersonaPhase,
+        WatchPersonaEventsRequest, persona_service_client::PersonaServiceClient, watch_persona_events_response::Object,
+    },
+};
+use persys_reconciler::grpc::Personas;
+use serde_json::json;
+use tonic::Code;
+
+fn tls(ca: &Ca, dir: &std::path::Path, name: &str, identity: Identity) -> Arc<Tls> {
+    let leaf = ca
+        .issue(&LeafRequest {
+            identity,
+            dns_names: vec!["localhost".into()],
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            validity: Duration::from_secs(3600),
+        })
+        .unwrap();
+    let paths = TlsPaths {
+        ca: dir.join("ca.pem"),
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+    };
+    std::fs::write(&paths.ca, ca.cert_pem()).unwrap();
+    std::fs::write(&paths.cert, leaf.cert_pem).unwrap();
+    std::fs::write(&paths.key, leaf.key_pem).unwrap();
+    Tls::load(paths).unwrap()
+}
+
+async fn status(personas: &Api<ApplicationPersona>, name: &str, phase: &str) {
+    let patch = json!({"apiVersion": "dorgu.io/v1", "kind": "ApplicationPersona", "status": {"phase": phase}});
+    personas.patch_status(name, &PatchParams::apply("persys-tests").force(), &Patch::Apply(&patch)).await.unwrap();
+}
+
+#[tokio::test]
+async fn persona_service_lists_gets_and_watches_over_mtls() {
+    let Some(kubeconfig) =
+        persys_kit::testing::require_env("PERSYS_TEST_KUBECONFIG", "the test bench's kube-apiserver")
+    else {
+        return;
+    };
+    let client: Client = persys_reconciler::client(Some(std::path::Path::new(&kubeconfig))).await.unwrap();
+    let crds = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(
+        client.clone(),
+    );
+    for crd in persys_crds::all() {
+        crds.patch(&crd.name_any(), &PatchParams::apply("persys-tests").force(), &Patch::Apply(&crd)).await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            kube::runtime::wait::await_condition(
+                crds.clone(),
+                &crd.name_any(),
+                kube::runtime::conditions::is_crd_established(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    let ns = format!("grpc-{}", std::process::id());
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
+    let personas = Api::<ApplicationPersona>::namespaced(client.clone(), &ns);
+    for (name, tier) in [("alpha", "critical"), ("beta", "standard"), ("gamma", "critical")] {
+        let p = json!({"apiVersion": "dorgu.io/v1", "kind": "ApplicationPersona",
+            "metadata": {"name": name, "labels": {"tier": tier}}, "spec": {"name": name, "type": "api", "tier": tier}});
+        personas.patch(name, &PatchParams::apply("persys-tests"), &Patch::Apply(&p)).await.unwrap();
+    }
+    status(&personas, "alpha", "Active").await;
+    status(&personas, "beta", "Degraded").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::generate("grpc-test", Duration::from_secs(3600)).unwrap();
+    let server_tls = tls(&ca, dir.path(), "reconciler", Identity::Service("reconciler".into()));
+    let (_trigger, stop) = shutdown::channel();
+    let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let service = Personas::start(client.clone(), stop.clone());
+    persys_reconciler::serve_personas(service, listener, &server_tls, &["gateway".into()], stop).await.unwrap();
+    let connect = |tls: Arc<Tls>| {
+        PersonaServiceClient::new(
+            mtls_channel(&format!("https://localhost:{}", addr.port()), &tls, &ClientOptions::default()).unwrap(),
+        )
+    };
+    let mut gateway = connect(tls(&ca, dir.path(), "gateway", Identity::Service("gateway".into())));
+
+    // List: this namespace, two per page, in name order; then by phase; then by label.
+    let list = |page: Option<PageRequest>, phases: Vec<i32>, labels: Option<LabelSelector>| {
+        ListApplicationPersonasRequest { page, namespace: ns.clone(), phases, label_selector: labels }
+    };
+    let first = gateway
+        .list_application_personas(list(Some(PageRequest { page_size: 2, page_token: String::new() }), vec![], None))
+        .await
+        .unwrap()
+        .into_inner();
+    let names = |ps: &[persys_proto::reconciler::v1::ApplicationPersona]| -> Vec<String> {
+        ps.iter().map(|p| p.metadata.as_ref().unwrap().name.clone()).collect()
+    };
+    assert_eq!(names(&first.personas), ["alpha", "beta"]);
+    let page = first.page.unwrap();
+    assert_eq!(page.total_size, Some(3));
+    let second = gateway
+        .list_application_personas(list(
+            Some(PageRequest { page_size: 2, page_token: page.next_page_token }),
+            vec![],
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(names(&second.personas), ["gamma"]);
+    assert!(second.page.unwrap().next_page_token.is_empty());
+    let active = gateway
+        .list_application_personas(list(None, vec![PersonaPhase::Active as i32], None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(names(&active.personas), ["alpha"]);
+    let critical =
+        LabelSelector { match_labels: [("tier".to_owned(), "critical".to_owned())].into(), ..Default::default() };
+    let by_label = gateway.list_application_personas(list(None, vec![], Some(critical))).await.unwrap().into_inner();
+    assert_eq!(names(&by_label.personas), ["alpha", "gamma"]);
+    assert!(!first.resource_version.is_empty());
+
+    // Get, and a clear NOT_FOUND.
+    let got = gateway
+        .get_application_persona(GetApplicationPersonaRequest { namespace: ns.clone(), name: "beta".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .persona
+        .unwrap();
+    assert_eq!(got.status.unwrap().phase, PersonaPhase::Degraded as i32);
+    assert_eq!(got.spec.unwrap().name, "beta");
+    let missing = gateway
+        .get_application_persona(GetApplicationPersonaRequest { namespace: ns.clone(), name: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert!(missing.message().contains(&format!("{ns}/nope")), "{}", missing.message());
+    let invalid = gateway.get_application_persona(GetApplicationPersonaRequest::default()).await.unwrap_err();
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+
+    // Watch one persona from a snapshot: ADDED, then a phase change with its summary.
+    let watch = |since: String| WatchPersonaEventsRequest {
+        since_resource_version: since,
+        kinds: vec![PersonaKind::Application as i32],
+        namespace: ns.clone(),
+        name: "alpha".into(),
+    };
+    let mut events = gateway.watch_persona_events(watch(String::new())).await.unwrap().into_inner();
+    let added = events.next().await.unwrap().unwrap();
+    assert_eq!(added.r#type, WatchEventType::Added as i32);
+    status(&personas, "alpha", "Failed").await;
+    let changed = tokio::time::timeout(Duration::from_secs(20), events.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(changed.r#type, WatchEventType::Modified as i32);
+    assert_eq!(changed.summary, "phase ACTIVE -> FAILED");
+    let Some(Object::ApplicationPersona(p)) = changed.object else { panic!("an application persona") };
+    assert_eq!(p.status.unwrap().phase, PersonaPhase::Failed as i32);
+    drop(events);
+
+    // Resumed from the version of the ADDED event: the change is delivered again, no snapshot.
+    let mut resumed = gateway.watch_persona_events(watch(added.resource_version.clone())).await.unwrap().into_inner();
+    let again = tokio::time::timeout(Duration::from_secs(20), resumed.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(again.resource_version, changed.resource_version);
+
+    // A name without a namespace is a field violation; only the gateway's identity may call.
+    let bad = WatchPersonaEventsRequest { name: "alpha".into(), ..Default::default() };
+    assert_eq!(gateway.watch_persona_events(bad).await.unwrap_err().code(), Code::InvalidArgument);
+    let mut scheduler = connect(tls(&ca, dir.path(), "scheduler", Identity::Service("scheduler".into())));
+    let refused = scheduler.list_application_personas(list(None, vec![], None)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    Api::<Namespace>::all(client.clone()).delete(&ns, &Default::default()).await.unwrap();
+}
