@@ -345,6 +345,19 @@ statefulsets.apps list
 statefulsets.apps watch")
 RECONCILER_RULES=$(sort <<<"$RECONCILER_RULES_BASE
 namespaces get")
+# ClusterPersona discovery's own ClusterRole (reconciler.clusterDiscovery, on by default, off
+# with reconciler.namespace): nodes followed, namespaces, pods and personas listed, the
+# ClusterPersonas it reconciles and creates, their status written.
+DISCOVERY_ROLE=$RECONCILER_ROLE-discovery
+DISCOVERY_RULES=$(sort <<<"applicationpersonas.dorgu.io list
+clusterpersonas.dorgu.io create
+clusterpersonas.dorgu.io list
+clusterpersonas.dorgu.io watch
+clusterpersonas.dorgu.io/status patch
+namespaces list
+nodes list
+nodes watch
+pods list")
 
 # rendered_rules: the rules of a ClusterRole or Role document on stdin (flow lists, as the chart
 # writes them) in the form of RECONCILER_RULES ("resource[name]" for resourceNames, as
@@ -410,6 +423,21 @@ step_reconciler_render() {
     for kind in Role RoleBinding; do
         [ -n "$(doc "$on" "$kind" "$LEADER_ROLE")" ] || fail "all-on values: no $kind $LEADER_ROLE"
     done
+    got=$(doc "$on" ClusterRole "$DISCOVERY_ROLE" | rendered_rules)
+    [ "$got" = "$DISCOVERY_RULES" ] ||
+        fail "ClusterRole $DISCOVERY_ROLE grants"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$DISCOVERY_RULES")"
+    binding_ok "$(doc "$on" ClusterRoleBinding "$DISCOVERY_ROLE")" ClusterRole "$DISCOVERY_ROLE" ||
+        fail "ClusterRoleBinding $DISCOVERY_ROLE does not bind ClusterRole $DISCOVERY_ROLE to ServiceAccount $NS_ALL/$RECONCILER_NAME only"
+    grep -A1 'name: PERSYS_RECONCILER_CLUSTER_DISCOVERY$' <<<"$(doc "$on" Deployment "$RECONCILER_NAME")" | grep -q 'value: "true"' ||
+        fail "all-on values: the reconciler does not run ClusterPersona discovery"
+    [ -z "$(doc "$nsd" ClusterRole "$DISCOVERY_ROLE")$(doc "$nsd" ClusterRoleBinding "$DISCOVERY_ROLE")" ] ||
+        fail "reconciler.namespace set: discovery's cluster-wide role is rendered (discovery is off there)"
+    grep -A1 'name: PERSYS_RECONCILER_CLUSTER_DISCOVERY$' <<<"$(doc "$nsd" Deployment "$RECONCILER_NAME")" | grep -q 'value: "false"' ||
+        fail "reconciler.namespace set: discovery is not turned off"
+    tmpl rec-nodisc -n "$NS_ALL" -f "$ALL_ON" --set reconciler.clusterDiscovery.enabled=false
+    [ -z "$(doc "$WORK/rec-nodisc.yaml" ClusterRole "$DISCOVERY_ROLE")" ] &&
+        grep -A1 'name: PERSYS_RECONCILER_CLUSTER_DISCOVERY$' "$WORK/rec-nodisc.yaml" | grep -q 'value: "false"' ||
+        fail "reconciler.clusterDiscovery.enabled=false: discovery's role rendered or discovery still on"
     [ -n "$(doc "$on" Certificate "$WEBHOOK_CERT")" ] || fail "all-on values: no Certificate $WEBHOOK_CERT for the webhook"
     for kind in Certificate RoleBinding Role; do
         [ -z "$(doc "$on" "$kind" "$RECONCILER_NAME")$(doc "$on" "$kind" "$RECONCILER_ROLE")" ] ||
@@ -889,7 +917,19 @@ step_reconciler_cluster() {
     can_i no create applicationpersonas.dorgu.io -A
     can_i no delete applicationpersonas.dorgu.io -A
     can_i no update applicationpersonas.dorgu.io --subresource=status -A
-    can_i no list clusterpersonas.dorgu.io
+    # ClusterPersona discovery (its own ClusterRole): follow nodes, list namespaces, create
+    # and reconcile ClusterPersonas; nothing that changes nodes or deletes personas.
+    can_i yes list clusterpersonas.dorgu.io
+    can_i yes watch clusterpersonas.dorgu.io
+    can_i yes create clusterpersonas.dorgu.io
+    can_i yes patch clusterpersonas.dorgu.io --subresource=status
+    can_i no update clusterpersonas.dorgu.io
+    can_i no delete clusterpersonas.dorgu.io
+    can_i yes list nodes
+    can_i yes watch nodes
+    can_i no get nodes
+    can_i no patch nodes
+    can_i no delete nodes
     can_i no get deployments.apps -A
     can_i no patch deployments.apps -A
     can_i no update deployments.apps -A
@@ -923,10 +963,10 @@ step_reconciler_cluster() {
     can_i no create leases.coordination.k8s.io -n kube-system
     # The webhook reads namespaces' labels (get), nothing more of them.
     can_i yes get namespaces -A
-    can_i no list namespaces -A
+    can_i yes list namespaces -A
     can_i no update namespaces -A
     can_i no patch namespaces -A
-    can_i no list nodes
+    can_i no delete namespaces -A
     can_i no list customresourcedefinitions.apiextensions.k8s.io
     can_i no create clusterrolebindings.rbac.authorization.k8s.io
     can_i no '*' '*' -A
@@ -941,7 +981,8 @@ step_reconciler_cluster() {
         ! grep -q UNPARSED <<<"$base$got" || fail "kubectl auth can-i --list printed lines this check cannot read:"$'\n'"$(grep UNPARSED <<<"$base$got")"
         got=$(comm -13 <(printf '%s\n' "$base") <(printf '%s\n' "$got"))
         # The Lease rules hold in the release namespace only.
-        if [ "$v" = "$NS_ALL" ]; then want=$(sort <<<"$RECONCILER_RULES"$'\n'"$LEASE_RULES"); else want=$RECONCILER_RULES; fi
+        want=$(sort -u <<<"$RECONCILER_RULES"$'\n'"$DISCOVERY_RULES")
+        if [ "$v" = "$NS_ALL" ]; then want=$(sort -u <<<"$want"$'\n'"$LEASE_RULES"); fi
         [ "$got" = "$want" ] ||
             fail "in namespace $v, can-i --list grants the reconciler beyond a bare account"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$want")"
     done
@@ -1108,6 +1149,7 @@ step_reconciler_namespaced() {
     hc upgrade "$RELEASE" "$CHART" -n "$NS_ALL" -f "$ALL_ON" --set reconciler.namespace="$NS_DEFAULT" --timeout 90s >"$WORK/upgrade.txt" 2>&1 ||
         { sed 's/^/    /' "$WORK/upgrade.txt" >&2; fail "helm upgrade -n $NS_ALL --set reconciler.namespace=$NS_DEFAULT"; }
     ! kc get clusterrolebinding "$RECONCILER_ROLE" -o name >/dev/null 2>&1 || fail "ClusterRoleBinding $RECONCILER_ROLE is still there"
+    ! kc get clusterrolebinding "$DISCOVERY_ROLE" -o name >/dev/null 2>&1 || fail "ClusterRoleBinding $DISCOVERY_ROLE is still there (discovery is off with reconciler.namespace)"
     v=$(kc get rolebinding "$RECONCILER_ROLE" -n "$NS_DEFAULT" -o json | jq -r '"\(.roleRef.kind)/\(.roleRef.name) -> \([.subjects[] | "\(.kind)/\(.namespace)/\(.name)"] | join(","))"') ||
         fail "no RoleBinding $RECONCILER_ROLE in $NS_DEFAULT"
     [ "$v" = "ClusterRole/$RECONCILER_ROLE -> ServiceAccount/$NS_ALL/$RECONCILER_NAME" ] || fail "RoleBinding $NS_DEFAULT/$RECONCILER_ROLE: $v"
@@ -1120,6 +1162,8 @@ step_reconciler_namespaced() {
     can_i yes list deployments.apps -n "$NS_DEFAULT"
     can_i yes list pods -n "$NS_DEFAULT"
     can_i no list applicationpersonas.dorgu.io -A
+    can_i no list nodes
+    can_i no list clusterpersonas.dorgu.io
     can_i no list deployments.apps -A
     can_i no list deployments.apps -n "$NS_ALL"
     can_i no patch applicationpersonas.dorgu.io --subresource=status -n "$NS_ALL"

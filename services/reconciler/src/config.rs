@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// changes.
     #[arg(long, env = "PERSYS_RECONCILER_DISCOVERY_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub discovery_interval: Duration,
+    /// Run ClusterPersona discovery (`false` to skip it). It reads nodes, namespaces and pods
+    /// cluster-wide, so it is off whenever `--namespace` restricts the reconciler.
+    #[arg(long, env = "PERSYS_RECONCILER_CLUSTER_DISCOVERY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cluster_discovery: bool,
     /// Name of the ClusterPersona created when the cluster has none; empty creates none.
     #[arg(long, env = "PERSYS_RECONCILER_CLUSTER_PERSONA", default_value = "cluster")]
     pub cluster_persona: String,

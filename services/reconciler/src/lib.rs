@@ -120,6 +120,10 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
         interval: args.discovery_interval,
         create: (!args.cluster_persona.is_empty()).then(|| args.cluster_persona.clone()),
     };
+    let discovery = args.cluster_discovery && args.namespace.is_none();
+    if args.cluster_discovery && !discovery {
+        tracing::info!("ClusterPersona discovery is off: --namespace restricts the reconciler to one namespace");
+    }
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let elector =
         leader::Elector::new(client.clone(), &args.lease_namespace, &args.lease_name, &identity, args.lease_duration);
@@ -127,9 +131,14 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
     elector
         .run_while_leading(shutdown, move |stop| {
             let personas = persona::run(client.clone(), options.clone(), stop.clone());
-            let clusters = cluster::run(client.clone(), cluster_options.clone(), stop);
+            let clusters = discovery.then(|| cluster::run(client.clone(), cluster_options.clone(), stop));
             async move {
-                tokio::join!(personas, clusters);
+                match clusters {
+                    Some(clusters) => {
+                        tokio::join!(personas, clusters);
+                    }
+                    None => personas.await,
+                }
             }
         })
         .await;
