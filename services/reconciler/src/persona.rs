@@ -85,8 +85,10 @@ pub struct Context {
 }
 
 /// A workload read from a cache or an admission request, with what the decisions need.
-pub(crate) enum Workload {
+pub enum Workload {
+    /// A Deployment.
     Deployment(Arc<Deployment>),
+    /// A StatefulSet.
     StatefulSet(Arc<StatefulSet>),
 }
 
@@ -250,14 +252,8 @@ fn without_times(s: &ApplicationPersonaStatus) -> ApplicationPersonaStatus {
     s
 }
 
-/// Decides the status of `persona` from the cached workloads and, when the workload is not
-/// healthy, its pods.
-async fn observe(persona: &ApplicationPersona, ns: &str, ctx: &Context) -> Result<ApplicationPersonaStatus, Error> {
-    let now = Timestamp::now();
-    let app = persona.spec.name.as_str();
-    let previous = persona.status.clone().unwrap_or_default();
-    let generation = persona.metadata.generation;
-
+/// The workloads of namespace `ns` in the caches.
+fn workloads_in(ctx: &Context, ns: &str) -> Vec<Workload> {
     let mut workloads: Vec<Workload> = ctx
         .deployments
         .state()
@@ -272,6 +268,47 @@ async fn observe(persona: &ApplicationPersona, ns: &str, ctx: &Context) -> Resul
             .filter(|s| s.namespace().as_deref() == Some(ns))
             .map(Workload::StatefulSet),
     );
+    workloads
+}
+
+/// The selector of the workload `persona` resolves to, when that workload is not healthy by its
+/// own status: its pods are worth listing for failures.
+fn pods_to_check(persona: &ApplicationPersona, workloads: &[Workload]) -> Option<BTreeMap<String, String>> {
+    let candidates: Vec<Candidate> = workloads.iter().map(Workload::candidate).collect();
+    let Resolution::Found { index, .. } = resolve::resolve(&persona.spec.name, &candidates) else { return None };
+    let healthy = health::health(&workloads[index].state(0)).0 == Health::Healthy;
+    (!healthy && !candidates[index].selector.is_empty()).then(|| candidates[index].selector.clone())
+}
+
+/// Decides the status of `persona` from its namespace's cached workloads and, when its workload
+/// is not healthy, its pods' failures.
+async fn observe(persona: &ApplicationPersona, ns: &str, ctx: &Context) -> Result<ApplicationPersonaStatus, Error> {
+    let workloads = workloads_in(ctx, ns);
+    let failures = match pods_to_check(persona, &workloads) {
+        Some(selector) => {
+            let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns)
+                .list(&ListParams::default().labels(&selector_string(&selector)))
+                .await?;
+            pod_failures(&pods.items)
+        }
+        None => Vec::new(),
+    };
+    Ok(decide_status(persona, &workloads, failures, Timestamp::now()))
+}
+
+/// The status of `persona` among `workloads` (its namespace's), given the failures of its
+/// workload's pods, at `now`: resolution, the shared validation rules, health, phase,
+/// conditions and recommendations. Pure; returns the previous status unchanged when nothing
+/// but times would change, so an unchanged status is never rewritten.
+pub fn decide_status(
+    persona: &ApplicationPersona,
+    workloads: &[Workload],
+    failures: Vec<PodFailure>,
+    now: Timestamp,
+) -> ApplicationPersonaStatus {
+    let app = persona.spec.name.as_str();
+    let previous = persona.status.clone().unwrap_or_default();
+    let generation = persona.metadata.generation;
     let candidates: Vec<Candidate> = workloads.iter().map(Workload::candidate).collect();
 
     let mut findings: Vec<Finding> = Vec::new();
@@ -305,14 +342,6 @@ async fn observe(persona: &ApplicationPersona, ns: &str, ctx: &Context) -> Resul
             out.workload = Some(WorkloadStatus { kind: c.kind.clone(), name: c.name.clone(), matched_by: rung.into() });
             findings.extend(validate::validate_persona(spec));
             findings.extend(validate::validate_deployment(&w.as_deployment(), spec));
-            let mut failures = Vec::new();
-            let (first, _) = health::health(&w.state(0));
-            if first != Health::Healthy && !c.selector.is_empty() {
-                let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns)
-                    .list(&ListParams::default().labels(&selector_string(&c.selector)))
-                    .await?;
-                failures = pod_failures(&pods.items);
-            }
             let (h, message) = health::health(&w.state(failures.len()));
             let image = w.image();
             let mut deployments = previous.deployments.clone().unwrap_or_default();
@@ -402,9 +431,9 @@ async fn observe(persona: &ApplicationPersona, ns: &str, ctx: &Context) -> Resul
     out.last_updated = Some(now.to_string());
     // Keep the previous times when nothing else changed, so an unchanged status is not rewritten.
     if without_times(&out) == without_times(&previous) {
-        return Ok(previous);
+        return previous;
     }
-    Ok(out)
+    out
 }
 
 /// Reconciles one persona: resolve, validate, judge health, write the status if it changed.
