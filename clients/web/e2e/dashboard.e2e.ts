@@ -1,15 +1,16 @@
 // The dashboard end to end: the built app served by a real persys-stack's gateway, used in
 // Debian's Chromium as a person would: log in, see the node, run a workload from the form, see
 // it reach Running and its log lines arrive, pause and search them, stop and delete it, log
-// out; a viewer sees no write or admin action; an invalid form shows the server's field
+// out; a reload keeps the session (the refresh token is an HttpOnly cookie) until logout; a
+// viewer sees no write or admin action; an invalid form shows the server's field
 // violations; a broken stream shows "reconnecting" and recovers. Every page passes axe (no
 // serious or critical violations) and is screenshotted into the artifacts directory.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import type { BrowserContext, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Role } from "../src/gen/persys/common/v1/common_pb";
 import { AuthService } from "../src/gen/persys/gateway/v1/auth_pb";
 import { UserService } from "../src/gen/persys/gateway/v1/user_service_pb";
@@ -70,6 +71,15 @@ beforeAll(async () => {
   });
 });
 
+// A failed test leaves what the page showed and what the stack said.
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state !== "fail") return;
+  const name = `failed-${ctx.task.name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60)}`;
+  await page?.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true }).catch(() => {});
+  writeFileSync(join(ARTIFACTS, `${name}.stack.log`), stack?.log() ?? "");
+  console.log(`web e2e: ${ctx.task.name} failed; see ${join(ARTIFACTS, name)}.png and .stack.log`);
+});
+
 afterAll(async () => {
   writeFileSync(join(ARTIFACTS, "figures.json"), JSON.stringify(figures, null, 2));
   // The benchmark's printed figures (docs/benchmarks.md).
@@ -100,6 +110,17 @@ describe("the dashboard against persys-stack", () => {
 
     const stored = await page.evaluate(() => ({ local: localStorage.length, session: sessionStorage.length, cookie: document.cookie }));
     expect(stored).toEqual({ local: 0, session: 0, cookie: "" });
+    // The refresh token is the gateway's HttpOnly, SameSite=Strict cookie, sent to AuthService only.
+    const cookie = (await context.cookies()).find((c) => c.name === "persys_refresh");
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: "Strict", path: "/persys.gateway.v1.AuthService/" });
+    expect(cookie?.value.length).toBeGreaterThan(20);
+    // So a reload resumes the session (through Refresh) instead of asking for the password.
+    await page.reload();
+    await expect.poll(() => page.getByTestId("whoami").textContent()).toBe("admin (admin)");
+    await expect.poll(() => page.getByTestId("nodes-Ready").textContent()).toMatch(/^1\s*Ready/);
+    // The cookie was rotated by that Refresh.
+    const rotated = (await context.cookies()).find((c) => c.name === "persys_refresh");
+    expect(rotated?.value).not.toBe(cookie?.value);
     await expectAccessible("overview");
     await shot("overview");
 
@@ -181,14 +202,13 @@ describe("the dashboard against persys-stack", () => {
   });
 
   it("says it is reconnecting when its streams break, and is live again after", async () => {
-    // Through a proxy that can cut every connection: a second tab, logged in there.
+    // Through a proxy that can cut every connection: a second tab. Cookies belong to the host,
+    // not the port, so the tab resumes the session of the first one without a password.
     const proxy = await startProxy(stack.url);
     const tab = await context.newPage();
     try {
       await tab.goto(proxy.url);
-      await tab.getByLabel("Username").fill("admin");
-      await tab.getByLabel("Password").fill(stack.adminPassword);
-      await tab.getByRole("button", { name: "Log in" }).click();
+      await expect.poll(() => tab.getByTestId("whoami").textContent()).toBe("admin (admin)");
       const live = tab.getByTestId("live-Nodes");
       await live.getByText("Nodes: Live").waitFor();
       proxy.cut();
@@ -205,8 +225,20 @@ describe("the dashboard against persys-stack", () => {
   });
 
   it("logs out, and a viewer sees no write or admin action", async () => {
+    const before = (await context.cookies()).find((c) => c.name === "persys_refresh")?.value;
+    expect(before).toBeTruthy();
     await page.getByRole("button", { name: "Log out" }).click();
     await page.getByText("You are logged out.").waitFor();
+    // Logout's answer cleared the cookie...
+    await expect.poll(async () => (await context.cookies()).filter((c) => c.name === "persys_refresh").length).toBe(0);
+    // ...after revoking its session on the server: that token refreshes no more (one try only:
+    // a successful refresh would rotate it).
+    const auth = createClient(AuthService, createGrpcWebTransport({ baseUrl: stack.url }));
+    const refreshed = await auth.refresh({ refreshToken: before! }).then(() => "refreshed", (e) => ConnectError.from(e).code);
+    expect(refreshed).toBe(Code.Unauthenticated);
+    // And a reload asks for the password.
+    await page.reload();
+    await page.getByRole("heading", { name: "Log in to Persys" }).waitFor();
 
     await login(VIEWER.username, VIEWER.password);
     await expect.poll(() => page.getByTestId("whoami").textContent()).toBe("vera (viewer)");

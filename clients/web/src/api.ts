@@ -7,7 +7,17 @@ import { AuthService } from "./gen/persys/gateway/v1/auth_pb";
 import { SchedulerService } from "./gen/persys/scheduler/v1/scheduler_service_pb";
 import { accessToken, expire } from "./session";
 
-const baseUrl = (import.meta.env.VITE_PERSYS_GATEWAY as string | undefined) || window.location.origin;
+const gateway = import.meta.env.VITE_PERSYS_GATEWAY as string | undefined;
+const baseUrl = gateway || window.location.origin;
+
+/**
+ * Whether the refresh token lives in the gateway's HttpOnly cookie: on the gateway's own origin
+ * (production, scripts/dev). The Vite dev server on another origin keeps it in memory instead.
+ */
+export const cookieSessions = !gateway;
+
+/** Metadata of Login, Refresh and Logout calls: asks for a cookie session where there is one. */
+export const sessionHeaders: Record<string, string> = cookieSessions ? { "x-persys-session": "cookie" } : {};
 
 // The access token lives in this module's memory only, and goes on every call here.
 const auth: Interceptor = (next) => async (req) => {

@@ -1,7 +1,7 @@
 // The dashboard's entry: the login page until there is a session, then the layout and the page
 // the path names.
 import { render } from "preact";
-import { authClient } from "./api";
+import { logout, resume } from "./auth";
 import { Empty, PageTitle } from "./components";
 import { Role } from "./gen/persys/common/v1/common_pb";
 import { NodePage, Nodes } from "./pages/Nodes";
@@ -11,7 +11,7 @@ import { RunWorkload } from "./pages/RunWorkload";
 import { WorkloadPage } from "./pages/Workload";
 import { Workloads } from "./pages/Workloads";
 import { Link, match, navigate, usePath } from "./router";
-import { end, type Session, useSession } from "./session";
+import { type Session, useSession } from "./session";
 import "./style.css";
 
 const NAV = [
@@ -50,14 +50,18 @@ function Page(props: { path: string; session: Session }) {
 const ROLE_NAMES: Record<number, string> = { [Role.ADMIN]: "admin", [Role.MEMBER]: "member", [Role.VIEWER]: "viewer" };
 
 function App() {
-  const { session, notice } = useSession();
+  const { session, notice, restoring } = useSession();
   const path = usePath();
+  if (restoring)
+    return (
+      <main id="main" class="login">
+        <p role="status">Resuming your session…</p>
+      </main>
+    );
   if (!session) return <Login notice={notice} />;
-  const logout = async () => {
-    const refreshToken = end();
+  const onLogout = () => {
     navigate("/", true);
-    // Revoke the session on the server; the page is already logged out either way.
-    if (refreshToken) await authClient.logout({ refreshToken }).catch(() => {});
+    void logout();
   };
   return (
     <>
@@ -86,7 +90,7 @@ function App() {
           <span data-testid="whoami">
             {session.user.username} <span class="muted">({ROLE_NAMES[session.user.role] ?? "unknown role"})</span>
           </span>
-          <button onClick={logout}>Log out</button>
+          <button onClick={onLogout}>Log out</button>
         </div>
       </header>
       <main id="main">
@@ -96,4 +100,5 @@ function App() {
   );
 }
 
+void resume();
 render(<App />, document.getElementById("app")!);

@@ -23,6 +23,7 @@ export function usePath(): string {
   useEffect(() => {
     const l = () => setPath(location.pathname);
     listeners.add(l);
+    l();
     return () => void listeners.delete(l);
   }, []);
   return path;

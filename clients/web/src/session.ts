@@ -1,7 +1,9 @@
-// The signed-in session, in memory only: nothing is written to localStorage, sessionStorage or
-// a readable cookie, so a reload means logging in again. The access token is refreshed a minute
-// before it expires with the refresh token, which is kept in this module's closure, never
-// exposed to the rest of the app, and revoked on logout.
+// The signed-in session. The access token is in memory only: nothing is written to
+// localStorage or sessionStorage. On the gateway's own origin the refresh token is an HttpOnly
+// cookie the gateway sets (script never sees it; the token here is then empty), so a reload
+// resumes the session through Refresh; on another origin (the Vite dev server) it is kept in
+// this module's closure and a reload means logging in again. The access token is refreshed a
+// minute before it expires, and logout revokes the session.
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { useEffect, useState } from "preact/hooks";
 import { Role } from "./gen/persys/common/v1/common_pb";
@@ -24,6 +26,7 @@ interface Tokens {
 let session: Session | null = null;
 let tokens: Tokens | null = null;
 let notice = "";
+let restoring = false;
 let refreshTimer: ReturnType<typeof setTimeout> | undefined;
 const listeners = new Set<() => void>();
 const changed = () => listeners.forEach((l) => l());
@@ -71,7 +74,10 @@ export function expire(message: string): void {
   changed();
 }
 
-/** Ends the session and returns the refresh token to revoke, if any. */
+/**
+ * Ends the session and returns the refresh token to revoke ("" when it is the cookie), or
+ * undefined when there was no session.
+ */
 export function end(): string | undefined {
   const refresh = tokens?.refresh;
   clearTimeout(refreshTimer);
@@ -91,13 +97,22 @@ export function tokensOf(r: { accessToken: string; refreshToken: string; accessE
   };
 }
 
+/** Marks whether a stored session is being resumed (the app waits before showing the login). */
+export function setRestoring(on: boolean): void {
+  restoring = on;
+  changed();
+}
+
 /** Returns the session (null when signed out) and the last notice, re-rendering on change. */
-export function useSession(): { session: Session | null; notice: string } {
+export function useSession(): { session: Session | null; notice: string; restoring: boolean } {
   const [, tick] = useState(0);
   useEffect(() => {
     const l = () => tick((n) => n + 1);
     listeners.add(l);
+    // A change between the first render and this subscription (a resume that failed at once)
+    // would otherwise go unseen.
+    l();
     return () => void listeners.delete(l);
   }, []);
-  return { session, notice };
+  return { session, notice, restoring };
 }

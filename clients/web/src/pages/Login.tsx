@@ -1,8 +1,7 @@
 import { useState } from "preact/hooks";
-import { authClient } from "../api";
+import { login } from "../auth";
 import { ProblemBox } from "../components";
 import { type Problem, problemOf } from "../logic/errors";
-import { begin, tokensOf } from "../session";
 
 /** The login page: AuthService.Login with a username and password. */
 export function Login(props: { notice: string }) {
@@ -16,9 +15,7 @@ export function Login(props: { notice: string }) {
     setBusy(true);
     setProblem(null);
     try {
-      const r = await authClient.login({ username, password });
-      if (!r.user) throw new Error("the gateway sent no user");
-      begin(r.user, tokensOf(r), async (refreshToken) => tokensOf(await authClient.refresh({ refreshToken })));
+      await login(username, password);
     } catch (err) {
       setProblem(problemOf(err));
       setBusy(false);

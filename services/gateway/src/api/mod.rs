@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod session_cookie;
 pub mod users;
 
 use persys_kit::{ApiError, identity::Role};
