@@ -43,13 +43,6 @@ async function nav(name: string) {
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name, exact: true }).click();
 }
 
-async function login(username: string, password: string) {
-  await page.getByLabel("Username").fill(username);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Log in" }).click();
-  await page.getByTestId("whoami").waitFor();
-}
-
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   stack = await startStack(resolve(import.meta.dirname, "../dist"));
@@ -240,8 +233,25 @@ describe("the dashboard against persys-stack", () => {
     await page.reload();
     await page.getByRole("heading", { name: "Log in to Persys" }).waitFor();
 
-    await login(VIEWER.username, VIEWER.password);
+    // The viewer logs in with the keyboard alone.
+    await page.getByLabel("Username").focus();
+    await page.keyboard.type(VIEWER.username);
+    await page.keyboard.press("Tab");
+    await page.keyboard.type(VIEWER.password);
+    await page.keyboard.press("Enter");
     await expect.poll(() => page.getByTestId("whoami").textContent()).toBe("vera (viewer)");
+    // The skip link (first in the page) takes the keyboard to the content; Tab walks the main
+    // navigation and Enter follows a link.
+    expect(await page.evaluate(() => document.querySelector("a, button, input")?.textContent)).toBe("Skip to content");
+    await page.getByRole("link", { name: "Skip to content" }).focus();
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe("main");
+    await page.getByRole("link", { name: "Persys" }).focus();
+    await page.keyboard.press("Tab");
+    await expect.poll(() => page.evaluate(() => document.activeElement?.textContent)).toBe("Overview");
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { level: 1, name: "Nodes" }).waitFor();
     await nav("Workloads");
     await page.getByRole("link", { name: "admins-sleeper" }).click();
     await expect.poll(() => page.getByTestId("phase").textContent(), { timeout: 60_000 }).toBe("Running");

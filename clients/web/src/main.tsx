@@ -93,7 +93,7 @@ function App() {
           <button onClick={onLogout}>Log out</button>
         </div>
       </header>
-      <main id="main">
+      <main id="main" tabIndex={-1}>
         <Page key={path} path={path} session={session} />
       </main>
     </>
