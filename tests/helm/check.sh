@@ -335,7 +335,9 @@ leases.coordination.k8s.io[$LEASE_NAME] update")
 # the pods of an unhealthy workload; the admission webhook, when on, also gets the workload's
 # namespace (its dorgu.io/webhook-mode label). Change these lists only together with the code.
 # Sorted as the lists they are compared with are.
-RECONCILER_RULES_BASE=$(sort <<<"applicationpersonas.dorgu.io list
+RECONCILER_RULES_BASE=$(sort <<<"applications.argoproj.io list
+applications.argoproj.io watch
+applicationpersonas.dorgu.io list
 applicationpersonas.dorgu.io watch
 applicationpersonas.dorgu.io/status patch
 deployments.apps list
@@ -943,6 +945,9 @@ step_reconciler_cluster() {
     can_i no delete pods -A
     can_i no get secrets -A
     can_i no list secrets -A
+    can_i yes watch applications.argoproj.io -A
+    can_i no patch applications.argoproj.io -A
+    can_i no delete applications.argoproj.io -A
     can_i no get configmaps -A
     can_i no create events -A
     can_i no create events.events.k8s.io -A

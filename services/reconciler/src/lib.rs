@@ -6,6 +6,7 @@
 //! Validated conditions into the persona's status. `reconciler crds` prints the CRDs.
 //! Decisions live in [`decide`] as pure functions; [`persona`] only reads and writes.
 
+pub mod argocd;
 pub mod cluster;
 pub mod config;
 pub mod decide;
@@ -131,13 +132,16 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
     elector
         .run_while_leading(shutdown, move |stop| {
             let personas = persona::run(client.clone(), options.clone(), stop.clone());
+            let argocd = argocd::run(client.clone(), argocd::RECHECK, stop.clone());
             let clusters = discovery.then(|| cluster::run(client.clone(), cluster_options.clone(), stop));
             async move {
                 match clusters {
                     Some(clusters) => {
-                        tokio::join!(personas, clusters);
+                        tokio::join!(personas, argocd, clusters);
                     }
-                    None => personas.await,
+                    None => {
+                        tokio::join!(personas, argocd);
+                    }
                 }
             }
         })

@@ -445,10 +445,15 @@ pub async fn reconcile(persona: Arc<ApplicationPersona>, ctx: Arc<Context>) -> R
     let status = observe(&persona, &ns, &ctx).await?;
     if persona.status.as_ref() != Some(&status) {
         let api = Api::<ApplicationPersona>::namespaced(ctx.client.clone(), &ns);
+        // argoCD and learned belong to other field managers: never sent from here, so this
+        // apply neither owns nor removes them.
+        let mut body = status.clone();
+        body.argo_cd = None;
+        body.learned = None;
         let patch = serde_json::json!({
             "apiVersion": persys_crds::persona::API_VERSION,
             "kind": persys_crds::persona::KIND,
-            "status": status,
+            "status": body,
         });
         api.patch_status(&persona.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
         tracing::info!(
