@@ -199,7 +199,7 @@ async fn registered_with_the_api_server_it_denies_in_enforcing_mode_and_warns_in
     let name = format!("persys-webhook-test-{pid}");
     let registration = json!({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {"persys-test": "reconciler-webhook"}},
         "webhooks": [{
             "name": "validate.persona.dorgu.io",
             "clientConfig": {
@@ -213,6 +213,11 @@ async fn registered_with_the_api_server_it_denies_in_enforcing_mode_and_warns_in
         }]
     });
     let hooks = Api::<ValidatingWebhookConfiguration>::all(client.clone());
+    // A run that failed half-way left its registration (and namespaces): remove them first.
+    let stale = hooks.list(&kube::api::ListParams::default().labels("persys-test=reconciler-webhook")).await.unwrap();
+    for old in stale.items {
+        hooks.delete(&old.name_any(), &DeleteParams::default()).await.unwrap();
+    }
     hooks.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&registration)).await.unwrap();
 
     let personas_enforcing = Api::<ApplicationPersona>::namespaced(client.clone(), &enforcing);
