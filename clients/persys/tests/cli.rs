@@ -163,7 +163,7 @@ async fn until_expired(token: &str) {
 
 #[tokio::test]
 async fn an_expired_access_token_is_refreshed_transparently() {
-    let cluster = cluster(&["--access-ttl", "1s"]).await;
+    let cluster = cluster(&["--access-ttl", "2s"]).await;
     let cli = Persys::new(cluster.url());
     cli.login(ADMIN, ADMIN_PASSWORD).await;
 

@@ -258,7 +258,12 @@ impl<S: Store> Accounts<S> {
     }
 
     fn access_token(&self, user: &UserRow, now: i64) -> (String, i64) {
-        let access_expires_at = now + self.policy.access_ttl.as_millis() as i64;
+        // `exp` is in whole seconds and a token is refused once `exp <= now`: rounding up
+        // keeps every token usable for at least the configured lifetime (rounding down
+        // left a 1 s token as little as a few milliseconds), and the expiry handed to the
+        // client is the token's own.
+        let exp = (now + self.policy.access_ttl.as_millis() as i64 + 999) / 1000;
+        let access_expires_at = exp * 1000;
         let claims = Claims {
             iss: auth::ISSUER.into(),
             aud: auth::AUDIENCE.into(),
@@ -266,7 +271,7 @@ impl<S: Store> Accounts<S> {
             name: user.username.clone(),
             role: user.role.as_str().into(),
             iat: now / 1000,
-            exp: access_expires_at / 1000,
+            exp,
             jti: new_id(),
             ver: user.token_version,
         };

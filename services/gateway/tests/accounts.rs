@@ -80,7 +80,10 @@ async fn login_issues_a_jwt_that_authenticates_with_the_role() {
     assert_ne!(session.access_token, session.refresh_token);
     let access_ttl = policy().access_ttl.as_millis() as i64;
     let refresh_ttl = policy().refresh_ttl.as_millis() as i64;
-    assert!((before + access_ttl..=now_ms() + access_ttl).contains(&session.access_expires_at));
+    // Whole seconds, rounded up: never shorter than the policy, never a second longer.
+    assert!((before + access_ttl..now_ms() + access_ttl + 1000).contains(&session.access_expires_at));
+    assert_eq!(session.access_expires_at % 1000, 0);
+    assert_eq!(jwt_exp(&session.access_token) * 1000, session.access_expires_at);
     assert!((before + refresh_ttl..=now_ms() + refresh_ttl).contains(&session.refresh_expires_at));
 
     let principal = accounts.authenticate(Some(&bearer(&session.access_token))).await.unwrap();
@@ -572,4 +575,12 @@ async fn reuse_detected_during_a_rotation_also_kills_the_rotated_token() {
     // Reuse was detected, so every session of that login must be dead, the winner's included;
     // otherwise whoever won (possibly the thief) keeps rotating forever.
     unauthenticated(accounts.refresh(&winner.refresh_token, PEER).await);
+}
+
+/// The `exp` claim of an access token, read without verifying it.
+fn jwt_exp(token: &str) -> i64 {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url payload");
+    serde_json::from_slice::<serde_json::Value>(&bytes).expect("JSON claims")["exp"].as_i64().expect("numeric exp")
 }
