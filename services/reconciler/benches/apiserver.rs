@@ -1,9 +1,10 @@
-//! The persona controller on a real kube-apiserver (`PERSYS_TEST_KUBECONFIG`; `scripts/bench
-//! persona_apiserver` starts one): the reconciler process's RSS with N personas and their
-//! Deployments in its caches (default 5,000; `PERSYS_BENCH_PERSONAS`), against the same process
-//! before the controller started; and the time from a Deployment change
-//! to the persona status that reflects it (timed from sending the patch), beside the API server's own watch delay for the
-//! Deployment in the same run. Prints figures; asserts nothing.
+//! The reconciler on a real kube-apiserver (`PERSYS_TEST_KUBECONFIG`; `scripts/bench
+//! persona_apiserver` starts one), run as its own process (`reconciler run --namespace`): its
+//! RSS with N personas and their Deployments in its caches (default 5,000;
+//! `PERSYS_BENCH_PERSONAS`), against the same process once it leads with empty caches; and the
+//! time from a Deployment change to the persona status that reflects it (timed from sending the
+//! patch), beside the API server's own watch delay for the Deployment in the same run. Prints
+//! figures; asserts nothing.
 
 use std::{
     collections::HashMap,
@@ -13,7 +14,7 @@ use std::{
 
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Namespace},
+    api::{apps::v1::Deployment, coordination::v1::Lease, core::v1::Namespace},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -22,15 +23,14 @@ use kube::{
     runtime::{WatchStreamExt, conditions, wait::await_condition, watcher},
 };
 use persys_crds::persona::ApplicationPersona;
-use persys_kit::shutdown;
-use persys_reconciler::persona;
 use serde_json::json;
 
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// A `/proc/<pid>/status` figure (`VmRSS`, `VmHWM`) in MiB.
+fn mem_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb: f64 = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
@@ -75,6 +75,30 @@ async fn main() {
     let personas = Api::<ApplicationPersona>::namespaced(client.clone(), &ns);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
 
+    // The reconciler process, restricted to the namespace; it leads once its Lease names it.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut reconciler = std::process::Command::new(env!("CARGO_BIN_EXE_reconciler"))
+        .args(["run", "--kubeconfig", &kubeconfig, "--namespace", &ns, "--lease-namespace", &ns])
+        .args(["--identity", "bench"])
+        .env("RUST_LOG", "warn")
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let pid = reconciler.id();
+    let leases = Api::<Lease>::namespaced(client.clone(), &ns);
+    loop {
+        if let Some(status) = reconciler.try_wait().unwrap() {
+            panic!("the reconciler exited ({status}): {}", std::fs::read_to_string(log.path()).unwrap_or_default());
+        }
+        let holder = leases.get_opt("persys-reconciler").await.unwrap().and_then(|l| l.spec?.holder_identity);
+        if holder.as_deref() == Some("bench") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = mem_mib(pid, "VmRSS:");
+
     // Zero replicas: the Deployment controller makes a ReplicaSet each and no pods.
     let t = Instant::now();
     stream::iter(0..n)
@@ -91,14 +115,8 @@ async fn main() {
             }
         })
         .await;
-    eprintln!("created {n} personas and Deployments in {:.1}s", t.elapsed().as_secs_f64());
-
-    let before = rss_mib();
-    let (stop_trigger, stop) = shutdown::channel();
-    let options = persona::Options { namespace: Some(ns.clone()), ..persona::Options::default() };
-    tokio::spawn(persona::run(client.clone(), options, stop));
+    let created = t.elapsed();
     // Wait until every persona has a status for its Deployment.
-    let t = Instant::now();
     loop {
         let list = personas.list(&Default::default()).await.unwrap();
         let done = list.items.iter().filter(|p| p.status.as_ref().and_then(|s| s.workload.as_ref()).is_some()).count();
@@ -108,7 +126,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let settle = t.elapsed();
-    let after = rss_mib();
+    let after = mem_mib(pid, "VmRSS:");
 
     // Latency: scale one Deployment at a time above the persona's maximum (a new warning) and
     // back, and time each patch's response to (a) the Deployment's own watch event and (b) the
@@ -172,8 +190,14 @@ async fn main() {
     status_delay.sort();
     println!("persona controller on a real kube-apiserver, {n} personas + Deployments in one namespace");
     println!(
-        "  RSS: {before:.1} MiB before the controller, {after:.1} MiB with its caches filled ({:.1} MiB for {n}); settled in {:.1}s",
+        "  reconciler RSS: {before:.1} MiB leading with empty caches, {after:.1} MiB with {n} personas and Deployments cached \
+         (+{:.1} MiB); peak {:.1} MiB",
         after - before,
+        mem_mib(pid, "VmHWM:")
+    );
+    println!(
+        "  created in {:.1}s; every persona had its status {:.1}s after the first was sent",
+        created.as_secs_f64(),
         settle.as_secs_f64()
     );
     println!("  {:<52} {:>8} {:>8} {:>8}", "from sending the patch, ms", "p50", "p99", "max");
@@ -192,6 +216,7 @@ async fn main() {
         pct(&status_delay, 1.0)
     );
     println!("  {} of {rounds} changes measured", status_delay.len());
-    stop_trigger.trigger();
+    reconciler.kill().unwrap();
+    reconciler.wait().unwrap();
     namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
 }

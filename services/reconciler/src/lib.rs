@@ -79,9 +79,11 @@ pub async fn serve_personas(
 pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     let client = client(args.kubeconfig.as_deref()).await?;
     let metrics = persys_kit::metrics::Metrics::new();
-    if let Some(addr) = persys_kit::server::spawn_admin(&args.telemetry, &metrics, shutdown.clone()).await? {
+    let admin = persys_kit::server::spawn_admin(&args.telemetry, &metrics, shutdown.clone()).await?;
+    if let Some(addr) = admin {
         tracing::info!(%addr, "admin endpoints (/metrics, /healthz)");
     }
+    let (mut grpc_addr, mut webhook_addr) = (None, None);
     if let Some(addr) = args.listen {
         let (Some(ca), Some(cert), Some(key)) = (args.tls_ca.clone(), args.tls_cert.clone(), args.tls_key.clone())
         else {
@@ -94,6 +96,7 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
         let personas = grpc::Personas::start(client.clone(), shutdown.clone());
         serve_personas(personas, listener, &tls, &args.allowed_callers, shutdown.clone()).await?;
         tracing::info!(addr = %bound, "PersonaService (mTLS)");
+        grpc_addr = Some(bound);
     }
     if let Some(addr) = args.webhook_listen {
         let (Some(cert), Some(key), Some(ca)) =
@@ -108,6 +111,7 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
         let router = webhook::Webhook::new(client.clone(), args.webhook_mode, fail_open).router();
         let (listener, bound) = persys_kit::server::bind(addr).await?;
         tracing::info!(addr = %bound, mode = ?args.webhook_mode, fail_open, "admission webhook");
+        webhook_addr = Some(bound);
         let stop = shutdown.clone();
         tokio::spawn(async move {
             if let Err(error) = persys_kit::server::serve_https(listener, router, &tls, stop).await {
@@ -125,6 +129,11 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
     if args.cluster_discovery && !discovery {
         tracing::info!("ClusterPersona discovery is off: --namespace restricts the reconciler to one namespace");
     }
+    // Every port is bound (the controllers start once this replica leads).
+    persys_kit::server::announce_ready(
+        "reconciler",
+        &[("grpc", grpc_addr), ("webhook", webhook_addr), ("admin", admin)],
+    );
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let elector =
         leader::Elector::new(client.clone(), &args.lease_namespace, &args.lease_name, &identity, args.lease_duration);

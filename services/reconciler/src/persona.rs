@@ -113,6 +113,23 @@ pub(crate) fn candidate_of_statefulset(s: &StatefulSet) -> Candidate {
 }
 
 impl Workload {
+    /// [`resolve::could_match`] without building a [`Candidate`] (no clones): whether `app`
+    /// appears where some rung of the resolution looks.
+    pub(crate) fn could_match(&self, app: &str) -> bool {
+        let (meta, template, selector) = match self {
+            Self::Deployment(d) => (&d.metadata, &d.spec.template.metadata, &d.spec.selector.match_labels),
+            Self::StatefulSet(s) => (&s.metadata, &s.spec.template.metadata, &s.spec.selector.match_labels),
+        };
+        let keys = ["app.kubernetes.io/name", "app"];
+        let has = |labels: Option<&BTreeMap<String, String>>| {
+            labels.is_some_and(|l| keys.iter().any(|k| l.get(*k).is_some_and(|v| v == app)))
+        };
+        meta.name.as_deref() == Some(app)
+            || has(meta.labels.as_ref())
+            || has(template.as_ref().and_then(|m| m.labels.as_ref()))
+            || has(selector.as_ref())
+    }
+
     pub(crate) fn candidate(&self) -> Candidate {
         match self {
             Self::Deployment(d) => candidate_of_deployment(d),
@@ -252,21 +269,27 @@ fn without_times(s: &ApplicationPersonaStatus) -> ApplicationPersonaStatus {
     s
 }
 
-/// The workloads of namespace `ns` in the caches.
-fn workloads_in(ctx: &Context, ns: &str) -> Vec<Workload> {
+/// The workloads of namespace `ns` in the caches that could belong to the persona named `app`
+/// on some rung of the resolution. The others can never be found by [`resolve::resolve`], so
+/// leaving them out changes no decision; it keeps a reconcile proportional to the persona's
+/// candidates instead of to every workload in its namespace (with thousands of Deployments in
+/// one namespace, building a candidate for each on every reconcile saturated the controller).
+fn workloads_in(ctx: &Context, ns: &str, app: &str) -> Vec<Workload> {
     let mut workloads: Vec<Workload> = ctx
         .deployments
         .state()
         .into_iter()
-        .filter(|d| d.namespace().as_deref() == Some(ns))
+        .filter(|d| d.metadata.namespace.as_deref() == Some(ns))
         .map(Workload::Deployment)
+        .filter(|w| w.could_match(app))
         .collect();
     workloads.extend(
         ctx.statefulsets
             .state()
             .into_iter()
-            .filter(|s| s.namespace().as_deref() == Some(ns))
-            .map(Workload::StatefulSet),
+            .filter(|s| s.metadata.namespace.as_deref() == Some(ns))
+            .map(Workload::StatefulSet)
+            .filter(|w| w.could_match(app)),
     );
     workloads
 }
@@ -283,7 +306,7 @@ fn pods_to_check(persona: &ApplicationPersona, workloads: &[Workload]) -> Option
 /// Decides the status of `persona` from its namespace's cached workloads and, when its workload
 /// is not healthy, its pods' failures.
 async fn observe(persona: &ApplicationPersona, ns: &str, ctx: &Context) -> Result<ApplicationPersonaStatus, Error> {
-    let workloads = workloads_in(ctx, ns);
+    let workloads = workloads_in(ctx, ns, &persona.spec.name);
     let failures = match pods_to_check(persona, &workloads) {
         Some(selector) => {
             let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns)
@@ -480,7 +503,7 @@ fn affected(
     personas
         .state()
         .into_iter()
-        .filter(|p| p.namespace() == ns)
+        .filter(|p| p.metadata.namespace == ns)
         .filter(|p| {
             resolve::could_match(&p.spec.name, c)
                 || p.status
@@ -510,7 +533,7 @@ fn failing_pod_owners(
     personas
         .state()
         .into_iter()
-        .filter(|p| p.namespace() == ns)
+        .filter(|p| p.metadata.namespace == ns)
         .filter(|p| {
             let Some(w) = p.status.as_ref().and_then(|s| s.workload.as_ref()) else { return false };
             let Some(ns) = ns.as_deref() else { return false };
@@ -557,8 +580,15 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
     // when it was not ready anyway, so without this a crash loop would wait for the requeue.
     let pod_events = watcher(api::<Pod>(&client, ns), watcher::Config::default()).default_backoff().touched_objects();
 
-    let controller = Controller::new(api::<ApplicationPersona>(&client, ns), watcher::Config::default());
-    let personas = controller.store();
+    // Personas through our own reflector, so their managedFields (kept by the API server for
+    // every field manager, a large share of each object) are dropped before they are cached.
+    let (personas, persona_writer) = reflector::store::<ApplicationPersona>();
+    let persona_events = watcher(api::<ApplicationPersona>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .modify(|p| p.managed_fields_mut().clear())
+        .reflect(persona_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(persona_events, personas.clone());
     let (p1, p2, p3) = (personas.clone(), personas.clone(), personas);
     let (d3, s3) = (deployments.clone(), statefulsets.clone());
     let ctx = Arc::new(Context { client, deployments, statefulsets, options });
@@ -578,4 +608,56 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::{
+        api::{apps::v1::StatefulSetSpec, core::v1::PodTemplateSpec},
+        apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
+    };
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn labels() -> impl Strategy<Value = Option<BTreeMap<String, String>>> {
+        let key = prop::sample::select(vec!["app.kubernetes.io/name", "app", "tier", "name"]);
+        let value = prop::sample::select(vec!["shop", "cart", "shop-v2"]);
+        prop::option::of(prop::collection::btree_map(key.prop_map(String::from), value.prop_map(String::from), 0..3))
+    }
+
+    proptest! {
+        /// The pre-filter agrees with the resolution's own `could_match` on every rung, so
+        /// leaving workloads out before resolving changes no outcome.
+        #[test]
+        fn the_cheap_prefilter_agrees_with_the_resolution(
+            name in prop::sample::select(vec!["shop", "cart", "web"]),
+            app in prop::sample::select(vec!["shop", "cart", "shop-v2"]),
+            meta_labels in labels(),
+            template_labels in labels(),
+            selector in labels(),
+            stateful in any::<bool>(),
+        ) {
+            let metadata = ObjectMeta { name: Some(name.into()), labels: meta_labels, ..ObjectMeta::default() };
+            let template = PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: template_labels, ..ObjectMeta::default() }),
+                ..PodTemplateSpec::default()
+            };
+            let selector = LabelSelector { match_labels: selector, ..LabelSelector::default() };
+            let workload = if stateful {
+                Workload::StatefulSet(Arc::new(StatefulSet {
+                    metadata,
+                    spec: StatefulSetSpec { template, selector, ..StatefulSetSpec::default() },
+                    status: None,
+                }))
+            } else {
+                Workload::Deployment(Arc::new(Deployment {
+                    metadata,
+                    spec: DeploymentSpec { template, selector, ..DeploymentSpec::default() },
+                    status: None,
+                }))
+            };
+            prop_assert_eq!(workload.could_match(app), resolve::could_match(app, &workload.candidate()));
+        }
+    }
 }
