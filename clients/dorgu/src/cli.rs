@@ -36,8 +36,31 @@ pub enum Command {
         #[command(subcommand)]
         command: PersonaCommand,
     },
+    /// Show what the reconciler discovered about the cluster (its ClusterPersona).
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Validate manifests against a persona, offline.
     Validate(ValidateArgs),
+}
+
+/// `dorgu cluster`.
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Show the ClusterPersona's status: platform, version, nodes, resources, add-ons.
+    Status(ClusterStatusArgs),
+}
+
+/// `dorgu cluster status`.
+#[derive(Args, Debug)]
+pub struct ClusterStatusArgs {
+    /// ClusterPersona name; default: the cluster's only (or oldest) ClusterPersona.
+    pub name: Option<String>,
+    /// The cluster.
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 /// Manifest serialization.

@@ -1,17 +1,19 @@
-//! `dorgu persona apply` and `status` through the Kubernetes API with kube (no kubectl):
-//! server-side apply under the field manager `dorgu`, and a read of the status the operator
-//! writes.
+//! `dorgu persona apply`, `persona status` and `cluster status` through the Kubernetes API
+//! with kube (no kubectl): server-side apply under the field manager `dorgu`, and reads of
+//! the statuses the reconciler writes (formatted by [`crate::status`]).
 
 use anyhow::Context;
 use kube::{
-    Client, Config,
-    api::{Api, ApiResource, DynamicObject, Patch, PatchParams},
+    Client, Config, ResourceExt,
+    api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
 
+use persys_crds::{ApplicationPersona, ClusterPersona};
+
 use crate::{
-    cli::{KubeArgs, PersonaApplyArgs, PersonaStatusArgs},
-    config, generate,
+    cli::{ClusterStatusArgs, KubeArgs, PersonaApplyArgs, PersonaStatusArgs},
+    config, generate, status,
 };
 
 /// The ApplicationPersona resource.
@@ -39,13 +41,17 @@ pub async fn client(args: &KubeArgs) -> anyhow::Result<Client> {
     Client::try_from(config).context("building the Kubernetes client")
 }
 
-fn explain(e: kube::Error, what: &str) -> anyhow::Error {
+/// The CRDs a 404 on the collection means are missing.
+const CRD_PERSONAS: &str = "the ApplicationPersona CRD (applicationpersonas.dorgu.io)";
+const CRD_CLUSTERS: &str = "the ClusterPersona CRD (clusterpersonas.dorgu.io)";
+
+fn explain(e: kube::Error, what: &str, crd: &str) -> anyhow::Error {
     match &e {
         kube::Error::Api(status)
             if status.code == 404 && status.message.contains("could not find the requested resource") =>
         {
             anyhow::anyhow!(
-                "{what}: the ApplicationPersona CRD (applicationpersonas.dorgu.io) is not installed in this cluster"
+                "{what}: {crd} is not installed in this cluster: install the Persys chart, or `reconciler crds | kubectl apply -f -`"
             )
         }
         kube::Error::Api(status) if status.code == 404 => anyhow::anyhow!("{what}: not found"),
@@ -73,7 +79,7 @@ pub async fn apply(args: PersonaApplyArgs, json: bool) -> anyhow::Result<()> {
     let applied = api
         .patch(&spec.name, &PatchParams::apply("dorgu").force(), &Patch::Apply(&object))
         .await
-        .map_err(|e| explain(e, &what))?;
+        .map_err(|e| explain(e, &what, CRD_PERSONAS))?;
     if json {
         println!("{}", serde_json::json!({"applied": what, "resourceVersion": applied.metadata.resource_version}));
     } else {
@@ -91,55 +97,6 @@ fn persona_object(
     persys_analyzer::yaml::from_str(&manifest).context("reading the generated persona")
 }
 
-/// Formats the status block the operator writes.
-pub fn format_status(name: &str, namespace: &str, status: Option<&serde_json::Value>) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(out, "ApplicationPersona {namespace}/{name}");
-    let Some(s) = status else {
-        let _ = writeln!(out, "  no status yet: the operator has not reconciled it");
-        return out;
-    };
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
-    let _ = writeln!(out, "  phase:      {}", text(&s["phase"]));
-    let _ = writeln!(
-        out,
-        "  health:     {} {}",
-        text(&s["health"]["status"]),
-        s["health"]["message"].as_str().unwrap_or("")
-    );
-    if let Some(image) = s["deployments"]["current"].as_str() {
-        let _ = writeln!(out, "  deployed:   {image}");
-    }
-    if let Some(v) = s.get("validation") {
-        let passed = v["passed"].as_bool().map_or("-", |p| if p { "passed" } else { "failed" });
-        let _ = writeln!(out, "  validation: {passed}");
-        for issue in v["issues"].as_array().into_iter().flatten() {
-            let _ = writeln!(
-                out,
-                "    {:<7} {} {}",
-                text(&issue["severity"]),
-                text(&issue["field"]),
-                text(&issue["message"])
-            );
-        }
-    }
-    if let Some(argo) = s.get("argoCD") {
-        let _ = writeln!(out, "  argocd:     {} / {}", text(&argo["syncStatus"]), text(&argo["healthStatus"]));
-    }
-    if let Some(b) = s.get("learned").and_then(|l| l.get("resourceBaseline")) {
-        let _ = writeln!(
-            out,
-            "  baseline:   cpu avg {} peak {}, memory avg {} peak {}",
-            text(&b["avgCPU"]),
-            text(&b["peakCPU"]),
-            text(&b["avgMemory"]),
-            text(&b["peakMemory"])
-        );
-    }
-    out
-}
-
 /// `dorgu persona status`.
 pub async fn status(args: PersonaStatusArgs, json: bool) -> anyhow::Result<()> {
     let namespace = {
@@ -148,14 +105,46 @@ pub async fn status(args: PersonaStatusArgs, json: bool) -> anyhow::Result<()> {
         if ns.is_empty() { "default".to_owned() } else { ns }
     };
     let client = client(&args.kube).await?;
-    let api: Api<DynamicObject> = Api::namespaced_with(client, &namespace, &resource());
+    let api: Api<ApplicationPersona> = Api::namespaced(client, &namespace);
     let what = format!("ApplicationPersona {namespace}/{}", args.name);
-    let object = api.get(&args.name).await.map_err(|e| explain(e, &what))?;
-    let status = object.data.get("status");
+    let persona = api.get(&args.name).await.map_err(|e| explain(e, &what, CRD_PERSONAS))?;
     if json {
-        println!("{}", serde_json::json!({"name": args.name, "namespace": namespace, "status": status}));
+        println!("{}", serde_json::json!({"name": args.name, "namespace": namespace, "status": persona.status}));
     } else {
-        print!("{}", format_status(&args.name, &namespace, status));
+        print!("{}", status::persona(&namespace, &args.name, persona.status.as_ref()));
+    }
+    Ok(())
+}
+
+/// `dorgu cluster status`: the named ClusterPersona, or the cluster's only one (the oldest
+/// when there are several, as the reconciler's PersonaService answers).
+pub async fn cluster_status(args: ClusterStatusArgs, json: bool) -> anyhow::Result<()> {
+    let client = client(&args.kube).await?;
+    let api: Api<ClusterPersona> = Api::all(client);
+    let persona = match &args.name {
+        Some(name) => api.get(name).await.map_err(|e| explain(e, &format!("ClusterPersona {name}"), CRD_CLUSTERS))?,
+        None => {
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| explain(e, "listing ClusterPersonas", CRD_CLUSTERS))?;
+            list.items
+                .into_iter()
+                .min_by(|a, b| {
+                    (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())
+                        .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), b.name_any()))
+                })
+                .context(
+                    "this cluster has no ClusterPersona yet: the reconciler creates one when its cluster discovery \
+                     runs (see docs/reconciler.md), or apply one yourself",
+                )?
+        }
+    };
+    let name = persona.name_any();
+    if json {
+        println!("{}", serde_json::json!({"name": name, "status": persona.status}));
+    } else {
+        print!("{}", status::cluster(&name, persona.status.as_ref()));
     }
     Ok(())
 }
@@ -176,13 +165,5 @@ mod tests {
         assert_eq!(object.types.as_ref().map(|t| t.kind.as_str()), Some("ApplicationPersona"));
         assert_eq!(object.data["spec"]["name"], "on");
         assert_eq!(object.data["spec"]["networking"]["ports"][0]["port"], 8080);
-    }
-
-    #[test]
-    fn status_is_formatted() {
-        let s = serde_json::json!({"phase": "Degraded", "health": {"status": "Healthy"}, "validation": {"passed": false, "issues": [{"severity": "error", "field": "spec.replicas", "message": "below min"}]}});
-        let text = format_status("orders", "shop", Some(&s));
-        assert!(text.contains("phase:      Degraded") && text.contains("error   spec.replicas below min"), "{text}");
-        assert!(format_status("x", "y", None).contains("no status yet"));
     }
 }

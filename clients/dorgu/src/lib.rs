@@ -1,7 +1,7 @@
 //! The dorgu CLI: analyse an application and generate its Kubernetes manifests and
 //! `ApplicationPersona` (offline with the analyzer library, or through the analyzer service),
 //! keep the app's `.dorgu.yaml` and the user's global config, validate manifests against a
-//! persona, and apply personas and read their status through the Kubernetes API (kube, no
+//! persona, and apply personas and read their and the cluster's status through the Kubernetes API (kube, no
 //! kubectl). It holds no analysis logic of its own: that is `persys-analyzer`.
 
 pub mod cli;
@@ -11,9 +11,10 @@ pub mod init;
 pub mod kube_api;
 pub mod output;
 pub mod remote;
+pub mod status;
 pub mod validate;
 
-use cli::{Cli, Command, ConfigCommand, PersonaCommand};
+use cli::{Cli, ClusterCommand, Command, ConfigCommand, PersonaCommand};
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             PersonaCommand::Apply(args) => kube_api::apply(args, json).await,
             PersonaCommand::Status(args) => kube_api::status(args, json).await,
         },
+        Command::Cluster { command: ClusterCommand::Status(args) } => kube_api::cluster_status(args, json).await,
         Command::Validate(args) => validate::validate(args, json),
     }
 }

@@ -311,6 +311,74 @@ fn persona_apply_and_status_against_a_real_cluster() {
     let parsed: serde_json::Value = serde_json::from_str(&ok(&json_out)).unwrap();
     assert_eq!(parsed["status"]["phase"], "Degraded");
 
+    // The cluster's persona, as the reconciler's discovery writes it, read by `dorgu cluster
+    // status`; a name that does not exist is named in the error.
+    let cluster = format!("dorgu-cli-{}", std::process::id());
+    let dorgu_cluster = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dorgu"))
+            .args(args)
+            .args(["--kubeconfig", &kubectl.kubeconfig])
+            .env("DORGU_CONFIG_DIR", tmp.path())
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap()
+    };
+    let absent = dorgu_cluster(&["cluster", "status", &cluster]);
+    assert!(!absent.status.success());
+    let err = String::from_utf8_lossy(&absent.stderr);
+    assert!(err.contains(&format!("ClusterPersona {cluster}: not found")), "{err}");
+    kubectl.run(
+        &["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"],
+        Some(
+            &serde_json::json!({"apiVersion": "dorgu.io/v1", "kind": "ClusterPersona",
+            "metadata": {"name": cluster}, "spec": {"name": cluster}})
+            .to_string(),
+        ),
+    );
+    let discovered = serde_json::json!({"status": {
+        "phase": "Ready", "platform": "Kind", "kubernetesVersion": "v1.37.2", "applicationCount": 3,
+        "nodes": [{"name": "worker-1", "role": "worker", "ready": false, "kubeletVersion": "v1.37.2",
+            "taints": ["node.kubernetes.io/not-ready:NoSchedule"]}],
+        "resourceSummary": {"nodeCount": 1, "allocatableCPU": "4", "usedCPU": "500m", "cpuUtilization": 12,
+            "totalPods": 2, "runningPods": 1},
+        "addons": [{"name": "argocd", "type": "gitops", "installed": true, "healthy": false, "version": "v3.1.0", "namespace": "argocd"},
+            {"name": "istio", "type": "service-mesh", "installed": false}]
+    }});
+    kubectl.run(
+        &[
+            "patch",
+            "clusterpersonas.dorgu.io",
+            &cluster,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &discovered.to_string(),
+        ],
+        None,
+    );
+    let text = ok(&dorgu_cluster(&["cluster", "status", &cluster]));
+    for want in [
+        format!("ClusterPersona {cluster}"),
+        "phase:      Ready".into(),
+        "platform:   Kind".into(),
+        "kubernetes: v1.37.2".into(),
+        "personas:   3".into(),
+        "pods:       1 running of 2".into(),
+        "worker-1".into(),
+        "NotReady".into(),
+        "node.kubernetes.io/not-ready:NoSchedule".into(),
+        "argocd".into(),
+        "unhealthy".into(),
+    ] {
+        assert!(text.contains(&want), "{want:?} missing from:\n{text}");
+    }
+    assert!(!text.contains("istio"), "an add-on that is not installed is not listed:\n{text}");
+    let json_out: serde_json::Value =
+        serde_json::from_str(&ok(&dorgu_cluster(&["--json", "cluster", "status", &cluster]))).unwrap();
+    assert_eq!(json_out["status"]["nodes"][0]["name"], "worker-1");
+    assert_eq!(json_out["name"], cluster.as_str());
+    kubectl.run(&["delete", "clusterpersonas.dorgu.io", &cluster], None);
+
     kubectl.run(&["delete", "namespace", &namespace, "--wait=false"], None);
 }
 
