@@ -42,8 +42,74 @@ pub enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Follow personas live through a Persys gateway (the reconciler's PersonaService).
+    Watch {
+        /// What to follow.
+        #[command(subcommand)]
+        command: WatchCommand,
+    },
     /// Validate manifests against a persona, offline.
     Validate(ValidateArgs),
+}
+
+/// `dorgu watch`: one line per change (JSON lines with --json) until interrupted; a broken
+/// stream is reopened from the last resource version seen, so no change is missed.
+#[derive(Subcommand, Debug)]
+pub enum WatchCommand {
+    /// ApplicationPersonas: the current ones first, then every change (phase changes summarised).
+    Personas(WatchPersonasArgs),
+    /// The ClusterPersona: its current state, then every change discovery makes.
+    Cluster(WatchClusterArgs),
+}
+
+/// The Persys gateway to go through.
+#[derive(Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// Gateway URL, e.g. https://persys.example.com:8080. Uses the session of
+    /// `persys login --server URL`, or --token.
+    #[arg(long, env = "DORGU_SERVER")]
+    pub server: String,
+    /// CA certificate (PEM) of the gateway's certificate, for https:// gateways with a private CA
+    /// (default: the system's trusted roots).
+    #[arg(long, env = "PERSYS_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// A Persys API key (psk_...) to use instead of the stored `persys login` session.
+    #[arg(long, env = "PERSYS_TOKEN", hide_env_values = true, value_name = "KEY")]
+    pub token: Option<String>,
+}
+
+/// `dorgu watch personas`.
+#[derive(Args, Debug)]
+pub struct WatchPersonasArgs {
+    /// Only this persona (with --namespace).
+    pub name: Option<String>,
+    /// Only this namespace; every namespace by default.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Resume after this resource version (as printed by an earlier watch with --json)
+    /// instead of starting with the current personas.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stop after this many events (e.g. 1 to wait for the next change); never by default.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Where the gateway is.
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// `dorgu watch cluster`.
+#[derive(Args, Debug)]
+pub struct WatchClusterArgs {
+    /// Resume after this resource version instead of starting with the current state.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stop after this many events; never by default.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Where the gateway is.
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
 }
 
 /// `dorgu cluster`.

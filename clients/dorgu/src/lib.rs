@@ -14,7 +14,7 @@ pub mod remote;
 pub mod status;
 pub mod validate;
 
-use cli::{Cli, ClusterCommand, Command, ConfigCommand, PersonaCommand};
+use cli::{Cli, ClusterCommand, Command, ConfigCommand, PersonaCommand, WatchCommand};
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -34,6 +34,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             PersonaCommand::Status(args) => kube_api::status(args, json).await,
         },
         Command::Cluster { command: ClusterCommand::Status(args) } => kube_api::cluster_status(args, json).await,
+        Command::Watch { command } => match command {
+            WatchCommand::Personas(args) => remote::watch_personas(args, json).await,
+            WatchCommand::Cluster(args) => remote::watch_cluster(args, json).await,
+        },
         Command::Validate(args) => validate::validate(args, json),
     }
 }

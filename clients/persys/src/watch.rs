@@ -56,7 +56,7 @@ pub async fn resumable<R, S, F, Fut>(
     on_event: impl FnMut(R) -> anyhow::Result<ControlFlow<()>>,
 ) -> anyhow::Result<()>
 where
-    R: Revisioned,
+    R: Revisioned<Cursor = i64>,
     S: Stream<Item = Result<R, Status>> + Unpin,
     F: FnMut(i64) -> Fut,
     Fut: Future<Output = Result<S, persys_client::Error>>,

@@ -12,6 +12,7 @@ use persys_proto::{
         auth_service_client::AuthServiceClient, user_service_client::UserServiceClient,
     },
     metrics::v1::{alert_service_client::AlertServiceClient, metrics_query_service_client::MetricsQueryServiceClient},
+    reconciler::v1::persona_service_client::PersonaServiceClient,
     scheduler::v1::scheduler_service_client::SchedulerServiceClient,
 };
 use tonic::{
@@ -97,6 +98,12 @@ impl Conn {
     /// Returns an alert client: rules, alerts, acknowledgements, live alerts (admins).
     pub fn metrics_alerts(self) -> AlertServiceClient<AuthChannel> {
         AlertServiceClient::with_interceptor(self.channel, self.bearer)
+    }
+
+    /// Returns a persona client (the reconciler): ApplicationPersonas, the ClusterPersona,
+    /// their live changes.
+    pub fn personas(self) -> PersonaServiceClient<AuthChannel> {
+        PersonaServiceClient::with_interceptor(self.channel, self.bearer)
     }
 
     /// Returns an analyzer client: app analysis, manifests, personas.

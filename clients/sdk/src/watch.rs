@@ -6,29 +6,65 @@
 use std::{future::Future, ops::ControlFlow, time::Duration};
 
 use futures::{Stream, StreamExt};
-use persys_proto::scheduler::v1::{
-    WatchNodesResponse, WatchWorkloadsRequest, WatchWorkloadsResponse, Workload,
-    scheduler_service_client::SchedulerServiceClient,
+use persys_proto::{
+    reconciler::v1::WatchPersonaEventsResponse,
+    scheduler::v1::{
+        WatchNodesResponse, WatchWorkloadsRequest, WatchWorkloadsResponse, Workload,
+        scheduler_service_client::SchedulerServiceClient,
+    },
 };
 use tonic::{Code, Status, codegen::StdError};
 
 use crate::{CallError, Client, Error};
 
-/// A watch event's revision.
+/// Where a watch resumes: a store revision that only grows (the scheduler's), or an opaque
+/// resource version passed back exactly as the server sent it (the reconciler's, from
+/// Kubernetes). The default starts with a snapshot.
+pub trait Cursor: Clone + Default + std::fmt::Display {
+    /// Moves the cursor to resume after an event seen at `seen`.
+    fn advance(&mut self, seen: Self);
+}
+
+impl Cursor for i64 {
+    fn advance(&mut self, seen: i64) {
+        *self = (*self).max(seen);
+    }
+}
+
+impl Cursor for String {
+    fn advance(&mut self, seen: String) {
+        if !seen.is_empty() {
+            *self = seen;
+        }
+    }
+}
+
+/// A watch event's position.
 pub trait Revisioned {
-    /// Returns the store revision the event was produced at.
-    fn revision(&self) -> i64;
+    /// How positions are written.
+    type Cursor: Cursor;
+    /// Returns the position the event was produced at.
+    fn revision(&self) -> Self::Cursor;
 }
 
 impl Revisioned for WatchWorkloadsResponse {
+    type Cursor = i64;
     fn revision(&self) -> i64 {
         self.revision
     }
 }
 
 impl Revisioned for WatchNodesResponse {
+    type Cursor = i64;
     fn revision(&self) -> i64 {
         self.revision
+    }
+}
+
+impl Revisioned for WatchPersonaEventsResponse {
+    type Cursor = String;
+    fn revision(&self) -> String {
+        self.resource_version.clone()
     }
 }
 
@@ -52,7 +88,7 @@ pub fn transient(code: Code) -> bool {
 /// not found, denied) end the watch.
 pub async fn resumable<R, S, F, Fut, E>(
     server: &str,
-    mut since: i64,
+    mut since: R::Cursor,
     mut open: F,
     mut on_event: impl FnMut(R) -> Result<ControlFlow<()>, E>,
     mut notice: impl FnMut(String),
@@ -60,17 +96,17 @@ pub async fn resumable<R, S, F, Fut, E>(
 where
     R: Revisioned,
     S: Stream<Item = Result<R, Status>> + Unpin,
-    F: FnMut(i64) -> Fut,
+    F: FnMut(R::Cursor) -> Fut,
     Fut: Future<Output = Result<S, Error>>,
     E: From<Error>,
 {
     let mut backoff = Duration::from_millis(250);
     loop {
-        match open(since).await {
+        match open(since.clone()).await {
             Ok(mut stream) => loop {
                 match stream.next().await {
                     Some(Ok(event)) => {
-                        since = since.max(event.revision());
+                        since.advance(event.revision());
                         backoff = Duration::from_millis(250);
                         if on_event(event)?.is_break() {
                             return Ok(());
@@ -82,7 +118,7 @@ where
                     }
                     Some(Err(status)) if status.code() == Code::OutOfRange => {
                         notice(format!("revision {since} is no longer kept; starting again from a snapshot"));
-                        since = 0;
+                        since = R::Cursor::default();
                         break;
                     }
                     Some(Err(status)) if !transient(status.code()) => {
@@ -97,7 +133,7 @@ where
             Err(e) => match e.code() {
                 Some(Code::OutOfRange) => {
                     notice(format!("revision {since} is no longer kept; starting again from a snapshot"));
-                    since = 0;
+                    since = R::Cursor::default();
                 }
                 Some(code) if transient(code) => {
                     notice(format!("{}; retrying in {backoff:?}", e.to_string().lines().next().unwrap_or_default()));
@@ -214,6 +250,7 @@ mod tests {
     struct Ev(i64);
 
     impl Revisioned for Ev {
+        type Cursor = i64;
         fn revision(&self) -> i64 {
             self.0
         }

@@ -150,11 +150,13 @@ where
             if let Some(f) = &fields { wp = wp.fields(f); }
             let mut events = api.watch(&wp, &version).await.map_err(kube_status)?.boxed();
             while let Some(e) = events.try_next().await.map_err(kube_status)? {
+                // The API server's own type: a stream resumed from a version has seen no
+                // earlier state, yet an object changed after it is MODIFIED, not new.
+                let kind = if matches!(e, WatchEvent::Added(_)) { WatchEventType::Added } else { WatchEventType::Modified };
                 match e {
                     WatchEvent::Added(o) | WatchEvent::Modified(o) => {
                         let name = o.name_any();
                         let before = last.get(&name);
-                        let kind = if before.is_some() { WatchEventType::Modified } else { WatchEventType::Added };
                         let (object, summary) = convert(&o, before);
                         version = o.resource_version().unwrap_or_default();
                         yield event(kind, Some(object), version.clone(), summary);

@@ -186,6 +186,7 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     let mut resumed = gateway.watch_persona_events(watch(added.resource_version.clone())).await.unwrap().into_inner();
     let again = tokio::time::timeout(Duration::from_secs(20), resumed.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(again.resource_version, changed.resource_version);
+    assert_eq!(again.r#type, WatchEventType::Modified as i32, "a change after the resumed version is not a new object");
 
     // A name without a namespace is a field violation; only the gateway's identity may call.
     let bad = WatchPersonaEventsRequest { name: "alpha".into(), ..Default::default() };

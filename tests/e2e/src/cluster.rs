@@ -17,6 +17,18 @@ pub struct ClusterOptions {
     /// Also run the metrics pipeline on this PostgreSQL database and schema, behind the
     /// gateway as upstream `metrics`; agents then ship host metrics to it every 200 ms.
     pub metrics: Option<(String, String)>,
+    /// Also run the reconciler on this Kubernetes API server, restricted to one namespace, with
+    /// PersonaService behind the gateway as upstream `reconciler`.
+    pub reconciler: Option<ReconcilerOptions>,
+}
+
+/// Where a test cluster's reconciler works.
+#[derive(Clone)]
+pub struct ReconcilerOptions {
+    /// Kubeconfig of the API server (the bench's `PERSYS_TEST_KUBECONFIG`).
+    pub kubeconfig: String,
+    /// The one namespace it reconciles (and holds its Lease in).
+    pub namespace: String,
 }
 
 /// A running scheduler and gateway.
@@ -29,6 +41,8 @@ pub struct Cluster {
     pub scheduler: Option<Service>,
     /// The metrics pipeline, when asked for.
     pub metrics: Option<Service>,
+    /// The reconciler, when asked for.
+    pub reconciler: Option<Service>,
 }
 
 impl Cluster {
@@ -74,17 +88,40 @@ impl Cluster {
             None => None,
         };
 
+        let reconciler = match &options.reconciler {
+            Some(r) => {
+                let mut args: Vec<String> = ["run", "--kubeconfig", &r.kubeconfig, "--namespace", &r.namespace]
+                    .into_iter()
+                    .chain([
+                        "--lease-namespace",
+                        &r.namespace,
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--allowed-caller",
+                        "gateway",
+                    ])
+                    .map(String::from)
+                    .collect();
+                args.extend(tls_args(&certs, "reconciler"));
+                Some(Service::start("reconciler", bin("reconciler")?, &args, &[], dir.path(), timeout).await?)
+            }
+            None => None,
+        };
+
         let secret_file = dir.path().join("jwt-secret");
         std::fs::write(&secret_file, b"cli-test-secret-0123456789abcdef-0123456789")?;
         let mut upstreams = vec![format!("scheduler=https://localhost:{}", scheduler.addr("grpc").port())];
         if let Some(m) = &metrics {
             upstreams.push(format!("metrics=https://localhost:{}", m.addr("grpc").port()));
         }
+        if let Some(r) = &reconciler {
+            upstreams.push(format!("reconciler=https://localhost:{}", r.addr("grpc").port()));
+        }
         let mut args = gateway_args(dir.path(), &secret_file, &upstreams);
         args.extend(options.gateway_args.iter().cloned());
         let env = [("PERSYS_GATEWAY_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string())];
         let gateway = Service::start("gateway", bin("gateway")?, &args, &env, dir.path(), timeout).await?;
-        Ok(Self { dir, gateway, scheduler: Some(scheduler), metrics })
+        Ok(Self { dir, gateway, scheduler: Some(scheduler), metrics, reconciler })
     }
 
     /// Returns the certificates directory.
