@@ -16,8 +16,11 @@
 #      The reconciler (component `reconciler`, off by default): with the all-on values its
 #      Deployment (`reconciler run`, 2 replicas, RollingUpdate, a ServiceAccount token, /healthz
 #      probes on the admin port, the Lease in the release namespace with the pod's name as
-#      identity, the webhook's port, TLS Secret and settings, no mTLS variables), ServiceAccount,
-#      Service (admin, and 443 to the webhook), NetworkPolicy, PDB, ClusterRole with exactly the
+#      identity, the webhook's port, TLS Secret and settings, PersonaService on 7500 with its
+#      mTLS Secret and allowed callers), its Certificate (spiffe://persys/reconciler) and the
+#      gateway's upstream to it (none of these with reconciler.grpc.enabled=false), ServiceAccount,
+#      Service (grpc, admin, and 443 to the webhook), NetworkPolicy (7500 from the gateway's
+#      pods), PDB, ClusterRole with exactly the
 #      rules the code needs (get namespaces only with the webhook on) and ClusterRoleBinding, the
 #      leader-election Role (create leases; get/update only its Lease) and RoleBinding, the
 #      ValidatingWebhookConfiguration (Ignore, the namespaceSelector, never the release
@@ -441,11 +444,17 @@ step_reconciler_render() {
         grep -A1 'name: PERSYS_RECONCILER_CLUSTER_DISCOVERY$' "$WORK/rec-nodisc.yaml" | grep -q 'value: "false"' ||
         fail "reconciler.clusterDiscovery.enabled=false: discovery's role rendered or discovery still on"
     [ -n "$(doc "$on" Certificate "$WEBHOOK_CERT")" ] || fail "all-on values: no Certificate $WEBHOOK_CERT for the webhook"
-    for kind in Certificate RoleBinding Role; do
+    for kind in RoleBinding Role; do
         [ -z "$(doc "$on" "$kind" "$RECONCILER_NAME")$(doc "$on" "$kind" "$RECONCILER_ROLE")" ] ||
-            fail "all-on values: a $kind $RECONCILER_NAME or $RECONCILER_ROLE (no mTLS: no service Certificate; every namespace: no RoleBinding to the ClusterRole)"
+            fail "all-on values: a $kind $RECONCILER_NAME or $RECONCILER_ROLE (every namespace: no RoleBinding to the ClusterRole)"
     done
-    ! grep -q 'spiffe://persys/reconciler' "$on" || fail "all-on values: a certificate with the identity spiffe://persys/reconciler (the reconciler uses no mTLS)"
+    # PersonaService (reconciler.grpc, on by default): its mTLS identity, and the gateway routes
+    # users to it.
+    grep -q '^ *- spiffe://persys/reconciler$' <<<"$(doc "$on" Certificate "$RECONCILER_NAME")" ||
+        fail "Certificate $RECONCILER_NAME does not carry spiffe://persys/reconciler"
+    v=$(doc "$on" Deployment "$RELEASE-gateway" | env_value PERSYS_GATEWAY_UPSTREAMS)
+    tr ',' '\n' <<<"$v" | grep -qx "reconciler=https://$RECONCILER_NAME:7500" ||
+        fail "the gateway's upstreams '$v' do not include reconciler=https://$RECONCILER_NAME:7500"
     d=$(doc "$on" Deployment "$RECONCILER_NAME")
     grep -q '^ *command: \["reconciler", "run"\]$' <<<"$d" || fail "Deployment $RECONCILER_NAME does not run 'reconciler run'"
     grep -q '^ *app.kubernetes.io/component: reconciler$' <<<"$d" || fail "Deployment $RECONCILER_NAME is not labelled component=reconciler"
@@ -455,6 +464,7 @@ step_reconciler_render() {
     grep -q '^ *automountServiceAccountToken: true$' <<<"$d" || fail "Deployment $RECONCILER_NAME does not mount its ServiceAccount token"
     grep -A1 '^ *- name: admin$' <<<"$d" | grep -q '^ *containerPort: 9090$' || fail "Deployment $RECONCILER_NAME has no container port admin 9090"
     grep -A1 '^ *- name: webhook$' <<<"$d" | grep -q '^ *containerPort: 9443$' || fail "Deployment $RECONCILER_NAME has no container port webhook 9443"
+    grep -A1 '^ *- name: grpc$' <<<"$d" | grep -q '^ *containerPort: 7500$' || fail "Deployment $RECONCILER_NAME has no container port grpc 7500"
     for var in startupProbe readinessProbe livenessProbe; do
         grep -A4 "^ *$var:\$" <<<"$d" | grep -q '^ *path: /healthz$' && grep -A4 "^ *$var:\$" <<<"$d" | grep -q '^ *port: admin$' ||
             fail "Deployment $RECONCILER_NAME: $var is not /healthz on the admin port"
@@ -473,7 +483,9 @@ step_reconciler_render() {
         PERSYS_RECONCILER_LEASE_NAME="$LEASE_NAME" PERSYS_RECONCILER_LEASE_DURATION=10s \
         PERSYS_RECONCILER_WEBHOOK_LISTEN=0.0.0.0:9443 PERSYS_RECONCILER_WEBHOOK_MODE=enforcing \
         PERSYS_RECONCILER_WEBHOOK_FAILURE_POLICY=ignore PERSYS_RECONCILER_WEBHOOK_TLS_CERT=/etc/persys/webhook/tls.crt \
-        PERSYS_RECONCILER_WEBHOOK_TLS_KEY=/etc/persys/webhook/tls.key PERSYS_RECONCILER_WEBHOOK_TLS_CA=/etc/persys/webhook/ca.crt; do
+        PERSYS_RECONCILER_WEBHOOK_TLS_KEY=/etc/persys/webhook/tls.key PERSYS_RECONCILER_WEBHOOK_TLS_CA=/etc/persys/webhook/ca.crt \
+        PERSYS_RECONCILER_LISTEN=0.0.0.0:7500 PERSYS_RECONCILER_ALLOWED_CALLERS=gateway PERSYS_TLS_CA=/etc/persys/tls/ca.pem \
+        PERSYS_TLS_CERT=/etc/persys/tls/cert.pem PERSYS_TLS_KEY=/etc/persys/tls/key.pem; do
         v=$(env_value "${var%%=*}" <<<"$d")
         [ "$v" = "${var#*=}" ] || fail "Deployment $RECONCILER_NAME: ${var%%=*} is '$v', not ${var#*=}"
     done
@@ -488,21 +500,27 @@ step_reconciler_render() {
     grep -A3 '^ *- name: webhook-tls$' <<<"$d" | grep -q "^ *secretName: $WEBHOOK_SECRET\$" ||
         fail "Deployment $RECONCILER_NAME: the webhook-tls volume is not Secret $WEBHOOK_SECRET"
     ! grep -q '^ *subPath:' <<<"$d" || fail "Deployment $RECONCILER_NAME mounts with subPath (renewed certificates would not reach the pod)"
-    # In-cluster account, every namespace, no mTLS material it would not read.
-    for var in PERSYS_RECONCILER_KUBECONFIG PERSYS_RECONCILER_NAMESPACE PERSYS_TLS_CA PERSYS_TLS_CERT PERSYS_TLS_KEY; do
+    # In-cluster account, every namespace; its mTLS material (cert-manager's Secret) where the
+    # TLS variables point.
+    for var in PERSYS_RECONCILER_KUBECONFIG PERSYS_RECONCILER_NAMESPACE; do
         [ -z "$(env_entry "$var" <<<"$d")" ] || fail "Deployment $RECONCILER_NAME sets $var"
     done
-    ! grep -q '/etc/persys/tls' <<<"$d" || fail "Deployment $RECONCILER_NAME mounts mTLS material it does not use"
+    grep -A2 '^ *- name: tls$' <<<"$d" | grep -q '^ *mountPath: /etc/persys/tls$' &&
+        grep -A2 '^ *- name: tls$' <<<"$d" | grep -q "^ *secretName: $RECONCILER_NAME-tls\$" ||
+        fail "Deployment $RECONCILER_NAME does not mount Secret $RECONCILER_NAME-tls at /etc/persys/tls"
     d=$(doc "$on" Service "$RECONCILER_NAME")
     grep -A1 '^ *- name: admin$' <<<"$d" | grep -q '^ *port: 9090$' || fail "Service $RECONCILER_NAME has no port named admin (9090)"
     grep -A2 '^ *- name: webhook$' <<<"$d" | grep -q '^ *port: 443$' && grep -A2 '^ *- name: webhook$' <<<"$d" | grep -q '^ *targetPort: webhook$' ||
         fail "Service $RECONCILER_NAME has no port webhook 443 -> the container's webhook port"
-    [ "$(grep -c '^ *- name: ' <<<"$d")" -eq 2 ] || fail "Service $RECONCILER_NAME exposes more than its admin and webhook ports"
+    grep -A2 '^ *- name: grpc$' <<<"$d" | grep -q '^ *port: 7500$' || fail "Service $RECONCILER_NAME has no port grpc 7500"
+    [ "$(grep -c '^ *- name: ' <<<"$d")" -eq 3 ] || fail "Service $RECONCILER_NAME exposes more than its grpc, admin and webhook ports"
     d=$(doc "$on" NetworkPolicy "$RECONCILER_NAME")
     grep -q '^ *port: 9090$' <<<"$d" && grep -q '^ *kubernetes.io/metadata.name: monitoring$' <<<"$d" ||
         fail "NetworkPolicy $RECONCILER_NAME does not admit networkPolicy.adminFrom to the admin port 9090"
     grep -A4 '^ *port: 9443$' <<<"$d" | grep -q '^ *cidr: 192.0.2.0/24$' ||
         fail "NetworkPolicy $RECONCILER_NAME does not admit reconciler.webhook.from to the webhook port 9443"
+    grep -A6 '^ *port: 7500$' <<<"$d" | grep -q '^ *app.kubernetes.io/component: gateway$' ||
+        fail "NetworkPolicy $RECONCILER_NAME does not admit the gateway's pods to the gRPC port 7500"
     d=$(doc "$on" PodDisruptionBudget "$RECONCILER_NAME")
     grep -q '^  minAvailable: 1$' <<<"$d" && grep -q '^ *app.kubernetes.io/component: reconciler$' <<<"$d" ||
         fail "PodDisruptionBudget $RECONCILER_NAME is not minAvailable 1 over the reconciler's pods"
@@ -544,7 +562,18 @@ step_reconciler_render() {
     grep -q "^  secretName: $WEBHOOK_SECRET\$" <<<"$d" && grep -q "^    - $RECONCILER_NAME.$NS_ALL.svc\$" <<<"$d" &&
         grep -q '^    - server auth$' <<<"$d" && grep -A1 '^  issuerRef:$' <<<"$d" | grep -q '^    name: persys-ca$' ||
         fail "Certificate $WEBHOOK_CERT is not for $RECONCILER_NAME.$NS_ALL.svc (server auth, Secret $WEBHOOK_SECRET, issuer persys-ca)"
-    log "all-on values: reconciler Deployment (reconciler run, 2 replicas, RollingUpdate, token mounted, /healthz on admin, Lease $NS_ALL/$LEASE_NAME with the pod's name as identity, webhook 9443 with Secret $WEBHOOK_SECRET), ServiceAccount, Service (admin, webhook 443), NetworkPolicy, PDB, ClusterRole ($(wc -l <<<"$RECONCILER_RULES") rules, as expected), ClusterRoleBinding, Role $LEADER_ROLE (create leases; get/update $LEASE_NAME) and its RoleBinding, ValidatingWebhookConfiguration (Ignore, not $NS_ALL) and Certificate $WEBHOOK_CERT"
+    log "all-on values: reconciler Deployment (reconciler run, 2 replicas, RollingUpdate, token mounted, /healthz on admin, Lease $NS_ALL/$LEASE_NAME with the pod's name as identity, PersonaService on 7500 with Certificate $RECONCILER_NAME for the gateway's upstream, webhook 9443 with Secret $WEBHOOK_SECRET), ServiceAccount, Service (grpc, admin, webhook 443), NetworkPolicy, PDB, ClusterRole ($(wc -l <<<"$RECONCILER_RULES") rules, as expected), ClusterRoleBinding, Role $LEADER_ROLE (create leases; get/update $LEASE_NAME) and its RoleBinding, ValidatingWebhookConfiguration (Ignore, not $NS_ALL) and Certificate $WEBHOOK_CERT"
+
+    # PersonaService off: no gRPC port, listener, mTLS material, Certificate or gateway upstream.
+    tmpl rec-nogrpc -n "$NS_ALL" -f "$ALL_ON" --set reconciler.grpc.enabled=false
+    d="$WORK/rec-nogrpc.yaml"
+    [ -z "$(doc "$d" Certificate "$RECONCILER_NAME")" ] || fail "reconciler.grpc.enabled=false: Certificate $RECONCILER_NAME rendered"
+    ! doc "$d" Deployment "$RECONCILER_NAME" | grep -n 'PERSYS_RECONCILER_LISTEN\|PERSYS_TLS_\|/etc/persys/tls\|containerPort: 7500' >&2 ||
+        fail "reconciler.grpc.enabled=false: the reconciler still listens or mounts mTLS material"
+    ! doc "$d" Service "$RECONCILER_NAME" | grep -q 'port: 7500' || fail "reconciler.grpc.enabled=false: Service port 7500 rendered"
+    v=$(doc "$d" Deployment "$RELEASE-gateway" | env_value PERSYS_GATEWAY_UPSTREAMS)
+    ! tr ',' '\n' <<<"$v" | grep -q '^reconciler=' || fail "reconciler.grpc.enabled=false: the gateway's upstreams '$v' name the reconciler"
+    log "PersonaService off: no gRPC port, listener, mTLS material, Certificate or gateway upstream"
 
     # The webhook off (the rest as all-on): no webhook object, port, variable or namespace right.
     tmpl rec-nowh -n "$NS_ALL" -f "$ALL_ON" --set reconciler.webhook.enabled=false
