@@ -71,12 +71,20 @@ async fn joins_runs_reports_and_resyncs_after_restarts_and_disconnects() {
     assert!(first.capacity.unwrap().cpu_millis > 0);
     fake.expect("heartbeat", |r| matches!(r.message, Payload::Heartbeat(_)).then_some(())).await;
 
-    // Run: the command succeeds and RUNNING arrives as an event.
+    // Run: the command succeeds and RUNNING arrives as an event, in either order (the
+    // container may report running before the command's result is sent).
     let web = run(&node, "web", &image, "sleep 300");
     fake.send("c-run", connect_response::Payload::Run(web.clone())).await;
-    let done = fake.expect("run result", result("c-run")).await;
+    let (mut done, mut running) = (None, None);
+    let (mut is_result, mut is_running) = (result("c-run"), status(&web.instance_id, WorkloadPhase::Running));
+    fake.expect("run result and RUNNING", |r| {
+        done = done.take().or_else(|| is_result(r));
+        running = running.take().or_else(|| is_running(r));
+        (done.is_some() && running.is_some()).then_some(())
+    })
+    .await;
+    let (done, running) = (done.unwrap(), running.unwrap());
     assert!(done.success, "{done:?}");
-    let running = fake.expect("running", status(&web.instance_id, WorkloadPhase::Running)).await;
     assert_eq!(running.workload_id, web.workload_id);
     let container_id = running.status.unwrap().container_id;
 
