@@ -86,25 +86,27 @@ pub struct WatchPersonasArgs {
     /// Only this namespace; every namespace by default.
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
-    /// Resume after this resource version (as printed by an earlier watch with --json)
-    /// instead of starting with the current personas.
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Stop after this many events (e.g. 1 to wait for the next change); never by default.
-    #[arg(long)]
-    pub limit: Option<u64>,
-    /// Where the gateway is.
+    /// How to follow.
     #[command(flatten)]
-    pub gateway: GatewayArgs,
+    pub follow: FollowArgs,
 }
 
 /// `dorgu watch cluster`.
 #[derive(Args, Debug)]
 pub struct WatchClusterArgs {
-    /// Resume after this resource version instead of starting with the current state.
+    /// How to follow.
+    #[command(flatten)]
+    pub follow: FollowArgs,
+}
+
+/// What every `dorgu watch` takes.
+#[derive(Args, Debug)]
+pub struct FollowArgs {
+    /// Resume after this resource version (as printed by an earlier watch with --json)
+    /// instead of starting with the current state.
     #[arg(long)]
     pub since: Option<String>,
-    /// Stop after this many events; never by default.
+    /// Stop after this many events (e.g. 1 to wait for the next change); never by default.
     #[arg(long)]
     pub limit: Option<u64>,
     /// Where the gateway is.

@@ -16,7 +16,7 @@ use persys_proto::{
     },
 };
 
-use crate::cli::{AnalyzeArgs, GatewayArgs, WatchClusterArgs, WatchPersonasArgs};
+use crate::cli::{AnalyzeArgs, FollowArgs, WatchClusterArgs, WatchPersonasArgs};
 
 /// A client of the gateway at `server` with an API key, or the stored `persys login` session.
 fn client(server: &str, ca: Option<&Path>, token: Option<&String>) -> Result<Client, Error> {
@@ -78,24 +78,19 @@ pub async fn watch_personas(args: WatchPersonasArgs, json: bool) -> anyhow::Resu
         namespace: args.namespace.clone().unwrap_or_default(),
         name: args.name.clone().unwrap_or_default(),
     };
-    watch(&args.gateway, request, args.since.clone(), args.limit, json).await
+    watch(&args.follow, request, json).await
 }
 
 /// `dorgu watch cluster`.
 pub async fn watch_cluster(args: WatchClusterArgs, json: bool) -> anyhow::Result<()> {
     let request = WatchPersonaEventsRequest { kinds: vec![PersonaKind::Cluster as i32], ..Default::default() };
-    watch(&args.gateway, request, args.since.clone(), args.limit, json).await
+    watch(&args.follow, request, json).await
 }
 
-/// Follows `request` from `since` (a snapshot first when none), printing each event, until
-/// `limit` events were printed; a broken stream is reopened after the last resource version.
-async fn watch(
-    gateway: &GatewayArgs,
-    request: WatchPersonaEventsRequest,
-    since: Option<String>,
-    limit: Option<u64>,
-    json: bool,
-) -> anyhow::Result<()> {
+/// Follows `request` from `--since` (a snapshot first when none), printing each event, until
+/// `--limit` events were printed; a broken stream is reopened after the last resource version.
+async fn watch(follow: &FollowArgs, request: WatchPersonaEventsRequest, json: bool) -> anyhow::Result<()> {
+    let (gateway, limit) = (&follow.gateway, follow.limit);
     let server = gateway.server.as_str();
     let client =
         client(server, gateway.ca.as_deref(), gateway.token.as_ref()).map_err(|e| explain(e, server, "reconciler"))?;
@@ -114,7 +109,7 @@ async fn watch(
     let mut printed = 0u64;
     persys_client::watch::resumable(
         server,
-        since.unwrap_or_default(),
+        follow.since.clone().unwrap_or_default(),
         open,
         |event: WatchPersonaEventsResponse| {
             if let Some(line) = event_line(&event, json) {

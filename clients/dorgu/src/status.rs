@@ -113,28 +113,13 @@ pub fn cluster(name: &str, status: Option<&ClusterPersonaStatus>) -> String {
     line(&mut out, "platform", &s.platform);
     line(&mut out, "kubernetes", &s.kubernetes_version);
     if let Some(r) = &s.resource_summary {
-        let pct = |p: Option<i32>| p.map_or(String::new(), |p| format!(" ({p}%)"));
+        let usage = |used: &str, allocatable: &str, pct: Option<i32>| {
+            let pct = pct.map_or(String::new(), |p| format!(" ({p}%)"));
+            format!("{} requested of {} allocatable{pct}", or_dash(used), or_dash(allocatable))
+        };
         line(&mut out, "nodes", &r.node_count.to_string());
-        line(
-            &mut out,
-            "cpu",
-            &format!(
-                "{} requested of {} allocatable{}",
-                or_dash(&r.used_cpu),
-                or_dash(&r.allocatable_cpu),
-                pct(r.cpu_utilization)
-            ),
-        );
-        line(
-            &mut out,
-            "memory",
-            &format!(
-                "{} requested of {} allocatable{}",
-                or_dash(&r.used_memory),
-                or_dash(&r.allocatable_memory),
-                pct(r.memory_utilization)
-            ),
-        );
+        line(&mut out, "cpu", &usage(&r.used_cpu, &r.allocatable_cpu, r.cpu_utilization));
+        line(&mut out, "memory", &usage(&r.used_memory, &r.allocatable_memory, r.memory_utilization));
         line(&mut out, "pods", &format!("{} running of {}", r.running_pods, r.total_pods));
     }
     if let Some(n) = &s.namespaces {

@@ -7,6 +7,9 @@ use std::{
     process::{Command, Output},
 };
 
+mod common;
+
+use common::Kubectl;
 use persys_analyzer::{analyze_tree, tree::SourceTree};
 use persys_proto::analyzer::v1::{AnalyzeMetadata, AnalyzeOptions, LlmProvider};
 
@@ -165,56 +168,10 @@ fn bad_input_names_what_was_looked_for_or_the_line() {
     assert!(err.contains("Dockerfile:2") && err.contains("unknown flag"), "{err}");
 }
 
-/// kubectl from the test bench against its API server (`PERSYS_TEST_KUBECONFIG`).
-struct Kubectl {
-    bin: String,
-    kubeconfig: String,
-}
-
-impl Kubectl {
-    fn from_env() -> Option<Self> {
-        let kubeconfig = persys_kit::testing::require_env("PERSYS_TEST_KUBECONFIG", "the test bench's kube-apiserver")?;
-        let bin = persys_kit::testing::require_env("PERSYS_TEST_KUBECTL", "kubectl from scripts/tools/build")?;
-        Some(Self { bin, kubeconfig })
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> String {
-        use std::io::Write;
-        let mut child = Command::new(&self.bin)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--request-timeout=30s")
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-        drop(input);
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.run(&all, None)).unwrap()
-    }
-}
-
 #[test]
 fn persona_apply_and_status_against_a_real_cluster() {
     let Some(kubectl) = Kubectl::from_env() else { return };
-    // The CRDs the reconciler defines, as the Helm chart installs them.
-    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/helm/persys/crds/persys-crds.yaml");
-    kubectl.run(
-        &["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f", crd.to_str().unwrap()],
-        None,
-    );
-    kubectl.run(&["wait", "--for=condition=Established", "--timeout=60s", "crd/applicationpersonas.dorgu.io"], None);
+    kubectl.install_crds();
     let namespace = format!("dorgu-cli-{}", std::process::id());
     kubectl.run(&["create", "namespace", &namespace], None);
 

@@ -10,30 +10,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
+use common::Kubectl;
 use persys_client::{Connection, store::Store};
 use persys_e2e::{
     cluster::{Cluster, ClusterOptions, ReconcilerOptions},
     stack::{ADMIN, ADMIN_PASSWORD},
 };
 use serde_json::Value;
-
-/// kubectl against the bench's API server.
-fn kubectl(kubeconfig: &str, args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let bin = std::env::var("PERSYS_TEST_KUBECTL").expect("PERSYS_TEST_KUBECTL");
-    let mut child = Command::new(bin)
-        .args(["--kubeconfig", kubeconfig, "--request-timeout=30s"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn dorgu(config_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dorgu"))
@@ -63,27 +48,13 @@ fn json_lines(out: &Output) -> Vec<Value> {
 
 #[tokio::test]
 async fn watch_personas_through_the_gateway_from_a_snapshot_and_live() {
-    let Some(kubeconfig) =
-        persys_kit::testing::require_env("PERSYS_TEST_KUBECONFIG", "the test bench's kube-apiserver")
-    else {
-        return;
-    };
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/helm/persys/crds/persys-crds.yaml");
-    kubectl(
-        &kubeconfig,
-        &["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f", crds.to_str().unwrap()],
-        None,
-    );
-    kubectl(
-        &kubeconfig,
-        &["wait", "--for=condition=Established", "--timeout=60s", "crd/applicationpersonas.dorgu.io"],
-        None,
-    );
+    let Some(kube) = Kubectl::from_env() else { return };
+    kube.install_crds();
     let namespace = format!("dorgu-watch-{}", std::process::id());
-    kubectl(&kubeconfig, &["create", "namespace", &namespace], None);
+    kube.run(&["create", "namespace", &namespace], None);
 
     let cluster = Cluster::start(ClusterOptions {
-        reconciler: Some(ReconcilerOptions { kubeconfig: kubeconfig.clone(), namespace: namespace.clone() }),
+        reconciler: Some(ReconcilerOptions { kubeconfig: kube.kubeconfig.clone(), namespace: namespace.clone() }),
         ..Default::default()
     })
     .await
@@ -112,13 +83,11 @@ async fn watch_personas_through_the_gateway_from_a_snapshot_and_live() {
                     "spec": {"containers": [{"name": "app", "image": "registry.invalid/web:1"}]}}}})
         .to_string()
     };
-    let apply = |body: &str| {
-        kubectl(&kubeconfig, &["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(body))
-    };
+    let apply =
+        |body: &str| kube.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(body));
     apply(&persona.to_string());
     apply(&deployment(1));
-    kubectl(
-        &kubeconfig,
+    kube.run(
         &[
             "wait",
             "-n",
@@ -190,5 +159,5 @@ async fn watch_personas_through_the_gateway_from_a_snapshot_and_live() {
     assert!(text.starts_with("ADDED     ApplicationPersona  "), "{text}");
     assert!(text.contains(&format!("{namespace}/web")), "{text}");
 
-    kubectl(&kubeconfig, &["delete", "namespace", &namespace, "--wait=false"], None);
+    kube.run(&["delete", "namespace", &namespace, "--wait=false"], None);
 }

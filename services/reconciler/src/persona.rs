@@ -493,8 +493,9 @@ pub fn error_policy(persona: Arc<ApplicationPersona>, error: &Error, ctx: Arc<Co
     Action::requeue(ctx.options.retry)
 }
 
-/// Personas in `ns` a workload change should wake: those it could match, and the one it was
-/// resolved to.
+/// Personas in `ns` a workload change should wake: those it could match, the one it was
+/// resolved to, and those resolved to nothing (not found, or ambiguous: a workload that stops
+/// matching can settle an ambiguity, and only its new state is known here).
 fn affected(
     personas: &Store<ApplicationPersona>,
     ns: Option<String>,
@@ -505,11 +506,8 @@ fn affected(
         .into_iter()
         .filter(|p| p.metadata.namespace == ns)
         .filter(|p| {
-            resolve::could_match(&p.spec.name, c)
-                || p.status
-                    .as_ref()
-                    .and_then(|s| s.workload.as_ref())
-                    .is_some_and(|w| w.kind == c.kind && w.name == c.name)
+            let resolved = p.status.as_ref().and_then(|s| s.workload.as_ref());
+            resolve::could_match(&p.spec.name, c) || resolved.is_none_or(|w| w.kind == c.kind && w.name == c.name)
         })
         .map(|p| ObjectRef::from_obj(&*p))
         .collect()
@@ -562,32 +560,42 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
             None => Api::all(client.clone()),
         }
     }
+    /// A watch of `K` feeding a cache of its own, with each object's managedFields (kept by
+    /// the API server for every field manager, a large share of each object) dropped before
+    /// it is cached.
+    fn cached<K>(
+        client: &Client,
+        namespace: Option<&str>,
+    ) -> (Store<K>, impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+    {
+        let (store, writer) = reflector::store::<K>();
+        let events = watcher(api::<K>(client, namespace), watcher::Config::default())
+            .default_backoff()
+            .modify(|o| o.managed_fields_mut().clear())
+            .reflect(writer);
+        (store, events)
+    }
     let ns = options.namespace.as_deref();
-    let (deployments, deployment_writer) = reflector::store::<Deployment>();
-    let (statefulsets, statefulset_writer) = reflector::store::<StatefulSet>();
-    let deployment_events = watcher(api::<Deployment>(&client, ns), watcher::Config::default())
-        .default_backoff()
-        .modify(|d| d.managed_fields_mut().clear())
-        .reflect(deployment_writer)
-        .touched_objects();
-    let statefulset_events = watcher(api::<StatefulSet>(&client, ns), watcher::Config::default())
-        .default_backoff()
-        .modify(|s| s.managed_fields_mut().clear())
-        .reflect(statefulset_writer)
-        .touched_objects();
+    let (deployments, deployment_events) = cached::<Deployment>(&client, ns);
+    let (statefulsets, statefulset_events) = cached::<StatefulSet>(&client, ns);
+    let (deployment_events, statefulset_events) =
+        (deployment_events.touched_objects(), statefulset_events.touched_objects());
 
     // Pods only wake personas (no cache): a pod starting to fail changes no workload status
     // when it was not ready anyway, so without this a crash loop would wait for the requeue.
     let pod_events = watcher(api::<Pod>(&client, ns), watcher::Config::default()).default_backoff().touched_objects();
 
-    // Personas through our own reflector, so their managedFields (kept by the API server for
-    // every field manager, a large share of each object) are dropped before they are cached.
-    let (personas, persona_writer) = reflector::store::<ApplicationPersona>();
-    let persona_events = watcher(api::<ApplicationPersona>(&client, ns), watcher::Config::default())
-        .default_backoff()
-        .modify(|p| p.managed_fields_mut().clear())
-        .reflect(persona_writer)
-        .applied_objects();
+    let (personas, persona_events) = cached::<ApplicationPersona>(&client, ns);
+    let persona_events = persona_events.applied_objects();
     let controller = Controller::for_stream(persona_events, personas.clone());
     let (p1, p2, p3) = (personas.clone(), personas.clone(), personas);
     let (d3, s3) = (deployments.clone(), statefulsets.clone());

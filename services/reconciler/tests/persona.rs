@@ -57,8 +57,10 @@ async fn setup(client: &Client, prefix: &str) -> (String, shutdown::ShutdownTrig
         .await
         .expect("namespace created");
     let (trigger, stop) = shutdown::channel();
+    // Far beyond WAIT: every status change a test waits for must come from a watch trigger,
+    // never from the periodic requeue (which would hide a missing trigger).
     let options = persona::Options {
-        requeue: Duration::from_secs(60),
+        requeue: Duration::from_secs(3600),
         retry: Duration::from_millis(500),
         namespace: Some(ns.clone()),
     };

@@ -1,0 +1,60 @@
+//! What the dorgu tests share: kubectl against the test bench's API server.
+
+use std::process::Command;
+
+/// kubectl from the test bench against its API server (`PERSYS_TEST_KUBECONFIG`).
+pub struct Kubectl {
+    bin: String,
+    /// The admin kubeconfig.
+    pub kubeconfig: String,
+}
+
+impl Kubectl {
+    /// kubectl, or `None` (a failure under CI=true) when the bench is not running.
+    pub fn from_env() -> Option<Self> {
+        let kubeconfig = persys_kit::testing::require_env("PERSYS_TEST_KUBECONFIG", "the test bench's kube-apiserver")?;
+        let bin = persys_kit::testing::require_env("PERSYS_TEST_KUBECTL", "kubectl from scripts/tools/build")?;
+        Some(Self { bin, kubeconfig })
+    }
+
+    /// Runs kubectl with `stdin`, failing the test when it fails; returns its stdout.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> String {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--request-timeout=30s")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl with `-o json`.
+    #[allow(dead_code)] // not every test binary reads objects back
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.run(&all, None)).unwrap()
+    }
+
+    /// Installs the CRDs the reconciler defines, as the Helm chart does, and waits until the
+    /// API server serves them.
+    pub fn install_crds(&self) {
+        let crds =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/helm/persys/crds/persys-crds.yaml");
+        let apply = ["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f"];
+        self.run(&[&apply[..], &[crds.to_str().unwrap()]].concat(), None);
+        for crd in ["crd/applicationpersonas.dorgu.io", "crd/clusterpersonas.dorgu.io"] {
+            self.run(&["wait", "--for=condition=Established", "--timeout=60s", crd], None);
+        }
+    }
+}
