@@ -705,17 +705,20 @@ svc_start_kube() {
     SVC_STATUS+=("kube: kube-apiserver ready on $url, kube-controller-manager on 127.0.0.1:$cmport ($("$apiserver" --version 2>/dev/null))")
 }
 
-# Command-line tools the tests drive (no daemon): helm and grpcurl, built once per machine.
+# Programs the tests drive themselves, built once per machine: helm, grpcurl, and Prometheus
+# with promtool (a test backfills a known series and starts its own server on it).
 svc_start_tools() {
-    local bins helm grpcurl
-    if ! bins=$(svc_tools_build helm grpcurl); then
-        svc_warn "tools: building helm/grpcurl failed (scripts/tools/build, see above)"
+    local bins helm grpcurl prometheus promtool
+    if ! bins=$(svc_tools_build helm grpcurl prometheus promtool); then
+        svc_warn "tools: building helm/grpcurl/prometheus failed (scripts/tools/build, see above)"
         return 1
     fi
-    { read -r helm; read -r grpcurl; } <<<"$bins"
+    { read -r helm; read -r grpcurl; read -r prometheus; read -r promtool; } <<<"$bins"
     svc_add_export PERSYS_TEST_HELM "$helm"
     svc_add_export PERSYS_TEST_GRPCURL "$grpcurl"
-    SVC_STATUS+=("tools: helm $("$helm" version --short 2>/dev/null), grpcurl $("$grpcurl" -version 2>&1 | awk '{print $2}')")
+    svc_add_export PERSYS_TEST_PROMETHEUS "$prometheus"
+    svc_add_export PERSYS_TEST_PROMTOOL "$promtool"
+    SVC_STATUS+=("tools: helm $("$helm" version --short 2>/dev/null), grpcurl $("$grpcurl" -version 2>&1 | awk '{print $2}'), prometheus $("$prometheus" --version 2>/dev/null | awk 'NR==1{print $3}')")
 }
 
 # ---------------------------------------------------------------------------

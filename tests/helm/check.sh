@@ -26,7 +26,8 @@
 #      ValidatingWebhookConfiguration (Ignore, the namespaceSelector, never the release
 #      namespace) and its cert-manager Certificate render; without cert-manager the webhook needs
 #      existingSecret and caBundle (refused otherwise, naming them); failurePolicy Fail reaches
-#      the registration and the flag; one replica has no PDB; with reconciler.namespace a
+#      the registration and the flag; reconciler.prometheus reaches the env with its token Secret
+#      and CA ConfigMap mounted (no Prometheus without a URL); one replica has no PDB; with reconciler.namespace a
 #      RoleBinding in that namespace replaces the ClusterRoleBinding and the webhook selects that
 #      namespace only; with the defaults no reconciler object, webhook, Role or binding of any kind;
 #   3. values.schema.json: draft-07, every property typed, every key of values.yaml described
@@ -443,6 +444,23 @@ step_reconciler_render() {
     [ -z "$(doc "$WORK/rec-nodisc.yaml" ClusterRole "$DISCOVERY_ROLE")" ] &&
         grep -A1 'name: PERSYS_RECONCILER_CLUSTER_DISCOVERY$' "$WORK/rec-nodisc.yaml" | grep -q 'value: "false"' ||
         fail "reconciler.clusterDiscovery.enabled=false: discovery's role rendered or discovery still on"
+    # Baselines (reconciler.prometheus): off without a URL; with one, the URL, interval and
+    # window, and the token Secret and CA ConfigMap mounted where the flags point.
+    ! grep -q 'PERSYS_RECONCILER_PROMETHEUS' <<<"$(doc "$on" Deployment "$RECONCILER_NAME")" ||
+        fail "all-on values (no reconciler.prometheus.url): the reconciler is given a Prometheus"
+    tmpl rec-prom -n "$NS_ALL" -f "$ALL_ON" --set reconciler.prometheus.url=http://prometheus.monitoring.svc:9090 \
+        --set reconciler.prometheus.tokenSecret=prom-token --set reconciler.prometheus.caConfigMap=prom-ca \
+        --set reconciler.prometheus.interval=30m
+    d=$(doc "$WORK/rec-prom.yaml" Deployment "$RECONCILER_NAME")
+    for var in "PERSYS_RECONCILER_PROMETHEUS_URL http://prometheus.monitoring.svc:9090" \
+        "PERSYS_RECONCILER_BASELINE_INTERVAL 30m" "PERSYS_RECONCILER_BASELINE_WINDOW 1h" \
+        "PERSYS_RECONCILER_PROMETHEUS_TOKEN_FILE /etc/persys/prometheus/token" \
+        "PERSYS_RECONCILER_PROMETHEUS_CA_FILE /etc/persys/prometheus-ca/ca.crt"; do
+        read -r k v <<<"$var"
+        grep -A1 "name: $k\$" <<<"$d" | grep -q "value: \"$v\"" || fail "reconciler.prometheus: $k is not \"$v\""
+    done
+    grep -A2 '^ *secret:$' <<<"$d" | grep -q 'secretName: prom-token' && grep -A1 '^ *configMap:$' <<<"$d" | grep -q 'name: prom-ca' ||
+        fail "reconciler.prometheus: the token Secret prom-token or the CA ConfigMap prom-ca is not mounted"
     [ -n "$(doc "$on" Certificate "$WEBHOOK_CERT")" ] || fail "all-on values: no Certificate $WEBHOOK_CERT for the webhook"
     for kind in RoleBinding Role; do
         [ -z "$(doc "$on" "$kind" "$RECONCILER_NAME")$(doc "$on" "$kind" "$RECONCILER_ROLE")" ] ||

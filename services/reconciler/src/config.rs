@@ -118,7 +118,46 @@ pub struct RunArgs {
     /// denies (fail closed). Set it like the failurePolicy registered with the API server.
     #[arg(long, env = "PERSYS_RECONCILER_WEBHOOK_FAILURE_POLICY", value_enum, default_value_t = FailurePolicy::Ignore)]
     pub webhook_failure_policy: FailurePolicy,
+    /// Resource baselines from Prometheus.
+    #[command(flatten)]
+    pub prometheus: PrometheusArgs,
     /// Logging and the admin port.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+}
+
+/// Where the reconciler learns resource baselines.
+#[derive(Args, Clone, Debug)]
+pub struct PrometheusArgs {
+    /// Prometheus base URL (e.g. `http://prometheus-server.monitoring.svc`): each persona's
+    /// `status.learned.resourceBaseline` (mean and peak CPU and memory of its workload's first
+    /// container, from cAdvisor's series) and right-sizing recommendations. Off when unset.
+    #[arg(long = "prometheus-url", env = "PERSYS_RECONCILER_PROMETHEUS_URL")]
+    pub url: Option<String>,
+    /// File holding a bearer token for Prometheus, read before each baseline.
+    #[arg(long = "prometheus-token-file", env = "PERSYS_RECONCILER_PROMETHEUS_TOKEN_FILE", requires = "url")]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA bundle for an https Prometheus URL; the system's roots by default.
+    #[arg(long = "prometheus-ca-file", env = "PERSYS_RECONCILER_PROMETHEUS_CA_FILE", requires = "url")]
+    pub ca_file: Option<PathBuf>,
+    /// Learn a persona's baseline at most this often.
+    #[arg(long, env = "PERSYS_RECONCILER_BASELINE_INTERVAL", default_value = "15m", value_parser = parse_duration)]
+    pub baseline_interval: Duration,
+    /// The history a baseline covers.
+    #[arg(long, env = "PERSYS_RECONCILER_BASELINE_WINDOW", default_value = "1h", value_parser = parse_duration)]
+    pub baseline_window: Duration,
+}
+
+impl PrometheusArgs {
+    /// The learner's options, when a URL is set.
+    pub fn options(&self) -> Option<crate::baseline::Options> {
+        let url = self.url.as_ref().filter(|u| !u.is_empty())?;
+        Some(crate::baseline::Options {
+            token_file: self.token_file.clone(),
+            ca_file: self.ca_file.clone(),
+            interval: self.baseline_interval,
+            window: self.baseline_window,
+            ..crate::baseline::Options::new(url.clone())
+        })
+    }
 }

@@ -38,6 +38,8 @@ pub struct Personas {
     client: Client,
     personas: Store<ApplicationPersona>,
     clusters: Store<ClusterPersona>,
+    /// Both caches filled (see [`crate::cache`]).
+    ready: crate::cache::Ready,
 }
 
 impl Personas {
@@ -60,7 +62,14 @@ impl Personas {
                 _ = shutdown.wait() => {}
             }
         });
-        Self { client, personas, clusters }
+        let ready = {
+            let (p, c) = (personas.clone(), clusters.clone());
+            crate::cache::ready(async move {
+                let _ = p.wait_until_ready().await;
+                let _ = c.wait_until_ready().await;
+            })
+        };
+        Self { client, personas, clusters, ready }
     }
 
     /// The gRPC service.
@@ -69,11 +78,7 @@ impl Personas {
     }
 
     async fn ready(&self) -> Result<(), Status> {
-        let both = async {
-            let _ = self.personas.wait_until_ready().await;
-            let _ = self.clusters.wait_until_ready().await;
-        };
-        tokio::time::timeout(CACHE_WAIT, both).await.map_err(|_| {
+        tokio::time::timeout(CACHE_WAIT, self.ready.clone()).await.map_err(|_| {
             Status::unavailable("the reconciler's persona cache is not filled yet (is the API server reachable?)")
         })
     }

@@ -7,6 +7,8 @@
 //! Decisions live in [`decide`] as pure functions; [`persona`] only reads and writes.
 
 pub mod argocd;
+pub mod baseline;
+pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod decide;
@@ -119,8 +121,22 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
             }
         });
     }
-    let options =
-        persona::Options { requeue: args.requeue, namespace: args.namespace.clone(), ..persona::Options::default() };
+    let baseline = match args.prometheus.options() {
+        Some(o) => {
+            tracing::info!(url = %o.url, interval = ?o.interval, window = ?o.window, "resource baselines from Prometheus");
+            Some(std::sync::Arc::new(baseline::Learner::new(o)?))
+        }
+        None => {
+            tracing::info!("no --prometheus-url: resource baselines are off");
+            None
+        }
+    };
+    let options = persona::Options {
+        requeue: args.requeue,
+        namespace: args.namespace.clone(),
+        baseline,
+        ..persona::Options::default()
+    };
     let cluster_options = cluster::ClusterOptions {
         interval: args.discovery_interval,
         create: (!args.cluster_persona.is_empty()).then(|| args.cluster_persona.clone()),

@@ -34,10 +34,14 @@ use persys_crds::persona::{
 use persys_kit::shutdown::Shutdown;
 use persys_proto::analyzer::v1::{Finding, FindingSeverity};
 
-use crate::decide::{
-    health::{self, Health, WorkloadState},
-    resolve::{self, Candidate, Resolution},
-    status::{self, Observed},
+use crate::{
+    baseline, cache,
+    decide::{
+        baseline::{self as baselines, Resources, Target},
+        health::{self, Health, WorkloadState},
+        resolve::{self, Candidate, Resolution},
+        status::{self, Observed},
+    },
 };
 
 /// The field manager of every status the reconciler writes.
@@ -68,11 +72,13 @@ pub struct Options {
     pub retry: Duration,
     /// Watch only this namespace; every namespace when `None`.
     pub namespace: Option<String>,
+    /// Learn resource baselines from Prometheus; off when `None`.
+    pub baseline: Option<Arc<baseline::Learner>>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { requeue: Duration::from_secs(60), retry: Duration::from_secs(5), namespace: None }
+        Self { requeue: Duration::from_secs(60), retry: Duration::from_secs(5), namespace: None, baseline: None }
     }
 }
 
@@ -81,6 +87,8 @@ pub struct Context {
     client: Client,
     deployments: Store<Deployment>,
     statefulsets: Store<StatefulSet>,
+    /// Both workload caches filled (see [`crate::cache`]).
+    ready: cache::Ready,
     options: Options,
 }
 
@@ -256,10 +264,17 @@ fn selector_string(labels: &BTreeMap<String, String>) -> String {
     labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
-/// A status with its timestamps cleared, for comparing what changed.
+/// The conditions this controller writes; others belong to other field managers.
+fn is_own_condition(type_: &str) -> bool {
+    matches!(type_, "Ready" | "Validated")
+}
+
+/// A status with its timestamps cleared (and its conditions in one order), for comparing what
+/// changed.
 fn without_times(s: &ApplicationPersonaStatus) -> ApplicationPersonaStatus {
     let mut s = s.clone();
     s.last_updated = None;
+    s.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
     if let Some(h) = s.health.as_mut() {
         h.last_check = None;
     }
@@ -305,7 +320,11 @@ fn pods_to_check(persona: &ApplicationPersona, workloads: &[Workload]) -> Option
 
 /// Decides the status of `persona` from its namespace's cached workloads and, when its workload
 /// is not healthy, its pods' failures.
-async fn observe(persona: &ApplicationPersona, ns: &str, ctx: &Context) -> Result<ApplicationPersonaStatus, Error> {
+async fn observe(
+    persona: &ApplicationPersona,
+    ns: &str,
+    ctx: &Context,
+) -> Result<(ApplicationPersonaStatus, Option<Target>), Error> {
     let workloads = workloads_in(ctx, ns, &persona.spec.name);
     let failures = match pods_to_check(persona, &workloads) {
         Some(selector) => {
@@ -316,7 +335,39 @@ async fn observe(persona: &ApplicationPersona, ns: &str, ctx: &Context) -> Resul
         }
         None => Vec::new(),
     };
-    Ok(decide_status(persona, &workloads, failures, Timestamp::now()))
+    let status = decide_status(persona, &workloads, failures, Timestamp::now());
+    let target = status.workload.as_ref().and_then(|found| {
+        let w = workloads.iter().find(|w| {
+            let c = w.candidate();
+            c.kind == found.kind && c.name == found.name
+        })?;
+        Some(Target {
+            namespace: ns.to_owned(),
+            kind: baselines::Kind::parse(&found.kind)?,
+            name: found.name.clone(),
+            container: first_container(&w.as_deployment())?.0,
+        })
+    });
+    Ok((status, target))
+}
+
+/// The name and resources of the pod template's first container (the one a persona describes).
+pub fn first_container(d: &Deployment) -> Option<(String, Resources)> {
+    let c = d.spec.template.spec.as_ref()?.containers.first()?;
+    let r = c.resources.as_ref();
+    let get = |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, k: &str| {
+        m.and_then(|m| m.get(k)).map(|q| q.0.clone())
+    };
+    let (requests, limits) = (r.and_then(|r| r.requests.as_ref()), r.and_then(|r| r.limits.as_ref()));
+    Some((
+        c.name.clone(),
+        Resources {
+            cpu_request: get(requests, "cpu"),
+            cpu_limit: get(limits, "cpu"),
+            memory_request: get(requests, "memory"),
+            memory_limit: get(limits, "memory"),
+        },
+    ))
 }
 
 /// The status of `persona` among `workloads` (its namespace's), given the failures of its
@@ -337,6 +388,7 @@ pub fn decide_status(
     let mut findings: Vec<Finding> = Vec::new();
     let mut out = ApplicationPersonaStatus { observed_generation: generation, ..ApplicationPersonaStatus::default() };
     let spec = convert::from_crd(&persona.spec);
+    let mut resources = None;
     let observed = match (&spec, resolve::resolve(app, &candidates)) {
         (Err(e), _) => {
             findings.push(validate::finding(
@@ -364,7 +416,9 @@ pub fn decide_status(
             let c = &candidates[index];
             out.workload = Some(WorkloadStatus { kind: c.kind.clone(), name: c.name.clone(), matched_by: rung.into() });
             findings.extend(validate::validate_persona(spec));
-            findings.extend(validate::validate_deployment(&w.as_deployment(), spec));
+            let as_deployment = w.as_deployment();
+            findings.extend(validate::validate_deployment(&as_deployment, spec));
+            resources = first_container(&as_deployment).map(|(_, r)| r);
             let (h, message) = health::health(&w.state(failures.len()));
             let image = w.image();
             let mut deployments = previous.deployments.clone().unwrap_or_default();
@@ -408,7 +462,11 @@ pub fn decide_status(
         last_checked: Some(now.to_string()),
         issues: status::issues(&findings),
     });
-    out.recommendations = status::recommendations(&findings, MAX_RECOMMENDATIONS);
+    out.recommendations = status::recommendations(&findings, usize::MAX);
+    if let (Some(b), Some(r)) = (previous.learned.as_ref().and_then(|l| l.resource_baseline.as_ref()), &resources) {
+        out.recommendations.extend(baselines::right_sizing(b, r));
+    }
+    out.recommendations = status::most_urgent(out.recommendations, MAX_RECOMMENDATIONS);
     out.learned = previous.learned.clone();
     out.argo_cd = previous.argo_cd.clone();
     out.conditions = vec![
@@ -451,6 +509,8 @@ pub fn decide_status(
             ),
         },
     ];
+    // Conditions of the other field managers (the baseline's) are kept as they are.
+    out.conditions.extend(previous.conditions.iter().filter(|c| !is_own_condition(&c.type_)).cloned());
     out.last_updated = Some(now.to_string());
     // Keep the previous times when nothing else changed, so an unchanged status is not rewritten.
     if without_times(&out) == without_times(&previous) {
@@ -463,16 +523,16 @@ pub fn decide_status(
 pub async fn reconcile(persona: Arc<ApplicationPersona>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = persona.namespace().ok_or(Error::NoNamespace)?;
     // An empty cache would read as "no workload": wait for the first full list.
-    let _ = ctx.deployments.wait_until_ready().await;
-    let _ = ctx.statefulsets.wait_until_ready().await;
-    let status = observe(&persona, &ns, &ctx).await?;
+    ctx.ready.clone().await;
+    let (status, target) = observe(&persona, &ns, &ctx).await?;
     if persona.status.as_ref() != Some(&status) {
         let api = Api::<ApplicationPersona>::namespaced(ctx.client.clone(), &ns);
-        // argoCD and learned belong to other field managers: never sent from here, so this
-        // apply neither owns nor removes them.
+        // argoCD, learned and the BaselineLearned condition belong to other field managers:
+        // never sent from here, so this apply neither owns nor removes them.
         let mut body = status.clone();
         body.argo_cd = None;
         body.learned = None;
+        body.conditions.retain(|c| is_own_condition(&c.type_));
         let patch = serde_json::json!({
             "apiVersion": persys_crds::persona::API_VERSION,
             "kind": persys_crds::persona::KIND,
@@ -483,6 +543,9 @@ pub async fn reconcile(persona: Arc<ApplicationPersona>, ctx: Arc<Context>) -> R
             persona = %persona.name_any(), namespace = %ns, phase = status.phase.as_deref().unwrap_or(""),
             "persona status written"
         );
+    }
+    if let (Some(learner), Some(target)) = (&ctx.options.baseline, target) {
+        learner.learn_if_due(&ctx.client, &persona, &target).await?;
     }
     Ok(Action::requeue(ctx.options.requeue))
 }
@@ -599,7 +662,14 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
     let controller = Controller::for_stream(persona_events, personas.clone());
     let (p1, p2, p3) = (personas.clone(), personas.clone(), personas);
     let (d3, s3) = (deployments.clone(), statefulsets.clone());
-    let ctx = Arc::new(Context { client, deployments, statefulsets, options });
+    let ready = {
+        let (d, s) = (deployments.clone(), statefulsets.clone());
+        cache::ready(async move {
+            let _ = d.wait_until_ready().await;
+            let _ = s.wait_until_ready().await;
+        })
+    };
+    let ctx = Arc::new(Context { client, deployments, statefulsets, ready, options });
     controller
         .watches_stream(deployment_events, move |d: Deployment| {
             affected(&p1, d.namespace(), &candidate_of_deployment(&d))

@@ -21,7 +21,7 @@ use kube::{
 };
 use persys_crds::persona::ApplicationPersona;
 use persys_kit::shutdown;
-use persys_reconciler::persona;
+use persys_reconciler::{baseline, persona};
 use serde_json::json;
 
 const MANAGER: &str = "persys-tests";
@@ -49,8 +49,23 @@ async fn install_crds(client: &Client) {
 /// A fresh namespace and a controller reconciling only it; the controller stops when the
 /// returned trigger drops.
 async fn setup(client: &Client, prefix: &str) -> (String, shutdown::ShutdownTrigger) {
+    setup_with(client, &namespace(prefix), None).await
+}
+
+/// The namespace [`setup`] makes for `prefix`.
+fn namespace(prefix: &str) -> String {
+    format!("{prefix}-{}", std::process::id())
+}
+
+/// [`setup`] in namespace `ns`, learning baselines with `baseline`.
+async fn setup_with(
+    client: &Client,
+    ns: &str,
+    baseline: Option<Arc<baseline::Learner>>,
+) -> (String, shutdown::ShutdownTrigger) {
+    let _ = tracing_subscriber::fmt().with_env_filter("info,persys_reconciler=debug").with_test_writer().try_init();
     install_crds(client).await;
-    let ns = format!("{prefix}-{}", std::process::id());
+    let ns = ns.to_owned();
     let namespaces = Api::<Namespace>::all(client.clone());
     namespaces
         .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
@@ -63,6 +78,7 @@ async fn setup(client: &Client, prefix: &str) -> (String, shutdown::ShutdownTrig
         requeue: Duration::from_secs(3600),
         retry: Duration::from_millis(500),
         namespace: Some(ns.clone()),
+        baseline,
     };
     tokio::spawn(persona::run(client.clone(), options, stop));
     (ns, trigger)
@@ -393,4 +409,221 @@ async fn the_schema_rejects_bad_personas_and_accepts_every_generated_one() {
         applied += 1;
     }
     assert!(applied >= 20, "only {applied} personas found in {}", snapshots.display());
+}
+
+/// A real Prometheus holding the series a test backfilled with promtool: it learns nothing
+/// else (no scrape jobs), so every figure it answers comes from those series.
+struct Prometheus {
+    url: String,
+    addr: std::net::SocketAddr,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+/// Backfills `openmetrics` (OpenMetrics text, `# EOF` included) and starts Prometheus on it.
+async fn prometheus(openmetrics: &str) -> Option<Prometheus> {
+    use tokio::io::AsyncBufReadExt;
+    let server = persys_kit::testing::require_env("PERSYS_TEST_PROMETHEUS", "Prometheus (scripts/tools/build)")?;
+    let promtool = persys_kit::testing::require_env("PERSYS_TEST_PROMTOOL", "promtool (scripts/tools/build)")?;
+    let dir = tempfile::tempdir().unwrap();
+    let (input, data, config) =
+        (dir.path().join("series.om"), dir.path().join("data"), dir.path().join("prometheus.yml"));
+    std::fs::write(&input, openmetrics).unwrap();
+    std::fs::write(&config, "global: {}\n").unwrap();
+    let out = tokio::process::Command::new(&promtool)
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(&data)
+        .output()
+        .await
+        .expect("promtool runs");
+    assert!(out.status.success(), "promtool backfill: {}", String::from_utf8_lossy(&out.stderr));
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut child = tokio::process::Command::new(&server)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prometheus starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let ready = tokio::time::timeout(WAIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let ready = line.contains("Server is ready to receive web requests");
+            seen.push(line);
+            if ready {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(ready, Ok(true)), "Prometheus did not become ready:\n{}", seen.join("\n"));
+    // Keep draining its log so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Some(Prometheus { url: format!("http://{addr}"), addr, _child: child, _dir: dir })
+}
+
+impl Prometheus {
+    /// How many instant queries it has answered, from its own `/metrics`.
+    async fn queries_answered(&self) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: prometheus\r\n\r\n").await.unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).await.unwrap();
+        text.lines()
+            .filter(|l| {
+                l.starts_with("prometheus_http_requests_total{")
+                    && l.contains(r#"handler="/api/v1/query""#)
+                    && l.contains(r#"code="200""#)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+}
+
+/// Seventy minutes of cAdvisor series, a sample every 30 s up to now, for pod
+/// `shop-7d4b9c8f6d-x2x7q` (container `app`) of namespace `ns`: CPU at 0.2 cores with a
+/// ten-minute burst at 0.5, 256 MiB of memory with one sample at 512 MiB. Around it, series a
+/// sloppy match would read: `shop-gateway`'s pod (a name `shop` prefixes), the pod's sandbox
+/// (`POD`) and cgroup total (`""`), and the same pod name in another namespace.
+fn cadvisor_series(ns: &str) -> String {
+    const MI: f64 = 1024.0 * 1024.0;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let start = now - 70 * 60;
+    let elsewhere = format!("{ns}-elsewhere");
+    // (namespace, pod, container, CPU cores outside the burst, memory)
+    let series: [(&str, &str, &str, f64, f64); 5] = [
+        (ns, "shop-7d4b9c8f6d-x2x7q", "app", 0.2, 256.0 * MI),
+        (ns, "shop-gateway-6d4cf56db6-bcdfg", "app", 2.0, 2048.0 * MI),
+        (ns, "shop-7d4b9c8f6d-x2x7q", "POD", 0.9, 4096.0 * MI),
+        (ns, "shop-7d4b9c8f6d-x2x7q", "", 1.5, 8192.0 * MI),
+        (&elsewhere, "shop-7d4b9c8f6d-x2x7q", "app", 3.0, 3072.0 * MI),
+    ];
+    let mut cpu_lines = String::from("# TYPE container_cpu_usage_seconds_total counter\n");
+    let mut mem_lines = String::from("# TYPE container_memory_working_set_bytes gauge\n");
+    for (n, pod, container, cores, memory) in series {
+        let labels = format!(r#"namespace="{n}",pod="{pod}",container="{container}""#);
+        let mut used = 0.0;
+        for t in (start..=now).step_by(30) {
+            cpu_lines.push_str(&format!("container_cpu_usage_seconds_total{{{labels}}} {used} {t}\n"));
+            let burst = (now - 40 * 60..now - 30 * 60).contains(&t);
+            used += 30.0 * if burst { cores * 2.5 } else { cores };
+            let spike = t == now - 20 * 60;
+            mem_lines.push_str(&format!(
+                "container_memory_working_set_bytes{{{labels}}} {} {t}\n",
+                if spike { memory * 2.0 } else { memory }
+            ));
+        }
+    }
+    format!("{cpu_lines}{mem_lines}# EOF\n")
+}
+
+fn baseline_options(url: &str) -> baseline::Options {
+    baseline::Options {
+        interval: Duration::from_secs(3600),
+        window: Duration::from_secs(3600),
+        ..baseline::Options::new(url)
+    }
+}
+
+#[tokio::test]
+async fn a_baseline_is_learned_from_a_real_prometheus_once_per_interval_and_sizes_the_workload() {
+    let Some(client) = client().await else { return };
+    let ns = namespace("reconciler-baseline");
+    let Some(prom) = prometheus(&cadvisor_series(&ns)).await else { return };
+    let learner = Arc::new(baseline::Learner::new(baseline_options(&prom.url)).unwrap());
+    let (ns, _stop) = setup_with(&client, &ns, Some(learner)).await;
+    let personas = Api::<ApplicationPersona>::namespaced(client.clone(), &ns);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+
+    // `cart` has no series at all: reported, not fatal.
+    apply(&deployments, deployment_json("shop", json!({"app.kubernetes.io/name": "shop"}), 1, true)).await;
+    apply(&deployments, deployment_json("cart", json!({"app.kubernetes.io/name": "cart"}), 1, true)).await;
+    apply(&personas, persona_json("shop", json!({}))).await;
+    apply(&personas, persona_json("cart", json!({}))).await;
+
+    // Exactly the pod's `app` container in this namespace: 250m mean (0.2 for fifty minutes,
+    // 0.5 for ten), 500m peak, 258Mi mean (one 512Mi sample among ~120 of 256Mi), 512Mi peak.
+    // Any of the decoys matched would move a peak to 2 cores or gigabytes.
+    let s = wait_status(&personas, "shop", "a baseline learned and turned into recommendations", |s| {
+        s["learned"]["resourceBaseline"].is_object()
+            && s["recommendations"].as_array().is_some_and(|rs| {
+                rs.iter().any(|r| r["message"].as_str().is_some_and(|m| m.starts_with("peak memory")))
+            })
+    })
+    .await;
+    assert_eq!(
+        s["learned"]["resourceBaseline"],
+        json!({"avgCPU": "250m", "peakCPU": "500m", "avgMemory": "258Mi", "peakMemory": "512Mi"}),
+        "{s:#}"
+    );
+    assert!(s["learned"]["lastLearned"].is_string());
+    let learned = condition(&s, "BaselineLearned");
+    assert_eq!((learned["status"].as_str(), learned["reason"].as_str()), (Some("True"), Some("Learned")), "{s:#}");
+    // The container asks for 100m/128Mi and may use 500m/256Mi: a peak of 512Mi is twice its
+    // limit, the most urgent recommendation, first.
+    let first = &s["recommendations"][0];
+    assert_eq!((first["type"].as_str(), first["priority"].as_str()), (Some("resource"), Some("high")), "{s:#}");
+    assert!(first["message"].as_str().unwrap().contains("peak memory 512Mi is 200% of the limit 256Mi"), "{s:#}");
+    assert_eq!(first["action"], "raise resources.limits.memory to at least 640Mi");
+    let actions: Vec<&str> =
+        s["recommendations"].as_array().unwrap().iter().filter_map(|r| r["action"].as_str()).collect();
+    for expected in [
+        "raise resources.limits.cpu to at least 630m",
+        "raise resources.requests.cpu to 630m",
+        "raise resources.requests.memory to 640Mi",
+    ] {
+        assert!(actions.contains(&expected), "{expected}: {actions:?}");
+    }
+    // The persona controller's own conditions stand beside the baseline's.
+    assert!(condition(&s, "Ready").is_object() && condition(&s, "Validated").is_object());
+
+    let s =
+        wait_status(&personas, "cart", "no data reported", |s| condition(s, "BaselineLearned")["reason"] == "NoData")
+            .await;
+    assert_eq!(condition(&s, "BaselineLearned")["status"], "False");
+    assert!(s["learned"].is_null(), "nothing learned from no data: {s:#}");
+    assert!(s["phase"].is_string() && condition(&s, "Ready").is_object(), "the persona is still reconciled: {s:#}");
+
+    // Four queries per persona, once each. More reconciles of `shop` (each scale changes its
+    // status) within the interval ask Prometheus nothing more and keep the baseline.
+    assert_eq!(prom.queries_answered().await, 8);
+    let learned_shop = wait_status(&personas, "shop", "learned", |s| s["learned"].is_object()).await["learned"].clone();
+    for replicas in [2, 3] {
+        deployments
+            .patch("shop", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"replicas": replicas}})))
+            .await
+            .unwrap();
+        let s = wait_status(&personas, "shop", "the new replica count", |s| s["health"]["desiredReplicas"] == replicas)
+            .await;
+        assert_eq!(s["learned"], learned_shop, "the baseline stays as learned");
+    }
+    assert_eq!(prom.queries_answered().await, 8, "a baseline is learned at most once per interval");
+}
+
+#[tokio::test]
+async fn an_unreachable_prometheus_is_reported_and_the_persona_still_reconciles() {
+    let Some(client) = client().await else { return };
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("http://{closed}");
+    let learner = Arc::new(baseline::Learner::new(baseline_options(&url)).unwrap());
+    let (ns, _stop) = setup_with(&client, &namespace("reconciler-noprom"), Some(learner)).await;
+    let personas = Api::<ApplicationPersona>::namespaced(client.clone(), &ns);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    apply(&deployments, deployment_json("web", json!({"app.kubernetes.io/name": "web"}), 1, true)).await;
+    apply(&personas, persona_json("web", json!({}))).await;
+    let s = wait_status(&personas, "web", "Prometheus reported unavailable", |s| {
+        condition(s, "BaselineLearned")["reason"] == "PrometheusUnavailable"
+    })
+    .await;
+    let c = condition(&s, "BaselineLearned");
+    assert_eq!(c["status"], "False");
+    assert!(c["message"].as_str().unwrap().contains(&url), "the message names the URL: {c:#}");
+    assert_eq!(s["workload"]["name"], "web", "resolution and validation went on: {s:#}");
+    assert!(s["learned"].is_null());
 }

@@ -2,6 +2,7 @@
 //! describes, its health, and the status that follows. The controllers only read and write.
 
 pub mod admission;
+pub mod baseline;
 pub mod discovery;
 pub mod health;
 pub mod lease;

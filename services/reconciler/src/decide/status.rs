@@ -126,6 +126,18 @@ pub fn recommendations(findings: &[Finding], limit: usize) -> Vec<Recommendation
     out.into_iter().take(limit).map(|(_, r)| r).collect()
 }
 
+/// The `limit` most urgent recommendations: high, then medium, then low, each kept in order.
+pub fn most_urgent(mut recommendations: Vec<Recommendation>, limit: usize) -> Vec<Recommendation> {
+    let rank = |p: &str| match p {
+        "high" => 0,
+        "medium" => 1,
+        _ => 2,
+    };
+    recommendations.sort_by_key(|r| rank(&r.priority));
+    recommendations.truncate(limit);
+    recommendations
+}
+
 /// A condition, keeping the previous transition time when its status did not change (a
 /// condition's `lastTransitionTime` moves only on a transition).
 pub fn condition(
