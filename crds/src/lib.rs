@@ -6,6 +6,7 @@
 //! them and the Helm chart carries the same YAML (a test fails when the two drift).
 
 pub mod cluster;
+pub mod kapsa;
 pub mod persona;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -16,5 +17,5 @@ pub use persona::{ApplicationPersona, ApplicationPersonaSpec, ApplicationPersona
 
 /// Every CRD, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![ApplicationPersona::crd(), ClusterPersona::crd()]
+    vec![ApplicationPersona::crd(), ClusterPersona::crd(), kapsa::Registry::crd()]
 }

@@ -64,6 +64,8 @@ svc_ensure_packages() {
     svc_wanted docker && want+=(docker.io busybox-static iproute2 docker-compose debootstrap iptables binutils)
     # protoc: etcd-client compiles etcd's own protos with it (Persys' contracts use protox).
     svc_wanted kube && want+=(openssl curl jq)
+    # A real container registry (distribution) for the reconciler's Registry checks.
+    svc_wanted tools && want+=(docker-registry)
     want+=(procps protobuf-compiler libprotobuf-dev)
     svc_install_debs "${want[@]}"
 }
@@ -718,6 +720,11 @@ svc_start_tools() {
     svc_add_export PERSYS_TEST_GRPCURL "$grpcurl"
     svc_add_export PERSYS_TEST_PROMETHEUS "$prometheus"
     svc_add_export PERSYS_TEST_PROMTOOL "$promtool"
+    if command -v docker-registry >/dev/null 2>&1; then
+        svc_add_export PERSYS_TEST_DOCKER_REGISTRY "$(command -v docker-registry)"
+    else
+        svc_warn "tools: docker-registry (Debian package docker-registry) is missing; the Registry tests fail under CI=true"
+    fi
     SVC_STATUS+=("tools: helm $("$helm" version --short 2>/dev/null), grpcurl $("$grpcurl" -version 2>&1 | awk '{print $2}'), prometheus $("$prometheus" --version 2>/dev/null | awk 'NR==1{print $3}')")
 }
 

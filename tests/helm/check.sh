@@ -364,6 +364,17 @@ namespaces list
 nodes list
 nodes watch
 pods list")
+# Kapsa Registries (reconciler.registries, on by default, off with reconciler.namespace): the
+# Registries it checks and their status (a ClusterRole of its own), and the Secrets of the
+# credentials namespace (the release namespace by default; a Role there).
+REGISTRY_ROLE=$RECONCILER_ROLE-registries
+REGISTRY_RULES=$(sort <<<"registries.kapsa-project.io list
+registries.kapsa-project.io watch
+registries.kapsa-project.io/status patch")
+CREDENTIALS_ROLE=$RECONCILER_NAME-registry-credentials
+CREDENTIALS_RULES=$(sort <<<"secrets get
+secrets list
+secrets watch")
 
 # rendered_rules: the rules of a ClusterRole or Role document on stdin (flow lists, as the chart
 # writes them) in the form of RECONCILER_RULES ("resource[name]" for resourceNames, as
@@ -461,6 +472,28 @@ step_reconciler_render() {
     done
     grep -A2 '^ *secret:$' <<<"$d" | grep -q 'secretName: prom-token' && grep -A1 '^ *configMap:$' <<<"$d" | grep -q 'name: prom-ca' ||
         fail "reconciler.prometheus: the token Secret prom-token or the CA ConfigMap prom-ca is not mounted"
+    # Registries: their ClusterRole and the credentials Role in the release namespace, exactly;
+    # the flag names that namespace; none of it with reconciler.namespace or registries off.
+    got=$(doc "$on" ClusterRole "$REGISTRY_ROLE" | rendered_rules)
+    [ "$got" = "$REGISTRY_RULES" ] || fail "ClusterRole $REGISTRY_ROLE grants '$got' instead of exactly '$REGISTRY_RULES'"
+    binding_ok "$(doc "$on" ClusterRoleBinding "$REGISTRY_ROLE")" ClusterRole "$REGISTRY_ROLE" ||
+        fail "ClusterRoleBinding $REGISTRY_ROLE does not bind ClusterRole $REGISTRY_ROLE to the reconciler only"
+    d=$(doc "$on" Role "$CREDENTIALS_ROLE")
+    got=$(rendered_rules <<<"$d")
+    [ "$got" = "$CREDENTIALS_RULES" ] && grep -q "^  namespace: $NS_ALL$" <<<"$d" ||
+        fail "Role $CREDENTIALS_ROLE is not exactly '$CREDENTIALS_RULES' in $NS_ALL"
+    grep -A1 'name: PERSYS_RECONCILER_REGISTRY_CREDENTIALS_NAMESPACE$' <<<"$(doc "$on" Deployment "$RECONCILER_NAME")" | grep -q "value: \"$NS_ALL\"" ||
+        fail "all-on values: the reconciler is not told to read registry credentials from $NS_ALL"
+    [ -z "$(doc "$nsd" ClusterRole "$REGISTRY_ROLE")$(doc "$nsd" Role "$CREDENTIALS_ROLE")" ] &&
+        ! grep -q PERSYS_RECONCILER_REGISTRY_CREDENTIALS_NAMESPACE "$nsd" ||
+        fail "reconciler.namespace set: the Registry roles or flag are rendered (Registries are cluster-wide)"
+    tmpl rec-noreg -n "$NS_ALL" -f "$ALL_ON" --set reconciler.registries.enabled=false
+    [ -z "$(doc "$WORK/rec-noreg.yaml" ClusterRole "$REGISTRY_ROLE")$(doc "$WORK/rec-noreg.yaml" Role "$CREDENTIALS_ROLE")" ] ||
+        fail "reconciler.registries.enabled=false: the Registry roles are rendered"
+    tmpl rec-creds -n "$NS_ALL" -f "$ALL_ON" --set reconciler.registries.credentialsNamespace=registry-creds
+    grep -q '^  namespace: registry-creds$' <<<"$(doc "$WORK/rec-creds.yaml" Role "$CREDENTIALS_ROLE")" &&
+        grep -A1 'name: PERSYS_RECONCILER_REGISTRY_CREDENTIALS_NAMESPACE$' "$WORK/rec-creds.yaml" | grep -q 'value: "registry-creds"' ||
+        fail "reconciler.registries.credentialsNamespace: the Role or the flag is not in registry-creds"
     [ -n "$(doc "$on" Certificate "$WEBHOOK_CERT")" ] || fail "all-on values: no Certificate $WEBHOOK_CERT for the webhook"
     for kind in RoleBinding Role; do
         [ -z "$(doc "$on" "$kind" "$RECONCILER_NAME")$(doc "$on" "$kind" "$RECONCILER_ROLE")" ] ||
@@ -992,6 +1025,18 @@ step_reconciler_cluster() {
     can_i no delete pods -A
     can_i no get secrets -A
     can_i no list secrets -A
+    # Registries (their own ClusterRole), and Secrets of the credentials namespace only.
+    can_i yes list registries.kapsa-project.io
+    can_i yes watch registries.kapsa-project.io
+    can_i yes patch registries.kapsa-project.io --subresource=status
+    can_i no update registries.kapsa-project.io
+    can_i no delete registries.kapsa-project.io
+    can_i yes get secrets -n "$NS_ALL"
+    can_i yes watch secrets -n "$NS_ALL"
+    can_i no create secrets -n "$NS_ALL"
+    can_i no update secrets -n "$NS_ALL"
+    can_i no get secrets -n default
+    can_i no get secrets -n kube-system
     can_i yes watch applications.argoproj.io -A
     can_i no patch applications.argoproj.io -A
     can_i no delete applications.argoproj.io -A
@@ -1033,12 +1078,12 @@ step_reconciler_cluster() {
         ! grep -q UNPARSED <<<"$base$got" || fail "kubectl auth can-i --list printed lines this check cannot read:"$'\n'"$(grep UNPARSED <<<"$base$got")"
         got=$(comm -13 <(printf '%s\n' "$base") <(printf '%s\n' "$got"))
         # The Lease rules hold in the release namespace only.
-        want=$(sort -u <<<"$RECONCILER_RULES"$'\n'"$DISCOVERY_RULES")
-        if [ "$v" = "$NS_ALL" ]; then want=$(sort -u <<<"$want"$'\n'"$LEASE_RULES"); fi
+        want=$(sort -u <<<"$RECONCILER_RULES"$'\n'"$DISCOVERY_RULES"$'\n'"$REGISTRY_RULES")
+        if [ "$v" = "$NS_ALL" ]; then want=$(sort -u <<<"$want"$'\n'"$LEASE_RULES"$'\n'"$CREDENTIALS_RULES"); fi
         [ "$got" = "$want" ] ||
             fail "in namespace $v, can-i --list grants the reconciler beyond a bare account"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$want")"
     done
-    log "kubectl auth can-i --list in $NS_ALL and default: exactly those rules beyond an account without bindings (the Lease rules in $NS_ALL only)"
+    log "kubectl auth can-i --list in $NS_ALL and default: exactly those rules beyond an account without bindings (the Lease and registry-credential rules in $NS_ALL only)"
 
     # Real calls as the ServiceAccount: its lists, and the status write the controller makes
     # (server-side apply of the status subresource) on a persona the admin creates.
@@ -1060,11 +1105,14 @@ step_reconciler_cluster() {
         fail "as the reconciler, applying the persona itself (not its status) succeeded"
     fi
     grep -q Forbidden "$WORK/as.err" || fail "as the reconciler, applying the persona failed, but not as Forbidden: $(tr '\n' ' ' <"$WORK/as.err")"
-    if kc get secrets -n "$NS_ALL" --as="$RECONCILER_SA" -o name >/dev/null 2>"$WORK/as.err"; then
-        fail "as the reconciler, kubectl get secrets -n $NS_ALL succeeded"
+    # Secrets: those of the registry credentials namespace (the release namespace) only.
+    kc get secrets -n "$NS_ALL" --as="$RECONCILER_SA" -o name >/dev/null 2>"$WORK/as.err" ||
+        fail "as the reconciler, kubectl get secrets -n $NS_ALL (its registry credentials namespace): $(tr '\n' ' ' <"$WORK/as.err")"
+    if kc get secrets -n "$NS_DEFAULT" --as="$RECONCILER_SA" -o name >/dev/null 2>"$WORK/as.err"; then
+        fail "as the reconciler, kubectl get secrets -n $NS_DEFAULT succeeded"
     fi
     grep -q Forbidden "$WORK/as.err" || fail "as the reconciler, kubectl get secrets failed, but not as Forbidden: $(tr '\n' ' ' <"$WORK/as.err")"
-    log "as the reconciler: lists of personas, Deployments, StatefulSets and pods work; its status apply wrote phase Pending; applying the persona itself and reading Secrets are Forbidden"
+    log "as the reconciler: lists of personas, Deployments, StatefulSets and pods work; its status apply wrote phase Pending; applying the persona itself and reading Secrets outside $NS_ALL are Forbidden"
 
     # Leader election for real, as the ServiceAccount: create its Lease in the release namespace,
     # read it, take it over by an update carrying the resourceVersion read (as the code does);

@@ -105,16 +105,8 @@ pub async fn application_resource(client: &Client) -> Option<ApiResource> {
 /// Waits for the Application CRD (checking every `recheck`), then follows Applications until
 /// `shutdown`.
 pub async fn run(client: Client, recheck: Duration, shutdown: Shutdown) {
-    let resource = loop {
-        if let Some(r) = application_resource(&client).await {
-            break r;
-        }
-        tracing::info!("no argoproj.io/v1alpha1 Application CRD: the ArgoCD integration waits for it");
-        tokio::select! {
-            _ = shutdown.clone().wait() => return,
-            _ = tokio::time::sleep(recheck) => {}
-        }
-    };
+    let gvk = GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application");
+    let Some(resource) = crate::served(&client, &gvk, recheck, &shutdown).await else { return };
     tracing::info!("following ArgoCD Applications");
     let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
     Controller::new_with(api, watcher::Config::default(), resource)

@@ -17,8 +17,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
+use http_body_util::Full;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 use kube::{
     Api, Client, ResourceExt,
@@ -82,13 +81,11 @@ pub enum Error {
     },
 }
 
-type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
-
 /// Measures workloads through Prometheus's HTTP API and records baselines.
 pub struct Learner {
     options: Options,
     endpoint: String,
-    http: HttpClient<Https, Full<Bytes>>,
+    http: crate::http::Client,
     /// Last attempt per persona uid, so a failing Prometheus is not asked on every reconcile.
     attempts: Mutex<HashMap<String, Instant>>,
 }
@@ -145,25 +142,7 @@ impl Learner {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             anyhow::bail!("--prometheus-url `{url}`: give an http:// or https:// URL with a host");
         }
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match &options.ca_file {
-            Some(path) => {
-                let pem =
-                    std::fs::read(path).map_err(|e| anyhow::anyhow!("--prometheus-ca-file {}: {e}", path.display()))?;
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in persys_kit::tls::parse_certs(&pem, path)? {
-                    roots.add(cert)?;
-                }
-                let config = rustls::ClientConfig::builder_with_provider(persys_kit::tls::provider())
-                    .with_safe_default_protocol_versions()?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                builder.with_tls_config(config)
-            }
-            None => builder.with_provider_and_native_roots(persys_kit::tls::provider())?,
-        };
-        let connector = builder.https_or_http().enable_http1().build();
-        let http = HttpClient::builder(TokioExecutor::new()).build(connector);
+        let http = crate::http::client(options.ca_file.as_deref(), "--prometheus-ca-file")?;
         Ok(Self { endpoint: format!("{url}/api/v1/query"), options, http, attempts: Mutex::new(HashMap::new()) })
     }
 
@@ -181,15 +160,10 @@ impl Learner {
         }
         let body = Full::new(Bytes::from(format!("query={}", form_encode(promql))));
         let request = request.body(body).map_err(|e| self.unavailable(e.to_string()))?;
-        let call = async {
-            let response = self.http.request(request).await.map_err(|e| self.unavailable(e.to_string()))?;
-            let status = response.status();
-            let body = response.into_body().collect().await.map_err(|e| self.unavailable(e.to_string()))?.to_bytes();
-            Ok::<_, Error>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(self.options.timeout, call)
+        let response = crate::http::send(&self.http, request, self.options.timeout)
             .await
-            .map_err(|_| self.unavailable(format!("no answer in {:?}", self.options.timeout)))??;
+            .map_err(|reason| self.unavailable(reason))?;
+        let (status, body) = (response.status, response.body);
         match parse_answer(&body) {
             Ok(v) if status.is_success() => Ok(v),
             Ok(_) => Err(self.unavailable(format!("HTTP {status}"))),

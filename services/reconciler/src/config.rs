@@ -118,6 +118,14 @@ pub struct RunArgs {
     /// denies (fail closed). Set it like the failurePolicy registered with the API server.
     #[arg(long, env = "PERSYS_RECONCILER_WEBHOOK_FAILURE_POLICY", value_enum, default_value_t = FailurePolicy::Ignore)]
     pub webhook_failure_policy: FailurePolicy,
+    /// Verify Kapsa Registries (cluster-scoped) with credentials read from Secrets in this
+    /// namespace only (the chart sets its release namespace); off when unset, and whenever
+    /// `--namespace` restricts the reconciler.
+    #[arg(long, env = "PERSYS_RECONCILER_REGISTRY_CREDENTIALS_NAMESPACE")]
+    pub registry_credentials_namespace: Option<String>,
+    /// Check every Registry at least this often, besides on its changes and its Secret's.
+    #[arg(long, env = "PERSYS_RECONCILER_REGISTRY_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub registry_interval: Duration,
     /// Resource baselines from Prometheus.
     #[command(flatten)]
     pub prometheus: PrometheusArgs,

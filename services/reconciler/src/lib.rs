@@ -13,9 +13,11 @@ pub mod cluster;
 pub mod config;
 pub mod decide;
 pub mod grpc;
+pub mod http;
 pub mod leader;
 pub mod persona;
 pub mod proto;
+pub mod registry;
 pub mod webhook;
 
 use anyhow::Context as _;
@@ -145,6 +147,18 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
     if args.cluster_discovery && !discovery {
         tracing::info!("ClusterPersona discovery is off: --namespace restricts the reconciler to one namespace");
     }
+    let registry_options = match (&args.registry_credentials_namespace, &args.namespace) {
+        (Some(ns), None) => {
+            Some(registry::Options { interval: args.registry_interval, ..registry::Options::new(ns.clone()) })
+        }
+        (Some(_), Some(_)) => {
+            tracing::info!(
+                "the Registry controller is off: --namespace restricts the reconciler (Registries are cluster-wide)"
+            );
+            None
+        }
+        (None, _) => None,
+    };
     // Every port is bound (the controllers start once this replica leads).
     persys_kit::server::announce_ready(
         "reconciler",
@@ -158,20 +172,52 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
         .run_while_leading(shutdown, move |stop| {
             let personas = persona::run(client.clone(), options.clone(), stop.clone());
             let argocd = argocd::run(client.clone(), argocd::RECHECK, stop.clone());
-            let clusters = discovery.then(|| cluster::run(client.clone(), cluster_options.clone(), stop));
+            let clusters = discovery.then(|| cluster::run(client.clone(), cluster_options.clone(), stop.clone()));
+            let registries = registry_options.clone().map(|o| registry::run(client.clone(), o, stop));
             async move {
-                match clusters {
-                    Some(clusters) => {
-                        tokio::join!(personas, argocd, clusters);
+                let clusters = async {
+                    if let Some(c) = clusters {
+                        c.await;
                     }
-                    None => {
-                        tokio::join!(personas, argocd);
+                };
+                let registries = async {
+                    if let Some(r) = registries
+                        && let Err(error) = r.await
+                    {
+                        tracing::error!(%error, "the Registry controller stopped");
                     }
-                }
+                };
+                tokio::join!(personas, argocd, clusters, registries);
             }
         })
         .await;
     Ok(())
+}
+
+/// Waits until the API server serves `gvk` (checking by discovery every `recheck`, saying so
+/// once in the log), or `shutdown`: the resource, or `None` on shutdown. An integration whose
+/// CRD is missing waits instead of failing every watch.
+pub async fn served(
+    client: &Client,
+    gvk: &kube::api::GroupVersionKind,
+    recheck: std::time::Duration,
+    shutdown: &Shutdown,
+) -> Option<kube::api::ApiResource> {
+    let mut said = false;
+    loop {
+        if let Ok((resource, _)) = kube::discovery::pinned_kind(client, gvk).await {
+            return Some(resource);
+        }
+        if !said {
+            tracing::info!(group = %gvk.group, version = %gvk.version, kind = %gvk.kind, every = ?recheck,
+                "the API server does not serve this kind (CRD not installed?); waiting for it");
+            said = true;
+        }
+        tokio::select! {
+            _ = shutdown.clone().wait() => return None,
+            _ = tokio::time::sleep(recheck) => {}
+        }
+    }
 }
 
 /// The host name (a pod's name) and a random suffix, so two processes on one host differ.

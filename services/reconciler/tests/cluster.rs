@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::{
     Api, Client,
     api::{DeleteParams, Patch, PatchParams, PostParams},
@@ -74,6 +74,16 @@ async fn discovery_reports_nodes_platform_usage_addons_and_follows_node_changes(
         .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
         .await
         .unwrap();
+    // The API server admits a pod only once its namespace's `default` ServiceAccount exists,
+    // which kube-controller-manager creates a moment after the namespace.
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &ns);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        kube::runtime::wait::await_condition(accounts, "default", |a: Option<&ServiceAccount>| a.is_some()),
+    )
+    .await
+    .expect("the namespace's default ServiceAccount in time")
+    .unwrap();
     let pods = Api::<Pod>::namespaced(client.clone(), &ns);
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "argocd-server-0", "labels": {"app.kubernetes.io/name": "argocd-server"}},

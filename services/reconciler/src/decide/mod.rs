@@ -6,5 +6,6 @@ pub mod baseline;
 pub mod discovery;
 pub mod health;
 pub mod lease;
+pub mod registry;
 pub mod resolve;
 pub mod status;

@@ -1,0 +1,69 @@
+//! The reconciler's HTTP client for services outside Kubernetes (Prometheus, container
+//! registries): HTTP/1.1 over plain TCP or rustls, every call bounded by a timeout.
+
+use std::{path::Path, time::Duration};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
+
+/// A pooled client for `http` and `https` URLs.
+pub type Client =
+    HttpClient<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+
+/// A client trusting the PEM bundle `ca_file`, or the system's roots without one.
+pub fn client(ca_file: Option<&Path>, what: &str) -> anyhow::Result<Client> {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("{what} {}: {e}", path.display()))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in persys_kit::tls::parse_certs(&pem, path)? {
+                roots.add(cert)?;
+            }
+            let config = rustls::ClientConfig::builder_with_provider(persys_kit::tls::provider())
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            builder.with_tls_config(config)
+        }
+        None => builder.with_provider_and_native_roots(persys_kit::tls::provider())?,
+    };
+    Ok(HttpClient::builder(TokioExecutor::new()).build(builder.https_or_http().enable_http1().build()))
+}
+
+/// What came back.
+#[derive(Debug)]
+pub struct Response {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// Sends `request` and reads the whole answer within `timeout`; `Err` says why not.
+pub async fn send(client: &Client, request: Request<Full<Bytes>>, timeout: Duration) -> Result<Response, String> {
+    let call = async {
+        let response = client.request(request).await.map_err(|e| connect_error(&e))?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Response { status: parts.status, headers: parts.headers, body })
+    };
+    tokio::time::timeout(timeout, call).await.map_err(|_| format!("no answer in {timeout:?}"))?
+}
+
+/// The error and its causes, which hyper keeps apart ("client error (Connect)" alone says
+/// nothing of the refused connection behind it).
+fn connect_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
