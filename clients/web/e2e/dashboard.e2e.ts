@@ -5,6 +5,7 @@
 // viewer sees no write or admin action; an invalid form shows the server's field
 // violations; a broken stream shows "reconnecting" and recovers. Every page passes axe (no
 // serious or critical violations) and is screenshotted into the artifacts directory.
+import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -21,6 +22,16 @@ import { REPO, type Stack, startStack } from "./stack";
 
 const ARTIFACTS = process.env.PERSYS_WEB_ARTIFACTS || join(process.env.CARGO_TARGET_DIR || join(REPO, "target"), "web-e2e");
 const VIEWER = { username: "vera", password: "viewer-password-123" };
+// The test bench's kube-apiserver: with it the stack also runs the reconciler (one namespace of
+// its own), and the Personas page is tested against it.
+const KUBECONFIG = process.env.PERSYS_TEST_KUBECONFIG;
+const KUBE_NS = `web-e2e-${process.pid}`;
+
+/** kubectl against the test bench, `input` on stdin. */
+function kubectl(args: string[], input?: string): string {
+  const bin = process.env.PERSYS_TEST_KUBECTL || "kubectl";
+  return execFileSync(bin, ["--kubeconfig", KUBECONFIG!, ...args], { input, encoding: "utf8" });
+}
 
 let stack: Stack;
 let context: BrowserContext;
@@ -45,7 +56,14 @@ async function nav(name: string) {
 
 beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  stack = await startStack(resolve(import.meta.dirname, "../dist"));
+  let kube: string[] = [];
+  if (KUBECONFIG) {
+    kubectl(["apply", "--server-side", "--force-conflicts", "-f", join(REPO, "deploy/helm/persys/crds/persys-crds.yaml")]);
+    kubectl(["wait", "--for=condition=Established", "crd/applicationpersonas.dorgu.io", "--timeout=60s"]);
+    kubectl(["create", "namespace", KUBE_NS]);
+    kube = ["--kubeconfig", KUBECONFIG, "--kube-namespace", KUBE_NS];
+  }
+  stack = await startStack(resolve(import.meta.dirname, "../dist"), kube);
   // The viewer, made by the admin through the gateway (gRPC-web from Node, like the browser).
   const transport = createGrpcWebTransport({ baseUrl: stack.url });
   const { accessToken } = await createClient(AuthService, transport).login({ username: "admin", password: stack.adminPassword });
@@ -80,6 +98,7 @@ afterAll(async () => {
   console.log(`web e2e: screenshots in ${ARTIFACTS}`);
   await closeBrowser?.();
   await stack?.stop();
+  if (KUBECONFIG) kubectl(["delete", "namespace", KUBE_NS, "--wait=false", "--ignore-not-found"]);
 });
 
 describe("the dashboard against persys-stack", () => {
@@ -215,6 +234,46 @@ describe("the dashboard against persys-stack", () => {
       await tab.close();
       await proxy.close();
     }
+  });
+
+  it("shows application personas live from the reconciler", async (ctx) => {
+    if (!KUBECONFIG) {
+      if (process.env.CI === "true") throw new Error("PERSYS_TEST_KUBECONFIG is not set: the Personas page needs the test bench's kube-apiserver");
+      ctx.skip();
+    }
+    const persona = (name: string) =>
+      JSON.stringify({ apiVersion: "dorgu.io/v1", kind: "ApplicationPersona", metadata: { name, namespace: KUBE_NS }, spec: { name, type: "api" } });
+    kubectl(["apply", "-f", "-"], persona("shop"));
+    await nav("Personas");
+    await page.getByRole("heading", { level: 1, name: "Personas" }).waitFor();
+    const row = page.locator(`tr[data-persona="${KUBE_NS}/shop"]`);
+    // No workload yet: the reconciler says Pending, and the page shows it without a reload.
+    await expect.poll(() => row.getByText("Pending").count(), { timeout: 60_000 }).toBe(1);
+    expect(await row.locator("td").nth(3).textContent()).toBe("none");
+    // A Deployment for it appears: the row follows, live.
+    kubectl(
+      ["apply", "-f", "-"],
+      JSON.stringify({
+        apiVersion: "apps/v1",
+        kind: "Deployment",
+        metadata: { name: "shop", namespace: KUBE_NS, labels: { "app.kubernetes.io/name": "shop" } },
+        spec: {
+          replicas: 1,
+          selector: { matchLabels: { pod: "shop" } },
+          template: { metadata: { labels: { pod: "shop" } }, spec: { containers: [{ name: "shop", image: "registry.invalid/shop:1" }] } },
+        },
+      }),
+    );
+    await expect.poll(() => row.locator("td").nth(3).textContent(), { timeout: 60_000 }).toBe("Deployment/shop");
+    // Its validation findings (no resources, no probes, root) are listed under the persona.
+    await expect.poll(() => row.locator("td").nth(4).textContent(), { timeout: 30_000 }).toMatch(/\d+ errors, \d+ warnings/);
+    await row.locator("summary").click();
+    expect(await row.locator("details li").count()).toBeGreaterThan(0);
+    // A second persona arrives on the open page.
+    kubectl(["apply", "-f", "-"], persona("cart"));
+    await page.locator(`tr[data-persona="${KUBE_NS}/cart"]`).waitFor();
+    await expectAccessible("personas");
+    await shot("personas");
   });
 
   it("logs out, and a viewer sees no write or admin action", async () => {

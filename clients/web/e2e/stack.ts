@@ -26,13 +26,13 @@ export function stackBinary(): string {
   return bin;
 }
 
-/** Starts the stack serving `webRoot`; resolves once its gateway is ready. */
-export async function startStack(webRoot: string): Promise<Stack> {
+/** Starts the stack serving `webRoot` (with `extraArgs`); resolves once its gateway is ready. */
+export async function startStack(webRoot: string, extraArgs: string[] = []): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), "persys-web-e2e-"));
   const state = join(dir, "state");
   const child: ChildProcess = spawn(
     stackBinary(),
-    ["--dir", state, "--listen", "127.0.0.1:0", "--driver", "process", "--admin-listen", "off", "--web-root", webRoot],
+    ["--dir", state, "--listen", "127.0.0.1:0", "--driver", "process", "--admin-listen", "off", "--web-root", webRoot, ...extraArgs],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info" } },
   );
   const lines: string[] = [];

@@ -4,6 +4,7 @@
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AuthService } from "./gen/persys/gateway/v1/auth_pb";
+import { PersonaService } from "./gen/persys/reconciler/v1/persona_service_pb";
 import { SchedulerService } from "./gen/persys/scheduler/v1/scheduler_service_pb";
 import { accessToken, expire } from "./session";
 
@@ -39,3 +40,5 @@ const transport = createGrpcWebTransport({ baseUrl, interceptors: [auth] });
 export const authClient = createClient(AuthService, transport);
 /** SchedulerService: nodes, workloads, logs. */
 export const scheduler = createClient(SchedulerService, transport);
+/** PersonaService (the reconciler, behind the gateway as upstream `reconciler`): personas. */
+export const personaService = createClient(PersonaService, transport);

@@ -3,11 +3,14 @@
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { scheduler } from "./api";
+import { personaService, scheduler } from "./api";
+import type { ApplicationPersona } from "./gen/persys/reconciler/v1/application_persona_pb";
+import { PersonaKind } from "./gen/persys/reconciler/v1/persona_service_pb";
 import type { Node } from "./gen/persys/scheduler/v1/node_pb";
 import type { Workload } from "./gen/persys/scheduler/v1/workload_pb";
 import { Backoff, sleep } from "./logic/backoff";
 import { ChunkDedup, LogBuffer } from "./logic/logs";
+import { resourceVersion } from "./logic/personas";
 import { type LiveStatus, runWatch, type WatchEvent, type WatchSnapshot } from "./logic/watch";
 import { expire } from "./session";
 
@@ -175,4 +178,24 @@ export function useLogs(workloadId: string, replica: number, running: boolean) {
     };
   }, [workloadId, replica, running]);
   return { buffer: buffer.current, ...state };
+}
+
+/** Every ApplicationPersona the reconciler serves, live. */
+export function usePersonas() {
+  return useWatch<ApplicationPersona>(
+    (since, signal, connected) =>
+      mapEvents(
+        personaService.watchPersonaEvents(
+          { sinceResourceVersion: since === 0n ? "" : since.toString(), kinds: [PersonaKind.APPLICATION] },
+          { signal, onHeader: connected },
+        ),
+        (r) => ({
+          type: r.type,
+          revision: resourceVersion(r.resourceVersion),
+          item: r.object.case === "applicationPersona" ? r.object.value : undefined,
+        }),
+      ),
+    (p) => `${p.metadata?.namespace ?? ""}/${p.metadata?.name ?? ""}`,
+    [],
+  );
 }

@@ -7,6 +7,7 @@ import { Role } from "./gen/persys/common/v1/common_pb";
 import { NodePage, Nodes } from "./pages/Nodes";
 import { Login } from "./pages/Login";
 import { Overview } from "./pages/Overview";
+import { Personas } from "./pages/Personas";
 import { RunWorkload } from "./pages/RunWorkload";
 import { WorkloadPage } from "./pages/Workload";
 import { Workloads } from "./pages/Workloads";
@@ -18,6 +19,7 @@ const NAV = [
   { href: "/", label: "Overview" },
   { href: "/nodes", label: "Nodes" },
   { href: "/workloads", label: "Workloads" },
+  { href: "/personas", label: "Personas" },
 ];
 
 function Page(props: { path: string; session: Session }) {
@@ -27,6 +29,7 @@ function Page(props: { path: string; session: Session }) {
   if (match("/nodes", path)) return <Nodes />;
   if ((m = match("/nodes/:id", path))) return <NodePage id={m.id} session={session} />;
   if (match("/workloads", path)) return <Workloads session={session} />;
+  if (match("/personas", path)) return <Personas />;
   if (match("/workloads/new", path))
     return session.canWrite ? (
       <RunWorkload />

@@ -127,7 +127,8 @@ fn event(t: WatchEventType, object: Option<Object>, rv: String, summary: String)
     pb::WatchPersonaEventsResponse { r#type: t as i32, object, resource_version: rv, summary }
 }
 
-/// A stream of one kind's events from `rv` (`None`: snapshot first).
+/// A stream of one kind's events from `rv` (`None`: a snapshot of ADDED events first, closed by
+/// a BOOKMARK; with both kinds followed, each kind's snapshot ends with its own).
 fn follow<K, F>(api: Api<K>, fields: Option<String>, rv: Option<String>, convert: F) -> EventStream
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -147,7 +148,11 @@ where
                     last.insert(item.name_any(), item);
                     yield event(WatchEventType::Added, Some(object), rv, String::new());
                 }
-                list.metadata.resource_version.unwrap_or_default()
+                // The snapshot ends with a BOOKMARK at the list's version (persys.common.v1's
+                // watch semantics: a client knows it has every object from here on).
+                let version = list.metadata.resource_version.unwrap_or_default();
+                yield event(WatchEventType::Bookmark, None, version.clone(), String::new());
+                version
             }
         };
         loop {

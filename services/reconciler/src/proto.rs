@@ -171,6 +171,16 @@ pub fn application_persona(p: &ApplicationPersona) -> pb::ApplicationPersona {
             uid: String::new(),
         }),
         observed_generation: s.observed_generation.unwrap_or(0),
+        recommendations: s
+            .recommendations
+            .iter()
+            .map(|r| pb::Recommendation {
+                r#type: r.kind.clone(),
+                priority: r.priority.clone(),
+                message: r.message.clone(),
+                action: r.action.clone(),
+            })
+            .collect(),
     });
     pb::ApplicationPersona { metadata: Some(meta(&p.metadata)), spec: Some(spec), status }
 }
@@ -323,4 +333,34 @@ pub fn cluster_persona(c: &ClusterPersona) -> pb::ClusterPersona {
         conditions: conditions(&st.conditions),
     });
     pb::ClusterPersona { metadata: Some(meta(&c.metadata)), spec: Some(spec), status }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn baselines_and_recommendations_reach_the_wire() {
+        let p: ApplicationPersona = serde_json::from_value(serde_json::json!({
+            "apiVersion": "dorgu.io/v1", "kind": "ApplicationPersona",
+            "metadata": {"name": "shop", "namespace": "apps"},
+            "spec": {"name": "shop", "type": "api"},
+            "status": {
+                "phase": "Active",
+                "learned": {"resourceBaseline": {"avgCPU": "250m", "peakCPU": "500m", "avgMemory": "258Mi", "peakMemory": "512Mi"},
+                    "lastLearned": "2026-12-04T12:00:00Z"},
+                "recommendations": [{"type": "resource", "priority": "high", "message": "peak memory 512Mi is 200% of the limit 256Mi", "action": "raise resources.limits.memory to at least 640Mi"}]
+            }
+        }))
+        .unwrap();
+        let s = application_persona(&p).status.unwrap();
+        assert_eq!(s.phase, pb::PersonaPhase::Active as i32);
+        let b = s.learned.unwrap().resource_baseline.unwrap();
+        assert_eq!((b.avg_cpu.as_str(), b.peak_memory.as_str()), ("250m", "512Mi"));
+        assert_eq!(b.sampled_at.map(|t| t.seconds), timestamp(Some("2026-12-04T12:00:00Z")).map(|t| t.seconds));
+        assert_eq!(s.recommendations.len(), 1);
+        let r = &s.recommendations[0];
+        assert_eq!((r.r#type.as_str(), r.priority.as_str()), ("resource", "high"));
+        assert_eq!(r.action, "raise resources.limits.memory to at least 640Mi");
+    }
 }

@@ -164,7 +164,8 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     let invalid = gateway.get_application_persona(GetApplicationPersonaRequest::default()).await.unwrap_err();
     assert_eq!(invalid.code(), Code::InvalidArgument);
 
-    // Watch one persona from a snapshot: ADDED, then a phase change with its summary.
+    // Watch one persona from a snapshot: ADDED, the BOOKMARK ending the snapshot, then a phase
+    // change with its summary.
     let watch = |since: String| WatchPersonaEventsRequest {
         since_resource_version: since,
         kinds: vec![PersonaKind::Application as i32],
@@ -174,6 +175,9 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     let mut events = gateway.watch_persona_events(watch(String::new())).await.unwrap().into_inner();
     let added = events.next().await.unwrap().unwrap();
     assert_eq!(added.r#type, WatchEventType::Added as i32);
+    let end = events.next().await.unwrap().unwrap();
+    assert_eq!(end.r#type, WatchEventType::Bookmark as i32, "the snapshot ends with a BOOKMARK: {end:?}");
+    assert!(end.object.is_none() && !end.resource_version.is_empty());
     status(&personas, "alpha", "Failed").await;
     let changed = tokio::time::timeout(Duration::from_secs(20), events.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(changed.r#type, WatchEventType::Modified as i32);

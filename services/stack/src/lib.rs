@@ -61,6 +61,15 @@ pub struct Config {
     /// the public address; without it the gateway serves no files.
     #[arg(long, env = "PERSYS_STACK_WEB_ROOT")]
     pub web_root: Option<PathBuf>,
+    /// A Kubernetes cluster's kubeconfig: also run the reconciler on it (ApplicationPersonas,
+    /// the ClusterPersona, webhook off), with PersonaService behind the gateway (`dorgu watch`,
+    /// the dashboard's Personas page). Without it the stack has no reconciler.
+    #[arg(long, env = "PERSYS_STACK_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With `--kubeconfig`: reconcile only this namespace (and hold the leader Lease there);
+    /// every namespace (Lease in `default`) without it.
+    #[arg(long, env = "PERSYS_STACK_KUBE_NAMESPACE", requires = "kubeconfig")]
+    pub kube_namespace: Option<String>,
     /// Logs, traces, metrics.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
@@ -72,17 +81,26 @@ fn random_secret(bytes: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-/// Creates the dev CA and the certificates of the stack's services, once.
+/// Creates the dev CA once, and each service's certificate that is missing (a stack directory
+/// made before the reconciler joined gets its certificate on the next start).
 fn ensure_certs(certs: &CertsDir) -> anyhow::Result<()> {
-    if certs.ca().exists() {
-        return Ok(());
-    }
     let dir = certs.path();
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let ca = Ca::generate("Persys dev CA", Duration::from_secs(3650 * 86400))?;
-    write_public(&certs.ca(), ca.cert_pem().as_bytes())?;
-    write_private(&certs.ca_key(), ca.key_pem().as_bytes())?;
-    for service in ["gateway", "scheduler", "stack"] {
+    let ca = if certs.ca().exists() {
+        let cert = std::fs::read_to_string(certs.ca()).with_context(|| format!("reading {}", certs.ca().display()))?;
+        let key =
+            std::fs::read_to_string(certs.ca_key()).with_context(|| format!("reading {}", certs.ca_key().display()))?;
+        Ca::load(&cert, &key).context("loading the stack's dev CA")?
+    } else {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let ca = Ca::generate("Persys dev CA", Duration::from_secs(3650 * 86400))?;
+        write_public(&certs.ca(), ca.cert_pem().as_bytes())?;
+        write_private(&certs.ca_key(), ca.key_pem().as_bytes())?;
+        ca
+    };
+    for service in ["gateway", "scheduler", "stack", "reconciler"] {
+        if certs.paths(service).cert.exists() {
+            continue;
+        }
         let issued = ca.issue(&LeafRequest {
             identity: Identity::Service(service.into()),
             dns_names: service_dns_names(service, "persys"),
@@ -142,6 +160,30 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     gateway_config.admin_username = Some("admin".into());
     gateway_config.admin_password = Some(password.clone().into());
     gateway_config.upstreams = vec![format!("scheduler=https://localhost:{}", scheduler.grpc.port())];
+
+    // Reconciler, with a cluster: PersonaService on a loopback port, behind the gateway.
+    let reconciler = match &config.kubeconfig {
+        Some(kubeconfig) => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let tls = certs.paths("reconciler");
+            let mut argv: Vec<String> = vec!["reconciler".into(), "run".into(), "--kubeconfig".into()];
+            argv.push(kubeconfig.display().to_string());
+            argv.extend(["--listen".into(), format!("127.0.0.1:{port}"), "--admin-listen".into(), "off".into()]);
+            for (flag, path) in [("--tls-ca", &tls.ca), ("--tls-cert", &tls.cert), ("--tls-key", &tls.key)] {
+                argv.extend([flag.into(), path.display().to_string()]);
+            }
+            let ns = config.kube_namespace.clone();
+            argv.extend(["--lease-namespace".into(), ns.clone().unwrap_or_else(|| "default".into())]);
+            if let Some(ns) = ns {
+                argv.extend(["--namespace".into(), ns]);
+            }
+            let cli = persys_reconciler::config::Cli::try_parse_from(&argv).context("the reconciler's settings")?;
+            let persys_reconciler::config::Command::Run(args) = cli.command else { unreachable!("argv names `run`") };
+            gateway_config.upstreams.push(format!("reconciler=https://localhost:{port}"));
+            Some(tokio::spawn(persys_reconciler::run(*args, shutdown.clone())))
+        }
+        None => None,
+    };
     gateway_config.telemetry.admin_listen = config.telemetry.admin_listen.clone();
     gateway_config.web_root = config.web_root.clone();
     let gateway = tokio::spawn(persys_gateway::run(gateway_config, shutdown.clone()));
@@ -187,18 +229,30 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     announce_ready("persys-stack", &[("scheduler", Some(scheduler.grpc))]);
     eprintln!(
-        "\nPersys is running on {listen} (agent driver: {driver}).\n\n  \
+        "\nPersys is running on {listen} (agent driver: {driver}{kube}).\n\n  \
          admin user:     admin\n  admin password: {password}   (kept in {pw})\n\n\
          {dashboard}\
          Log in:   persys --server http://{listen} login --username admin\n\
          Run:      persys --server http://{listen} workload run persys-test/busybox -- sleep 3600\n\
          grpcurl:  grpcurl -plaintext {listen} list\n\nCtrl-C stops everything.\n",
         listen = config.listen,
+        kube = match &config.kubeconfig {
+            Some(k) => format!("; reconciler on the cluster of {}", k.display()),
+            None => String::new(),
+        },
         pw = dir.join("admin-password").display(),
         dashboard =
             if config.web_root.is_some() { format!("Browse:   http://{}/\n", config.listen) } else { String::new() },
     );
-    let (scheduler_result, gateway_result, agent_result) = tokio::join!(scheduler.task, gateway, agent);
+    let reconciler = async {
+        match reconciler {
+            Some(task) => task.await,
+            None => Ok(Ok(())),
+        }
+    };
+    let (scheduler_result, gateway_result, agent_result, reconciler_result) =
+        tokio::join!(scheduler.task, gateway, agent, reconciler);
+    reconciler_result?.context("reconciler")?;
     scheduler_result?.context("scheduler")?;
     gateway_result?.context("gateway")?;
     agent_result?.context("agent")?;

@@ -1,0 +1,47 @@
+import { create } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { FindingSchema, FindingSeverity } from "../gen/persys/analyzer/v1/finding_pb";
+import { ApplicationPersonaSchema, PersonaPhase } from "../gen/persys/reconciler/v1/application_persona_pb";
+import { baselineText, byNamespaceAndName, issueCounts, personaPhaseLabel, personaPhaseTone, resourceVersion } from "./personas";
+
+const persona = (ns: string, name: string, extra: object = {}) =>
+  create(ApplicationPersonaSchema, { metadata: { namespace: ns, name }, ...extra });
+
+describe("personas", () => {
+  it("names and colours phases, an unreconciled persona included", () => {
+    expect(personaPhaseLabel(PersonaPhase.ACTIVE)).toBe("Active");
+    expect(personaPhaseTone(PersonaPhase.FAILED)).toBe("bad");
+    expect(personaPhaseLabel(undefined)).toBe("Not reconciled");
+    expect(personaPhaseTone(PersonaPhase.UNSPECIFIED)).toBe("idle");
+  });
+
+  it("counts errors and warnings, not infos", () => {
+    const f = (severity: FindingSeverity) => create(FindingSchema, { severity });
+    const p = persona("a", "b", {
+      status: { validation: { issues: [f(FindingSeverity.ERROR), f(FindingSeverity.WARNING), f(FindingSeverity.WARNING), f(FindingSeverity.INFO)] } },
+    });
+    expect(issueCounts(p)).toEqual({ errors: 1, warnings: 2 });
+    expect(issueCounts(persona("a", "c"))).toEqual({ errors: 0, warnings: 0 });
+  });
+
+  it("writes the baseline in one line, leaving out what is missing", () => {
+    const p = persona("a", "b", {
+      status: { learned: { resourceBaseline: { avgCpu: "250m", peakCpu: "500m", avgMemory: "258Mi", peakMemory: "512Mi" } } },
+    });
+    expect(baselineText(p)).toBe("CPU 250m avg / 500m peak · memory 258Mi avg / 512Mi peak");
+    const memOnly = persona("a", "b", { status: { learned: { resourceBaseline: { peakMemory: "1.5Gi" } } } });
+    expect(baselineText(memOnly)).toBe("memory – avg / 1.5Gi peak");
+    expect(baselineText(persona("a", "b"))).toBe("");
+  });
+
+  it("orders by namespace, then name", () => {
+    const list = [persona("b", "a"), persona("a", "z"), persona("a", "b")].sort(byNamespaceAndName);
+    expect(list.map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`)).toEqual(["a/b", "a/z", "b/a"]);
+  });
+
+  it("reads resource versions as revisions, an unreadable one as a fresh start", () => {
+    expect(resourceVersion("12345")).toBe(12345n);
+    expect(resourceVersion("")).toBe(0n);
+    expect(resourceVersion("a/b")).toBe(0n);
+  });
+});

@@ -1,0 +1,82 @@
+// What the Personas page shows of a persona: phase and health names and tones, issue counts,
+// the baseline in one line, and a stable order. Pure, so it is tested without a browser.
+import { FindingSeverity } from "../gen/persys/analyzer/v1/finding_pb";
+import { type ApplicationPersona, HealthStatus, PersonaPhase } from "../gen/persys/reconciler/v1/application_persona_pb";
+import type { Tone } from "./states";
+
+export function personaPhaseLabel(p: PersonaPhase | undefined): string {
+  switch (p) {
+    case PersonaPhase.PENDING:
+      return "Pending";
+    case PersonaPhase.ACTIVE:
+      return "Active";
+    case PersonaPhase.DEGRADED:
+      return "Degraded";
+    case PersonaPhase.FAILED:
+      return "Failed";
+    default:
+      return "Not reconciled";
+  }
+}
+
+export function personaPhaseTone(p: PersonaPhase | undefined): Tone {
+  switch (p) {
+    case PersonaPhase.ACTIVE:
+      return "ok";
+    case PersonaPhase.PENDING:
+      return "busy";
+    case PersonaPhase.DEGRADED:
+      return "warn";
+    case PersonaPhase.FAILED:
+      return "bad";
+    default:
+      return "idle";
+  }
+}
+
+export function healthLabel(h: HealthStatus | undefined): string {
+  switch (h) {
+    case HealthStatus.HEALTHY:
+      return "Healthy";
+    case HealthStatus.DEGRADED:
+      return "Degraded";
+    case HealthStatus.UNHEALTHY:
+      return "Unhealthy";
+    default:
+      return "Unknown";
+  }
+}
+
+/** Errors and warnings of the last validation. */
+export function issueCounts(p: ApplicationPersona): { errors: number; warnings: number } {
+  const issues = p.status?.validation?.issues ?? [];
+  return {
+    errors: issues.filter((i) => i.severity === FindingSeverity.ERROR).length,
+    warnings: issues.filter((i) => i.severity === FindingSeverity.WARNING).length,
+  };
+}
+
+/** "CPU 250m avg / 500m peak · memory 258Mi avg / 512Mi peak", or "" without a baseline. */
+export function baselineText(p: ApplicationPersona): string {
+  const b = p.status?.learned?.resourceBaseline;
+  if (!b) return "";
+  const part = (what: string, avg: string, peak: string) =>
+    avg || peak ? `${what} ${avg || "–"} avg / ${peak || "–"} peak` : "";
+  return [part("CPU", b.avgCpu, b.peakCpu), part("memory", b.avgMemory, b.peakMemory)].filter(Boolean).join(" · ");
+}
+
+/** By namespace, then name. */
+export function byNamespaceAndName(a: ApplicationPersona, b: ApplicationPersona): number {
+  const ka = `${a.metadata?.namespace ?? ""}/${a.metadata?.name ?? ""}`;
+  const kb = `${b.metadata?.namespace ?? ""}/${b.metadata?.name ?? ""}`;
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
+}
+
+/**
+ * A Kubernetes resource version as a watch revision: they are etcd revisions, decimal numbers,
+ * though the API calls them opaque. One that is not a number reads as 0, so a break after it
+ * starts over with a fresh snapshot instead of resuming from a wrong place.
+ */
+export function resourceVersion(rv: string): bigint {
+  return /^[0-9]+$/.test(rv) ? BigInt(rv) : 0n;
+}
