@@ -272,6 +272,14 @@ describe("the dashboard against persys-stack", () => {
     // A second persona arrives on the open page.
     kubectl(["apply", "-f", "-"], persona("cart"));
     await page.locator(`tr[data-persona="${KUBE_NS}/cart"]`).waitFor();
+    // Filters: by phase (none has failed), then by text.
+    await page.getByLabel("Phase").selectOption({ label: "Failed" });
+    await page.getByText("No persona matches these filters.").waitFor();
+    await page.getByLabel("Phase").selectOption({ label: "All" });
+    await page.getByLabel("Search").fill("car");
+    await expect.poll(() => page.locator("tr[data-persona]").count()).toBe(1);
+    expect(await page.locator(`tr[data-persona="${KUBE_NS}/cart"]`).count()).toBe(1);
+    await page.getByLabel("Search").fill("");
     await expectAccessible("personas");
     await shot("personas");
   });

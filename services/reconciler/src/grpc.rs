@@ -37,28 +37,45 @@ const CACHE_WAIT: Duration = Duration::from_secs(10);
 pub struct Personas {
     client: Client,
     personas: Store<ApplicationPersona>,
-    clusters: Store<ClusterPersona>,
-    /// Both caches filled (see [`crate::cache`]).
+    /// `None` when restricted to a namespace (no ClusterPersona is read then).
+    clusters: Option<Store<ClusterPersona>>,
+    /// The one namespace served (`--namespace`), or every one.
+    namespace: Option<String>,
+    /// The caches filled (see [`crate::cache`]).
     ready: crate::cache::Ready,
 }
 
 impl Personas {
     /// Starts the caches (watches of every ApplicationPersona and ClusterPersona) until
     /// `shutdown`.
-    pub fn start(client: Client, shutdown: Shutdown) -> Self {
+    pub fn start(client: Client, namespace: Option<String>, shutdown: Shutdown) -> Self {
+        let persona_api = match &namespace {
+            Some(ns) => Api::<ApplicationPersona>::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
         let (personas, writer) = reflector::store();
-        let persona_events = watcher(Api::<ApplicationPersona>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .for_each(|_| async {});
-        let (clusters, writer) = reflector::store();
-        let cluster_events = watcher(Api::<ClusterPersona>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .for_each(|_| async {});
+        let persona_events =
+            watcher(persona_api, watcher::Config::default()).default_backoff().reflect(writer).for_each(|_| async {});
+        // A reconciler restricted to a namespace reads nothing cluster-wide (its RBAC allows
+        // none of it): no ClusterPersona cache then.
+        let (clusters, cluster_events) = if namespace.is_none() {
+            let (clusters, writer) = reflector::store();
+            let events = watcher(Api::<ClusterPersona>::all(client.clone()), watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+                .for_each(|_| async {});
+            (Some(clusters), Some(events))
+        } else {
+            (None, None)
+        };
         tokio::spawn(async move {
+            let clusters = async {
+                if let Some(events) = cluster_events {
+                    events.await;
+                }
+            };
             tokio::select! {
-                _ = futures::future::join(persona_events, cluster_events) => {}
+                _ = futures::future::join(persona_events, clusters) => {}
                 _ = shutdown.wait() => {}
             }
         });
@@ -66,10 +83,34 @@ impl Personas {
             let (p, c) = (personas.clone(), clusters.clone());
             crate::cache::ready(async move {
                 let _ = p.wait_until_ready().await;
-                let _ = c.wait_until_ready().await;
+                if let Some(c) = c {
+                    let _ = c.wait_until_ready().await;
+                }
             })
         };
-        Self { client, personas, clusters, ready }
+        Self { client, personas, clusters, namespace, ready }
+    }
+
+    /// The namespace a request may read (empty: every one): its own, or the one this
+    /// reconciler serves; refused when it names another.
+    fn scope(&self, requested: &str) -> Result<String, Status> {
+        match &self.namespace {
+            None => Ok(requested.to_owned()),
+            Some(ns) if requested.is_empty() || requested == ns => Ok(ns.clone()),
+            Some(ns) => Err(Status::failed_precondition(format!(
+                "this reconciler serves namespace {ns} only (--namespace); namespace {requested} is not followed"
+            ))),
+        }
+    }
+
+    /// The ClusterPersona cache; refused when restricted to a namespace.
+    fn clusters(&self) -> Result<&Store<ClusterPersona>, Status> {
+        self.clusters.as_ref().ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "this reconciler serves namespace {} only (--namespace): it reads no ClusterPersona",
+                self.namespace.as_deref().unwrap_or_default()
+            ))
+        })
     }
 
     /// The gRPC service.
@@ -204,13 +245,14 @@ impl PersonaService for Personas {
         }
         let size = if size == 0 { DEFAULT_PAGE } else { (size as usize).min(MAX_PAGE) };
         let after = r.page.as_ref().map(|p| p.page_token.clone()).unwrap_or_default();
+        let namespace = self.scope(&r.namespace)?;
         self.ready().await?;
         let key = |p: &ApplicationPersona| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
         let mut items: Vec<Arc<ApplicationPersona>> = self
             .personas
             .state()
             .into_iter()
-            .filter(|p| r.namespace.is_empty() || p.namespace().as_deref() == Some(r.namespace.as_str()))
+            .filter(|p| namespace.is_empty() || p.namespace().as_deref() == Some(namespace.as_str()))
             .filter(|p| {
                 r.phases.is_empty()
                     || r.phases.contains(&(proto::phase(p.status.as_ref().and_then(|s| s.phase.as_deref())) as i32))
@@ -228,7 +270,11 @@ impl PersonaService for Personas {
             String::new()
         };
         // The list's version, to watch from: the API server's current one.
-        let version = Api::<ApplicationPersona>::all(self.client.clone())
+        let api = match &self.namespace {
+            Some(ns) => Api::<ApplicationPersona>::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let version = api
             .list_metadata(&ListParams::default().limit(1))
             .await
             .map_err(kube_status)?
@@ -251,6 +297,7 @@ impl PersonaService for Personas {
         v.check(r.namespace.is_empty(), "namespace", "required");
         v.check(r.name.is_empty(), "name", "required");
         v.finish()?;
+        self.scope(&r.namespace)?;
         self.ready().await?;
         let found = self.personas.get(&reflector::ObjectRef::new(&r.name).within(&r.namespace));
         let p = found.ok_or_else(|| ApiError::NotFound(format!("ApplicationPersona {}/{}", r.namespace, r.name)))?;
@@ -262,13 +309,14 @@ impl PersonaService for Personas {
         request: Request<pb::GetClusterPersonaRequest>,
     ) -> Result<Response<pb::GetClusterPersonaResponse>, Status> {
         let r = request.into_inner();
+        let clusters = self.clusters()?;
         self.ready().await?;
         let found = if r.name.is_empty() {
-            let mut all = self.clusters.state();
+            let mut all = clusters.state();
             all.sort_by_key(|c| (c.metadata.creation_timestamp.clone().map(|t| t.0), c.name_any()));
             all.into_iter().next()
         } else {
-            self.clusters.get(&reflector::ObjectRef::new(&r.name))
+            clusters.get(&reflector::ObjectRef::new(&r.name))
         };
         let c = found.ok_or_else(|| {
             ApiError::NotFound(if r.name.is_empty() {
@@ -297,14 +345,22 @@ impl PersonaService for Personas {
             "PERSONA_KIND_UNSPECIFIED is not a kind; leave kinds empty for both",
         );
         v.finish()?;
-        let wants = |k: PersonaKind| r.kinds.is_empty() || r.kinds.contains(&(k as i32));
+        let namespace = self.scope(&r.namespace)?;
+        // Restricted to a namespace: no ClusterPersona, refused when asked for by name.
+        if self.clusters.is_none() && r.kinds.contains(&(PersonaKind::Cluster as i32)) {
+            self.clusters()?;
+        }
+        let cluster_wide = self.clusters.is_some();
+        let wants = |k: PersonaKind| {
+            (r.kinds.is_empty() || r.kinds.contains(&(k as i32))) && (k != PersonaKind::Cluster || cluster_wide)
+        };
         let since = (!r.since_resource_version.is_empty()).then(|| r.since_resource_version.clone());
         let mut streams: Vec<EventStream> = Vec::new();
         if wants(PersonaKind::Application) {
-            let api = if r.namespace.is_empty() {
+            let api = if namespace.is_empty() {
                 Api::<ApplicationPersona>::all(self.client.clone())
             } else {
-                Api::namespaced(self.client.clone(), &r.namespace)
+                Api::namespaced(self.client.clone(), &namespace)
             };
             let fields = (!r.name.is_empty()).then(|| format!("metadata.name={}", r.name));
             streams.push(follow(api, fields, since.clone(), |p: &ApplicationPersona, before| {

@@ -97,7 +97,7 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
             .context("loading the mTLS material")?;
         tls.spawn_reloader(std::time::Duration::from_secs(30));
         let (listener, bound) = persys_kit::server::bind(addr).await?;
-        let personas = grpc::Personas::start(client.clone(), shutdown.clone());
+        let personas = grpc::Personas::start(client.clone(), args.namespace.clone(), shutdown.clone());
         serve_personas(personas, listener, &tls, &args.allowed_callers, shutdown.clone()).await?;
         tracing::info!(addr = %bound, "PersonaService (mTLS)");
         grpc_addr = Some(bound);

@@ -47,6 +47,9 @@ use crate::{
 /// The field manager of every status the reconciler writes.
 pub const MANAGER: &str = "persys-reconciler";
 
+/// The annotation client-side `kubectl apply` keeps a copy of the applied object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Most pod failures kept in a status.
 const MAX_POD_FAILURES: usize = 10;
 /// Most recommendations kept in a status.
@@ -624,8 +627,9 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
         }
     }
     /// A watch of `K` feeding a cache of its own, with each object's managedFields (kept by
-    /// the API server for every field manager, a large share of each object) dropped before
-    /// it is cached.
+    /// the API server for every field manager, a large share of each object) and kubectl's
+    /// last-applied copy of the whole object (client-side `kubectl apply`, ArgoCD's default)
+    /// dropped before it is cached: no decision reads them.
     fn cached<K>(
         client: &Client,
         namespace: Option<&str>,
@@ -643,7 +647,10 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
         let (store, writer) = reflector::store::<K>();
         let events = watcher(api::<K>(client, namespace), watcher::Config::default())
             .default_backoff()
-            .modify(|o| o.managed_fields_mut().clear())
+            .modify(|o| {
+                o.managed_fields_mut().clear();
+                o.annotations_mut().remove(LAST_APPLIED);
+            })
             .reflect(writer);
         (store, events)
     }

@@ -21,8 +21,9 @@ use persys_kit::{
 use persys_proto::{
     common::v1::{LabelSelector, PageRequest, WatchEventType},
     reconciler::v1::{
-        GetApplicationPersonaRequest, ListApplicationPersonasRequest, PersonaKind, PersonaPhase,
-        WatchPersonaEventsRequest, persona_service_client::PersonaServiceClient, watch_persona_events_response::Object,
+        GetApplicationPersonaRequest, GetClusterPersonaRequest, ListApplicationPersonasRequest, PersonaKind,
+        PersonaPhase, WatchPersonaEventsRequest, persona_service_client::PersonaServiceClient,
+        watch_persona_events_response::Object,
     },
 };
 use persys_reconciler::grpc::Personas;
@@ -98,7 +99,7 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     let server_tls = tls(&ca, dir.path(), "reconciler", Identity::Service("reconciler".into()));
     let (_trigger, stop) = shutdown::channel();
     let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let service = Personas::start(client.clone(), stop.clone());
+    let service = Personas::start(client.clone(), None, stop.clone());
     persys_reconciler::serve_personas(service, listener, &server_tls, &["gateway".into()], stop).await.unwrap();
     let connect = |tls: Arc<Tls>| {
         PersonaServiceClient::new(
@@ -198,6 +199,30 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     let mut scheduler = connect(tls(&ca, dir.path(), "scheduler", Identity::Service("scheduler".into())));
     let refused = scheduler.list_application_personas(list(None, vec![], None)).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // Restricted to the namespace (`--namespace`, the chart's reconciler.namespace): that one
+    // only, whatever the caller asks, and no ClusterPersona (its RBAC reads nothing cluster-wide).
+    let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (_trigger2, stop2) = shutdown::channel();
+    let restricted = Personas::start(client.clone(), Some(ns.clone()), stop2.clone());
+    persys_reconciler::serve_personas(restricted, listener, &server_tls, &["gateway".into()], stop2).await.unwrap();
+    let mut one = PersonaServiceClient::new(
+        mtls_channel(
+            &format!("https://localhost:{}", addr.port()),
+            &tls(&ca, dir.path(), "gateway", Identity::Service("gateway".into())),
+            &ClientOptions::default(),
+        )
+        .unwrap(),
+    );
+    let every = ListApplicationPersonasRequest::default();
+    let served = one.list_application_personas(every.clone()).await.unwrap().into_inner();
+    assert_eq!(names(&served.personas), ["alpha", "beta", "gamma"], "its namespace's personas, none of another");
+    let elsewhere = ListApplicationPersonasRequest { namespace: "kube-system".into(), ..every };
+    let refused = one.list_application_personas(elsewhere).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains(&format!("serves namespace {ns} only")), "{}", refused.message());
+    let no_cluster = one.get_cluster_persona(GetClusterPersonaRequest::default()).await.unwrap_err();
+    assert_eq!(no_cluster.code(), Code::FailedPrecondition, "{no_cluster:?}");
 
     Api::<Namespace>::all(client.clone()).delete(&ns, &Default::default()).await.unwrap();
 }

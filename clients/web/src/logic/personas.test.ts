@@ -2,7 +2,16 @@ import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { FindingSchema, FindingSeverity } from "../gen/persys/analyzer/v1/finding_pb";
 import { ApplicationPersonaSchema, PersonaPhase } from "../gen/persys/reconciler/v1/application_persona_pb";
-import { baselineText, byNamespaceAndName, issueCounts, personaPhaseLabel, personaPhaseTone, resourceVersion } from "./personas";
+import {
+  baselineText,
+  byNamespaceAndName,
+  filterPersonas,
+  issueCounts,
+  namespacesOf,
+  personaPhaseLabel,
+  personaPhaseTone,
+  resourceVersion,
+} from "./personas";
 
 const persona = (ns: string, name: string, extra: object = {}) =>
   create(ApplicationPersonaSchema, { metadata: { namespace: ns, name }, ...extra });
@@ -43,5 +52,21 @@ describe("personas", () => {
     expect(resourceVersion("12345")).toBe(12345n);
     expect(resourceVersion("")).toBe(0n);
     expect(resourceVersion("a/b")).toBe(0n);
+  });
+
+  it("filters by namespace, phase and text, and lists the namespaces once", () => {
+    const list = [
+      persona("shop", "web", { status: { phase: PersonaPhase.ACTIVE } }),
+      persona("shop", "cart", { status: { phase: PersonaPhase.FAILED } }),
+      persona("blog", "web"),
+    ];
+    const names = (ps: typeof list) => ps.map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`);
+    expect(names(filterPersonas(list, { namespace: "shop" }))).toEqual(["shop/web", "shop/cart"]);
+    expect(names(filterPersonas(list, { phase: PersonaPhase.FAILED }))).toEqual(["shop/cart"]);
+    expect(names(filterPersonas(list, { phase: PersonaPhase.UNSPECIFIED }))).toEqual(["blog/web"]);
+    expect(names(filterPersonas(list, { text: " WEB " }))).toEqual(["shop/web", "blog/web"]);
+    expect(names(filterPersonas(list, { text: "blo" }))).toEqual(["blog/web"]);
+    expect(filterPersonas(list, {}).length).toBe(3);
+    expect(namespacesOf(list)).toEqual(["blog", "shop"]);
   });
 });

@@ -80,3 +80,30 @@ export function byNamespaceAndName(a: ApplicationPersona, b: ApplicationPersona)
 export function resourceVersion(rv: string): bigint {
   return /^[0-9]+$/.test(rv) ? BigInt(rv) : 0n;
 }
+
+/** The phases a filter offers, in order. */
+export const PERSONA_PHASES: readonly PersonaPhase[] = [
+  PersonaPhase.PENDING,
+  PersonaPhase.ACTIVE,
+  PersonaPhase.DEGRADED,
+  PersonaPhase.FAILED,
+];
+
+/** Personas in `namespace` (any when empty) and `phase` (any when undefined) whose name or namespace contains `text`. */
+export function filterPersonas(
+  list: readonly ApplicationPersona[],
+  f: { namespace?: string; phase?: PersonaPhase; text?: string },
+): ApplicationPersona[] {
+  const q = (f.text ?? "").trim().toLowerCase();
+  return list.filter(
+    (p) =>
+      (!f.namespace || p.metadata?.namespace === f.namespace) &&
+      (f.phase === undefined || (p.status?.phase ?? PersonaPhase.UNSPECIFIED) === f.phase) &&
+      (!q || (p.metadata?.name ?? "").toLowerCase().includes(q) || (p.metadata?.namespace ?? "").toLowerCase().includes(q)),
+  );
+}
+
+/** The namespaces of `list`, sorted, each once. */
+export function namespacesOf(list: readonly ApplicationPersona[]): string[] {
+  return [...new Set(list.map((p) => p.metadata?.namespace ?? ""))].sort();
+}

@@ -1,3 +1,4 @@
+import { useState } from "preact/hooks";
 import { Badge, Empty, LiveIndicator, PageTitle } from "../components";
 import { FindingSeverity } from "../gen/persys/analyzer/v1/finding_pb";
 import type { ApplicationPersona } from "../gen/persys/reconciler/v1/application_persona_pb";
@@ -5,19 +6,60 @@ import { usePersonas } from "../live";
 import {
   baselineText,
   byNamespaceAndName,
+  filterPersonas,
   healthLabel,
   issueCounts,
+  namespacesOf,
+  PERSONA_PHASES,
   personaPhaseLabel,
   personaPhaseTone,
 } from "../logic/personas";
 
-/** Application personas (the reconciler's, through the gateway), live. */
+const PAGE = 50;
+
+/** Application personas (the reconciler's, through the gateway), live, filtered, 50 to a page. */
 export function Personas() {
   const personas = usePersonas();
-  const list = [...personas.items.values()].sort(byNamespaceAndName);
+  const [namespace, setNamespace] = useState("");
+  const [phase, setPhase] = useState("");
+  const [text, setText] = useState("");
+  const [page, setPage] = useState(0);
+  const all = [...personas.items.values()].sort(byNamespaceAndName);
+  const list = filterPersonas(all, { namespace, phase: phase === "" ? undefined : Number(phase), text });
+  const pages = Math.max(1, Math.ceil(list.length / PAGE));
+  const current = Math.min(page, pages - 1);
+  const shown = list.slice(current * PAGE, (current + 1) * PAGE);
   return (
     <>
       <PageTitle actions={<LiveIndicator status={personas.status} error={personas.error} />}>Personas</PageTitle>
+      <div class="filters" role="search">
+        <label>
+          Namespace{" "}
+          <select value={namespace} onChange={(e) => (setNamespace(e.currentTarget.value), setPage(0))}>
+            <option value="">All</option>
+            {namespacesOf(all).map((ns) => (
+              <option key={ns} value={ns}>
+                {ns}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Phase{" "}
+          <select value={phase} onChange={(e) => (setPhase(e.currentTarget.value), setPage(0))}>
+            <option value="">All</option>
+            {PERSONA_PHASES.map((p) => (
+              <option key={p} value={String(p)}>
+                {personaPhaseLabel(p)}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Search{" "}
+          <input type="search" placeholder="name or namespace" value={text} onInput={(e) => (setText(e.currentTarget.value), setPage(0))} />
+        </label>
+      </div>
       {!personas.synced ? (
         personas.error ? (
           <Empty>
@@ -27,30 +69,47 @@ export function Personas() {
         ) : (
           <p class="muted">Loading personas…</p>
         )
-      ) : list.length === 0 ? (
+      ) : all.length === 0 ? (
         <Empty>
           No application personas yet. Describe an app with <code>dorgu generate</code> and apply it with{" "}
           <code>dorgu persona apply</code>.
         </Empty>
+      ) : list.length === 0 ? (
+        <Empty>No persona matches these filters.</Empty>
       ) : (
-        <table>
-          <caption class="sr-only">Application personas</caption>
-          <thead>
-            <tr>
-              <th scope="col">Persona</th>
-              <th scope="col">Phase</th>
-              <th scope="col">Health</th>
-              <th scope="col">Workload</th>
-              <th scope="col">Validation</th>
-              <th scope="col">Baseline</th>
-            </tr>
-          </thead>
-          <tbody>
-            {list.map((p) => (
-              <PersonaRow key={`${p.metadata?.namespace}/${p.metadata?.name}`} persona={p} />
-            ))}
-          </tbody>
-        </table>
+        <>
+          <table>
+            <caption class="sr-only">Application personas</caption>
+            <thead>
+              <tr>
+                <th scope="col">Persona</th>
+                <th scope="col">Phase</th>
+                <th scope="col">Health</th>
+                <th scope="col">Workload</th>
+                <th scope="col">Validation</th>
+                <th scope="col">Baseline</th>
+              </tr>
+            </thead>
+            <tbody>
+              {shown.map((p) => (
+                <PersonaRow key={`${p.metadata?.namespace}/${p.metadata?.name}`} persona={p} />
+              ))}
+            </tbody>
+          </table>
+          {pages > 1 ? (
+            <nav class="pager" aria-label="Pages">
+              <button disabled={current === 0} onClick={() => setPage(current - 1)}>
+                Previous
+              </button>
+              <span>
+                Page {current + 1} of {pages}
+              </span>
+              <button disabled={current >= pages - 1} onClick={() => setPage(current + 1)}>
+                Next
+              </button>
+            </nav>
+          ) : null}
+        </>
       )}
     </>
   );
