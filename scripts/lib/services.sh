@@ -725,7 +725,7 @@ svc_start_tools() {
     else
         svc_warn "tools: docker-registry (Debian package docker-registry) is missing; the Registry tests fail under CI=true"
     fi
-    SVC_STATUS+=("tools: helm $("$helm" version --short 2>/dev/null), grpcurl $("$grpcurl" -version 2>&1 | awk '{print $2}'), prometheus $("$prometheus" --version 2>/dev/null | awk 'NR==1{print $3}')")
+    SVC_STATUS+=("tools: helm $("$helm" version --short 2>/dev/null), grpcurl $("$grpcurl" -version 2>&1 | awk '{print $2}'), prometheus $("$SVC_LIB_DIR/../tools/build" --list | awk '$1 == "prometheus" {print $2}')")
 }
 
 # ---------------------------------------------------------------------------
