@@ -142,7 +142,7 @@ impl Learner {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             anyhow::bail!("--prometheus-url `{url}`: give an http:// or https:// URL with a host");
         }
-        let http = crate::http::client(options.ca_file.as_deref(), "--prometheus-ca-file")?;
+        let http = crate::http::client(options.ca_file.as_deref(), "Prometheus")?;
         Ok(Self { endpoint: format!("{url}/api/v1/query"), options, http, attempts: Mutex::new(HashMap::new()) })
     }
 

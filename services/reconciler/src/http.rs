@@ -12,12 +12,13 @@ use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
 pub type Client =
     HttpClient<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
-/// A client trusting the PEM bundle `ca_file`, or the system's roots without one.
+/// A client for `what` (named in errors) trusting the PEM bundle `ca_file`, or the system's
+/// roots without one.
 pub fn client(ca_file: Option<&Path>, what: &str) -> anyhow::Result<Client> {
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let builder = match ca_file {
         Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("{what} {}: {e}", path.display()))?;
+            let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("{what} CA file {}: {e}", path.display()))?;
             let mut roots = rustls::RootCertStore::empty();
             for cert in persys_kit::tls::parse_certs(&pem, path)? {
                 roots.add(cert)?;
@@ -28,7 +29,19 @@ pub fn client(ca_file: Option<&Path>, what: &str) -> anyhow::Result<Client> {
                 .with_no_client_auth();
             builder.with_tls_config(config)
         }
-        None => builder.with_provider_and_native_roots(persys_kit::tls::provider())?,
+        None => match builder.with_provider_and_native_roots(persys_kit::tls::provider()) {
+            Ok(b) => b,
+            // No system roots (a bare image): plain http still works, and https fails per call
+            // with a certificate error that says so, instead of the reconciler not starting.
+            Err(error) => {
+                tracing::warn!(%error, "no system CA roots: {what} over https cannot be verified without a CA file");
+                let config = rustls::ClientConfig::builder_with_provider(persys_kit::tls::provider())
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+            }
+        },
     };
     Ok(HttpClient::builder(TokioExecutor::new()).build(builder.https_or_http().enable_http1().build()))
 }

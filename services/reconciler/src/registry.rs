@@ -241,7 +241,7 @@ fn error_policy(reg: Arc<Registry>, error: &Error, _ctx: Arc<Context>) -> Action
 
 /// Waits for the Registry CRD, then follows every Registry until `shutdown`.
 pub async fn run(client: Client, options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
-    let http = crate::http::client(None, "registry CA")?;
+    let http = crate::http::client(None, "registries")?;
     let gvk = kube::api::GroupVersionKind::gvk("kapsa-project.io", "v1alpha1", "Registry");
     if crate::served(&client, &gvk, crate::argocd::RECHECK, &shutdown).await.is_none() {
         return Ok(());
