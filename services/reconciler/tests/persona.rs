@@ -25,12 +25,9 @@ use persys_reconciler::{baseline, persona};
 use serde_json::json;
 
 const MANAGER: &str = "persys-tests";
-const WAIT: Duration = Duration::from_secs(60);
+mod common;
 
-async fn client() -> Option<Client> {
-    let kubeconfig = persys_kit::testing::require_env("PERSYS_TEST_KUBECONFIG", "the test bench's kube-apiserver")?;
-    Some(persys_reconciler::client(Some(std::path::Path::new(&kubeconfig))).await.expect("a client"))
-}
+use common::{WAIT, client};
 
 /// Installs the CRDs (server-side apply, so tests running at once agree) and waits until they
 /// are served.
@@ -422,7 +419,6 @@ struct Prometheus {
 
 /// Backfills `openmetrics` (OpenMetrics text, `# EOF` included) and starts Prometheus on it.
 async fn prometheus(openmetrics: &str) -> Option<Prometheus> {
-    use tokio::io::AsyncBufReadExt;
     let server = persys_kit::testing::require_env("PERSYS_TEST_PROMETHEUS", "Prometheus (scripts/tools/build)")?;
     let promtool = persys_kit::testing::require_env("PERSYS_TEST_PROMTOOL", "promtool (scripts/tools/build)")?;
     let dir = tempfile::tempdir().unwrap();
@@ -439,30 +435,12 @@ async fn prometheus(openmetrics: &str) -> Option<Prometheus> {
         .expect("promtool runs");
     assert!(out.status.success(), "promtool backfill: {}", String::from_utf8_lossy(&out.stderr));
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut child = tokio::process::Command::new(&server)
+    let mut command = tokio::process::Command::new(&server);
+    command
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg(format!("--web.listen-address={addr}"))
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("prometheus starts");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let ready = tokio::time::timeout(WAIT, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let ready = line.contains("Server is ready to receive web requests");
-            seen.push(line);
-            if ready {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert!(matches!(ready, Ok(true)), "Prometheus did not become ready:\n{}", seen.join("\n"));
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .arg(format!("--web.listen-address={addr}"));
+    let child = common::spawn_until(command, "Server is ready to receive web requests").await;
     Some(Prometheus { url: format!("http://{addr}"), addr, _child: child, _dir: dir })
 }
 

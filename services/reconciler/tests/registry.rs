@@ -9,7 +9,7 @@ use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client, ResourceExt,
+    Api, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
     runtime::{conditions, wait::await_condition},
 };
@@ -17,19 +17,15 @@ use persys_crds::kapsa::Registry;
 use persys_kit::shutdown;
 use persys_reconciler::registry;
 use serde_json::json;
-use tokio::io::AsyncBufReadExt;
 
 const MANAGER: &str = "persys-tests";
-const WAIT: Duration = Duration::from_secs(60);
+mod common;
+
+use common::{WAIT, client};
 const USER: &str = "tester";
 const PASSWORD: &str = "pass-word-1";
 /// bcrypt of PASSWORD (cost 4), the only hash format distribution's htpasswd accepts.
 const PASSWORD_BCRYPT: &str = "$2b$04$8Zn/duqT4cQARc4hTwxLcegrd2fgFAxgMpKMu5GOuS2v/Xw6LZhMW";
-
-async fn client() -> Option<Client> {
-    let kubeconfig = persys_kit::testing::require_env("PERSYS_TEST_KUBECONFIG", "the test bench's kube-apiserver")?;
-    Some(persys_reconciler::client(Some(std::path::Path::new(&kubeconfig))).await.expect("a client"))
-}
 
 /// A `docker-registry serve` on loopback, with htpasswd authentication or none.
 struct RegistryServer {
@@ -52,29 +48,9 @@ async fn registry_server(program: &str, htpasswd: bool) -> RegistryServer {
         dir.path().join("data").display()
     );
     std::fs::write(dir.path().join("config.yml"), config).unwrap();
-    let mut child = tokio::process::Command::new(program)
-        .arg("serve")
-        .arg(dir.path().join("config.yml"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("docker-registry starts");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let ready = tokio::time::timeout(WAIT, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let ready = line.contains("listening on");
-            seen.push(line);
-            if ready {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert!(matches!(ready, Ok(true)), "docker-registry did not start:\n{}", seen.join("\n"));
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut command = tokio::process::Command::new(program);
+    command.arg("serve").arg(dir.path().join("config.yml"));
+    let child = common::spawn_until(command, "listening on").await;
     RegistryServer { url: format!("http://{addr}"), _child: child, _dir: dir }
 }
 

@@ -1,5 +1,5 @@
 import { useState } from "preact/hooks";
-import { Badge, Empty, LiveIndicator, PageTitle } from "../components";
+import { Badge, Empty, LiveIndicator, PageTitle, Pager } from "../components";
 import { FindingSeverity } from "../gen/persys/analyzer/v1/finding_pb";
 import type { ApplicationPersona } from "../gen/persys/reconciler/v1/application_persona_pb";
 import { usePersonas } from "../live";
@@ -96,19 +96,7 @@ export function Personas() {
               ))}
             </tbody>
           </table>
-          {pages > 1 ? (
-            <nav class="pager" aria-label="Pages">
-              <button disabled={current === 0} onClick={() => setPage(current - 1)}>
-                Previous
-              </button>
-              <span>
-                Page {current + 1} of {pages}
-              </span>
-              <button disabled={current >= pages - 1} onClick={() => setPage(current + 1)}>
-                Next
-              </button>
-            </nav>
-          ) : null}
+          <Pager page={current} pages={pages} onPage={setPage} />
         </>
       )}
     </>

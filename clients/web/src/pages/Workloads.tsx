@@ -1,6 +1,6 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { useState } from "preact/hooks";
-import { Ago, Badge, Empty, LiveIndicator, PageTitle } from "../components";
+import { Ago, Badge, Empty, LiveIndicator, PageTitle, Pager } from "../components";
 import type { WorkloadPhase } from "../gen/persys/scheduler/v1/workload_pb";
 import { useNodes, useWorkloads } from "../live";
 import { phaseLabel, phaseOf, phaseTone, WORKLOAD_PHASES } from "../logic/states";
@@ -112,19 +112,7 @@ export function Workloads(props: { session: Session }) {
               })}
             </tbody>
           </table>
-          {pages > 1 ? (
-            <nav class="pager" aria-label="Pages">
-              <button disabled={page === 0} onClick={() => setPage(page - 1)}>
-                Previous
-              </button>
-              <span>
-                Page {Math.min(page, pages - 1) + 1} of {pages}
-              </span>
-              <button disabled={page >= pages - 1} onClick={() => setPage(page + 1)}>
-                Next
-              </button>
-            </nav>
-          ) : null}
+          <Pager page={Math.min(page, pages - 1)} pages={pages} onPage={setPage} />
         </>
       )}
     </>
