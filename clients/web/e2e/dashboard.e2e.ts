@@ -26,6 +26,22 @@ const VIEWER = { username: "vera", password: "viewer-password-123" };
 // its own), and the Personas page is tested against it.
 const KUBECONFIG = process.env.PERSYS_TEST_KUBECONFIG;
 const KUBE_NS = `web-e2e-${process.pid}`;
+// The test bench's PostgreSQL: with it the stack also runs the metrics pipeline on a database
+// of this run's own, and the charts and the Alerts page are tested against it.
+const PG_ADMIN_URL = process.env.PERSYS_TEST_PG_ADMIN_URL;
+const METRICS_DB = `web_e2e_${process.pid}`;
+
+/** psql against the test bench's PostgreSQL as its admin role. */
+function psql(sql: string): string {
+  return execFileSync(process.env.PERSYS_TEST_PSQL || "psql", [PG_ADMIN_URL!, "-v", "ON_ERROR_STOP=1", "-tAc", sql], { encoding: "utf8" });
+}
+
+/** The admin URL with its database replaced by `db`. */
+function databaseUrl(db: string): string {
+  const u = new URL(PG_ADMIN_URL!);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
 
 /** kubectl against the test bench, `input` on stdin. */
 function kubectl(args: string[], input?: string): string {
@@ -63,7 +79,12 @@ beforeAll(async () => {
     kubectl(["create", "namespace", KUBE_NS]);
     kube = ["--kubeconfig", KUBECONFIG, "--kube-namespace", KUBE_NS];
   }
-  stack = await startStack(resolve(import.meta.dirname, "../dist"), kube);
+  let metrics: string[] = [];
+  if (PG_ADMIN_URL) {
+    psql(`CREATE DATABASE ${METRICS_DB}`);
+    metrics = ["--metrics-database-url", databaseUrl(METRICS_DB)];
+  }
+  stack = await startStack(resolve(import.meta.dirname, "../dist"), [...kube, ...metrics]);
   // The viewer, made by the admin through the gateway (gRPC-web from Node, like the browser).
   const transport = createGrpcWebTransport({ baseUrl: stack.url });
   const { accessToken } = await createClient(AuthService, transport).login({ username: "admin", password: stack.adminPassword });
@@ -99,6 +120,7 @@ afterAll(async () => {
   await closeBrowser?.();
   await stack?.stop();
   if (KUBECONFIG) kubectl(["delete", "namespace", KUBE_NS, "--wait=false", "--ignore-not-found"]);
+  if (PG_ADMIN_URL) psql(`DROP DATABASE IF EXISTS ${METRICS_DB} WITH (FORCE)`);
 });
 
 describe("the dashboard against persys-stack", () => {
@@ -284,6 +306,85 @@ describe("the dashboard against persys-stack", () => {
     await shot("personas");
   });
 
+  it("charts the node's metrics live, and fires, acknowledges and resolves an alert", async (ctx) => {
+    if (!PG_ADMIN_URL) {
+      if (process.env.CI === "true") throw new Error("PERSYS_TEST_PG_ADMIN_URL is not set: the charts and alerts need the test bench's PostgreSQL");
+      ctx.skip();
+    }
+    // The nodes list: live CPU and memory sparklines from the agent's samples (every 5 s).
+    await nav("Nodes");
+    const row = page.getByRole("row").filter({ has: page.getByText("Ready") });
+    await expect.poll(() => row.getByTestId("spark-cpu").textContent(), { timeout: 30_000 }).toMatch(/\d %$/);
+    await expect.poll(() => row.getByTestId("spark-memory").textContent()).toMatch(/\d %$/);
+    expect(await row.getByRole("img", { name: /^CPU over the last \d+ samples, now / }).count()).toBe(1);
+    await expectAccessible("nodes with metrics");
+
+    // The node page's charts: history from QueryRange, then live points as samples arrive.
+    await row.getByRole("link").click();
+    const cpu = page.getByTestId("chart-cpu");
+    const points = async () => Number(await cpu.getAttribute("data-points"));
+    await expect.poll(points, { timeout: 30_000 }).toBeGreaterThan(0);
+    const before = await points();
+    await expect.poll(points, { timeout: 30_000 }).toBeGreaterThan(before);
+    await expect.poll(() => cpu.locator("figcaption").textContent()).toMatch(/CPU\s*\d.* % now, peak /);
+    expect(await page.getByTestId("chart-memory").locator("canvas").count()).toBeGreaterThan(0);
+    await page.getByTestId("live-Metrics").getByText("Metrics: Live").waitFor();
+    // Another window is read from the one-minute rollups.
+    await page.getByRole("button", { name: "6h", exact: true }).click();
+    await expect.poll(() => page.getByRole("button", { name: "6h", exact: true }).getAttribute("aria-pressed")).toBe("true");
+    await expect.poll(points).toBeGreaterThan(0);
+    await page.getByRole("button", { name: "1h", exact: true }).click();
+    await expectAccessible("node with charts");
+    await shot("node-charts");
+
+    // Alerts: none yet.
+    await nav("Alerts");
+    await page.getByText("Nothing is firing.").waitFor();
+    await page.getByTestId("live-Alerts").getByText("Alerts: Live").waitFor();
+    await page.getByText("No alert rule yet.").waitFor();
+    // A rule the pipeline refuses: its violation comes back on the input (name is required).
+    await page.getByLabel("Threshold").fill("0");
+    await page.getByRole("button", { name: "Create rule" }).click();
+    await expect.poll(() => page.locator("#re-name").textContent()).toBe("required");
+    expect(await page.getByLabel("Name").getAttribute("aria-invalid")).toBe("true");
+    // One that cannot be sent is stopped in the page.
+    await page.getByLabel("Name").fill("web-e2e-cpu");
+    await page.getByLabel("For at least").fill("soon");
+    await page.getByRole("button", { name: "Create rule" }).click();
+    await expect.poll(() => page.locator("#re-forDuration").textContent()).toMatch(/not a duration/);
+    await expectAccessible("rule form with violations");
+    // A rule on a low threshold: CPU ≥ 0 % holds on every sample, so it fires at once.
+    await page.getByLabel("For at least").fill("0s");
+    await page.getByLabel("Fires when the value is").selectOption({ label: "≥" });
+    await page.getByLabel("Severity").selectOption({ label: "Critical" });
+    await page.getByRole("button", { name: "Create rule" }).click();
+    const rule = page.getByTestId("rules").getByRole("row").filter({ hasText: "web-e2e-cpu" });
+    await expect.poll(() => rule.getByRole("cell").nth(1).textContent()).toBe("CPU usage (%) ≥ 0");
+    const alert = page.getByTestId("alerts").getByRole("row").filter({ hasText: "web-e2e-cpu" });
+    await expect.poll(() => alert.getByText("Firing", { exact: true }).count(), { timeout: 30_000 }).toBe(1);
+    expect(await alert.getByRole("cell").nth(1).textContent()).toBe("Critical");
+    // The overview counts it.
+    await nav("Overview");
+    await expect.poll(() => page.getByTestId("alerts-Firing").textContent()).toMatch(/^1\s*Firing/);
+    await nav("Alerts");
+    await expectAccessible("alerts firing");
+    await shot("alerts");
+    // Acknowledged by the admin, live.
+    await alert.getByRole("button", { name: /^Acknowledge / }).click();
+    await expect.poll(() => alert.getByText("Acknowledged", { exact: true }).count()).toBe(1);
+    await alert.getByText("acknowledged by admin").waitFor();
+    // Disabling the rule resolves its alert: it leaves the open list and shows as resolved.
+    await page.getByRole("button", { name: "Disable rule web-e2e-cpu" }).click();
+    await expect.poll(() => rule.getByRole("cell").nth(3).textContent()).toBe("no");
+    await page.getByText("Nothing is firing.").waitFor();
+    await page.getByLabel("Show").selectOption("resolved");
+    await expect.poll(() => alert.getByText("Resolved", { exact: true }).count()).toBe(1);
+    // And the rule is deleted (after a confirmation).
+    page.once("dialog", (d) => void d.accept());
+    await page.getByRole("button", { name: "Delete rule web-e2e-cpu" }).click();
+    await page.getByText("No alert rule yet.").waitFor();
+  });
+
   it("logs out, and a viewer sees no write or admin action", async () => {
     const before = (await context.cookies()).find((c) => c.name === "persys_refresh")?.value;
     expect(before).toBeTruthy();
@@ -331,8 +432,13 @@ describe("the dashboard against persys-stack", () => {
     await page.getByRole("row").nth(1).getByRole("link").click();
     await page.getByRole("heading", { level: 2, name: "Instances on this node" }).waitFor();
     for (const name of ["Cordon", "Drain", "Uncordon"]) expect(await page.getByRole("button", { name }).count()).toBe(0);
+    // Host metrics are the admins': no charts for a viewer, and the Alerts page says why.
+    expect(await page.getByTestId("node-metrics").count()).toBe(0);
     await expectAccessible("node as viewer");
     await shot("node-viewer");
+    await nav("Alerts");
+    await page.getByText("only admins see them").waitFor();
+    expect(await page.getByRole("button", { name: /Acknowledge|Create rule/ }).count()).toBe(0);
 
     await page.getByRole("button", { name: "Log out" }).click();
     await page.getByRole("heading", { name: "Log in to Persys" }).waitFor();

@@ -4,6 +4,8 @@
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AuthService } from "./gen/persys/gateway/v1/auth_pb";
+import { AlertService } from "./gen/persys/metrics/v1/alert_service_pb";
+import { MetricsQueryService } from "./gen/persys/metrics/v1/query_service_pb";
 import { PersonaService } from "./gen/persys/reconciler/v1/persona_service_pb";
 import { SchedulerService } from "./gen/persys/scheduler/v1/scheduler_service_pb";
 import { accessToken, expire } from "./session";
@@ -42,3 +44,7 @@ export const authClient = createClient(AuthService, transport);
 export const scheduler = createClient(SchedulerService, transport);
 /** PersonaService (the reconciler, behind the gateway as upstream `reconciler`): personas. */
 export const personaService = createClient(PersonaService, transport);
+/** MetricsQueryService (the metrics pipeline, upstream `metrics`): ranges, live host metrics. */
+export const metricsQuery = createClient(MetricsQueryService, transport);
+/** AlertService (the metrics pipeline): alerts and alert rules. */
+export const alertService = createClient(AlertService, transport);

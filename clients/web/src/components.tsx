@@ -117,3 +117,14 @@ export function Pager(props: { page: number; pages: number; onPage: (page: numbe
     </nav>
   );
 }
+
+/** What to do when the metrics pipeline does not answer (`error` says why). */
+export function NoMetricsPipeline(props: { error?: string }) {
+  return (
+    <Empty>
+      The metrics pipeline does not answer{props.error ? `: ${props.error}` : ""}. It needs PostgreSQL:{" "}
+      <code>persys-stack --metrics-database-url postgres://…</code>, the compose file's <code>metrics</code> service, or the Helm
+      chart's <code>metrics.enabled</code>.
+    </Empty>
+  );
+}

@@ -3,13 +3,16 @@
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { personaService, scheduler } from "./api";
+import { alertService, metricsQuery, personaService, scheduler } from "./api";
+import type { Alert } from "./gen/persys/metrics/v1/alert_pb";
+import type { HostMetrics } from "./gen/persys/metrics/v1/host_metrics_pb";
 import type { ApplicationPersona } from "./gen/persys/reconciler/v1/application_persona_pb";
 import { PersonaKind } from "./gen/persys/reconciler/v1/persona_service_pb";
 import type { Node } from "./gen/persys/scheduler/v1/node_pb";
 import type { Workload } from "./gen/persys/scheduler/v1/workload_pb";
 import { Backoff, sleep } from "./logic/backoff";
 import { ChunkDedup, LogBuffer } from "./logic/logs";
+import { HostHistory } from "./logic/metrics";
 import { resourceVersion } from "./logic/personas";
 import { type LiveStatus, runWatch, type WatchEvent, type WatchSnapshot } from "./logic/watch";
 import { expire } from "./session";
@@ -92,7 +95,9 @@ export type LogStatus = LiveStatus | "ended";
 /**
  * Follows an instance's output into a LogBuffer; `version` changes whenever it does. While the
  * workload is not `running`, a stream that ends is the end ("ended"); while it runs, the stream
- * is reopened from the last chunk's time. The buffer is kept across both.
+ * is reopened from the last chunk's time. The buffer is kept across both. A live stream is not
+ * reopened when the workload starts running (a driver that cannot resume from a time, like the
+ * process driver, would send the output again); an ended one is.
  */
 export function useLogs(workloadId: string, replica: number, running: boolean) {
   const key = `${workloadId}/${replica}`;
@@ -104,6 +109,13 @@ export function useLogs(workloadId: string, replica: number, running: boolean) {
     version: 0,
     status: "connecting",
   });
+  const isRunning = useRef(running);
+  isRunning.current = running;
+  // Bumped to reopen an ended stream when the workload runs (again).
+  const [epoch, setEpoch] = useState(0);
+  useEffect(() => {
+    if (running && state.status === "ended") setEpoch((e) => e + 1);
+  }, [running]);
   useEffect(() => {
     const abort = new AbortController();
     const dedup = kept.current!.dedup;
@@ -151,7 +163,7 @@ export function useLogs(workloadId: string, replica: number, running: boolean) {
                 bump(status);
               });
           }
-          if (!running) return bump("ended");
+          if (!isRunning.current) return bump("ended");
           error = "the log stream ended";
         } catch (err) {
           if (abort.signal.aborted) return;
@@ -176,7 +188,7 @@ export function useLogs(workloadId: string, replica: number, running: boolean) {
       abort.abort();
       cancelAnimationFrame(frame);
     };
-  }, [workloadId, replica, running]);
+  }, [workloadId, replica, epoch]);
   return { buffer: buffer.current, ...state };
 }
 
@@ -198,4 +210,75 @@ export function usePersonas() {
     (p) => `${p.metadata?.namespace ?? ""}/${p.metadata?.name ?? ""}`,
     [],
   );
+}
+
+/** Alerts, live: the open ones first (the snapshot), then every change, resolutions included. */
+export function useAlerts() {
+  return useWatch<Alert>(
+    (since, signal, connected) =>
+      mapEvents(alertService.watchAlerts({ sinceRevision: since }, { signal, onHeader: connected }), (r) => ({
+        type: r.type,
+        revision: r.revision,
+        item: r.alert,
+      })),
+    (a) => a.id,
+    [],
+  );
+}
+
+/**
+ * Host metrics of `nodeIds` (every node when empty), live: the newest sample of each node, then
+ * each sample as the pipeline stores it, kept per node in a HostHistory of `keep` samples. A
+ * burst of samples is one render per animation frame; `version` changes with each render.
+ */
+export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60) {
+  const history = useRef<HostHistory>();
+  history.current ??= new HostHistory(keep);
+  const [state, setState] = useState<{ version: number; status: LiveStatus; synced: boolean; problem?: string; error?: string }>({
+    version: 0,
+    status: "connecting",
+    synced: false,
+  });
+  const key = nodeIds.join(",");
+  useEffect(() => {
+    const abort = new AbortController();
+    let version = 0;
+    let frame = 0;
+    let seen = new Map<string, HostMetrics>();
+    let last: { status: LiveStatus; synced: boolean; error?: string } = { status: "connecting", synced: false };
+    void runWatch<HostMetrics>({
+      open: (since, signal, connected) =>
+        mapEvents(metricsQuery.watchHostMetrics({ sinceRevision: since, nodeIds: [...nodeIds] }, { signal, onHeader: connected }), (r) => ({
+          type: r.type,
+          revision: r.revision,
+          item: r.metrics,
+        })),
+      key: (m) => m.nodeId,
+      signal: abort.signal,
+      fatal,
+      onFatal: (e) => {
+        onFatal(e);
+        setState((s) => ({ ...s, problem: e.rawMessage }));
+      },
+      onChange: (snap) => {
+        if (abort.signal.aborted) return;
+        // The watch keeps each node's newest sample; a sample not seen before is new history.
+        for (const [node, m] of snap.items) {
+          if (seen.get(node) !== m) history.current!.push(m);
+        }
+        seen = new Map(snap.items);
+        last = { status: snap.status, synced: snap.synced, error: snap.error };
+        if (!frame)
+          frame = requestAnimationFrame(() => {
+            frame = 0;
+            setState({ version: ++version, ...last });
+          });
+      },
+    });
+    return () => {
+      abort.abort();
+      cancelAnimationFrame(frame);
+    };
+  }, [key]);
+  return { history: history.current, ...state };
 }

@@ -4,6 +4,7 @@ import { render } from "preact";
 import { logout, resume } from "./auth";
 import { Empty, PageTitle } from "./components";
 import { Role } from "./gen/persys/common/v1/common_pb";
+import { Alerts } from "./pages/Alerts";
 import { NodePage, Nodes } from "./pages/Nodes";
 import { Login } from "./pages/Login";
 import { Overview } from "./pages/Overview";
@@ -19,6 +20,7 @@ const NAV = [
   { href: "/", label: "Overview" },
   { href: "/nodes", label: "Nodes" },
   { href: "/workloads", label: "Workloads" },
+  { href: "/alerts", label: "Alerts" },
   { href: "/personas", label: "Personas" },
 ];
 
@@ -26,10 +28,11 @@ function Page(props: { path: string; session: Session }) {
   const { path, session } = props;
   let m: Record<string, string> | null;
   if (match("/", path)) return <Overview session={session} />;
-  if (match("/nodes", path)) return <Nodes />;
+  if (match("/nodes", path)) return <Nodes session={session} />;
   if ((m = match("/nodes/:id", path))) return <NodePage id={m.id} session={session} />;
   if (match("/workloads", path)) return <Workloads session={session} />;
   if (match("/personas", path)) return <Personas />;
+  if (match("/alerts", path)) return <Alerts session={session} />;
   if (match("/workloads/new", path))
     return session.canWrite ? (
       <RunWorkload />

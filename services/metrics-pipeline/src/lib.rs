@@ -15,6 +15,7 @@ pub mod prometheus;
 pub mod query;
 pub mod samples;
 pub mod store;
+pub mod watch;
 
 use std::{net::SocketAddr, sync::Arc};
 

@@ -14,8 +14,7 @@ use persys_proto::{
     },
 };
 use prost::Message;
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
 use crate::store::{RangeQuery, Store};
@@ -200,61 +199,29 @@ impl MetricsQueryService for Query {
         check_may_read(&request)?;
         let r = request.into_inner();
         self.check_nodes(&r.node_ids).await?;
+        crate::watch::check_since(r.since_revision)?;
         // Subscribe before reading the snapshot, so nothing falls between the two.
-        let mut live = self.live.subscribe();
-        let snapshot = self.store.latest(&r.node_ids, "", 10_000).await.map_err(ApiError::internal)?;
-        let (tx, rx) = mpsc::channel(64);
-        let wanted: std::collections::HashSet<String> = r.node_ids.iter().cloned().collect();
+        let live = self.live.subscribe();
+        let rows = self.store.latest(&r.node_ids, "", 10_000).await.map_err(ApiError::internal)?;
         let include = r.include_containers;
-        tokio::spawn(async move {
-            let mut revision = 0i64;
-            for (_, payload) in snapshot {
-                let Ok(m) = HostMetrics::decode(payload.as_slice()) else { continue };
-                revision += 1;
-                let event = WatchHostMetricsResponse {
-                    r#type: WatchEventType::Added as i32,
-                    metrics: Some(without_containers(m, include)),
-                    revision,
-                };
-                if tx.send(Ok(event)).await.is_err() {
-                    return;
-                }
-            }
-            loop {
-                let m = match live.recv().await {
-                    Ok(m) => m,
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        let status = Status::resource_exhausted(format!(
-                            "this watcher fell {missed} samples behind and was dropped; watch again"
-                        ));
-                        let _ = tx.send(Err(status)).await;
-                        return;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                if !wanted.is_empty() && !wanted.contains(&m.node_id) {
-                    continue;
-                }
-                revision += 1;
-                let event = WatchHostMetricsResponse {
-                    r#type: WatchEventType::Modified as i32,
-                    metrics: Some(without_containers((*m).clone(), include)),
-                    revision,
-                };
-                // A full buffer means a slow reader: drop it rather than wait.
-                match tx.try_send(Ok(event)) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        let status =
-                            Status::resource_exhausted("this watcher read too slowly and was dropped; watch again");
-                        let _ = tx.send(Err(status)).await;
-                        return;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                }
-            }
+        let snapshot = rows
+            .into_iter()
+            .filter_map(|(_, payload)| HostMetrics::decode(payload.as_slice()).ok())
+            .map(|m| without_containers(m, include))
+            .collect();
+        let wanted: std::collections::HashSet<String> = r.node_ids.iter().cloned().collect();
+        let stream = crate::watch::spawn::<WatchHostMetricsResponse, _>(snapshot, live, "samples", move |m| {
+            let wanted = wanted.is_empty() || wanted.contains(&m.node_id);
+            wanted.then(|| (WatchEventType::Modified, without_containers((*m).clone(), include)))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+impl crate::watch::Event for WatchHostMetricsResponse {
+    type Item = HostMetrics;
+    fn new(kind: WatchEventType, metrics: Option<HostMetrics>, revision: i64) -> Self {
+        Self { r#type: kind as i32, metrics, revision }
     }
 }
 

@@ -52,6 +52,9 @@ async fn a_rule_fires_on_the_breaching_sample_resolves_and_is_watched_and_stored
         .unwrap();
     assert!(!hot.id.is_empty() && hot.owner_id == "root" && hot.revision == 1);
     let mut watch = admin.watch_alerts(WatchAlertsRequest::default()).await.unwrap().into_inner();
+    // No alert is open: the snapshot is one BOOKMARK.
+    let first = tokio::time::timeout(Duration::from_secs(5), watch.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!((first.r#type, first.alert), (WatchEventType::Bookmark as i32, None));
     let mut next =
         async || tokio::time::timeout(Duration::from_secs(5), watch.message()).await.unwrap().unwrap().unwrap();
 
@@ -103,7 +106,7 @@ async fn a_rule_fires_on_the_breaching_sample_resolves_and_is_watched_and_stored
     let r1 = next().await;
     let r2 = next().await;
     for e in [&r1, &r2] {
-        assert_eq!(e.r#type, WatchEventType::Deleted as i32);
+        assert_eq!(e.r#type, WatchEventType::Modified as i32, "resolved alerts are MODIFIED, as the contract says");
         assert_eq!(e.alert.as_ref().unwrap().state, AlertState::Resolved as i32);
     }
     let all = admin.list_alerts(ListAlertsRequest::default()).await.unwrap().into_inner().alerts;

@@ -184,6 +184,12 @@ async fn watchers_see_the_snapshot_then_each_new_sample_of_their_nodes() {
     let first = watch.message().await.unwrap().unwrap();
     assert_eq!(first.r#type, WatchEventType::Added as i32);
     assert_eq!(first.metrics.unwrap().cpu.unwrap().usage_percent, 10.0);
+    // The snapshot (the newest sample of each node) ends with a BOOKMARK at its revision.
+    let bookmark = watch.message().await.unwrap().unwrap();
+    assert_eq!(
+        (bookmark.r#type, bookmark.metrics, bookmark.revision),
+        (WatchEventType::Bookmark as i32, None, first.revision)
+    );
 
     // node-b's samples are not this watcher's; node-a's next one is.
     let mut b = p.ingest_as("node-b");
@@ -194,6 +200,9 @@ async fn watchers_see_the_snapshot_then_each_new_sample_of_their_nodes() {
     let m = next.metrics.unwrap();
     assert_eq!((m.node_id.as_str(), m.cpu.unwrap().usage_percent), ("node-a", 20.0));
     assert!(next.revision > first.revision);
+    // Resuming is refused with OUT_OF_RANGE (the pipeline keeps no change log): start over.
+    let resume = WatchHostMetricsRequest { since_revision: next.revision, ..Default::default() };
+    assert_eq!(admin.watch_host_metrics(resume).await.unwrap_err().code(), tonic::Code::OutOfRange);
     p.finish().await;
 }
 

@@ -70,6 +70,12 @@ pub struct Config {
     /// every namespace (Lease in `default`) without it.
     #[arg(long, env = "PERSYS_STACK_KUBE_NAMESPACE", requires = "kubeconfig")]
     pub kube_namespace: Option<String>,
+    /// A PostgreSQL URL: also run the metrics pipeline on it (tables in its `metrics` schema),
+    /// with the built-in agent shipping host and container metrics every 5 s, and metrics
+    /// queries, live watches and alerts behind the gateway (`persys metrics`, `persys alerts`,
+    /// the dashboard's charts and Alerts page). Without it the stack has no metrics.
+    #[arg(long, env = "PERSYS_STACK_METRICS_DATABASE_URL", hide_env_values = true)]
+    pub metrics_database_url: Option<persys_kit::config::Secret>,
     /// Logs, traces, metrics.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
@@ -97,7 +103,7 @@ fn ensure_certs(certs: &CertsDir) -> anyhow::Result<()> {
         write_private(&certs.ca_key(), ca.key_pem().as_bytes())?;
         ca
     };
-    for service in ["gateway", "scheduler", "stack", "reconciler"] {
+    for service in ["gateway", "scheduler", "stack", "reconciler", "metrics"] {
         if certs.paths(service).cert.exists() {
             continue;
         }
@@ -184,6 +190,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Metrics pipeline, with a PostgreSQL database: behind the gateway, fed by the agent.
+    let metrics = match &config.metrics_database_url {
+        Some(url) => {
+            let args = persys_metrics_pipeline::config::ServeArgs::loopback(&certs, url.expose().to_owned());
+            let running = persys_metrics_pipeline::start(args, shutdown.clone())
+                .await
+                .context("starting the metrics pipeline (--metrics-database-url)")?;
+            gateway_config.upstreams.push(format!("metrics=https://localhost:{}", running.addr.port()));
+            Some(running)
+        }
+        None => None,
+    };
     gateway_config.telemetry.admin_listen = config.telemetry.admin_listen.clone();
     gateway_config.web_root = config.web_root.clone();
     let gateway = tokio::spawn(persys_gateway::run(gateway_config, shutdown.clone()));
@@ -225,11 +243,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     agent_config.network_mode = config.network_mode.clone();
     agent_config.admin_api_listen = "127.0.0.1:0".into();
     agent_config.docker_host = config.docker_host.clone();
+    agent_config.metrics_pipeline = metrics.as_ref().map(|m| format!("https://localhost:{}", m.addr.port()));
     let agent = tokio::spawn(persys_agent::run(agent_config, shutdown.clone()));
 
     announce_ready("persys-stack", &[("scheduler", Some(scheduler.grpc))]);
     eprintln!(
-        "\nPersys is running on {listen} (agent driver: {driver}{kube}).\n\n  \
+        "\nPersys is running on {listen} (agent driver: {driver}{kube}{metrics}).\n\n  \
          admin user:     admin\n  admin password: {password}   (kept in {pw})\n\n\
          {dashboard}\
          Log in:   persys --server http://{listen} login --username admin\n\
@@ -240,6 +259,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             Some(k) => format!("; reconciler on the cluster of {}", k.display()),
             None => String::new(),
         },
+        metrics = if metrics.is_some() { "; metrics pipeline on PostgreSQL" } else { "" },
         pw = dir.join("admin-password").display(),
         dashboard =
             if config.web_root.is_some() { format!("Browse:   http://{}/\n", config.listen) } else { String::new() },
@@ -250,9 +270,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             None => Ok(Ok(())),
         }
     };
-    let (scheduler_result, gateway_result, agent_result, reconciler_result) =
-        tokio::join!(scheduler.task, gateway, agent, reconciler);
+    let metrics = async {
+        match metrics {
+            Some(running) => running.served.await.map(|r| r.map_err(anyhow::Error::from)),
+            None => Ok(Ok(())),
+        }
+    };
+    let (scheduler_result, gateway_result, agent_result, reconciler_result, metrics_result) =
+        tokio::join!(scheduler.task, gateway, agent, reconciler, metrics);
     reconciler_result?.context("reconciler")?;
+    metrics_result?.context("metrics pipeline")?;
     scheduler_result?.context("scheduler")?;
     gateway_result?.context("gateway")?;
     agent_result?.context("agent")?;

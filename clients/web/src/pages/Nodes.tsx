@@ -1,15 +1,32 @@
 import { useState } from "preact/hooks";
 import { scheduler } from "../api";
+import { Sparkline } from "../chart";
 import { Ago, Badge, bytes, cpu, Empty, LiveIndicator, PageTitle, ProblemBox } from "../components";
 import type { Node } from "../gen/persys/scheduler/v1/node_pb";
-import { useNodes, useWorkloads } from "../live";
+import { useHostMetrics, useNodes, useWorkloads } from "../live";
 import { type Problem, problemOf } from "../logic/errors";
+import { type HostHistory, percent } from "../logic/metrics";
 import { nodeStateLabel, nodeTone, phaseLabel, phaseTone } from "../logic/states";
 import { Link } from "../router";
 import type { Session } from "../session";
+import { NodeMetrics } from "./NodeMetrics";
 
-/** Every node, live. */
-export function Nodes() {
+/** A node's live CPU and memory: sparklines of the last samples and the newest value. */
+function LiveUsage(props: { history: HostHistory; nodeId: string; what: "cpu" | "memory" }) {
+  const values = props.history.values(props.nodeId).map((v) => v[props.what]);
+  const now = values.at(-1);
+  if (values.length === 0) return <span class="muted">no samples</span>;
+  const name = props.what === "cpu" ? "CPU" : "Memory";
+  return (
+    <span data-testid={`spark-${props.what}`}>
+      <Sparkline values={values} label={`${name} over the last ${values.length} samples, now ${percent(now)}`} />
+      {percent(now)}
+    </span>
+  );
+}
+
+/** Every node, live; for admins with their live CPU and memory (host metrics are theirs). */
+export function Nodes(props: { session: Session }) {
   const nodes = useNodes();
   const list = [...nodes.items.values()].sort((a, b) => a.hostname.localeCompare(b.hostname));
   return (
@@ -22,46 +39,76 @@ export function Nodes() {
           No node has joined yet. On the machine to add, run an agent with a join token from <code>persys token create</code>{" "}
           (admins).
         </Empty>
+      ) : props.session.isAdmin ? (
+        <NodesWithMetrics list={list} />
       ) : (
-        <table>
-          <caption class="sr-only">Nodes</caption>
-          <thead>
-            <tr>
-              <th scope="col">Node</th>
-              <th scope="col">State</th>
-              <th scope="col">Drivers</th>
-              <th scope="col">CPU free / allocatable</th>
-              <th scope="col">Memory free / allocatable</th>
-              <th scope="col">Instances</th>
-              <th scope="col">Last heartbeat</th>
-            </tr>
-          </thead>
-          <tbody>
-            {list.map((n) => (
-              <tr key={n.id}>
-                <td>
-                  <Link href={`/nodes/${n.id}`}>{n.hostname || n.id}</Link>
-                </td>
-                <td>
-                  <Badge tone={nodeTone(n.state)}>{nodeStateLabel(n.state)}</Badge>
-                </td>
-                <td>{n.drivers.join(", ") || "—"}</td>
-                <td>
-                  {cpu(n.available?.cpuMillis)} / {cpu(n.allocatable?.cpuMillis)}
-                </td>
-                <td>
-                  {bytes(n.available?.memoryBytes)} / {bytes(n.allocatable?.memoryBytes)}
-                </td>
-                <td>{n.instanceCount}</td>
-                <td>
-                  <Ago ts={n.lastHeartbeat} />
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <NodesTable list={list} />
       )}
     </>
+  );
+}
+
+function NodesWithMetrics(props: { list: Node[] }) {
+  const metrics = useHostMetrics();
+  return <NodesTable list={props.list} history={metrics.history} />;
+}
+
+function NodesTable(props: { list: Node[]; history?: HostHistory }) {
+  const { history } = props;
+  return (
+    <table>
+      <caption class="sr-only">Nodes</caption>
+      <thead>
+        <tr>
+          <th scope="col">Node</th>
+          <th scope="col">State</th>
+          <th scope="col">Drivers</th>
+          {history ? (
+            <>
+              <th scope="col">CPU (live)</th>
+              <th scope="col">Memory (live)</th>
+            </>
+          ) : null}
+          <th scope="col">CPU free / allocatable</th>
+          <th scope="col">Memory free / allocatable</th>
+          <th scope="col">Instances</th>
+          <th scope="col">Last heartbeat</th>
+        </tr>
+      </thead>
+      <tbody>
+        {props.list.map((n) => (
+          <tr key={n.id}>
+            <td>
+              <Link href={`/nodes/${n.id}`}>{n.hostname || n.id}</Link>
+            </td>
+            <td>
+              <Badge tone={nodeTone(n.state)}>{nodeStateLabel(n.state)}</Badge>
+            </td>
+            <td>{n.drivers.join(", ") || "—"}</td>
+            {history ? (
+              <>
+                <td>
+                  <LiveUsage history={history} nodeId={n.id} what="cpu" />
+                </td>
+                <td>
+                  <LiveUsage history={history} nodeId={n.id} what="memory" />
+                </td>
+              </>
+            ) : null}
+            <td>
+              {cpu(n.available?.cpuMillis)} / {cpu(n.allocatable?.cpuMillis)}
+            </td>
+            <td>
+              {bytes(n.available?.memoryBytes)} / {bytes(n.allocatable?.memoryBytes)}
+            </td>
+            <td>{n.instanceCount}</td>
+            <td>
+              <Ago ts={n.lastHeartbeat} />
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
 
@@ -165,6 +212,7 @@ export function NodePage(props: { id: string; session: Session }) {
           <Ago ts={n.lastHeartbeat} />
         </dd>
       </dl>
+      {props.session.isAdmin ? <NodeMetrics nodeId={n.id} /> : null}
       <section aria-labelledby="instances-h">
         <h2 id="instances-h">Instances on this node</h2>
         {workloads.synced && instances.length === 0 ? (

@@ -1,7 +1,9 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Ago, Badge, Empty, LiveIndicator, PageTitle } from "../components";
 import { EventType } from "../gen/persys/common/v1/common_pb";
-import { useNodes, useWorkloads } from "../live";
+import { AlertState } from "../gen/persys/metrics/v1/alert_pb";
+import { useAlerts, useNodes, useWorkloads } from "../live";
+import { alertStateLabel, alertStateTone, countByState } from "../logic/alerts";
 import { type Count, countNodes, countWorkloads } from "../logic/states";
 import { Link } from "../router";
 import type { Session } from "../session";
@@ -23,6 +25,30 @@ function Counts<K>(props: { title: string; counts: Count<K>[]; id: string; prima
             </li>
           ))}
       </ul>
+    </section>
+  );
+}
+
+/** Open alerts by state (admins: alerts cover every node), live; says so when there are no metrics. */
+function AlertsCard() {
+  const alerts = useAlerts();
+  const counts = countByState(alerts.items.values());
+  return (
+    <section class="card" aria-labelledby="alerts-h">
+      <h2 id="alerts-h">
+        <Link href="/alerts">Alerts</Link>
+      </h2>
+      {!alerts.synced ? (
+        <p class="muted">{alerts.error ? `No metrics pipeline answers (${alerts.error}).` : "Loading alerts…"}</p>
+      ) : (
+        <ul class="counts">
+          {[AlertState.FIRING, AlertState.PENDING, AlertState.ACKNOWLEDGED].map((s) => (
+            <li key={s} data-testid={`alerts-${alertStateLabel(s)}`}>
+              <span class="count">{counts.get(s) ?? 0}</span> <Badge tone={alertStateTone(s)}>{alertStateLabel(s)}</Badge>
+            </li>
+          ))}
+        </ul>
+      )}
     </section>
   );
 }
@@ -70,6 +96,7 @@ export function Overview(props: { session: Session }) {
         ) : (
           <Counts title="Workloads" id="workloads" primary="Running" counts={countWorkloads(workloads.items.values())} />
         )}
+        {props.session.isAdmin ? <AlertsCard /> : null}
       </div>
       <section class="card" aria-labelledby="events-h">
         <h2 id="events-h">Recent events</h2>

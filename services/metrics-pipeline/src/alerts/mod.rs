@@ -21,8 +21,7 @@ use persys_proto::{
         UpdateAlertRuleResponse, WatchAlertsRequest, WatchAlertsResponse, alert_service_server::AlertService,
     },
 };
-use tokio::sync::{Mutex, broadcast, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{Mutex, broadcast};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -359,51 +358,20 @@ impl AlertService for Alerts {
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
         check_may_read(&request)?;
         let r = request.into_inner();
-        let mut events = self.events.subscribe();
+        crate::watch::check_since(r.since_revision)?;
+        let events = self.events.subscribe();
         let open = self
             .store
             .alerts(true, &r.node_id, "", &[], r.min_severity as i16, 0, 10_000)
             .await
             .map_err(ApiError::internal)?;
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            let mut revision = 0i64;
-            for alert in open {
-                revision += 1;
-                let e = WatchAlertsResponse { r#type: WatchEventType::Added as i32, alert: Some(alert), revision };
-                if tx.send(Ok(e)).await.is_err() {
-                    return;
-                }
-            }
-            loop {
-                let alert = match events.recv().await {
-                    Ok(a) => a,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        let _ = tx
-                            .send(Err(Status::resource_exhausted(format!(
-                                "this watcher fell {n} alerts behind; watch again"
-                            ))))
-                            .await;
-                        return;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                if (!r.node_id.is_empty() && alert.node_id != r.node_id) || alert.severity < r.min_severity {
-                    continue;
-                }
-                revision += 1;
-                let kind = if alert.state == AlertState::Resolved as i32 {
-                    WatchEventType::Deleted
-                } else {
-                    WatchEventType::Modified
-                };
-                let e = WatchAlertsResponse { r#type: kind as i32, alert: Some((*alert).clone()), revision };
-                if tx.send(Ok(e)).await.is_err() {
-                    return;
-                }
-            }
+        // Resolved alerts are MODIFIED like any other change (the contract): a view of alerts
+        // keeps them, in their new state, until it lets them go.
+        let stream = crate::watch::spawn::<WatchAlertsResponse, _>(open, events, "alert changes", move |alert| {
+            let wanted = (r.node_id.is_empty() || alert.node_id == r.node_id) && alert.severity >= r.min_severity;
+            wanted.then(|| (WatchEventType::Modified, (*alert).clone()))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn acknowledge_alert(
@@ -443,4 +411,11 @@ fn rand_suffix() -> u32 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_i64(now_ms());
     h.finish() as u32
+}
+
+impl crate::watch::Event for WatchAlertsResponse {
+    type Item = Alert;
+    fn new(kind: WatchEventType, alert: Option<Alert>, revision: i64) -> Self {
+        Self { r#type: kind as i32, alert, revision }
+    }
 }

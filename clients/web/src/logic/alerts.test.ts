@@ -1,0 +1,104 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { describe, expect, it } from "vitest";
+import { AlertRuleSchema, AlertSchema, AlertSeverity, AlertState, Comparator } from "../gen/persys/metrics/v1/alert_pb";
+import { Metric } from "../gen/persys/metrics/v1/host_metrics_pb";
+import {
+  alertStateLabel,
+  alertStateTone,
+  countByState,
+  EMPTY_RULE,
+  filterAlerts,
+  formatDuration,
+  metricLabel,
+  parseDuration,
+  ruleCondition,
+  ruleFromForm,
+} from "./alerts";
+import { assignViolations } from "./errors";
+import { RULE_FIELDS } from "./alerts";
+
+const alert = (id: string, state: AlertState, severity: AlertSeverity, firedMs: number) =>
+  create(AlertSchema, { id, state, severity, firedAt: timestampFromMs(firedMs) });
+
+describe("alerts", () => {
+  it("names and colours every state", () => {
+    expect([AlertState.FIRING, AlertState.PENDING, AlertState.ACKNOWLEDGED, AlertState.RESOLVED].map(alertStateLabel)).toEqual([
+      "Firing",
+      "Pending",
+      "Acknowledged",
+      "Resolved",
+    ]);
+    expect(alertStateTone(AlertState.FIRING)).toBe("bad");
+    expect(alertStateTone(AlertState.RESOLVED)).toBe("ok");
+    expect(alertStateLabel(99 as AlertState)).toBe("Unknown");
+  });
+
+  it("lists firing first, then by severity, then newest, and filters by state", () => {
+    const all = [
+      alert("resolved", AlertState.RESOLVED, AlertSeverity.CRITICAL, 9),
+      alert("old-warning", AlertState.FIRING, AlertSeverity.WARNING, 1),
+      alert("new-warning", AlertState.FIRING, AlertSeverity.WARNING, 5),
+      alert("critical", AlertState.FIRING, AlertSeverity.CRITICAL, 0),
+      alert("pending", AlertState.PENDING, AlertSeverity.CRITICAL, 0),
+    ];
+    expect(filterAlerts(all, []).map((a) => a.id)).toEqual(["critical", "new-warning", "old-warning", "pending", "resolved"]);
+    expect(filterAlerts(all, [AlertState.RESOLVED, AlertState.PENDING]).map((a) => a.id)).toEqual(["pending", "resolved"]);
+    expect(countByState(all).get(AlertState.FIRING)).toBe(3);
+  });
+
+  it("reads and writes durations", () => {
+    expect(parseDuration("")).toBe(0);
+    expect(parseDuration("90")).toBe(90);
+    expect(parseDuration("90s")).toBe(90);
+    expect(parseDuration(" 5m ")).toBe(300);
+    expect(parseDuration("1h30m")).toBe(5400);
+    for (const bad of ["5 m", "m", "1d", "-5s", "5m!"]) expect(parseDuration(bad), bad).toBeUndefined();
+    expect([0, 45, 300, 5400, 3601].map(formatDuration)).toEqual(["0s", "45s", "5m", "1h30m", "1h1s"]);
+  });
+
+  it("turns the form into a rule, and refuses what cannot be sent under the server's field names", () => {
+    const ok = ruleFromForm({ ...EMPTY_RULE, name: " hot cpu ", threshold: "90", resolveThreshold: "80", forDuration: "5m" });
+    expect("rule" in ok).toBe(true);
+    if (!("rule" in ok)) return;
+    expect(ok.rule).toMatchObject({
+      name: "hot cpu",
+      metric: Metric.CPU_USAGE_PERCENT,
+      comparator: Comparator.GREATER_THAN,
+      threshold: 90,
+      resolveThreshold: 80,
+      severity: AlertSeverity.WARNING,
+      enabled: true,
+    });
+    expect(ok.rule.forDuration?.seconds).toBe(300n);
+    expect(ruleCondition(ok.rule)).toBe("CPU usage (%) > 90 for 5m, resolves at 80");
+
+    const bad = ruleFromForm({ ...EMPTY_RULE, threshold: "ninety", resolveThreshold: "x", forDuration: "soon" });
+    expect("violations" in bad && bad.violations.map((v) => v.field)).toEqual([
+      "rule.threshold",
+      "rule.resolve_threshold",
+      "rule.for_duration",
+    ]);
+    const empty = ruleFromForm(EMPTY_RULE);
+    expect("violations" in empty && empty.violations[0].description).toMatch(/required/);
+    // The server's violations land on the inputs that edit them.
+    const { byInput, other } = assignViolations(
+      [
+        { field: "rule.name", description: "required" },
+        { field: "rule.metric", description: "unknown metric 0" },
+        { field: "rule.notification_channels", description: "not yet" },
+      ],
+      RULE_FIELDS,
+    );
+    expect(byInput).toEqual({ name: ["required"], metric: ["unknown metric 0"] });
+    expect(other.map((v) => v.field)).toEqual(["rule.notification_channels"]);
+  });
+
+  it("names metrics with their units", () => {
+    expect(metricLabel(Metric.NETWORK_RX_BYTES_PER_SECOND)).toBe("Network received (bytes/s)");
+    expect(metricLabel(Metric.LOAD_1)).toBe("Load (1 min)");
+    expect(metricLabel(77 as Metric)).toBe("metric 77");
+    const noFor = create(AlertRuleSchema, { metric: Metric.LOAD_1, comparator: Comparator.LESS_THAN_OR_EQUAL, threshold: 0.5 });
+    expect(ruleCondition(noFor)).toBe("Load (1 min) ≤ 0.5");
+  });
+});

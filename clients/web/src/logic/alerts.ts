@@ -1,0 +1,207 @@
+// Alerts and alert rules for the Alerts page: names of states, severities, metrics and
+// comparators; the order a list shows alerts in; and the "new rule" form parsed into a rule.
+// Only what cannot be sent (a threshold that is not a number, a duration that cannot be read)
+// is refused here, under the server's field path; the rest is the server's to judge.
+import { create } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { type Alert, AlertSeverity, AlertState, type AlertRule, AlertRuleSchema, Comparator } from "../gen/persys/metrics/v1/alert_pb";
+import { Metric } from "../gen/persys/metrics/v1/host_metrics_pb";
+import type { Violation } from "./errors";
+import type { Tone } from "./states";
+
+const STATE_LABELS: Record<AlertState, string> = {
+  [AlertState.UNSPECIFIED]: "Unknown",
+  [AlertState.PENDING]: "Pending",
+  [AlertState.FIRING]: "Firing",
+  [AlertState.ACKNOWLEDGED]: "Acknowledged",
+  [AlertState.RESOLVED]: "Resolved",
+};
+
+/** An alert state's word. */
+export const alertStateLabel = (s: AlertState) => STATE_LABELS[s] ?? "Unknown";
+
+/** An alert state's tone. */
+export function alertStateTone(s: AlertState): Tone {
+  switch (s) {
+    case AlertState.FIRING:
+      return "bad";
+    case AlertState.PENDING:
+      return "warn";
+    case AlertState.ACKNOWLEDGED:
+      return "busy";
+    case AlertState.RESOLVED:
+      return "ok";
+    default:
+      return "idle";
+  }
+}
+
+const SEVERITY_LABELS: Record<AlertSeverity, string> = {
+  [AlertSeverity.UNSPECIFIED]: "Warning",
+  [AlertSeverity.INFO]: "Info",
+  [AlertSeverity.WARNING]: "Warning",
+  [AlertSeverity.CRITICAL]: "Critical",
+};
+
+/** A severity's word (unset is what the server treats it as: warning). */
+export const severityLabel = (s: AlertSeverity) => SEVERITY_LABELS[s] ?? "Unknown";
+
+/** The metrics a rule can watch, with their names and units, in the form's order. */
+export const RULE_METRICS: readonly { metric: Metric; label: string; unit: string }[] = [
+  { metric: Metric.CPU_USAGE_PERCENT, label: "CPU usage", unit: "%" },
+  { metric: Metric.MEMORY_USAGE_PERCENT, label: "Memory usage", unit: "%" },
+  { metric: Metric.MEMORY_USED_BYTES, label: "Memory used", unit: "bytes" },
+  { metric: Metric.DISK_USAGE_PERCENT, label: "Disk usage", unit: "%" },
+  { metric: Metric.DISK_USED_BYTES, label: "Disk used", unit: "bytes" },
+  { metric: Metric.NETWORK_RX_BYTES_PER_SECOND, label: "Network received", unit: "bytes/s" },
+  { metric: Metric.NETWORK_TX_BYTES_PER_SECOND, label: "Network sent", unit: "bytes/s" },
+  { metric: Metric.LOAD_1, label: "Load (1 min)", unit: "" },
+  { metric: Metric.LOAD_5, label: "Load (5 min)", unit: "" },
+  { metric: Metric.LOAD_15, label: "Load (15 min)", unit: "" },
+  { metric: Metric.CONTAINER_CPU_PERCENT, label: "Container CPU", unit: "%" },
+  { metric: Metric.CONTAINER_MEMORY_BYTES, label: "Container memory", unit: "bytes" },
+];
+
+/** A metric's name and unit. */
+export function metricLabel(m: Metric): string {
+  const known = RULE_METRICS.find((r) => r.metric === m);
+  return known ? `${known.label}${known.unit ? ` (${known.unit})` : ""}` : `metric ${m}`;
+}
+
+/** Comparators with their symbols, in the form's order. */
+export const COMPARATORS: readonly { comparator: Comparator; symbol: string }[] = [
+  { comparator: Comparator.GREATER_THAN, symbol: ">" },
+  { comparator: Comparator.GREATER_THAN_OR_EQUAL, symbol: "≥" },
+  { comparator: Comparator.LESS_THAN, symbol: "<" },
+  { comparator: Comparator.LESS_THAN_OR_EQUAL, symbol: "≤" },
+  { comparator: Comparator.EQUAL, symbol: "=" },
+  { comparator: Comparator.NOT_EQUAL, symbol: "≠" },
+];
+
+/** A comparator's symbol. */
+export const comparatorSymbol = (c: Comparator) => COMPARATORS.find((x) => x.comparator === c)?.symbol ?? "?";
+
+/** States in the order a list shows them: what needs someone first. */
+const STATE_ORDER: AlertState[] = [AlertState.FIRING, AlertState.PENDING, AlertState.ACKNOWLEDGED, AlertState.RESOLVED];
+
+const when = (a: Alert) => {
+  const t = a.resolvedAt ?? a.firedAt ?? a.pendingSince;
+  return t ? timestampMs(t) : 0;
+};
+
+/** Orders alerts: by state (firing first), then severity (critical first), then newest first. */
+export function byUrgency(a: Alert, b: Alert): number {
+  const s = STATE_ORDER.indexOf(a.state) - STATE_ORDER.indexOf(b.state);
+  if (s !== 0) return s;
+  if (a.severity !== b.severity) return b.severity - a.severity;
+  return when(b) - when(a) || a.id.localeCompare(b.id);
+}
+
+/** Alerts in the given states (all when `states` is empty). */
+export function filterAlerts(alerts: Iterable<Alert>, states: readonly AlertState[]): Alert[] {
+  return [...alerts].filter((a) => states.length === 0 || states.includes(a.state)).sort(byUrgency);
+}
+
+/** Counts alerts by state. */
+export function countByState(alerts: Iterable<Alert>): Map<AlertState, number> {
+  const m = new Map<AlertState, number>();
+  for (const a of alerts) m.set(a.state, (m.get(a.state) ?? 0) + 1);
+  return m;
+}
+
+/** Reads "90", "90s", "5m", "1h30m" as seconds; undefined when it cannot. Empty is 0. */
+export function parseDuration(text: string): number | undefined {
+  const t = text.trim();
+  if (t === "") return 0;
+  if (/^\d+$/.test(t)) return Number(t);
+  const re = /(\d+)(h|m|s)/gy;
+  let total = 0;
+  let end = 0;
+  for (let m = re.exec(t); m; m = re.exec(t)) {
+    total += Number(m[1]) * { h: 3600, m: 60, s: 1 }[m[2] as "h" | "m" | "s"];
+    end = re.lastIndex;
+  }
+  return end === t.length && end > 0 ? total : undefined;
+}
+
+/** Formats seconds as "90s", "5m", "1h30m". */
+export function formatDuration(seconds: number): string {
+  if (seconds <= 0) return "0s";
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  return `${h ? `${h}h` : ""}${m ? `${m}m` : ""}${s ? `${s}s` : ""}`;
+}
+
+/** What the user typed in the "new rule" form. */
+export interface RuleForm {
+  name: string;
+  description: string;
+  metric: string;
+  comparator: string;
+  threshold: string;
+  resolveThreshold: string;
+  forDuration: string;
+  severity: string;
+}
+
+/** An empty form: CPU above a threshold for a minute, a warning. */
+export const EMPTY_RULE: RuleForm = {
+  name: "",
+  description: "",
+  metric: String(Metric.CPU_USAGE_PERCENT),
+  comparator: String(Comparator.GREATER_THAN),
+  threshold: "",
+  resolveThreshold: "",
+  forDuration: "1m",
+  severity: String(AlertSeverity.WARNING),
+};
+
+/** The field paths each input edits, for assignViolations. */
+export const RULE_FIELDS: Record<keyof RuleForm, readonly string[]> = {
+  name: ["rule.name"],
+  description: ["rule.description"],
+  metric: ["rule.metric", "rule.match_labels"],
+  comparator: ["rule.comparator"],
+  threshold: ["rule.threshold"],
+  resolveThreshold: ["rule.resolve_threshold"],
+  forDuration: ["rule.for_duration"],
+  severity: ["rule.severity"],
+};
+
+const number = (text: string) => (text.trim() === "" ? undefined : Number(text.trim()));
+
+/** The form as a rule, or the violations that stop it from being sent. */
+export function ruleFromForm(f: RuleForm): { rule: AlertRule } | { violations: Violation[] } {
+  const violations: Violation[] = [];
+  const threshold = number(f.threshold);
+  if (threshold === undefined) violations.push({ field: "rule.threshold", description: "required: a number, e.g. 90" });
+  else if (!Number.isFinite(threshold)) violations.push({ field: "rule.threshold", description: `"${f.threshold}" is not a number` });
+  const resolve = number(f.resolveThreshold);
+  if (resolve !== undefined && !Number.isFinite(resolve))
+    violations.push({ field: "rule.resolve_threshold", description: `"${f.resolveThreshold}" is not a number` });
+  const seconds = parseDuration(f.forDuration);
+  if (seconds === undefined)
+    violations.push({ field: "rule.for_duration", description: `"${f.forDuration}" is not a duration: write e.g. 30s, 5m or 1h` });
+  if (violations.length) return { violations };
+  return {
+    rule: create(AlertRuleSchema, {
+      name: f.name.trim(),
+      description: f.description.trim(),
+      metric: Number(f.metric),
+      comparator: Number(f.comparator),
+      threshold,
+      resolveThreshold: resolve,
+      forDuration: { seconds: BigInt(seconds!) },
+      severity: Number(f.severity),
+      enabled: true,
+    }),
+  };
+}
+
+/** A rule's condition in words, e.g. "CPU usage (%) > 90 for 5m". */
+export function ruleCondition(r: AlertRule): string {
+  const f = Number(r.forDuration?.seconds ?? 0n);
+  const resolve = r.resolveThreshold === undefined ? "" : `, resolves at ${r.resolveThreshold}`;
+  return `${metricLabel(r.metric)} ${comparatorSymbol(r.comparator)} ${r.threshold}${f ? ` for ${formatDuration(f)}` : ""}${resolve}`;
+}

@@ -1,0 +1,413 @@
+// Alerts, live from the metrics pipeline's WatchAlerts (open ones, then every change), with the
+// recently resolved from ListAlerts; acknowledge a firing alert; the alert rules with enable,
+// disable and delete, and a form for a new rule whose mistakes come back on its inputs.
+import { useEffect, useState } from "preact/hooks";
+import { alertService } from "../api";
+import { Ago, Badge, Empty, LiveIndicator, NoMetricsPipeline, PageTitle, Pager, ProblemBox } from "../components";
+import { type Alert, AlertState, type AlertRule } from "../gen/persys/metrics/v1/alert_pb";
+import { useAlerts } from "../live";
+import {
+  alertStateLabel,
+  alertStateTone,
+  COMPARATORS,
+  comparatorSymbol,
+  countByState,
+  EMPTY_RULE,
+  filterAlerts,
+  RULE_FIELDS,
+  RULE_METRICS,
+  type RuleForm,
+  ruleCondition,
+  ruleFromForm,
+  severityLabel,
+} from "../logic/alerts";
+import { assignViolations, type Problem, problemOf, type Violation } from "../logic/errors";
+import { AlertSeverity } from "../gen/persys/metrics/v1/alert_pb";
+import { Link } from "../router";
+import type { Session } from "../session";
+
+const PAGE = 50;
+
+const SHOW: Record<string, { label: string; states: AlertState[] }> = {
+  open: { label: "Open", states: [AlertState.FIRING, AlertState.PENDING, AlertState.ACKNOWLEDGED] },
+  firing: { label: "Firing", states: [AlertState.FIRING] },
+  pending: { label: "Pending", states: [AlertState.PENDING] },
+  acknowledged: { label: "Acknowledged", states: [AlertState.ACKNOWLEDGED] },
+  resolved: { label: "Resolved", states: [AlertState.RESOLVED] },
+  all: { label: "All", states: [] },
+};
+
+/** The Alerts page: admins only (alerts watch every node's host metrics). */
+export function Alerts(props: { session: Session }) {
+  if (!props.session.isAdmin)
+    return (
+      <>
+        <PageTitle>Alerts</PageTitle>
+        <Empty>Alerts and alert rules cover every node's host metrics, so only admins see them. Ask an admin.</Empty>
+      </>
+    );
+  return (
+    <>
+      <AlertList />
+      <Rules />
+    </>
+  );
+}
+
+function AlertList() {
+  const live = useAlerts();
+  const [resolved, setResolved] = useState<Alert[]>([]);
+  const [show, setShow] = useState("open");
+  const [page, setPage] = useState(0);
+  const [problem, setProblem] = useState<Problem | null>(null);
+
+  // The latest resolved alerts (the watch's snapshot holds open ones only).
+  useEffect(() => {
+    const abort = new AbortController();
+    alertService
+      .listAlerts({ states: [AlertState.RESOLVED], page: { pageSize: 100 } }, { signal: abort.signal })
+      .then((r) => setResolved(r.alerts))
+      .catch(() => {
+        // The watch says what is wrong, if anything is.
+      });
+    return () => abort.abort();
+  }, []);
+
+  const merged = new Map(resolved.map((a) => [a.id, a]));
+  for (const [id, a] of live.items) merged.set(id, a);
+  const list = filterAlerts(merged.values(), SHOW[show].states);
+  const counts = countByState(merged.values());
+  const pages = Math.max(1, Math.ceil(list.length / PAGE));
+  const at = Math.min(page, pages - 1);
+
+  const acknowledge = async (a: Alert) => {
+    setProblem(null);
+    try {
+      await alertService.acknowledgeAlert({ id: a.id, comment: "from the dashboard" });
+    } catch (err) {
+      setProblem(problemOf(err));
+    }
+  };
+
+  return (
+    <>
+      <PageTitle actions={<LiveIndicator status={live.status} error={live.error} label="Alerts" />}>Alerts</PageTitle>
+      {live.problem ? <ProblemBox problem={{ message: live.problem, code: 7, violations: [] }} /> : null}
+      <div class="filters">
+        <label>
+          Show{" "}
+          <select
+            value={show}
+            onChange={(e) => {
+              setShow(e.currentTarget.value);
+              setPage(0);
+            }}
+          >
+            {Object.entries(SHOW).map(([k, v]) => (
+              <option key={k} value={k}>
+                {v.label}
+                {v.states.length === 1 ? ` (${counts.get(v.states[0]) ?? 0})` : ""}
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
+      <ProblemBox problem={problem} />
+      {!live.synced ? (
+        live.error ? (
+          <NoMetricsPipeline error={live.error} />
+        ) : (
+          <p class="muted">Loading alerts…</p>
+        )
+      ) : list.length === 0 ? (
+        <Empty>
+          {show === "open"
+            ? "Nothing is firing. Alerts open when a rule's condition holds on a node's metrics; add rules below."
+            : `No ${SHOW[show].label.toLowerCase()} alerts.`}
+        </Empty>
+      ) : (
+        <table data-testid="alerts">
+          <caption class="sr-only">Alerts</caption>
+          <thead>
+            <tr>
+              <th scope="col">State</th>
+              <th scope="col">Severity</th>
+              <th scope="col">Rule</th>
+              <th scope="col">Node</th>
+              <th scope="col">Value</th>
+              <th scope="col">Since</th>
+              <th scope="col">Actions</th>
+            </tr>
+          </thead>
+          <tbody>
+            {list.slice(at * PAGE, (at + 1) * PAGE).map((a) => (
+              <tr key={a.id}>
+                <td>
+                  <Badge tone={alertStateTone(a.state)}>{alertStateLabel(a.state)}</Badge>
+                </td>
+                <td>{severityLabel(a.severity)}</td>
+                <td>
+                  {a.ruleName}
+                  {a.message ? <div class="muted small">{a.message}</div> : null}
+                </td>
+                <td>{a.nodeId ? <Link href={`/nodes/${a.nodeId}`}>{a.nodeId}</Link> : "—"}</td>
+                <td>
+                  {a.value.toFixed(2)} {comparatorSymbol(a.comparator)} {a.threshold}
+                </td>
+                <td>
+                  <Ago ts={a.state === AlertState.RESOLVED ? a.resolvedAt : (a.firedAt ?? a.pendingSince)} />
+                  {a.state === AlertState.ACKNOWLEDGED && a.acknowledgedBy ? (
+                    <div class="muted small">acknowledged by {a.acknowledgedBy}</div>
+                  ) : null}
+                </td>
+                <td>
+                  {a.state === AlertState.FIRING ? (
+                    <button onClick={() => acknowledge(a)} aria-label={`Acknowledge ${a.ruleName} on ${a.nodeId}`}>
+                      Acknowledge
+                    </button>
+                  ) : null}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <Pager page={at} pages={pages} onPage={setPage} />
+    </>
+  );
+}
+
+function Rules() {
+  const [rules, setRules] = useState<AlertRule[] | null>(null);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [version, setVersion] = useState(0);
+  const reload = () => setVersion((v) => v + 1);
+
+  useEffect(() => {
+    const abort = new AbortController();
+    void (async () => {
+      try {
+        const all: AlertRule[] = [];
+        let token = "";
+        do {
+          const r = await alertService.listAlertRules({ page: { pageSize: 500, pageToken: token } }, { signal: abort.signal });
+          all.push(...r.rules);
+          token = r.page?.nextPageToken ?? "";
+        } while (token);
+        setRules(all.sort((a, b) => a.name.localeCompare(b.name)));
+      } catch (err) {
+        if (!abort.signal.aborted) setProblem(problemOf(err));
+      }
+    })();
+    return () => abort.abort();
+  }, [version]);
+
+  const act = async (f: () => Promise<unknown>) => {
+    setProblem(null);
+    try {
+      await f();
+    } catch (err) {
+      setProblem(problemOf(err));
+    }
+    reload();
+  };
+
+  return (
+    <section aria-labelledby="rules-h">
+      <h2 id="rules-h">Rules</h2>
+      <ProblemBox problem={problem} />
+      {rules === null ? (
+        problem ? null : (
+          <p class="muted">Loading rules…</p>
+        )
+      ) : rules.length === 0 ? (
+        <Empty>No alert rule yet. Add one below, e.g. CPU usage above 90 % for 5 minutes.</Empty>
+      ) : (
+        <table data-testid="rules">
+          <caption class="sr-only">Alert rules</caption>
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Condition</th>
+              <th scope="col">Severity</th>
+              <th scope="col">Enabled</th>
+              <th scope="col">Actions</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rules.map((r) => (
+              <tr key={r.id}>
+                <td>
+                  {r.name}
+                  {r.description ? <div class="muted small">{r.description}</div> : null}
+                </td>
+                <td>{ruleCondition(r)}</td>
+                <td>{severityLabel(r.severity)}</td>
+                <td>{r.enabled ? "yes" : "no"}</td>
+                <td class="actions">
+                  <button
+                    onClick={() =>
+                      act(() =>
+                        alertService.updateAlertRule({
+                          rule: { id: r.id, enabled: !r.enabled },
+                          updateMask: { paths: ["enabled"] },
+                          expectedRevision: r.revision,
+                        }),
+                      )
+                    }
+                    aria-label={`${r.enabled ? "Disable" : "Enable"} rule ${r.name}`}
+                  >
+                    {r.enabled ? "Disable" : "Enable"}
+                  </button>
+                  <button
+                    class="danger"
+                    onClick={() => {
+                      if (confirm(`Delete the rule ${r.name}? Its open alerts resolve.`)) void act(() => alertService.deleteAlertRule({ id: r.id }));
+                    }}
+                    aria-label={`Delete rule ${r.name}`}
+                  >
+                    Delete
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <NewRule onCreated={reload} />
+    </section>
+  );
+}
+
+type Key = keyof RuleForm;
+
+const HELP: Partial<Record<Key, string>> = {
+  forDuration: "e.g. 0s, 30s, 5m, 1h",
+  resolveThreshold: "Hysteresis: the alert resolves only past this value",
+};
+
+function NewRule(props: { onCreated: () => void }) {
+  const [form, setForm] = useState<RuleForm>(EMPTY_RULE);
+  const [busy, setBusy] = useState(false);
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [byInput, setByInput] = useState<Record<string, string[]>>({});
+  const [other, setOther] = useState<Violation[]>([]);
+
+  const show = (p: Problem) => {
+    const a = assignViolations(p.violations, RULE_FIELDS);
+    setProblem(p);
+    setByInput(a.byInput);
+    setOther(a.other);
+    const first = (Object.keys(RULE_FIELDS) as Key[]).find((k) => a.byInput[k]);
+    if (first) requestAnimationFrame(() => document.getElementById(`r-${first}`)?.focus());
+  };
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const built = ruleFromForm(form);
+    if ("violations" in built) return show({ message: "Some fields need fixing.", code: 3, violations: built.violations });
+    setBusy(true);
+    try {
+      await alertService.createAlertRule({ rule: built.rule });
+      setForm(EMPTY_RULE);
+      setProblem(null);
+      setByInput({});
+      setOther([]);
+      props.onCreated();
+    } catch (err) {
+      show(problemOf(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const wrap = (k: Key, label: string, input: preact.JSX.Element) => {
+    const errors = byInput[k];
+    const help = HELP[k];
+    return (
+      <div class={`field${errors ? " invalid" : ""}`}>
+        <label for={`r-${k}`}>{label}</label>
+        {input}
+        {help ? (
+          <span class="muted small" id={`rh-${k}`}>
+            {help}
+          </span>
+        ) : null}
+        {errors ? (
+          <span class="error" id={`re-${k}`}>
+            {errors.join("; ")}
+          </span>
+        ) : null}
+      </div>
+    );
+  };
+  const attrs = (k: Key) => ({
+    id: `r-${k}`,
+    name: k,
+    value: form[k],
+    "aria-invalid": byInput[k] ? true : undefined,
+    "aria-describedby": [HELP[k] ? `rh-${k}` : "", byInput[k] ? `re-${k}` : ""].filter(Boolean).join(" ") || undefined,
+    onInput: (e: Event) => setForm({ ...form, [k]: (e.currentTarget as HTMLInputElement).value }),
+  });
+
+  return (
+    <form class="card" onSubmit={submit} aria-labelledby="new-rule-h" noValidate>
+      <h3 id="new-rule-h">New rule</h3>
+      <div class="row">
+        {wrap("name", "Name", <input {...attrs("name")} placeholder="hot-cpu" />)}
+        {wrap(
+          "metric",
+          "Metric",
+          <select {...attrs("metric")} onChange={attrs("metric").onInput}>
+            {RULE_METRICS.map((m) => (
+              <option key={m.metric} value={String(m.metric)}>
+                {m.label}
+                {m.unit ? ` (${m.unit})` : ""}
+              </option>
+            ))}
+          </select>,
+        )}
+        {wrap(
+          "severity",
+          "Severity",
+          <select {...attrs("severity")} onChange={attrs("severity").onInput}>
+            {[AlertSeverity.INFO, AlertSeverity.WARNING, AlertSeverity.CRITICAL].map((s) => (
+              <option key={s} value={String(s)}>
+                {severityLabel(s)}
+              </option>
+            ))}
+          </select>,
+        )}
+      </div>
+      <div class="row">
+        {wrap(
+          "comparator",
+          "Fires when the value is",
+          <select {...attrs("comparator")} onChange={attrs("comparator").onInput}>
+            {COMPARATORS.map((c) => (
+              <option key={c.comparator} value={String(c.comparator)}>
+                {c.symbol}
+              </option>
+            ))}
+          </select>,
+        )}
+        {wrap("threshold", "Threshold", <input {...attrs("threshold")} inputMode="decimal" placeholder="90" />)}
+        {wrap("forDuration", "For at least", <input {...attrs("forDuration")} placeholder="5m" />)}
+      </div>
+      <div class="row">
+        {wrap(
+          "resolveThreshold",
+          "Resolves at (optional)",
+          <input {...attrs("resolveThreshold")} inputMode="decimal" />,
+        )}
+        {wrap("description", "Description (optional)", <input {...attrs("description")} />)}
+      </div>
+      <ProblemBox problem={problem} other={other} />
+      <div class="actions">
+        <button class="primary" type="submit" disabled={busy}>
+          {busy ? "Creating…" : "Create rule"}
+        </button>
+      </div>
+    </form>
+  );
+}
