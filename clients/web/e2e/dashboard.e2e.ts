@@ -36,6 +36,11 @@ function psql(sql: string): string {
   return execFileSync(process.env.PERSYS_TEST_PSQL || "psql", [PG_ADMIN_URL!, "-v", "ON_ERROR_STOP=1", "-tAc", sql], { encoding: "utf8" });
 }
 
+/** psql against database `db` of the test bench's PostgreSQL. */
+function psqlIn(db: string, sql: string): string {
+  return execFileSync(process.env.PERSYS_TEST_PSQL || "psql", [databaseUrl(db), "-v", "ON_ERROR_STOP=1", "-tAc", sql], { encoding: "utf8" });
+}
+
 /** The admin URL with its database replaced by `db`. */
 function databaseUrl(db: string): string {
   const u = new URL(PG_ADMIN_URL!);
@@ -333,6 +338,26 @@ describe("the dashboard against persys-stack", () => {
     await page.getByRole("button", { name: "6h", exact: true }).click();
     await expect.poll(() => page.getByRole("button", { name: "6h", exact: true }).getAttribute("aria-pressed")).toBe("true");
     await expect.poll(points).toBeGreaterThan(0);
+    // The benchmark's week: 7 days of one-minute rollups (what 5 s samples roll up to: 12 a
+    // minute) for this node's five charted series, written where the pipeline keeps rollups,
+    // before the agent's own samples. The 7 d window must draw from ~340 points a series.
+    const nodeId = decodeURIComponent(new URL(page.url()).pathname.split("/").pop()!);
+    const weekEnd = Math.floor(Date.now() / 60_000) * 60_000 - 10 * 60_000;
+    psqlIn(
+      METRICS_DB,
+      `INSERT INTO metrics.samples_1m (node_id, metric, labels, bucket_ms, min, max, sum, count, last, last_ms)
+       SELECT '${nodeId.replace(/'/g, "''")}', m.metric, m.labels::jsonb, b, v, v, v * 12, 12, v, b + 55000
+       FROM generate_series(${weekEnd - 7 * 86_400_000}::bigint, ${weekEnd}::bigint, 60000) AS b,
+            (VALUES (1, '{}'), (2, '{}'), (4, '{"mount": "/"}'), (6, '{"interface": "eth0"}'), (7, '{"interface": "eth0"}')) AS m(metric, labels),
+            LATERAL (SELECT 20 + 10 * sin(b / 3600000.0) AS v) AS w
+       ON CONFLICT DO NOTHING`,
+    );
+    await page.getByRole("button", { name: "7d", exact: true }).click();
+    await expect.poll(points, { timeout: 30_000 }).toBeGreaterThan(300);
+    await expect.poll(() => page.getByTestId("node-metrics").getAttribute("data-draw-ms")).toMatch(/^\d+$/);
+    figures.node_page_7d_points_per_series = await points();
+    figures.node_page_7d_query_to_draw_ms = Number(await page.getByTestId("node-metrics").getAttribute("data-draw-ms"));
+    await shot("node-charts-7d");
     await page.getByRole("button", { name: "1h", exact: true }).click();
     await expectAccessible("node with charts");
     await shot("node-charts");
@@ -383,6 +408,77 @@ describe("the dashboard against persys-stack", () => {
     page.once("dialog", (d) => void d.accept());
     await page.getByRole("button", { name: "Delete rule web-e2e-cpu" }).click();
     await page.getByText("No alert rule yet.").waitFor();
+  });
+
+  it("manages users and API keys, and shows what was done in the audit log", async () => {
+    await nav("Admin");
+    const users = page.getByTestId("users");
+    await users.locator('tr[data-user="vera"]').waitFor();
+    await expectAccessible("admin");
+    // A password the gateway refuses: its violation comes back under the input.
+    await page.getByLabel("Username").fill("jane");
+    await page.getByLabel("Initial password").fill("short");
+    await page.getByRole("button", { name: "Create user" }).click();
+    await expect.poll(() => page.locator("#ue-password").textContent()).toMatch(/at least 12 characters/);
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe("u-password");
+    await page.getByLabel("Initial password").fill("jane-password-123");
+    await page.getByRole("button", { name: "Create user" }).click();
+    const jane = users.locator('tr[data-user="jane"]');
+    await jane.waitFor();
+    expect(await jane.getByLabel("Role of jane").inputValue()).toBe(String(Role.MEMBER));
+    // Demoted and disabled, as stored by the gateway (the list is read again after each change).
+    await jane.getByLabel("Role of jane").selectOption({ label: "viewer" });
+    await expect.poll(() => jane.getByLabel("Role of jane").inputValue()).toBe(String(Role.VIEWER));
+    await jane.getByRole("button", { name: "Disable jane" }).click();
+    await expect.poll(() => jane.getByText("disabled", { exact: true }).count()).toBe(1);
+    const janeLogin = await createClient(AuthService, createGrpcWebTransport({ baseUrl: stack.url }))
+      .login({ username: "jane", password: "jane-password-123" })
+      .then(() => "logged in", (e) => ConnectError.from(e).code);
+    expect(janeLogin).toBe(Code.Unauthenticated);
+    await shot("admin");
+
+    // An API key: its secret is shown once, works as a bearer token, and stops when revoked.
+    await nav("API keys");
+    await page.getByRole("button", { name: "Create key" }).click();
+    await expect.poll(() => page.locator("#ke-name").textContent()).toMatch(/required/);
+    await page.getByLabel("Name").fill("web-e2e-ci");
+    await page.getByRole("button", { name: "Create key" }).click();
+    const secret = (await page.getByTestId("secret").textContent())!;
+    expect(secret.length).toBeGreaterThan(20);
+    const whoami = () =>
+      createClient(AuthService, createGrpcWebTransport({ baseUrl: stack.url }))
+        .whoAmI({}, { headers: { authorization: `Bearer ${secret}` } })
+        .then((r) => r.user?.username, (e) => ConnectError.from(e).code);
+    expect(await whoami()).toBe("admin");
+    const key = page.getByTestId("keys").getByRole("row").filter({ hasText: "web-e2e-ci" });
+    await expect.poll(() => key.getByText("active", { exact: true }).count()).toBe(1);
+    expect(await key.textContent()).not.toContain(secret);
+    await expectAccessible("api keys with a new secret");
+    await shot("api-keys");
+    await page.getByRole("button", { name: "Done" }).click();
+    expect(await page.getByTestId("secret").count()).toBe(0);
+    page.once("dialog", (d) => void d.accept());
+    await key.getByRole("button", { name: "Revoke key web-e2e-ci" }).click();
+    await expect.poll(() => key.getByText("revoked", { exact: true }).count()).toBe(1);
+    expect(await whoami()).toBe(Code.Unauthenticated);
+
+    // The audit log has all of it, newest first, and filters by who acted.
+    await nav("Admin");
+    const audit = page.getByTestId("audit");
+    await expect.poll(() => audit.locator("tbody tr").first().locator("td").nth(2).textContent()).toBe("api_key.revoke");
+    const actions = await audit.locator("tbody tr td:nth-child(3)").allTextContents();
+    for (const a of ["api_key.create", "user.update", "user.create", "login"]) expect(actions).toContain(a);
+    // jane's only act: the login refused because she is disabled.
+    await page.getByLabel("By").selectOption({ label: "jane" });
+    await expect.poll(() => audit.locator("tbody tr").count()).toBe(1);
+    expect(await audit.locator("tbody tr td").nth(2).textContent()).toBe("login");
+    expect(await audit.locator("tbody tr td").nth(4).textContent()).toMatch(/^failed/);
+    await page.getByLabel("By").selectOption({ label: "anyone" });
+    await expectAccessible("audit log");
+    // jane is deleted (after a confirmation).
+    page.once("dialog", (d) => void d.accept());
+    await jane.getByRole("button", { name: "Delete jane" }).click();
+    await expect.poll(() => users.locator('tr[data-user="jane"]').count()).toBe(0);
   });
 
   it("logs out, and a viewer sees no write or admin action", async () => {
@@ -438,6 +534,12 @@ describe("the dashboard against persys-stack", () => {
     await shot("node-viewer");
     await nav("Alerts");
     await page.getByText("only admins see them").waitFor();
+    // No Admin link; the page itself says it is for admins. API keys are the viewer's own.
+    expect(await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Admin" }).count()).toBe(0);
+    await page.goto(`${stack.url}/admin`);
+    await page.getByText("Users and the audit log are for admins.").waitFor();
+    await nav("API keys");
+    await page.getByText("No API key yet.").waitFor();
     expect(await page.getByRole("button", { name: /Acknowledge|Create rule/ }).count()).toBe(0);
 
     await page.getByRole("button", { name: "Log out" }).click();

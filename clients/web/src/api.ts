@@ -3,7 +3,9 @@
 // through VITE_PERSYS_GATEWAY (the gateway's --cors-origin list lets it in).
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { ApiKeyService } from "./gen/persys/gateway/v1/api_key_pb";
 import { AuthService } from "./gen/persys/gateway/v1/auth_pb";
+import { UserService } from "./gen/persys/gateway/v1/user_service_pb";
 import { AlertService } from "./gen/persys/metrics/v1/alert_service_pb";
 import { MetricsQueryService } from "./gen/persys/metrics/v1/query_service_pb";
 import { PersonaService } from "./gen/persys/reconciler/v1/persona_service_pb";
@@ -48,3 +50,7 @@ export const personaService = createClient(PersonaService, transport);
 export const metricsQuery = createClient(MetricsQueryService, transport);
 /** AlertService (the metrics pipeline): alerts and alert rules. */
 export const alertService = createClient(AlertService, transport);
+/** UserService (the gateway; admins): users and the audit log. */
+export const userService = createClient(UserService, transport);
+/** ApiKeyService (the gateway): the caller's API keys (admins: every key). */
+export const apiKeyService = createClient(ApiKeyService, transport);

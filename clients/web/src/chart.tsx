@@ -1,8 +1,9 @@
 // Time-series charts (uPlot on a canvas) and SVG sparklines. A chart is a figure with a caption
 // that says in words what it shows now (screen readers cannot read a canvas); dragging across
-// it zooms in, a double click zooms back out, and live points do not undo a zoom.
+// it zooms in, a double click zooms back out, and live points do not undo a zoom. uPlot itself is
+// loaded with the first chart, not with the app.
 import { useEffect, useRef } from "preact/hooks";
-import uPlot from "uplot";
+import type uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { type ChartData, sparklinePoints } from "./logic/metrics";
 
@@ -27,49 +28,61 @@ export function TimeChart(props: {
   const { format, yMax } = props;
   const from = useRef(props.from);
   from.current = props.from;
+  // The data as of now, for a chart made after uPlot has loaded.
+  const latest = useRef(props.data);
+  latest.current = props.data;
 
   // (Re)built when the set of series changes; data alone goes through setData.
   useEffect(() => {
     const el = box.current;
     if (!el) return;
-    const opts: uPlot.Options = {
-      width: Math.max(200, el.clientWidth),
-      height: 200,
-      series: [
-        {},
-        ...props.data.names.map((n, i) => ({
-          label: n,
-          stroke: COLOURS[i % COLOURS.length],
-          width: 1.5,
-          value: (_u: uPlot, v: number | null) => format(v ?? undefined),
-        })),
-      ],
-      scales: {
-        x: { time: true, range: (_u, _min, max) => [from.current, Math.max(max ?? 0, Date.now() / 1000)] },
-        y: { range: (_u, _min, max) => [0, Math.max(yMax ?? 0, max * 1.1 || 1)] },
-      },
-      axes: [{}, { size: 80, values: (_u, ticks) => ticks.map((t) => format(t)) }],
-      cursor: { drag: { x: true, y: false } },
-      hooks: {
-        setSelect: [
-          (u) => {
-            if (u.select.width > 0) zoomed.current = true;
-          },
+    let gone = false;
+    let cleanup = () => {};
+    void import("uplot").then(({ default: UPlot }) => {
+      if (gone) return;
+      const opts: uPlot.Options = {
+        width: Math.max(200, el.clientWidth),
+        height: 200,
+        series: [
+          {},
+          ...props.data.names.map((n, i) => ({
+            label: n,
+            stroke: COLOURS[i % COLOURS.length],
+            width: 1.5,
+            value: (_u: uPlot, v: number | null) => format(v ?? undefined),
+          })),
         ],
-      },
-    };
-    const u = new uPlot(opts, props.data.aligned(), el);
-    plot.current = u;
-    const reset = () => {
-      zoomed.current = false;
-    };
-    u.over.addEventListener("dblclick", reset);
-    const resize = new ResizeObserver(() => u.setSize({ width: Math.max(200, el.clientWidth), height: 200 }));
-    resize.observe(el);
+        scales: {
+          x: { time: true, range: (_u, _min, max) => [from.current, Math.max(max ?? 0, Date.now() / 1000)] },
+          y: { range: (_u, _min, max) => [0, Math.max(yMax ?? 0, max * 1.1 || 1)] },
+        },
+        axes: [{}, { size: 80, values: (_u, ticks) => ticks.map((t) => format(t)) }],
+        cursor: { drag: { x: true, y: false } },
+        hooks: {
+          setSelect: [
+            (u) => {
+              if (u.select.width > 0) zoomed.current = true;
+            },
+          ],
+        },
+      };
+      const u = new UPlot(opts, latest.current.aligned(), el);
+      plot.current = u;
+      const reset = () => {
+        zoomed.current = false;
+      };
+      u.over.addEventListener("dblclick", reset);
+      const resize = new ResizeObserver(() => u.setSize({ width: Math.max(200, el.clientWidth), height: 200 }));
+      resize.observe(el);
+      cleanup = () => {
+        resize.disconnect();
+        u.destroy();
+        plot.current = null;
+      };
+    });
     return () => {
-      resize.disconnect();
-      u.destroy();
-      plot.current = null;
+      gone = true;
+      cleanup();
     };
   }, [names, yMax]);
 

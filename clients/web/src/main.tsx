@@ -4,7 +4,9 @@ import { render } from "preact";
 import { logout, resume } from "./auth";
 import { Empty, PageTitle } from "./components";
 import { Role } from "./gen/persys/common/v1/common_pb";
+import { Admin } from "./pages/Admin";
 import { Alerts } from "./pages/Alerts";
+import { ApiKeys } from "./pages/ApiKeys";
 import { NodePage, Nodes } from "./pages/Nodes";
 import { Login } from "./pages/Login";
 import { Overview } from "./pages/Overview";
@@ -22,6 +24,8 @@ const NAV = [
   { href: "/workloads", label: "Workloads" },
   { href: "/alerts", label: "Alerts" },
   { href: "/personas", label: "Personas" },
+  { href: "/keys", label: "API keys" },
+  { href: "/admin", label: "Admin", admin: true },
 ];
 
 function Page(props: { path: string; session: Session }) {
@@ -33,6 +37,8 @@ function Page(props: { path: string; session: Session }) {
   if (match("/workloads", path)) return <Workloads session={session} />;
   if (match("/personas", path)) return <Personas />;
   if (match("/alerts", path)) return <Alerts session={session} />;
+  if (match("/keys", path)) return <ApiKeys session={session} />;
+  if (match("/admin", path)) return <Admin session={session} />;
   if (match("/workloads/new", path))
     return session.canWrite ? (
       <RunWorkload />
@@ -80,7 +86,7 @@ function App() {
         </Link>
         <nav aria-label="Main">
           <ul>
-            {NAV.map((n) => {
+            {NAV.filter((n) => !n.admin || session.isAdmin).map((n) => {
               const current = n.href === "/" ? path === "/" : path.startsWith(n.href);
               return (
                 <li key={n.href}>

@@ -223,7 +223,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends an audit event.
     fn append_audit(&self, row: &AuditRow) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Lists audit events, newest last, optionally of one actor.
+    /// Lists audit events, newest first, optionally of one actor; `after` is the last id of the
+    /// previous page (ids are time-ordered UUIDv7s).
     fn list_audit(
         &self,
         actor_id: Option<&str>,
@@ -637,7 +638,7 @@ impl Store for SqlStore {
     ) -> Result<Page<AuditRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, actor_id, actor_name, action, target, success, peer, detail FROM audit_events \
-             WHERE id > $1 AND ($2 = '' OR actor_id = $2) ORDER BY id LIMIT $3",
+             WHERE ($1 = '' OR id < $1) AND ($2 = '' OR actor_id = $2) ORDER BY id DESC LIMIT $3",
         )
         .bind(after.unwrap_or(""))
         .bind(actor_id.unwrap_or(""))

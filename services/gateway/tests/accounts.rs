@@ -60,8 +60,10 @@ fn fields(names: &[&str]) -> BTreeSet<String> {
 }
 
 async fn audit_log<S: Store>(accounts: &Accounts<S>) -> Vec<AuditRow> {
-    let Page { items, next_after } = accounts.store().list_audit(None, None, 1000).await.unwrap();
+    let Page { mut items, next_after } = accounts.store().list_audit(None, None, 1000).await.unwrap();
     assert_eq!(next_after, None);
+    // The store lists newest first; these tests read the log in the order things happened.
+    items.reverse();
     items
 }
 

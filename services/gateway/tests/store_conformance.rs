@@ -374,7 +374,10 @@ async fn audit_appends_and_lists_by_actor<S: Store>(s: &S) {
         s.append_audit(e).await.unwrap();
     }
 
-    // Everything, oldest first, every column intact (including `success = false`).
+    // Everything, newest first (as ListAuditEvents promises), every column intact (including
+    // `success = false`).
+    let mut events = events;
+    events.reverse();
     let all = s.list_audit(None, None, 10).await.unwrap();
     assert_eq!(all.items, events);
     assert_eq!(all.next_after, None);
@@ -397,7 +400,7 @@ async fn audit_appends_and_lists_by_actor<S: Store>(s: &S) {
     assert_eq!(a2.items, adas[2..3]);
     assert_eq!(a2.next_after, None);
     let bobs = s.list_audit(Some(&bob.id), None, 10).await.unwrap();
-    assert_eq!(bobs.items, vec![events[1].clone(), events[4].clone()]);
+    assert_eq!(bobs.items, vec![events[0].clone(), events[3].clone()]);
     assert!(s.list_audit(Some("nobody"), None, 10).await.unwrap().items.is_empty());
 }
 

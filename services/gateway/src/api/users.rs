@@ -87,8 +87,18 @@ impl<S: Store> UserService for UsersApi<S> {
             patch.disabled_at = Some(disabled.then(now_ms));
         }
         let result = self.accounts.update_user(&r.id, &patch).await;
-        let what =
-            format!("role={:?} password={} disabled={:?}", patch.role, patch.password_hash.is_some(), r.disabled);
+        // What changed, in words (never the password itself).
+        let mut changes = Vec::new();
+        if let Some(role) = patch.role {
+            changes.push(format!("role {}", role.as_str()));
+        }
+        if patch.password_hash.is_some() {
+            changes.push("password changed".to_owned());
+        }
+        if let Some(disabled) = r.disabled {
+            changes.push(if disabled { "disabled" } else { "enabled" }.to_owned());
+        }
+        let what = changes.join(", ");
         self.accounts
             .audit((&admin.user.id, &admin.user.name), "user.update", &r.id, result.is_ok(), &peer, &what)
             .await;
