@@ -398,12 +398,19 @@ describe("the dashboard against persys-stack", () => {
     await alert.getByRole("button", { name: /^Acknowledge / }).click();
     await expect.poll(() => alert.getByText("Acknowledged", { exact: true }).count()).toBe(1);
     await alert.getByText("acknowledged by admin").waitFor();
-    // Disabling the rule resolves its alert: it leaves the open list and shows as resolved.
-    await page.getByRole("button", { name: "Disable rule web-e2e-cpu" }).click();
-    await expect.poll(() => rule.getByRole("cell").nth(3).textContent()).toBe("no");
-    await page.getByText("Nothing is firing.").waitFor();
+    // Edited to a threshold no sample reaches, the rule's alert resolves: it leaves the open
+    // list and shows as resolved.
+    await page.getByRole("button", { name: "Edit rule web-e2e-cpu" }).click();
+    await expect.poll(() => page.getByLabel("Threshold").inputValue()).toBe("0");
+    await page.getByLabel("Threshold").fill("1000");
+    await page.getByRole("button", { name: "Save rule" }).click();
+    await expect.poll(() => rule.getByRole("cell").nth(1).textContent()).toBe("CPU usage (%) ≥ 1000");
+    await page.getByText("Nothing is firing.").waitFor({ timeout: 30_000 });
     await page.getByLabel("Show").selectOption("resolved");
     await expect.poll(() => alert.getByText("Resolved", { exact: true }).count()).toBe(1);
+    // Disabled, it is kept but not evaluated.
+    await page.getByRole("button", { name: "Disable rule web-e2e-cpu" }).click();
+    await expect.poll(() => rule.getByRole("cell").nth(3).textContent()).toBe("no");
     // And the rule is deleted (after a confirmation).
     page.once("dialog", (d) => void d.accept());
     await page.getByRole("button", { name: "Delete rule web-e2e-cpu" }).click();

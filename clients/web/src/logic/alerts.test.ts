@@ -14,6 +14,8 @@ import {
   parseDuration,
   ruleCondition,
   ruleFromForm,
+  ruleToForm,
+  changedFields,
 } from "./alerts";
 import { assignViolations } from "./errors";
 import { RULE_FIELDS } from "./alerts";
@@ -100,5 +102,27 @@ describe("alerts", () => {
     expect(metricLabel(77 as Metric)).toBe("metric 77");
     const noFor = create(AlertRuleSchema, { metric: Metric.LOAD_1, comparator: Comparator.LESS_THAN_OR_EQUAL, threshold: 0.5 });
     expect(ruleCondition(noFor)).toBe("Load (1 min) ≤ 0.5");
+  });
+});
+
+describe("editing a rule", () => {
+  it("fills the form from a rule and sends only what changed", () => {
+    const stored = create(AlertRuleSchema, {
+      id: "r1",
+      name: "hot",
+      metric: Metric.CPU_USAGE_PERCENT,
+      comparator: Comparator.GREATER_THAN,
+      threshold: 90,
+      forDuration: { seconds: 300n },
+      severity: AlertSeverity.WARNING,
+      revision: 3n,
+    });
+    const form = ruleToForm(stored);
+    expect(form).toMatchObject({ name: "hot", threshold: "90", forDuration: "5m", resolveThreshold: "" });
+    // Unchanged, the form sends nothing.
+    const same = ruleFromForm(form);
+    expect("rule" in same && changedFields(stored, same.rule)).toEqual([]);
+    const edited = ruleFromForm({ ...form, threshold: "95", resolveThreshold: "80", severity: String(AlertSeverity.CRITICAL) });
+    expect("rule" in edited && changedFields(stored, edited.rule)).toEqual(["threshold", "resolve_threshold", "severity"]);
   });
 });

@@ -205,3 +205,34 @@ export function ruleCondition(r: AlertRule): string {
   const resolve = r.resolveThreshold === undefined ? "" : `, resolves at ${r.resolveThreshold}`;
   return `${metricLabel(r.metric)} ${comparatorSymbol(r.comparator)} ${r.threshold}${f ? ` for ${formatDuration(f)}` : ""}${resolve}`;
 }
+
+/** A stored rule as the form shows it, for editing. */
+export function ruleToForm(r: AlertRule): RuleForm {
+  return {
+    name: r.name,
+    description: r.description,
+    metric: String(r.metric),
+    comparator: String(r.comparator),
+    threshold: String(r.threshold),
+    resolveThreshold: r.resolveThreshold === undefined ? "" : String(r.resolveThreshold),
+    forDuration: formatDuration(Number(r.forDuration?.seconds ?? 0n)),
+    severity: String(r.severity),
+  };
+}
+
+/** The update mask's paths: the fields `edited` changes on `stored` (in the server's names). */
+export function changedFields(stored: AlertRule, edited: AlertRule): string[] {
+  const paths: string[] = [];
+  const differs: [string, unknown, unknown][] = [
+    ["name", stored.name, edited.name],
+    ["description", stored.description, edited.description],
+    ["metric", stored.metric, edited.metric],
+    ["comparator", stored.comparator, edited.comparator],
+    ["threshold", stored.threshold, edited.threshold],
+    ["resolve_threshold", stored.resolveThreshold, edited.resolveThreshold],
+    ["for_duration", stored.forDuration?.seconds ?? 0n, edited.forDuration?.seconds ?? 0n],
+    ["severity", stored.severity, edited.severity],
+  ];
+  for (const [path, a, b] of differs) if (a !== b) paths.push(path);
+  return paths;
+}

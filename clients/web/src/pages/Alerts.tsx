@@ -19,6 +19,8 @@ import {
   type RuleForm,
   ruleCondition,
   ruleFromForm,
+  ruleToForm,
+  changedFields,
   severityLabel,
 } from "../logic/alerts";
 import { assignViolations, type Problem, problemOf, type Violation } from "../logic/errors";
@@ -181,6 +183,7 @@ function Rules() {
   const [rules, setRules] = useState<AlertRule[] | null>(null);
   const [problem, setProblem] = useState<Problem | null>(null);
   const [version, setVersion] = useState(0);
+  const [editing, setEditing] = useState<AlertRule | null>(null);
   const reload = () => setVersion((v) => v + 1);
 
   useEffect(() => {
@@ -246,6 +249,15 @@ function Rules() {
                 <td>{r.enabled ? "yes" : "no"}</td>
                 <td class="actions">
                   <button
+                    onClick={() => {
+                      setEditing(r);
+                      requestAnimationFrame(() => document.getElementById("r-name")?.focus());
+                    }}
+                    aria-label={`Edit rule ${r.name}`}
+                  >
+                    Edit
+                  </button>
+                  <button
                     onClick={() =>
                       act(() =>
                         alertService.updateAlertRule({
@@ -274,7 +286,14 @@ function Rules() {
           </tbody>
         </table>
       )}
-      <NewRule onCreated={reload} />
+      <RuleEditor
+        key={editing ? `${editing.id}@${editing.revision}` : "new"}
+        editing={editing}
+        onDone={() => {
+          setEditing(null);
+          reload();
+        }}
+      />
     </section>
   );
 }
@@ -286,8 +305,10 @@ const HELP: Partial<Record<Key, string>> = {
   resolveThreshold: "Hysteresis: the alert resolves only past this value",
 };
 
-function NewRule(props: { onCreated: () => void }) {
-  const [form, setForm] = useState<RuleForm>(EMPTY_RULE);
+/** The "new rule" form, or with `editing` the same form filled with a rule, saving what changed. */
+function RuleEditor(props: { editing: AlertRule | null; onDone: () => void }) {
+  const { editing } = props;
+  const [form, setForm] = useState<RuleForm>(editing ? ruleToForm(editing) : EMPTY_RULE);
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<Problem | null>(null);
   const [byInput, setByInput] = useState<Record<string, string[]>>({});
@@ -308,12 +329,23 @@ function NewRule(props: { onCreated: () => void }) {
     if ("violations" in built) return show({ message: "Some fields need fixing.", code: 3, violations: built.violations });
     setBusy(true);
     try {
-      await alertService.createAlertRule({ rule: built.rule });
+      if (editing) {
+        const paths = changedFields(editing, built.rule);
+        if (paths.length)
+          await alertService.updateAlertRule({
+            rule: { ...built.rule, id: editing.id },
+            updateMask: { paths },
+            // Refused if someone else changed the rule since this page read it.
+            expectedRevision: editing.revision,
+          });
+      } else {
+        await alertService.createAlertRule({ rule: built.rule });
+      }
       setForm(EMPTY_RULE);
       setProblem(null);
       setByInput({});
       setOther([]);
-      props.onCreated();
+      props.onDone();
     } catch (err) {
       show(problemOf(err));
     } finally {
@@ -352,7 +384,7 @@ function NewRule(props: { onCreated: () => void }) {
 
   return (
     <form class="card" onSubmit={submit} aria-labelledby="new-rule-h" noValidate>
-      <h3 id="new-rule-h">New rule</h3>
+      <h3 id="new-rule-h">{editing ? `Edit rule ${editing.name}` : "New rule"}</h3>
       <div class="row">
         {wrap("name", "Name", <input {...attrs("name")} placeholder="hot-cpu" />)}
         {wrap(
@@ -405,8 +437,13 @@ function NewRule(props: { onCreated: () => void }) {
       <ProblemBox problem={problem} other={other} />
       <div class="actions">
         <button class="primary" type="submit" disabled={busy}>
-          {busy ? "Creating…" : "Create rule"}
+          {busy ? "Saving…" : editing ? "Save rule" : "Create rule"}
         </button>
+        {editing ? (
+          <button type="button" onClick={props.onDone}>
+            Cancel
+          </button>
+        ) : null}
       </div>
     </form>
   );

@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import { scheduler } from "../api";
 import { Sparkline } from "../chart";
-import { Ago, Badge, bytes, cpu, Empty, LiveIndicator, PageTitle, ProblemBox } from "../components";
+import { Ago, Badge, bytes, cpu, Empty, LiveIndicator, PageTitle, Pager, ProblemBox } from "../components";
 import type { Node } from "../gen/persys/scheduler/v1/node_pb";
 import { useHostMetrics, useNodes, useWorkloads } from "../live";
 import { type Problem, problemOf } from "../logic/errors";
@@ -28,7 +28,11 @@ function LiveUsage(props: { history: HostHistory; nodeId: string; what: "cpu" | 
 /** Every node, live; for admins with their live CPU and memory (host metrics are theirs). */
 export function Nodes(props: { session: Session }) {
   const nodes = useNodes();
-  const list = [...nodes.items.values()].sort((a, b) => a.hostname.localeCompare(b.hostname));
+  const [page, setPage] = useState(0);
+  const all = [...nodes.items.values()].sort((a, b) => a.hostname.localeCompare(b.hostname) || a.id.localeCompare(b.id));
+  const pages = Math.max(1, Math.ceil(all.length / PAGE));
+  const at = Math.min(page, pages - 1);
+  const list = all.slice(at * PAGE, (at + 1) * PAGE);
   return (
     <>
       <PageTitle actions={<LiveIndicator status={nodes.status} error={nodes.error} />}>Nodes</PageTitle>
@@ -44,9 +48,13 @@ export function Nodes(props: { session: Session }) {
       ) : (
         <NodesTable list={list} />
       )}
+      <Pager page={at} pages={pages} onPage={setPage} />
     </>
   );
 }
+
+/** Nodes on a page. */
+const PAGE = 50;
 
 function NodesWithMetrics(props: { list: Node[] }) {
   const metrics = useHostMetrics();
