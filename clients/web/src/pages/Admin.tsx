@@ -7,7 +7,8 @@ import { Ago, Badge, Empty, PageTitle, ProblemBox } from "../components";
 import { Role } from "../gen/persys/common/v1/common_pb";
 import type { AuditEvent, User } from "../gen/persys/gateway/v1/user_pb";
 import { PageTokens, ROLES } from "../logic/admin";
-import { assignViolations, type Problem, problemOf, type Violation } from "../logic/errors";
+import { listAll, useAction, useFormProblems } from "../forms";
+import { type Problem, problemOf } from "../logic/errors";
 import type { Session } from "../session";
 
 /** The admin page. */
@@ -24,21 +25,18 @@ export function Admin(props: { session: Session }) {
 
 function AdminPage(props: { self: string }) {
   const [users, setUsers] = useState<User[] | null>(null);
-  const [problem, setProblem] = useState<Problem | null>(null);
   const [version, setVersion] = useState(0);
   const reload = () => setVersion((v) => v + 1);
+  const { problem, setProblem, act } = useAction(reload);
 
   useEffect(() => {
     const abort = new AbortController();
     void (async () => {
       try {
-        const all: User[] = [];
-        let token = "";
-        do {
+        const all = await listAll(async (token) => {
           const r = await userService.listUsers({ page: { pageSize: 500, pageToken: token } }, { signal: abort.signal });
-          all.push(...r.users);
-          token = r.page?.nextPageToken ?? "";
-        } while (token);
+          return { items: r.users, next: r.page?.nextPageToken ?? "" };
+        });
         setUsers(all);
       } catch (err) {
         if (!abort.signal.aborted) setProblem(problemOf(err));
@@ -46,16 +44,6 @@ function AdminPage(props: { self: string }) {
     })();
     return () => abort.abort();
   }, [version]);
-
-  const act = async (f: () => Promise<unknown>) => {
-    setProblem(null);
-    try {
-      await f();
-    } catch (err) {
-      setProblem(problemOf(err));
-    }
-    reload();
-  };
 
   return (
     <>
@@ -140,9 +128,7 @@ const USER_FIELDS = { username: ["username"], password: ["password"], role: ["ro
 function NewUser(props: { onCreated: () => void }) {
   const [form, setForm] = useState({ username: "", password: "", role: String(Role.MEMBER) });
   const [busy, setBusy] = useState(false);
-  const [problem, setProblem] = useState<Problem | null>(null);
-  const [byInput, setByInput] = useState<Record<string, string[]>>({});
-  const [other, setOther] = useState<Violation[]>([]);
+  const { problem, byInput, other, show, clear } = useFormProblems(USER_FIELDS, "u-");
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -150,18 +136,10 @@ function NewUser(props: { onCreated: () => void }) {
     try {
       await userService.createUser({ username: form.username.trim(), password: form.password, role: Number(form.role) as Role });
       setForm({ username: "", password: "", role: String(Role.MEMBER) });
-      setProblem(null);
-      setByInput({});
-      setOther([]);
+      clear();
       props.onCreated();
     } catch (err) {
-      const p = problemOf(err);
-      const a = assignViolations(p.violations, USER_FIELDS);
-      setProblem(p);
-      setByInput(a.byInput);
-      setOther(a.other);
-      const first = (Object.keys(USER_FIELDS) as (keyof typeof USER_FIELDS)[]).find((k) => a.byInput[k]);
-      if (first) requestAnimationFrame(() => document.getElementById(`u-${first}`)?.focus());
+      show(problemOf(err));
     } finally {
       setBusy(false);
     }

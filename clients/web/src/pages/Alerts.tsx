@@ -23,7 +23,8 @@ import {
   changedFields,
   severityLabel,
 } from "../logic/alerts";
-import { assignViolations, type Problem, problemOf, type Violation } from "../logic/errors";
+import { listAll, useAction, useFormProblems } from "../forms";
+import { problemOf } from "../logic/errors";
 import { AlertSeverity } from "../gen/persys/metrics/v1/alert_pb";
 import { Link } from "../router";
 import type { Session } from "../session";
@@ -61,7 +62,7 @@ function AlertList() {
   const [resolved, setResolved] = useState<Alert[]>([]);
   const [show, setShow] = useState("open");
   const [page, setPage] = useState(0);
-  const [problem, setProblem] = useState<Problem | null>(null);
+  const { problem, act } = useAction();
 
   // The latest resolved alerts (the watch's snapshot holds open ones only).
   useEffect(() => {
@@ -82,14 +83,7 @@ function AlertList() {
   const pages = Math.max(1, Math.ceil(list.length / PAGE));
   const at = Math.min(page, pages - 1);
 
-  const acknowledge = async (a: Alert) => {
-    setProblem(null);
-    try {
-      await alertService.acknowledgeAlert({ id: a.id, comment: "from the dashboard" });
-    } catch (err) {
-      setProblem(problemOf(err));
-    }
-  };
+  const acknowledge = (a: Alert) => act(() => alertService.acknowledgeAlert({ id: a.id, comment: "from the dashboard" }));
 
   return (
     <>
@@ -181,22 +175,19 @@ function AlertList() {
 
 function Rules() {
   const [rules, setRules] = useState<AlertRule[] | null>(null);
-  const [problem, setProblem] = useState<Problem | null>(null);
   const [version, setVersion] = useState(0);
   const [editing, setEditing] = useState<AlertRule | null>(null);
   const reload = () => setVersion((v) => v + 1);
+  const { problem, setProblem, act } = useAction(reload);
 
   useEffect(() => {
     const abort = new AbortController();
     void (async () => {
       try {
-        const all: AlertRule[] = [];
-        let token = "";
-        do {
+        const all = await listAll(async (token) => {
           const r = await alertService.listAlertRules({ page: { pageSize: 500, pageToken: token } }, { signal: abort.signal });
-          all.push(...r.rules);
-          token = r.page?.nextPageToken ?? "";
-        } while (token);
+          return { items: r.rules, next: r.page?.nextPageToken ?? "" };
+        });
         setRules(all.sort((a, b) => a.name.localeCompare(b.name)));
       } catch (err) {
         if (!abort.signal.aborted) setProblem(problemOf(err));
@@ -204,16 +195,6 @@ function Rules() {
     })();
     return () => abort.abort();
   }, [version]);
-
-  const act = async (f: () => Promise<unknown>) => {
-    setProblem(null);
-    try {
-      await f();
-    } catch (err) {
-      setProblem(problemOf(err));
-    }
-    reload();
-  };
 
   return (
     <section aria-labelledby="rules-h">
@@ -310,18 +291,7 @@ function RuleEditor(props: { editing: AlertRule | null; onDone: () => void }) {
   const { editing } = props;
   const [form, setForm] = useState<RuleForm>(editing ? ruleToForm(editing) : EMPTY_RULE);
   const [busy, setBusy] = useState(false);
-  const [problem, setProblem] = useState<Problem | null>(null);
-  const [byInput, setByInput] = useState<Record<string, string[]>>({});
-  const [other, setOther] = useState<Violation[]>([]);
-
-  const show = (p: Problem) => {
-    const a = assignViolations(p.violations, RULE_FIELDS);
-    setProblem(p);
-    setByInput(a.byInput);
-    setOther(a.other);
-    const first = (Object.keys(RULE_FIELDS) as Key[]).find((k) => a.byInput[k]);
-    if (first) requestAnimationFrame(() => document.getElementById(`r-${first}`)?.focus());
-  };
+  const { problem, byInput, other, show, clear } = useFormProblems(RULE_FIELDS, "r-");
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -342,9 +312,7 @@ function RuleEditor(props: { editing: AlertRule | null; onDone: () => void }) {
         await alertService.createAlertRule({ rule: built.rule });
       }
       setForm(EMPTY_RULE);
-      setProblem(null);
-      setByInput({});
-      setOther([]);
+      clear();
       props.onDone();
     } catch (err) {
       show(problemOf(err));

@@ -5,6 +5,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { apiKeyService } from "../api";
 import { Ago, Badge, Empty, PageTitle, ProblemBox } from "../components";
 import type { ApiKey } from "../gen/persys/gateway/v1/api_key_pb";
+import { useAction } from "../forms";
 import { EXPIRIES, expiryFrom, keyState, PageTokens } from "../logic/admin";
 import { assignViolations, type Problem, problemOf } from "../logic/errors";
 import type { Session } from "../session";
@@ -12,10 +13,10 @@ import type { Session } from "../session";
 /** The API keys page. */
 export function ApiKeys(props: { session: Session }) {
   const [keys, setKeys] = useState<ApiKey[] | null>(null);
-  const [problem, setProblem] = useState<Problem | null>(null);
   const [version, setVersion] = useState(0);
   const pages = useRef(new PageTokens());
   const reload = () => setVersion((v) => v + 1);
+  const { problem, setProblem, act } = useAction(reload);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -31,13 +32,7 @@ export function ApiKeys(props: { session: Session }) {
 
   const revoke = async (k: ApiKey) => {
     if (!confirm(`Revoke the key ${k.name} (${k.prefix}…)? Programs using it stop working at once.`)) return;
-    setProblem(null);
-    try {
-      await apiKeyService.revokeApiKey({ id: k.id });
-    } catch (err) {
-      setProblem(problemOf(err));
-    }
-    reload();
+    await act(() => apiKeyService.revokeApiKey({ id: k.id }));
   };
 
   const now = Date.now();

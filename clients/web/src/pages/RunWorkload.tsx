@@ -1,7 +1,8 @@
 import { useState } from "preact/hooks";
 import { scheduler } from "../api";
 import { PageTitle, ProblemBox } from "../components";
-import { assignViolations, type Problem, problemOf, type Violation } from "../logic/errors";
+import { useFormProblems } from "../forms";
+import { problemOf } from "../logic/errors";
 import { buildRequest, EMPTY_FORM, FORM_FIELDS, type RunForm } from "../logic/form";
 import { navigate } from "../router";
 
@@ -20,19 +21,7 @@ const HELP: Partial<Record<Key, string>> = {
 export function RunWorkload() {
   const [form, setForm] = useState<RunForm>(EMPTY_FORM);
   const [busy, setBusy] = useState(false);
-  const [problem, setProblem] = useState<Problem | null>(null);
-  const [byInput, setByInput] = useState<Record<string, string[]>>({});
-  const [other, setOther] = useState<Violation[]>([]);
-
-  const show = (p: Problem) => {
-    const a = assignViolations(p.violations, FORM_FIELDS);
-    setProblem(p);
-    setByInput(a.byInput);
-    setOther(a.other);
-    // Take the keyboard to the first input in trouble.
-    const first = (Object.keys(FORM_FIELDS) as Key[]).find((k) => a.byInput[k]);
-    if (first) requestAnimationFrame(() => document.getElementById(`f-${first}`)?.focus());
-  };
+  const { problem, byInput, other, show } = useFormProblems(FORM_FIELDS, "f-");
 
   const submit = async (e: Event) => {
     e.preventDefault();
