@@ -7,6 +7,8 @@ export interface Proxy {
   url: string;
   cut: () => void;
   restore: () => void;
+  /** Bytes sent from the gateway to the browser so far. */
+  bytesToClient: () => number;
   close: () => Promise<void>;
 }
 
@@ -15,6 +17,7 @@ export async function startProxy(target: string): Promise<Proxy> {
   const { hostname, port } = new URL(target);
   const open = new Set<Socket>();
   let refusing = false;
+  let toClient = 0;
   const server = createServer((client) => {
     if (refusing) return client.destroy();
     const upstream = createConnection({ host: hostname, port: Number(port) });
@@ -26,6 +29,9 @@ export async function startProxy(target: string): Promise<Proxy> {
         upstream.destroy();
       });
     }
+    upstream.on("data", (d: Buffer) => {
+      toClient += d.length;
+    });
     client.pipe(upstream).pipe(client);
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -40,6 +46,7 @@ export async function startProxy(target: string): Promise<Proxy> {
     restore: () => {
       refusing = false;
     },
+    bytesToClient: () => toClient,
     close: async () => {
       for (const s of open) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));

@@ -21,7 +21,9 @@ export function LiveIndicator(props: { status: LogStatus; error?: string; label?
         ? "Connecting…"
         : props.status === "ended"
           ? "Ended"
-          : "Reconnecting…";
+          : props.status === "paused"
+            ? "Paused while the tab is hidden"
+            : "Reconnecting…";
   return (
     <span class={`live live-${props.status}`} role="status" aria-live="polite" data-testid={props.label ? `live-${props.label}` : undefined}>
       <span class="dot" aria-hidden="true" />

@@ -14,7 +14,7 @@ import { Backoff, sleep } from "./logic/backoff";
 import { ChunkDedup, LogBuffer } from "./logic/logs";
 import { HostHistory } from "./logic/metrics";
 import { resourceVersion } from "./logic/personas";
-import { type LiveStatus, runWatch, type WatchEvent, type WatchSnapshot } from "./logic/watch";
+import { type LiveStatus, runWatch, type WatchEvent, type WatchSnapshot, WatchState } from "./logic/watch";
 import { expire } from "./session";
 
 const fatal = (e: ConnectError) => e.code === Code.Unauthenticated || e.code === Code.PermissionDenied;
@@ -29,6 +29,33 @@ async function* mapEvents<R, T>(
   for await (const r of stream) yield f(r);
 }
 
+/** How long a tab stays hidden before its live views close their streams. */
+export const HIDDEN_PAUSE_MS = 5_000;
+
+/**
+ * False once the page has been hidden (another tab, a minimised window) for HIDDEN_PAUSE_MS,
+ * true again as soon as it is visible: live views close their streams meanwhile, so hidden tabs
+ * do not hold the browser's few connections to the gateway (six per origin over HTTP/1.1).
+ */
+export function useVisible(): boolean {
+  const [visible, setVisible] = useState(true);
+  useEffect(() => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const changed = () => {
+      clearTimeout(timer);
+      if (document.visibilityState === "hidden") timer = setTimeout(() => setVisible(false), HIDDEN_PAUSE_MS);
+      else setVisible(true);
+    };
+    document.addEventListener("visibilitychange", changed);
+    changed();
+    return () => {
+      clearTimeout(timer);
+      document.removeEventListener("visibilitychange", changed);
+    };
+  }, []);
+  return visible;
+}
+
 function useWatch<T>(
   open: (since: bigint, signal: AbortSignal, connected: () => void) => AsyncIterable<WatchEvent<T>>,
   key: (t: T) => string,
@@ -39,11 +66,21 @@ function useWatch<T>(
     synced: false,
     status: "connecting",
   });
+  const visible = useVisible();
+  // The collection outlives a pause (it resumes after its revision), not a change of filter.
+  const kept = useRef<{ deps: string; state: WatchState<T> }>();
+  const depsKey = JSON.stringify(deps);
+  if (kept.current?.deps !== depsKey) kept.current = { deps: depsKey, state: new WatchState<T>(key) };
   useEffect(() => {
+    if (!visible) {
+      setSnap((s) => ({ ...s, status: "paused", error: undefined }));
+      return;
+    }
     const abort = new AbortController();
     void runWatch<T>({
       open,
       key,
+      state: kept.current!.state,
       signal: abort.signal,
       fatal,
       onFatal: (e) => {
@@ -55,7 +92,7 @@ function useWatch<T>(
       },
     });
     return () => abort.abort();
-  }, deps);
+  }, [...deps, visible]);
   return snap;
 }
 
@@ -240,7 +277,12 @@ export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60) {
     synced: false,
   });
   const key = nodeIds.join(",");
+  const visible = useVisible();
   useEffect(() => {
+    if (!visible) {
+      setState((s) => ({ ...s, status: "paused", error: undefined }));
+      return;
+    }
     const abort = new AbortController();
     let version = 0;
     let frame = 0;
@@ -279,6 +321,6 @@ export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60) {
       abort.abort();
       cancelAnimationFrame(frame);
     };
-  }, [key]);
+  }, [key, visible]);
   return { history: history.current, ...state };
 }

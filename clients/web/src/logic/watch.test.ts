@@ -125,3 +125,31 @@ describe("Backoff", () => {
     expect(top.next()).toBeLessThanOrEqual(100);
   });
 });
+
+describe("runWatch with a kept state", () => {
+  it("shows the kept items at once and resumes after their revision", async () => {
+    const state = new WatchState<Item>((i) => i.id);
+    state.open();
+    state.apply(ev(ADDED, 4, { id: "a", v: 1 }));
+    state.apply(ev(BOOKMARK, 9));
+    const abort = new AbortController();
+    const seen: WatchSnapshot<Item>[] = [];
+    const opened: bigint[] = [];
+    await runWatch<Item>({
+      key: (i) => i.id,
+      state,
+      signal: abort.signal,
+      open: async function* (since) {
+        opened.push(since);
+        yield ev(MODIFIED, 10, { id: "a", v: 2 });
+        abort.abort();
+      },
+      onChange: (s) => seen.push(s),
+    });
+    expect(opened).toEqual([9n]);
+    expect(seen[0].items.get("a")?.v).toBe(1);
+    expect(seen[0].synced).toBe(true);
+    expect(seen.at(-1)?.items.get("a")?.v).toBe(2);
+    expect(state.revision).toBe(10n);
+  });
+});

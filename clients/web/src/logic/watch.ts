@@ -14,8 +14,8 @@ export interface WatchEvent<T> {
   item?: T;
 }
 
-/** Where a live view stands. */
-export type LiveStatus = "connecting" | "live" | "reconnecting";
+/** Where a live view stands ("paused": its stream is closed while the tab is hidden). */
+export type LiveStatus = "connecting" | "live" | "reconnecting" | "paused";
 
 /** What a view shows: the items, whether they are complete yet, and the stream's status. */
 export interface WatchSnapshot<T> {
@@ -90,11 +90,16 @@ export interface WatchOptions<T> {
   onFatal?: (e: ConnectError) => void;
   backoff?: BackoffOptions;
   signal: AbortSignal;
+  /**
+   * The collection to keep, e.g. across a pause: its items are shown at once and the stream
+   * resumes after its revision. A new one when unset.
+   */
+  state?: WatchState<T>;
 }
 
 /** Runs a watch until `signal` aborts, reconnecting after every break. */
 export async function runWatch<T>(o: WatchOptions<T>): Promise<void> {
-  const state = new WatchState<T>(o.key);
+  const state = o.state ?? new WatchState<T>(o.key);
   const backoff = new Backoff(o.backoff ?? { initialMs: 500, maxMs: 15_000 });
   let status: LiveStatus = "connecting";
   let error: string | undefined;
