@@ -42,6 +42,22 @@ fn collect(rx: &mut mpsc::Receiver<ConnectRequest>) -> (String, String) {
     (out, err)
 }
 
+/// The log chunks received, with their times.
+fn chunks(rx: &mut mpsc::Receiver<ConnectRequest>) -> Vec<(prost_types::Timestamp, String)> {
+    let mut v = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        if let Some(Payload::LogChunk(c)) = m.payload {
+            let chunk = c.chunk.unwrap();
+            v.push((chunk.time.unwrap(), String::from_utf8_lossy(&chunk.data).into_owned()));
+        }
+    }
+    v
+}
+
+fn ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
+
 #[tokio::test]
 async fn run_applies_limits_labels_and_network_and_reports_running_from_events() {
     let Some((host, image)) = engine() else { return };
@@ -152,7 +168,7 @@ async fn logs_and_exec_stream_output_and_exit_codes() {
     let (trigger, handle) = shutdown::channel();
     tokio::spawn(driver.clone().watch(handle));
 
-    let run = run_sh(&node, "chatty", &image, "echo one; echo two; echo err >&2; sleep 300");
+    let run = run_sh(&node, "chatty", &image, "echo one; sleep 0.2; echo two; echo err >&2; sleep 300");
     let (out, _rx) = sink();
     driver.run(&run, &out).await.unwrap();
     wait_event(&outbox, &run.instance_id, |e| phase(e) == WorkloadPhase::Running).await;
@@ -192,6 +208,20 @@ async fn logs_and_exec_stream_output_and_exit_codes() {
     driver.logs(&all, &out, &cancel).await.unwrap();
     let (stdout, stderr) = collect(&mut rx);
     assert_eq!((stdout.as_str(), stderr.as_str()), ("one\ntwo\n", "err\n"));
+
+    // Each line is a chunk stamped with the time Docker logged it, the same on every read; from
+    // a line's time (to the millisecond, within Docker's whole second) come that line and after.
+    let (out, mut rx) = sink();
+    driver.logs(&all, &out, &cancel).await.unwrap();
+    let timed = chunks(&mut rx);
+    assert_eq!(timed.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(), ["one\n", "two\n", "err\n"]);
+    let two = timed[1].0;
+    assert!(ms(&timed[0].0) < ms(&two), "{timed:?}");
+    let from_two = FetchLogs { instance_id: run.instance_id.clone(), since: Some(two), ..Default::default() };
+    driver.logs(&from_two, &out, &cancel).await.unwrap();
+    let again = chunks(&mut rx);
+    assert_eq!(again.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(), ["two\n", "err\n"]);
+    assert_eq!(again[0].0, two, "the same line has the same time on every read");
 
     // Follow runs until canceled.
     let follow = FetchLogs { instance_id: run.instance_id.clone(), follow: true, ..Default::default() };

@@ -641,13 +641,16 @@ impl DockerDriver {
         if self.inspect(&req.instance_id).await?.is_none() {
             return Err(CommandError::new("ContainerNotFound", format!("no instance `{}`", req.instance_id)));
         }
+        // Docker's `since` has whole seconds; the rest of the second is cut here, by each
+        // line's own time (`timestamps`), which also stamps the chunks.
+        let since_ms = req.since.as_ref().map(timestamp_ms);
         let options = LogsOptions {
             follow: req.follow,
             stdout: true,
             stderr: true,
             since: req.since.map(|t| t.seconds.clamp(0, i32::MAX as i64) as i32).unwrap_or(0),
             until: 0,
-            timestamps: false,
+            timestamps: true,
             tail: req.tail_lines.map(|n| n.max(0).to_string()).unwrap_or_else(|| "all".into()),
         };
         let mut stream = self.docker.logs(&req.instance_id, Some(options));
@@ -657,7 +660,7 @@ impl DockerDriver {
                 _ = cancel.cancelled() => return Err(CommandError::canceled()),
             };
             match next {
-                Some(Ok(chunk)) => send_output(output, chunk).await?,
+                Some(Ok(chunk)) => send_logged(output, chunk, since_ms).await?,
                 Some(Err(e)) => return Err(e.into()),
                 None => return Ok(()),
             }
@@ -765,6 +768,45 @@ impl DockerDriver {
     }
 }
 
+fn timestamp_ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos) / 1_000_000)
+}
+
+/// Splits Docker's `timestamps` output into lines with their times: each line starts with an
+/// RFC 3339 time and a space. A line without one (which Docker does not send) keeps no time.
+pub fn timestamped_lines(data: &[u8]) -> Vec<(Option<prost_types::Timestamp>, &[u8])> {
+    data.split_inclusive(|b| *b == b'\n')
+        .map(|line| {
+            let time = line
+                .iter()
+                .position(|b| *b == b' ')
+                .and_then(|space| Some((std::str::from_utf8(&line[..space]).ok()?.parse().ok()?, space)));
+            match time {
+                Some((t, space)) => (Some(t), &line[space + 1..]),
+                None => (None, line),
+            }
+        })
+        .collect()
+}
+
+/// Sends a log message read with `timestamps`: each line as a chunk stamped with its own time,
+/// without the lines written before `since_ms`.
+async fn send_logged(output: &Output, chunk: LogOutput, since_ms: Option<i64>) -> Result<(), CommandError> {
+    let (stream, data) = match chunk {
+        LogOutput::StdErr { message } => (OutputStream::Stderr, message),
+        LogOutput::StdOut { message } | LogOutput::Console { message } => (OutputStream::Stdout, message),
+        LogOutput::StdIn { .. } => return Ok(()),
+    };
+    for (time, line) in timestamped_lines(&data) {
+        match time {
+            Some(t) if since_ms.is_some_and(|since| timestamp_ms(&t) < since) => {}
+            Some(t) => output.chunk_at(stream, data.slice_ref(line), t).await?,
+            None => output.chunk(stream, data.slice_ref(line)).await?,
+        }
+    }
+    Ok(())
+}
+
 async fn send_output(output: &Output, chunk: LogOutput) -> Result<(), CommandError> {
     let (stream, data) = match chunk {
         LogOutput::StdErr { message } => (OutputStream::Stderr, message),
@@ -816,5 +858,26 @@ pub fn container_metrics_of(s: &ContainerStatsResponse) -> ContainerMetrics {
         block_read_bytes: i(read),
         block_write_bytes: i(write),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamped_lines;
+
+    #[test]
+    fn docker_timestamps_become_each_lines_time() {
+        let data = b"2026-12-04T20:31:00.123456789Z one\n2026-12-04T20:31:01.5Z two words\nno-time\n";
+        let lines = timestamped_lines(data);
+        let text: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).collect();
+        assert_eq!(text, [&b"one\n"[..], b"two words\n", b"no-time\n"]);
+        let one = lines[0].0.unwrap();
+        assert_eq!((one.seconds % 60, one.nanos), (0, 123_456_789));
+        assert_eq!(lines[1].0.unwrap().nanos, 500_000_000);
+        assert!(lines[2].0.is_none(), "a line without a time keeps none (and its text whole)");
+        // Never panics on odd bytes; an unterminated last line is kept.
+        assert_eq!(timestamped_lines(b"\xff\xfe \x00").len(), 1);
+        assert!(timestamped_lines(b"").is_empty());
+        assert_eq!(timestamped_lines(b"2026-12-04T20:31:00Z tail")[0].1, b"tail");
     }
 }

@@ -142,9 +142,20 @@ impl Output {
             .map_err(|_| CommandError::new("Disconnected", "the stream to the scheduler closed"))
     }
 
-    /// Sends a piece of output.
+    /// Sends a piece of output, stamped with the time it is sent.
     pub async fn chunk(&self, stream: OutputStream, data: Bytes) -> Result<(), CommandError> {
-        let chunk = OutputChunk { stream: stream as i32, data: data.to_vec(), time: Some(now()) };
+        self.chunk_at(stream, data, now()).await
+    }
+
+    /// Sends a piece of output stamped with the time it was written (the same on every read,
+    /// so a client resuming from a chunk's time can tell the chunks it already has).
+    pub async fn chunk_at(
+        &self,
+        stream: OutputStream,
+        data: Bytes,
+        time: prost_types::Timestamp,
+    ) -> Result<(), CommandError> {
+        let chunk = OutputChunk { stream: stream as i32, data: data.to_vec(), time: Some(time) };
         self.send(Payload::LogChunk(LogChunk { command_id: self.command_id.clone(), chunk: Some(chunk) })).await
     }
 
