@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use persys_kit::testing::database_url;
 use persys_metrics_pipeline::{
     samples::{Labels, Row},
     store::{Batch, Store},
@@ -54,13 +55,6 @@ fn batch_rows(node: usize, seq: usize, t0: i64) -> Vec<Row> {
         }
     }
     rows
-}
-
-fn database_url(admin_url: &str, database: &str) -> String {
-    let (base, query) = admin_url.split_once('?').map_or((admin_url, String::new()), |(b, q)| (b, format!("?{q}")));
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let server = base[start..].find('/').map_or(base, |i| &base[..start + i]);
-    format!("{server}/{database}{query}")
 }
 
 #[tokio::main]

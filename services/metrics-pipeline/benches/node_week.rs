@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use persys_kit::testing::database_url;
 use persys_metrics_pipeline::{
     samples::{Labels, Row},
     store::{Batch, RangeQuery, Store},
@@ -38,13 +39,6 @@ fn rows(from_ms: i64, n: i64) -> Vec<Row> {
         rows.push(Row { metric: Metric::NetworkTxBytesPerSecond, labels: nic.clone(), time_ms, value: 2e4 + wave });
     }
     rows
-}
-
-fn database_url(admin_url: &str, database: &str) -> String {
-    let (base, query) = admin_url.split_once('?').map_or((admin_url, String::new()), |(b, q)| (b, format!("?{q}")));
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let server = base[start..].find('/').map_or(base, |i| &base[..start + i]);
-    format!("{server}/{database}{query}")
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -7,6 +7,7 @@
 use std::{future::Future, panic::resume_unwind};
 
 use persys_gateway::store::SqlStore;
+use persys_kit::testing::database_url;
 use sqlx::{AssertSqlSafe, Connection, postgres::PgConnection};
 use tempfile::TempDir;
 
@@ -88,27 +89,3 @@ where
 }
 
 type Panic = Box<dyn std::any::Any + Send>;
-
-/// Returns `admin_url` with its database replaced by `database`, keeping credentials and query.
-fn database_url(admin_url: &str, database: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (admin_url, String::new()),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority_start..].find('/') {
-        Some(i) => &base[..authority_start + i],
-        None => base,
-    };
-    format!("{server}/{database}{query}")
-}
-
-#[test]
-fn database_url_replaces_only_the_database() {
-    assert_eq!(database_url("postgres://u:p@127.0.0.1:5432/postgres", "gw_1"), "postgres://u:p@127.0.0.1:5432/gw_1");
-    assert_eq!(
-        database_url("postgres://u:p@h:1/postgres?sslmode=disable", "gw_1"),
-        "postgres://u:p@h:1/gw_1?sslmode=disable"
-    );
-    assert_eq!(database_url("postgres://u@h", "gw_1"), "postgres://u@h/gw_1");
-}

@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use persys_client::{CertsDir, Connection, testing::AsUser};
+use persys_kit::testing::database_url;
 use persys_kit::{
     Identity,
     identity::Role,
@@ -39,14 +40,6 @@ fn issue(ca: &Ca, dir: &std::path::Path, name: &str, identity: Identity) {
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("cert.pem"), leaf.cert_pem).unwrap();
     std::fs::write(d.join("key.pem"), leaf.key_pem).unwrap();
-}
-
-/// Returns `admin_url` with its database replaced by `database`.
-fn database_url(admin_url: &str, database: &str) -> String {
-    let (base, query) = admin_url.split_once('?').map_or((admin_url, String::new()), |(b, q)| (b, format!("?{q}")));
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let server = base[start..].find('/').map_or(base, |i| &base[..start + i]);
-    format!("{server}/{database}{query}")
 }
 
 /// A PostgreSQL database of a test's own; [`Db::drop_now`] removes it.
