@@ -148,3 +148,46 @@ async fn only_admins_start_host_processes_and_never_as_root_unless_asked() {
         assert!(output_of(&driver, "p-key").await.contains("refused"));
     }
 }
+
+/// The log chunks received, with their times.
+fn timed_chunks(rx: &mut mpsc::Receiver<ConnectRequest>) -> Vec<(prost_types::Timestamp, String)> {
+    let mut v = Vec::new();
+    while let Ok(ConnectRequest { payload: Some(Payload::LogChunk(c)) }) = rx.try_recv() {
+        let chunk = c.chunk.unwrap();
+        v.push((chunk.time.unwrap(), String::from_utf8_lossy(&chunk.data).into_owned()));
+    }
+    v
+}
+
+#[tokio::test]
+async fn output_keeps_the_time_it_was_written_and_since_resumes_after_it() {
+    let tmp = driver_dir();
+    let outbox = Arc::new(Outbox::new(100));
+    let driver = Arc::new(ProcessDriver::new(tmp.path().to_owned(), "node-p".into(), outbox.clone()));
+    driver.run(&run("timed", "echo one; sleep 1; echo two; sleep 1; echo three")).await.unwrap();
+    wait(&outbox, "p-timed", WorkloadPhase::Succeeded).await;
+
+    let read = |since: Option<prost_types::Timestamp>| {
+        let driver = driver.clone();
+        async move {
+            let (tx, mut rx) = mpsc::channel::<ConnectRequest>(64);
+            let logs = FetchLogs { instance_id: "p-timed".into(), since, ..Default::default() };
+            driver.logs(&logs, &Output::new("c".into(), tx), &CancellationToken::new()).await.unwrap();
+            timed_chunks(&mut rx)
+        }
+    };
+    // Written a second apart, the lines were marked apart, each with the time it was seen.
+    let all = read(None).await;
+    assert_eq!(all.iter().map(|(_, t)| t.as_str()).collect::<String>(), "one\ntwo\nthree\n");
+    let two = all.iter().find(|(_, t)| t.contains("two")).expect("a chunk with two").clone();
+    let ms = |t: &prost_types::Timestamp| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000;
+    assert!(!two.1.contains("one") && ms(&all[0].0) < ms(&two.0), "{all:?}");
+    // The same on every read, and `since` (inclusive) resumes from a chunk's time.
+    assert_eq!(read(None).await, all);
+    let from_two = read(Some(two.0)).await;
+    assert_eq!(from_two.iter().map(|(_, t)| t.as_str()).collect::<String>(), "two\nthree\n");
+    assert_eq!(from_two[0], two);
+    // A time after everything: nothing.
+    let later = prost_types::Timestamp { seconds: two.0.seconds + 3600, nanos: 0 };
+    assert!(read(Some(later)).await.is_empty());
+}

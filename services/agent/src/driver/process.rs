@@ -46,6 +46,32 @@ struct Proc {
     stop_requested: AtomicBool,
     /// `true` once the current process has exited.
     exited: watch::Sender<bool>,
+    /// When the output files grew: the sizes of stdout and stderr at each time, so output can
+    /// be read back with the (approximate, to [`MARK_EVERY`]) time it was written, the same on
+    /// every read. Its length is the watch's value.
+    marks: watch::Sender<Vec<Mark>>,
+    /// Set once the files have been marked after the current process exited.
+    final_marked: AtomicBool,
+}
+
+/// The output files' sizes (stdout, stderr) as seen at `time`.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    time: prost_types::Timestamp,
+    sizes: [u64; 2],
+}
+
+/// How often a running process's output files are looked at.
+const MARK_EVERY: Duration = Duration::from_millis(200);
+/// Marks kept per instance (at most one per [`MARK_EVERY`] with new output: 2.7 h of constant
+/// output); output before the oldest kept mark has no time and is left out of reads `since`.
+const MAX_MARKS: usize = 50_000;
+
+const OUTPUT_FILES: [(OutputStream, &str); 2] =
+    [(OutputStream::Stdout, "stdout.log"), (OutputStream::Stderr, "stderr.log")];
+
+fn timestamp_ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos) / 1_000_000)
 }
 
 /// Host processes (see the module docs).
@@ -229,6 +255,8 @@ impl ProcessDriver {
                 pid: Mutex::new(None),
                 stop_requested: AtomicBool::new(false),
                 exited: watch::channel(true).0,
+                marks: watch::channel(Vec::new()).0,
+                final_marked: AtomicBool::new(false),
             })
         });
         self.procs.lock().expect("procs lock").insert(run.instance_id.clone(), proc.clone());
@@ -260,6 +288,8 @@ impl ProcessDriver {
             status.finished_at = None;
         }
         self.report(&proc, false);
+        proc.final_marked.store(false, Ordering::SeqCst);
+        tokio::spawn(mark_output(proc.clone(), dir.clone()));
         let driver = self.clone();
         tokio::spawn(async move {
             let result = child.wait().await;
@@ -337,45 +367,64 @@ impl ProcessDriver {
         self.run(&proc.run).await
     }
 
-    /// Sends an instance's captured output (stdout, then stderr); with `follow`, keeps sending
-    /// what is appended until the process exits or the command is canceled.
+    /// Sends an instance's captured output; with `follow`, keeps sending what is appended
+    /// until the process exits or the command is canceled. Output is sent as it was marked
+    /// (see [`Proc::marks`]), each piece stamped with its mark's time, so `since` (inclusive)
+    /// picks up where a reader left off. With `tail_lines`, the last lines of stdout and then
+    /// stderr, stamped now.
     pub async fn logs(&self, req: &FetchLogs, output: &Output, cancel: &CancellationToken) -> Result<(), CommandError> {
         let proc = self.get(&req.instance_id)?;
         let dir = self.instance_dir(&req.instance_id);
-        let mut offsets = [0u64; 2];
-        let files = [(OutputStream::Stdout, "stdout.log"), (OutputStream::Stderr, "stderr.log")];
-        for (i, (stream, name)) in files.iter().enumerate() {
-            let data = std::fs::read(dir.join(name)).unwrap_or_default();
-            offsets[i] = data.len() as u64;
-            let text = String::from_utf8_lossy(&data);
-            let shown = match req.tail_lines {
-                Some(n) if n <= 0 => String::new(),
-                Some(n) => tail(&text, n as usize, usize::MAX),
-                None => text.into_owned(),
-            };
-            if !shown.is_empty() {
-                output.chunk(*stream, Bytes::from(shown)).await?;
-            }
-        }
-        if !req.follow {
-            return Ok(());
-        }
-        let mut exited = proc.exited.subscribe();
-        loop {
-            let done = *exited.borrow_and_update();
-            for (i, (stream, name)) in files.iter().enumerate() {
+        if let Some(n) = req.tail_lines {
+            for (stream, name) in OUTPUT_FILES {
                 let data = std::fs::read(dir.join(name)).unwrap_or_default();
-                if data.len() as u64 > offsets[i] {
-                    output.chunk(*stream, Bytes::copy_from_slice(&data[offsets[i] as usize..])).await?;
-                    offsets[i] = data.len() as u64;
+                let shown =
+                    if n <= 0 { String::new() } else { tail(&String::from_utf8_lossy(&data), n as usize, usize::MAX) };
+                if !shown.is_empty() {
+                    output.chunk(stream, Bytes::from(shown)).await?;
                 }
             }
-            if done {
+            if !req.follow {
+                return Ok(());
+            }
+        }
+        let since_ms = req.since.as_ref().map(timestamp_ms);
+        let mut marks = proc.marks.subscribe();
+        // Everything written so far is read now, not at the next periodic mark.
+        mark(&proc, &dir);
+        // With a tail, following starts from the marks seen now.
+        let mut sent = if req.tail_lines.is_some() { marks.borrow().len() } else { 0 };
+        loop {
+            let (done, new): (bool, Vec<(Mark, [u64; 2])>) = {
+                // Read before the marks: once set, the marks read next include the last one.
+                let done = proc.final_marked.load(Ordering::SeqCst);
+                let all = marks.borrow_and_update();
+                let new = (sent..all.len()).map(|i| (all[i], if i == 0 { [0, 0] } else { all[i - 1].sizes })).collect();
+                sent = all.len();
+                (done, new)
+            };
+            let mut files: [Option<Vec<u8>>; 2] = [None, None];
+            for (mark, before) in new {
+                if since_ms.is_some_and(|since| timestamp_ms(&mark.time) < since) {
+                    continue;
+                }
+                for (i, (stream, name)) in OUTPUT_FILES.iter().enumerate() {
+                    if mark.sizes[i] <= before[i] {
+                        continue;
+                    }
+                    let data = files[i].get_or_insert_with(|| std::fs::read(dir.join(name)).unwrap_or_default());
+                    let end = (mark.sizes[i] as usize).min(data.len());
+                    let start = (before[i] as usize).min(end);
+                    if start < end {
+                        output.chunk_at(*stream, Bytes::copy_from_slice(&data[start..end]), mark.time).await?;
+                    }
+                }
+            }
+            if !req.follow || done {
                 return Ok(());
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                _ = exited.changed() => {}
+                changed = marks.changed() => if changed.is_err() { return Ok(()) },
                 _ = cancel.cancelled() => return Err(CommandError::canceled()),
             }
         }
@@ -396,6 +445,42 @@ impl ProcessDriver {
         let ids: Vec<String> = self.procs.lock().expect("procs lock").keys().cloned().collect();
         for id in ids {
             let _ = self.stop(&id, Some(grace)).await;
+        }
+    }
+}
+
+/// Records the output files' sizes now, if they grew since the last mark.
+fn mark(proc: &Proc, dir: &std::path::Path) {
+    let sizes = OUTPUT_FILES.map(|(_, name)| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len()));
+    proc.marks.send_if_modified(|marks| {
+        let grew = marks.last().is_none_or(|m| sizes.iter().zip(m.sizes).any(|(now, was)| *now > was));
+        if grew {
+            // The time is taken under the lock, so marks stay in time order.
+            marks.push(Mark { time: now(), sizes });
+            if marks.len() > MAX_MARKS {
+                marks.drain(..marks.len() - MAX_MARKS);
+            }
+        }
+        grew
+    });
+}
+
+/// Marks `proc`'s output files every [`MARK_EVERY`] while its process runs, and once more
+/// after it exits (so nothing it wrote is left unmarked).
+async fn mark_output(proc: Arc<Proc>, dir: PathBuf) {
+    let mut exited = proc.exited.subscribe();
+    loop {
+        let done = *exited.borrow_and_update();
+        mark(&proc, &dir);
+        if done {
+            proc.final_marked.store(true, Ordering::SeqCst);
+            // Wake followers, who end once they have sent the last mark's output.
+            proc.marks.send_modify(|_| {});
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(MARK_EVERY) => {}
+            _ = exited.changed() => {}
         }
     }
 }
