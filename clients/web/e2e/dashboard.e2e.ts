@@ -501,6 +501,8 @@ describe("the dashboard against persys-stack", () => {
     expect(await whoami()).toBe("admin");
     const key = page.getByTestId("keys").getByRole("row").filter({ hasText: "web-e2e-ci" });
     await expect.poll(() => key.getByText("active", { exact: true }).count()).toBe(1);
+    // An admin sees whose each key is.
+    await expect.poll(() => key.getByRole("cell").nth(1).textContent()).toBe("admin");
     expect(await key.textContent()).not.toContain(secret);
     await expectAccessible("api keys with a new secret");
     await shot("api-keys");

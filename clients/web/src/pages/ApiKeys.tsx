@@ -2,10 +2,10 @@
 // once, never again: only a hash is stored) and revoke one.
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { apiKeyService } from "../api";
+import { apiKeyService, userService } from "../api";
 import { Ago, Badge, Empty, PageTitle, ProblemBox } from "../components";
 import type { ApiKey } from "../gen/persys/gateway/v1/api_key_pb";
-import { useAction } from "../forms";
+import { listAll, useAction } from "../forms";
 import { EXPIRIES, expiryFrom, keyState, PageTokens } from "../logic/admin";
 import { assignViolations, type Problem, problemOf } from "../logic/errors";
 import type { Session } from "../session";
@@ -17,6 +17,21 @@ export function ApiKeys(props: { session: Session }) {
   const pages = useRef(new PageTokens());
   const reload = () => setVersion((v) => v + 1);
   const { problem, setProblem, act } = useAction(reload);
+  // Admins see every user's keys: whose each one is, by name.
+  const [owners, setOwners] = useState<Map<string, string>>(new Map());
+  useEffect(() => {
+    if (!props.session.isAdmin) return;
+    const abort = new AbortController();
+    listAll(async (token) => {
+      const r = await userService.listUsers({ page: { pageSize: 500, pageToken: token } }, { signal: abort.signal });
+      return { items: r.users, next: r.page?.nextPageToken ?? "" };
+    })
+      .then((users) => setOwners(new Map(users.map((u) => [u.id, u.username]))))
+      .catch(() => {
+        // Ids stand in for names.
+      });
+    return () => abort.abort();
+  }, [props.session.isAdmin]);
 
   useEffect(() => {
     const abort = new AbortController();
@@ -57,6 +72,7 @@ export function ApiKeys(props: { session: Session }) {
           <thead>
             <tr>
               <th scope="col">Name</th>
+              {props.session.isAdmin ? <th scope="col">Owner</th> : null}
               <th scope="col">Prefix</th>
               <th scope="col">State</th>
               <th scope="col">Created</th>
@@ -71,6 +87,7 @@ export function ApiKeys(props: { session: Session }) {
               return (
                 <tr key={k.id}>
                   <td>{k.name}</td>
+                  {props.session.isAdmin ? <td>{owners.get(k.ownerId) ?? k.ownerId}</td> : null}
                   <td>
                     <code>{k.prefix}…</code>
                   </td>

@@ -81,6 +81,7 @@ pub fn key_to_pb(k: &ApiKeyRow) -> pb::ApiKey {
         expires_at: k.expires_at.map(ts),
         revoked_at: k.revoked_at.map(ts),
         last_used_at: k.last_used_at.map(ts),
+        owner_id: k.user_id.clone(),
     }
 }
 
