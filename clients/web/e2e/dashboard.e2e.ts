@@ -226,6 +226,22 @@ describe("the dashboard against persys-stack", () => {
     await expectAccessible("workload");
     await shot("workload");
 
+    // Hidden, the log stream closes; shown again, it resumes from the last line's time: every
+    // line written meanwhile arrives, none twice.
+    const setVisibility = (state: string) =>
+      page.evaluate((v) => {
+        Object.defineProperty(document, "visibilityState", { configurable: true, get: () => v });
+        document.dispatchEvent(new Event("visibilitychange"));
+      }, state);
+    await setVisibility("hidden");
+    await page.getByTestId("live-Logs").getByText("Logs: Paused while the tab is hidden").waitFor({ timeout: 15_000 });
+    const paused = await log.locator(".line").count();
+    await setVisibility("visible");
+    await page.getByTestId("live-Logs").getByText("Logs: Live").waitFor();
+    await expect.poll(() => log.locator(".line").count()).toBeGreaterThan(paused + 3);
+    const lines = (await log.locator(".line").allTextContents()).filter((t) => t.startsWith("tick-"));
+    expect(lines).toEqual(lines.map((_, i) => `tick-${i}`));
+
     await page.getByRole("button", { name: "Stop" }).click();
     await expect.poll(() => page.getByTestId("phase").textContent(), { timeout: 60_000 }).toBe("Stopped");
     await page.getByRole("button", { name: "Start" }).waitFor();

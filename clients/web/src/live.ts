@@ -153,7 +153,13 @@ export function useLogs(workloadId: string, replica: number, running: boolean) {
   useEffect(() => {
     if (running && state.status === "ended") setEpoch((e) => e + 1);
   }, [running]);
+  // Closed while the tab is hidden; reopened from the last chunk's time when it is shown.
+  const visible = useVisible();
   useEffect(() => {
+    if (!visible) {
+      setState((s) => ({ ...s, status: "paused", error: undefined }));
+      return;
+    }
     const abort = new AbortController();
     const dedup = kept.current!.dedup;
     const backoff = new Backoff({ initialMs: 500, maxMs: 15_000 });
@@ -225,7 +231,7 @@ export function useLogs(workloadId: string, replica: number, running: boolean) {
       abort.abort();
       cancelAnimationFrame(frame);
     };
-  }, [workloadId, replica, epoch]);
+  }, [workloadId, replica, epoch, visible]);
   return { buffer: buffer.current, ...state };
 }
 
