@@ -174,14 +174,17 @@ impl Evaluator {
 fn fire(alert: &mut Alert, rule: &AlertRule, at_ms: i64) {
     alert.state = AlertState::Firing as i32;
     alert.fired_at = Some(ts(at_ms));
-    alert.message = format!(
-        "{}: {} is {} (threshold {})",
-        rule.name,
-        persys_proto::metrics::v1::Metric::try_from(rule.metric)
-            .map_or("metric".into(), |m| m.as_str_name().to_lowercase()),
-        alert.value,
-        rule.threshold
-    );
+    let metric = persys_proto::metrics::v1::Metric::try_from(rule.metric)
+        .map_or("metric".into(), |m| m.as_str_name().trim_start_matches("METRIC_").to_lowercase().replace('_', " "));
+    alert.message =
+        format!("{}: {metric} is {} (threshold {})", rule.name, figure(alert.value), figure(rule.threshold));
+}
+
+/// A value as a person reads it: at most two decimals, no trailing zeros (`22.41`, `90`).
+fn figure(v: f64) -> String {
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.into() }
 }
 
 fn close(mut alert: Alert, at_ms: i64, why: &str) -> Transition {
@@ -215,6 +218,14 @@ mod tests {
         Row { metric: Metric::CpuUsagePercent, labels: Labels::new(), time_ms: at, value }
     }
 
+    #[test]
+    fn figures_read_as_people_write_them() {
+        assert_eq!(
+            [22.413793103448278, 90.0, 0.5, 0.0, -0.001, 1e6, 99.999].map(super::figure),
+            ["22.41", "90", "0.5", "0", "0", "1000000", "100"]
+        );
+    }
+
     fn states(t: &[Transition]) -> Vec<(String, AlertState, bool)> {
         t.iter().map(|t| (t.alert.rule_id.clone(), AlertState::try_from(t.alert.state).unwrap(), t.forgotten)).collect()
     }
@@ -227,7 +238,7 @@ mod tests {
         assert!(e.observe("n1", &[cpu(2000, 95.0)]).is_empty(), "still pending after 1 s");
         let fired = e.observe("n1", &[cpu(3000, 91.0)]);
         assert_eq!(states(&fired), [("hot".into(), AlertState::Firing, false)]);
-        assert!(fired[0].alert.message.contains("91"), "{:?}", fired[0].alert.message);
+        assert_eq!(fired[0].alert.message, "rule hot: cpu usage percent is 91 (threshold 80)");
         assert!(e.observe("n1", &[cpu(4000, 99.0)]).is_empty(), "one open alert per rule and subject");
         let resolved = e.observe("n1", &[cpu(5000, 10.0)]);
         assert_eq!(states(&resolved), [("hot".into(), AlertState::Resolved, false)]);
