@@ -292,7 +292,6 @@ export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60) {
     const abort = new AbortController();
     let version = 0;
     let frame = 0;
-    let seen = new Map<string, HostMetrics>();
     let last: { status: LiveStatus; synced: boolean; error?: string } = { status: "connecting", synced: false };
     void runWatch<HostMetrics>({
       open: (since, signal, connected) =>
@@ -310,11 +309,8 @@ export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60) {
       },
       onChange: (snap) => {
         if (abort.signal.aborted) return;
-        // The watch keeps each node's newest sample; a sample not seen before is new history.
-        for (const [node, m] of snap.items) {
-          if (seen.get(node) !== m) history.current!.push(m);
-        }
-        seen = new Map(snap.items);
+        // The watch keeps each node's newest sample; the history takes the ones newer than it has.
+        for (const m of snap.items.values()) history.current!.push(m);
         last = { status: snap.status, synced: snap.synced, error: snap.error };
         if (!frame)
           frame = requestAnimationFrame(() => {

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     LABEL_MANAGED, LABEL_NODE_ID, Output, bare_status,
     container::{self, Defaults},
-    event, tail,
+    event, tail, timestamp_ms,
 };
 use crate::{error::CommandError, outbox::Outbox};
 
@@ -766,10 +766,6 @@ impl DockerDriver {
             .filter_map(|e| e.status.clone())
             .find(|s| s.instance_id == instance_id)
     }
-}
-
-fn timestamp_ms(t: &prost_types::Timestamp) -> i64 {
-    t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos) / 1_000_000)
 }
 
 /// Splits Docker's `timestamps` output into lines with their times: each line starts with an

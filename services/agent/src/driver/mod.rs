@@ -57,6 +57,11 @@ pub fn now() -> prost_types::Timestamp {
     SystemTime::now().into()
 }
 
+/// A timestamp in Unix milliseconds (what `since` is compared at).
+pub fn timestamp_ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos) / 1_000_000)
+}
+
 /// The last sequence given to a status event (see [`next_sequence`]).
 static LAST_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 

@@ -36,7 +36,7 @@ use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{EXIT_TAIL, Output, PROCESS_SCHEME, bare_status, container, event, now, tail};
+use super::{EXIT_TAIL, Output, PROCESS_SCHEME, bare_status, container, event, now, tail, timestamp_ms};
 use crate::{error::CommandError, outbox::Outbox};
 
 struct Proc {
@@ -49,9 +49,33 @@ struct Proc {
     /// When the output files grew: the sizes of stdout and stderr at each time, so output can
     /// be read back with the (approximate, to [`MARK_EVERY`]) time it was written, the same on
     /// every read. Its length is the watch's value.
-    marks: watch::Sender<Vec<Mark>>,
+    marks: watch::Sender<Marks>,
     /// Set once the files have been marked after the current process exited.
     final_marked: AtomicBool,
+}
+
+/// The kept marks of an instance, oldest first, numbered from `first` (older ones dropped past
+/// [`MAX_MARKS`] leave their sizes in `floor`, where the oldest kept mark's output starts).
+#[derive(Default)]
+struct Marks {
+    first: usize,
+    floor: [u64; 2],
+    list: Vec<Mark>,
+}
+
+impl Marks {
+    /// Number of the next mark to be recorded.
+    fn end(&self) -> usize {
+        self.first + self.list.len()
+    }
+
+    /// The marks from number `from` on, each with the sizes before it.
+    fn since(&self, from: usize) -> Vec<(Mark, [u64; 2])> {
+        let skip = from.saturating_sub(self.first).min(self.list.len());
+        (skip..self.list.len())
+            .map(|i| (self.list[i], if i == 0 { self.floor } else { self.list[i - 1].sizes }))
+            .collect()
+    }
 }
 
 /// The output files' sizes (stdout, stderr) as seen at `time`.
@@ -69,10 +93,6 @@ const MAX_MARKS: usize = 50_000;
 
 const OUTPUT_FILES: [(OutputStream, &str); 2] =
     [(OutputStream::Stdout, "stdout.log"), (OutputStream::Stderr, "stderr.log")];
-
-fn timestamp_ms(t: &prost_types::Timestamp) -> i64 {
-    t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos) / 1_000_000)
-}
 
 /// Host processes (see the module docs).
 pub struct ProcessDriver {
@@ -255,7 +275,7 @@ impl ProcessDriver {
                 pid: Mutex::new(None),
                 stop_requested: AtomicBool::new(false),
                 exited: watch::channel(true).0,
-                marks: watch::channel(Vec::new()).0,
+                marks: watch::channel(Marks::default()).0,
                 final_marked: AtomicBool::new(false),
             })
         });
@@ -393,30 +413,26 @@ impl ProcessDriver {
         // Everything written so far is read now, not at the next periodic mark.
         mark(&proc, &dir);
         // With a tail, following starts from the marks seen now.
-        let mut sent = if req.tail_lines.is_some() { marks.borrow().len() } else { 0 };
+        let mut sent = if req.tail_lines.is_some() { marks.borrow().end() } else { 0 };
         loop {
-            let (done, new): (bool, Vec<(Mark, [u64; 2])>) = {
+            let (done, new) = {
                 // Read before the marks: once set, the marks read next include the last one.
                 let done = proc.final_marked.load(Ordering::SeqCst);
                 let all = marks.borrow_and_update();
-                let new = (sent..all.len()).map(|i| (all[i], if i == 0 { [0, 0] } else { all[i - 1].sizes })).collect();
-                sent = all.len();
+                let new = all.since(sent);
+                sent = all.end();
                 (done, new)
             };
-            let mut files: [Option<Vec<u8>>; 2] = [None, None];
             for (mark, before) in new {
                 if since_ms.is_some_and(|since| timestamp_ms(&mark.time) < since) {
                     continue;
                 }
                 for (i, (stream, name)) in OUTPUT_FILES.iter().enumerate() {
-                    if mark.sizes[i] <= before[i] {
-                        continue;
-                    }
-                    let data = files[i].get_or_insert_with(|| std::fs::read(dir.join(name)).unwrap_or_default());
-                    let end = (mark.sizes[i] as usize).min(data.len());
-                    let start = (before[i] as usize).min(end);
-                    if start < end {
-                        output.chunk_at(*stream, Bytes::copy_from_slice(&data[start..end]), mark.time).await?;
+                    if mark.sizes[i] > before[i] {
+                        let data = read_range(&dir.join(name), before[i], mark.sizes[i]);
+                        if !data.is_empty() {
+                            output.chunk_at(*stream, Bytes::from(data), mark.time).await?;
+                        }
                     }
                 }
             }
@@ -449,16 +465,31 @@ impl ProcessDriver {
     }
 }
 
+/// Reads bytes `start..end` of a file (fewer if it is shorter; none if it cannot be read).
+fn read_range(path: &std::path::Path, start: u64, end: u64) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut data = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path)
+        && f.seek(SeekFrom::Start(start)).is_ok()
+    {
+        let _ = f.take(end.saturating_sub(start)).read_to_end(&mut data);
+    }
+    data
+}
+
 /// Records the output files' sizes now, if they grew since the last mark.
 fn mark(proc: &Proc, dir: &std::path::Path) {
     let sizes = OUTPUT_FILES.map(|(_, name)| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len()));
     proc.marks.send_if_modified(|marks| {
-        let grew = marks.last().is_none_or(|m| sizes.iter().zip(m.sizes).any(|(now, was)| *now > was));
+        let grew = marks.list.last().is_none_or(|m| sizes.iter().zip(m.sizes).any(|(now, was)| *now > was));
         if grew {
             // The time is taken under the lock, so marks stay in time order.
-            marks.push(Mark { time: now(), sizes });
-            if marks.len() > MAX_MARKS {
-                marks.drain(..marks.len() - MAX_MARKS);
+            marks.list.push(Mark { time: now(), sizes });
+            if marks.list.len() > MAX_MARKS {
+                let dropped = marks.list.len() - MAX_MARKS;
+                marks.floor = marks.list[dropped - 1].sizes;
+                marks.first += dropped;
+                marks.list.drain(..dropped);
             }
         }
         grew
@@ -488,6 +519,17 @@ async fn mark_output(proc: Arc<Proc>, dir: PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropped_marks_leave_where_the_kept_ones_start() {
+        let mark = |n: u64| Mark { time: prost_types::Timestamp { seconds: n as i64, nanos: 0 }, sizes: [n * 10, 0] };
+        let m = Marks { first: 5, floor: [40, 0], list: vec![mark(5), mark(6), mark(7)] };
+        assert_eq!(m.end(), 8);
+        let from_start: Vec<_> = m.since(0).iter().map(|(k, before)| (k.sizes[0], before[0])).collect();
+        assert_eq!(from_start, [(50, 40), (60, 50), (70, 60)], "the first kept mark starts at the floor");
+        assert_eq!(m.since(7).len(), 1);
+        assert!(m.since(8).is_empty() && m.since(100).is_empty());
+    }
 
     #[test]
     fn the_program_comes_from_the_image_path_or_the_command() {
