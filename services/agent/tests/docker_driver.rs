@@ -168,7 +168,7 @@ async fn logs_and_exec_stream_output_and_exit_codes() {
     let (trigger, handle) = shutdown::channel();
     tokio::spawn(driver.clone().watch(handle));
 
-    let run = run_sh(&node, "chatty", &image, "echo one; sleep 0.2; echo two; echo err >&2; sleep 300");
+    let run = run_sh(&node, "chatty", &image, "echo one; sleep 0.2; echo two; sleep 0.2; echo err >&2; sleep 300");
     let (out, _rx) = sink();
     driver.run(&run, &out).await.unwrap();
     wait_event(&outbox, &run.instance_id, |e| phase(e) == WorkloadPhase::Running).await;
@@ -198,13 +198,24 @@ async fn logs_and_exec_stream_output_and_exit_codes() {
     let exit = driver.exec(&slow, &out, &cancel).await.unwrap();
     assert!(exit.timed_out && exit.exit_code == -1);
 
-    // The output written so far is there once `echo err` has run (exec above ran after it).
+    // Stdout and stderr reach Docker's log through separate copiers, so the script spaces its
+    // lines 200 ms apart; wait until the last one (`echo err`) is in the log.
+    let all = FetchLogs { instance_id: run.instance_id.clone(), ..Default::default() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (out, mut rx) = sink();
+        driver.logs(&all, &out, &cancel).await.unwrap();
+        if collect(&mut rx).1.contains("err") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "`echo err` never reached the log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (out, mut rx) = sink();
     let logs = FetchLogs { instance_id: run.instance_id.clone(), tail_lines: Some(1), ..Default::default() };
     driver.logs(&logs, &out, &cancel).await.unwrap();
     let (stdout, stderr) = collect(&mut rx);
     assert_eq!(format!("{stdout}{stderr}").lines().count(), 1);
-    let all = FetchLogs { instance_id: run.instance_id.clone(), ..Default::default() };
     driver.logs(&all, &out, &cancel).await.unwrap();
     let (stdout, stderr) = collect(&mut rx);
     assert_eq!((stdout.as_str(), stderr.as_str()), ("one\ntwo\n", "err\n"));
