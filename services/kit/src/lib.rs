@@ -20,6 +20,8 @@
 pub mod client;
 pub mod config;
 pub mod error;
+#[cfg(feature = "http-client")]
+pub mod http;
 pub mod identity;
 #[cfg(feature = "server")]
 mod killable;

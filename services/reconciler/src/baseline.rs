@@ -85,7 +85,7 @@ pub enum Error {
 pub struct Learner {
     options: Options,
     endpoint: String,
-    http: crate::http::Client,
+    http: persys_kit::http::Client,
     /// Last attempt per persona uid, so a failing Prometheus is not asked on every reconcile.
     attempts: Mutex<HashMap<String, Instant>>,
 }
@@ -142,7 +142,7 @@ impl Learner {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             anyhow::bail!("--prometheus-url `{url}`: give an http:// or https:// URL with a host");
         }
-        let http = crate::http::client(options.ca_file.as_deref(), "Prometheus")?;
+        let http = persys_kit::http::client(options.ca_file.as_deref(), "Prometheus")?;
         Ok(Self { endpoint: format!("{url}/api/v1/query"), options, http, attempts: Mutex::new(HashMap::new()) })
     }
 
@@ -160,7 +160,7 @@ impl Learner {
         }
         let body = Full::new(Bytes::from(format!("query={}", form_encode(promql))));
         let request = request.body(body).map_err(|e| self.unavailable(e.to_string()))?;
-        let response = crate::http::send(&self.http, request, self.options.timeout)
+        let response = persys_kit::http::send(&self.http, request, self.options.timeout)
             .await
             .map_err(|reason| self.unavailable(reason))?;
         let (status, body) = (response.status, response.body);

@@ -13,7 +13,6 @@ pub mod cluster;
 pub mod config;
 pub mod decide;
 pub mod grpc;
-pub mod http;
 pub mod leader;
 pub mod persona;
 pub mod proto;

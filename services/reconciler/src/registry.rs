@@ -59,7 +59,7 @@ impl Options {
 
 struct Context {
     client: Client,
-    http: crate::http::Client,
+    http: persys_kit::http::Client,
     options: Options,
 }
 
@@ -77,7 +77,7 @@ fn get(url: &str, authorization: Option<&str>) -> Result<Request<Full<Bytes>>, S
     request.body(Full::new(Bytes::new())).map_err(|e| format!("{url}: {e}"))
 }
 
-fn header_text<'a>(response: &'a crate::http::Response, name: &str) -> Option<&'a str> {
+fn header_text<'a>(response: &'a persys_kit::http::Response, name: &str) -> Option<&'a str> {
     response.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -87,13 +87,13 @@ async fn verify(ctx: &Context, base: &str, credentials: Option<(&Credentials, &s
     let v2 = format!("{base}/v2/");
     let send = |authorization: Option<String>, url: String| async move {
         let request = get(&url, authorization.as_deref())?;
-        crate::http::send(&ctx.http, request, ctx.options.timeout).await
+        persys_kit::http::send(&ctx.http, request, ctx.options.timeout).await
     };
     let first = match send(None, v2.clone()).await {
         Ok(r) => r,
         Err(e) => return Verdict::failed("Unreachable", format!("GET {v2}: {e}")),
     };
-    let accepted = |r: &crate::http::Response, how: String| {
+    let accepted = |r: &persys_kit::http::Response, how: String| {
         if registry::speaks_v2(header_text(r, "docker-distribution-api-version")) {
             Verdict::passed(how)
         } else {
@@ -241,7 +241,7 @@ fn error_policy(reg: Arc<Registry>, error: &Error, _ctx: Arc<Context>) -> Action
 
 /// Waits for the Registry CRD, then follows every Registry until `shutdown`.
 pub async fn run(client: Client, options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
-    let http = crate::http::client(None, "registries")?;
+    let http = persys_kit::http::client(None, "registries")?;
     let gvk = kube::api::GroupVersionKind::gvk("kapsa-project.io", "v1alpha1", "Registry");
     if crate::served(&client, &gvk, crate::argocd::RECHECK, &shutdown).await.is_none() {
         return Ok(());

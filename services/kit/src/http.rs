@@ -1,5 +1,6 @@
-//! The reconciler's HTTP client for services outside Kubernetes (Prometheus, container
-//! registries): HTTP/1.1 over plain TCP or rustls, every call bounded by a timeout.
+//! An HTTP client for services outside the mesh (Prometheus and registries for the reconciler,
+//! notification webhooks and Alertmanager for the metrics pipeline): HTTP/1.1 over plain TCP or
+//! rustls, every call bounded by a timeout.
 
 use std::{path::Path, time::Duration};
 
@@ -12,30 +13,42 @@ use hyper_util::{client::legacy::Client as HttpClient, rt::TokioExecutor};
 pub type Client =
     HttpClient<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientError(String);
+
+impl From<rustls::Error> for ClientError {
+    fn from(e: rustls::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
 /// A client for `what` (named in errors) trusting the PEM bundle `ca_file`, or the system's
 /// roots without one.
-pub fn client(ca_file: Option<&Path>, what: &str) -> anyhow::Result<Client> {
+pub fn client(ca_file: Option<&Path>, what: &str) -> Result<Client, ClientError> {
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let builder = match ca_file {
         Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("{what} CA file {}: {e}", path.display()))?;
+            let pem =
+                std::fs::read(path).map_err(|e| ClientError(format!("{what} CA file {}: {e}", path.display())))?;
             let mut roots = rustls::RootCertStore::empty();
-            for cert in persys_kit::tls::parse_certs(&pem, path)? {
+            for cert in crate::tls::parse_certs(&pem, path).map_err(|e| ClientError(format!("{what}: {e}")))? {
                 roots.add(cert)?;
             }
-            let config = rustls::ClientConfig::builder_with_provider(persys_kit::tls::provider())
+            let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
                 .with_safe_default_protocol_versions()?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
             builder.with_tls_config(config)
         }
-        None => match builder.with_provider_and_native_roots(persys_kit::tls::provider()) {
+        None => match builder.with_provider_and_native_roots(crate::tls::provider()) {
             Ok(b) => b,
             // No system roots (a bare image): plain http still works, and https fails per call
             // with a certificate error that says so, instead of the reconciler not starting.
             Err(error) => {
                 tracing::warn!(%error, "no system CA roots: {what} over https cannot be verified without a CA file");
-                let config = rustls::ClientConfig::builder_with_provider(persys_kit::tls::provider())
+                let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
                     .with_safe_default_protocol_versions()?
                     .with_root_certificates(rustls::RootCertStore::empty())
                     .with_no_client_auth();
