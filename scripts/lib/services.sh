@@ -707,15 +707,17 @@ svc_start_kube() {
     SVC_STATUS+=("kube: kube-apiserver ready on $url, kube-controller-manager on 127.0.0.1:$cmport ($("$apiserver" --version 2>/dev/null))")
 }
 
-# Programs the tests drive themselves, built once per machine: helm, grpcurl, and Prometheus
-# with promtool (a test backfills a known series and starts its own server on it).
+# Programs the tests drive themselves, built once per machine: helm, grpcurl, Prometheus with
+# promtool (a test backfills a known series and starts its own server on it), and Alertmanager
+# (the metrics pipeline's notification test starts its own and posts alerts to it).
 svc_start_tools() {
-    local bins helm grpcurl prometheus promtool
-    if ! bins=$(svc_tools_build helm grpcurl prometheus promtool); then
-        svc_warn "tools: building helm/grpcurl/prometheus failed (scripts/tools/build, see above)"
+    local bins helm grpcurl prometheus promtool alertmanager
+    if ! bins=$(svc_tools_build helm grpcurl prometheus promtool alertmanager); then
+        svc_warn "tools: building helm/grpcurl/prometheus/alertmanager failed (scripts/tools/build, see above)"
         return 1
     fi
-    { read -r helm; read -r grpcurl; read -r prometheus; read -r promtool; } <<<"$bins"
+    { read -r helm; read -r grpcurl; read -r prometheus; read -r promtool; read -r alertmanager; } <<<"$bins"
+    svc_add_export PERSYS_TEST_ALERTMANAGER "$alertmanager"
     svc_add_export PERSYS_TEST_HELM "$helm"
     svc_add_export PERSYS_TEST_GRPCURL "$grpcurl"
     svc_add_export PERSYS_TEST_PROMETHEUS "$prometheus"
@@ -725,7 +727,7 @@ svc_start_tools() {
     else
         svc_warn "tools: docker-registry (Debian package docker-registry) is missing; the Registry tests fail under CI=true"
     fi
-    SVC_STATUS+=("tools: helm $("$helm" version --short 2>/dev/null), grpcurl $("$grpcurl" -version 2>&1 | awk '{print $2}'), prometheus $("$SVC_LIB_DIR/../tools/build" --list | awk '$1 == "prometheus" {print $2}')")
+    SVC_STATUS+=("tools: helm $("$helm" version --short 2>/dev/null), grpcurl $("$grpcurl" -version 2>&1 | awk '{print $2}'), prometheus $("$SVC_LIB_DIR/../tools/build" --list | awk '$1 == "prometheus" {print $2}'), alertmanager $("$SVC_LIB_DIR/../tools/build" --list | awk '$1 == "alertmanager" {print $2}')")
 }
 
 # ---------------------------------------------------------------------------
