@@ -7,7 +7,8 @@ use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 use persys_proto::metrics::v1::{
     AcknowledgeAlertRequest, Alert, AlertRule, AlertSeverity, AlertState, Comparator, CreateAlertRuleRequest,
-    DeleteAlertRuleRequest, ListAlertRulesRequest, ListAlertsRequest, WatchAlertsRequest,
+    CreateSilenceRequest, DeleteAlertRuleRequest, ExpireSilenceRequest, ListAlertRulesRequest, ListAlertsRequest,
+    ListSilencesRequest, NotificationChannel, NotificationChannelType, Silence, SilenceMatcher, WatchAlertsRequest,
 };
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,78 @@ pub enum AlertsCommand {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Mute the notifications of matching alerts for a while; they still open, fire and
+    /// resolve (admin). Example:
+    ///
+    ///   persys alerts silence -m node_id=web-1 -m mount_point=/data --for 2h --comment "disk swap"
+    #[command(verbatim_doc_comment)]
+    Silence {
+        /// `NAME=VALUE` or `NAME!=VALUE`, all of which must hold; NAME is rule_id, rule_name,
+        /// node_id, severity, metric, or a series label such as mount_point.
+        #[arg(short = 'm', long = "match", required = true)]
+        matchers: Vec<String>,
+        /// How long, e.g. 30m, 2h, 1d.
+        #[arg(long = "for", default_value = "1h")]
+        duration: String,
+        /// Why (required).
+        #[arg(long)]
+        comment: String,
+    },
+    /// List the silences in force (admin).
+    Silences {
+        /// Also those that ended.
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a silence now (admin).
+    Unsilence {
+        /// Silence id.
+        id: String,
+    },
+}
+
+/// Reads `NAME=VALUE` / `NAME!=VALUE`.
+pub fn parse_matcher(text: &str) -> anyhow::Result<SilenceMatcher> {
+    let (name, value, negate) = match (text.split_once("!="), text.split_once('=')) {
+        (Some((n, v)), _) => (n, v, true),
+        (None, Some((n, v))) => (n, v, false),
+        _ => bail!("matcher `{text}`: write NAME=VALUE or NAME!=VALUE, e.g. node_id=web-1"),
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        bail!("matcher `{text}`: the name before = is empty");
+    }
+    Ok(SilenceMatcher { name: name.into(), value: value.trim().into(), negate })
+}
+
+/// A silence for `-o json|yaml`.
+#[derive(Serialize)]
+struct SilenceView {
+    id: String,
+    matchers: Vec<String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    expired_at: Option<String>,
+    comment: String,
+    created_by: String,
+}
+
+impl From<&Silence> for SilenceView {
+    fn from(s: &Silence) -> Self {
+        Self {
+            id: s.id.clone(),
+            matchers: s
+                .matchers
+                .iter()
+                .map(|m| format!("{}{}{}", m.name, if m.negate { "!=" } else { "=" }, m.value))
+                .collect(),
+            starts_at: rfc3339(s.starts_at.as_ref()),
+            ends_at: rfc3339(s.ends_at.as_ref()),
+            expired_at: rfc3339(s.expired_at.as_ref()),
+            comment: s.comment.clone(),
+            created_by: s.created_by.clone(),
+        }
+    }
 }
 
 /// `persys rules ...`
@@ -60,6 +133,13 @@ pub enum RulesCommand {
     ///   resolve_threshold: 85 # optional: resolves only below this
     ///   severity: critical    # info, warning (default), critical
     ///   nodes: [node-1]       # optional: only these nodes
+    ///   notify:               # optional: where each transition is delivered
+    ///     - webhook: https://ops.example.com/hooks/persys
+    ///       secret_env: HOOK_SECRET  # signs the body (X-Persys-Signature), read from this variable
+    ///       on_resolve: true
+    ///     - slack: https://hooks.slack.com/services/...
+    ///     - alertmanager: http://alertmanager:9093   # firing and resolve, always
+    ///   repeat: 1h            # optional: notify again while firing and unacknowledged
     #[command(verbatim_doc_comment)]
     Create {
         /// The rule file (`-` for stdin).
@@ -99,14 +179,58 @@ pub struct RuleFile {
     labels: BTreeMap<String, String>,
     #[serde(default = "enabled")]
     enabled: bool,
+    #[serde(default)]
+    notify: Vec<ChannelFile>,
+    #[serde(default)]
+    repeat: Option<String>,
+}
+
+/// One `notify:` entry: exactly one of `webhook`, `slack`, `alertmanager`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelFile {
+    #[serde(default)]
+    webhook: Option<String>,
+    #[serde(default)]
+    slack: Option<String>,
+    #[serde(default)]
+    alertmanager: Option<String>,
+    /// The name of an environment variable holding the webhook's signing secret (a secret is
+    /// not written into rule files).
+    #[serde(default)]
+    secret_env: Option<String>,
+    #[serde(default)]
+    on_resolve: bool,
 }
 
 fn enabled() -> bool {
     true
 }
 
+fn channel_of(i: usize, c: ChannelFile, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<NotificationChannel> {
+    let (kind, target) = match (c.webhook, c.slack, c.alertmanager) {
+        (Some(t), None, None) => (NotificationChannelType::Webhook, t),
+        (None, Some(t), None) => (NotificationChannelType::Slack, t),
+        (None, None, Some(t)) => (NotificationChannelType::Alertmanager, t),
+        _ => bail!("notify[{i}]: give exactly one of webhook, slack or alertmanager, with its URL"),
+    };
+    let secret = match c.secret_env {
+        Some(_) if kind != NotificationChannelType::Webhook => bail!("notify[{i}]: secret_env signs webhooks only"),
+        Some(var) => env(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
+            anyhow::anyhow!("notify[{i}].secret_env: the environment variable {var} is not set or empty")
+        })?,
+        None => String::new(),
+    };
+    Ok(NotificationChannel { r#type: kind as i32, target, secret, notify_on_resolve: c.on_resolve })
+}
+
 /// Reads a rule file into the API's rule; says what to fix otherwise.
 pub fn parse_rule(text: &str) -> anyhow::Result<AlertRule> {
+    parse_rule_with(text, &|var| std::env::var(var).ok())
+}
+
+/// [`parse_rule`] with the environment given.
+pub fn parse_rule_with(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<AlertRule> {
     let f: RuleFile = persys_kit::yaml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
     let metric = MetricArg::from_str(&f.metric, true).map_err(|_| {
         let names: Vec<String> = MetricArg::value_variants()
@@ -143,9 +267,22 @@ pub fn parse_rule(text: &str) -> anyhow::Result<AlertRule> {
         Some("critical") => AlertSeverity::Critical,
         Some(other) => bail!("severity `{other}`: use info, warning or critical"),
     };
+    let repeat_interval = match &f.repeat {
+        Some(d) => Some(
+            persys_kit::config::parse_duration(d)
+                .map_err(|e| anyhow::anyhow!("repeat: {e}"))?
+                .try_into()
+                .context("repeat: too long")?,
+        ),
+        None => None,
+    };
+    let notification_channels =
+        f.notify.into_iter().enumerate().map(|(i, c)| channel_of(i, c, env)).collect::<anyhow::Result<Vec<_>>>()?;
     Ok(AlertRule {
         name: f.name,
         description: f.description,
+        notification_channels,
+        repeat_interval,
         node_ids: f.nodes,
         metric: metric.metric() as i32,
         match_labels: f.labels.into_iter().collect(),
@@ -213,6 +350,9 @@ struct RuleView {
     labels: BTreeMap<String, String>,
     enabled: bool,
     owner_id: String,
+    /// `webhook https://host/…` and the like: the kind and where to (hosts only: a Slack
+    /// webhook's path is its credential).
+    notify: Vec<String>,
 }
 
 impl From<&AlertRule> for RuleView {
@@ -231,6 +371,19 @@ impl From<&AlertRule> for RuleView {
             labels: r.match_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             enabled: r.enabled,
             owner_id: r.owner_id.clone(),
+            notify: r
+                .notification_channels
+                .iter()
+                .map(|c| {
+                    let kind = NotificationChannelType::try_from(c.r#type).map_or_else(
+                        |_| c.r#type.to_string(),
+                        |t| enum_name(t.as_str_name(), "NOTIFICATION_CHANNEL_TYPE_"),
+                    );
+                    let authority = c.target.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or(""));
+                    let host = authority.map(|a| a.rsplit('@').next().unwrap_or(a)).filter(|h| !h.is_empty());
+                    format!("{kind} {}", host.unwrap_or("?"))
+                })
+                .collect(),
         }
     }
 }
@@ -302,6 +455,49 @@ pub async fn run_alerts(global: &Global, command: AlertsCommand) -> anyhow::Resu
                 }
             }
             Ok(())
+        }
+        AlertsCommand::Silence { matchers, duration, comment } => {
+            let matchers = matchers.iter().map(|m| parse_matcher(m)).collect::<anyhow::Result<Vec<_>>>()?;
+            let length = persys_kit::config::parse_duration(&duration).map_err(|e| anyhow::anyhow!("--for: {e}"))?;
+            let ends = now_secs() + i64::try_from(length.as_secs()).context("--for: too long")?;
+            let silence = Silence {
+                matchers,
+                ends_at: Some(prost_types::Timestamp { seconds: ends, nanos: 0 }),
+                comment,
+                ..Default::default()
+            };
+            let req = &CreateSilenceRequest { silence: Some(silence) };
+            let created = s.call(|c| async move { c.metrics_alerts().create_silence(req.clone()).await }).await?;
+            let silence = created.silence.unwrap_or_default();
+            let view = SilenceView::from(&silence);
+            emit(global.output, &view, || {
+                format!("silence {} until {}\n", silence.id, view.ends_at.clone().unwrap_or_default())
+            })
+        }
+        AlertsCommand::Silences { all } => {
+            let req = &ListSilencesRequest { include_ended: all };
+            let silences = s.call(|c| async move { c.metrics_alerts().list_silences(*req).await }).await?.silences;
+            let view: Vec<SilenceView> = silences.iter().map(SilenceView::from).collect();
+            emit(global.output, &view, || {
+                let mut t = Table::new(&["ID", "MATCHERS", "ENDS", "BY", "COMMENT"]);
+                for v in &view {
+                    let ends = v.expired_at.clone().map(|e| format!("{e} (expired)")).or(v.ends_at.clone());
+                    t.row(vec![
+                        v.id.clone(),
+                        v.matchers.join(","),
+                        ends.unwrap_or_default(),
+                        v.created_by.clone(),
+                        v.comment.clone(),
+                    ]);
+                }
+                t.to_string()
+            })
+        }
+        AlertsCommand::Unsilence { id } => {
+            let req = &ExpireSilenceRequest { id };
+            let ended = s.call(|c| async move { c.metrics_alerts().expire_silence(req.clone()).await }).await?;
+            let silence = ended.silence.unwrap_or_default();
+            emit(global.output, &SilenceView::from(&silence), || format!("silence {} ended\n", silence.id))
         }
     }
 }
@@ -375,10 +571,41 @@ mod tests {
         assert!(err("name: x\nmetric: cpu\ncomparator: \">\"\nthreshold: 1\ncolor: red\n").contains("color"));
         assert!(err("name: x\nmetric: cpu\ncomparator: \">\"\nthreshold: .nan\n").contains("threshold"));
         assert!(err("- not a map").len() > 5);
+
+        let env = |var: &str| (var == "HOOK").then(|| "s3cret".to_owned());
+        let with_env = |text: &str| parse_rule_with(text, &env);
+        let base = "name: x\nmetric: cpu\ncomparator: \">\"\nthreshold: 1\n";
+        let rule = with_env(&format!(
+            "{base}repeat: 30m\nnotify:\n  - webhook: https://h/x\n    secret_env: HOOK\n    on_resolve: true\n  - alertmanager: http://am:9093\n"
+        ))
+        .unwrap();
+        assert_eq!(rule.repeat_interval.unwrap().seconds, 1800);
+        let c = &rule.notification_channels;
+        assert_eq!(
+            (c[0].r#type, c[0].target.as_str(), c[0].secret.as_str(), c[0].notify_on_resolve),
+            (NotificationChannelType::Webhook as i32, "https://h/x", "s3cret", true)
+        );
+        assert_eq!(c[1].r#type, NotificationChannelType::Alertmanager as i32);
+        let err_env = |text: &str| format!("{:#}", with_env(text).unwrap_err());
+        assert!(err_env(&format!("{base}notify:\n  - webhook: a\n    slack: b\n")).contains("exactly one of"));
+        assert!(err_env(&format!("{base}notify:\n  - webhook: a\n    secret_env: NOPE\n")).contains("NOPE is not set"));
+        assert!(err_env(&format!("{base}notify:\n  - slack: a\n    secret_env: HOOK\n")).contains("webhooks only"));
         assert!(
             err("name: x\nmetric: cpu\ncomparator: \">\"\nthreshold: 1\nfor: 99999999999999999d\n")
                 .contains("too long")
         );
+    }
+
+    #[test]
+    fn matchers_are_name_equals_value_or_not() {
+        let m = parse_matcher("node_id=web-1").unwrap();
+        assert_eq!((m.name.as_str(), m.value.as_str(), m.negate), ("node_id", "web-1", false));
+        let m = parse_matcher("severity!=info").unwrap();
+        assert_eq!((m.name.as_str(), m.value.as_str(), m.negate), ("severity", "info", true));
+        let m = parse_matcher("mount_point=/").unwrap();
+        assert_eq!(m.value, "/");
+        assert!(format!("{:#}", parse_matcher("web-1").unwrap_err()).contains("NAME=VALUE"));
+        assert!(format!("{:#}", parse_matcher("=x").unwrap_err()).contains("empty"));
     }
 
     proptest::proptest! {

@@ -636,4 +636,19 @@ async fn rules_from_a_file_raise_alerts_that_an_admin_lists_and_acknowledges() {
         history.as_array().unwrap().iter().any(|a| a["id"] == id.as_str() && a["state"] == "Resolved"),
         "{history}"
     );
+
+    // Silences: created, listed, ended; a bad matcher says what to fix.
+    let bad = cli.run(&["alerts", "silence", "-m", "web-1", "--comment", "x"]).await;
+    assert!(!bad.status.success() && text(&bad.stderr).contains("NAME=VALUE"), "{}", text(&bad.stderr));
+    let matcher = format!("node_id={node}");
+    let silence = cli.json(&["alerts", "silence", "-m", &matcher, "--for", "2h", "--comment", "maintenance"]).await;
+    assert_eq!(silence["matchers"], serde_json::json!([matcher]));
+    assert_eq!(silence["created_by"], ADMIN);
+    let sid = silence["id"].as_str().unwrap().to_owned();
+    let table = cli.ok(&["alerts", "silences"]).await;
+    assert!(table.starts_with("ID") && table.contains(&sid) && table.contains("maintenance"), "{table}");
+    cli.ok(&["alerts", "unsilence", &sid]).await;
+    assert_eq!(cli.json(&["alerts", "silences"]).await, serde_json::json!([]));
+    let ended = cli.json(&["alerts", "silences", "--all"]).await;
+    assert!(ended[0]["id"] == sid.as_str() && ended[0]["expired_at"].is_string(), "{ended}");
 }

@@ -49,6 +49,19 @@ pub struct ServeArgs {
     /// How many live samples a watcher may fall behind before it is dropped.
     #[arg(long, env = "PERSYS_METRICS_WATCH_BUFFER", default_value_t = 1024)]
     pub watch_buffer: usize,
+    /// First retry delay of a failed notification, doubled per attempt up to 5 min.
+    #[arg(long, env = "PERSYS_METRICS_NOTIFY_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    pub notify_backoff: Duration,
+    /// How long a failing notification is retried before it is given up.
+    #[arg(long, env = "PERSYS_METRICS_NOTIFY_GIVE_UP", default_value = "1h", value_parser = parse_duration)]
+    pub notify_give_up: Duration,
+    /// Bound on one notification delivery.
+    #[arg(long, env = "PERSYS_METRICS_NOTIFY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub notify_timeout: Duration,
+    /// How often open alerts are re-posted to Alertmanager channels (it ends alerts that are
+    /// not re-sent within 5 min) and repeat notifications are queued.
+    #[arg(long, env = "PERSYS_METRICS_NOTIFY_REFRESH", default_value = "1m", value_parser = parse_duration)]
+    pub notify_refresh: Duration,
     /// How long in-flight calls may finish after SIGTERM.
     #[arg(long, env = "PERSYS_METRICS_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -61,6 +74,16 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// How notifications are retried and refreshed.
+    pub fn notify_options(&self) -> crate::notify::Options {
+        crate::notify::Options {
+            backoff: self.notify_backoff,
+            give_up: self.notify_give_up,
+            timeout: self.notify_timeout,
+            refresh: self.notify_refresh,
+        }
+    }
+
     /// A pipeline on a loopback port the system picks, over `database_url`, with the
     /// `metrics` certificate under `certs` and the flags' defaults otherwise.
     pub fn loopback(certs: &CertsDir, database_url: String) -> Self {
@@ -72,6 +95,10 @@ impl ServeArgs {
             allowed_callers: ["gateway", "reconciler", "stack"].map(String::from).to_vec(),
             raw_retention: Duration::from_secs(7 * 86_400),
             watch_buffer: 1024,
+            notify_backoff: Duration::from_secs(1),
+            notify_give_up: Duration::from_secs(3600),
+            notify_timeout: Duration::from_secs(10),
+            notify_refresh: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(10),
             tls: TlsArgs::from_certs(certs, crate::SERVICE),
             telemetry: TelemetryArgs::embedded(),
@@ -82,6 +109,14 @@ impl ServeArgs {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.watch_buffer == 0 {
             return Err(ConfigError("--watch-buffer / PERSYS_METRICS_WATCH_BUFFER must be at least 1".into()));
+        }
+        if self.notify_refresh < Duration::from_secs(1) || self.notify_refresh > Duration::from_secs(120) {
+            return Err(ConfigError(
+                "--notify-refresh / PERSYS_METRICS_NOTIFY_REFRESH must be between 1s and 2m (Alertmanager ends alerts not re-sent within 5m)".into(),
+            ));
+        }
+        if self.notify_backoff.is_zero() || self.notify_timeout.is_zero() {
+            return Err(ConfigError("--notify-backoff and --notify-timeout must be more than 0".into()));
         }
         if self.raw_retention < Duration::from_secs(3600) {
             return Err(ConfigError("--raw-retention / PERSYS_METRICS_RAW_RETENTION must be at least 1h".into()));

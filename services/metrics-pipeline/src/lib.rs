@@ -3,14 +3,16 @@
 //! (node, batch sequence) and only then acknowledged ([`store`]); range queries, each node's
 //! newest sample and a live watch answer the dashboard and the CLIs through the gateway
 //! ([`query`]); alert rules are evaluated as samples arrive ([`alerts`]); the admin port
-//! carries each node's newest sample in Prometheus text ([`prometheus`]).
+//! carries each node's newest sample in Prometheus text ([`prometheus`]); alert transitions are
+//! notified through an outbox in PostgreSQL to webhooks, Slack and Alertmanager ([`notify`]).
 //!
-//! Not here yet (see issue 12): rollups, notifications and silences, host commands and DORA.
+//! Not here yet (see issue 12): silences, host commands and DORA.
 
 pub mod alerts;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod notify;
 pub mod prometheus;
 pub mod query;
 pub mod samples;
@@ -91,7 +93,10 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     }
     metrics.with_registry(|r| r.register_collector(Box::new(latest.clone())));
     spawn_expiry(store.clone(), max_age_ms, shutdown.clone());
-    let alerts = alerts::Alerts::load(store.clone(), args.watch_buffer).await?;
+    let notifier = notify::Notifier::new(store.clone(), args.notify_options())
+        .map_err(|e| persys_kit::config::ConfigError(format!("notification client: {e}")))?;
+    let alerts = alerts::Alerts::load(store.clone(), args.watch_buffer, notifier.clone()).await?;
+    notifier.spawn(shutdown.clone());
     let ingest = Ingest::new(store.clone(), live.clone(), latest, max_age_ms, alerts.clone());
     let query = Query::new(store.clone(), live);
     let (routes, health) = routes(ingest, query, alerts).await?;

@@ -384,15 +384,18 @@ impl Store {
         rows.iter().map(|r| decode(r.get::<Vec<u8>, _>(0).as_slice())).collect()
     }
 
-    /// Stores an alert as it is now (`open`: pending, firing or acknowledged).
+    /// Stores an alert as it is now (`open`: pending, firing or acknowledged) and, in the same
+    /// transaction, queues the notifications its change calls for.
     pub async fn put_alert(
         &self,
         alert: &persys_proto::metrics::v1::Alert,
         subject: &str,
         open: bool,
         now_ms: i64,
+        notify: &[crate::notify::Queued],
     ) -> Result<(), StoreError> {
         use prost::Message;
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO alerts (id, rule_id, node_id, subject, state, severity, open, payload, updated_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
@@ -407,9 +410,55 @@ impl Store {
         .bind(open)
         .bind(alert.encode_to_vec())
         .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        crate::notify::enqueue(&mut tx, alert, notify, now_ms).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a silence as it is now, in force from `starts_ms` until `ends_ms`.
+    pub async fn put_silence(
+        &self,
+        silence: &persys_proto::metrics::v1::Silence,
+        starts_ms: i64,
+        ends_ms: i64,
+        created_ms: i64,
+    ) -> Result<(), StoreError> {
+        use prost::Message;
+        sqlx::query(
+            "INSERT INTO silences (id, payload, starts_ms, ends_ms, created_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET payload = EXCLUDED.payload, starts_ms = EXCLUDED.starts_ms, \
+             ends_ms = EXCLUDED.ends_ms",
+        )
+        .bind(&silence.id)
+        .bind(silence.encode_to_vec())
+        .bind(starts_ms)
+        .bind(ends_ms)
+        .bind(created_ms)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Silences that have not ended by `now_ms` (every one when `include_ended`), newest first.
+    pub async fn silences(
+        &self,
+        include_ended: bool,
+        now_ms: i64,
+    ) -> Result<Vec<persys_proto::metrics::v1::Silence>, StoreError> {
+        let rows = sqlx::query("SELECT payload FROM silences WHERE $1 OR ends_ms > $2 ORDER BY created_ms DESC, id")
+            .bind(include_ended)
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| decode(r.get::<Vec<u8>, _>(0).as_slice())).collect()
+    }
+
+    /// Returns one silence.
+    pub async fn silence(&self, id: &str) -> Result<Option<persys_proto::metrics::v1::Silence>, StoreError> {
+        let row = sqlx::query("SELECT payload FROM silences WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| decode(r.get::<Vec<u8>, _>(0).as_slice())).transpose()
     }
 
     /// Returns one alert.

@@ -155,6 +155,11 @@ function AlertList() {
                   {a.state === AlertState.ACKNOWLEDGED && a.acknowledgedBy ? (
                     <div class="muted small">acknowledged by {a.acknowledgedBy}</div>
                   ) : null}
+                  {a.silencedBy ? (
+                    <div class="muted small" title={`silence ${a.silencedBy}`}>
+                      silenced: nobody notified
+                    </div>
+                  ) : null}
                 </td>
                 <td>
                   {a.state === AlertState.FIRING ? (

@@ -80,6 +80,11 @@ impl Evaluator {
         out
     }
 
+    /// The enabled rules in force.
+    pub fn rules(&self) -> &[AlertRule] {
+        &self.rules
+    }
+
     /// Takes back alerts that were open before a restart.
     pub fn restore(&mut self, alerts: Vec<Alert>) {
         for a in alerts {

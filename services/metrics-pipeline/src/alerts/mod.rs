@@ -1,13 +1,16 @@
 //! Alert rules and alerts: rules are stored in PostgreSQL and evaluated in memory as samples
-//! arrive ([`eval`]); each transition is stored before it is announced on `WatchAlerts`.
-//! Admins only, like the host metrics they are about.
+//! arrive ([`eval`]); each transition is stored, with the notifications it calls for queued in
+//! the same transaction ([`crate::notify`]), before it is announced on `WatchAlerts`. Admins
+//! only, like the host metrics they are about. Channel secrets are write-only.
 //!
-//! Not here yet (issue 12): notifications (webhook, Slack, Alertmanager) with an outbox,
-//! silences, rules on workload health.
+//! Silences mute the notifications of matching alerts for a time ([`silence`]).
+//!
+//! Not here yet (issue 12): rules on workload health, e-mail.
 
 pub mod eval;
+pub mod silence;
 
-use std::{pin::Pin, sync::Arc};
+use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use futures::Stream;
 use persys_kit::{ApiError, error::Violations};
@@ -15,10 +18,12 @@ use persys_proto::{
     common::v1::{PageResponse, WatchEventType},
     metrics::v1::{
         AcknowledgeAlertRequest, AcknowledgeAlertResponse, Alert, AlertRule, AlertSeverity, AlertState, Comparator,
-        CreateAlertRuleRequest, CreateAlertRuleResponse, DeleteAlertRuleRequest, DeleteAlertRuleResponse,
-        GetAlertRequest, GetAlertResponse, GetAlertRuleRequest, GetAlertRuleResponse, ListAlertRulesRequest,
-        ListAlertRulesResponse, ListAlertsRequest, ListAlertsResponse, Metric, UpdateAlertRuleRequest,
-        UpdateAlertRuleResponse, WatchAlertsRequest, WatchAlertsResponse, alert_service_server::AlertService,
+        CreateAlertRuleRequest, CreateAlertRuleResponse, CreateSilenceRequest, CreateSilenceResponse,
+        DeleteAlertRuleRequest, DeleteAlertRuleResponse, ExpireSilenceRequest, ExpireSilenceResponse, GetAlertRequest,
+        GetAlertResponse, GetAlertRuleRequest, GetAlertRuleResponse, ListAlertRulesRequest, ListAlertRulesResponse,
+        ListAlertsRequest, ListAlertsResponse, ListSilencesRequest, ListSilencesResponse, Metric,
+        NotificationChannelType, UpdateAlertRuleRequest, UpdateAlertRuleResponse, WatchAlertsRequest,
+        WatchAlertsResponse, alert_service_server::AlertService,
     },
 };
 use tokio::sync::{Mutex, broadcast};
@@ -47,33 +52,78 @@ pub struct Alerts {
     writes: Arc<Mutex<()>>,
     eval: Arc<Mutex<eval::Evaluator>>,
     events: broadcast::Sender<Arc<Alert>>,
+    notifier: crate::notify::Notifier,
 }
 
 impl Alerts {
     /// Loads the rules and the open alerts from `store`.
-    pub async fn load(store: Arc<Store>, watch_buffer: usize) -> Result<Self, crate::store::StoreError> {
+    pub async fn load(
+        store: Arc<Store>,
+        watch_buffer: usize,
+        notifier: crate::notify::Notifier,
+    ) -> Result<Self, crate::store::StoreError> {
         let mut evaluator = eval::Evaluator::new(format!("{:x}", now_ms()));
         evaluator.set_rules(store.rules().await?, now_ms());
         evaluator.restore(store.alerts(true, "", "", &[], 0, 0, i64::MAX).await?);
         let (events, _) = broadcast::channel(watch_buffer.max(1));
-        Ok(Self { store, writes: Arc::default(), eval: Arc::new(Mutex::new(evaluator)), events })
+        Ok(Self { store, writes: Arc::default(), eval: Arc::new(Mutex::new(evaluator)), events, notifier })
     }
 
     /// Evaluates freshly committed rows of `node_id`; stores and announces what changed.
     pub async fn observe(&self, node_id: &str, rows: &[Row]) -> Result<(), ApiError> {
         let mut eval = self.eval.lock().await;
         let transitions = eval.observe(node_id, rows);
-        self.apply(transitions).await
+        if transitions.is_empty() {
+            return Ok(());
+        }
+        let rules = rules_of(eval.rules(), &transitions);
+        self.apply(transitions, &rules).await
     }
 
-    async fn apply(&self, transitions: Vec<eval::Transition>) -> Result<(), ApiError> {
+    /// Stores each transition with the notifications its rule (in `rules`, by id) wants, then
+    /// announces it.
+    async fn apply(
+        &self,
+        transitions: Vec<eval::Transition>,
+        rules: &HashMap<String, AlertRule>,
+    ) -> Result<(), ApiError> {
         let now = now_ms();
-        for t in transitions {
+        let mut queued = false;
+        // Read when a transition would notify (rare), so every replica sees the same silences.
+        let mut silences: Option<Vec<persys_proto::metrics::v1::Silence>> = None;
+        for mut t in transitions {
             if t.forgotten {
                 self.store.delete_alert(&t.alert.id).await.map_err(ApiError::internal)?;
             } else {
                 let open = t.alert.state != AlertState::Resolved as i32;
-                self.store.put_alert(&t.alert, &subject_of(&t.alert), open, now).await.map_err(ApiError::internal)?;
+                let mut notify =
+                    rules.get(&t.alert.rule_id).map(|r| crate::notify::wanted(r, &t.alert)).unwrap_or_default();
+                t.alert.silenced_by.clear();
+                // A resolve is news only to those told of the firing (not if it was silenced, or
+                // the rule had no channels then).
+                let resolved = t.alert.state == AlertState::Resolved as i32;
+                if resolved
+                    && !notify.is_empty()
+                    && !crate::notify::firing_queued(self.store.pool(), &t.alert.id)
+                        .await
+                        .map_err(ApiError::internal)?
+                {
+                    notify.clear();
+                }
+                if !notify.is_empty() {
+                    if silences.is_none() {
+                        silences = Some(self.store.silences(false, now).await.map_err(ApiError::internal)?);
+                    }
+                    if let Some(s) = silence::silencing(silences.as_deref().unwrap_or_default(), &t.alert, now) {
+                        t.alert.silenced_by = s.id.clone();
+                        notify.clear();
+                    }
+                }
+                queued |= !notify.is_empty();
+                self.store
+                    .put_alert(&t.alert, &subject_of(&t.alert), open, now, &notify)
+                    .await
+                    .map_err(ApiError::internal)?;
                 tracing::info!(
                     alert = %t.alert.id, rule = %t.alert.rule_name, node = %t.alert.node_id,
                     state = ?AlertState::try_from(t.alert.state).unwrap_or_default(), value = t.alert.value, "alert"
@@ -81,16 +131,42 @@ impl Alerts {
             }
             let _ = self.events.send(Arc::new(t.alert));
         }
+        if queued {
+            self.notifier.wake();
+        }
         Ok(())
     }
 
     async fn reload_rules(&self) -> Result<(), ApiError> {
         let rules = self.store.rules().await.map_err(ApiError::internal)?;
         let mut eval = self.eval.lock().await;
+        // Alerts of a deleted or disabled rule resolve through the rule as it was.
+        let before: Vec<AlertRule> = eval.rules().to_vec();
         let transitions = eval.set_rules(rules, now_ms());
-        self.apply(transitions).await
+        let rules = rules_of(&before, &transitions);
+        self.apply(transitions, &rules).await
     }
 }
+
+/// The rules of `transitions`, by id, from `rules`.
+fn rules_of(rules: &[AlertRule], transitions: &[eval::Transition]) -> HashMap<String, AlertRule> {
+    rules
+        .iter()
+        .filter(|r| transitions.iter().any(|t| t.alert.rule_id == r.id))
+        .map(|r| (r.id.clone(), r.clone()))
+        .collect()
+}
+
+/// A rule as callers read it: channel secrets are write-only.
+pub fn redacted(mut rule: AlertRule) -> AlertRule {
+    for c in &mut rule.notification_channels {
+        c.secret.clear();
+    }
+    rule
+}
+
+/// Most notification channels on one rule.
+pub const MAX_CHANNELS: usize = 10;
 
 /// Checks a rule from a caller; field names are relative to `rule.`.
 pub fn validate_rule(r: &AlertRule) -> Result<(), ApiError> {
@@ -118,10 +194,37 @@ pub fn validate_rule(r: &AlertRule) -> Result<(), ApiError> {
     v.check(negative(&r.repeat_interval), "rule.repeat_interval", "must not be negative");
     v.check(AlertSeverity::try_from(r.severity).is_err(), "rule.severity", format!("unknown severity {}", r.severity));
     v.check(
-        !r.notification_channels.is_empty(),
+        r.notification_channels.len() > MAX_CHANNELS,
         "rule.notification_channels",
-        "notifications are not delivered yet; create the rule without channels and watch alerts instead",
+        format!("at most {MAX_CHANNELS} channels"),
     );
+    for (i, c) in r.notification_channels.iter().enumerate() {
+        match NotificationChannelType::try_from(c.r#type) {
+            Ok(
+                NotificationChannelType::Webhook
+                | NotificationChannelType::Slack
+                | NotificationChannelType::Alertmanager,
+            ) => {
+                if let Err(why) = crate::notify::check_target(&c.target) {
+                    v.check(true, &format!("rule.notification_channels[{i}].target"), why);
+                }
+            }
+            Ok(NotificationChannelType::Email) => {
+                v.check(
+                    true,
+                    &format!("rule.notification_channels[{i}].type"),
+                    "e-mail is not delivered yet; use WEBHOOK, SLACK or ALERTMANAGER",
+                );
+            }
+            Ok(NotificationChannelType::Unspecified) | Err(_) => {
+                v.check(
+                    true,
+                    &format!("rule.notification_channels[{i}].type"),
+                    format!("unknown channel type {}: use WEBHOOK, SLACK or ALERTMANAGER", c.r#type),
+                );
+            }
+        }
+    }
     v.finish()
 }
 
@@ -197,7 +300,22 @@ pub fn merge_rule(old: AlertRule, new: AlertRule, paths: &[String]) -> Result<Al
         m.severity = new.severity;
     }
     if take("notification_channels") {
-        m.notification_channels = new.notification_channels.clone();
+        // Secrets are write-only: a channel sent back without one keeps the secret it had (the
+        // same type and target).
+        let before = std::mem::take(&mut m.notification_channels);
+        m.notification_channels = new
+            .notification_channels
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                if c.secret.is_empty()
+                    && let Some(old) = before.iter().find(|o| o.r#type == c.r#type && o.target == c.target)
+                {
+                    c.secret = old.secret.clone();
+                }
+                c
+            })
+            .collect();
     }
     if take("repeat_interval") {
         m.repeat_interval = new.repeat_interval;
@@ -240,7 +358,7 @@ impl AlertService for Alerts {
         }
         self.store.put_rule(&rule, now).await.map_err(ApiError::internal)?;
         self.reload_rules().await?;
-        Ok(Response::new(CreateAlertRuleResponse { rule: Some(rule) }))
+        Ok(Response::new(CreateAlertRuleResponse { rule: Some(redacted(rule)) }))
     }
 
     async fn get_alert_rule(
@@ -251,7 +369,7 @@ impl AlertService for Alerts {
         let id = request.into_inner().id;
         let rules = self.store.rules().await.map_err(ApiError::internal)?;
         let rule = rules.into_iter().find(|r| r.id == id).ok_or_else(|| not_found("alert rule", &id))?;
-        Ok(Response::new(GetAlertRuleResponse { rule: Some(rule) }))
+        Ok(Response::new(GetAlertRuleResponse { rule: Some(redacted(rule)) }))
     }
 
     async fn list_alert_rules(
@@ -268,6 +386,7 @@ impl AlertService for Alerts {
             .into_iter()
             .filter(|x| r.node_id.is_empty() || x.node_ids.is_empty() || x.node_ids.contains(&r.node_id))
             .filter(|x| r.owner_id.is_empty() || x.owner_id == r.owner_id)
+            .map(redacted)
             .collect();
         Ok(Response::new(ListAlertRulesResponse { rules, page: Some(PageResponse::default()) }))
     }
@@ -296,7 +415,7 @@ impl AlertService for Alerts {
         validate_rule(&merged)?;
         self.store.put_rule(&merged, now_ms()).await.map_err(ApiError::internal)?;
         self.reload_rules().await?;
-        Ok(Response::new(UpdateAlertRuleResponse { rule: Some(merged) }))
+        Ok(Response::new(UpdateAlertRuleResponse { rule: Some(redacted(merged)) }))
     }
 
     async fn delete_alert_rule(
@@ -400,9 +519,70 @@ impl AlertService for Alerts {
         alert.revision += 1;
         let alert = alert.clone();
         drop(eval);
-        self.store.put_alert(&alert, &subject_of(&alert), true, now).await.map_err(ApiError::internal)?;
+        self.store.put_alert(&alert, &subject_of(&alert), true, now, &[]).await.map_err(ApiError::internal)?;
         let _ = self.events.send(Arc::new(alert.clone()));
         Ok(Response::new(AcknowledgeAlertResponse { alert: Some(alert) }))
+    }
+
+    async fn create_silence(
+        &self,
+        request: Request<CreateSilenceRequest>,
+    ) -> Result<Response<CreateSilenceResponse>, Status> {
+        check_may_read(&request)?;
+        let who =
+            persys_kit::Caller::of(&request).and_then(|c| c.user.as_ref()).map(|u| u.name.clone()).unwrap_or_default();
+        let mut s = request
+            .into_inner()
+            .silence
+            .ok_or_else(|| ApiError::InvalidArgument(vec![persys_kit::FieldViolation::new("silence", "required")]))?;
+        let now = now_ms();
+        silence::validate(&s, now)?;
+        let stamp = |ms: i64| prost_types::Timestamp {
+            seconds: ms.div_euclid(1000),
+            nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+        };
+        s.id = format!("silence-{now:x}-{:x}", rand_suffix());
+        s.created_by = who;
+        s.created_at = Some(stamp(now));
+        s.starts_at = s.starts_at.or(Some(stamp(now)));
+        s.expired_at = None;
+        let (starts, ends) = silence::window(&s);
+        self.store.put_silence(&s, starts, ends, now).await.map_err(ApiError::internal)?;
+        tracing::info!(silence = %s.id, by = %s.created_by, matchers = s.matchers.len(), "silence created");
+        Ok(Response::new(CreateSilenceResponse { silence: Some(s) }))
+    }
+
+    async fn list_silences(
+        &self,
+        request: Request<ListSilencesRequest>,
+    ) -> Result<Response<ListSilencesResponse>, Status> {
+        check_may_read(&request)?;
+        let r = request.into_inner();
+        let silences = self.store.silences(r.include_ended, now_ms()).await.map_err(ApiError::internal)?;
+        Ok(Response::new(ListSilencesResponse { silences }))
+    }
+
+    async fn expire_silence(
+        &self,
+        request: Request<ExpireSilenceRequest>,
+    ) -> Result<Response<ExpireSilenceResponse>, Status> {
+        check_may_read(&request)?;
+        let id = request.into_inner().id;
+        let _writing = self.writes.lock().await;
+        let mut s =
+            self.store.silence(&id).await.map_err(ApiError::internal)?.ok_or_else(|| not_found("silence", &id))?;
+        let now = now_ms();
+        if silence::window(&s).1 <= now {
+            return Err(ApiError::FailedPrecondition(format!("silence {id:?} has already ended")).into());
+        }
+        s.expired_at = Some(prost_types::Timestamp {
+            seconds: now.div_euclid(1000),
+            nanos: (now.rem_euclid(1000) * 1_000_000) as i32,
+        });
+        let (starts, ends) = silence::window(&s);
+        let created = s.created_at.as_ref().map_or(now, |t| t.seconds * 1000);
+        self.store.put_silence(&s, starts, ends, created).await.map_err(ApiError::internal)?;
+        Ok(Response::new(ExpireSilenceResponse { silence: Some(s) }))
     }
 }
 

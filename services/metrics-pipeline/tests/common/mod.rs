@@ -102,10 +102,16 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts a pipeline; `None` when PostgreSQL is not configured.
     pub async fn start() -> Option<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a pipeline with options changed by `configure`.
+    pub async fn start_with(configure: impl FnOnce(&mut ServeArgs)) -> Option<Self> {
         let db = Db::create().await?;
         let certs = certs();
         let mut args = ServeArgs::loopback(&CertsDir::new(certs.path()), db.url.clone());
         args.telemetry.admin_listen = "127.0.0.1:0".into();
+        configure(&mut args);
         let (trigger, handle) = shutdown::channel();
         let running = persys_metrics_pipeline::start(args, handle).await.expect("the pipeline starts");
         Some(Self { certs, running, trigger, db })
