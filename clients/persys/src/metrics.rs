@@ -152,7 +152,10 @@ pub async fn run(global: &Global, command: MetricsCommand) -> anyhow::Result<()>
         MetricsCommand::Range { metric, nodes, since, step, rollup, labels } => {
             let now = now_secs();
             let mut start = now - since.as_secs() as i64;
-            if step.as_secs() % 60 == 0 && step.subsec_nanos() == 0 {
+            if step.as_secs() % 3600 == 0 && step.subsec_nanos() == 0 {
+                // Whole hours: the pipeline answers from its one-hour rollups (kept longest).
+                start -= start.rem_euclid(3600);
+            } else if step.as_secs() % 60 == 0 && step.subsec_nanos() == 0 {
                 // Whole minutes: the pipeline answers from its one-minute rollups (kept longer).
                 start -= start.rem_euclid(60);
             }

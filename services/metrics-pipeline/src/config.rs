@@ -46,6 +46,12 @@ pub struct ServeArgs {
     /// How long raw samples are kept; older samples are refused at ingest, e.g. `7d`.
     #[arg(long, env = "PERSYS_METRICS_RAW_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub raw_retention: Duration,
+    /// How long the one-minute rollups are kept (queries with whole-minute steps read them).
+    #[arg(long, env = "PERSYS_METRICS_MINUTE_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    pub minute_retention: Duration,
+    /// How long the one-hour rollups are kept (queries with whole-hour steps read them).
+    #[arg(long, env = "PERSYS_METRICS_HOUR_RETENTION", default_value = "730d", value_parser = parse_duration)]
+    pub hour_retention: Duration,
     /// How many live samples a watcher may fall behind before it is dropped.
     #[arg(long, env = "PERSYS_METRICS_WATCH_BUFFER", default_value_t = 1024)]
     pub watch_buffer: usize,
@@ -94,6 +100,8 @@ impl ServeArgs {
             database_max_connections: 8,
             allowed_callers: ["gateway", "reconciler", "stack"].map(String::from).to_vec(),
             raw_retention: Duration::from_secs(7 * 86_400),
+            minute_retention: Duration::from_secs(90 * 86_400),
+            hour_retention: Duration::from_secs(730 * 86_400),
             watch_buffer: 1024,
             notify_backoff: Duration::from_secs(1),
             notify_give_up: Duration::from_secs(3600),
@@ -117,6 +125,12 @@ impl ServeArgs {
         }
         if self.notify_backoff.is_zero() || self.notify_timeout.is_zero() {
             return Err(ConfigError("--notify-backoff and --notify-timeout must be more than 0".into()));
+        }
+        if self.minute_retention < self.raw_retention || self.hour_retention < self.minute_retention {
+            return Err(ConfigError(
+                "retention must grow with the resolution: --raw-retention <= --minute-retention <= --hour-retention"
+                    .into(),
+            ));
         }
         if self.raw_retention < Duration::from_secs(3600) {
             return Err(ConfigError("--raw-retention / PERSYS_METRICS_RAW_RETENTION must be at least 1h".into()));

@@ -6,7 +6,10 @@
 //! carries each node's newest sample in Prometheus text ([`prometheus`]); alert transitions are
 //! notified through an outbox in PostgreSQL to webhooks, Slack and Alertmanager ([`notify`]).
 //!
-//! Not here yet (see issue 12): silences, host commands and DORA.
+//! Samples are kept raw (daily partitions), in one-minute rollups written with each batch and
+//! in one-hour rollups folded from those once an hour ends; each with its own retention.
+//!
+//! Not here yet (see issue 12): host commands and DORA.
 
 pub mod alerts;
 pub mod config;
@@ -92,7 +95,9 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
         }
     }
     metrics.with_registry(|r| r.register_collector(Box::new(latest.clone())));
-    spawn_expiry(store.clone(), max_age_ms, shutdown.clone());
+    let rollup_retention = (args.minute_retention.as_millis() as i64, args.hour_retention.as_millis() as i64);
+    spawn_expiry(store.clone(), max_age_ms, rollup_retention, shutdown.clone());
+    spawn_hourly_rollups(store.clone(), shutdown.clone());
     let notifier = notify::Notifier::new(store.clone(), args.notify_options())
         .map_err(|e| persys_kit::config::ConfigError(format!("notification client: {e}")))?;
     let alerts = alerts::Alerts::load(store.clone(), args.watch_buffer, notifier.clone()).await?;
@@ -113,8 +118,12 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     Ok(Running { addr, admin, store, served })
 }
 
-/// Drops expired partitions at start and then hourly, until `shutdown`.
-fn spawn_expiry(store: Arc<Store>, retention_ms: i64, shutdown: Shutdown) {
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Drops expired partitions and rollups at start and then hourly, until `shutdown`.
+fn spawn_expiry(store: Arc<Store>, retention_ms: i64, (minute_ms, hour_ms): (i64, i64), shutdown: Shutdown) {
     tokio::spawn(async move {
         let stop = shutdown.wait();
         tokio::pin!(stop);
@@ -123,13 +132,42 @@ fn spawn_expiry(store: Arc<Store>, retention_ms: i64, shutdown: Shutdown) {
             tokio::select! {
                 _ = &mut stop => return,
                 _ = every.tick() => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::SystemTime::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64);
+                    let now = unix_ms();
                     match store.expire(now, retention_ms).await {
                         Ok(days) if !days.is_empty() => tracing::info!(?days, "dropped expired sample partitions"),
                         Ok(_) => {}
                         Err(error) => tracing::warn!(%error, "could not drop expired sample partitions"),
+                    }
+                    if let Err(error) = store.expire_rollups(now, minute_ms, hour_ms).await {
+                        tracing::warn!(%error, "could not delete expired rollups");
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Folds ended hours into the one-hour rollups at start and then every minute, until
+/// `shutdown` (queries read hours not folded yet from the one-minute rollups meanwhile).
+fn spawn_hourly_rollups(store: Arc<Store>, shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = every.tick() => {
+                    loop {
+                        match store.roll_hours(unix_ms(), 24).await {
+                            Ok(24) => continue,
+                            Ok(_) => break,
+                            Err(error) => {
+                                tracing::warn!(%error, "could not fold hourly rollups");
+                                break;
+                            }
+                        }
                     }
                 }
             }

@@ -14,8 +14,12 @@ use crate::samples::{Labels, Row};
 /// One day in milliseconds: the width of a partition.
 pub const DAY_MS: i64 = 86_400_000;
 
-/// How long the one-minute rollups are kept.
+/// How long the one-minute rollups are kept by default.
 pub const ROLLUP_RETENTION_MS: i64 = 90 * DAY_MS;
+/// How long the one-hour rollups are kept by default.
+pub const HOURLY_RETENTION_MS: i64 = 730 * DAY_MS;
+/// One hour, in milliseconds.
+pub const HOUR_MS: i64 = 3_600_000;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -180,13 +184,15 @@ impl Store {
                 batch.rows.iter().map(|r| serde_json::to_string(&r.labels).expect("string labels serialize")).collect();
             let time: Vec<i64> = batch.rows.iter().map(|r| r.time_ms).collect();
             let value: Vec<f64> = batch.rows.iter().map(|r| r.value).collect();
-            // One statement over the arrays, sent once: the raw rows, and the same rows folded
-            // into their minutes (grouped in key order, so concurrent batches of one node lock
-            // rollup rows in the same order).
+            // One statement over the arrays, sent once: the raw rows, their hours marked for the
+            // hourly job, and the same rows folded into their minutes (grouped in key order, so
+            // concurrent batches of one node lock rollup rows in the same order).
             sqlx::query(
                 "WITH u AS (SELECT m, l::jsonb AS l, t, v \
                             FROM UNNEST($2::int2[], $3::text[], $4::int8[], $5::float8[]) AS x(m, l, t, v)), \
-                      raw AS (INSERT INTO samples (node_id, metric, labels, time_ms, value) SELECT $1, m, l, t, v FROM u) \
+                      raw AS (INSERT INTO samples (node_id, metric, labels, time_ms, value) SELECT $1, m, l, t, v FROM u), \
+                      dirty AS (INSERT INTO rollup_dirty (hour_ms) SELECT DISTINCT (t / 3600000) * 3600000 FROM u \
+                                ORDER BY 1 ON CONFLICT DO NOTHING) \
                  INSERT INTO samples_1m AS r (node_id, metric, labels, bucket_ms, min, max, sum, count, last, last_ms) \
                  SELECT $1, m, l, (t / 60000) * 60000, min(v), max(v), sum(v), count(*), \
                         (array_agg(v ORDER BY t DESC))[1], max(t) \
@@ -250,11 +256,13 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Answers a range query, one point per non-empty bucket: from the one-minute rollups
-    /// when the step and the start are whole minutes (the same figures, fewer rows), from the
-    /// raw samples otherwise.
+    /// Answers a range query, one point per non-empty bucket, from the coarsest store whose
+    /// buckets divide the step and the start: the one-hour rollups, the one-minute rollups, or
+    /// the raw samples (the same figures, fewer rows).
     pub async fn range(&self, q: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
-        if q.step_ms % 60_000 == 0 && q.start_ms % 60_000 == 0 {
+        if q.step_ms % HOUR_MS == 0 && q.start_ms % HOUR_MS == 0 {
+            self.range_hourly(q).await
+        } else if q.step_ms % 60_000 == 0 && q.start_ms % 60_000 == 0 {
             self.range_rollup(q).await
         } else {
             self.range_raw(q).await
@@ -264,21 +272,74 @@ impl Store {
     /// Answers a range query from the one-minute rollups; `step_ms` and `start_ms` must be whole
     /// minutes (the end is rounded up to one).
     pub async fn range_rollup(&self, q: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
-        let aggregate = match q.rollup {
-            Rollup::Min => "min(min)",
-            Rollup::Max => "max(max)",
-            Rollup::Sum => "sum(sum)",
-            Rollup::Last => "(array_agg(last ORDER BY last_ms DESC))[1]",
-            Rollup::Avg | Rollup::Unspecified => "sum(sum) / sum(count)",
-        };
+        let aggregate = rollup_aggregate(q.rollup);
         let sql = format!(
             "SELECT node_id, metric, labels::text AS labels, $4 + ((bucket_ms - $4) / $6) * $6 AS bucket, {aggregate} AS value \
              FROM samples_1m WHERE (cardinality($1::text[]) = 0 OR node_id = ANY($1)) AND metric = ANY($2) \
              AND labels @> $3::jsonb AND bucket_ms >= $4 AND bucket_ms < $5 \
              GROUP BY node_id, metric, labels, bucket ORDER BY node_id, metric, labels::text, bucket",
         );
-        self.range_with(sql, q, q.end_ms.div_euclid(60_000) * 60_000 + if q.end_ms % 60_000 == 0 { 0 } else { 60_000 })
-            .await
+        self.range_with(sql, q, round_up(q.end_ms, 60_000)).await
+    }
+
+    /// Answers a range query from the one-hour rollups, and from the one-minute rollups for the
+    /// hours not folded since they last changed; `step_ms` and `start_ms` must be whole hours
+    /// (the end is rounded up to one).
+    pub async fn range_hourly(&self, q: &RangeQuery) -> Result<Vec<SeriesPoints>, StoreError> {
+        let aggregate = rollup_aggregate(q.rollup);
+        let filter = "(cardinality($1::text[]) = 0 OR node_id = ANY($1)) AND metric = ANY($2) \
+                      AND labels @> $3::jsonb AND bucket_ms >= $4 AND bucket_ms < $5";
+        let sql = format!(
+            "WITH dirty AS (SELECT hour_ms FROM rollup_dirty WHERE hour_ms >= $4 AND hour_ms < $5), \
+                  src AS (SELECT node_id, metric, labels, bucket_ms, min, max, sum, count, last, last_ms FROM samples_1h \
+                          WHERE {filter} AND bucket_ms NOT IN (SELECT hour_ms FROM dirty) \
+                          UNION ALL \
+                          SELECT node_id, metric, labels, bucket_ms, min, max, sum, count, last, last_ms FROM samples_1m \
+                          WHERE {filter} AND (bucket_ms / 3600000) * 3600000 IN (SELECT hour_ms FROM dirty)) \
+             SELECT node_id, metric, labels::text AS labels, $4 + ((bucket_ms - $4) / $6) * $6 AS bucket, {aggregate} AS value \
+             FROM src GROUP BY node_id, metric, labels, bucket ORDER BY node_id, metric, labels::text, bucket",
+        );
+        self.range_with(sql, q, round_up(q.end_ms, HOUR_MS)).await
+    }
+
+    /// Folds up to `limit` changed hours that ended before `now_ms` from the one-minute rollups
+    /// into the one-hour rollups, each in one transaction with taking it off the changed list
+    /// (a batch landing meanwhile marks its hour again). Returns how many hours it folded.
+    pub async fn roll_hours(&self, now_ms: i64, limit: i64) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let hours: Vec<i64> = sqlx::query_scalar(
+            "DELETE FROM rollup_dirty WHERE hour_ms IN ( \
+               SELECT hour_ms FROM rollup_dirty WHERE hour_ms + 3600000 <= $1 ORDER BY hour_ms LIMIT $2 \
+               FOR UPDATE SKIP LOCKED) RETURNING hour_ms",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        if hours.is_empty() {
+            return Ok(0);
+        }
+        sqlx::query("DELETE FROM samples_1h WHERE bucket_ms = ANY($1)").bind(&hours).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO samples_1h (node_id, metric, labels, bucket_ms, min, max, sum, count, last, last_ms) \
+             SELECT node_id, metric, labels, h.ms, min(min), max(max), sum(sum), sum(count)::bigint, \
+                    (array_agg(last ORDER BY last_ms DESC))[1], max(last_ms) \
+             FROM samples_1m JOIN unnest($1::int8[]) AS h(ms) ON bucket_ms >= h.ms AND bucket_ms < h.ms + 3600000 \
+             GROUP BY node_id, metric, labels, h.ms",
+        )
+        .bind(&hours)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(hours.len())
+    }
+
+    /// Deletes one-minute rollups older than `minute_ms` and one-hour rollups older than
+    /// `hour_ms` before `now_ms`.
+    pub async fn expire_rollups(&self, now_ms: i64, minute_ms: i64, hour_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM samples_1m WHERE bucket_ms < $1").bind(now_ms - minute_ms).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM samples_1h WHERE bucket_ms < $1").bind(now_ms - hour_ms).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Answers a range query from the raw samples.
@@ -348,10 +409,6 @@ impl Store {
             }
         }
         sqlx::query("DELETE FROM ingest_batches WHERE received_ms < $1").bind(cutoff).execute(&self.pool).await?;
-        sqlx::query("DELETE FROM samples_1m WHERE bucket_ms < $1")
-            .bind(now_ms - ROLLUP_RETENTION_MS)
-            .execute(&self.pool)
-            .await?;
         dropped.sort_unstable();
         Ok(dropped)
     }
@@ -521,6 +578,22 @@ impl Store {
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// The SQL aggregate of `rollup` over rollup rows (min, max, sum, count, last, last_ms).
+fn rollup_aggregate(rollup: Rollup) -> &'static str {
+    match rollup {
+        Rollup::Min => "min(min)",
+        Rollup::Max => "max(max)",
+        Rollup::Sum => "sum(sum)",
+        Rollup::Last => "(array_agg(last ORDER BY last_ms DESC))[1]",
+        Rollup::Avg | Rollup::Unspecified => "sum(sum) / sum(count)",
+    }
+}
+
+/// `ms` rounded up to a multiple of `unit`.
+fn round_up(ms: i64, unit: i64) -> i64 {
+    ms.div_euclid(unit) * unit + if ms.rem_euclid(unit) == 0 { 0 } else { unit }
 }
 
 /// Whether `name` is a plain lowercase identifier (it goes into SQL unquoted).

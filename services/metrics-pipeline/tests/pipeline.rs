@@ -390,3 +390,98 @@ async fn one_minute_rollups_agree_with_the_raw_samples_on_a_generated_history() 
     store.pool().close().await;
     db.drop_now().await;
 }
+
+/// Asserts that `other` has the same series and points as `raw` (to rounding).
+fn assert_same(
+    raw: &[persys_metrics_pipeline::store::SeriesPoints],
+    other: &[persys_metrics_pipeline::store::SeriesPoints],
+    what: &str,
+) {
+    assert_eq!(raw.len(), other.len(), "{what}: series");
+    for (r, o) in raw.iter().zip(other) {
+        assert_eq!((&r.node_id, r.metric, &r.labels), (&o.node_id, o.metric, &o.labels), "{what}");
+        assert_eq!(r.points.len(), o.points.len(), "{what}: points");
+        for (a, b) in r.points.iter().zip(&o.points) {
+            assert_eq!(a.0, b.0, "{what}: bucket");
+            assert!((a.1 - b.1).abs() <= 1e-9 * a.1.abs().max(1.0), "{what}: {a:?} vs {b:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn hourly_rollups_agree_with_the_raw_samples_before_and_after_folding_and_after_late_data() {
+    use persys_metrics_pipeline::{
+        samples::{Labels, Row},
+        store::{Batch, HOUR_MS, RangeQuery, Store},
+    };
+    let Some(db) = common::Db::create().await else { return };
+    let store = Store::connect(&db.url, 2, "metrics").await.unwrap();
+    // Three whole hours, ended at least an hour ago, of two series every 30 s.
+    let t0 = (now_ms() - 5 * HOUR_MS) / HOUR_MS * HOUR_MS;
+    let mut seed = 7u64;
+    let mut next = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as f64 / 1e6
+    };
+    let labels = |mount: &str| -> Labels { [("mount".to_string(), mount.to_string())].into() };
+    let rows: Vec<Row> = (0..(3 * 3600 / 30))
+        .flat_map(|i| {
+            let t = t0 + i * 30_000;
+            [
+                Row { metric: Metric::DiskUsagePercent, labels: labels("/"), time_ms: t, value: next() },
+                Row { metric: Metric::DiskUsagePercent, labels: labels("/var"), time_ms: t, value: next() },
+            ]
+        })
+        .collect();
+    let mut seq = 0;
+    let mut commit = async |rows: &[Row]| {
+        seq += 1;
+        let batch =
+            Batch { node_id: "node-a", batch_seq: seq, dropped: 0, samples: 1, rows, latest: None, now_ms: now_ms() };
+        store.commit(&batch).await.unwrap();
+    };
+    for chunk in rows.chunks(60) {
+        commit(chunk).await;
+    }
+    let query = |rollup, step_ms| RangeQuery {
+        node_ids: vec![],
+        metrics: vec![Metric::DiskUsagePercent],
+        match_labels: Default::default(),
+        start_ms: t0,
+        end_ms: t0 + 3 * HOUR_MS,
+        step_ms,
+        rollup,
+    };
+    let check = async |when: &str| {
+        for rollup in [Rollup::Avg, Rollup::Min, Rollup::Max, Rollup::Sum, Rollup::Last] {
+            for hours in [1, 3] {
+                let q = query(rollup, hours * HOUR_MS);
+                let raw = store.range_raw(&q).await.unwrap();
+                assert_eq!(raw.len(), 2);
+                assert_same(&raw, &store.range_hourly(&q).await.unwrap(), &format!("{when}, {rollup:?}, {hours}h"));
+                assert_same(&raw, &store.range(&q).await.unwrap(), &format!("{when}, range() picks hourly"));
+            }
+        }
+    };
+    check("nothing folded yet: from the minutes").await;
+    assert_eq!(store.roll_hours(now_ms(), 24).await.unwrap(), 3, "the three ended hours");
+    assert_eq!(store.roll_hours(now_ms(), 24).await.unwrap(), 0, "nothing left to fold");
+    let hourly_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM samples_1h").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(hourly_rows, 6, "two series, three hours");
+    check("folded").await;
+
+    // A late batch in the second hour: answered exactly before it is folded again, and after.
+    let late =
+        [Row { metric: Metric::DiskUsagePercent, labels: labels("/"), time_ms: t0 + HOUR_MS + 15_000, value: 1e6 }];
+    commit(&late).await;
+    check("late data, not folded").await;
+    assert_eq!(store.roll_hours(now_ms(), 24).await.unwrap(), 1, "only the hour that changed");
+    check("late data folded").await;
+
+    // The hour in progress is not folded.
+    let this_hour = now_ms() / HOUR_MS * HOUR_MS;
+    commit(&[Row { metric: Metric::DiskUsagePercent, labels: labels("/"), time_ms: this_hour, value: 5.0 }]).await;
+    assert_eq!(store.roll_hours(now_ms(), 24).await.unwrap(), 0);
+    store.pool().close().await;
+    db.drop_now().await;
+}

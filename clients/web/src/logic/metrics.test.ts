@@ -38,6 +38,7 @@ describe("metrics windows", () => {
       expect(endMs - startMs).toBeLessThan(w.rangeS * 1000 + w.stepS * 1000);
       expect(startMs % (w.stepS * 1000)).toBe(0);
       if (w.stepS >= 60) expect(startMs % 60_000).toBe(0);
+      if (w.stepS >= 3600) expect(startMs % 3_600_000).toBe(0);
     }
     expect(WINDOWS.map((w) => w.label)).toEqual(["1h", "6h", "24h", "7d"]);
   });

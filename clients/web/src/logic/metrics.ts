@@ -11,16 +11,19 @@ export interface Window {
   label: string;
   /** Length, in seconds. */
   rangeS: number;
-  /** One point per step, in seconds (whole minutes from 6 h on, so rollups serve them). */
+  /** One point per step, in seconds (whole minutes from 6 h on, whole hours for 7 d, so rollups serve them). */
   stepS: number;
 }
 
-/** 1 h of raw 15 s steps; 6 h, 24 h and 7 d from one-minute rollups. At most 360 points. */
+/**
+ * 1 h of raw 15 s steps; 6 h and 24 h from one-minute rollups; 7 d in hours, from one-hour
+ * rollups. At most 360 points.
+ */
 export const WINDOWS: readonly Window[] = [
   { label: "1h", rangeS: 3600, stepS: 15 },
   { label: "6h", rangeS: 6 * 3600, stepS: 60 },
   { label: "24h", rangeS: 24 * 3600, stepS: 300 },
-  { label: "7d", rangeS: 7 * 86400, stepS: 1800 },
+  { label: "7d", rangeS: 7 * 86400, stepS: 3600 },
 ];
 
 /**
