@@ -460,6 +460,19 @@ describe("the dashboard against persys-stack", () => {
     await alert.getByRole("button", { name: /^Acknowledge / }).click();
     await expect.poll(() => alert.getByText("Acknowledged", { exact: true }).count()).toBe(1);
     await alert.getByText("acknowledged by admin").waitFor();
+    // A silence: refused with what to fix, then created, listed, and ended.
+    await page.getByText("No silence in force.").waitFor();
+    await page.getByRole("button", { name: "Create silence" }).click();
+    await expect.poll(() => page.locator("#se-matchers").textContent()).toMatch(/at least one/);
+    await page.getByLabel("Matches").fill(`node_id=${nodeId}`);
+    await page.getByLabel("Why", { exact: true }).fill("e2e maintenance");
+    await page.getByRole("button", { name: "Create silence" }).click();
+    const silence = page.getByTestId("silences").getByRole("row").filter({ hasText: "e2e maintenance" });
+    await expect.poll(() => silence.getByRole("cell").first().textContent()).toBe(`node_id=${nodeId}`);
+    expect(await silence.getByRole("cell").nth(2).textContent()).toBe("admin");
+    await expectAccessible("silences");
+    await silence.getByRole("button", { name: /^End now silence / }).click();
+    await page.getByText("No silence in force.").waitFor();
     // Edited to a threshold no sample reaches, the rule's alert resolves: it leaves the open
     // list and shows as resolved.
     await page.getByRole("button", { name: "Edit rule web-e2e-cpu" }).click();

@@ -18,7 +18,7 @@ import {
   changedFields,
 } from "./alerts";
 import { assignViolations } from "./errors";
-import { RULE_FIELDS } from "./alerts";
+import { matcherText, RULE_FIELDS, SILENCE_FIELDS, silenceFromForm } from "./alerts";
 
 const alert = (id: string, state: AlertState, severity: AlertSeverity, firedMs: number) =>
   create(AlertSchema, { id, state, severity, firedAt: timestampFromMs(firedMs) });
@@ -124,5 +124,27 @@ describe("editing a rule", () => {
     expect("rule" in same && changedFields(stored, same.rule)).toEqual([]);
     const edited = ruleFromForm({ ...form, threshold: "95", resolveThreshold: "80", severity: String(AlertSeverity.CRITICAL) });
     expect("rule" in edited && changedFields(stored, edited.rule)).toEqual(["threshold", "resolve_threshold", "severity"]);
+  });
+});
+
+describe("silences", () => {
+  it("reads matchers, a duration and a comment, and says what to fix", () => {
+    const now = Date.UTC(2026, 11, 4, 12, 0, 0);
+    const ok = silenceFromForm({ matchers: "node_id=web-1\nseverity!=info, mount_point=/", duration: "2h", comment: " upgrade " }, now);
+    if (!("silence" in ok)) throw new Error("expected a silence");
+    expect(ok.silence.matchers).toEqual([
+      { name: "node_id", value: "web-1", negate: false },
+      { name: "severity", value: "info", negate: true },
+      { name: "mount_point", value: "/", negate: false },
+    ]);
+    expect(Number(ok.silence.endsAt.seconds) * 1000).toBe(now + 2 * 3600_000);
+    expect(ok.silence.comment).toBe("upgrade");
+    expect(ok.silence.matchers.map(matcherText)).toEqual(["node_id=web-1", "severity!=info", "mount_point=/"]);
+
+    const bad = silenceFromForm({ matchers: "web-1", duration: "soon", comment: "" }, now);
+    if (!("violations" in bad)) throw new Error("expected violations");
+    const { byInput } = assignViolations(bad.violations, SILENCE_FIELDS);
+    expect(Object.keys(byInput).sort()).toEqual(["comment", "duration", "matchers"]);
+    expect(byInput.matchers?.[0]).toContain("name=value");
   });
 });

@@ -3,7 +3,7 @@
 // Only what cannot be sent (a threshold that is not a number, a duration that cannot be read)
 // is refused here, under the server's field path; the rest is the server's to judge.
 import { create } from "@bufbuild/protobuf";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Alert, AlertSeverity, AlertState, type AlertRule, AlertRuleSchema, Comparator } from "../gen/persys/metrics/v1/alert_pb";
 import { Metric } from "../gen/persys/metrics/v1/host_metrics_pb";
 import type { Violation } from "./errors";
@@ -235,4 +235,51 @@ export function changedFields(stored: AlertRule, edited: AlertRule): string[] {
   ];
   for (const [path, a, b] of differs) if (a !== b) paths.push(path);
   return paths;
+}
+
+/** The "new silence" form, as typed. */
+export interface SilenceForm {
+  /** `name=value` or `name!=value`, one a line (or comma-separated). */
+  matchers: string;
+  /** How long, e.g. "2h". */
+  duration: string;
+  comment: string;
+}
+
+export const EMPTY_SILENCE: SilenceForm = { matchers: "", duration: "2h", comment: "" };
+
+/** Which input edits which of the server's field paths. */
+export const SILENCE_FIELDS: Record<keyof SilenceForm, readonly string[]> = {
+  matchers: ["silence.matchers"],
+  duration: ["silence.ends_at", "silence.starts_at"],
+  comment: ["silence.comment"],
+};
+
+/** A silence's matchers as people write them: `node_id=web-1`, `severity!=info`. */
+export function matcherText(m: { name: string; value: string; negate: boolean }): string {
+  return `${m.name}${m.negate ? "!=" : "="}${m.value}`;
+}
+
+/** The form as a silence ending `duration` after `nowMs`, or the violations that stop it. */
+export function silenceFromForm(
+  f: SilenceForm,
+  nowMs: number,
+): { silence: { matchers: { name: string; value: string; negate: boolean }[]; endsAt: ReturnType<typeof timestampFromMs>; comment: string } } | { violations: Violation[] } {
+  const violations: Violation[] = [];
+  const matchers: { name: string; value: string; negate: boolean }[] = [];
+  const parts = f.matchers.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
+  if (parts.length === 0) violations.push({ field: "silence.matchers", description: "at least one, e.g. node_id=web-1" });
+  parts.forEach((p, i) => {
+    const negate = p.includes("!=");
+    const [name, ...rest] = p.split(negate ? "!=" : "=");
+    if (rest.length === 0 || !name.trim())
+      violations.push({ field: `silence.matchers[${i}]`, description: `"${p}": write name=value or name!=value` });
+    else matchers.push({ name: name.trim(), value: rest.join(negate ? "!=" : "=").trim(), negate });
+  });
+  const seconds = parseDuration(f.duration);
+  if (seconds === undefined || seconds <= 0)
+    violations.push({ field: "silence.ends_at", description: "how long, e.g. 30m, 2h or 24h" });
+  if (!f.comment.trim()) violations.push({ field: "silence.comment", description: "say why, e.g. maintenance of web-1" });
+  if (violations.length) return { violations };
+  return { silence: { matchers, endsAt: timestampFromMs(nowMs + (seconds ?? 0) * 1000), comment: f.comment.trim() } };
 }

@@ -1,6 +1,7 @@
 // Alerts, live from the metrics pipeline's WatchAlerts (open ones, then every change), with the
 // recently resolved from ListAlerts; acknowledge a firing alert; the alert rules with enable,
-// disable and delete, and a form for a new rule whose mistakes come back on its inputs.
+// disable and delete, and a form for a new rule whose mistakes come back on its inputs; the
+// silences (./Silences).
 import { useEffect, useState } from "preact/hooks";
 import { alertService } from "../api";
 import { Ago, Badge, Empty, LiveIndicator, NoMetricsPipeline, PageTitle, Pager, ProblemBox } from "../components";
@@ -27,6 +28,7 @@ import { listAll, useAction, useFormProblems } from "../forms";
 import { problemOf } from "../logic/errors";
 import { AlertSeverity } from "../gen/persys/metrics/v1/alert_pb";
 import { Link } from "../router";
+import { Silences } from "./Silences";
 import type { Session } from "../session";
 
 const PAGE = 50;
@@ -52,6 +54,7 @@ export function Alerts(props: { session: Session }) {
   return (
     <>
       <AlertList />
+      <Silences />
       <Rules />
     </>
   );
