@@ -1,7 +1,7 @@
 //! `MetricsIngestService`: agents stream batches; each is validated, committed once per
 //! (node, batch sequence) and then acknowledged, and its newest sample goes to live watchers.
 
-use std::{pin::Pin, sync::Arc, time::SystemTime};
+use std::{pin::Pin, sync::Arc};
 
 use futures::Stream;
 use persys_kit::{ApiError, Identity, identity::Caller};
@@ -36,9 +36,7 @@ pub struct Ingest {
     alerts: crate::alerts::Alerts,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+use crate::clock::now_ms;
 
 impl Ingest {
     /// Ingest into `store`, publishing each node's newest sample on `live` and in `latest`; samples older

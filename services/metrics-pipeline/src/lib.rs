@@ -12,6 +12,7 @@
 //! Not here yet (see issue 12): host commands and DORA.
 
 pub mod alerts;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod ingest;
@@ -118,10 +119,6 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     Ok(Running { addr, admin, store, served })
 }
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Drops expired partitions and rollups at start and then hourly, until `shutdown`.
 fn spawn_expiry(store: Arc<Store>, retention_ms: i64, (minute_ms, hour_ms): (i64, i64), shutdown: Shutdown) {
     tokio::spawn(async move {
@@ -132,7 +129,7 @@ fn spawn_expiry(store: Arc<Store>, retention_ms: i64, (minute_ms, hour_ms): (i64
             tokio::select! {
                 _ = &mut stop => return,
                 _ = every.tick() => {
-                    let now = unix_ms();
+                    let now = clock::now_ms();
                     match store.expire(now, retention_ms).await {
                         Ok(days) if !days.is_empty() => tracing::info!(?days, "dropped expired sample partitions"),
                         Ok(_) => {}
@@ -160,7 +157,7 @@ fn spawn_hourly_rollups(store: Arc<Store>, shutdown: Shutdown) {
                 _ = &mut stop => return,
                 _ = every.tick() => {
                     loop {
-                        match store.roll_hours(unix_ms(), 24).await {
+                        match store.roll_hours(clock::now_ms(), 24).await {
                             Ok(24) => continue,
                             Ok(_) => break,
                             Err(error) => {

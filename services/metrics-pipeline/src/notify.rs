@@ -157,12 +157,10 @@ pub fn check_target(target: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+use crate::clock::now_ms;
 
 fn ms(t: Option<&prost_types::Timestamp>) -> Option<i64> {
-    t.map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+    t.map(crate::clock::millis)
 }
 
 /// RFC 3339 in UTC with milliseconds, as Alertmanager and JSON readers take it.

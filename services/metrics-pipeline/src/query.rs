@@ -53,13 +53,7 @@ pub fn check_may_read<T>(request: &Request<T>) -> Result<(), ApiError> {
     }
 }
 
-fn ms(t: &prost_types::Timestamp) -> i64 {
-    t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos) / 1_000_000)
-}
-
-fn ts(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
-}
+use crate::clock::{millis as ms, now_ms, timestamp as ts};
 
 /// Validates a range request into a query; `now_ms` stands for an unset end.
 pub fn range_query(r: &QueryRangeRequest, now_ms: i64) -> Result<RangeQuery, ApiError> {
@@ -129,10 +123,6 @@ impl Query {
             .collect();
         if unknown.is_empty() { Ok(()) } else { Err(ApiError::InvalidArgument(unknown)) }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn without_containers(mut m: HostMetrics, include: bool) -> HostMetrics {

@@ -537,3 +537,42 @@ async fn a_silence_mutes_the_alerts_it_matches_until_it_is_expired() {
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     p.finish().await;
 }
+
+#[tokio::test]
+async fn a_firing_alert_is_notified_again_each_repeat_interval_until_acknowledged() {
+    use persys_metrics_pipeline::notify::{Notifier, Options};
+    use persys_proto::metrics::v1::{AcknowledgeAlertRequest, ListAlertsRequest};
+    let receiver = Receiver::default();
+    let at = receiver.clone().serve().await;
+    let Some(p) = Pipeline::start().await else { return };
+    let mut admin = p.alerts_as("root", Role::Admin);
+    let mut rule =
+        hot_rule("cpu hot", vec![channel(NotificationChannelType::Webhook, format!("http://{at}/hook"), "", false)]);
+    rule.repeat_interval = Some(prost_types::Duration { seconds: 1, nanos: 0 });
+    admin.create_alert_rule(CreateAlertRuleRequest { rule: Some(rule) }).await.unwrap();
+    let mut agent = p.ingest_as("node-a");
+    let mut stream = AgentStream::open(&mut agent).await.unwrap();
+    // Fired 1.5 s ago (the sample's time): one repeat interval has gone round.
+    stream.send(batch("node-a", 1, vec![sample("node-a", now_ms() - 1500, 99.0)])).await.unwrap();
+    let pool = p.running.store.pool();
+    until(pool, "the firing delivered", |rows| rows.len() == 1 && rows[0].3).await;
+    // The refresh (the pipeline's runs every minute), called here; twice queues the round once.
+    let refresher = Notifier::new(p.running.store.clone(), Options::default()).unwrap();
+    refresher.refresh().await.unwrap();
+    refresher.refresh().await.unwrap();
+    until(pool, "the repeat delivered", |rows| rows.len() == 2 && rows.iter().all(|r| r.3)).await;
+    assert_eq!(outbox(pool).await[1].0, "repeat-1");
+    let got = receiver.got();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1].headers["x-persys-notification-id"].to_str().unwrap().rsplit('/').next(), Some("repeat-1"));
+
+    // Acknowledged, it is not repeated again, however much time has passed.
+    let alert = admin.list_alerts(ListAlertsRequest::default()).await.unwrap().into_inner().alerts.remove(0);
+    let fired_ms = alert.fired_at.as_ref().map_or(0, |t| t.seconds * 1000);
+    admin.acknowledge_alert(AcknowledgeAlertRequest { id: alert.id, comment: String::new() }).await.unwrap();
+    // Until a second round would be due (the condition is the clock itself).
+    until(pool, "two intervals since it fired", |_| now_ms() - fired_ms >= 2500).await;
+    refresher.refresh().await.unwrap();
+    assert_eq!(outbox(pool).await.len(), 2, "no round for an acknowledged alert");
+    p.finish().await;
+}

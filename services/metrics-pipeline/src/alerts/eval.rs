@@ -36,9 +36,7 @@ fn ms_of(d: Option<&prost_types::Duration>) -> i64 {
     d.map_or(0, |d| d.seconds.saturating_mul(1000).saturating_add(i64::from(d.nanos) / 1_000_000))
 }
 
-fn ts(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
-}
+use crate::clock::timestamp as ts;
 
 /// One change of one alert.
 #[derive(Clone, Debug, PartialEq)]

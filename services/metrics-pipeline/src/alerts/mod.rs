@@ -35,9 +35,7 @@ use crate::{
     store::Store,
 };
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+use crate::clock::{now_ms, timestamp};
 
 fn subject_of(a: &Alert) -> String {
     let labels: Labels = a.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -537,14 +535,10 @@ impl AlertService for Alerts {
             .ok_or_else(|| ApiError::InvalidArgument(vec![persys_kit::FieldViolation::new("silence", "required")]))?;
         let now = now_ms();
         silence::validate(&s, now)?;
-        let stamp = |ms: i64| prost_types::Timestamp {
-            seconds: ms.div_euclid(1000),
-            nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-        };
         s.id = format!("silence-{now:x}-{:x}", rand_suffix());
         s.created_by = who;
-        s.created_at = Some(stamp(now));
-        s.starts_at = s.starts_at.or(Some(stamp(now)));
+        s.created_at = Some(timestamp(now));
+        s.starts_at = s.starts_at.or(Some(timestamp(now)));
         s.expired_at = None;
         let (starts, ends) = silence::window(&s);
         self.store.put_silence(&s, starts, ends, now).await.map_err(ApiError::internal)?;
@@ -575,12 +569,9 @@ impl AlertService for Alerts {
         if silence::window(&s).1 <= now {
             return Err(ApiError::FailedPrecondition(format!("silence {id:?} has already ended")).into());
         }
-        s.expired_at = Some(prost_types::Timestamp {
-            seconds: now.div_euclid(1000),
-            nanos: (now.rem_euclid(1000) * 1_000_000) as i32,
-        });
+        s.expired_at = Some(timestamp(now));
         let (starts, ends) = silence::window(&s);
-        let created = s.created_at.as_ref().map_or(now, |t| t.seconds * 1000);
+        let created = s.created_at.as_ref().map_or(now, crate::clock::millis);
         self.store.put_silence(&s, starts, ends, created).await.map_err(ApiError::internal)?;
         Ok(Response::new(ExpireSilenceResponse { silence: Some(s) }))
     }

@@ -11,7 +11,7 @@ pub const MAX_MATCHERS: usize = 20;
 pub const MAX_AHEAD_MS: i64 = 90 * 86_400_000;
 
 fn ms(t: Option<&prost_types::Timestamp>) -> Option<i64> {
-    t.map(|t| t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos) / 1_000_000))
+    t.map(crate::clock::millis)
 }
 
 /// When `s` starts and ends, in Unix milliseconds (the end is the earlier of `ends_at` and
