@@ -68,6 +68,52 @@ pub struct ServeArgs {
     /// not re-sent within 5 min) and repeat notifications are queued.
     #[arg(long, env = "PERSYS_METRICS_NOTIFY_REFRESH", default_value = "1m", value_parser = parse_duration)]
     pub notify_refresh: Duration,
+    /// GitHub API base URL the DORA pipeline reads commits from (GitHub Enterprise:
+    /// `https://<host>/api/v3`).
+    #[arg(long, env = "PERSYS_METRICS_GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api_url: String,
+    /// GitHub token for reading commits (contents: read); anonymous calls get 60 an hour.
+    #[arg(long, env = "PERSYS_METRICS_GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<persys_kit::config::Secret>,
+    /// Source repository of an image repository, `<image repository>=<repository URL>`
+    /// (repeatable; comma-separated in the environment), e.g.
+    /// `quay.io/acme/ui=https://github.com/acme/ui`; images without one are looked up by
+    /// GitHub commit search.
+    #[arg(long = "dora-image-repo", env = "PERSYS_METRICS_DORA_IMAGE_REPOS", value_delimiter = ',', value_parser = parse_image_repo)]
+    pub dora_image_repos: Vec<(String, String)>,
+    /// Apache DevLake base URL deployments are sent to; none when unset.
+    #[arg(long, env = "PERSYS_METRICS_DEVLAKE_URL")]
+    pub devlake_url: Option<String>,
+    /// DevLake webhook connection ids every deployment is sent to (comma-separated).
+    #[arg(long = "devlake-connection", env = "PERSYS_METRICS_DEVLAKE_CONNECTIONS", value_delimiter = ',')]
+    pub devlake_connections: Vec<String>,
+    /// DevLake webhook API key (sent as a Bearer token).
+    #[arg(long, env = "PERSYS_METRICS_DEVLAKE_TOKEN", hide_env_values = true)]
+    pub devlake_token: Option<persys_kit::config::Secret>,
+    /// Attempts of a DevLake push (and of resolving commits) before it is given up.
+    #[arg(long, env = "PERSYS_METRICS_DEVLAKE_ATTEMPTS", default_value_t = 6)]
+    pub devlake_attempts: i32,
+    /// First retry delay of a DevLake push or a GitHub lookup, doubled per attempt.
+    #[arg(long, env = "PERSYS_METRICS_DEVLAKE_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    pub devlake_backoff: Duration,
+    /// Redis URL holding DevLake claims, so pipelines with their own databases (one per
+    /// cluster) send each deployment once; give Redis AOF persistence.
+    #[arg(long, env = "PERSYS_METRICS_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<persys_kit::config::Secret>,
+    /// Prefix of the pipeline's keys in Redis; pipelines that must send each deployment once
+    /// between them share it.
+    #[arg(long, env = "PERSYS_METRICS_REDIS_PREFIX", default_value = "persys:dora")]
+    pub redis_prefix: String,
+    /// How long Redis remembers a sent deployment.
+    #[arg(long, env = "PERSYS_METRICS_DORA_DEDUPE_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub dora_dedupe_ttl: Duration,
+    /// Scheduler (`https://scheduler:7443`) whose workloads are recorded as DORA deployments
+    /// (each workload one rollout of its name); off when unset.
+    #[arg(long, env = "PERSYS_METRICS_SCHEDULER")]
+    pub scheduler: Option<String>,
+    /// The cluster name those rollouts carry.
+    #[arg(long, env = "PERSYS_METRICS_ROLLOUTS_CLUSTER", default_value = "persys")]
+    pub rollouts_cluster: String,
     /// How long in-flight calls may finish after SIGTERM.
     #[arg(long, env = "PERSYS_METRICS_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -79,7 +125,37 @@ pub struct ServeArgs {
     pub telemetry: TelemetryArgs,
 }
 
+/// Parses `<image repository>=<repository URL>`.
+fn parse_image_repo(s: &str) -> Result<(String, String), String> {
+    let (image, repo) = s.split_once('=').ok_or_else(|| format!("{s:?}: use <image repository>=<repository URL>"))?;
+    let repo = crate::dora::github::normalise_repo_url(repo)
+        .ok_or_else(|| format!("{repo:?} is not a repository URL like https://github.com/<owner>/<repo>"))?;
+    let image = image.trim().trim_end_matches('/');
+    if image.is_empty() || image.contains(['@', ' ']) {
+        return Err(format!("{s:?}: the image repository (before '=') is empty or has a tag or digest"));
+    }
+    Ok((image.to_owned(), repo))
+}
+
 impl ServeArgs {
+    /// How the DORA pipeline reaches GitHub, DevLake and Redis.
+    pub fn dora_options(&self) -> crate::dora::Options {
+        crate::dora::Options {
+            github_api: self.github_api_url.clone(),
+            github_token: self.github_token.clone(),
+            image_repos: self.dora_image_repos.clone(),
+            devlake_url: self.devlake_url.clone(),
+            devlake_token: self.devlake_token.clone(),
+            devlake_connections: self.devlake_connections.clone(),
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            dedupe_ttl: self.dora_dedupe_ttl,
+            backoff: self.devlake_backoff,
+            attempts: self.devlake_attempts,
+            ..crate::dora::Options::default()
+        }
+    }
+
     /// How notifications are retried and refreshed.
     pub fn notify_options(&self) -> crate::notify::Options {
         crate::notify::Options {
@@ -107,6 +183,19 @@ impl ServeArgs {
             notify_give_up: Duration::from_secs(3600),
             notify_timeout: Duration::from_secs(10),
             notify_refresh: Duration::from_secs(60),
+            github_api_url: "https://api.github.com".into(),
+            github_token: None,
+            dora_image_repos: Vec::new(),
+            devlake_url: None,
+            devlake_connections: Vec::new(),
+            devlake_token: None,
+            devlake_attempts: 6,
+            devlake_backoff: Duration::from_secs(1),
+            redis_url: None,
+            redis_prefix: "persys:dora".into(),
+            dora_dedupe_ttl: Duration::from_secs(30 * 86_400),
+            scheduler: None,
+            rollouts_cluster: "persys".into(),
             drain_timeout: Duration::from_secs(10),
             tls: TlsArgs::from_certs(certs, crate::SERVICE),
             telemetry: TelemetryArgs::embedded(),
@@ -125,6 +214,28 @@ impl ServeArgs {
         }
         if self.notify_backoff.is_zero() || self.notify_timeout.is_zero() {
             return Err(ConfigError("--notify-backoff and --notify-timeout must be more than 0".into()));
+        }
+        if self.devlake_url.is_some() && self.devlake_connections.is_empty() {
+            return Err(ConfigError(
+                "--devlake-url is set but no --devlake-connection / PERSYS_METRICS_DEVLAKE_CONNECTIONS: name the webhook connection ids deployments go to".into(),
+            ));
+        }
+        if let Some(url) = &self.devlake_url
+            && !url.starts_with("http://")
+            && !url.starts_with("https://")
+        {
+            return Err(ConfigError(format!(
+                "--devlake-url / PERSYS_METRICS_DEVLAKE_URL: {url:?} is not an http(s) URL"
+            )));
+        }
+        if !(1..=20).contains(&self.devlake_attempts) || self.devlake_backoff.is_zero() {
+            return Err(ConfigError("--devlake-attempts must be 1 to 20 and --devlake-backoff more than 0".into()));
+        }
+        if let Some(url) = &self.redis_url
+            && !url.expose().starts_with("redis://")
+            && !url.expose().starts_with("rediss://")
+        {
+            return Err(ConfigError("--redis-url / PERSYS_METRICS_REDIS_URL must be a redis:// URL".into()));
         }
         if self.minute_retention < self.raw_retention || self.hour_retention < self.minute_retention {
             return Err(ConfigError(

@@ -9,14 +9,19 @@
 //! Samples are kept raw (daily partitions), in one-minute rollups written with each batch and
 //! in one-hour rollups folded from those once an hour ends; each with its own retention.
 //!
-//! Not here yet (see issue 12): host commands and DORA.
+//! DORA ([`dora`]): deployments recorded by the reconciler's ArgoCD watcher, their commits
+//! resolved from GitHub, sent once to Apache DevLake, and the four keys computed here.
+//!
+//! Not here yet (see issue 12): host commands.
 
 pub mod alerts;
 pub mod clock;
 pub mod config;
+pub mod dora;
 pub mod error;
 pub mod ingest;
 pub mod notify;
+pub mod outcomes;
 pub mod prometheus;
 pub mod query;
 pub mod samples;
@@ -32,8 +37,8 @@ use persys_kit::{
     shutdown::Shutdown,
 };
 use persys_proto::metrics::v1::{
-    alert_service_server::AlertServiceServer, metrics_ingest_service_server::MetricsIngestServiceServer,
-    metrics_query_service_server::MetricsQueryServiceServer,
+    alert_service_server::AlertServiceServer, dora_service_server::DoraServiceServer,
+    metrics_ingest_service_server::MetricsIngestServiceServer, metrics_query_service_server::MetricsQueryServiceServer,
 };
 use tonic::service::Routes;
 
@@ -48,20 +53,28 @@ pub fn authorize(callers: &[String]) -> AuthorizeLayer {
     let policy = Policy::new()
         .allow("/persys.metrics.v1.MetricsIngestService/", [Matcher::AnyAgent])
         .allow("/persys.metrics.v1.MetricsQueryService/", callers.iter().map(|c| Matcher::Service(c.clone())))
-        .allow("/persys.metrics.v1.AlertService/", callers.iter().map(|c| Matcher::Service(c.clone())));
+        .allow("/persys.metrics.v1.AlertService/", callers.iter().map(|c| Matcher::Service(c.clone())))
+        .allow("/persys.metrics.v1.DoraService/", callers.iter().map(|c| Matcher::Service(c.clone())));
     AuthorizeLayer::new(policy)
 }
 
 /// Builds the routes with the services mounted and SERVING.
-pub async fn routes(ingest: Ingest, query: Query, alerts: alerts::Alerts) -> Result<(Routes, Health), ServeError> {
+pub async fn routes(
+    ingest: Ingest,
+    query: Query,
+    alerts: alerts::Alerts,
+    dora: dora::Dora,
+) -> Result<(Routes, Health), ServeError> {
     let (routes, health) = base_routes(&[])?;
     health.serving::<MetricsIngestServiceServer<Ingest>>().await;
     health.serving::<MetricsQueryServiceServer<Query>>().await;
     health.serving::<AlertServiceServer<alerts::Alerts>>().await;
+    health.serving::<DoraServiceServer<dora::Dora>>().await;
     let routes = routes
         .add_service(MetricsIngestServiceServer::new(ingest))
         .add_service(MetricsQueryServiceServer::new(query))
-        .add_service(AlertServiceServer::new(alerts));
+        .add_service(AlertServiceServer::new(alerts))
+        .add_service(DoraServiceServer::new(dora));
     Ok((routes, health))
 }
 
@@ -73,6 +86,8 @@ pub struct Running {
     pub admin: Option<SocketAddr>,
     /// The store, for invariants in tests.
     pub store: Arc<Store>,
+    /// The DORA service, for invariants in tests.
+    pub dora: dora::Dora,
     /// Ends when the server has drained after shutdown.
     pub served: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
@@ -101,11 +116,31 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     spawn_hourly_rollups(store.clone(), shutdown.clone());
     let notifier = notify::Notifier::new(store.clone(), args.notify_options())
         .map_err(|e| persys_kit::config::ConfigError(format!("notification client: {e}")))?;
+    notifier.register_metrics(&metrics);
     let alerts = alerts::Alerts::load(store.clone(), args.watch_buffer, notifier.clone()).await?;
     notifier.spawn(shutdown.clone());
     let ingest = Ingest::new(store.clone(), live.clone(), latest, max_age_ms, alerts.clone());
     let query = Query::new(store.clone(), live);
-    let (routes, health) = routes(ingest, query, alerts).await?;
+    let dora = dora::Dora::new(&store, args.dora_options()).map_err(persys_kit::config::ConfigError)?;
+    dora.register_metrics(&metrics);
+    dora.spawn(shutdown.clone());
+    if let Some(url) = &args.scheduler {
+        let channel = persys_kit::client::mtls_channel_to(
+            url,
+            &tls,
+            persys_kit::Identity::Service("scheduler".into()),
+            &persys_kit::client::ClientOptions::default(),
+        )
+        .map_err(|e| persys_kit::config::ConfigError(format!("--scheduler {url}: {e}")))?;
+        tokio::spawn(dora::rollouts::run(
+            dora.clone(),
+            alerts.clone(),
+            channel,
+            args.rollouts_cluster.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let (routes, health) = routes(ingest, query, alerts, dora.clone()).await?;
     let (listener, addr) = bind(args.listen).await?;
     announce_ready("metrics-pipeline", &[("grpc", Some(addr)), ("admin", admin)]);
     let options = ServerOptions {
@@ -116,7 +151,7 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
         ..ServerOptions::default()
     };
     let served = tokio::spawn(serve(listener, routes, options, Some(health), shutdown));
-    Ok(Running { addr, admin, store, served })
+    Ok(Running { addr, admin, store, dora, served })
 }
 
 /// Drops expired partitions and rollups at start and then hourly, until `shutdown`.

@@ -378,12 +378,24 @@ pub struct Notifier {
     sender: Sender,
     options: Options,
     wake: Arc<tokio::sync::Notify>,
+    outcomes: crate::outcomes::Outcomes,
 }
 
 impl Notifier {
     /// A notifier on `store`'s outbox.
     pub fn new(store: Arc<Store>, options: Options) -> Result<Self, client::ClientError> {
-        Ok(Self { store, sender: Sender::new(options.timeout)?, options, wake: Arc::default() })
+        Ok(Self {
+            store,
+            sender: Sender::new(options.timeout)?,
+            options,
+            wake: Arc::default(),
+            outcomes: Default::default(),
+        })
+    }
+
+    /// Puts the delivery counters on `metrics` (`persys_notifications_total{outcome}`).
+    pub fn register_metrics(&self, metrics: &persys_kit::metrics::Metrics) {
+        crate::outcomes::register(metrics, "notifications", "Notification deliveries by outcome", &self.outcomes);
     }
 
     /// Says that something was queued: the dispatcher looks now instead of at its next due time.
@@ -486,6 +498,7 @@ impl Notifier {
         let kind = NotificationChannelType::try_from(c.spec.r#type).map_or("unknown", |t| t.as_str_name());
         let query = match outcome {
             Outcome::Delivered => {
+                crate::outcomes::count(&self.outcomes, "delivered");
                 tracing::info!(alert = %c.alert_id, transition = %c.transition, channel = kind, attempts = c.attempts, "notified");
                 sqlx::query("UPDATE notifications SET delivered_ms = $2, last_error = '' WHERE id = $1")
                     .bind(c.id)
@@ -493,6 +506,7 @@ impl Notifier {
             }
             Outcome::Retry(why) if now - c.created_ms < self.options.give_up.as_millis() as i64 => {
                 let wait = backoff(self.options.backoff, c.attempts);
+                crate::outcomes::count(&self.outcomes, "retried");
                 tracing::warn!(alert = %c.alert_id, transition = %c.transition, channel = kind, attempts = c.attempts, error = %why, retry_in = ?wait, "notification failed; retrying");
                 sqlx::query("UPDATE notifications SET due_ms = $2, last_error = $3 WHERE id = $1")
                     .bind(c.id)
@@ -500,6 +514,7 @@ impl Notifier {
                     .bind(why)
             }
             Outcome::Retry(why) | Outcome::Permanent(why) => {
+                crate::outcomes::count(&self.outcomes, "failed");
                 tracing::warn!(alert = %c.alert_id, transition = %c.transition, channel = kind, attempts = c.attempts, error = %why, "notification given up");
                 sqlx::query("UPDATE notifications SET failed_ms = $2, last_error = $3 WHERE id = $1")
                     .bind(c.id)

@@ -65,8 +65,15 @@ pub fn range_query(r: &QueryRangeRequest, now_ms: i64) -> Result<RangeQuery, Api
             Ok(Metric::Unspecified) | Err(_) => {
                 v.check(true, &format!("metrics[{i}]"), format!("unknown metric {m}"));
             }
-            Ok(Metric::SecondsSinceLastSample) => {
-                v.check(true, &format!("metrics[{i}]"), "seconds_since_last_sample is for alert rules, not stored");
+            Ok(Metric::SecondsSinceLastSample | Metric::WorkloadUnavailableReplicas | Metric::WorkloadRestarts10m) => {
+                v.check(
+                    true,
+                    &format!("metrics[{i}]"),
+                    format!(
+                        "{} is for alert rules, not stored",
+                        Metric::try_from(*m).map(|m| m.as_str_name()).unwrap_or_default()
+                    ),
+                );
             }
             Ok(metric) => metrics.push(metric),
         }

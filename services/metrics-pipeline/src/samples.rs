@@ -85,6 +85,10 @@ impl Rates {
                 ("container", c.name.as_str()),
             ]);
             push(Metric::ContainerCpuPercent, l.clone(), c.cpu_percent);
+            if c.memory_limit_bytes > 0 {
+                let percent = c.memory_usage_bytes as f64 / c.memory_limit_bytes as f64 * 100.0;
+                push(Metric::ContainerMemoryLimitPercent, l.clone(), percent);
+            }
             push(Metric::ContainerMemoryBytes, l, c.memory_usage_bytes as f64);
         }
         rows
@@ -149,6 +153,11 @@ mod tests {
         assert_eq!((c.value, c.labels.get("workload_id").map(String::as_str)), (150.0, Some("w1")));
         assert!(rows.iter().all(|r| r.time_ms == 100_500));
         assert_eq!(value(&rows, Metric::NetworkRxBytesPerSecond), None, "no rate from one sample");
+        assert_eq!(value(&rows, Metric::ContainerMemoryLimitPercent), None, "no limit, no percent of it");
+        let mut limited = sample(100, 0, 0);
+        limited.containers[0].memory_limit_bytes = 396;
+        let rows = Rates::default().rows(&limited, 100_500);
+        assert_eq!(value(&rows, Metric::ContainerMemoryLimitPercent), Some(25.0));
     }
 
     #[test]

@@ -224,3 +224,72 @@ async fn a_rule_is_updated_by_mask_and_revision_and_its_open_alert_follows_the_n
     assert_eq!(after[0].state, AlertState::Resolved as i32, "{after:?}");
     p.finish().await;
 }
+
+#[tokio::test]
+async fn a_workload_rule_warns_when_its_container_nears_its_memory_limit() {
+    let Some(p) = Pipeline::start().await else { return };
+    let mut admin = p.alerts_as("root", Role::Admin);
+    let rule = AlertRule {
+        name: "shop near its memory limit".into(),
+        metric: Metric::ContainerMemoryLimitPercent as i32,
+        comparator: Comparator::GreaterThan as i32,
+        threshold: 90.0,
+        match_labels: [("workload_id".to_string(), "wl-shop".to_string())].into(),
+        enabled: true,
+        ..Default::default()
+    };
+    let rule =
+        admin.create_alert_rule(CreateAlertRuleRequest { rule: Some(rule) }).await.unwrap().into_inner().rule.unwrap();
+    let container = |workload: &str, used: i64, limit: i64| persys_proto::metrics::v1::ContainerMetrics {
+        container_id: format!("c-{workload}"),
+        name: workload.into(),
+        workload_id: workload.into(),
+        instance_id: format!("{workload}-0"),
+        memory_usage_bytes: used,
+        memory_limit_bytes: limit,
+        ..Default::default()
+    };
+    let t0 = now_ms() - 60_000;
+    let mut agent = p.ingest_as("node-a");
+    let mut stream = AgentStream::open(&mut agent).await.unwrap();
+    // shop at 95 % of 1 GiB; another workload at 99 % (not this rule's); one without a limit.
+    let mut s = sample("node-a", t0, 10.0);
+    s.containers = vec![
+        container("wl-shop", 972 << 20, 1 << 30),
+        container("wl-other", 1014 << 20, 1 << 30),
+        container("wl-free", 5 << 30, 0),
+    ];
+    stream.send(batch("node-a", 1, vec![s])).await.unwrap();
+    let open = |admin: &mut persys_proto::metrics::v1::alert_service_client::AlertServiceClient<_>| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .list_alerts(ListAlertsRequest { states: vec![AlertState::Firing as i32], ..Default::default() })
+                .await
+                .unwrap()
+                .into_inner()
+                .alerts
+        }
+    };
+    let mut firing = open(&mut admin).await;
+    let start = std::time::Instant::now();
+    while firing.is_empty() && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        firing = open(&mut admin).await;
+    }
+    assert_eq!(firing.len(), 1, "only shop's container: {firing:?}");
+    assert_eq!(firing[0].rule_id, rule.id);
+    assert!((firing[0].value - 972.0 / 1024.0 * 100.0).abs() < 1e-9, "{}", firing[0].value);
+    assert_eq!(firing[0].labels.get("workload_id").map(String::as_str), Some("wl-shop"));
+
+    // Back to half its limit: resolved.
+    let mut s = sample("node-a", t0 + 5000, 10.0);
+    s.containers = vec![container("wl-shop", 512 << 20, 1 << 30)];
+    stream.send(batch("node-a", 2, vec![s])).await.unwrap();
+    let start = std::time::Instant::now();
+    while !open(&mut admin).await.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10), "shop's alert did not resolve");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    p.finish().await;
+}

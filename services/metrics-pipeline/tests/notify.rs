@@ -174,6 +174,14 @@ async fn each_transition_reaches_a_webhook_and_slack_once_through_failures_and_i
         "two 500s then the delivery; the resolve went through at once (the receiver fails each path twice)"
     );
     assert!(rows.iter().all(|r| !r.4 && r.5.is_empty()), "none failed, no error left: {rows:?}");
+    // The admin port counts the same: 4 retried attempts, 3 deliveries, none given up.
+    let exposed = common::http_get(p.running.admin.unwrap(), "/metrics").await;
+    for line in
+        ["persys_notifications_total{outcome=\"retried\"} 4", "persys_notifications_total{outcome=\"delivered\"} 3"]
+    {
+        assert!(exposed.contains(line), "{line} missing from /metrics:\n{exposed}");
+    }
+    assert!(!exposed.contains("persys_notifications_total{outcome=\"failed\"}"));
 
     // What the receiver saw is exactly what the outbox says: 3 + 3 + 1 requests, one accepted
     // per notification.

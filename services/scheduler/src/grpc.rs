@@ -28,6 +28,8 @@ pub fn policy() -> Policy {
             "/persys.scheduler.v1.SchedulerService/",
             [Matcher::Service("gateway".into()), Matcher::Service("stack".into())],
         )
+        // The metrics pipeline follows workloads (read-only) to record rollouts for DORA.
+        .allow("/persys.scheduler.v1.SchedulerService/WatchWorkloads", [Matcher::Service("metrics".into())])
 }
 
 /// Routes of the mTLS port.

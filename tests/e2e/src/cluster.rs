@@ -77,9 +77,10 @@ impl Cluster {
 
         let metrics = match &options.metrics {
             Some((database_url, schema)) => {
+                let scheduler_url = format!("https://localhost:{}", scheduler.addr("grpc").port());
                 let mut args: Vec<String> = ["--listen", "127.0.0.1:0", "--database-url", database_url]
                     .into_iter()
-                    .chain(["--database-schema", schema])
+                    .chain(["--database-schema", schema, "--scheduler", &scheduler_url])
                     .map(String::from)
                     .collect();
                 args.extend(tls_args(&certs, "metrics"));

@@ -13,12 +13,14 @@ use persys_proto::{
     common::v1::{TimeRange, WatchEventType},
     gateway::v1::{LoginRequest, auth_service_client::AuthServiceClient},
     metrics::v1::{
-        HostMetrics, Metric, QueryRangeRequest, Rollup, WatchHostMetricsRequest,
+        AlertRule, AlertState, Comparator, CreateAlertRuleRequest, DeploymentStatus, HostMetrics, ListAlertsRequest,
+        ListDeploymentsRequest, Metric, QueryRangeRequest, Rollup, WatchHostMetricsRequest,
+        alert_service_client::AlertServiceClient, dora_service_client::DoraServiceClient,
         metrics_query_service_client::MetricsQueryServiceClient,
     },
     scheduler::v1::{
         CreateJoinTokenRequest, CreateWorkloadRequest, DeleteWorkloadRequest, ImagePullPolicy, ListNodesRequest,
-        WatchWorkloadsRequest, WorkloadSpec, scheduler_service_client::SchedulerServiceClient,
+        RestartPolicy, WatchWorkloadsRequest, WorkloadSpec, scheduler_service_client::SchedulerServiceClient,
     },
 };
 
@@ -144,6 +146,121 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
     let series = metrics.query_range(by_workload).await.unwrap().into_inner().series;
     assert_eq!(series.len(), 1, "{series:?}");
     assert_eq!(series[0].labels.get("instance_id"), Some(&container.instance_id));
+
+    // The running workload is a rollout of `metered`: a DORA deployment, recorded once; a
+    // workload whose image cannot start is a failed one.
+    let dora = DoraServiceClient::with_interceptor(
+        persys_kit::client::plain_channel(&cluster.url(), &Default::default()).unwrap(),
+        bearer(&token),
+    );
+    let rollouts = || {
+        let mut dora = dora.clone();
+        async move {
+            dora.list_deployments(ListDeploymentsRequest { component: "metered".into(), ..Default::default() })
+                .await
+                .unwrap()
+                .into_inner()
+                .deployments
+        }
+    };
+    let revision: String = w.id.chars().filter(char::is_ascii_hexdigit).take(12).collect();
+    let recorded = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let list = rollouts().await;
+            if !list.is_empty() {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the rollout is recorded within 30 s");
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!((recorded[0].revision.as_str(), recorded[0].cluster.as_str()), (revision.as_str(), "persys"));
+    assert_eq!(recorded[0].status, DeploymentStatus::Success as i32);
+    assert_eq!(recorded[0].images[0].image, w.spec.as_ref().unwrap().image);
+    // A rule on workload health: any replica of `metered` down.
+    let alerts = AlertServiceClient::with_interceptor(
+        persys_kit::client::plain_channel(&cluster.url(), &Default::default()).unwrap(),
+        bearer(&token),
+    );
+    let down = AlertRule {
+        name: "metered down".into(),
+        metric: Metric::WorkloadUnavailableReplicas as i32,
+        comparator: Comparator::GreaterThan as i32,
+        threshold: 0.0,
+        match_labels: [("workload".to_string(), "metered".to_string())].into(),
+        enabled: true,
+        ..Default::default()
+    };
+    alerts.clone().create_alert_rule(CreateAlertRuleRequest { rule: Some(down) }).await.unwrap();
+    let firing = || {
+        let mut alerts = alerts.clone();
+        async move {
+            alerts
+                .list_alerts(ListAlertsRequest { states: vec![AlertState::Firing as i32], ..Default::default() })
+                .await
+                .unwrap()
+                .into_inner()
+                .alerts
+        }
+    };
+    let broken = scheduler
+        .create_workload(CreateWorkloadRequest {
+            name: "metered".into(),
+            spec: Some(WorkloadSpec {
+                image: "persys-test/absent:1".into(),
+                image_pull_policy: ImagePullPolicy::Never as i32,
+                restart_policy: RestartPolicy::Never as i32,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .workload
+        .unwrap();
+    let failed = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let list = rollouts().await;
+            if let Some(d) = list.into_iter().find(|d| d.status == DeploymentStatus::Failed as i32) {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the failed rollout is recorded within 60 s; agent log:\n{}", agent.log()));
+    assert_eq!(failed.revision, broken.id.chars().filter(char::is_ascii_hexdigit).take(12).collect::<String>());
+    assert_eq!(rollouts().await.len(), 2, "each rollout once");
+    // The broken one is down, the running one is not: one alert, on the broken workload.
+    let open = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let list = firing().await;
+            if !list.is_empty() {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the workload-down rule fires within 60 s");
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].labels.get("workload_id"), Some(&broken.id));
+    scheduler
+        .delete_workload(DeleteWorkloadRequest { id: broken.id.clone(), force: true, ..Default::default() })
+        .await
+        .unwrap();
+    // Deleted: nothing is wanted of it any more, and its alert resolves.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !firing().await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the alert resolves once the broken workload is deleted");
+
     // Deleted, and gone from the engine, before the agent stops.
     let mut changes = scheduler
         .watch_workloads(WatchWorkloadsRequest { workload_id: w.id.clone(), ..Default::default() })

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fakes;
+
 use std::time::{Duration, SystemTime};
 
 use persys_client::{CertsDir, Connection, testing::AsUser};
@@ -75,7 +77,7 @@ pub fn certs() -> TempDir {
     let certs = tempfile::tempdir().unwrap();
     let ca = Ca::generate("test", Duration::from_secs(3600)).unwrap();
     std::fs::write(certs.path().join("ca.pem"), ca.cert_pem()).unwrap();
-    for service in ["metrics", "gateway", "scheduler"] {
+    for service in ["metrics", "gateway", "scheduler", "reconciler"] {
         issue(&ca, certs.path(), service, Identity::Service(service.into()));
     }
     for node in ["node-a", "node-b"] {
@@ -139,6 +141,40 @@ impl Pipeline {
             channel,
             AsUser::named(name, role),
         )
+    }
+
+    /// A DORA client acting as user `name` with `role`, through the gateway's certificate.
+    pub fn dora_as(
+        &self,
+        name: &str,
+        role: Role,
+    ) -> persys_proto::metrics::v1::dora_service_client::DoraServiceClient<persys_client::testing::UserChannel> {
+        let channel = connection(self.certs.path(), self.running.addr.port(), "gateway").channel();
+        persys_proto::metrics::v1::dora_service_client::DoraServiceClient::with_interceptor(
+            channel,
+            AsUser::named(name, role),
+        )
+    }
+
+    /// A DORA client presenting service `me`'s certificate (no user), e.g. `reconciler`.
+    pub fn dora_service(
+        &self,
+        me: &str,
+    ) -> persys_proto::metrics::v1::dora_service_client::DoraServiceClient<persys_kit::client::TracedChannel> {
+        persys_proto::metrics::v1::dora_service_client::DoraServiceClient::new(
+            connection(self.certs.path(), self.running.addr.port(), me).channel(),
+        )
+    }
+
+    /// Another pipeline on the same database and certificates (a replica); stop it with the
+    /// trigger.
+    pub async fn replica(&self, configure: impl FnOnce(&mut ServeArgs)) -> (Running, ShutdownTrigger) {
+        let mut args = ServeArgs::loopback(&CertsDir::new(self.certs.path()), self.db.url.clone());
+        args.telemetry.admin_listen = "off".into();
+        configure(&mut args);
+        let (trigger, handle) = shutdown::channel();
+        let running = persys_metrics_pipeline::start(args, handle).await.expect("the replica starts");
+        (running, trigger)
     }
 
     /// Stops the pipeline and drops its database.

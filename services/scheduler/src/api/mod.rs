@@ -17,6 +17,19 @@ pub fn user<T>(request: &Request<T>) -> Result<UserClaims, ApiError> {
     caller.user().cloned()
 }
 
+/// The user a call acts for, or, for the metrics pipeline's own certificate without a user
+/// (it follows workloads to record rollouts), a reader of every workload. Only paths the
+/// policy opens to `metrics` get this far with its identity.
+pub fn user_or_pipeline<T>(request: &Request<T>) -> Result<UserClaims, ApiError> {
+    let caller = Caller::of(request).ok_or_else(|| ApiError::Unauthenticated("no verified caller".into()))?;
+    match (&caller.identity, &caller.user) {
+        (Identity::Service(s), None) if s == "metrics" => {
+            Ok(UserClaims { id: "service:metrics".into(), name: "metrics".into(), role: Role::Viewer })
+        }
+        _ => caller.user().cloned(),
+    }
+}
+
 /// Requires the admin role.
 pub fn require_admin(user: &UserClaims) -> Result<(), ApiError> {
     if user.role == Role::Admin {

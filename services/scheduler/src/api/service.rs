@@ -147,7 +147,7 @@ impl<K: Kv> SchedulerService for SchedulerApi<K> {
         &self,
         request: Request<pb::WatchWorkloadsRequest>,
     ) -> Result<Response<Self::WatchWorkloadsStream>, Status> {
-        let user = user(&request)?;
+        let user = super::user_or_pipeline(&request)?;
         let r = request.into_inner();
         if !r.owner_id.is_empty() && user.role == Role::Member && r.owner_id != user.id {
             return Err(ApiError::PermissionDenied("members can watch only their own workloads".into()).into());
