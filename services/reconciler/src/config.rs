@@ -77,13 +77,13 @@ pub struct RunArgs {
     #[arg(long, env = "PERSYS_RECONCILER_LISTEN")]
     pub listen: Option<std::net::SocketAddr>,
     /// PEM CA every caller's certificate must chain to.
-    #[arg(long, env = "PERSYS_TLS_CA", requires = "listen")]
+    #[arg(long, env = "PERSYS_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
     /// PEM certificate chain of this service (`spiffe://persys/reconciler`).
-    #[arg(long, env = "PERSYS_TLS_CERT", requires = "listen")]
+    #[arg(long, env = "PERSYS_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of that certificate.
-    #[arg(long, env = "PERSYS_TLS_KEY", requires = "listen")]
+    #[arg(long, env = "PERSYS_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Services allowed to call PersonaService, by certificate identity (comma-separated);
     /// users come through the gateway.
@@ -94,6 +94,15 @@ pub struct RunArgs {
         default_value = "gateway,stack"
     )]
     pub allowed_callers: Vec<String>,
+    /// Metrics pipeline (`https://metrics:7400`) in which ArgoCD syncs are recorded as DORA
+    /// deployments (`RecordDeployment`, mTLS as `reconciler`); off when unset. Needs
+    /// `--tls-ca`, `--tls-cert` and `--tls-key`.
+    #[arg(long, env = "PERSYS_RECONCILER_METRICS_PIPELINE")]
+    pub metrics_pipeline: Option<String>,
+    /// This cluster's name in DORA deployments of Applications deploying to it (ArgoCD calls
+    /// it `in-cluster`); Applications with another `spec.destination.name` carry that name.
+    #[arg(long, env = "PERSYS_RECONCILER_CLUSTER_NAME", default_value = "in-cluster")]
+    pub cluster_name: String,
     /// Serve the validating admission webhook (HTTPS, `POST /validate`) on this address; off
     /// when unset. Needs the three `--webhook-tls-*` files.
     #[arg(long, env = "PERSYS_RECONCILER_WEBHOOK_LISTEN")]

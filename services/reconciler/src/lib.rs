@@ -158,6 +158,31 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
         }
         (None, _) => None,
     };
+    let dora = match &args.metrics_pipeline {
+        Some(url) => {
+            let (Some(ca), Some(cert), Some(key)) = (args.tls_ca.clone(), args.tls_cert.clone(), args.tls_key.clone())
+            else {
+                anyhow::bail!("--metrics-pipeline needs --tls-ca, --tls-cert and --tls-key (the identity reconciler)");
+            };
+            let tls = persys_kit::tls::Tls::load(persys_kit::tls::TlsPaths { ca, cert, key })
+                .context("loading the mTLS material")?;
+            tls.spawn_reloader(std::time::Duration::from_secs(30));
+            let options = persys_kit::client::ClientOptions {
+                request_timeout: Some(std::time::Duration::from_secs(10)),
+                ..Default::default()
+            };
+            let channel = persys_kit::client::mtls_channel_to(
+                url,
+                &tls,
+                persys_kit::Identity::Service("metrics".into()),
+                &options,
+            )
+            .with_context(|| format!("--metrics-pipeline {url}"))?;
+            tracing::info!(%url, cluster = %args.cluster_name, "recording ArgoCD syncs as DORA deployments");
+            Some(std::sync::Arc::new(argocd::Dora::new(channel, &args.cluster_name)))
+        }
+        None => None,
+    };
     // Every port is bound (the controllers start once this replica leads).
     persys_kit::server::announce_ready(
         "reconciler",
@@ -170,7 +195,7 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
     elector
         .run_while_leading(shutdown, move |stop| {
             let personas = persona::run(client.clone(), options.clone(), stop.clone());
-            let argocd = argocd::run(client.clone(), argocd::RECHECK, stop.clone());
+            let argocd = argocd::run(client.clone(), argocd::RECHECK, dora.clone(), stop.clone());
             let clusters = discovery.then(|| cluster::run(client.clone(), cluster_options.clone(), stop.clone()));
             let registries = registry_options.clone().map(|o| registry::run(client.clone(), o, stop));
             async move {

@@ -77,7 +77,7 @@ async fn application_status_reaches_the_persona_and_stays() {
     let (_stop, stop) = shutdown::channel();
     let options = persona::Options { namespace: Some(apps_ns.clone()), ..persona::Options::default() };
     tokio::spawn(persona::run(client.clone(), options, stop.clone()));
-    tokio::spawn(argocd::run(client.clone(), Duration::from_millis(200), stop));
+    tokio::spawn(argocd::run(client.clone(), Duration::from_millis(200), None, stop));
 
     let applications = Api::<DynamicObject>::namespaced_with(client.clone(), &argo_ns, &resource);
     let write = |sync: &str, health: &str, revision: &str| {
