@@ -125,7 +125,8 @@ pub enum RulesCommand {
     /// Create an alert rule from a YAML file (admin). Example file:
     ///
     ///   name: disk almost full
-    ///   metric: disk          # cpu, memory, disk, rx, load1, ... (persys metrics range --help)
+    ///   metric: disk          # cpu, memory, disk, rx, load1, container-memory-limit, ...
+    ///                         # (persys metrics range --help)
     ///   labels: {mount: /}
     ///   comparator: ">="      # > >= < <= == !=
     ///   threshold: 90

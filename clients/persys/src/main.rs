@@ -4,6 +4,7 @@ mod alerts;
 mod auth;
 mod certs;
 mod client;
+mod dora;
 mod error;
 mod metrics;
 mod node;
@@ -72,6 +73,9 @@ enum Command {
     /// Alert rules: create from a YAML file, list, delete (admin).
     #[command(subcommand)]
     Rules(alerts::RulesCommand),
+    /// DORA metrics: the four keys, the deployments behind them, recording one from CI.
+    #[command(subcommand)]
+    Dora(dora::DoraCommand),
     /// Create and issue mTLS certificates for a Persys cluster.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -95,6 +99,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Metrics(c) => metrics::run(global, c).await,
         Command::Alerts(c) => alerts::run_alerts(global, c).await,
         Command::Rules(c) => alerts::run_rules(global, c).await,
+        Command::Dora(c) => dora::run(global, c).await,
         Command::Certs(c) => certs::run(c),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "persys", &mut std::io::stdout());

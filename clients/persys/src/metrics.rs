@@ -76,6 +76,13 @@ pub enum MetricArg {
     ContainerCpu,
     /// Memory per container, bytes.
     ContainerMemory,
+    /// Memory per container, percent of its limit (containers with a limit only).
+    ContainerMemoryLimit,
+    /// Replicas a workload wants running that are not (alert rules only; needs the pipeline's
+    /// --scheduler).
+    WorkloadUnavailable,
+    /// Restarts of a workload's instances over the last 10 minutes (alert rules only).
+    WorkloadRestarts,
 }
 
 impl MetricArg {
@@ -94,6 +101,9 @@ impl MetricArg {
             Self::Load15 => Metric::Load15,
             Self::ContainerCpu => Metric::ContainerCpuPercent,
             Self::ContainerMemory => Metric::ContainerMemoryBytes,
+            Self::ContainerMemoryLimit => Metric::ContainerMemoryLimitPercent,
+            Self::WorkloadUnavailable => Metric::WorkloadUnavailableReplicas,
+            Self::WorkloadRestarts => Metric::WorkloadRestarts10m,
         }
     }
 }

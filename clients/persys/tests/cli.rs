@@ -652,3 +652,96 @@ async fn rules_from_a_file_raise_alerts_that_an_admin_lists_and_acknowledges() {
     let ended = cli.json(&["alerts", "silences", "--all"]).await;
     assert!(ended[0]["id"] == sid.as_str() && ended[0]["expired_at"].is_string(), "{ended}");
 }
+
+#[tokio::test]
+async fn dora_records_lists_shows_and_computes_the_four_keys() {
+    let Some(database_url) = persys_kit::testing::require_env("PERSYS_TEST_DATABASE_URL", "PostgreSQL") else { return };
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let options = ClusterOptions { metrics: Some((database_url, format!("cli_dora_{nanos:x}"))), ..Default::default() };
+    let cluster = Cluster::start(options).await.expect("gateway, scheduler and metrics pipeline start");
+    let cli = Persys::new(cluster.url());
+    cli.login(ADMIN, ADMIN_PASSWORD).await;
+
+    let bad = cli
+        .run(&[
+            "dora",
+            "record",
+            "--app",
+            "shop-prod",
+            "--cluster",
+            "prod",
+            "--revision",
+            "abc1234def",
+            "--at",
+            "yesterday",
+        ])
+        .await;
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("RFC 3339"), "{}", text(&bad.stderr));
+
+    let earlier = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
+    let earlier = earlier.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let failed = cli
+        .json(&[
+            "dora",
+            "record",
+            "--app",
+            "shop-prod",
+            "--cluster",
+            "prod",
+            "--revision",
+            "bbb2222aaa",
+            "--status",
+            "failed",
+            "--at",
+            &earlier,
+        ])
+        .await;
+    assert_eq!(failed["id"], "shop:prod:production:bbb2222aaa");
+    assert_eq!(failed["status"], "Failed");
+    let ok = cli
+        .json(&[
+            "dora",
+            "record",
+            "--app",
+            "shop-prod",
+            "--cluster",
+            "prod",
+            "--revision",
+            "abc1234def",
+            "--image",
+            "registry.example.com/shop:latest",
+        ])
+        .await;
+    let id = ok["id"].as_str().unwrap().to_owned();
+    assert_eq!(id, "shop:prod:production:abc1234def");
+    let again =
+        cli.run(&["dora", "record", "--app", "shop-prod", "--cluster", "prod", "--revision", "abc1234def"]).await;
+    assert!(text(&again.stdout).contains("recorded already"), "{}", text(&again.stdout));
+
+    let list = cli.json(&["dora", "deployments"]).await;
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [id.as_str(), "shop:prod:production:bbb2222aaa"], "newest first");
+    let table = cli.ok(&["dora", "deployments", "--status", "failed"]).await;
+    assert!(table.contains("DEVLAKE") && table.contains("bbb2222aaa") && !table.contains("abc1234def"), "{table}");
+    // No DevLake is configured: the push is skipped, saying so.
+    eventually("the push to be skipped", || async {
+        cli.json(&["dora", "show", &id]).await["devlake"]["state"] == "Skipped"
+    })
+    .await;
+    let shown = cli.ok(&["dora", "show", &id]).await;
+    assert!(shown.contains("tag \"latest\" is not a commit SHA"), "{shown}");
+    assert!(shown.contains("DevLake is not configured"), "{shown}");
+
+    let keys = cli.json(&["dora", "metrics", "--window", "7d"]).await;
+    assert_eq!((keys["deployments_total"].as_i64(), keys["deployments_failed"].as_i64()), (Some(2), Some(1)));
+    assert_eq!(keys["change_failure_rate"].as_f64(), Some(0.5));
+    assert_eq!(keys["levels"]["change_failure_rate"], "Low");
+    assert_eq!(keys["levels"]["time_to_restore"], "High", "restored within two hours: {keys}");
+    let table = cli.ok(&["dora", "metrics", "--window", "7d"]).await;
+    assert!(table.contains("change failure rate") && table.contains("50.0% (1 failed)"), "{table}");
+
+    let retry = cli.run(&["dora", "retry", &id]).await;
+    assert!(!retry.status.success());
+    assert!(text(&retry.stderr).contains("only a FAILED push"), "{}", text(&retry.stderr));
+}

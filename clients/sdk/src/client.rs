@@ -100,6 +100,12 @@ impl Conn {
         AlertServiceClient::with_interceptor(self.channel, self.bearer)
     }
 
+    /// Returns a DORA client: deployments and the four keys (every role reads; admins record
+    /// and retry DevLake pushes).
+    pub fn dora(self) -> persys_proto::metrics::v1::dora_service_client::DoraServiceClient<AuthChannel> {
+        persys_proto::metrics::v1::dora_service_client::DoraServiceClient::with_interceptor(self.channel, self.bearer)
+    }
+
     /// Returns a persona client (the reconciler): ApplicationPersonas, the ClusterPersona,
     /// their live changes.
     pub fn personas(self) -> PersonaServiceClient<AuthChannel> {
