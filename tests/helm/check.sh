@@ -18,7 +18,9 @@
 #      probes on the admin port, the Lease in the release namespace with the pod's name as
 #      identity, the webhook's port, TLS Secret and settings, PersonaService on 7500 with its
 #      mTLS Secret and allowed callers), its Certificate (spiffe://persys/reconciler) and the
-#      gateway's upstream to it (none of these with reconciler.grpc.enabled=false), ServiceAccount,
+#      gateway's upstream to it (none of these with reconciler.grpc.enabled=false and
+#      reconciler.dora.enabled=false; with DORA on alone, the certificate and
+#      PERSYS_RECONCILER_METRICS_PIPELINE but no listener), ServiceAccount,
 #      Service (grpc, admin, and 443 to the webhook), NetworkPolicy (7500 from the gateway's
 #      pods), PDB, ClusterRole with exactly the
 #      rules the code needs (get namespaces only with the webhook on) and ClusterRoleBinding, the
@@ -34,7 +36,7 @@
 #      and every described key present in values.yaml; misspelt keys (top-level, nested, deep)
 #      and wrong types or enum values must make helm fail, naming the key; free-form maps stay open;
 #   4. the stand-in CRDs of tests/helm/crds (cert-manager Certificate/Issuer, Prometheus Operator
-#      ServiceMonitor) applied to the API server and Established; so are the chart's own CRDs
+#      ServiceMonitor, Argo CD Application) applied to the API server and Established; so are the chart's own CRDs
 #      (crds/), by server-side apply under the field manager persys-tests as the other tests
 #      that share them do (helm install then skips them: no field of theirs is Helm's);
 #   5. helm install (no --wait: the test cluster has no kubelet) with the defaults into
@@ -276,6 +278,24 @@ step_metrics_render() {
         fail "Deployment $METRICS_NAME: PERSYS_METRICS_DATABASE_URL is not taken from Secret $METRICS_DB_SECRET, key $METRICS_DB_KEY"
     fi
     grep -q '^ *path: /healthz$' <<<"$d" || fail "Deployment $METRICS_NAME does not probe /healthz"
+    # DORA: DevLake's URL and connections as values, its API key and the GitHub token from
+    # Secrets, no Redis unless asked for.
+    [ "$(env_value PERSYS_METRICS_DEVLAKE_CONNECTIONS <<<"$d")" = "1,4" ] ||
+        fail "Deployment $METRICS_NAME: PERSYS_METRICS_DEVLAKE_CONNECTIONS is '$(env_value PERSYS_METRICS_DEVLAKE_CONNECTIONS <<<"$d")', not 1,4"
+    for var in PERSYS_METRICS_DEVLAKE_TOKEN PERSYS_METRICS_GITHUB_TOKEN; do
+        v=$(env_entry "$var" <<<"$d")
+        grep -q '^ *secretKeyRef:$' <<<"$v" && ! grep -q '^ *value:' <<<"$v" ||
+            fail "Deployment $METRICS_NAME: $var is not taken from a Secret"
+    done
+    [ -z "$(env_entry PERSYS_METRICS_REDIS_URL <<<"$d")" ] || fail "Deployment $METRICS_NAME sets PERSYS_METRICS_REDIS_URL without metrics.dora.redis"
+    [ -n "$(env_value PERSYS_METRICS_SCHEDULER <<<"$d")" ] || fail "Deployment $METRICS_NAME: no PERSYS_METRICS_SCHEDULER (rollouts for DORA)"
+    # The reconciler records ArgoCD syncs in this pipeline, with its mTLS material.
+    d=$(doc "$on" Deployment "$RELEASE-reconciler")
+    [ "$(env_value PERSYS_RECONCILER_METRICS_PIPELINE <<<"$d")" = "$METRICS_URL" ] ||
+        fail "reconciler: PERSYS_RECONCILER_METRICS_PIPELINE is '$(env_value PERSYS_RECONCILER_METRICS_PIPELINE <<<"$d")', not $METRICS_URL"
+    [ -n "$(env_value PERSYS_TLS_CERT <<<"$d")" ] || fail "reconciler: records DORA deployments without PERSYS_TLS_CERT"
+    grep -q '^ *app.kubernetes.io/component: reconciler$' <<<"$(doc "$on" NetworkPolicy "$METRICS_NAME")" ||
+        fail "NetworkPolicy $METRICS_NAME does not admit the reconciler's pods"
     d=$(doc "$on" Service "$METRICS_NAME")
     grep -q '^ *- name: grpc$' <<<"$d" && grep -q '^ *port: 7400$' <<<"$d" && grep -q '^ *- name: admin$' <<<"$d" ||
         fail "Service $METRICS_NAME lacks the grpc port 7400 or a port named admin"
@@ -615,8 +635,9 @@ step_reconciler_render() {
         fail "Certificate $WEBHOOK_CERT is not for $RECONCILER_NAME.$NS_ALL.svc (server auth, Secret $WEBHOOK_SECRET, issuer persys-ca)"
     log "all-on values: reconciler Deployment (reconciler run, 2 replicas, RollingUpdate, token mounted, /healthz on admin, Lease $NS_ALL/$LEASE_NAME with the pod's name as identity, PersonaService on 7500 with Certificate $RECONCILER_NAME for the gateway's upstream, webhook 9443 with Secret $WEBHOOK_SECRET), ServiceAccount, Service (grpc, admin, webhook 443), NetworkPolicy, PDB, ClusterRole ($(wc -l <<<"$RECONCILER_RULES") rules, as expected), ClusterRoleBinding, Role $LEADER_ROLE (create leases; get/update $LEASE_NAME) and its RoleBinding, ValidatingWebhookConfiguration (Ignore, not $NS_ALL) and Certificate $WEBHOOK_CERT"
 
-    # PersonaService off: no gRPC port, listener, mTLS material, Certificate or gateway upstream.
-    tmpl rec-nogrpc -n "$NS_ALL" -f "$ALL_ON" --set reconciler.grpc.enabled=false
+    # PersonaService and DORA recording off: no gRPC port, listener, mTLS material, Certificate
+    # or gateway upstream.
+    tmpl rec-nogrpc -n "$NS_ALL" -f "$ALL_ON" --set reconciler.grpc.enabled=false --set reconciler.dora.enabled=false
     d="$WORK/rec-nogrpc.yaml"
     [ -z "$(doc "$d" Certificate "$RECONCILER_NAME")" ] || fail "reconciler.grpc.enabled=false: Certificate $RECONCILER_NAME rendered"
     ! doc "$d" Deployment "$RECONCILER_NAME" | grep -n 'PERSYS_RECONCILER_LISTEN\|PERSYS_TLS_\|/etc/persys/tls\|containerPort: 7500' >&2 ||
@@ -625,6 +646,17 @@ step_reconciler_render() {
     v=$(doc "$d" Deployment "$RELEASE-gateway" | env_value PERSYS_GATEWAY_UPSTREAMS)
     ! tr ',' '\n' <<<"$v" | grep -q '^reconciler=' || fail "reconciler.grpc.enabled=false: the gateway's upstreams '$v' name the reconciler"
     log "PersonaService off: no gRPC port, listener, mTLS material, Certificate or gateway upstream"
+
+    # PersonaService off, DORA recording on: the mTLS material and Certificate for the client
+    # side only; no listener, port or upstream.
+    tmpl rec-doraonly -n "$NS_ALL" -f "$ALL_ON" --set reconciler.grpc.enabled=false
+    d="$WORK/rec-doraonly.yaml"
+    [ -n "$(doc "$d" Certificate "$RECONCILER_NAME")" ] || fail "reconciler.dora without grpc: no Certificate $RECONCILER_NAME for its client side"
+    v=$(doc "$d" Deployment "$RECONCILER_NAME")
+    [ -n "$(env_value PERSYS_RECONCILER_METRICS_PIPELINE <<<"$v")" ] && grep -q '/etc/persys/tls' <<<"$v" ||
+        fail "reconciler.dora without grpc: no PERSYS_RECONCILER_METRICS_PIPELINE or mTLS material"
+    ! grep -n 'PERSYS_RECONCILER_LISTEN\|containerPort: 7500' <<<"$v" >&2 || fail "reconciler.dora without grpc: the reconciler listens"
+    log "PersonaService off, DORA on: client mTLS material and Certificate, no listener"
 
     # The webhook off (the rest as all-on): no webhook object, port, variable or namespace right.
     tmpl rec-nowh -n "$NS_ALL" -f "$ALL_ON" --set reconciler.webhook.enabled=false
