@@ -8,6 +8,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import type { BrowserContext, Page } from "playwright-core";
@@ -15,6 +16,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Role } from "../src/gen/persys/common/v1/common_pb";
 import { AuthService } from "../src/gen/persys/gateway/v1/auth_pb";
 import { UserService } from "../src/gen/persys/gateway/v1/user_service_pb";
+import { DeploymentEnvironment, DeploymentStatus } from "../src/gen/persys/metrics/v1/dora_pb";
+import { DoraService } from "../src/gen/persys/metrics/v1/dora_service_pb";
 import { SchedulerService } from "../src/gen/persys/scheduler/v1/scheduler_service_pb";
 import { axe, launch } from "./browser";
 import { startProxy } from "./proxy";
@@ -490,6 +493,135 @@ describe("the dashboard against persys-stack", () => {
     page.once("dialog", (d) => void d.accept());
     await page.getByRole("button", { name: "Delete rule web-e2e-cpu" }).click();
     await page.getByText("No alert rule yet.").waitFor();
+
+    // A rule with a webhook channel, made in the form (on a threshold no sample reaches, so
+    // nothing is delivered): a channel without a URL is refused on its input; the list names
+    // the channel by type and host only, never the URL's path (a Slack URL is a credential).
+    await page.getByLabel("Name").fill("web-e2e-hook");
+    await page.getByLabel("Threshold").fill("1000");
+    await page.getByRole("button", { name: "Add channel" }).click();
+    await page.getByRole("button", { name: "Create rule" }).click();
+    await expect.poll(() => page.locator("#re-channel-0-target").textContent()).toMatch(/^required: the URL to POST to/);
+    expect(await page.getByLabel("URL of channel 1").getAttribute("aria-invalid")).toBe("true");
+    await page.getByLabel("URL of channel 1").fill("https://hooks.example.com/persys/e2e-path");
+    await page.getByLabel("Secret of channel 1").fill("e2e-signing-secret");
+    await page.getByLabel("Also notify when it resolves (channel 1)").check();
+    await page.getByLabel("Notify again every").fill("1h");
+    await expectAccessible("rule form with a channel");
+    await page.getByRole("button", { name: "Create rule" }).click();
+    const hooked = page.getByTestId("rules").getByRole("row").filter({ hasText: "web-e2e-hook" });
+    await expect.poll(() => hooked.getByRole("listitem").allTextContents()).toEqual(["Webhook: hooks.example.com"]);
+    await hooked.getByText("again every 1h").waitFor();
+    expect(await page.getByTestId("rules").textContent()).not.toContain("e2e-path");
+    const secretStored = () =>
+      psqlIn(METRICS_DB, "SELECT count(*) FROM metrics.alert_rules WHERE position(convert_to('e2e-signing-secret', 'UTF8') in payload) > 0").trim();
+    expect(secretStored()).toBe("1");
+    // Edited, the channel comes back without its write-only secret; saved with the secret left
+    // blank (only "notify on resolve" changed), the stored secret is kept.
+    await page.getByRole("button", { name: "Edit rule web-e2e-hook" }).click();
+    await expect.poll(() => page.getByLabel("URL of channel 1").inputValue()).toBe("https://hooks.example.com/persys/e2e-path");
+    expect(await page.getByLabel("Secret of channel 1").inputValue()).toBe("");
+    expect(await page.getByLabel("Also notify when it resolves (channel 1)").isChecked()).toBe(true);
+    await page.getByLabel("Also notify when it resolves (channel 1)").uncheck();
+    await page.getByRole("button", { name: "Save rule" }).click();
+    await page.getByRole("heading", { name: "New rule" }).waitFor();
+    await expect.poll(() => hooked.getByRole("listitem").allTextContents()).toEqual(["Webhook: hooks.example.com"]);
+    expect(secretStored()).toBe("1");
+    await page.getByRole("button", { name: "Edit rule web-e2e-hook" }).click();
+    await expect.poll(() => page.getByLabel("Also notify when it resolves (channel 1)").isChecked()).toBe(false);
+    await page.getByRole("button", { name: "Cancel", exact: true }).click();
+    page.once("dialog", (d) => void d.accept());
+    await page.getByRole("button", { name: "Delete rule web-e2e-hook" }).click();
+    await page.getByText("No alert rule yet.").waitFor();
+  });
+
+  it("shows the four keys and the deployments behind them on the DORA page", async (ctx) => {
+    if (!PG_ADMIN_URL) {
+      if (process.env.CI === "true") throw new Error("PERSYS_TEST_PG_ADMIN_URL is not set: the DORA page needs the test bench's PostgreSQL");
+      ctx.skip();
+    }
+    // Two deployments of one component, recorded by the admin through the gateway (as a CI job
+    // with `persys dora record` would): a Degraded one three hours ago, restored by a Healthy
+    // one an hour ago. No source repository and no SHA tag, so nothing is asked of GitHub.
+    const transport = createGrpcWebTransport({ baseUrl: stack.url });
+    const { accessToken } = await createClient(AuthService, transport).login({ username: "admin", password: stack.adminPassword });
+    const dora = createClient(DoraService, transport);
+    const record = (revision: string, healthStatus: string, agoMs: number) =>
+      dora.recordDeployment(
+        {
+          application: "web-e2e-shop-e2e",
+          cluster: "e2e",
+          component: "web-e2e-shop",
+          environment: DeploymentEnvironment.PRODUCTION,
+          revision,
+          syncStatus: "Synced",
+          healthStatus,
+          images: ["registry.invalid/web-e2e/shop:v1.2"],
+          deployedAt: timestampFromMs(Date.now() - agoMs),
+        },
+        { headers: { authorization: `Bearer ${accessToken}` } },
+      );
+    const failed = await record("0f9e8d7c6b5a", "Degraded", 3 * 3_600_000);
+    const healthy = await record("a1b2c3d4e5f6", "Healthy", 3_600_000);
+    expect(failed.deployment?.status).toBe(DeploymentStatus.FAILED);
+    expect(healthy.deployment?.status).toBe(DeploymentStatus.SUCCESS);
+
+    await nav("DORA");
+    await page.getByRole("heading", { level: 1, name: "DORA" }).waitFor();
+    expect(await page.getByLabel("Window").inputValue()).toBe("90");
+    expect(await page.getByLabel("Environment").inputValue()).toBe(String(DeploymentEnvironment.PRODUCTION));
+    await page.getByLabel("Component").fill("web-e2e-shop");
+    await expect.poll(() => page.getByTestId("keys-scope").textContent()).toMatch(/^2 deployments \(1 failed\) to Production of web-e2e-shop /);
+    // The deployments, newest first: revision (8 characters) and status.
+    const rows = page.getByTestId("deployments").locator("tr[data-deployment]");
+    const cells = (n: number) => rows.locator(`td:nth-child(${n})`).allTextContents();
+    await expect.poll(() => cells(5)).toEqual(["a1b2c3d4", "0f9e8d7c"]);
+    expect(await cells(6)).toEqual(["Success", "Failed"]);
+    expect(await cells(2)).toEqual(["web-e2e-shop", "web-e2e-shop"]);
+    // The pipeline has no DevLake: once resolved (no commit found), the push is skipped.
+    await expect
+      .poll(
+        async () => {
+          await page.getByRole("button", { name: "Refresh" }).click();
+          return cells(9);
+        },
+        { timeout: 30_000 },
+      )
+      .toEqual(["Skipped", "Skipped"]);
+    expect(await cells(7)).toEqual(["0", "0"]);
+    // The four keys: half the deployments failed; restored two hours after the failure; one
+    // successful deployment in 90 days; no commit, so no lead time.
+    await expect.poll(() => page.getByTestId("key-change-failure-rate-value").textContent()).toBe("50 %");
+    const card = (id: string) => page.getByTestId(`key-${id}`);
+    expect(await card("change-failure-rate").getByText("Low", { exact: true }).count()).toBe(1);
+    expect(await card("change-failure-rate").textContent()).toContain("1 of 2 deployments failed");
+    expect(await page.getByTestId("key-time-to-restore-value").textContent()).toBe("2 h");
+    expect(await card("time-to-restore").textContent()).toContain("0 unrestored");
+    expect(await card("time-to-restore").getByText("High", { exact: true }).count()).toBe(1);
+    expect(await page.getByTestId("key-frequency-value").textContent()).toBe("0.3 per month");
+    expect(await card("lead-time").getByText("not enough data", { exact: true }).count()).toBe(1);
+    expect(await card("frequency").textContent()).toContain("DORA 2023 bands");
+    // A deployment unfolds into its image (and why it gave no commit) and its DevLake state.
+    const failedRow = rows.nth(1);
+    await failedRow.getByRole("button", { name: "Details of web-e2e-shop 0f9e8d7c on e2e" }).click();
+    expect(await failedRow.getByRole("button", { name: /^Details of / }).getAttribute("aria-expanded")).toBe("true");
+    const details = page.getByTestId("deployment-details");
+    await details.getByText("registry.invalid/web-e2e/shop:v1.2").waitFor();
+    await details.getByText(/tag "v1\.2" is not a commit SHA/).waitFor();
+    await details.getByText("DevLake is not configured (--devlake-url)").waitFor();
+    expect(await details.textContent()).toContain("Synced, Degraded");
+    // Nothing failed to reach DevLake, so there is nothing to retry.
+    expect(await page.getByRole("button", { name: /^Retry DevLake push/ }).count()).toBe(0);
+    await page.getByTestId("weeks-summary").click();
+    await expect.poll(() => page.getByTestId("weeks").locator("tbody tr").count()).toBeGreaterThan(12);
+    await expectAccessible("dora");
+    await shot("dora");
+    // Another environment has none of them.
+    await page.getByLabel("Environment").selectOption({ label: "Staging" });
+    await page.getByText(/^No deployment to Staging of web-e2e-shop in the last 90 days/).waitFor();
+    await expect.poll(() => page.getByTestId("key-change-failure-rate").getByText("not enough data", { exact: true }).count()).toBe(1);
+    await page.getByLabel("Environment").selectOption({ label: "Production" });
+    await expect.poll(() => rows.count()).toBe(2);
   });
 
   it("manages users and API keys, and shows what was done in the audit log", async () => {
@@ -622,6 +754,13 @@ describe("the dashboard against persys-stack", () => {
     expect(await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Admin" }).count()).toBe(0);
     await page.goto(`${stack.url}/admin`);
     await page.getByText("Users and the audit log are for admins.").waitFor();
+    // DORA is read by every role: the viewer sees the deployments, and no retry.
+    if (PG_ADMIN_URL) {
+      await nav("DORA");
+      await page.getByLabel("Component").fill("web-e2e-shop");
+      await expect.poll(() => page.getByTestId("deployments").locator("tr[data-deployment]").count()).toBe(2);
+      expect(await page.getByRole("button", { name: /^Retry DevLake push/ }).count()).toBe(0);
+    }
     await nav("API keys");
     await page.getByText("No API key yet.").waitFor();
     expect(await page.getByRole("button", { name: /Acknowledge|Create rule/ }).count()).toBe(0);

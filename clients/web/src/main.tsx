@@ -7,6 +7,7 @@ import { Role } from "./gen/persys/common/v1/common_pb";
 import { Admin } from "./pages/Admin";
 import { Alerts } from "./pages/Alerts";
 import { ApiKeys } from "./pages/ApiKeys";
+import { Dora } from "./pages/Dora";
 import { NodePage, Nodes } from "./pages/Nodes";
 import { Login } from "./pages/Login";
 import { Overview } from "./pages/Overview";
@@ -23,6 +24,7 @@ const NAV = [
   { href: "/nodes", label: "Nodes" },
   { href: "/workloads", label: "Workloads" },
   { href: "/alerts", label: "Alerts" },
+  { href: "/dora", label: "DORA" },
   { href: "/personas", label: "Personas" },
   { href: "/keys", label: "API keys" },
   { href: "/admin", label: "Admin", admin: true },
@@ -37,6 +39,7 @@ function Page(props: { path: string; session: Session }) {
   if (match("/workloads", path)) return <Workloads session={session} />;
   if (match("/personas", path)) return <Personas />;
   if (match("/alerts", path)) return <Alerts session={session} />;
+  if (match("/dora", path)) return <Dora session={session} />;
   if (match("/keys", path)) return <ApiKeys session={session} />;
   if (match("/admin", path)) return <Admin session={session} />;
   if (match("/workloads/new", path))

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
-import { AlertRuleSchema, AlertSchema, AlertSeverity, AlertState, Comparator } from "../gen/persys/metrics/v1/alert_pb";
+import { AlertRuleSchema, AlertSchema, AlertSeverity, AlertState, Comparator, NotificationChannelType } from "../gen/persys/metrics/v1/alert_pb";
 import { Metric } from "../gen/persys/metrics/v1/host_metrics_pb";
 import {
   alertStateLabel,
@@ -18,7 +18,8 @@ import {
   changedFields,
 } from "./alerts";
 import { assignViolations } from "./errors";
-import { matcherText, RULE_FIELDS, SILENCE_FIELDS, silenceFromForm } from "./alerts";
+import { matcherText, RULE_FIELDS, ruleFields, ruleRepeat, SILENCE_FIELDS, silenceFromForm } from "./alerts";
+import { EMPTY_CHANNEL } from "./channels";
 
 const alert = (id: string, state: AlertState, severity: AlertSeverity, firedMs: number) =>
   create(AlertSchema, { id, state, severity, firedAt: timestampFromMs(firedMs) });
@@ -124,6 +125,95 @@ describe("editing a rule", () => {
     expect("rule" in same && changedFields(stored, same.rule)).toEqual([]);
     const edited = ruleFromForm({ ...form, threshold: "95", resolveThreshold: "80", severity: String(AlertSeverity.CRITICAL) });
     expect("rule" in edited && changedFields(stored, edited.rule)).toEqual(["threshold", "resolve_threshold", "severity"]);
+  });
+
+  it("keeps a rule's channels (and their stored secrets) unless they are edited", () => {
+    // As the server returns it: the webhook's secret is empty on reads.
+    const stored = create(AlertRuleSchema, {
+      id: "r2",
+      name: "hooked",
+      metric: Metric.CPU_USAGE_PERCENT,
+      comparator: Comparator.GREATER_THAN,
+      threshold: 90,
+      severity: AlertSeverity.WARNING,
+      notificationChannels: [{ type: NotificationChannelType.WEBHOOK, target: "https://ops.example.com/h", notifyOnResolve: true }],
+      repeatInterval: { seconds: 3600n },
+    });
+    const form = ruleToForm(stored);
+    expect(form.repeatInterval).toBe("1h");
+    expect(form.channels).toEqual([{ ...EMPTY_CHANNEL, target: "https://ops.example.com/h", notifyOnResolve: true }]);
+    const same = ruleFromForm(form);
+    // Untouched, the channels are not in the mask, so the stored secret stays as it is.
+    expect("rule" in same && changedFields(stored, same.rule)).toEqual([]);
+    const secret = ruleFromForm({ ...form, channels: [{ ...form.channels[0], secret: "rotated" }] });
+    expect("rule" in secret && changedFields(stored, secret.rule)).toEqual(["notification_channels"]);
+    if ("rule" in secret) expect(secret.rule.notificationChannels[0].secret).toBe("rotated");
+    const removed = ruleFromForm({ ...form, channels: [], repeatInterval: "" });
+    expect("rule" in removed && changedFields(stored, removed.rule)).toEqual(["notification_channels", "repeat_interval"]);
+    // A rule without a repeat shows an empty input ("never"), not "0s".
+    expect(ruleToForm(create(AlertRuleSchema, {})).repeatInterval).toBe("");
+  });
+});
+
+describe("a rule's notifications", () => {
+  it("sends the channels and the repeat interval, and names the repeat", () => {
+    const built = ruleFromForm({
+      ...EMPTY_RULE,
+      name: "hot",
+      threshold: "90",
+      repeatInterval: "4h",
+      channels: [{ ...EMPTY_CHANNEL, target: "https://ops.example.com/h", secret: "s", notifyOnResolve: true }],
+    });
+    if (!("rule" in built)) throw new Error("expected a rule");
+    expect(built.rule.repeatInterval?.seconds).toBe(14400n);
+    expect(built.rule.notificationChannels).toHaveLength(1);
+    expect(built.rule.notificationChannels[0]).toMatchObject({
+      type: NotificationChannelType.WEBHOOK,
+      target: "https://ops.example.com/h",
+      secret: "s",
+      notifyOnResolve: true,
+    });
+    expect(ruleRepeat(built.rule)).toBe("again every 4h");
+    const never = ruleFromForm({ ...EMPTY_RULE, threshold: "90" });
+    expect("rule" in never && never.rule.repeatInterval?.seconds).toBe(0n);
+    expect("rule" in never && ruleRepeat(never.rule)).toBe("");
+  });
+
+  it("puts its own and the server's mistakes on the repeat and channel inputs", () => {
+    const form = {
+      ...EMPTY_RULE,
+      threshold: "90",
+      repeatInterval: "often",
+      channels: [
+        { ...EMPTY_CHANNEL, target: "https://ops.example.com/h" },
+        { ...EMPTY_CHANNEL, type: String(NotificationChannelType.SLACK) },
+      ],
+    };
+    const bad = ruleFromForm(form);
+    if (!("violations" in bad)) throw new Error("expected violations");
+    const mine = assignViolations(bad.violations, ruleFields(form));
+    expect(Object.keys(mine.byInput).sort()).toEqual(["channel-1-target", "repeatInterval"]);
+    // The first input in trouble, as the form shows them, is the channel's (it gets the focus).
+    expect(Object.keys(ruleFields(form)).find((k) => mine.byInput[k])).toBe("channel-1-target");
+    expect(mine.byInput.repeatInterval?.[0]).toMatch(/not a duration/);
+    expect(mine.byInput["channel-1-target"]?.[0]).toMatch(/^required: the Slack incoming webhook's URL/);
+    // The server's (google.rpc.BadRequest) field paths land on the same inputs.
+    const server = assignViolations(
+      [
+        { field: "rule.repeat_interval", description: "must not be negative" },
+        { field: "rule.notification_channels[0].target", description: "names no host" },
+        { field: "rule.notification_channels[1].type", description: "unknown channel type 0" },
+        { field: "rule.notification_channels", description: "at most 10 channels" },
+      ],
+      ruleFields(form),
+    );
+    expect(server.byInput).toEqual({
+      repeatInterval: ["must not be negative"],
+      "channel-0-target": ["names no host"],
+      "channel-1-type": ["unknown channel type 0"],
+      channels: ["at most 10 channels"],
+    });
+    expect(server.other).toEqual([]);
   });
 });
 

@@ -1,11 +1,13 @@
 // Alerts and alert rules for the Alerts page: names of states, severities, metrics and
-// comparators; the order a list shows alerts in; and the "new rule" form parsed into a rule.
-// Only what cannot be sent (a threshold that is not a number, a duration that cannot be read)
-// is refused here, under the server's field path; the rest is the server's to judge.
+// comparators; the order a list shows alerts in; and the "new rule" form parsed into a rule
+// (its notification channels in ./channels). Only what cannot be sent (a threshold that is not a
+// number, a duration that cannot be read, a channel without an http or https URL) is refused
+// here, under the server's field path; the rest is the server's to judge.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Alert, AlertSeverity, AlertState, type AlertRule, AlertRuleSchema, Comparator } from "../gen/persys/metrics/v1/alert_pb";
 import { Metric } from "../gen/persys/metrics/v1/host_metrics_pb";
+import { type ChannelForm, channelFields, channelsDiffer, channelsFromForm, channelsToForm } from "./channels";
 import type { Violation } from "./errors";
 import type { Tone } from "./states";
 
@@ -60,6 +62,9 @@ export const RULE_METRICS: readonly { metric: Metric; label: string; unit: strin
   { metric: Metric.LOAD_15, label: "Load (15 min)", unit: "" },
   { metric: Metric.CONTAINER_CPU_PERCENT, label: "Container CPU", unit: "%" },
   { metric: Metric.CONTAINER_MEMORY_BYTES, label: "Container memory", unit: "bytes" },
+  { metric: Metric.CONTAINER_MEMORY_LIMIT_PERCENT, label: "Container memory of its limit", unit: "%" },
+  { metric: Metric.WORKLOAD_UNAVAILABLE_REPLICAS, label: "Workload replicas down", unit: "" },
+  { metric: Metric.WORKLOAD_RESTARTS_10M, label: "Workload restarts (10 min)", unit: "" },
 ];
 
 /** A metric's name and unit. */
@@ -143,6 +148,9 @@ export interface RuleForm {
   resolveThreshold: string;
   forDuration: string;
   severity: string;
+  /** Empty: never. */
+  repeatInterval: string;
+  channels: ChannelForm[];
 }
 
 /** An empty form: CPU above a threshold for a minute, a warning. */
@@ -155,10 +163,15 @@ export const EMPTY_RULE: RuleForm = {
   resolveThreshold: "",
   forDuration: "1m",
   severity: String(AlertSeverity.WARNING),
+  repeatInterval: "",
+  channels: [],
 };
 
-/** The field paths each input edits, for assignViolations. */
-export const RULE_FIELDS: Record<keyof RuleForm, readonly string[]> = {
+/** The form's own inputs (each channel has its own, named by ./channels' channelInput). */
+export type RuleInput = Exclude<keyof RuleForm, "channels">;
+
+/** The field paths each of the form's own inputs edits, for assignViolations. */
+export const RULE_FIELDS: Record<RuleInput, readonly string[]> = {
   name: ["rule.name"],
   description: ["rule.description"],
   metric: ["rule.metric", "rule.match_labels"],
@@ -167,7 +180,17 @@ export const RULE_FIELDS: Record<keyof RuleForm, readonly string[]> = {
   resolveThreshold: ["rule.resolve_threshold"],
   forDuration: ["rule.for_duration"],
   severity: ["rule.severity"],
+  repeatInterval: ["rule.repeat_interval"],
 };
+
+/**
+ * The field paths every input of `f` edits, its channels' included, with the repeat interval
+ * after the channels as the form shows it (the first input in trouble gets the focus).
+ */
+export function ruleFields(f: RuleForm): Record<string, readonly string[]> {
+  const { repeatInterval, ...rest } = RULE_FIELDS;
+  return { ...rest, ...channelFields(f.channels), repeatInterval };
+}
 
 const number = (text: string) => (text.trim() === "" ? undefined : Number(text.trim()));
 
@@ -183,6 +206,11 @@ export function ruleFromForm(f: RuleForm): { rule: AlertRule } | { violations: V
   const seconds = parseDuration(f.forDuration);
   if (seconds === undefined)
     violations.push({ field: "rule.for_duration", description: `"${f.forDuration}" is not a duration: write e.g. 30s, 5m or 1h` });
+  const repeat = parseDuration(f.repeatInterval);
+  if (repeat === undefined)
+    violations.push({ field: "rule.repeat_interval", description: `"${f.repeatInterval}" is not a duration: write e.g. 30m, 1h or 4h, or nothing for never` });
+  const channels = channelsFromForm(f.channels);
+  violations.push(...channels.violations);
   if (violations.length) return { violations };
   return {
     rule: create(AlertRuleSchema, {
@@ -194,6 +222,8 @@ export function ruleFromForm(f: RuleForm): { rule: AlertRule } | { violations: V
       resolveThreshold: resolve,
       forDuration: { seconds: BigInt(seconds!) },
       severity: Number(f.severity),
+      notificationChannels: channels.channels,
+      repeatInterval: { seconds: BigInt(repeat!) },
       enabled: true,
     }),
   };
@@ -204,6 +234,12 @@ export function ruleCondition(r: AlertRule): string {
   const f = Number(r.forDuration?.seconds ?? 0n);
   const resolve = r.resolveThreshold === undefined ? "" : `, resolves at ${r.resolveThreshold}`;
   return `${metricLabel(r.metric)} ${comparatorSymbol(r.comparator)} ${r.threshold}${f ? ` for ${formatDuration(f)}` : ""}${resolve}`;
+}
+
+/** How often a rule notifies again while firing, e.g. "again every 1h"; empty for never. */
+export function ruleRepeat(r: AlertRule): string {
+  const s = Number(r.repeatInterval?.seconds ?? 0n);
+  return s > 0 ? `again every ${formatDuration(s)}` : "";
 }
 
 /** A stored rule as the form shows it, for editing. */
@@ -217,6 +253,8 @@ export function ruleToForm(r: AlertRule): RuleForm {
     resolveThreshold: r.resolveThreshold === undefined ? "" : String(r.resolveThreshold),
     forDuration: formatDuration(Number(r.forDuration?.seconds ?? 0n)),
     severity: String(r.severity),
+    repeatInterval: r.repeatInterval?.seconds ? formatDuration(Number(r.repeatInterval.seconds)) : "",
+    channels: channelsToForm(r.notificationChannels),
   };
 }
 
@@ -234,6 +272,8 @@ export function changedFields(stored: AlertRule, edited: AlertRule): string[] {
     ["severity", stored.severity, edited.severity],
   ];
   for (const [path, a, b] of differs) if (a !== b) paths.push(path);
+  if (channelsDiffer(stored.notificationChannels, edited.notificationChannels)) paths.push("notification_channels");
+  if ((stored.repeatInterval?.seconds ?? 0n) !== (edited.repeatInterval?.seconds ?? 0n)) paths.push("repeat_interval");
   return paths;
 }
 

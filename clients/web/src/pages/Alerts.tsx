@@ -1,7 +1,7 @@
 // Alerts, live from the metrics pipeline's WatchAlerts (open ones, then every change), with the
 // recently resolved from ListAlerts; acknowledge a firing alert; the alert rules with enable,
-// disable and delete, and a form for a new rule whose mistakes come back on its inputs; the
-// silences (./Silences).
+// disable and delete, and a form for a new rule whose mistakes come back on its inputs, with its
+// notification channels (./RuleChannels); the silences (./Silences).
 import { useEffect, useState } from "preact/hooks";
 import { alertService } from "../api";
 import { Ago, Badge, Empty, LiveIndicator, NoMetricsPipeline, PageTitle, Pager, ProblemBox } from "../components";
@@ -15,11 +15,13 @@ import {
   countByState,
   EMPTY_RULE,
   filterAlerts,
-  RULE_FIELDS,
   RULE_METRICS,
   type RuleForm,
+  type RuleInput,
   ruleCondition,
+  ruleFields,
   ruleFromForm,
+  ruleRepeat,
   ruleToForm,
   changedFields,
   severityLabel,
@@ -28,6 +30,7 @@ import { listAll, useAction, useFormProblems } from "../forms";
 import { problemOf } from "../logic/errors";
 import { AlertSeverity } from "../gen/persys/metrics/v1/alert_pb";
 import { Link } from "../router";
+import { ChannelsCell, ChannelsEditor } from "./RuleChannels";
 import { Silences } from "./Silences";
 import type { Session } from "../session";
 
@@ -223,6 +226,7 @@ function Rules() {
               <th scope="col">Condition</th>
               <th scope="col">Severity</th>
               <th scope="col">Enabled</th>
+              <th scope="col">Notifies</th>
               <th scope="col">Actions</th>
             </tr>
           </thead>
@@ -236,6 +240,9 @@ function Rules() {
                 <td>{ruleCondition(r)}</td>
                 <td>{severityLabel(r.severity)}</td>
                 <td>{r.enabled ? "yes" : "no"}</td>
+                <td>
+                  <ChannelsCell channels={r.notificationChannels} repeat={ruleRepeat(r)} />
+                </td>
                 <td class="actions">
                   <button
                     onClick={() => {
@@ -287,11 +294,12 @@ function Rules() {
   );
 }
 
-type Key = keyof RuleForm;
+type Key = RuleInput;
 
 const HELP: Partial<Record<Key, string>> = {
   forDuration: "e.g. 0s, 30s, 5m, 1h",
   resolveThreshold: "Hysteresis: the alert resolves only past this value",
+  repeatInterval: "While firing and not acknowledged (webhook and Slack), e.g. 1h; empty: never",
 };
 
 /** The "new rule" form, or with `editing` the same form filled with a rule, saving what changed. */
@@ -299,7 +307,7 @@ function RuleEditor(props: { editing: AlertRule | null; onDone: () => void }) {
   const { editing } = props;
   const [form, setForm] = useState<RuleForm>(editing ? ruleToForm(editing) : EMPTY_RULE);
   const [busy, setBusy] = useState(false);
-  const { problem, byInput, other, show, clear } = useFormProblems(RULE_FIELDS, "r-");
+  const { problem, byInput, other, show, clear } = useFormProblems(ruleFields(form), "r-");
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -410,6 +418,14 @@ function RuleEditor(props: { editing: AlertRule | null; onDone: () => void }) {
         )}
         {wrap("description", "Description (optional)", <input {...attrs("description")} />)}
       </div>
+      <ChannelsEditor
+        channels={form.channels}
+        onChange={(channels) => setForm({ ...form, channels })}
+        onRemove={clear}
+        byInput={byInput}
+        editing={editing !== null}
+      />
+      <div class="row">{wrap("repeatInterval", "Notify again every", <input {...attrs("repeatInterval")} placeholder="1h" />)}</div>
       <ProblemBox problem={problem} other={other} />
       <div class="actions">
         <button class="primary" type="submit" disabled={busy}>
