@@ -8,8 +8,8 @@
 use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
 use persys_proto::scheduler::v1::{
-    CommandResult, ConnectRequest, ConnectResponse, ExecExit, WorkloadStatusEvent, connect_request,
-    connect_response::Payload,
+    CommandResult, ConnectRequest, ConnectResponse, ContainerActionResult, ExecExit, WorkloadStatusEvent,
+    connect_request, connect_response::Payload,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,7 @@ use crate::{
         validate_instance_id,
     },
     error::CommandError,
+    host_command::HostPolicy,
 };
 
 /// The enabled drivers.
@@ -29,6 +30,8 @@ pub struct Drivers {
     pub docker: Option<Arc<DockerDriver>>,
     /// Host processes, when enabled.
     pub process: Option<Arc<ProcessDriver>>,
+    /// What host commands may run (none by default).
+    pub host: HostPolicy,
 }
 
 enum Target<'a> {
@@ -114,7 +117,7 @@ impl Commands {
             let result = match token {
                 Some(token) => {
                     token.cancel();
-                    Ok(None)
+                    Ok(Outcome::Done)
                 }
                 None => Err(CommandError::new(
                     "CommandNotFound",
@@ -124,7 +127,10 @@ impl Commands {
             tokio::spawn(async move { finish(&output, result).await });
             return;
         }
-        let streaming = matches!(payload, Payload::Logs(_) | Payload::Exec(_));
+        let streaming = matches!(
+            payload,
+            Payload::Logs(_) | Payload::Exec(_) | Payload::HostCommand(_) | Payload::ContainerAction(_)
+        );
         let token = if streaming { session.child_token() } else { CancellationToken::new() };
         self.running.lock().expect("running lock").insert(command_id.clone(), token.clone());
         let this = self.clone();
@@ -143,7 +149,7 @@ impl Commands {
         payload: Payload,
         output: &Output,
         cancel: &CancellationToken,
-    ) -> Result<Option<ExecExit>, CommandError> {
+    ) -> Result<Outcome, CommandError> {
         let drivers = &self.drivers;
         match payload {
             Payload::Run(run) => {
@@ -160,7 +166,7 @@ impl Commands {
                     })?;
                     d.run(&run, output).await?;
                 }
-                Ok(None)
+                Ok(Outcome::Done)
             }
             Payload::Stop(stop) => {
                 let grace = duration(&stop.grace_period);
@@ -168,7 +174,7 @@ impl Commands {
                     Target::Docker(d) => d.stop(&stop.instance_id, grace).await?,
                     Target::Process(p) => p.stop(&stop.instance_id, grace).await?,
                 }
-                Ok(None)
+                Ok(Outcome::Done)
             }
             Payload::Remove(remove) => {
                 let grace = duration(&remove.grace_period);
@@ -176,7 +182,7 @@ impl Commands {
                     Target::Docker(d) => d.remove(&remove.instance_id, grace, remove.remove_volumes).await?,
                     Target::Process(p) => p.remove(&remove.instance_id, grace).await?,
                 }
-                Ok(None)
+                Ok(Outcome::Done)
             }
             Payload::Restart(restart) => {
                 let grace = duration(&restart.grace_period);
@@ -184,24 +190,27 @@ impl Commands {
                     Target::Docker(d) => d.restart(&restart.instance_id, grace).await?,
                     Target::Process(p) => p.restart(&restart.instance_id, grace).await?,
                 }
-                Ok(None)
+                Ok(Outcome::Done)
             }
             Payload::Logs(logs) => {
                 match drivers.for_instance(&logs.instance_id)? {
                     Target::Docker(d) => d.logs(&logs, output, cancel).await?,
                     Target::Process(p) => p.logs(&logs, output, cancel).await?,
                 }
-                Ok(None)
+                Ok(Outcome::Done)
             }
             Payload::Exec(exec) => match drivers.for_instance(&exec.instance_id)? {
-                Target::Docker(d) => Ok(Some(d.exec(&exec, output, cancel).await?)),
+                Target::Docker(d) => Ok(Outcome::Exit(d.exec(&exec, output, cancel).await?)),
                 Target::Process(_) => {
                     Err(CommandError::new("NotSupported", "exec is not available for process instances"))
                 }
             },
-            Payload::HostCommand(_) => Err(CommandError::new("NotAllowed", "host commands are disabled on this agent")),
-            Payload::ContainerAction(_) => {
-                Err(CommandError::new("NotSupported", "container actions are not implemented by this agent"))
+            Payload::HostCommand(command) => Ok(Outcome::Exit(drivers.host.run(&command, output, cancel).await?)),
+            Payload::ContainerAction(action) => {
+                let d = drivers.docker.as_ref().ok_or_else(|| {
+                    CommandError::new("DriverUnavailable", "the docker driver is not enabled on this node")
+                })?;
+                Ok(Outcome::Container(d.action(&action, output, cancel).await?))
             }
             Payload::Welcome(_) => Err(CommandError::new("InvalidArgument", "unexpected Welcome")),
             Payload::Cancel(_) => unreachable!("handled in dispatch"),
@@ -209,13 +218,34 @@ impl Commands {
     }
 }
 
-async fn finish(output: &Output, result: Result<Option<ExecExit>, CommandError>) {
+/// How a command that did what it asked ended.
+enum Outcome {
+    /// Nothing to tell but success.
+    Done,
+    /// A process ran (exec, host command).
+    Exit(ExecExit),
+    /// A container was acted on.
+    Container(ContainerActionResult),
+}
+
+async fn finish(output: &Output, result: Result<Outcome, CommandError>) {
     let command_id = output.command_id().to_owned();
     let result = match result {
-        Ok(exit) => CommandResult { command_id, success: true, reason: String::new(), message: String::new(), exit },
-        Err(e) => {
-            CommandResult { command_id, success: false, reason: e.reason.to_owned(), message: e.message, exit: None }
+        Ok(outcome) => {
+            let (exit, container) = match outcome {
+                Outcome::Done => (None, None),
+                Outcome::Exit(exit) => (Some(exit), None),
+                Outcome::Container(c) => (None, Some(c)),
+            };
+            CommandResult { command_id, success: true, exit, container, ..Default::default() }
         }
+        Err(e) => CommandResult {
+            command_id,
+            success: false,
+            reason: e.reason.to_owned(),
+            message: e.message,
+            ..Default::default()
+        },
     };
     if output.raw(connect_request::Payload::CommandResult(result)).await.is_err() {
         tracing::debug!(command_id = %output.command_id(), "stream closed before the command result could be sent");

@@ -101,6 +101,19 @@ pub struct Cli {
     /// the oldest are dropped beyond it.
     #[arg(long, env = "PERSYS_AGENT_METRICS_BUFFER", default_value_t = 720)]
     pub metrics_buffer: usize,
+    /// Executables that admins may run on this machine as host commands (ChatOps), absolute
+    /// paths or bare names looked up in a fixed PATH, comma-separated; none by default, so no
+    /// host command runs until listed here.
+    #[arg(long = "host-commands", env = "PERSYS_AGENT_HOST_COMMANDS", value_delimiter = ',')]
+    pub host_commands: Vec<String>,
+    /// Also accept shell command lines (`/bin/sh -c`) as host commands: anything the host
+    /// command user can do. Off by default.
+    #[arg(long, env = "PERSYS_AGENT_HOST_SHELL")]
+    pub host_shell: bool,
+    /// User (name or UID[:GID]) host commands run as when the agent runs as root; an agent
+    /// that is not root runs them as its own user.
+    #[arg(long, env = "PERSYS_AGENT_HOST_COMMAND_USER", default_value = "nobody")]
+    pub host_command_user: String,
     /// Logs, traces, metrics.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
@@ -155,6 +168,9 @@ impl Cli {
             metrics_pipeline: None,
             metrics_interval: Duration::from_secs(5),
             metrics_buffer: 720,
+            host_commands: Vec::new(),
+            host_shell: false,
+            host_command_user: "nobody".into(),
             telemetry: TelemetryArgs::embedded(),
         }
     }

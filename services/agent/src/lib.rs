@@ -13,7 +13,9 @@
 //! keeping unanswered batches (bounded) across reconnects.
 //!
 //! It does not decide anything: placement, restarts and rescheduling belong to the scheduler
-//! (Docker's own restart policy stays `no`). Host commands and container actions are refused.
+//! (Docker's own restart policy stays `no`). Host commands (ChatOps) run only as the node's own
+//! policy allows: none unless `--host-commands` lists them (see [`host_command`]); container
+//! actions on any container but a Persys instance's (which can only be read).
 
 pub mod admin;
 pub mod bootstrap;
@@ -22,6 +24,7 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod host;
+pub mod host_command;
 pub mod hostmetrics;
 pub mod outbox;
 pub mod session;
@@ -44,6 +47,7 @@ use crate::{
     driver::{container::Defaults, docker::DockerDriver, process::ProcessDriver},
     error::AgentError,
     host::Host,
+    host_command::HostPolicy,
     outbox::Outbox,
     session::{Session, SessionConfig},
     shipper::ShipperConfig,
@@ -103,7 +107,12 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<(), AgentError> {
     let tls = Tls::load(state.tls_paths())?;
     let outbox = Arc::new(Outbox::new(cli.event_buffer));
 
-    let mut drivers = Drivers::default();
+    let host_policy = HostPolicy::new(&cli.host_commands, cli.host_shell, &cli.host_command_user)
+        .map_err(persys_kit::config::ConfigError)?;
+    if host_policy.enabled() {
+        tracing::info!(allowed = ?cli.host_commands, shell = cli.host_shell, "host commands enabled");
+    }
+    let mut drivers = Drivers { host: host_policy, ..Drivers::default() };
     if enabled.docker {
         let defaults = Defaults {
             node_id: node_id.clone(),

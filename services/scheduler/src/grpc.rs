@@ -9,12 +9,15 @@ use persys_kit::{
 };
 use persys_proto::scheduler::v1::{
     agent_service_server::AgentServiceServer, bootstrap_service_server::BootstrapServiceServer,
-    scheduler_service_server::SchedulerServiceServer,
+    node_command_service_server::NodeCommandServiceServer, scheduler_service_server::SchedulerServiceServer,
 };
 use tonic::service::Routes;
 
 use crate::{
-    api::{admission::Admission, agent::AgentApi, bootstrap::BootstrapApi, service::SchedulerApi},
+    api::{
+        admission::Admission, agent::AgentApi, bootstrap::BootstrapApi, node_commands::NodeCommandApi,
+        service::SchedulerApi,
+    },
     kv::Kv,
     sched::Scheduler,
 };
@@ -30,6 +33,8 @@ pub fn policy() -> Policy {
         )
         // The metrics pipeline follows workloads (read-only) to record rollouts for DORA.
         .allow("/persys.scheduler.v1.SchedulerService/WatchWorkloads", [Matcher::Service("metrics".into())])
+        // Host commands and container actions: only the pipeline, which checks who asks.
+        .allow("/persys.scheduler.v1.NodeCommandService/", [Matcher::Service("metrics".into())])
 }
 
 /// Routes of the mTLS port.
@@ -45,6 +50,9 @@ pub fn routes<K: Kv>(
                 .max_decoding_message_size(max_message),
         )
         .add_service(AgentServiceServer::new(AgentApi::new(sched.clone())).max_decoding_message_size(max_message))
+        .add_service(
+            NodeCommandServiceServer::new(NodeCommandApi::new(sched.clone())).max_decoding_message_size(max_message),
+        )
         .add_service(
             BootstrapServiceServer::new(BootstrapApi::new(sched.clone())).max_decoding_message_size(max_message),
         );

@@ -27,8 +27,8 @@ use persys_proto::{
     common::v1::OutputStream,
     metrics::v1::ContainerMetrics,
     scheduler::v1::{
-        ExecExit, ExecInstance, FetchLogs, ImagePullPolicy, ImagePullProgress, InstanceStatus, RunInstance,
-        WorkloadPhase, WorkloadStatusEvent,
+        ContainerAction, ContainerActionResult, ContainerOperation, ExecExit, ExecInstance, FetchLogs, ImagePullPolicy,
+        ImagePullProgress, InstanceStatus, RunInstance, WorkloadPhase, WorkloadStatusEvent,
     },
 };
 use tokio::io::AsyncWriteExt;
@@ -665,6 +665,106 @@ impl DockerDriver {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// Acts on any container of the machine (ChatOps), named by its id, a unique prefix of at
+    /// least 12 characters of it, or its name. Containers of Persys instances can only be
+    /// read: START, STOP and RESTART are refused (`ManagedByPersys`). LOGS follows for at most
+    /// an hour.
+    pub async fn action(
+        &self,
+        req: &ContainerAction,
+        output: &Output,
+        cancel: &CancellationToken,
+    ) -> Result<ContainerActionResult, CommandError> {
+        let wanted = req.container_id.trim();
+        if wanted.is_empty()
+            || wanted.len() > 128
+            || !wanted.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(CommandError::new(
+                "InvalidArgument",
+                format!("`{wanted}` is not a container id or name (letters, digits, `_`, `.`, `-`)"),
+            ));
+        }
+        let not_found = || CommandError::new("ContainerNotFound", format!("no container `{wanted}` on this node"));
+        let found = self.inspect(wanted).await?.ok_or_else(not_found)?;
+        let id = found.id.clone().unwrap_or_default();
+        let name = found.name.as_deref().unwrap_or_default().trim_start_matches('/');
+        // Docker takes any prefix of an id; a short one names a container by chance.
+        if name != wanted && !(wanted.len() >= 12 && id.starts_with(wanted)) {
+            return Err(CommandError::new(
+                "ContainerNotFound",
+                format!("no container named `{wanted}`; give its name, its id or at least 12 characters of it"),
+            ));
+        }
+        let managed = found
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(LABEL_MANAGED))
+            .is_some_and(|v| v == "true");
+        let operation = ContainerOperation::try_from(req.operation).unwrap_or(ContainerOperation::Unspecified);
+        if managed && operation != ContainerOperation::Logs {
+            return Err(CommandError::new(
+                "ManagedByPersys",
+                format!("container `{name}` is an instance of a Persys workload: stop, start or restart its workload"),
+            ));
+        }
+        let grace = container::duration(&req.grace_period).unwrap_or(Duration::from_secs(10));
+        if grace > Duration::from_secs(300) {
+            return Err(CommandError::new("InvalidArgument", "grace_period is at most 5 minutes"));
+        }
+        tracing::info!(audit = true, requested_by = %req.requested_by, container = %id, operation = ?operation, "container action");
+        match operation {
+            ContainerOperation::Unspecified => {
+                return Err(CommandError::new("InvalidArgument", "operation: one of START, STOP, RESTART, LOGS"));
+            }
+            ContainerOperation::Start => self.docker.start_container(&id, None).await?,
+            ContainerOperation::Stop => {
+                let (t, docker) = self.with_grace(Some(grace));
+                match docker.stop_container(&id, Some(StopContainerOptions { t, signal: None })).await {
+                    Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            ContainerOperation::Restart => {
+                let (t, docker) = self.with_grace(Some(grace));
+                docker.restart_container(&id, Some(RestartContainerOptions { t, signal: None })).await?;
+            }
+            ContainerOperation::Logs => {
+                let options = LogsOptions {
+                    follow: req.follow,
+                    stdout: true,
+                    stderr: true,
+                    tail: req.tail_lines.unwrap_or(500).max(0).to_string(),
+                    ..Default::default()
+                };
+                let mut stream = self.docker.logs(&id, Some(options));
+                let deadline = tokio::time::sleep(Duration::from_secs(3600));
+                tokio::pin!(deadline);
+                loop {
+                    let next = tokio::select! {
+                        next = stream.next() => next,
+                        _ = cancel.cancelled() => return Err(CommandError::canceled()),
+                        _ = &mut deadline => None,
+                    };
+                    match next {
+                        Some(Ok(chunk)) => send_output(output, chunk).await?,
+                        Some(Err(e)) => return Err(e.into()),
+                        None => break,
+                    }
+                }
+            }
+        }
+        let state = self
+            .inspect(&id)
+            .await?
+            .and_then(|c| c.state)
+            .and_then(|s| s.status)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "removed".into());
+        Ok(ContainerActionResult { container_id: id, state })
     }
 
     /// Runs a command inside a running instance, streaming its output; returns how it ended.

@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod agent;
 pub mod bootstrap;
+pub mod node_commands;
 pub mod nodes;
 pub mod service;
 pub mod tokens;
