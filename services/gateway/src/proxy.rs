@@ -110,20 +110,29 @@ pub struct Audited {
 /// Where audit records of forwarded calls go.
 pub type AuditSink = Arc<dyn Fn(Audited) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
-/// Returns the audit record of a forwarded call that needs one: running commands in workloads.
+/// Returns the audit record of a forwarded call that needs one: running commands in workloads
+/// and on nodes, and acting on a node's containers.
 pub fn audited(path: &str, body: &[u8], principal: &Principal, peer: String) -> Option<Audited> {
-    if path != "/persys.scheduler.v1.SchedulerService/ExecWorkload" || body.len() < 5 {
-        return None;
-    }
-    let request = persys_proto::scheduler::v1::ExecWorkloadRequest::decode(&body[5..]).ok()?;
-    Some(Audited {
-        principal: principal.clone(),
-        action: "workload.exec",
-        target: request.workload_id,
-        detail: format!("replica {}: {:?}", request.replica_index, request.command),
-        peer,
-        allowed: false,
-    })
+    let message = body.get(5..)?;
+    let (action, target, detail) = match path {
+        "/persys.scheduler.v1.SchedulerService/ExecWorkload" => {
+            let r = persys_proto::scheduler::v1::ExecWorkloadRequest::decode(message).ok()?;
+            ("workload.exec", r.workload_id, format!("replica {}: {:?}", r.replica_index, r.command))
+        }
+        "/persys.metrics.v1.CommandService/RunCommand" => {
+            let r = persys_proto::metrics::v1::RunCommandRequest::decode(message).ok()?;
+            let what = if r.shell.is_empty() { format!("{:?}", r.argv) } else { format!("sh -c {:?}", r.shell) };
+            ("node.command", r.node_id, what)
+        }
+        "/persys.metrics.v1.CommandService/DockerAction" => {
+            let r = persys_proto::metrics::v1::DockerActionRequest::decode(message).ok()?;
+            let action =
+                persys_proto::metrics::v1::DockerActionType::try_from(r.action).map_or("unknown", |a| a.as_str_name());
+            ("node.docker", r.node_id, format!("{action} {}", r.container_id))
+        }
+        _ => return None,
+    };
+    Some(Audited { principal: principal.clone(), action, target, detail, peer, allowed: false })
 }
 
 /// Headers that describe the client's connection or credentials, never forwarded.

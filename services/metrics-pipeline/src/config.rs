@@ -107,10 +107,16 @@ pub struct ServeArgs {
     /// How long Redis remembers a sent deployment.
     #[arg(long, env = "PERSYS_METRICS_DORA_DEDUPE_TTL", default_value = "30d", value_parser = parse_duration)]
     pub dora_dedupe_ttl: Duration,
-    /// Scheduler (`https://scheduler:7443`) whose workloads are recorded as DORA deployments
-    /// (each workload one rollout of its name); off when unset.
+    /// Scheduler (`https://scheduler:7443`): its workloads are recorded as DORA deployments
+    /// (each workload one rollout of its name), and host commands and container actions are
+    /// relayed through it to the nodes' agents; both off when unset.
     #[arg(long, env = "PERSYS_METRICS_SCHEDULER")]
     pub scheduler: Option<String>,
+    /// Cluster-wide allow-list of host commands, comma-separated: when set, `argv[0]` must be
+    /// one of these exactly and shell command lines are refused; when empty, each node's agent
+    /// list decides alone (and an agent allows none until told).
+    #[arg(long = "host-commands", env = "PERSYS_METRICS_HOST_COMMANDS", value_delimiter = ',')]
+    pub host_commands: Vec<String>,
     /// The cluster name those rollouts carry.
     #[arg(long, env = "PERSYS_METRICS_ROLLOUTS_CLUSTER", default_value = "persys")]
     pub rollouts_cluster: String,
@@ -195,6 +201,7 @@ impl ServeArgs {
             redis_prefix: "persys:dora".into(),
             dora_dedupe_ttl: Duration::from_secs(30 * 86_400),
             scheduler: None,
+            host_commands: Vec::new(),
             rollouts_cluster: "persys".into(),
             drain_timeout: Duration::from_secs(10),
             tls: TlsArgs::from_certs(certs, crate::SERVICE),

@@ -12,10 +12,12 @@
 //! DORA ([`dora`]): deployments recorded by the reconciler's ArgoCD watcher, their commits
 //! resolved from GitHub, sent once to Apache DevLake, and the four keys computed here.
 //!
-//! Not here yet (see issue 12): host commands.
+//! ChatOps ([`commands`]): commands and Docker actions on a node, for admins, relayed to the
+//! node's agent through the scheduler, each kept in the command history.
 
 pub mod alerts;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod dora;
 pub mod error;
@@ -37,8 +39,9 @@ use persys_kit::{
     shutdown::Shutdown,
 };
 use persys_proto::metrics::v1::{
-    alert_service_server::AlertServiceServer, dora_service_server::DoraServiceServer,
-    metrics_ingest_service_server::MetricsIngestServiceServer, metrics_query_service_server::MetricsQueryServiceServer,
+    alert_service_server::AlertServiceServer, command_service_server::CommandServiceServer,
+    dora_service_server::DoraServiceServer, metrics_ingest_service_server::MetricsIngestServiceServer,
+    metrics_query_service_server::MetricsQueryServiceServer,
 };
 use tonic::service::Routes;
 
@@ -54,7 +57,8 @@ pub fn authorize(callers: &[String]) -> AuthorizeLayer {
         .allow("/persys.metrics.v1.MetricsIngestService/", [Matcher::AnyAgent])
         .allow("/persys.metrics.v1.MetricsQueryService/", callers.iter().map(|c| Matcher::Service(c.clone())))
         .allow("/persys.metrics.v1.AlertService/", callers.iter().map(|c| Matcher::Service(c.clone())))
-        .allow("/persys.metrics.v1.DoraService/", callers.iter().map(|c| Matcher::Service(c.clone())));
+        .allow("/persys.metrics.v1.DoraService/", callers.iter().map(|c| Matcher::Service(c.clone())))
+        .allow("/persys.metrics.v1.CommandService/", callers.iter().map(|c| Matcher::Service(c.clone())));
     AuthorizeLayer::new(policy)
 }
 
@@ -64,17 +68,20 @@ pub async fn routes(
     query: Query,
     alerts: alerts::Alerts,
     dora: dora::Dora,
+    commands: commands::Commands,
 ) -> Result<(Routes, Health), ServeError> {
     let (routes, health) = base_routes(&[])?;
     health.serving::<MetricsIngestServiceServer<Ingest>>().await;
     health.serving::<MetricsQueryServiceServer<Query>>().await;
     health.serving::<AlertServiceServer<alerts::Alerts>>().await;
     health.serving::<DoraServiceServer<dora::Dora>>().await;
+    health.serving::<CommandServiceServer<commands::Commands>>().await;
     let routes = routes
         .add_service(MetricsIngestServiceServer::new(ingest))
         .add_service(MetricsQueryServiceServer::new(query))
         .add_service(AlertServiceServer::new(alerts))
-        .add_service(DoraServiceServer::new(dora));
+        .add_service(DoraServiceServer::new(dora))
+        .add_service(CommandServiceServer::new(commands));
     Ok((routes, health))
 }
 
@@ -124,23 +131,29 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     let dora = dora::Dora::new(&store, args.dora_options()).map_err(persys_kit::config::ConfigError)?;
     dora.register_metrics(&metrics);
     dora.spawn(shutdown.clone());
-    if let Some(url) = &args.scheduler {
-        let channel = persys_kit::client::mtls_channel_to(
-            url,
-            &tls,
-            persys_kit::Identity::Service("scheduler".into()),
-            &persys_kit::client::ClientOptions::default(),
-        )
-        .map_err(|e| persys_kit::config::ConfigError(format!("--scheduler {url}: {e}")))?;
+    let scheduler = match &args.scheduler {
+        Some(url) => Some(
+            persys_kit::client::mtls_channel_to(
+                url,
+                &tls,
+                persys_kit::Identity::Service("scheduler".into()),
+                &persys_kit::client::ClientOptions::default(),
+            )
+            .map_err(|e| persys_kit::config::ConfigError(format!("--scheduler {url}: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(channel) = &scheduler {
         tokio::spawn(dora::rollouts::run(
             dora.clone(),
             alerts.clone(),
-            channel,
+            channel.clone(),
             args.rollouts_cluster.clone(),
             shutdown.clone(),
         ));
     }
-    let (routes, health) = routes(ingest, query, alerts, dora.clone()).await?;
+    let commands = commands::Commands::new(store.clone(), scheduler, args.host_commands.clone());
+    let (routes, health) = routes(ingest, query, alerts, dora.clone(), commands).await?;
     let (listener, addr) = bind(args.listen).await?;
     announce_ready("metrics-pipeline", &[("grpc", Some(addr)), ("admin", admin)]);
     let options = ServerOptions {

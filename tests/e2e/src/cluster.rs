@@ -138,8 +138,19 @@ impl Cluster {
     /// Starts a real agent that joins with `token`, named `node`, with the Docker driver on
     /// `docker_host` and containers on network `none`.
     pub async fn agent(&self, node: &str, token: &str, docker_host: &str) -> anyhow::Result<Service> {
+        self.agent_with(node, token, docker_host, &[]).await
+    }
+
+    /// Like [`Cluster::agent`], with `flags` added (e.g. `--host-commands echo`).
+    pub async fn agent_with(
+        &self,
+        node: &str,
+        token: &str,
+        docker_host: &str,
+        flags: &[&str],
+    ) -> anyhow::Result<Service> {
         let scheduler = self.scheduler.as_ref().ok_or_else(|| anyhow::anyhow!("scheduler stopped"))?;
-        let extra: Vec<String> = match &self.metrics {
+        let mut extra: Vec<String> = match &self.metrics {
             Some(m) => ["--metrics-pipeline", &format!("https://localhost:{}", m.addr("grpc").port())]
                 .into_iter()
                 .chain(["--metrics-interval", "200ms"])
@@ -147,6 +158,7 @@ impl Cluster {
                 .collect(),
             None => Vec::new(),
         };
+        extra.extend(flags.iter().map(|f| (*f).to_owned()));
         start_agent(self.dir.path(), &self.certs(), scheduler, node, token, docker_host, &extra).await
     }
 
