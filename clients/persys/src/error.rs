@@ -36,7 +36,7 @@ Exit codes:
   6  conflict: already exists, changed meanwhile, or not allowed in the current state
   7  timed out
   8  the workload failed (workload run --wait)
-  `workload exec` exits with the command's own exit code.";
+  `workload exec` and `exec-host` exit with the command's own exit code.";
 
 /// An error with the exit code it maps to; the message is already meant for users.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ mod certs;
 mod client;
 mod dora;
 mod error;
+mod host;
 mod metrics;
 mod node;
 mod output;
@@ -73,6 +74,11 @@ enum Command {
     /// Alert rules: create from a YAML file, list, delete (admin).
     #[command(subcommand)]
     Rules(alerts::RulesCommand),
+    /// Run a command on a node (admin; only what the node's agent allows).
+    ExecHost(host::ExecHostArgs),
+    /// A node's containers, Docker actions on them, the command history (admin).
+    #[command(subcommand)]
+    Host(host::HostCommand),
     /// DORA metrics: the four keys, the deployments behind them, recording one from CI.
     #[command(subcommand)]
     Dora(dora::DoraCommand),
@@ -99,6 +105,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Metrics(c) => metrics::run(global, c).await,
         Command::Alerts(c) => alerts::run_alerts(global, c).await,
         Command::Rules(c) => alerts::run_rules(global, c).await,
+        Command::ExecHost(args) => host::exec_host(global, args).await,
+        Command::Host(c) => host::run(global, c).await,
         Command::Dora(c) => dora::run(global, c).await,
         Command::Certs(c) => certs::run(c),
         Command::Completions { shell } => {

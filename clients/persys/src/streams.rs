@@ -64,7 +64,8 @@ pub struct ExecArgs {
     command_timeout: Option<Duration>,
 }
 
-fn write_chunk(chunk: &OutputChunk) -> std::io::Result<()> {
+/// Writes a chunk of output to stdout or stderr, as it came.
+pub fn write_chunk(chunk: &OutputChunk) -> std::io::Result<()> {
     if chunk.stream == OutputStream::Stderr as i32 {
         let mut err = std::io::stderr().lock();
         err.write_all(&chunk.data)?;

@@ -745,3 +745,47 @@ async fn dora_records_lists_shows_and_computes_the_four_keys() {
     assert!(!retry.status.success());
     assert!(text(&retry.stderr).contains("only a FAILED push"), "{}", text(&retry.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_host_runs_what_the_node_allows_and_exits_with_its_code() {
+    let Some(database_url) = persys_kit::testing::require_env("PERSYS_TEST_DATABASE_URL", "PostgreSQL") else { return };
+    let Some(docker_host) = persys_kit::testing::require_env("DOCKER_HOST", "a Docker engine") else { return };
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let options = ClusterOptions { metrics: Some((database_url, format!("cli_host_{nanos:x}"))), ..Default::default() };
+    let cluster = Cluster::start(options).await.expect("gateway, scheduler and metrics pipeline start");
+    let cli = Persys::new(cluster.url());
+    cli.login(ADMIN, ADMIN_PASSWORD).await;
+    let created = cli.json(&["token", "create"]).await;
+    let token = created["token"].as_str().expect("token in the json output").to_owned();
+    let node = format!("cli-h-{}", nanos % 1_000_000_000);
+    let _agent =
+        cluster.agent_with(&node, &token, &docker_host, &["--host-commands", "echo,false"]).await.expect("agent joins");
+
+    // Until the node's stream is up, the command fails (not connected); then it runs.
+    eventually("the node to run a command", || async {
+        let out = cli.run(&["exec-host", &node, "--", "echo", "hi", "there"]).await;
+        out.status.success() && text(&out.stdout) == "hi there\n"
+    })
+    .await;
+    let failing = cli.run(&["exec-host", &node, "--", "false"]).await;
+    assert_eq!(failing.status.code(), Some(1), "the command's own exit code: {}", text(&failing.stderr));
+
+    let refused = cli.run(&["exec-host", &node, "--", "cat", "/etc/hostname"]).await;
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused.stderr));
+    let err = text(&refused.stderr);
+    assert!(err.contains("refused") && err.contains("allowed host commands"), "{err}");
+    assert!(refused.stdout.is_empty(), "nothing ran: {}", text(&refused.stdout));
+
+    let missing = cli.run(&["exec-host", &node]).await;
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing.stderr));
+
+    let history = cli.json(&["host", "history", "--node", &node]).await;
+    let records = history.as_array().unwrap();
+    let newest: Vec<(&str, &str)> =
+        records.iter().take(3).map(|r| (r["command"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
+    assert_eq!(newest, [("cat /etc/hostname", "Rejected"), ("false", "Completed"), ("echo hi there", "Completed")]);
+    assert_eq!(records[1]["exit_code"], 1);
+    assert_eq!(records[2]["output_tail"], "hi there\n");
+    let table = cli.ok(&["host", "history", "--node", &node]).await;
+    assert!(table.starts_with("ID") && table.contains("cat /etc/hostname") && table.contains("Rejected"), "{table}");
+}

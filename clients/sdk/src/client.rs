@@ -106,6 +106,15 @@ impl Conn {
         persys_proto::metrics::v1::dora_service_client::DoraServiceClient::with_interceptor(self.channel, self.bearer)
     }
 
+    /// Returns a server command client (ChatOps, admins): commands and Docker actions on a
+    /// node, its containers, the command history.
+    pub fn commands(self) -> persys_proto::metrics::v1::command_service_client::CommandServiceClient<AuthChannel> {
+        persys_proto::metrics::v1::command_service_client::CommandServiceClient::with_interceptor(
+            self.channel,
+            self.bearer,
+        )
+    }
+
     /// Returns a persona client (the reconciler): ApplicationPersonas, the ClusterPersona,
     /// their live changes.
     pub fn personas(self) -> PersonaServiceClient<AuthChannel> {
