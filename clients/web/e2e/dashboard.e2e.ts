@@ -90,7 +90,8 @@ beforeAll(async () => {
   let metrics: string[] = [];
   if (PG_ADMIN_URL) {
     psql(`CREATE DATABASE ${METRICS_DB}`);
-    metrics = ["--metrics-database-url", databaseUrl(METRICS_DB)];
+    // The built-in agent may run `echo` on this machine (and nothing else).
+    metrics = ["--metrics-database-url", databaseUrl(METRICS_DB), "--host-commands", "echo"];
   }
   stack = await startStack(resolve(import.meta.dirname, "../dist"), [...kube, ...metrics]);
   // The viewer, made by the admin through the gateway (gRPC-web from Node, like the browser).
@@ -535,6 +536,39 @@ describe("the dashboard against persys-stack", () => {
     await page.getByText("No alert rule yet.").waitFor();
   });
 
+  it("runs a command on the node, shows its output and how it ended, and keeps it in the history", async (ctx) => {
+    if (!PG_ADMIN_URL) {
+      if (process.env.CI === "true") throw new Error("PERSYS_TEST_PG_ADMIN_URL is not set: commands need the test bench's PostgreSQL");
+      ctx.skip();
+    }
+    await nav("Nodes");
+    await page.getByRole("row").filter({ has: page.getByText("Ready") }).getByRole("link").click();
+    const section = page.getByTestId("node-commands");
+    await section.getByRole("heading", { name: "Commands" }).waitFor();
+    // What cannot be sent stays here, on its input.
+    await section.getByLabel("Command", { exact: true }).fill(`echo "unclosed`);
+    await section.getByRole("button", { name: "Run" }).click();
+    await section.getByText("a quote is not closed").waitFor();
+    expect(await section.getByLabel("Command", { exact: true }).getAttribute("aria-invalid")).toBe("true");
+    // Allowed on this node: the output, then how it ended.
+    await section.getByLabel("Command", { exact: true }).fill(`echo "hello from" the dashboard`);
+    await section.getByRole("button", { name: "Run" }).click();
+    await expect.poll(() => section.getByTestId("command-result").textContent(), { timeout: 30_000 }).toMatch(/^Completed\s*Completed with exit code 0 in \d/);
+    expect(await section.getByTestId("command-output").textContent()).toBe("hello from the dashboard\n");
+    // Not on the node's list: refused by the node's agent, nothing run.
+    await section.getByLabel("Command", { exact: true }).fill("cat /etc/hostname");
+    await section.getByRole("button", { name: "Run" }).click();
+    await expect.poll(() => section.getByTestId("command-result").textContent(), { timeout: 30_000 }).toMatch(/Refused: .*not in this node's allowed host commands/);
+    expect(await section.getByTestId("command-output").textContent()).toBe("");
+    // The history, newest first, as the pipeline kept it.
+    const rows = section.getByTestId("command-history").locator("tbody tr");
+    await expect.poll(() => rows.locator("td:nth-child(2)").allTextContents()).toEqual(["cat /etc/hostname", "echo 'hello from' the dashboard"]);
+    expect(await rows.locator("td:nth-child(4)").allTextContents()).toEqual(["Refused", "Completed"]);
+    expect(await rows.locator("td:nth-child(5)").allTextContents()).toEqual(["—", "0"]);
+    await expectAccessible("node commands");
+    await shot("node-commands");
+  });
+
   it("shows the four keys and the deployments behind them on the DORA page", async (ctx) => {
     if (!PG_ADMIN_URL) {
       if (process.env.CI === "true") throw new Error("PERSYS_TEST_PG_ADMIN_URL is not set: the DORA page needs the test bench's PostgreSQL");
@@ -746,6 +780,7 @@ describe("the dashboard against persys-stack", () => {
     for (const name of ["Cordon", "Drain", "Uncordon"]) expect(await page.getByRole("button", { name }).count()).toBe(0);
     // Host metrics are the admins': no charts for a viewer, and the Alerts page says why.
     expect(await page.getByTestId("node-metrics").count()).toBe(0);
+    expect(await page.getByTestId("node-commands").count()).toBe(0);
     await expectAccessible("node as viewer");
     await shot("node-viewer");
     await nav("Alerts");

@@ -7,6 +7,7 @@ import { ApiKeyService } from "./gen/persys/gateway/v1/api_key_pb";
 import { AuthService } from "./gen/persys/gateway/v1/auth_pb";
 import { UserService } from "./gen/persys/gateway/v1/user_service_pb";
 import { AlertService } from "./gen/persys/metrics/v1/alert_service_pb";
+import { CommandService } from "./gen/persys/metrics/v1/command_service_pb";
 import { DoraService } from "./gen/persys/metrics/v1/dora_service_pb";
 import { MetricsQueryService } from "./gen/persys/metrics/v1/query_service_pb";
 import { PersonaService } from "./gen/persys/reconciler/v1/persona_service_pb";
@@ -51,6 +52,8 @@ export const personaService = createClient(PersonaService, transport);
 export const metricsQuery = createClient(MetricsQueryService, transport);
 /** AlertService (the metrics pipeline): alerts and alert rules. */
 export const alertService = createClient(AlertService, transport);
+/** CommandService (the metrics pipeline; admins): commands on a node and their history. */
+export const commandService = createClient(CommandService, transport);
 /** DoraService (the metrics pipeline): deployments and the four keys. */
 export const doraService = createClient(DoraService, transport);
 /** UserService (the gateway; admins): users and the audit log. */

@@ -76,6 +76,16 @@ pub struct Config {
     /// the dashboard's charts and Alerts page). Without it the stack has no metrics.
     #[arg(long, env = "PERSYS_STACK_METRICS_DATABASE_URL", hide_env_values = true)]
     pub metrics_database_url: Option<persys_kit::config::Secret>,
+    /// With `--metrics-database-url`: executables admins may run on this machine as host
+    /// commands (`persys exec-host`, the dashboard's node page), comma-separated; none by
+    /// default. They run as the user who started the stack.
+    #[arg(
+        long = "host-commands",
+        env = "PERSYS_STACK_HOST_COMMANDS",
+        value_delimiter = ',',
+        requires = "metrics_database_url"
+    )]
+    pub host_commands: Vec<String>,
     /// Logs, traces, metrics.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
@@ -193,7 +203,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     // Metrics pipeline, with a PostgreSQL database: behind the gateway, fed by the agent.
     let metrics = match &config.metrics_database_url {
         Some(url) => {
-            let args = persys_metrics_pipeline::config::ServeArgs::loopback(&certs, url.expose().to_owned());
+            let mut args = persys_metrics_pipeline::config::ServeArgs::loopback(&certs, url.expose().to_owned());
+            // The stack's workloads are DORA rollouts, and host commands are relayed through it.
+            args.scheduler = Some(format!("https://localhost:{}", scheduler.grpc.port()));
             let running = persys_metrics_pipeline::start(args, shutdown.clone())
                 .await
                 .context("starting the metrics pipeline (--metrics-database-url)")?;
@@ -244,6 +256,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     agent_config.admin_api_listen = "127.0.0.1:0".into();
     agent_config.docker_host = config.docker_host.clone();
     agent_config.metrics_pipeline = metrics.as_ref().map(|m| format!("https://localhost:{}", m.addr.port()));
+    agent_config.host_commands = config.host_commands.clone();
+    agent_config.host_command_user = agent_config.process_user.clone();
     let agent = tokio::spawn(persys_agent::run(agent_config, shutdown.clone()));
 
     announce_ready("persys-stack", &[("scheduler", Some(scheduler.grpc))]);

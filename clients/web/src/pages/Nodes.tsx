@@ -9,6 +9,7 @@ import { type HostHistory, percent } from "../logic/metrics";
 import { nodeStateLabel, nodeTone, phaseLabel, phaseTone } from "../logic/states";
 import { Link } from "../router";
 import type { Session } from "../session";
+import { NodeCommands } from "./NodeCommands";
 import { NodeMetrics } from "./NodeMetrics";
 
 /** A node's live CPU and memory: sparklines of the last samples and the newest value. */
@@ -221,6 +222,7 @@ export function NodePage(props: { id: string; session: Session }) {
         </dd>
       </dl>
       {props.session.isAdmin ? <NodeMetrics nodeId={n.id} /> : null}
+      {props.session.isAdmin ? <NodeCommands nodeId={n.id} /> : null}
       <section aria-labelledby="instances-h">
         <h2 id="instances-h">Instances on this node</h2>
         {workloads.synced && instances.length === 0 ? (
