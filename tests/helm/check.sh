@@ -313,6 +313,9 @@ step_metrics_render() {
     v=$(env_value PERSYS_AGENT_METRICS_PIPELINE <<<"$d")
     [ "$v" = "$METRICS_URL" ] || fail "agent DaemonSet: PERSYS_AGENT_METRICS_PIPELINE is '$v', not $METRICS_URL"
     [ -n "$(env_value PERSYS_AGENT_METRICS_INTERVAL <<<"$d")" ] || fail "agent DaemonSet: no PERSYS_AGENT_METRICS_INTERVAL"
+    v=$(env_value PERSYS_AGENT_HOST_COMMANDS <<<"$d")
+    [ "$v" = "uptime,/usr/bin/df" ] || fail "agent DaemonSet: PERSYS_AGENT_HOST_COMMANDS is '$v', not the listed uptime,/usr/bin/df"
+    ! grep -q 'PERSYS_AGENT_HOST_SHELL' <<<"$d" || fail "agent DaemonSet: host shell on without agent.hostShell"
     log "all-on values: metrics Deployment (database URL from Secret $METRICS_DB_SECRET), Service, ServiceAccount, PDB, NetworkPolicy, Certificate; gateway upstream and agent env point at $METRICS_URL"
 
     # gateway.upstreams.metrics replaces the automatic entry instead of adding a second one.
