@@ -347,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn exec_calls_are_audited_with_workload_and_command() {
+    fn exec_and_node_command_calls_are_audited_with_target_and_command() {
         let principal = Principal {
             user: persys_kit::UserClaims {
                 id: "u1".into(),
@@ -371,6 +371,46 @@ mod tests {
         assert!(a.detail.contains("\"id\""), "{}", a.detail);
         assert!(
             audited("/persys.scheduler.v1.SchedulerService/GetWorkload", &body, &principal, String::new()).is_none()
+        );
+
+        // Commands on nodes and actions on their containers are audited too.
+        let framed = |m: &dyn Fn() -> Vec<u8>| {
+            let encoded = m();
+            let mut body = vec![0u8];
+            body.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+            body.extend_from_slice(&encoded);
+            body
+        };
+        let run = persys_proto::metrics::v1::RunCommandRequest {
+            node_id: "n1".into(),
+            shell: "uptime | cut -c1-9".into(),
+            ..Default::default()
+        };
+        let a = audited(
+            "/persys.metrics.v1.CommandService/RunCommand",
+            &framed(&|| run.encode_to_vec()),
+            &principal,
+            String::new(),
+        )
+        .unwrap();
+        assert_eq!((a.action, a.target.as_str()), ("node.command", "n1"));
+        assert!(a.detail.contains("sh -c") && a.detail.contains("uptime | cut"), "{}", a.detail);
+        let docker = persys_proto::metrics::v1::DockerActionRequest {
+            node_id: "n1".into(),
+            container_id: "nginx".into(),
+            action: persys_proto::metrics::v1::DockerActionType::Restart as i32,
+            ..Default::default()
+        };
+        let a = audited(
+            "/persys.metrics.v1.CommandService/DockerAction",
+            &framed(&|| docker.encode_to_vec()),
+            &principal,
+            String::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            (a.action, a.target.as_str(), a.detail.as_str()),
+            ("node.docker", "n1", "DOCKER_ACTION_TYPE_RESTART nginx")
         );
     }
 
