@@ -801,9 +801,13 @@ step_schema() {
     expect_reject "misspelt key under the all-on values" issuerRefs -f "$ALL_ON" --set tls.certManager.issuerRefs.name=x
     expect_reject "string for an integer" replicaCount --set gateway.replicaCount=two
     expect_reject "value outside an enum" strategy --set scheduler.strategy=random
+    # A host command is an absolute path or a bare name; a relative path would resolve
+    # against the agent's working directory.
+    expect_reject "relative path in agent.hostCommands" hostCommands --set 'agent.hostCommands={bin/sh}'
     # Free-form maps stay open.
     expect_accept "free-form maps" --set gateway.podAnnotations.anything=x \
         --set scheduler.nodeSelector.disk=ssd --set analyzer.resources.requests.ephemeral-storage=1Gi \
+        --set 'agent.hostCommands={uptime,/usr/bin/df}' \
         --set-json 'podSecurityContext={"runAsUser":10001,"supplementalGroups":[5]}'
 }
 
