@@ -289,6 +289,31 @@ step_metrics_render() {
     done
     [ -z "$(env_entry PERSYS_METRICS_REDIS_URL <<<"$d")" ] || fail "Deployment $METRICS_NAME sets PERSYS_METRICS_REDIS_URL without metrics.dora.redis"
     [ -n "$(env_value PERSYS_METRICS_SCHEDULER <<<"$d")" ] || fail "Deployment $METRICS_NAME: no PERSYS_METRICS_SCHEDULER (rollouts for DORA)"
+    ! grep -q 'PERSYS_METRICS_GITHUB_APP_\|github-app' <<<"$d" || fail "Deployment $METRICS_NAME: GitHub App settings without metrics.dora.github.app"
+    # A GitHub App instead of the token: its ids as values, its key mounted read-only from the
+    # Secret (owner-only mode) and named by file; both at once, or an app without its key or
+    # installation, refused naming what to set.
+    local app=(--set metrics.dora.github.tokenSecret= --set metrics.dora.github.app.id=4242
+        --set metrics.dora.github.app.installationId=77 --set metrics.dora.github.app.privateKeySecret=gh-app)
+    tmpl metrics-app -n "$NS_ALL" -f "$ALL_ON" "${app[@]}"
+    d=$(doc "$WORK/metrics-app.yaml" Deployment "$METRICS_NAME")
+    [ "$(env_value PERSYS_METRICS_GITHUB_APP_ID <<<"$d")" = 4242 ] && [ "$(env_value PERSYS_METRICS_GITHUB_APP_INSTALLATION_ID <<<"$d")" = 77 ] &&
+        [ "$(env_value PERSYS_METRICS_GITHUB_APP_PRIVATE_KEY_FILE <<<"$d")" = /etc/persys/github-app/private-key.pem ] ||
+        fail "with metrics.dora.github.app: the app's env is not set as given"
+    [ -z "$(env_entry PERSYS_METRICS_GITHUB_TOKEN <<<"$d")" ] || fail "with a GitHub App and no tokenSecret: PERSYS_METRICS_GITHUB_TOKEN still set"
+    grep -A3 '^ *- name: github-app$' <<<"$d" | grep -q '^ *readOnly: true$' &&
+        grep -A3 '^ *- name: github-app$' <<<"$d" | grep -q '^ *secretName: gh-app$' && grep -q '^ *defaultMode: 0400$' <<<"$d" ||
+        fail "with metrics.dora.github.app: the key is not mounted read-only from Secret gh-app with mode 0400"
+    expect_fail() {
+        if t "$HELM" template "$RELEASE" "$CHART" -n "$NS_ALL" -f "$ALL_ON" "${@:2}" >"$WORK/app.err" 2>&1 || ! grep -qF -- "$1" "$WORK/app.err"; then
+            sed 's/^/    /' "$WORK/app.err" >&2
+            fail "helm template ${*:2} should fail naming '$1'"
+        fi
+    }
+    expect_fail "not both" "${app[@]}" --set metrics.dora.github.tokenSecret=persys-github
+    expect_fail "privateKeySecret is required" "${app[@]}" --set metrics.dora.github.app.privateKeySecret=
+    expect_fail "installationId is required" "${app[@]}" --set metrics.dora.github.app.installationId=0
+    log "GitHub App: ids as values, key file from Secret gh-app (read-only, 0400); token and app together refused"
     # The reconciler records ArgoCD syncs in this pipeline, with its mTLS material.
     d=$(doc "$on" Deployment "$RELEASE-reconciler")
     [ "$(env_value PERSYS_RECONCILER_METRICS_PIPELINE <<<"$d")" = "$METRICS_URL" ] ||

@@ -73,8 +73,19 @@ pub struct ServeArgs {
     #[arg(long, env = "PERSYS_METRICS_GITHUB_API_URL", default_value = "https://api.github.com")]
     pub github_api_url: String,
     /// GitHub token for reading commits (contents: read); anonymous calls get 60 an hour.
-    #[arg(long, env = "PERSYS_METRICS_GITHUB_TOKEN", hide_env_values = true)]
+    /// Or authenticate as a GitHub App with the three `--github-app-*` flags instead.
+    #[arg(long, env = "PERSYS_METRICS_GITHUB_TOKEN", hide_env_values = true, conflicts_with = "github_app_id")]
     pub github_token: Option<persys_kit::config::Secret>,
+    /// GitHub App ID (or client ID) to read commits as an app installation (permission
+    /// contents: read); needs `--github-app-installation-id` and `--github-app-private-key-file`.
+    #[arg(long, env = "PERSYS_METRICS_GITHUB_APP_ID", requires_all = ["github_app_installation_id", "github_app_private_key_file"])]
+    pub github_app_id: Option<String>,
+    /// The installation of the GitHub App (in the organisation owning the repositories).
+    #[arg(long, env = "PERSYS_METRICS_GITHUB_APP_INSTALLATION_ID", requires = "github_app_id")]
+    pub github_app_installation_id: Option<u64>,
+    /// The GitHub App's private key, PEM as GitHub hands it out (or PKCS#8).
+    #[arg(long, env = "PERSYS_METRICS_GITHUB_APP_PRIVATE_KEY_FILE", requires = "github_app_id")]
+    pub github_app_private_key_file: Option<std::path::PathBuf>,
     /// Source repository of an image repository, `<image repository>=<repository URL>`
     /// (repeatable; comma-separated in the environment), e.g.
     /// `quay.io/acme/ui=https://github.com/acme/ui`; images without one are looked up by
@@ -144,11 +155,26 @@ fn parse_image_repo(s: &str) -> Result<(String, String), String> {
 }
 
 impl ServeArgs {
-    /// How the DORA pipeline reaches GitHub, DevLake and Redis.
-    pub fn dora_options(&self) -> crate::dora::Options {
-        crate::dora::Options {
+    /// How the DORA pipeline reaches GitHub, DevLake and Redis; an error names a GitHub App
+    /// key that cannot be used.
+    pub fn dora_options(&self) -> Result<crate::dora::Options, String> {
+        let github_app = match (&self.github_app_id, self.github_app_installation_id, &self.github_app_private_key_file)
+        {
+            (Some(id), Some(installation), Some(key)) => Some(
+                crate::dora::github_app::AppCredentials::from_file(id, installation, key)
+                    .map_err(|e| format!("--github-app-private-key-file {e}"))?,
+            ),
+            (None, None, None) => None,
+            _ => {
+                return Err("a GitHub App needs all of --github-app-id, --github-app-installation-id and \
+                            --github-app-private-key-file"
+                    .into());
+            }
+        };
+        Ok(crate::dora::Options {
             github_api: self.github_api_url.clone(),
             github_token: self.github_token.clone(),
+            github_app,
             image_repos: self.dora_image_repos.clone(),
             devlake_url: self.devlake_url.clone(),
             devlake_token: self.devlake_token.clone(),
@@ -159,7 +185,7 @@ impl ServeArgs {
             backoff: self.devlake_backoff,
             attempts: self.devlake_attempts,
             ..crate::dora::Options::default()
-        }
+        })
     }
 
     /// How notifications are retried and refreshed.
@@ -191,6 +217,9 @@ impl ServeArgs {
             notify_refresh: Duration::from_secs(60),
             github_api_url: "https://api.github.com".into(),
             github_token: None,
+            github_app_id: None,
+            github_app_installation_id: None,
+            github_app_private_key_file: None,
             dora_image_repos: Vec::new(),
             devlake_url: None,
             devlake_connections: Vec::new(),

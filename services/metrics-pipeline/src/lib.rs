@@ -128,7 +128,8 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     notifier.spawn(shutdown.clone());
     let ingest = Ingest::new(store.clone(), live.clone(), latest, max_age_ms, alerts.clone());
     let query = Query::new(store.clone(), live);
-    let dora = dora::Dora::new(&store, args.dora_options()).map_err(persys_kit::config::ConfigError)?;
+    let dora = dora::Dora::new(&store, args.dora_options().map_err(persys_kit::config::ConfigError)?)
+        .map_err(persys_kit::config::ConfigError)?;
     dora.register_metrics(&metrics);
     dora.spawn(shutdown.clone());
     let scheduler = match &args.scheduler {

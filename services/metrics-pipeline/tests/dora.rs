@@ -16,7 +16,13 @@ use common::{
     now_ms,
 };
 use persys_kit::identity::Role;
-use persys_metrics_pipeline::config::ServeArgs;
+use persys_metrics_pipeline::{
+    config::ServeArgs,
+    dora::{
+        github::{Auth, Github, GithubError},
+        github_app::AppCredentials,
+    },
+};
 use persys_proto::{
     common::v1::TimeRange,
     metrics::v1::{
@@ -630,4 +636,108 @@ async fn members_see_only_their_own_rollouts_and_the_deployments_without_an_owne
         "bob"
     );
     p.finish().await;
+}
+
+fn app_key() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github-app-test-key.pem")
+}
+
+#[tokio::test]
+async fn as_a_github_app_one_installation_token_serves_until_github_refuses_it_then_a_new_one_is_minted() {
+    let t0 = now_ms();
+    let key = app_key();
+    let credentials = AppCredentials::from_file("4242", 77, &key).unwrap();
+    let github = FakeGithub::default();
+    github.require_app("4242", 77, credentials.public_key_der());
+    let revisions = ["app-r1", "app-r2", "app-r3"];
+    github.push("acme/infra", revisions.map(|r| commit(r, t0 - 3 * HOUR)));
+    github.push("acme/ui", [commit("p", t0 - 5 * HOUR), commit("q", t0 - 4 * HOUR), commit("r", t0 - 3 * HOUR)]);
+    let gh = github.serve().await;
+    let devlake = FakeDevlake::new("dl-key");
+    let dl = devlake.serve().await;
+    let Some(p) = Pipeline::start_with(|a| {
+        wire(a, &gh, Some(&dl));
+        a.github_token = None;
+        a.github_app_id = Some("4242".into());
+        a.github_app_installation_id = Some(77);
+        a.github_app_private_key_file = Some(key.clone());
+    })
+    .await
+    else {
+        return;
+    };
+    let mut reconciler = p.dora_service("reconciler");
+    let deploy = |revision: &str, image_seed: &str, minutes_ago: i64| {
+        request(
+            "ui-east",
+            "east",
+            &sha(revision),
+            &[format!("quay.io/acme/ui:{}", &sha(image_seed)[..7])],
+            t0 - minutes_ago * 60_000,
+        )
+    };
+
+    reconciler.record_deployment(deploy("app-r1", "p", 30)).await.unwrap();
+    let first = settled(&p, &format!("ui:east:production:{}", sha("app-r1"))).await;
+    assert_eq!(state(&first), DevlakePushState::Sent, "{first:?}");
+    // The GitOps revision's commit and the image's.
+    assert_eq!(shas(&first), sorted(&["app-r1", "p"]));
+    reconciler.record_deployment(deploy("app-r2", "r", 20)).await.unwrap();
+    let second = settled(&p, &format!("ui:east:production:{}", sha("app-r2"))).await;
+    assert_eq!(state(&second), DevlakePushState::Sent, "{second:?}");
+    assert_eq!(shas(&second), sorted(&["app-r2", "q", "r"]), "the compare p...r, read with the installation token");
+    let api_calls = github.calls().iter().filter(|c| !c.starts_with("/app/")).count();
+    assert!(api_calls >= 4, "{:?}", github.calls());
+    assert_eq!(github.app_tokens(), (1, 0), "one installation token for all {api_calls} calls");
+
+    // GitHub stops honouring it (revoked, or expired early): the refused call is retried with a
+    // newly minted token, and the deployment still reaches DevLake, once.
+    github.revoke_app_tokens();
+    github.push("acme/ui", [commit("s", t0 - 2 * HOUR)]);
+    reconciler.record_deployment(deploy("app-r3", "s", 10)).await.unwrap();
+    let third = settled(&p, &format!("ui:east:production:{}", sha("app-r3"))).await;
+    assert_eq!(state(&third), DevlakePushState::Sent, "{third:?}");
+    assert_eq!(shas(&third), sorted(&["app-r3", "s"]));
+    assert_eq!(github.app_tokens(), (2, 0), "renewed once, and every JWT was accepted");
+    assert_eq!(devlake.posts().len(), 3, "each deployment posted once");
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn a_github_app_with_the_wrong_id_or_installation_is_refused_with_what_to_fix() {
+    let key = app_key();
+    let github = FakeGithub::default();
+    github.require_app("4242", 77, AppCredentials::from_file("4242", 77, &key).unwrap().public_key_der());
+    github.push("acme/ui", [commit("p", now_ms() - HOUR)]);
+    let gh = github.serve().await;
+    let client = |app: &str, installation: u64| {
+        let credentials = AppCredentials::from_file(app, installation, &key).unwrap();
+        Github::new(&gh, Auth::App(credentials), Duration::from_secs(5)).unwrap()
+    };
+    let wrong_installation = client("4242", 99).commit("https://github.com/acme/ui", &sha("p")).await.unwrap_err();
+    assert!(
+        matches!(&wrong_installation, GithubError::Refused(m) if m.contains("no installation 99") && m.contains("--github-app-installation-id")),
+        "{wrong_installation:?}"
+    );
+    let wrong_app = client("1111", 77).commit("https://github.com/acme/ui", &sha("p")).await.unwrap_err();
+    assert!(matches!(&wrong_app, GithubError::Refused(m) if m.contains("--github-app-id")), "{wrong_app:?}");
+    assert_eq!(github.app_tokens(), (0, 1), "the JWT with the wrong issuer was refused, nothing minted");
+    let right = client("4242", 77).commit("https://github.com/acme/ui", &sha("p")).await.unwrap();
+    assert_eq!(right.map(|c| c.sha), Some(sha("p")));
+    assert_eq!(github.app_tokens(), (1, 1));
+}
+
+#[tokio::test]
+async fn a_github_app_key_that_cannot_be_used_stops_the_pipeline_at_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("app.pem");
+    std::fs::write(&bad, "not a key").unwrap();
+    let mut args = ServeArgs::loopback(&persys_kit::tls::CertsDir::new(dir.path()), "postgres://unused".into());
+    args.github_app_id = Some("4242".into());
+    args.github_app_installation_id = Some(77);
+    args.github_app_private_key_file = Some(bad.clone());
+    let err = args.dora_options().unwrap_err();
+    assert!(err.contains(&bad.display().to_string()) && err.contains("no private key"), "{err}");
+    args.github_app_private_key_file = None;
+    assert!(args.dora_options().unwrap_err().contains("needs all of"));
 }

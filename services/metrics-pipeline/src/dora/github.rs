@@ -18,6 +18,7 @@ use http_body_util::Full;
 use persys_kit::{config::Secret, http as client};
 use serde_json::Value;
 
+use super::github_app::{AppAuth, AppCredentials};
 use crate::clock::now_ms;
 
 /// Most commits read from one compare (GitHub pages them 100 at a time).
@@ -61,11 +62,29 @@ pub enum GithubError {
     Refused(String),
 }
 
+/// How calls to GitHub are authenticated.
+#[derive(Debug, Default)]
+pub enum Auth {
+    /// No credentials (60 calls an hour, public repositories only).
+    #[default]
+    Anonymous,
+    /// A personal access or fine-grained token.
+    Token(Secret),
+    /// A GitHub App installation (its tokens are minted and renewed as needed).
+    App(AppCredentials),
+}
+
+enum Credentials {
+    None,
+    Token(Secret),
+    App(AppAuth),
+}
+
 /// A GitHub API client.
 pub struct Github {
     http: client::Client,
     base: String,
-    token: Option<Secret>,
+    credentials: Credentials,
     timeout: Duration,
     cache: Mutex<HashMap<String, (String, Bytes)>>,
     paused_until_ms: AtomicI64,
@@ -73,12 +92,16 @@ pub struct Github {
 
 impl Github {
     /// A client of the API at `base` (`https://api.github.com`, or a GitHub Enterprise
-    /// `https://host/api/v3`), with a token or anonymous.
-    pub fn new(base: &str, token: Option<Secret>, timeout: Duration) -> Result<Self, client::ClientError> {
+    /// `https://host/api/v3`).
+    pub fn new(base: &str, auth: Auth, timeout: Duration) -> Result<Self, client::ClientError> {
         Ok(Self {
             http: client::client(None, "GitHub")?,
             base: base.trim_end_matches('/').to_owned(),
-            token,
+            credentials: match auth {
+                Auth::Anonymous => Credentials::None,
+                Auth::Token(token) => Credentials::Token(token),
+                Auth::App(app) => Credentials::App(AppAuth::new(app)),
+            },
             timeout,
             cache: Mutex::default(),
             paused_until_ms: AtomicI64::new(0),
@@ -97,7 +120,12 @@ impl Github {
             .header(header::ACCEPT, "application/vnd.github+json")
             .header("x-github-api-version", "2022-11-28")
             .header(header::USER_AGENT, concat!("persys-metrics-pipeline/", env!("CARGO_PKG_VERSION")));
-        if let Some(token) = &self.token {
+        let token = match &self.credentials {
+            Credentials::None => None,
+            Credentials::Token(token) => Some(token.clone()),
+            Credentials::App(app) => Some(app.token(&self.http, &self.base, self.timeout).await?),
+        };
+        if let Some(token) = &token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));
         }
         if let Some((etag, _)) = &cached {
@@ -122,6 +150,14 @@ impl Github {
         }
         if status == StatusCode::NOT_FOUND || status == StatusCode::UNPROCESSABLE_ENTITY {
             return Ok(None);
+        }
+        // An installation token GitHub no longer takes (revoked, or expired early): the next
+        // attempt mints a new one.
+        if status == StatusCode::UNAUTHORIZED
+            && let (Credentials::App(app), Some(token)) = (&self.credentials, &token)
+        {
+            app.forget(token).await;
+            return Err(GithubError::Retry(format!("GitHub {path} refused the installation token (401); renewing it")));
         }
         let text = || String::from_utf8_lossy(&response.body).chars().take(200).collect::<String>();
         if status.is_server_error() {

@@ -20,6 +20,7 @@
 pub mod dedupe;
 pub mod devlake;
 pub mod github;
+pub mod github_app;
 pub mod image;
 pub mod keys;
 pub mod rollouts;
@@ -67,6 +68,8 @@ pub struct Options {
     pub github_api: String,
     /// GitHub token (read-only contents access suffices).
     pub github_token: Option<Secret>,
+    /// A GitHub App installation to authenticate as instead of a token.
+    pub github_app: Option<github_app::AppCredentials>,
     /// Image repository prefix → source repository URL.
     pub image_repos: Vec<(String, String)>,
     /// DevLake base URL; no DevLake when unset.
@@ -96,6 +99,7 @@ impl Default for Options {
         Self {
             github_api: "https://api.github.com".into(),
             github_token: None,
+            github_app: None,
             image_repos: Vec::new(),
             devlake_url: None,
             devlake_token: None,
@@ -259,8 +263,13 @@ fn may_write<T>(request: &Request<T>, what: &str) -> Result<(), ApiError> {
 impl Dora {
     /// The service over `store`.
     pub fn new(store: &Store, options: Options) -> Result<Self, String> {
-        let github = Github::new(&options.github_api, options.github_token.clone(), options.timeout)
-            .map_err(|e| format!("GitHub client: {e}"))?;
+        let auth = match (&options.github_app, &options.github_token) {
+            (Some(app), _) => github::Auth::App(app.clone()),
+            (None, Some(token)) => github::Auth::Token(token.clone()),
+            (None, None) => github::Auth::Anonymous,
+        };
+        let github =
+            Github::new(&options.github_api, auth, options.timeout).map_err(|e| format!("GitHub client: {e}"))?;
         let devlake = match &options.devlake_url {
             Some(url) => Some(
                 Devlake::new(url, options.devlake_token.clone(), options.timeout)

@@ -66,6 +66,22 @@ struct GithubState {
     rate_limit_next: usize,
     calls: Vec<String>,
     not_modified: usize,
+    app: Option<FakeApp>,
+}
+
+/// A GitHub App the fake knows: installation tokens are minted for a JWT its key signed.
+struct FakeApp {
+    app_id: String,
+    installation_id: u64,
+    /// DER RSAPublicKey.
+    public_key: Vec<u8>,
+    /// Life of a minted token.
+    token_life_s: i64,
+    /// Tokens minted and still honoured.
+    valid: Vec<String>,
+    minted: usize,
+    /// JWTs refused (bad signature, issuer or times).
+    refused_jwts: usize,
 }
 
 /// A fake GitHub API.
@@ -83,6 +99,34 @@ impl FakeGithub {
     /// Requires `Authorization: Bearer <token>`.
     pub fn require_token(&self, token: &str) {
         self.state.lock().unwrap().token = Some(token.to_owned());
+    }
+
+    /// Makes it an app installation's API: calls need a token minted at
+    /// `POST /app/installations/{installation_id}/access_tokens` for a JWT signed by the key
+    /// whose DER `RSAPublicKey` is `public_key`, with `iss` = `app_id`.
+    pub fn require_app(&self, app_id: &str, installation_id: u64, public_key: Vec<u8>) {
+        self.state.lock().unwrap().app = Some(FakeApp {
+            app_id: app_id.to_owned(),
+            installation_id,
+            public_key,
+            token_life_s: 3600,
+            valid: Vec::new(),
+            minted: 0,
+            refused_jwts: 0,
+        });
+    }
+
+    /// Revokes every installation token minted so far (as GitHub does when one expires or is
+    /// revoked): calls with them get 401.
+    pub fn revoke_app_tokens(&self) {
+        if let Some(app) = &mut self.state.lock().unwrap().app {
+            app.valid.clear();
+        }
+    }
+
+    /// Installation tokens minted, and JWTs refused.
+    pub fn app_tokens(&self) -> (usize, usize) {
+        self.state.lock().unwrap().app.as_ref().map_or((0, 0), |a| (a.minted, a.refused_jwts))
     }
 
     /// Fails the next `n` calls with 500.
@@ -116,6 +160,7 @@ impl FakeGithub {
             .route("/repos/{owner}/{repo}/commits/{sha}", get(gh_commit))
             .route("/repos/{owner}/{repo}/compare/{basehead}", get(gh_compare))
             .route("/search/commits", get(gh_search))
+            .route("/app/installations/{id}/access_tokens", post(gh_access_token))
             .with_state(self.clone());
         format!("http://{}", listen(app).await)
     }
@@ -124,11 +169,18 @@ impl FakeGithub {
     fn gate(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Box<Response>> {
         let mut s = self.state.lock().unwrap();
         s.calls.push(uri.to_string());
-        if let Some(token) = &s.token {
-            let sent = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
-            if sent != format!("Bearer {token}") {
-                return Err(Box::new((StatusCode::UNAUTHORIZED, r#"{"message":"Bad credentials"}"#).into_response()));
-            }
+        let sent = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let bad_credentials =
+            || Err(Box::new((StatusCode::UNAUTHORIZED, r#"{"message":"Bad credentials"}"#).into_response()));
+        if let Some(token) = &s.token
+            && sent != format!("Bearer {token}")
+        {
+            return bad_credentials();
+        }
+        if let Some(app) = &s.app
+            && !sent.strip_prefix("Bearer ").is_some_and(|t| app.valid.iter().any(|v| v == t))
+        {
+            return bad_credentials();
         }
         if s.fail_next > 0 {
             s.fail_next -= 1;
@@ -236,6 +288,59 @@ async fn gh_compare(
         &headers,
         json!({"status": "ahead", "ahead_by": list.len(), "total_commits": list.len(), "commits": slice}),
     )
+}
+
+/// `POST /app/installations/{installation_id}/access_tokens`, authenticated with the app's JWT.
+async fn gh_access_token(State(fake): State<FakeGithub>, Path(id): Path<u64>, headers: HeaderMap) -> Response {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+
+    let mut s = fake.state.lock().unwrap();
+    s.calls.push(format!("/app/installations/{id}/access_tokens"));
+    let Some(app) = &mut s.app else {
+        return (StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#).into_response();
+    };
+    let jwt = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let verified = (|| {
+        let mut parts = jwt.split('.');
+        let (h, c, sig) = (parts.next()?, parts.next()?, parts.next()?);
+        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
+        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
+        let signature = URL_SAFE_NO_PAD.decode(sig).ok()?;
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &app.public_key)
+            .verify(format!("{h}.{c}").as_bytes(), &signature)
+            .ok()?;
+        let (iat, exp) = (claims["iat"].as_i64()?, claims["exp"].as_i64()?);
+        // GitHub: RS256, iss the app, issued in the past, expiring within 10 minutes.
+        (header["alg"] == "RS256"
+            && claims["iss"].as_str() == Some(app.app_id.as_str())
+            && iat <= now
+            && exp > now
+            && exp - iat <= 600)
+            .then_some(())
+    })();
+    if verified.is_none() {
+        app.refused_jwts += 1;
+        return (StatusCode::UNAUTHORIZED, r#"{"message":"A JSON web token could not be decoded"}"#).into_response();
+    }
+    if id != app.installation_id {
+        return (StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#).into_response();
+    }
+    app.minted += 1;
+    let token = format!("ghs_fake{:04}", app.minted);
+    app.valid.push(token.clone());
+    let body = json!({
+        "token": token,
+        "expires_at": rfc3339((now + app.token_life_s) * 1000),
+        "permissions": {"contents": "read"},
+        "repository_selection": "all",
+    });
+    (StatusCode::CREATED, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
 async fn gh_search(State(fake): State<FakeGithub>, uri: Uri, headers: HeaderMap) -> Response {
