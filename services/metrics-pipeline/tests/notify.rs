@@ -453,6 +453,28 @@ async fn alerts_fire_and_resolve_in_a_real_alertmanager() {
     assert_eq!(alert["labels"]["metric"], "cpu_usage_percent");
     assert_eq!(alert["annotations"]["summary"], "NodeCpuHot: cpu usage percent is 93.5 (threshold 80)");
 
+    // The refresh re-posts it with its end moved on, so Alertmanager keeps it active for as long
+    // as it fires (it ends alerts not re-sent by their endsAt, five minutes after a post).
+    let ends = |a: &serde_json::Value| {
+        time::OffsetDateTime::parse(a["endsAt"].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let first_end = ends(&alert);
+    let posted = now_ms();
+    let pool = p.running.store.pool();
+    until(pool, "a second later", |_| now_ms() - posted >= 1100).await;
+    persys_metrics_pipeline::notify::Notifier::new(
+        p.running.store.clone(),
+        persys_metrics_pipeline::notify::Options::default(),
+    )
+    .unwrap()
+    .refresh()
+    .await
+    .unwrap();
+    let refreshed = am.active().await.remove("NodeCpuHot").expect("still active");
+    assert!(ends(&refreshed) > first_end, "endsAt moved on: {} then {}", alert["endsAt"], refreshed["endsAt"]);
+    assert_eq!(refreshed["startsAt"], alert["startsAt"], "the same alert, not a new one");
+
     // Back to normal: the resolve ends it there (it would otherwise stay active five minutes).
     stream.send(batch("node-a", 2, vec![sample("node-a", t0 + 1000, 10.0)])).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -549,7 +571,9 @@ async fn a_silence_mutes_the_alerts_it_matches_until_it_is_expired() {
 #[tokio::test]
 async fn a_firing_alert_is_notified_again_each_repeat_interval_until_acknowledged() {
     use persys_metrics_pipeline::notify::{Notifier, Options};
-    use persys_proto::metrics::v1::{AcknowledgeAlertRequest, ListAlertsRequest};
+    use persys_proto::metrics::v1::{
+        AcknowledgeAlertRequest, CreateSilenceRequest, ExpireSilenceRequest, ListAlertsRequest, Silence, SilenceMatcher,
+    };
     let receiver = Receiver::default();
     let at = receiver.clone().serve().await;
     let Some(p) = Pipeline::start().await else { return };
@@ -573,13 +597,32 @@ async fn a_firing_alert_is_notified_again_each_repeat_interval_until_acknowledge
     let got = receiver.got();
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[1].headers["x-persys-notification-id"].to_str().unwrap().rsplit('/').next(), Some("repeat-1"));
-
-    // Acknowledged, it is not repeated again, however much time has passed.
     let alert = admin.list_alerts(ListAlertsRequest::default()).await.unwrap().into_inner().alerts.remove(0);
     let fired_ms = alert.fired_at.as_ref().map_or(0, |t| t.seconds * 1000);
-    admin.acknowledge_alert(AcknowledgeAlertRequest { id: alert.id, comment: String::new() }).await.unwrap();
+
+    // Silenced, it is not repeated while the silence holds.
+    let silence = Silence {
+        matchers: vec![SilenceMatcher { name: "rule_name".into(), value: "cpu hot".into(), negate: false }],
+        ends_at: Some(prost_types::Timestamp { seconds: now_ms() / 1000 + 3600, nanos: 0 }),
+        comment: "known: batch job".into(),
+        ..Default::default()
+    };
+    let silence = admin
+        .create_silence(CreateSilenceRequest { silence: Some(silence) })
+        .await
+        .unwrap()
+        .into_inner()
+        .silence
+        .unwrap();
     // Until a second round would be due (the condition is the clock itself).
     until(pool, "two intervals since it fired", |_| now_ms() - fired_ms >= 2500).await;
+    refresher.refresh().await.unwrap();
+    assert_eq!(outbox(pool).await.len(), 2, "no round for a silenced alert");
+    admin.expire_silence(ExpireSilenceRequest { id: silence.id }).await.unwrap();
+
+    // Acknowledged, it is not repeated again, however much time has passed.
+    admin.acknowledge_alert(AcknowledgeAlertRequest { id: alert.id, comment: String::new() }).await.unwrap();
+    until(pool, "three intervals since it fired", |_| now_ms() - fired_ms >= 3500).await;
     refresher.refresh().await.unwrap();
     assert_eq!(outbox(pool).await.len(), 2, "no round for an acknowledged alert");
     p.finish().await;
