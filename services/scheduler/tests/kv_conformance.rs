@@ -211,6 +211,16 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod durable {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$case(&MemKv::open(&dir.path().join("state.redb")).unwrap()).await;
+                }
+            )*
+        }
         mod etcd {
             use super::*;
             $(
@@ -238,3 +248,48 @@ conformance!(
     a_transaction_carries_at_most_128_operations,
     a_transaction_that_changes_nothing_keeps_the_revision,
 );
+
+/// The durable store after a restart: every key with its revisions and lease, the revision
+/// counter and the lease ids go on where they were; leases come back with their full TTL and
+/// still take their keys when they lapse; history before the restart is compacted.
+#[tokio::test]
+async fn the_durable_store_comes_back_as_it_was_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let (before, lease, revision) = {
+        let kv = MemKv::open(&path).unwrap();
+        kv.txn(vec![], vec![Op::put("/w/a", b"1".to_vec()), Op::put("/w/b", b"2".to_vec())]).await.unwrap();
+        kv.txn(vec![], vec![Op::put("/w/a", b"1b".to_vec()), Op::Delete("/w/b".into())]).await.unwrap();
+        let lease = kv.grant(Duration::from_secs(2)).await.unwrap();
+        let out = kv
+            .txn(vec![], vec![Op::Put { key: "/n/node-1".into(), value: b"up".to_vec(), lease: Some(lease) }])
+            .await
+            .unwrap();
+        let (before, _) = kv.range("/").await.unwrap();
+        (before, lease, out.revision)
+    };
+    // Reopened (the first store is dropped: its file is closed).
+    let kv = MemKv::open(&path).unwrap();
+    let (after, now) = kv.range("/").await.unwrap();
+    assert_eq!(after, before, "the same entries, revisions and lease");
+    assert_eq!(now, revision);
+    assert!(after.iter().all(|e| e.key != "/w/b"), "a deletion is durable too");
+    // History before the restart is gone: a watch from it lists again.
+    match kv.watch("/w/", revision - 1).await {
+        Err(KvError::Compacted { oldest, .. }) => assert_eq!(oldest, revision + 1),
+        other => panic!("expected Compacted, got {:?}", other.map(|_| ())),
+    }
+    // New writes go on from there; a new lease gets a new id.
+    let next = kv.txn(vec![], vec![Op::put("/w/c", b"3".to_vec())]).await.unwrap();
+    assert_eq!(next.revision, revision + 1);
+    assert!(kv.grant(Duration::from_secs(60)).await.unwrap() > lease);
+    // The old lease lives on with its full TTL, kept alive by its holder, and then lapses.
+    kv.keep_alive(lease).await.unwrap();
+    let mut watch = kv.watch("/n/", 0).await.unwrap();
+    let gone = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(&gone[0], Event::Delete { key, .. } if key == "/n/node-1"), "{gone:?}");
+    drop(kv);
+    let kv = MemKv::open(&path).unwrap();
+    assert!(kv.get("/n/node-1").await.unwrap().is_none(), "the lapse was committed");
+    assert_eq!(kv.get("/w/c").await.unwrap().unwrap().value, b"3");
+}

@@ -3,8 +3,11 @@
 //! bootstrap admin. The services talk to each other exactly as they do when deployed apart:
 //! over mTLS gRPC on loopback ports, the agent joining with a token.
 //!
-//! It is for a laptop. The scheduler's state lives in memory and is gone when the stack stops
-//! (users, API keys and the audit log persist in SQLite).
+//! It is for a laptop. Everything it keeps lives under its directory: the scheduler's state in
+//! a durable embedded store (`scheduler.redb`, fsync on every commit), users, API keys and the
+//! audit log in SQLite, and the built-in agent's identity. Stopped (Ctrl-C, or killed) and
+//! started again, it comes back with every workload; the agent is the same node and adopts the
+//! containers that still run instead of starting them again.
 
 use std::{
     net::SocketAddr,
@@ -162,7 +165,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     // Scheduler: embedded store, loopback ports.
     let scheduler_config = persys_scheduler::config::Config::loopback(&certs);
-    let scheduler = persys_scheduler::start(std::sync::Arc::new(MemKv::new()), scheduler_config, shutdown.clone())
+    let state_file = dir.join("scheduler.redb");
+    let kv = MemKv::open(&state_file).with_context(|| {
+        format!(
+            "opening the scheduler's state {} (is another persys-stack running on this directory?)",
+            state_file.display()
+        )
+    })?;
+    let scheduler = persys_scheduler::start(std::sync::Arc::new(kv), scheduler_config, shutdown.clone())
         .await
         .context("starting the scheduler")?;
 
@@ -227,6 +237,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             persys_proto::scheduler::v1::CreateJoinTokenRequest {
                 description: "built-in agent of persys-stack".into(),
                 max_uses: 1,
+                // Unused when the agent joined in an earlier run (it keeps its identity).
+                ttl: Some(prost_types::Duration { seconds: 600, nanos: 0 }),
                 ..Default::default()
             },
         )
@@ -243,13 +255,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         format!("https://localhost:{}", scheduler.bootstrap.port()),
         token,
         certs.ca(),
-        // A fresh agent state per run: the scheduler's state is in memory too.
-        dir.join("agent").join(random_secret(6)),
+        // The same node across runs, as the scheduler's state is kept too.
+        dir.join("agent-state"),
     );
     agent_config.drivers = driver.split(',').map(String::from).collect();
     // Host processes: outside the agent's state, as the user who started the stack (its admin),
     // since only the admin's workloads may run them.
-    agent_config.process_dir = dir.join("processes").join(random_secret(6));
+    agent_config.process_dir = dir.join("processes");
     agent_config.process_user =
         format!("{}:{}", rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
     agent_config.network_mode = config.network_mode.clone();

@@ -82,3 +82,135 @@ async fn the_stack_runs_a_workload_end_to_end() {
     expect_workload(&api, &w.id, Duration::from_secs(30), |w| phase(w) == pb::WorkloadPhase::Stopped).await;
     assert!(stack.stop().await.unwrap(), "the stack exits cleanly on SIGTERM");
 }
+
+fn docker(docker_host: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("docker").env("DOCKER_HOST", docker_host).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The workload's containers: id, state and start time.
+fn containers_of(docker_host: &str, workload: &str) -> Vec<(String, String, String)> {
+    let ids =
+        docker(docker_host, &["ps", "-aq", "--no-trunc", "--filter", &format!("label=persys.workload-id={workload}")]);
+    ids.lines()
+        .map(|id| {
+            let state = docker(docker_host, &["inspect", "-f", "{{.State.Status}} {{.State.StartedAt}}", id]);
+            let (status, started) = state.split_once(' ').unwrap_or((&state, ""));
+            (id.to_owned(), status.to_owned(), started.to_owned())
+        })
+        .collect()
+}
+
+async fn start_stack(dir: &std::path::Path, state: &std::path::Path, docker_host: &str) -> Service {
+    let args: Vec<String> = [
+        "--dir",
+        state.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--driver",
+        "docker",
+        "--docker-host",
+        docker_host,
+        "--network-mode",
+        "none",
+        "--admin-listen",
+        "off",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Service::start_expecting(
+        "stack",
+        Some("gateway"),
+        bin("persys-stack").unwrap(),
+        &args,
+        &[],
+        dir,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
+}
+
+type Api = SchedulerServiceClient<
+    tonic::service::interceptor::InterceptedService<persys_kit::client::TracedChannel, persys_e2e::stack::Bearer>,
+>;
+
+async fn admin_api(stack: &Service, state: &std::path::Path) -> Api {
+    let channel = plain_channel(&format!("http://{}", stack.addr("public")), &ClientOptions::default()).unwrap();
+    let password = std::fs::read_to_string(state.join("admin-password")).unwrap();
+    let login = AuthServiceClient::new(channel.clone())
+        .login(LoginRequest { username: "admin".into(), password: password.trim().into() })
+        .await
+        .unwrap()
+        .into_inner();
+    SchedulerServiceClient::with_interceptor(channel, bearer(login.access_token))
+}
+
+/// Killed with SIGKILL and started again on its directory, the stack still has its workloads,
+/// its agent is the same node, and the container that kept running is adopted: the same one,
+/// never restarted, and no second one appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_stack_comes_back_with_its_workloads_and_adopts_their_containers() {
+    let (Some(docker_host), Some(image)) = (
+        persys_kit::testing::require_env("DOCKER_HOST", "a Docker engine"),
+        persys_kit::testing::require_env("PERSYS_TEST_IMAGE", "a local test image"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let stack = start_stack(dir.path(), &state, &docker_host).await;
+    let mut api = admin_api(&stack, &state).await;
+    let phase = |w: &pb::Workload| pb::WorkloadPhase::try_from(w.status.as_ref().map_or(0, |s| s.phase)).unwrap();
+    let w = api
+        .create_workload(pb::CreateWorkloadRequest {
+            name: "durable".into(),
+            spec: Some(pb::WorkloadSpec {
+                image: image.clone(),
+                command: vec!["sh".into(), "-c".into(), "echo still-here; exec sleep 3600".into()],
+                image_pull_policy: pb::ImagePullPolicy::Never as i32,
+                ..Default::default()
+            }),
+            request_id: "e2e-durable-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .workload
+        .unwrap();
+    let running =
+        expect_workload(&api, &w.id, Duration::from_secs(60), |w| phase(w) == pb::WorkloadPhase::Running).await;
+    let node = running.status.as_ref().unwrap().instances[0].node_id.clone();
+    let before = containers_of(&docker_host, &w.id);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before[0].1, "running");
+
+    stack.kill().await.unwrap();
+    let stack = start_stack(dir.path(), &state, &docker_host).await;
+    let mut api = admin_api(&stack, &state).await;
+    let back = expect_workload(&api, &w.id, Duration::from_secs(60), |w| phase(w) == pb::WorkloadPhase::Running).await;
+    assert_eq!(back.status.as_ref().unwrap().instances[0].node_id, node, "the same node runs it");
+    let listed = api.list_workloads(pb::ListWorkloadsRequest::default()).await.unwrap().into_inner().workloads;
+    assert_eq!(listed.iter().filter(|l| l.id == w.id).count(), 1, "{listed:?}");
+    let nodes = api.list_nodes(pb::ListNodesRequest::default()).await.unwrap().into_inner().nodes;
+    assert_eq!(nodes.len(), 1, "the agent came back as the node it was: {nodes:?}");
+    let after = containers_of(&docker_host, &w.id);
+    assert_eq!(after, before, "the container was adopted: same id, still running, never restarted");
+    expect_log(&api, &w.id, "still-here", Duration::from_secs(30)).await;
+
+    // Stopped the polite way (Ctrl-C is SIGINT, a service manager sends SIGTERM): the same.
+    assert!(stack.stop().await.unwrap(), "the stack exits cleanly on SIGTERM");
+    let stack = start_stack(dir.path(), &state, &docker_host).await;
+    let mut api = admin_api(&stack, &state).await;
+    expect_workload(&api, &w.id, Duration::from_secs(60), |w| phase(w) == pb::WorkloadPhase::Running).await;
+    assert_eq!(containers_of(&docker_host, &w.id), before, "adopted again after a clean stop");
+
+    api.delete_workload(pb::DeleteWorkloadRequest { id: w.id.clone(), ..Default::default() }).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !containers_of(&docker_host, &w.id).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the deleted workload's container is still there");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(stack.stop().await.unwrap(), "the stack exits cleanly on SIGTERM");
+}
