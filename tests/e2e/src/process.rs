@@ -84,6 +84,11 @@ impl Service {
         Ok(Self { name: name.to_owned(), child, addrs, log })
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Returns a named address from the ready line.
     pub fn addr(&self, name: &str) -> SocketAddr {
         *self.addrs.get(name).unwrap_or_else(|| panic!("{} announced no `{name}` address", self.name))

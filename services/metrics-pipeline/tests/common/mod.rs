@@ -74,14 +74,19 @@ impl Db {
 
 /// A CA with certificates for `metrics`, `gateway`, `scheduler` and agents `node-a`, `node-b`.
 pub fn certs() -> TempDir {
+    certs_for(&["node-a".to_owned(), "node-b".to_owned()])
+}
+
+/// A CA and certificates for the services and for agents `nodes`.
+pub fn certs_for(nodes: &[String]) -> TempDir {
     let certs = tempfile::tempdir().unwrap();
     let ca = Ca::generate("test", Duration::from_secs(3600)).unwrap();
     std::fs::write(certs.path().join("ca.pem"), ca.cert_pem()).unwrap();
     for service in ["metrics", "gateway", "scheduler", "reconciler"] {
         issue(&ca, certs.path(), service, Identity::Service(service.into()));
     }
-    for node in ["node-a", "node-b"] {
-        issue(&ca, certs.path(), node, Identity::Agent(node.into()));
+    for node in nodes {
+        issue(&ca, certs.path(), node, Identity::Agent(node.clone()));
     }
     certs
 }
@@ -109,8 +114,12 @@ impl Pipeline {
 
     /// Starts a pipeline with options changed by `configure`.
     pub async fn start_with(configure: impl FnOnce(&mut ServeArgs)) -> Option<Self> {
+        Self::start_for(certs(), configure).await
+    }
+
+    /// Starts a pipeline with the certificates in `certs` ([`certs_for`]).
+    pub async fn start_for(certs: TempDir, configure: impl FnOnce(&mut ServeArgs)) -> Option<Self> {
         let db = Db::create().await?;
-        let certs = certs();
         let mut args = ServeArgs::loopback(&CertsDir::new(certs.path()), db.url.clone());
         args.telemetry.admin_listen = "127.0.0.1:0".into();
         configure(&mut args);
