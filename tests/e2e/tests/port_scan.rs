@@ -1218,7 +1218,7 @@ async fn every_port_of_the_all_in_one_stack_refuses_what_it_must() {
             std::fs::read_to_string(state.join("admin-password")).expect("admin password").trim().into(),
         ),
         public_tls: false,
-        joined_agent: Some(agent_cert_under(&state.join("agent")).expect("the built-in agent's certificate")),
+        joined_agent: Some(agent_cert_under(&state.join("agent-state")).expect("the built-in agent's certificate")),
     };
     scan(&group).await;
     stack.stop().await;
