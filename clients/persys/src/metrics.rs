@@ -54,6 +54,8 @@ pub enum MetricsCommand {
 pub enum MetricArg {
     /// CPU in use, percent of all cores.
     Cpu,
+    /// CPU in use per core, percent of that core (label core=0, 1, ...).
+    CpuCore,
     /// Memory in use, percent.
     Memory,
     /// Memory in use, bytes.
@@ -62,6 +64,10 @@ pub enum MetricArg {
     Disk,
     /// Disk space in use per mount, bytes.
     DiskBytes,
+    /// Bytes read per second per filesystem's device.
+    DiskRead,
+    /// Bytes written per second per filesystem's device.
+    DiskWrite,
     /// Bytes received per second per interface.
     Rx,
     /// Bytes sent per second per interface.
@@ -78,6 +84,12 @@ pub enum MetricArg {
     ContainerMemory,
     /// Memory per container, percent of its limit (containers with a limit only).
     ContainerMemoryLimit,
+    /// Bytes received per second per container.
+    ContainerRx,
+    /// Bytes sent per second per container.
+    ContainerTx,
+    /// Times the Docker engine restarted each container (its restart policy).
+    ContainerRestarts,
     /// Replicas a workload wants running that are not (alert rules only; needs the pipeline's
     /// --scheduler).
     WorkloadUnavailable,
@@ -90,6 +102,12 @@ impl MetricArg {
     pub fn metric(self) -> Metric {
         match self {
             Self::Cpu => Metric::CpuUsagePercent,
+            Self::CpuCore => Metric::CpuCoreUsagePercent,
+            Self::DiskRead => Metric::DiskReadBytesPerSecond,
+            Self::DiskWrite => Metric::DiskWriteBytesPerSecond,
+            Self::ContainerRx => Metric::ContainerNetworkRxBytesPerSecond,
+            Self::ContainerTx => Metric::ContainerNetworkTxBytesPerSecond,
+            Self::ContainerRestarts => Metric::ContainerRestarts,
             Self::Memory => Metric::MemoryUsagePercent,
             Self::MemoryBytes => Metric::MemoryUsedBytes,
             Self::Disk => Metric::DiskUsagePercent,
@@ -291,6 +309,10 @@ fn chart(series: &[SeriesView], metric: Metric, step: Duration) -> String {
             | Metric::ContainerMemoryBytes
             | Metric::NetworkRxBytesPerSecond
             | Metric::NetworkTxBytesPerSecond
+            | Metric::DiskReadBytesPerSecond
+            | Metric::DiskWriteBytesPerSecond
+            | Metric::ContainerNetworkRxBytesPerSecond
+            | Metric::ContainerNetworkTxBytesPerSecond
     );
     let show = |v: f64| if bytes { format_bytes(v as i64) } else { format!("{v:.2}") };
     let mut out = String::new();

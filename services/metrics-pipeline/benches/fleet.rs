@@ -40,7 +40,12 @@ fn full_sample(node: &str, at_ms: i64, n: u64) -> HostMetrics {
     HostMetrics {
         node_id: node.into(),
         time: Some(ts(at_ms)),
-        cpu: Some(CpuMetrics { usage_percent: 20.0 + wobble, cores: 2, frequency_mhz: 2400.0 }),
+        cpu: Some(CpuMetrics {
+            usage_percent: 20.0 + wobble,
+            cores: 2,
+            frequency_mhz: 2400.0,
+            core_usage_percent: vec![30.0 + wobble, 10.0 + wobble],
+        }),
         memory: Some(MemoryMetrics {
             total_bytes: 8 << 30,
             used_bytes: 3 << 30,

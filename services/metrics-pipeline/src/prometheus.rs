@@ -101,6 +101,20 @@ impl Collector for LatestHosts {
             each(&|m| m.cpu.as_ref().map(|c| c.usage_percent)),
         )?;
         family(e, "host_cpu_cores", "CPU cores.", gauge, each(&|m| m.cpu.as_ref().map(|c| f64::from(c.cores))))?;
+        let cores: Vec<(Labels, f64)> = hosts
+            .iter()
+            .flat_map(|m| {
+                let per_core = m.cpu.as_ref().map(|c| c.core_usage_percent.as_slice()).unwrap_or_default();
+                per_core.iter().enumerate().map(move |(i, v)| (with(node(m), &[("core", i.to_string().as_str())]), *v))
+            })
+            .collect();
+        family(
+            e,
+            "host_cpu_core_usage_percent",
+            "One core's CPU in use over the last interval, percent.",
+            gauge,
+            cores,
+        )?;
         family(
             e,
             "host_memory_total_bytes",
@@ -225,6 +239,27 @@ impl Collector for LatestHosts {
             gauge,
             containers(&|c| c.memory_limit_bytes as f64),
         )?;
+        family(
+            e,
+            "container_network_receive_bytes",
+            "Bytes the container received.",
+            MetricType::Counter,
+            containers(&|c| c.network_rx_bytes as f64),
+        )?;
+        family(
+            e,
+            "container_network_transmit_bytes",
+            "Bytes the container sent.",
+            MetricType::Counter,
+            containers(&|c| c.network_tx_bytes as f64),
+        )?;
+        family(
+            e,
+            "container_restarts",
+            "Times the Docker engine restarted the container.",
+            MetricType::Counter,
+            containers(&|c| c.restart_count as f64),
+        )?;
         Ok(())
     }
 }
@@ -240,7 +275,12 @@ mod tests {
         HostMetrics {
             node_id: node.into(),
             time: Some(prost_types::Timestamp { seconds, nanos: 0 }),
-            cpu: Some(CpuMetrics { usage_percent: cpu, cores: 4, frequency_mhz: 0.0 }),
+            cpu: Some(CpuMetrics {
+                usage_percent: cpu,
+                cores: 4,
+                frequency_mhz: 0.0,
+                core_usage_percent: vec![cpu, 0.0, 0.0, 0.0],
+            }),
             disks: vec![DiskMetrics {
                 mount_point: "/".into(),
                 device: "sda1".into(),
@@ -272,6 +312,8 @@ mod tests {
         assert!(text.contains("# TYPE persys_host_cpu_usage_percent gauge"), "{text}");
         assert!(text.contains(r#"persys_host_cpu_usage_percent{node="n1"} 12.5"#), "{text}");
         assert!(text.contains(r#"persys_host_cpu_usage_percent{node="n2"} 3.0"#), "{text}");
+        assert!(text.contains(r#"persys_host_cpu_core_usage_percent{node="n1",core="0"} 12.5"#), "{text}");
+        assert!(text.contains(r#"persys_host_cpu_core_usage_percent{node="n1",core="3"} 0.0"#), "{text}");
         assert!(text.contains(r#"persys_host_last_sample_timestamp_seconds{node="n1"} 100.0"#), "{text}");
         assert!(
             text.contains(

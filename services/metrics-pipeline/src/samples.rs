@@ -32,11 +32,22 @@ fn labels<const N: usize>(pairs: [(&str, &str); N]) -> Labels {
     pairs.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
-/// Remembers the last network counters of each node's interfaces, to turn counters into
-/// bytes per second.
+/// Remembers the last counters of each node's interfaces, disks and containers, to turn
+/// counters into bytes per second.
 #[derive(Debug, Default)]
 pub struct Rates {
+    /// (node, "nic:<name>" | "disk:<mount>" | "ctr:<id>") → (time, first counter, second).
     last: HashMap<(String, String), (i64, i64, i64)>,
+}
+
+impl Rates {
+    /// The two rates of a pair of counters since the last sample of `what` on `node`; `None`
+    /// on the first sample, after a counter reset or a step back in time.
+    fn per_second(&mut self, node: &str, what: String, at: i64, a: i64, b: i64) -> Option<(f64, f64)> {
+        let (t0, a0, b0) = self.last.insert((node.to_owned(), what), (at, a, b))?;
+        let seconds = (at - t0) as f64 / 1000.0;
+        (seconds > 0.0 && a >= a0 && b >= b0).then(|| ((a - a0) as f64 / seconds, (b - b0) as f64 / seconds))
+    }
 }
 
 impl Rates {
@@ -51,6 +62,9 @@ impl Rates {
         };
         if let Some(cpu) = &sample.cpu {
             push(Metric::CpuUsagePercent, Labels::new(), cpu.usage_percent);
+            for (core, percent) in cpu.core_usage_percent.iter().enumerate() {
+                push(Metric::CpuCoreUsagePercent, labels([("core", core.to_string().as_str())]), *percent);
+            }
         }
         if let Some(memory) = &sample.memory {
             push(Metric::MemoryUsagePercent, Labels::new(), memory.usage_percent);
@@ -64,18 +78,19 @@ impl Rates {
         for disk in &sample.disks {
             let l = labels([("mount", disk.mount_point.as_str()), ("device", disk.device.as_str())]);
             push(Metric::DiskUsagePercent, l.clone(), disk.usage_percent);
-            push(Metric::DiskUsedBytes, l, disk.used_bytes as f64);
+            push(Metric::DiskUsedBytes, l.clone(), disk.used_bytes as f64);
+            let io = format!("disk:{}", disk.mount_point);
+            if let Some((read, write)) = self.per_second(&sample.node_id, io, at, disk.read_bytes, disk.write_bytes) {
+                push(Metric::DiskReadBytesPerSecond, l.clone(), read);
+                push(Metric::DiskWriteBytesPerSecond, l, write);
+            }
         }
         for nic in &sample.network {
-            let key = (sample.node_id.clone(), nic.name.clone());
-            let now = (at, nic.rx_bytes, nic.tx_bytes);
-            if let Some((t0, rx0, tx0)) = self.last.insert(key, now) {
-                let seconds = (at - t0) as f64 / 1000.0;
-                if seconds > 0.0 && nic.rx_bytes >= rx0 && nic.tx_bytes >= tx0 {
-                    let l = labels([("interface", nic.name.as_str())]);
-                    push(Metric::NetworkRxBytesPerSecond, l.clone(), (nic.rx_bytes - rx0) as f64 / seconds);
-                    push(Metric::NetworkTxBytesPerSecond, l, (nic.tx_bytes - tx0) as f64 / seconds);
-                }
+            let what = format!("nic:{}", nic.name);
+            if let Some((rx, tx)) = self.per_second(&sample.node_id, what, at, nic.rx_bytes, nic.tx_bytes) {
+                let l = labels([("interface", nic.name.as_str())]);
+                push(Metric::NetworkRxBytesPerSecond, l.clone(), rx);
+                push(Metric::NetworkTxBytesPerSecond, l, tx);
             }
         }
         for c in &sample.containers {
@@ -89,7 +104,13 @@ impl Rates {
                 let percent = c.memory_usage_bytes as f64 / c.memory_limit_bytes as f64 * 100.0;
                 push(Metric::ContainerMemoryLimitPercent, l.clone(), percent);
             }
-            push(Metric::ContainerMemoryBytes, l, c.memory_usage_bytes as f64);
+            push(Metric::ContainerMemoryBytes, l.clone(), c.memory_usage_bytes as f64);
+            push(Metric::ContainerRestarts, l.clone(), c.restart_count as f64);
+            let what = format!("ctr:{}", c.container_id);
+            if let Some((rx, tx)) = self.per_second(&sample.node_id, what, at, c.network_rx_bytes, c.network_tx_bytes) {
+                push(Metric::ContainerNetworkRxBytesPerSecond, l.clone(), rx);
+                push(Metric::ContainerNetworkTxBytesPerSecond, l, tx);
+            }
         }
         rows
     }
@@ -107,7 +128,12 @@ mod tests {
         HostMetrics {
             node_id: "n1".into(),
             time: Some(prost_types::Timestamp { seconds, nanos: 500_000_000 }),
-            cpu: Some(CpuMetrics { usage_percent: 12.5, cores: 2, frequency_mhz: 0.0 }),
+            cpu: Some(CpuMetrics {
+                usage_percent: 12.5,
+                cores: 2,
+                frequency_mhz: 0.0,
+                core_usage_percent: vec![20.0, 5.0],
+            }),
             memory: Some(MemoryMetrics { used_bytes: 1024, usage_percent: 50.0, ..Default::default() }),
             load: Some(LoadAverage { load1: 0.5, load5: 0.25, load15: f64::NAN }),
             disks: vec![DiskMetrics {
@@ -115,6 +141,8 @@ mod tests {
                 device: "sda1".into(),
                 usage_percent: 40.0,
                 used_bytes: 7,
+                read_bytes: rx * 2,
+                write_bytes: tx * 2,
                 ..Default::default()
             }],
             network: vec![NetworkInterfaceMetrics {
@@ -126,8 +154,13 @@ mod tests {
             containers: vec![ContainerMetrics {
                 workload_id: "w1".into(),
                 instance_id: "i1".into(),
+                container_id: "c1".into(),
+                name: "app".into(),
                 cpu_percent: 150.0,
                 memory_usage_bytes: 99,
+                network_rx_bytes: rx / 10,
+                network_tx_bytes: tx / 10,
+                restart_count: 2,
                 ..Default::default()
             }],
             ..Default::default()
@@ -154,6 +187,15 @@ mod tests {
         assert!(rows.iter().all(|r| r.time_ms == 100_500));
         assert_eq!(value(&rows, Metric::NetworkRxBytesPerSecond), None, "no rate from one sample");
         assert_eq!(value(&rows, Metric::ContainerMemoryLimitPercent), None, "no limit, no percent of it");
+        let cores: Vec<(Option<&str>, f64)> = rows
+            .iter()
+            .filter(|r| r.metric == Metric::CpuCoreUsagePercent)
+            .map(|r| (r.labels.get("core").map(String::as_str), r.value))
+            .collect();
+        assert_eq!(cores, [(Some("0"), 20.0), (Some("1"), 5.0)]);
+        let restarts = rows.iter().find(|r| r.metric == Metric::ContainerRestarts).unwrap();
+        assert_eq!(restarts.value, 2.0);
+        assert_eq!(restarts.labels, labels([("workload_id", "w1"), ("instance_id", "i1"), ("container", "app")]));
         let mut limited = sample(100, 0, 0);
         limited.containers[0].memory_limit_bytes = 396;
         let rows = Rates::default().rows(&limited, 100_500);
@@ -167,8 +209,18 @@ mod tests {
         let rows = rates.rows(&sample(105, 6000, 510), 105_000);
         assert_eq!(value(&rows, Metric::NetworkRxBytesPerSecond), Some(1000.0));
         assert_eq!(value(&rows, Metric::NetworkTxBytesPerSecond), Some(100.0));
+        assert_eq!(value(&rows, Metric::DiskReadBytesPerSecond), Some(2000.0));
+        assert_eq!(value(&rows, Metric::DiskWriteBytesPerSecond), Some(200.0));
+        assert_eq!(value(&rows, Metric::ContainerNetworkRxBytesPerSecond), Some(100.0));
+        assert_eq!(value(&rows, Metric::ContainerNetworkTxBytesPerSecond), Some(10.0));
+        // Another node's counters are its own.
+        let mut other = sample(105, 6000, 510);
+        other.node_id = "n2".into();
+        assert_eq!(value(&rates.rows(&other, 105_000), Metric::NetworkRxBytesPerSecond), None);
         let reset = rates.rows(&sample(110, 5, 5), 110_000);
         assert_eq!(value(&reset, Metric::NetworkRxBytesPerSecond), None);
+        assert_eq!(value(&reset, Metric::DiskReadBytesPerSecond), None);
+        assert_eq!(value(&reset, Metric::ContainerNetworkRxBytesPerSecond), None);
         let back = rates.rows(&sample(109, 10, 10), 109_000);
         assert_eq!(value(&back, Metric::NetworkRxBytesPerSecond), None, "time went back");
     }

@@ -78,6 +78,9 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
         );
         let cpu = m.cpu.as_ref().unwrap();
         assert!(cpu.cores >= 1 && (0.0..=100.0).contains(&cpu.usage_percent), "{cpu:?}");
+        // Every sample after the agent's first carries each core's usage.
+        assert_eq!(cpu.core_usage_percent.len(), cpu.cores as usize, "{cpu:?}");
+        assert!(cpu.core_usage_percent.iter().all(|p| (0.0..=100.0).contains(p)), "{cpu:?}");
     }
 
     // What was watched is what is stored: the range query at a 1 ms step returns each
@@ -92,7 +95,7 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
         rollup: Rollup::Last as i32,
         ..Default::default()
     };
-    let answer = metrics.query_range(range).await.unwrap().into_inner();
+    let answer = metrics.query_range(range.clone()).await.unwrap().into_inner();
     assert_eq!(answer.series.len(), 1, "{answer:?}");
     let points: Vec<(i64, f64)> =
         answer.series[0].points.iter().map(|p| (ms(p.time.as_ref().unwrap()), p.value)).collect();
@@ -101,6 +104,22 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
         let cpu = m.cpu.as_ref().unwrap().usage_percent;
         assert!(points.contains(&(at, cpu)), "sample at {at} ({cpu}%) missing from {points:?}");
     }
+    // Each core is a series of its own, labelled with its number.
+    let cores = QueryRangeRequest {
+        metrics: vec![Metric::CpuCoreUsagePercent as i32],
+        match_labels: [("core".to_owned(), "0".to_owned())].into(),
+        ..range.clone()
+    };
+    let core0 = metrics.query_range(cores).await.unwrap().into_inner().series;
+    assert_eq!(core0.len(), 1, "{core0:?}");
+    let last = seen.last().unwrap();
+    let at = ms(last.time.as_ref().unwrap());
+    let want = last.cpu.as_ref().unwrap().core_usage_percent[0];
+    assert!(
+        core0[0].points.iter().any(|p| ms(p.time.as_ref().unwrap()) == at && p.value == want),
+        "core 0 at {at} ({want}%) missing from {:?}",
+        core0[0].points
+    );
 
     // A workload's container shows up in the samples, labelled with the workload, and its
     // memory is queryable by that label.

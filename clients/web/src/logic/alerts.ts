@@ -51,10 +51,13 @@ export const severityLabel = (s: AlertSeverity) => SEVERITY_LABELS[s] ?? "Unknow
 /** The metrics a rule can watch, with their names and units, in the form's order. */
 export const RULE_METRICS: readonly { metric: Metric; label: string; unit: string }[] = [
   { metric: Metric.CPU_USAGE_PERCENT, label: "CPU usage", unit: "%" },
+  { metric: Metric.CPU_CORE_USAGE_PERCENT, label: "CPU usage of one core", unit: "%" },
   { metric: Metric.MEMORY_USAGE_PERCENT, label: "Memory usage", unit: "%" },
   { metric: Metric.MEMORY_USED_BYTES, label: "Memory used", unit: "bytes" },
   { metric: Metric.DISK_USAGE_PERCENT, label: "Disk usage", unit: "%" },
   { metric: Metric.DISK_USED_BYTES, label: "Disk used", unit: "bytes" },
+  { metric: Metric.DISK_READ_BYTES_PER_SECOND, label: "Disk read", unit: "bytes/s" },
+  { metric: Metric.DISK_WRITE_BYTES_PER_SECOND, label: "Disk written", unit: "bytes/s" },
   { metric: Metric.NETWORK_RX_BYTES_PER_SECOND, label: "Network received", unit: "bytes/s" },
   { metric: Metric.NETWORK_TX_BYTES_PER_SECOND, label: "Network sent", unit: "bytes/s" },
   { metric: Metric.LOAD_1, label: "Load (1 min)", unit: "" },
@@ -63,6 +66,9 @@ export const RULE_METRICS: readonly { metric: Metric; label: string; unit: strin
   { metric: Metric.CONTAINER_CPU_PERCENT, label: "Container CPU", unit: "%" },
   { metric: Metric.CONTAINER_MEMORY_BYTES, label: "Container memory", unit: "bytes" },
   { metric: Metric.CONTAINER_MEMORY_LIMIT_PERCENT, label: "Container memory of its limit", unit: "%" },
+  { metric: Metric.CONTAINER_NETWORK_RX_BYTES_PER_SECOND, label: "Container network received", unit: "bytes/s" },
+  { metric: Metric.CONTAINER_NETWORK_TX_BYTES_PER_SECOND, label: "Container network sent", unit: "bytes/s" },
+  { metric: Metric.CONTAINER_RESTARTS, label: "Container restarts (Docker)", unit: "" },
   { metric: Metric.WORKLOAD_UNAVAILABLE_REPLICAS, label: "Workload replicas down", unit: "" },
   { metric: Metric.WORKLOAD_RESTARTS_10M, label: "Workload restarts (10 min)", unit: "" },
 ];

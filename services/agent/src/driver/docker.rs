@@ -301,6 +301,9 @@ impl DockerDriver {
                 let stats = tokio::time::timeout(Duration::from_secs(4), docker.stats(&id, Some(options)).next()).await;
                 let Ok(Some(Ok(stats))) = stats else { return None };
                 let mut m = container_metrics_of(&stats);
+                // Docker's own restarts (a restart policy) are only in the inspection.
+                let inspected = tokio::time::timeout(Duration::from_secs(4), docker.inspect_container(&id, None)).await;
+                m.restart_count = inspected.ok().and_then(Result::ok).and_then(|i| i.restart_count).unwrap_or(0);
                 m.container_id = id;
                 m.name = name;
                 m.image = summary.image.unwrap_or_default();

@@ -57,13 +57,14 @@ impl ProcFiles {
 #[derive(Debug, Default)]
 pub struct Collector {
     previous_cpu: Option<CpuTimes>,
+    previous_cores: Vec<CpuTimes>,
 }
 
 impl Collector {
     /// Returns a collector whose first sample's CPU usage covers the time since this call.
     pub fn new() -> Self {
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        Self { previous_cpu: parse::parse_stat(&stat).map(|s| s.total) }
+        let stat = parse::parse_stat(&std::fs::read_to_string("/proc/stat").unwrap_or_default());
+        Self { previous_cpu: stat.as_ref().map(|s| s.total), previous_cores: stat.map(|s| s.cores).unwrap_or_default() }
     }
 
     /// Samples this machine now: reads `/proc` and calls `statvfs` on each local filesystem.
@@ -86,8 +87,20 @@ impl Collector {
             (Some(before), Some(after)) => parse::cpu_usage_percent(before, after.total),
             _ => 0.0,
         };
+        // Per core, when the same cores were there the time before (one going offline or
+        // coming back skips a sample).
+        let core_usage_percent = match &stat {
+            Some(after) if after.cores.len() == self.previous_cores.len() => self
+                .previous_cores
+                .iter()
+                .zip(&after.cores)
+                .map(|(before, after)| parse::cpu_usage_percent(*before, *after))
+                .collect(),
+            _ => Vec::new(),
+        };
         if let Some(stat) = &stat {
             self.previous_cpu = Some(stat.total);
+            self.previous_cores = stat.cores.clone();
         }
         let cores = stat
             .as_ref()
@@ -121,6 +134,7 @@ impl Collector {
                 usage_percent,
                 cores: i32::try_from(cores).unwrap_or(i32::MAX),
                 frequency_mhz: parse::parse_cpuinfo_mhz(&files.cpuinfo),
+                core_usage_percent,
             }),
             memory: parse::parse_memory(&files.meminfo),
             disks,
@@ -160,7 +174,13 @@ mod tests {
 
     fn files(busy: u64, total: u64) -> ProcFiles {
         ProcFiles {
-            stat: format!("cpu  {busy} 0 0 {} 0 0 0 0 0 0\ncpu0 1 0 0 1\ncpu1 1 0 0 1\n", total - busy),
+            // cpu0 does all the work, cpu1 idles.
+            stat: format!(
+                "cpu  {busy} 0 0 {} 0 0 0 0 0 0\ncpu0 {busy} 0 0 {} 0 0 0 0 0 0\ncpu1 0 0 0 {} 0 0 0 0 0 0\n",
+                total - busy,
+                total / 2 - busy,
+                total / 2
+            ),
             cpuinfo: "cpu MHz\t\t: 2000.000\n".into(),
             meminfo: "MemTotal: 1000 kB\nMemAvailable: 250 kB\n".into(),
             loadavg: "1.50 1.00 0.50 2/300 999\n".into(),
@@ -180,7 +200,15 @@ mod tests {
         let m = collector.sample("n1", SystemTime::UNIX_EPOCH, &files(400, 2000), usage);
         assert_eq!(m.node_id, "n1");
         assert_eq!(m.time, Some(prost_types::Timestamp { seconds: 0, nanos: 0 }));
-        assert_eq!(m.cpu, Some(CpuMetrics { usage_percent: 30.0, cores: 2, frequency_mhz: 2000.0 }));
+        assert_eq!(
+            m.cpu,
+            Some(CpuMetrics {
+                usage_percent: 30.0,
+                cores: 2,
+                frequency_mhz: 2000.0,
+                core_usage_percent: vec![60.0, 0.0]
+            })
+        );
         assert_eq!(m.memory.unwrap().usage_percent, 75.0);
         assert_eq!(m.load.unwrap().load1, 1.5);
         assert_eq!(m.process_count, 300);

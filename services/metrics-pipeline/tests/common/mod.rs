@@ -253,7 +253,7 @@ pub fn sample(node: &str, at_ms: i64, cpu: f64) -> HostMetrics {
     HostMetrics {
         node_id: node.into(),
         time: Some(ts(at_ms)),
-        cpu: Some(CpuMetrics { usage_percent: cpu, cores: 2, frequency_mhz: 0.0 }),
+        cpu: Some(CpuMetrics { usage_percent: cpu, cores: 2, ..Default::default() }),
         memory: Some(MemoryMetrics {
             total_bytes: 1 << 30,
             used_bytes: 1 << 29,
