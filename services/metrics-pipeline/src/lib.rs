@@ -127,7 +127,8 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     let alerts = alerts::Alerts::load(store.clone(), args.watch_buffer, notifier.clone()).await?;
     notifier.spawn(shutdown.clone());
     let ingest = Ingest::new(store.clone(), live.clone(), latest, max_age_ms, alerts.clone());
-    let query = Query::new(store.clone(), live);
+    let owners = query::Owners::default();
+    let query = Query::new(store.clone(), live, owners.clone());
     let dora = dora::Dora::new(&store, args.dora_options().map_err(persys_kit::config::ConfigError)?)
         .map_err(persys_kit::config::ConfigError)?;
     dora.register_metrics(&metrics);
@@ -145,9 +146,11 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
         None => None,
     };
     if let Some(channel) = &scheduler {
+        owners.following();
         tokio::spawn(dora::rollouts::run(
             dora.clone(),
             alerts.clone(),
+            owners,
             channel.clone(),
             args.rollouts_cluster.clone(),
             shutdown.clone(),

@@ -1,7 +1,11 @@
 //! `MetricsQueryService`: range queries over the stored samples, each node's newest sample,
 //! and a live watch fanned out to any number of subscribers without slowing ingest.
 
-use std::{pin::Pin, sync::Arc};
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, RwLock},
+};
 
 use futures::Stream;
 use persys_kit::{ApiError, FieldViolation, error::Violations, identity::Caller, identity::Role};
@@ -27,12 +31,87 @@ pub const MAX_POINTS: i64 = 11_000;
 pub struct Query {
     store: Arc<Store>,
     live: broadcast::Sender<Arc<HostMetrics>>,
+    owners: Owners,
 }
 
 impl Query {
-    /// Queries over `store`; live samples come from `live`.
-    pub fn new(store: Arc<Store>, live: broadcast::Sender<Arc<HostMetrics>>) -> Self {
-        Self { store, live }
+    /// Queries over `store`; live samples come from `live`; who owns each workload from
+    /// `owners`.
+    pub fn new(store: Arc<Store>, live: broadcast::Sender<Arc<HostMetrics>>, owners: Owners) -> Self {
+        Self { store, live, owners }
+    }
+}
+
+/// Who owns each workload, as the scheduler's workload watch tells (`--scheduler`); empty and
+/// not following without one.
+#[derive(Clone, Default)]
+pub struct Owners {
+    inner: Arc<RwLock<(bool, HashMap<String, String>)>>,
+}
+
+impl Owners {
+    /// Marks the map as following the scheduler.
+    pub fn following(&self) {
+        self.inner.write().expect("owners lock").0 = true;
+    }
+
+    /// Workload `id` is owned by user `owner` (or was deleted, with `None`).
+    pub fn set(&self, id: &str, owner: Option<&str>) {
+        let mut inner = self.inner.write().expect("owners lock");
+        match owner {
+            Some(owner) => inner.1.insert(id.to_owned(), owner.to_owned()),
+            None => inner.1.remove(id),
+        };
+    }
+
+    /// `Some(owner)` of workload `id`; `Err` when the pipeline does not follow the scheduler.
+    fn owner_of(&self, id: &str) -> Result<Option<String>, ()> {
+        let inner = self.inner.read().expect("owners lock");
+        if inner.0 { Ok(inner.1.get(id).cloned()) } else { Err(()) }
+    }
+}
+
+/// Metrics of a workload's containers: what a member may read of their own workloads.
+const CONTAINER_METRICS: [Metric; 6] = [
+    Metric::ContainerCpuPercent,
+    Metric::ContainerMemoryBytes,
+    Metric::ContainerMemoryLimitPercent,
+    Metric::ContainerNetworkRxBytesPerSecond,
+    Metric::ContainerNetworkTxBytesPerSecond,
+    Metric::ContainerRestarts,
+];
+
+/// A range query by a member or viewer: only container metrics of one workload named with
+/// `match_labels.workload_id`, which a member must own (viewers read every workload, as they
+/// do in the scheduler). Host metrics stay with admins.
+fn check_workload_query(owners: &Owners, user: &persys_kit::UserClaims, q: &RangeQuery) -> Result<(), ApiError> {
+    let denied = |why: String| {
+        ApiError::PermissionDenied(format!(
+            "{why}; as a {:?}, {} may read the container metrics of {} workloads (name one with label \
+             workload_id=ID); host metrics are for admins",
+            user.role,
+            user.name,
+            if user.role == Role::Viewer { "all" } else { "their own" }
+        ))
+    };
+    if let Some(host) = q.metrics.iter().find(|m| !CONTAINER_METRICS.contains(m)) {
+        return Err(denied(format!("{} is a host metric", host.as_str_name())));
+    }
+    let Some(workload) = q.match_labels.get("workload_id") else {
+        return Err(denied("no workload_id label names the workload".into()));
+    };
+    let owner = owners.owner_of(workload).map_err(|()| {
+        ApiError::PermissionDenied(
+            "this metrics pipeline does not follow the scheduler (--scheduler), so it cannot tell whose workload \
+             it is; ask an admin"
+                .into(),
+        )
+    })?;
+    match owner {
+        Some(_) if user.role == Role::Viewer => Ok(()),
+        Some(owner) if owner == user.id => Ok(()),
+        // Someone else's workload reads as absent, as in the scheduler.
+        _ => Err(ApiError::NotFound(format!("workload {workload}"))),
     }
 }
 
@@ -142,9 +221,15 @@ fn without_containers(mut m: HostMetrics, include: bool) -> HostMetrics {
 #[tonic::async_trait]
 impl MetricsQueryService for Query {
     async fn query_range(&self, request: Request<QueryRangeRequest>) -> Result<Response<QueryRangeResponse>, Status> {
-        check_may_read(&request)?;
+        let user = Caller::of(&request).and_then(|c| c.user.clone()).filter(|u| u.role != Role::Admin);
+        if user.is_none() {
+            check_may_read(&request)?;
+        }
         let r = request.into_inner();
         let q = range_query(&r, now_ms())?;
+        if let Some(user) = &user {
+            check_workload_query(&self.owners, user, &q)?;
+        }
         self.check_nodes(&q.node_ids).await?;
         let found = self.store.range(&q).await.map_err(ApiError::internal)?;
         let series = found
@@ -242,6 +327,40 @@ mod tests {
             ApiError::InvalidArgument(v) => v.into_iter().map(|f| f.field).collect(),
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn members_read_container_metrics_of_their_own_workloads_only() {
+        let user = |id: &str, role| persys_kit::UserClaims { id: id.into(), name: id.into(), role };
+        let (mona, other, vera) =
+            (user("u-mona", Role::Member), user("u-other", Role::Member), user("u-vera", Role::Viewer));
+        let query = |metric: Metric, workload: Option<&str>| {
+            let mut r = request(1_000, 61_000, 10_000);
+            r.metrics = vec![metric as i32];
+            if let Some(w) = workload {
+                r.match_labels.insert("workload_id".into(), w.into());
+            }
+            range_query(&r, 0).unwrap()
+        };
+        let owners = Owners::default();
+        let mine = query(Metric::ContainerMemoryBytes, Some("w-1"));
+        let denied = check_workload_query(&owners, &mona, &mine).unwrap_err();
+        assert!(matches!(&denied, ApiError::PermissionDenied(m) if m.contains("--scheduler")), "{denied:?}");
+        owners.following();
+        owners.set("w-1", Some("u-mona"));
+        check_workload_query(&owners, &mona, &mine).unwrap();
+        for metric in CONTAINER_METRICS {
+            check_workload_query(&owners, &mona, &query(metric, Some("w-1"))).unwrap();
+        }
+        check_workload_query(&owners, &vera, &mine).expect("viewers read every workload");
+        let theirs = check_workload_query(&owners, &other, &mine).unwrap_err();
+        assert!(matches!(theirs, ApiError::NotFound(_)), "another member's workload reads as absent: {theirs:?}");
+        let host = check_workload_query(&owners, &mona, &query(Metric::CpuUsagePercent, Some("w-1"))).unwrap_err();
+        assert!(matches!(&host, ApiError::PermissionDenied(m) if m.contains("host metric")), "{host:?}");
+        let unnamed = check_workload_query(&owners, &mona, &query(Metric::ContainerCpuPercent, None)).unwrap_err();
+        assert!(matches!(&unnamed, ApiError::PermissionDenied(m) if m.contains("workload_id=ID")), "{unnamed:?}");
+        owners.set("w-1", None);
+        assert!(matches!(check_workload_query(&owners, &mona, &mine), Err(ApiError::NotFound(_))), "deleted");
     }
 
     #[test]

@@ -162,9 +162,48 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
         match_labels: [("workload_id".to_string(), w.id.clone())].into(),
         ..Default::default()
     };
-    let series = metrics.query_range(by_workload).await.unwrap().into_inner().series;
+    let series = metrics.query_range(by_workload.clone()).await.unwrap().into_inner().series;
     assert_eq!(series.len(), 1, "{series:?}");
     assert_eq!(series[0].labels.get("instance_id"), Some(&container.instance_id));
+
+    // Through the gateway as other users: a viewer reads the workload's container metrics too;
+    // a member reads neither another user's workload (absent, as in the scheduler) nor host
+    // metrics.
+    let channel = persys_kit::client::plain_channel(&cluster.url(), &Default::default()).unwrap();
+    let users = persys_proto::gateway::v1::user_service_client::UserServiceClient::with_interceptor(
+        channel.clone(),
+        bearer(&token),
+    );
+    let as_user = |name: &'static str, role: persys_proto::common::v1::Role| {
+        let (mut users, channel) = (users.clone(), channel.clone());
+        async move {
+            let password = "a-long-enough-password-1";
+            users
+                .create_user(persys_proto::gateway::v1::CreateUserRequest {
+                    username: name.into(),
+                    password: password.into(),
+                    role: role as i32,
+                })
+                .await
+                .unwrap();
+            let token = AuthServiceClient::new(channel.clone())
+                .login(LoginRequest { username: name.into(), password: password.into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .access_token;
+            MetricsQueryServiceClient::with_interceptor(channel, bearer(&token))
+        }
+    };
+    let mut viewer = as_user("vera", persys_proto::common::v1::Role::Viewer).await;
+    let seen_by_viewer = viewer.query_range(by_workload.clone()).await.unwrap().into_inner().series;
+    assert_eq!(seen_by_viewer.len(), 1, "{seen_by_viewer:?}");
+    let mut member = as_user("mona", persys_proto::common::v1::Role::Member).await;
+    let not_hers = member.query_range(by_workload.clone()).await.unwrap_err();
+    assert_eq!(not_hers.code(), tonic::Code::NotFound, "{not_hers:?}");
+    let host = QueryRangeRequest { metrics: vec![Metric::CpuUsagePercent as i32], ..by_workload.clone() };
+    let host = member.query_range(host).await.unwrap_err();
+    assert_eq!(host.code(), tonic::Code::PermissionDenied, "{host:?}");
 
     // The running workload is a rollout of `metered`: a DORA deployment, recorded once; a
     // workload whose image cannot start is a failed one.

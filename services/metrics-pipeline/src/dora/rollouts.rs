@@ -168,9 +168,16 @@ async fn evaluate(alerts: &Alerts, rows: Vec<Row>) {
     }
 }
 
-/// Follows the scheduler at `channel`, records rollouts with `dora` as cluster `cluster` and
-/// evaluates workload health with `alerts`, until `shutdown`.
-pub async fn run(dora: Dora, alerts: Alerts, channel: TracedChannel, cluster: String, shutdown: Shutdown) {
+/// Follows the scheduler at `channel`, records rollouts with `dora` as cluster `cluster`,
+/// evaluates workload health with `alerts` and keeps `owners` current, until `shutdown`.
+pub async fn run(
+    dora: Dora,
+    alerts: Alerts,
+    owners: crate::query::Owners,
+    channel: TracedChannel,
+    cluster: String,
+    shutdown: Shutdown,
+) {
     let stop = shutdown.wait();
     tokio::pin!(stop);
     let mut health = Health::default();
@@ -216,6 +223,7 @@ pub async fn run(dora: Dora, alerts: Alerts, channel: TracedChannel, cluster: St
                             since = since.max(event.revision);
                             let deleted = event.r#type == WatchEventType::Deleted as i32;
                             if let Some(w) = event.workload.as_ref() {
+                                owners.set(&w.id, (!deleted).then_some(w.owner_id.as_str()));
                                 evaluate(&alerts, health.update(w, deleted, now_ms())).await;
                             }
                             if deleted {
