@@ -92,10 +92,9 @@ async fn probe(
     (fire, resolve)
 }
 
-fn quantiles(mut v: Vec<f64>) -> String {
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
-    format!("{:>8.1} {:>8.1} {:>8.1}", q(0.5), q(0.99), v[v.len() - 1])
+fn quantiles(v: Vec<f64>) -> String {
+    let (p50, p99, max) = common::p50_p99_max(v).expect("every round timed");
+    format!("{p50:>8.1} {p99:>8.1} {max:>8.1}")
 }
 
 #[tokio::main]

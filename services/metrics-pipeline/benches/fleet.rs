@@ -187,13 +187,12 @@ async fn watcher(p: &Pipeline, node: String, stats: Arc<Stats>, measuring: Arc<A
 }
 
 fn quantiles(v: &Mutex<Vec<f64>>) -> String {
-    let mut v = v.lock().unwrap().clone();
-    if v.is_empty() {
-        return format!("{:>8} {:>8} {:>8} {:>8}", 0, "-", "-", "-");
+    let v = v.lock().unwrap().clone();
+    let n = v.len();
+    match common::p50_p99_max(v) {
+        Some((p50, p99, max)) => format!("{n:>8} {p50:>8.1} {p99:>8.1} {max:>8.1}"),
+        None => format!("{:>8} {:>8} {:>8} {:>8}", 0, "-", "-", "-"),
     }
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
-    format!("{:>8} {:>8.1} {:>8.1} {:>8.1}", v.len(), q(0.5), q(0.99), v[v.len() - 1])
 }
 
 /// Runs `measuring` for `window` and returns (sent, acked, events) counted in it.

@@ -16,31 +16,8 @@ use persys_proto::{
 async fn the_stack_runs_a_workload_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let args: Vec<String> =
-        ["--dir", state.to_str().unwrap(), "--listen", "127.0.0.1:0", "--driver", "process", "--admin-listen", "off"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-    let stack = Service::start_expecting(
-        "stack",
-        Some("gateway"),
-        bin("persys-stack").unwrap(),
-        &args,
-        &[],
-        dir.path(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    let public = format!("http://{}", stack.addr("public"));
-    let channel = plain_channel(&public, &ClientOptions::default()).unwrap();
-    let password = std::fs::read_to_string(state.join("admin-password")).unwrap();
-    let login = AuthServiceClient::new(channel.clone())
-        .login(LoginRequest { username: "admin".into(), password: password.trim().into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut api = SchedulerServiceClient::with_interceptor(channel, bearer(login.access_token));
+    let stack = start_stack(dir.path(), &state, &["--driver", "process"]).await;
+    let mut api = admin_api(&stack, &state).await;
 
     // The built-in agent joins and its node becomes Ready.
     let mut nodes = api.watch_nodes(pb::WatchNodesRequest { since_revision: 0 }).await.unwrap().into_inner();
@@ -101,24 +78,13 @@ fn containers_of(docker_host: &str, workload: &str) -> Vec<(String, String, Stri
         .collect()
 }
 
-async fn start_stack(dir: &std::path::Path, state: &std::path::Path, docker_host: &str) -> Service {
-    let args: Vec<String> = [
-        "--dir",
-        state.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--driver",
-        "docker",
-        "--docker-host",
-        docker_host,
-        "--network-mode",
-        "none",
-        "--admin-listen",
-        "off",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+/// Starts `persys-stack` on its directory `state` with `driver_args` (which driver, and how).
+async fn start_stack(dir: &std::path::Path, state: &std::path::Path, driver_args: &[&str]) -> Service {
+    let mut args: Vec<String> = ["--dir", state.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin-listen", "off"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(driver_args.iter().map(|s| s.to_string()));
     Service::start_expecting(
         "stack",
         Some("gateway"),
@@ -130,6 +96,10 @@ async fn start_stack(dir: &std::path::Path, state: &std::path::Path, docker_host
     )
     .await
     .unwrap()
+}
+
+fn docker_args(docker_host: &str) -> [&str; 6] {
+    ["--driver", "docker", "--docker-host", docker_host, "--network-mode", "none"]
 }
 
 type Api = SchedulerServiceClient<
@@ -160,7 +130,7 @@ async fn a_killed_stack_comes_back_with_its_workloads_and_adopts_their_container
     };
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let stack = start_stack(dir.path(), &state, &docker_host).await;
+    let stack = start_stack(dir.path(), &state, &docker_args(&docker_host)).await;
     let mut api = admin_api(&stack, &state).await;
     let phase = |w: &pb::Workload| pb::WorkloadPhase::try_from(w.status.as_ref().map_or(0, |s| s.phase)).unwrap();
     let w = api
@@ -187,7 +157,7 @@ async fn a_killed_stack_comes_back_with_its_workloads_and_adopts_their_container
     assert_eq!(before[0].1, "running");
 
     stack.kill().await.unwrap();
-    let stack = start_stack(dir.path(), &state, &docker_host).await;
+    let stack = start_stack(dir.path(), &state, &docker_args(&docker_host)).await;
     let mut api = admin_api(&stack, &state).await;
     let back = expect_workload(&api, &w.id, Duration::from_secs(60), |w| phase(w) == pb::WorkloadPhase::Running).await;
     assert_eq!(back.status.as_ref().unwrap().instances[0].node_id, node, "the same node runs it");
@@ -201,7 +171,7 @@ async fn a_killed_stack_comes_back_with_its_workloads_and_adopts_their_container
 
     // Stopped the polite way (Ctrl-C is SIGINT, a service manager sends SIGTERM): the same.
     assert!(stack.stop().await.unwrap(), "the stack exits cleanly on SIGTERM");
-    let stack = start_stack(dir.path(), &state, &docker_host).await;
+    let stack = start_stack(dir.path(), &state, &docker_args(&docker_host)).await;
     let mut api = admin_api(&stack, &state).await;
     expect_workload(&api, &w.id, Duration::from_secs(60), |w| phase(w) == pb::WorkloadPhase::Running).await;
     assert_eq!(containers_of(&docker_host, &w.id), before, "adopted again after a clean stop");

@@ -116,10 +116,7 @@ impl Github {
         }
         let url = format!("{}{path}", self.base);
         let cached = self.cache.lock().map(|c| c.get(&url).cloned()).unwrap_or_default();
-        let mut request = Request::get(&url)
-            .header(header::ACCEPT, "application/vnd.github+json")
-            .header("x-github-api-version", "2022-11-28")
-            .header(header::USER_AGENT, concat!("persys-metrics-pipeline/", env!("CARGO_PKG_VERSION")));
+        let mut request = api_request(http::Method::GET, &url);
         let token = match &self.credentials {
             Credentials::None => None,
             Credentials::Token(token) => Some(token.clone()),
@@ -235,6 +232,16 @@ impl Github {
             .and_then(|items| items.iter().find_map(|i| i.pointer("/repository/html_url").and_then(Value::as_str)))
             .and_then(normalise_repo_url))
     }
+}
+
+/// A request to the REST API at `url` with the headers GitHub asks every client to send.
+pub(super) fn api_request(method: http::Method, url: &str) -> http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(url)
+        .header(header::ACCEPT, "application/vnd.github+json")
+        .header("x-github-api-version", "2022-11-28")
+        .header(header::USER_AGENT, concat!("persys-metrics-pipeline/", env!("CARGO_PKG_VERSION")))
 }
 
 /// The reset time when an answer says the rate limit is spent: 429, or 403 with

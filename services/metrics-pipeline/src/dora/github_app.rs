@@ -8,7 +8,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use http::{Request, StatusCode, header};
+use http::{StatusCode, header};
 use http_body_util::Full;
 use persys_kit::{config::Secret, http as client};
 use ring::{
@@ -130,10 +130,7 @@ impl AppAuth {
         let c = &self.credentials;
         let path = format!("/app/installations/{}/access_tokens", c.installation_id);
         let jwt = c.jwt(now_ms() / 1000).map_err(GithubError::Refused)?;
-        let request = Request::post(format!("{base}{path}"))
-            .header(header::ACCEPT, "application/vnd.github+json")
-            .header("x-github-api-version", "2022-11-28")
-            .header(header::USER_AGENT, concat!("persys-metrics-pipeline/", env!("CARGO_PKG_VERSION")))
+        let request = super::github::api_request(http::Method::POST, &format!("{base}{path}"))
             .header(header::AUTHORIZATION, format!("Bearer {jwt}"))
             .body(Full::new(Bytes::new()))
             .map_err(|e| GithubError::Refused(format!("{path}: {e}")))?;

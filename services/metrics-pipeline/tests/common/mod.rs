@@ -269,3 +269,11 @@ pub fn sample(node: &str, at_ms: i64, cpu: f64) -> HostMetrics {
 pub fn batch(node: &str, seq: u64, samples: Vec<HostMetrics>) -> IngestRequest {
     IngestRequest { node_id: node.into(), samples, batch_seq: seq, dropped_samples: 0 }
 }
+
+/// The median, 99th percentile (nearest rank) and maximum of `v`; `None` when it is empty.
+pub fn p50_p99_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
+    let max = *v.last()?;
+    Some((q(0.5), q(0.99), max))
+}
