@@ -10,6 +10,9 @@ pub enum AnalyzerError {
     /// Configuration, certificates, ports, servers.
     #[error(transparent)]
     Start(#[from] persys_kit::server::StartError),
+    /// The serving task panicked or was cancelled.
+    #[error("analyzer task: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 persys_kit::start_error_conversions!(AnalyzerError);

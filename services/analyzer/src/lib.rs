@@ -38,8 +38,22 @@ use persys_kit::{
 
 use crate::{config::ServeArgs, error::AnalyzerError};
 
+/// A started analyzer: where it listens and the task serving it.
+pub struct Running {
+    /// The gRPC (mTLS) address it listens on.
+    pub addr: std::net::SocketAddr,
+    /// Ends when the analyzer has drained after `shutdown`.
+    pub served: tokio::task::JoinHandle<Result<(), AnalyzerError>>,
+}
+
 /// Runs the analyzer until `shutdown`, then drains.
 pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), AnalyzerError> {
+    start(args, shutdown).await?.served.await?
+}
+
+/// Binds and starts serving, returning once the analyzer listens (for embedding, e.g. in
+/// `persys-stack`, where the port is chosen by the system).
+pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, AnalyzerError> {
     args.telemetry.admin_addr()?; // a bad admin address fails before anything starts
     let llm = args.llm()?.map(llm::Client::new);
     let callers = args.callers()?;
@@ -57,6 +71,9 @@ pub async fn run(args: ServeArgs, shutdown: Shutdown) -> Result<(), AnalyzerErro
         drain_timeout: args.drain_timeout,
         ..ServerOptions::default()
     };
-    serve(listener, routes, options, Some(health), shutdown).await?;
-    Ok(())
+    let served = tokio::spawn(async move {
+        serve(listener, routes, options, Some(health), shutdown).await?;
+        Ok(())
+    });
+    Ok(Running { addr, served })
 }

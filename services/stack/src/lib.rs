@@ -1,4 +1,4 @@
-//! The all-in-one stack: gateway, scheduler and an agent in one process on loopback, with the
+//! The all-in-one stack: gateway, scheduler, an agent and the analyzer in one process on loopback, with the
 //! embedded state store, a SQLite database, dev certificates made at first start and a
 //! bootstrap admin. The services talk to each other exactly as they do when deployed apart:
 //! over mTLS gRPC on loopback ports, the agent joining with a token.
@@ -41,7 +41,7 @@ pub enum Driver {
     Process,
 }
 
-/// Persys on one machine: gateway, scheduler and an agent in one process.
+/// Persys on one machine: gateway, scheduler, an agent and the analyzer in one process.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "persys-stack", version, about, long_about = None)]
 pub struct Config {
@@ -116,7 +116,7 @@ fn ensure_certs(certs: &CertsDir) -> anyhow::Result<()> {
         write_private(&certs.ca_key(), ca.key_pem().as_bytes())?;
         ca
     };
-    for service in ["gateway", "scheduler", "stack", "reconciler", "metrics"] {
+    for service in ["gateway", "scheduler", "stack", "analyzer", "reconciler", "metrics"] {
         if certs.paths(service).cert.exists() {
             continue;
         }
@@ -186,6 +186,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     gateway_config.admin_username = Some("admin".into());
     gateway_config.admin_password = Some(password.clone().into());
     gateway_config.upstreams = vec![format!("scheduler=https://localhost:{}", scheduler.grpc.port())];
+
+    // Analyzer: stateless, always there (`dorgu --server`, the gateway's AnalyzerService).
+    let analyzer = {
+        let tls = certs.paths("analyzer");
+        let mut argv: Vec<String> =
+            ["analyzer", "--listen", "127.0.0.1:0", "--admin-listen", "off"].into_iter().map(String::from).collect();
+        for (flag, path) in [("--tls-ca", &tls.ca), ("--tls-cert", &tls.cert), ("--tls-key", &tls.key)] {
+            argv.extend([flag.into(), path.display().to_string()]);
+        }
+        let cli = persys_analyzer::config::Cli::try_parse_from(&argv).context("the analyzer's settings")?;
+        let running = persys_analyzer::start(cli.serve, shutdown.clone()).await.context("starting the analyzer")?;
+        gateway_config.upstreams.push(format!("analyzer=https://localhost:{}", running.addr.port()));
+        running
+    };
 
     // Reconciler, with a cluster: PersonaService on a loopback port, behind the gateway.
     let reconciler = match &config.kubeconfig {
@@ -279,6 +293,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
          {dashboard}\
          Log in:   persys --server http://{listen} login --username admin\n\
          Run:      persys --server http://{listen} workload run persys-test/busybox -- sleep 3600\n\
+         Analyze:  dorgu generate ./my-app --server http://{listen}\n\
          grpcurl:  grpcurl -plaintext {listen} list\n\nCtrl-C stops everything.\n",
         listen = config.listen,
         kube = match &config.kubeconfig {
@@ -302,8 +317,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             None => Ok(Ok(())),
         }
     };
-    let (scheduler_result, gateway_result, agent_result, reconciler_result, metrics_result) =
-        tokio::join!(scheduler.task, gateway, agent, reconciler, metrics);
+    let (scheduler_result, gateway_result, agent_result, analyzer_result, reconciler_result, metrics_result) =
+        tokio::join!(scheduler.task, gateway, agent, analyzer.served, reconciler, metrics);
+    analyzer_result?.context("analyzer")?;
     reconciler_result?.context("reconciler")?;
     metrics_result?.context("metrics pipeline")?;
     scheduler_result?.context("scheduler")?;

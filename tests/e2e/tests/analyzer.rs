@@ -3,11 +3,9 @@
 //! to the offline library on sample apps; uploads are bounded; callers of the analyzer itself
 //! are checked by certificate identity, and bad input gets its documented status.
 
-use std::path::{Path, PathBuf};
-
 use persys_client::{Connection, store::Store};
 use persys_e2e::{
-    analyzer::Analyzer,
+    analyzer::{Analyzer, dorgu, files, fixture},
     stack::{ADMIN, ADMIN_PASSWORD, Stack, StackOptions},
 };
 use persys_kit::{
@@ -18,37 +16,6 @@ use persys_proto::analyzer::v1::{
     AnalyzeMetadata, AnalyzeRepositoryRequest, AnalyzeRequest, FileChunk, SourceFile, analyze_request,
     analyzer_service_client::AnalyzerServiceClient,
 };
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../services/analyzer/tests/fixtures").join(name)
-}
-
-fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Runs the real `dorgu` with `args` and extra environment.
-fn dorgu(args: &[&str], env: &[(&str, &Path)], config_dir: &Path) -> std::process::Output {
-    let mut command = std::process::Command::new(persys_e2e::bin("dorgu").unwrap());
-    command.args(args).env("DORGU_CONFIG_DIR", config_dir).env_remove("PERSYS_TOKEN").env_remove("DORGU_SERVER");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.output().unwrap()
-}
 
 #[tokio::test]
 async fn dorgu_server_mode_goes_through_the_gateway_and_matches_offline_mode() {

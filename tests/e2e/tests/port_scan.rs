@@ -1152,7 +1152,7 @@ impl Stack {
             .expect("start persys-stack");
         let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut lines: BTreeMap<String, Vec<(String, SocketAddr)>> = BTreeMap::new();
-        let wanted = ["scheduler", "gateway", "agent", "persys-stack"];
+        let wanted = ["scheduler", "gateway", "agent", "analyzer", "persys-stack"];
         let ready = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = out.next_line().await.expect("stdout") {
                 let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else { continue };

@@ -1,11 +1,16 @@
 //! The all-in-one `persys-stack` binary, driven the way a user would: log in through its
 //! gateway, see its built-in agent's node, run a workload on the process driver, read its
-//! logs, stop it.
+//! logs, stop it; `dorgu --server` analyzes through it.
 
 use std::time::Duration;
 
 use persys_client::testing::{expect_log, expect_workload};
-use persys_e2e::{bin, process::Service, stack::bearer};
+use persys_e2e::{
+    analyzer::{dorgu, files, fixture},
+    bin,
+    process::Service,
+    stack::bearer,
+};
 use persys_kit::client::{ClientOptions, plain_channel};
 use persys_proto::{
     gateway::v1::{LoginRequest, auth_service_client::AuthServiceClient},
@@ -57,6 +62,33 @@ async fn the_stack_runs_a_workload_end_to_end() {
 
     api.stop_workload(pb::StopWorkloadRequest { id: w.id.clone(), ..Default::default() }).await.unwrap();
     expect_workload(&api, &w.id, Duration::from_secs(30), |w| phase(w) == pb::WorkloadPhase::Stopped).await;
+
+    // The stack runs the analyzer: `dorgu --server`, logged in with `persys login`'s session,
+    // writes what the offline library writes.
+    let url = format!("http://{}", stack.addr("public"));
+    let sessions = dir.path().join("persys");
+    let password = std::fs::read_to_string(state.join("admin-password")).unwrap();
+    persys_client::login(
+        &persys_client::Connection::new(&url, None).unwrap(),
+        &persys_client::store::Store::at(sessions.join("credentials.json")),
+        "admin",
+        password.trim(),
+    )
+    .await
+    .unwrap();
+    let app = fixture("node-express");
+    let (offline, online) = (dir.path().join("offline"), dir.path().join("online"));
+    let common = ["generate", app.to_str().unwrap(), "--name", "shop", "-n", "apps"];
+    let out = dorgu(&[&common[..], &["-o", offline.to_str().unwrap()]].concat(), &[], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dorgu(
+        &[&common[..], &["-o", online.to_str().unwrap(), "--server", &url]].concat(),
+        &[("PERSYS_CONFIG_DIR", sessions.as_path())],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}\nstack log:\n{}", String::from_utf8_lossy(&out.stderr), stack.log());
+    assert!(!files(&offline).is_empty());
+    assert_eq!(files(&offline), files(&online), "--server output differs from offline output");
     assert!(stack.stop().await.unwrap(), "the stack exits cleanly on SIGTERM");
 }
 
