@@ -48,11 +48,11 @@ pub enum AlertsCommand {
     /// Mute the notifications of matching alerts for a while; they still open, fire and
     /// resolve (admin). Example:
     ///
-    ///   persys alerts silence -m node_id=web-1 -m mount_point=/data --for 2h --comment "disk swap"
+    ///   persys alerts silence -m node_id=web-1 -m mount=/data --for 2h --comment "disk swap"
     #[command(verbatim_doc_comment)]
     Silence {
         /// `NAME=VALUE` or `NAME!=VALUE`, all of which must hold; NAME is rule_id, rule_name,
-        /// node_id, severity, metric, or a series label such as mount_point.
+        /// node_id, severity, metric, or a series label such as mount.
         #[arg(short = 'm', long = "match", required = true)]
         matchers: Vec<String>,
         /// How long, e.g. 30m, 2h, 1d.

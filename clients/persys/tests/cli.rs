@@ -788,4 +788,7 @@ async fn exec_host_runs_what_the_node_allows_and_exits_with_its_code() {
     assert_eq!(records[2]["output_tail"], "hi there\n");
     let table = cli.ok(&["host", "history", "--node", &node]).await;
     assert!(table.starts_with("ID") && table.contains("cat /etc/hostname") && table.contains("Rejected"), "{table}");
+    // Who ran it, by name: the admin who is logged in.
+    assert_eq!(records[0]["username"], "admin");
+    assert!(table.lines().nth(1).is_some_and(|l| l.split_whitespace().any(|w| w == "admin")), "{table}");
 }

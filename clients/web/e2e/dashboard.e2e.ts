@@ -19,12 +19,15 @@ import { UserService } from "../src/gen/persys/gateway/v1/user_service_pb";
 import { DeploymentEnvironment, DeploymentStatus } from "../src/gen/persys/metrics/v1/dora_pb";
 import { DoraService } from "../src/gen/persys/metrics/v1/dora_service_pb";
 import { SchedulerService } from "../src/gen/persys/scheduler/v1/scheduler_service_pb";
+import { ImagePullPolicy } from "../src/gen/persys/scheduler/v1/workload_pb";
 import { axe, launch } from "./browser";
 import { startProxy } from "./proxy";
 import { REPO, type Stack, startStack } from "./stack";
 
 const ARTIFACTS = process.env.PERSYS_WEB_ARTIFACTS || join(process.env.CARGO_TARGET_DIR || join(REPO, "target"), "web-e2e");
 const VIEWER = { username: "vera", password: "viewer-password-123" };
+// The bench's Docker engine and image: a container workload whose metrics the workload page charts.
+const DOCKER_IMAGE = process.env.DOCKER_HOST ? process.env.PERSYS_TEST_IMAGE : undefined;
 // The test bench's kube-apiserver: with it the stack also runs the reconciler (one namespace of
 // its own), and the Personas page is tested against it.
 const KUBECONFIG = process.env.PERSYS_TEST_KUBECONFIG;
@@ -104,6 +107,15 @@ beforeAll(async () => {
     { name: "admins-sleeper", spec: { image: "process://", command: ["sleep", "600"] }, requestId: "web-e2e-sleeper" },
     { headers },
   );
+  if (DOCKER_IMAGE)
+    await createClient(SchedulerService, transport).createWorkload(
+      {
+        name: "admins-container",
+        spec: { image: DOCKER_IMAGE, command: ["sleep", "600"], imagePullPolicy: ImagePullPolicy.NEVER },
+        requestId: "web-e2e-container",
+      },
+      { headers },
+    );
   ({ context, close: closeBrowser } = await launch());
   page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(30_000);
@@ -780,6 +792,24 @@ describe("the dashboard against persys-stack", () => {
     for (const name of ["Cordon", "Drain", "Uncordon"]) expect(await page.getByRole("button", { name }).count()).toBe(0);
     // Host metrics are the admins': no charts for a viewer, and the Alerts page says why.
     expect(await page.getByTestId("node-metrics").count()).toBe(0);
+    // A workload's container metrics are the viewer's too, live (the pipeline sends a viewer
+    // the containers of the samples, never the host's figures).
+    if (PG_ADMIN_URL && DOCKER_IMAGE) {
+      await nav("Workloads");
+      await page.getByRole("link", { name: "admins-container" }).click();
+      const memory = page.getByTestId("chart-ctr-memory");
+      const points = async () => Number(await memory.getAttribute("data-points"));
+      await expect.poll(points, { timeout: 60_000 }).toBeGreaterThan(0);
+      const seen = await points();
+      await expect.poll(points, { timeout: 30_000 }).toBeGreaterThan(seen);
+      await expect.poll(() => memory.locator("figcaption").textContent()).toMatch(/^Memory\s*[\d.]+ (B|KiB|MiB) now, peak /);
+      await page.getByTestId("workload-metrics").getByTestId("live-Metrics").getByText("Metrics: Live").waitFor();
+      await expectAccessible("workload with charts as viewer");
+      await shot("workload-charts-viewer");
+      await nav("Nodes");
+      await page.getByRole("row").nth(1).getByRole("link").click();
+      await page.getByRole("heading", { level: 2, name: "Instances on this node" }).waitFor();
+    }
     expect(await page.getByTestId("node-commands").count()).toBe(0);
     await expectAccessible("node as viewer");
     await shot("node-viewer");

@@ -1,6 +1,7 @@
 // A real persys-stack for the browser tests: started on a free loopback port with the process
-// driver (no Docker needed) and the built dashboard as its web root; ready when the gateway
-// prints its ready line; stopped with SIGTERM.
+// driver, and Docker beside it when the test bench has an engine (DOCKER_HOST; containers
+// without a network), and the built dashboard as its web root; ready when the gateway prints
+// its ready line; stopped with SIGTERM.
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,13 +27,20 @@ export function stackBinary(): string {
   return bin;
 }
 
+/** The built-in agent's drivers: host processes, and Docker when the bench has an engine. */
+function drivers(): string[] {
+  const docker = process.env.DOCKER_HOST;
+  if (!docker) return ["--driver", "process"];
+  return ["--driver", "auto", "--docker-host", docker, "--network-mode", "none"];
+}
+
 /** Starts the stack serving `webRoot` (with `extraArgs`); resolves once its gateway is ready. */
 export async function startStack(webRoot: string, extraArgs: string[] = []): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), "persys-web-e2e-"));
   const state = join(dir, "state");
   const child: ChildProcess = spawn(
     stackBinary(),
-    ["--dir", state, "--listen", "127.0.0.1:0", "--driver", "process", "--admin-listen", "off", "--web-root", webRoot, ...extraArgs],
+    ["--dir", state, "--listen", "127.0.0.1:0", ...drivers(), "--admin-listen", "off", "--web-root", webRoot, ...extraArgs],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info" } },
   );
   const lines: string[] = [];

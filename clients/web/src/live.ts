@@ -274,7 +274,7 @@ export function useAlerts() {
  * each sample as the pipeline stores it, kept per node in a HostHistory of `keep` samples. A
  * burst of samples is one render per animation frame; `version` changes with each render.
  */
-export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60) {
+export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60, includeContainers = false, enabled = true) {
   const history = useRef<HostHistory>();
   history.current ??= new HostHistory(keep);
   const [state, setState] = useState<{ version: number; status: LiveStatus; synced: boolean; problem?: string; error?: string }>({
@@ -285,7 +285,7 @@ export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60) {
   const key = nodeIds.join(",");
   const visible = useVisible();
   useEffect(() => {
-    if (!visible) {
+    if (!visible || !enabled) {
       setState((s) => ({ ...s, status: "paused", error: undefined }));
       return;
     }
@@ -295,7 +295,7 @@ export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60) {
     let last: { status: LiveStatus; synced: boolean; error?: string } = { status: "connecting", synced: false };
     void runWatch<HostMetrics>({
       open: (since, signal, connected) =>
-        mapEvents(metricsQuery.watchHostMetrics({ sinceRevision: since, nodeIds: [...nodeIds] }, { signal, onHeader: connected }), (r) => ({
+        mapEvents(metricsQuery.watchHostMetrics({ sinceRevision: since, nodeIds: [...nodeIds], includeContainers }, { signal, onHeader: connected }), (r) => ({
           type: r.type,
           revision: r.revision,
           item: r.metrics,
@@ -323,6 +323,6 @@ export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60) {
       abort.abort();
       cancelAnimationFrame(frame);
     };
-  }, [key, visible]);
+  }, [key, visible, includeContainers, enabled]);
   return { history: history.current, ...state };
 }

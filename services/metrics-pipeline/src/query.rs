@@ -64,6 +64,11 @@ impl Owners {
         };
     }
 
+    /// Whether the map follows the scheduler (else no owner is known).
+    fn is_following(&self) -> bool {
+        self.inner.read().expect("owners lock").0
+    }
+
     /// `Some(owner)` of workload `id`; `Err` when the pipeline does not follow the scheduler.
     fn owner_of(&self, id: &str) -> Result<Option<String>, ()> {
         let inner = self.inner.read().expect("owners lock");
@@ -129,6 +134,61 @@ pub fn check_may_read<T>(request: &Request<T>) -> Result<(), ApiError> {
             Err(ApiError::Unauthenticated("this call needs a user; call it through the gateway".into()))
         }
         (_, None) => Ok(()),
+    }
+}
+
+/// What of a sample a caller of `LatestHostMetrics` / `WatchHostMetrics` sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Scope {
+    /// Everything (admins, and services on their own behalf).
+    All,
+    /// Only containers of workloads: a viewer's every workload (`None`), a member's own (the
+    /// user id); no host-wide fields, and no sample without such a container.
+    Containers(Option<String>),
+}
+
+impl Scope {
+    /// The caller's scope; members and viewers need the pipeline to follow the scheduler.
+    fn of<T>(request: &Request<T>, owners: &Owners) -> Result<Self, ApiError> {
+        let user = Caller::of(request).and_then(|c| c.user.clone()).filter(|u| u.role != Role::Admin);
+        let Some(user) = user else {
+            check_may_read(request)?;
+            return Ok(Self::All);
+        };
+        if !owners.is_following() {
+            return Err(ApiError::PermissionDenied(format!(
+                "this metrics pipeline does not follow the scheduler (--scheduler), so it cannot tell which \
+                 workloads are {}'s; host metrics are for admins",
+                user.name
+            )));
+        }
+        Ok(Self::Containers((user.role != Role::Viewer).then(|| user.id.clone())))
+    }
+
+    /// The part of `m` this scope sees: containers only when `include` (always for
+    /// [`Scope::Containers`]); `None` when nothing is left.
+    fn apply(&self, owners: &Owners, mut m: HostMetrics, include: bool) -> Option<HostMetrics> {
+        match self {
+            Self::All => {
+                if !include {
+                    m.containers.clear();
+                }
+                Some(m)
+            }
+            Self::Containers(user) => {
+                m.containers.retain(|c| {
+                    !c.workload_id.is_empty()
+                        && match owners.owner_of(&c.workload_id) {
+                            Ok(Some(owner)) => user.as_ref().is_none_or(|u| *u == owner),
+                            _ => false,
+                        }
+                });
+                if m.containers.is_empty() {
+                    return None;
+                }
+                Some(HostMetrics { node_id: m.node_id, time: m.time, containers: m.containers, ..Default::default() })
+            }
+        }
     }
 }
 
@@ -211,13 +271,6 @@ impl Query {
     }
 }
 
-fn without_containers(mut m: HostMetrics, include: bool) -> HostMetrics {
-    if !include {
-        m.containers.clear();
-    }
-    m
-}
-
 #[tonic::async_trait]
 impl MetricsQueryService for Query {
     async fn query_range(&self, request: Request<QueryRangeRequest>) -> Result<Response<QueryRangeResponse>, Status> {
@@ -249,7 +302,7 @@ impl MetricsQueryService for Query {
         &self,
         request: Request<LatestHostMetricsRequest>,
     ) -> Result<Response<LatestHostMetricsResponse>, Status> {
-        check_may_read(&request)?;
+        let scope = Scope::of(&request, &self.owners)?;
         let r = request.into_inner();
         let page = r.page.unwrap_or_default();
         let size = match page.page_size {
@@ -259,13 +312,14 @@ impl MetricsQueryService for Query {
         self.check_nodes(&r.node_ids).await?;
         let rows = self.store.latest(&r.node_ids, &page.page_token, size + 1).await.map_err(ApiError::internal)?;
         let more = rows.len() as i64 > size;
-        let mut metrics = Vec::new();
+        let (mut metrics, mut last) = (Vec::new(), String::new());
         for (_, payload) in rows.into_iter().take(size as usize) {
             let m = HostMetrics::decode(payload.as_slice()).map_err(ApiError::internal)?;
-            metrics.push(without_containers(m, r.include_containers));
+            last = m.node_id.clone();
+            metrics.extend(scope.apply(&self.owners, m, r.include_containers));
         }
-        let next_page_token =
-            if more { metrics.last().map(|m| m.node_id.clone()).unwrap_or_default() } else { String::new() };
+        // The page token is the last node read, shown or not.
+        let next_page_token = if more { last } else { String::new() };
         Ok(Response::new(LatestHostMetricsResponse {
             metrics,
             page: Some(PageResponse { next_page_token, total_size: None }),
@@ -278,7 +332,7 @@ impl MetricsQueryService for Query {
         &self,
         request: Request<WatchHostMetricsRequest>,
     ) -> Result<Response<Self::WatchHostMetricsStream>, Status> {
-        check_may_read(&request)?;
+        let scope = Scope::of(&request, &self.owners)?;
         let r = request.into_inner();
         self.check_nodes(&r.node_ids).await?;
         crate::watch::check_since(r.since_revision)?;
@@ -289,12 +343,15 @@ impl MetricsQueryService for Query {
         let snapshot = rows
             .into_iter()
             .filter_map(|(_, payload)| HostMetrics::decode(payload.as_slice()).ok())
-            .map(|m| without_containers(m, include))
+            .filter_map(|m| scope.apply(&self.owners, m, include))
             .collect();
         let wanted: std::collections::HashSet<String> = r.node_ids.iter().cloned().collect();
+        let owners = self.owners.clone();
         let stream = crate::watch::spawn::<WatchHostMetricsResponse, _>(snapshot, live, "samples", move |m| {
-            let wanted = wanted.is_empty() || wanted.contains(&m.node_id);
-            wanted.then(|| (WatchEventType::Modified, without_containers((*m).clone(), include)))
+            if !wanted.is_empty() && !wanted.contains(&m.node_id) {
+                return None;
+            }
+            scope.apply(&owners, (*m).clone(), include).map(|m| (WatchEventType::Modified, m))
         });
         Ok(Response::new(Box::pin(stream)))
     }
@@ -361,6 +418,41 @@ mod tests {
         assert!(matches!(&unnamed, ApiError::PermissionDenied(m) if m.contains("workload_id=ID")), "{unnamed:?}");
         owners.set("w-1", None);
         assert!(matches!(check_workload_query(&owners, &mona, &mine), Err(ApiError::NotFound(_))), "deleted");
+    }
+
+    #[test]
+    fn members_watch_their_own_containers_and_no_host_metrics() {
+        use persys_proto::metrics::v1::{ContainerMetrics, CpuMetrics};
+        let container = |workload: &str| ContainerMetrics {
+            workload_id: workload.into(),
+            container_id: format!("c-{workload}"),
+            ..Default::default()
+        };
+        let sample = HostMetrics {
+            node_id: "n1".into(),
+            time: Some(ts(1_000)),
+            cpu: Some(CpuMetrics { usage_percent: 42.0, ..Default::default() }),
+            process_count: 300,
+            containers: vec![container("w-mona"), container("w-other"), container("")],
+            ..Default::default()
+        };
+        let owners = Owners::default();
+        owners.following();
+        owners.set("w-mona", Some("u-mona"));
+        owners.set("w-other", Some("u-other"));
+        let ids = |m: &HostMetrics| m.containers.iter().map(|c| c.workload_id.clone()).collect::<Vec<_>>();
+
+        let all = Scope::All.apply(&owners, sample.clone(), true).unwrap();
+        assert_eq!(all, sample, "admins see the whole sample");
+        assert!(Scope::All.apply(&owners, sample.clone(), false).unwrap().containers.is_empty());
+
+        let mona = Scope::Containers(Some("u-mona".into())).apply(&owners, sample.clone(), false).unwrap();
+        assert_eq!(ids(&mona), ["w-mona"], "only her workload's containers, asked for or not");
+        assert_eq!((mona.cpu, mona.process_count, mona.node_id.as_str()), (None, 0, "n1"), "no host-wide fields");
+        assert_eq!(mona.time, sample.time);
+        let viewer = Scope::Containers(None).apply(&owners, sample.clone(), true).unwrap();
+        assert_eq!(ids(&viewer), ["w-mona", "w-other"], "viewers see every workload, never unlabelled containers");
+        assert_eq!(Scope::Containers(Some("u-nobody".into())).apply(&owners, sample, true), None, "nothing to show");
     }
 
     #[test]

@@ -165,6 +165,7 @@ async fn admins_run_what_the_node_allows_and_every_command_is_kept_in_the_histor
     let cat = run(&mut admin, argv(&node, &["cat", "/etc/hostname"])).await.unwrap();
     assert_eq!(status(&cat.finished), CommandStatus::Rejected, "{:?}", cat.finished);
     assert!(cat.finished.error_message.contains("not in this node's allowed host commands"), "{:?}", cat.finished);
+    assert!(cat.finished.error_message.starts_with("`/"), "the agent's sentence, no reason code: {:?}", cat.finished);
     assert!(cat.output.is_empty() && cat.finished.exit_code.is_none());
     let shell = RunCommandRequest { argv: Vec::new(), shell: "echo hi".into(), ..argv(&node, &[]) };
     let shell = run(&mut admin, shell).await.unwrap();
@@ -307,6 +308,7 @@ async fn admins_run_what_the_node_allows_and_every_command_is_kept_in_the_histor
     let by_member: Vec<&CommandRecord> = history.iter().filter(|r| r.user_id == member.id).collect();
     assert_eq!(by_member.len(), 2, "the member's command and docker action: {summary:?}");
     assert!(by_member.iter().all(|r| status(r) == CommandStatus::Rejected));
+    assert!(by_member.iter().all(|r| r.username == "operator"), "kept with the user's name: {by_member:?}");
     let docker_kept: Vec<(String, CommandStatus)> =
         summary.iter().filter(|(c, _)| c.starts_with("docker ")).cloned().collect();
     assert_eq!(docker_kept.len(), 7, "{docker_kept:?}");

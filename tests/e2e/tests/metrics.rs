@@ -13,9 +13,9 @@ use persys_proto::{
     common::v1::{TimeRange, WatchEventType},
     gateway::v1::{LoginRequest, auth_service_client::AuthServiceClient},
     metrics::v1::{
-        AlertRule, AlertState, Comparator, CreateAlertRuleRequest, DeploymentStatus, HostMetrics, ListAlertsRequest,
-        ListDeploymentsRequest, Metric, QueryRangeRequest, Rollup, WatchHostMetricsRequest,
-        alert_service_client::AlertServiceClient, dora_service_client::DoraServiceClient,
+        AlertRule, AlertState, Comparator, CreateAlertRuleRequest, DeploymentStatus, HostMetrics,
+        LatestHostMetricsRequest, ListAlertsRequest, ListDeploymentsRequest, Metric, QueryRangeRequest, Rollup,
+        WatchHostMetricsRequest, alert_service_client::AlertServiceClient, dora_service_client::DoraServiceClient,
         metrics_query_service_client::MetricsQueryServiceClient,
     },
     scheduler::v1::{
@@ -174,7 +174,8 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
         channel.clone(),
         bearer(&token),
     );
-    let as_user = |name: &'static str, role: persys_proto::common::v1::Role| {
+    // A user made by the admin, logged in: their access token.
+    let login_as = |name: &'static str, role: persys_proto::common::v1::Role| {
         let (mut users, channel) = (users.clone(), channel.clone());
         async move {
             let password = "a-long-enough-password-1";
@@ -186,24 +187,64 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
                 })
                 .await
                 .unwrap();
-            let token = AuthServiceClient::new(channel.clone())
+            AuthServiceClient::new(channel.clone())
                 .login(LoginRequest { username: name.into(), password: password.into() })
                 .await
                 .unwrap()
                 .into_inner()
-                .access_token;
-            MetricsQueryServiceClient::with_interceptor(channel, bearer(&token))
+                .access_token
         }
     };
-    let mut viewer = as_user("vera", persys_proto::common::v1::Role::Viewer).await;
+    let vera = login_as("vera", persys_proto::common::v1::Role::Viewer).await;
+    let mut viewer = MetricsQueryServiceClient::with_interceptor(channel.clone(), bearer(&vera));
     let seen_by_viewer = viewer.query_range(by_workload.clone()).await.unwrap().into_inner().series;
     assert_eq!(seen_by_viewer.len(), 1, "{seen_by_viewer:?}");
-    let mut member = as_user("mona", persys_proto::common::v1::Role::Member).await;
+    let mona = login_as("mona", persys_proto::common::v1::Role::Member).await;
+    let mut member = MetricsQueryServiceClient::with_interceptor(channel.clone(), bearer(&mona));
     let not_hers = member.query_range(by_workload.clone()).await.unwrap_err();
     assert_eq!(not_hers.code(), tonic::Code::NotFound, "{not_hers:?}");
     let host = QueryRangeRequest { metrics: vec![Metric::CpuUsagePercent as i32], ..by_workload.clone() };
     let host = member.query_range(host).await.unwrap_err();
     assert_eq!(host.code(), tonic::Code::PermissionDenied, "{host:?}");
+
+    // Live views: a viewer's samples carry every workload's containers and nothing host-wide;
+    // a member's only the containers of her own workloads.
+    let host_wide = |m: &HostMetrics| {
+        m.cpu.is_some() || m.memory.is_some() || !m.disks.is_empty() || !m.network.is_empty() || m.load.is_some()
+    };
+    let latest = viewer.latest_host_metrics(LatestHostMetricsRequest::default()).await.unwrap().into_inner().metrics;
+    assert!(latest.iter().any(|m| m.containers.iter().any(|c| c.workload_id == w.id)), "{latest:?}");
+    assert!(!latest.iter().any(host_wide), "a viewer sees no host metrics: {latest:?}");
+    let mut hers_scheduler = SchedulerServiceClient::with_interceptor(channel.clone(), bearer(&mona));
+    let hers = hers_scheduler
+        .create_workload(CreateWorkloadRequest {
+            name: "hers".into(),
+            spec: Some(WorkloadSpec {
+                command: vec!["sh".into(), "-c".into(), "exec sleep 600".into()],
+                ..w.spec.clone().unwrap()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .workload
+        .unwrap();
+    let mut live = member.watch_host_metrics(WatchHostMetricsRequest::default()).await.unwrap().into_inner();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let event = live.message().await.unwrap().expect("the member's watch stays open");
+            let Some(m) = event.metrics else { continue };
+            assert!(!host_wide(&m), "a member sees no host metrics: {m:?}");
+            assert!(m.containers.iter().all(|c| c.workload_id == hers.id), "only her containers: {m:?}");
+            if !m.containers.is_empty() {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no sample with her workload's container in 60 s; agent log:\n{}", agent.log()));
+    hers_scheduler.delete_workload(DeleteWorkloadRequest { id: hers.id.clone(), ..Default::default() }).await.unwrap();
 
     // The running workload is a rollout of `metered`: a DORA deployment, recorded once; a
     // workload whose image cannot start is a failed one.
@@ -341,5 +382,19 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
         .output()
         .unwrap();
     assert!(left.stdout.is_empty(), "the container is removed: {}", String::from_utf8_lossy(&left.stdout));
+    let hers_left = || {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=persys.workload-id={}", hers.id)])
+            .output()
+            .unwrap();
+        !out.stdout.is_empty()
+    };
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while hers_left() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("her deleted workload's container is removed");
     drop(agent);
 }

@@ -6,12 +6,14 @@ import { SeriesSchema } from "../gen/persys/metrics/v1/query_service_pb";
 import {
   addSeries,
   ChartData,
+  containerValues,
   HostHistory,
   hostValues,
   percent,
   rangeFor,
   rate,
   seriesName,
+  size,
   sparklinePoints,
   WINDOWS,
 } from "./metrics";
@@ -69,6 +71,31 @@ describe("host values", () => {
     expect(h.values("b").map((v) => v.cpu)).toEqual([99]);
     expect(h.latest("a")?.cpu?.usagePercent).toBe(4);
     expect(h.values("nobody")).toEqual([]);
+  });
+});
+
+describe("container values", () => {
+  const withContainers = (ms: number, rx: number) =>
+    create(HostMetricsSchema, {
+      nodeId: "n",
+      time: timestampFromMs(ms),
+      containers: [
+        { containerId: "c1", workloadId: "w", instanceId: "i1", cpuPercent: 150, memoryUsageBytes: 2048n, networkRxBytes: BigInt(rx), networkTxBytes: 10n },
+        { containerId: "c2", workloadId: "other", instanceId: "i2", cpuPercent: 1, memoryUsageBytes: 1n },
+      ],
+    });
+
+  it("reads only the workload's containers, and turns their counters into rates", () => {
+    const first = containerValues(withContainers(10_000, 1000), "w");
+    expect(first).toEqual([{ t: 10, instanceId: "i1", cpu: 150, memoryBytes: 2048 }]);
+    const next = containerValues(withContainers(15_000, 6000), "w", withContainers(10_000, 1000));
+    expect(next[0]).toMatchObject({ rx: 1000, tx: 0 });
+    expect(containerValues(withContainers(15_000, 10), "w", withContainers(10_000, 1000))[0].rx).toBeUndefined();
+    expect(containerValues(withContainers(15_000, 10), "nobody")).toEqual([]);
+  });
+
+  it("formats sizes", () => {
+    expect([size(undefined), size(512), size(2048), size(15 * 1024 * 1024)]).toEqual(["—", "512 B", "2.0 KiB", "15 MiB"]);
   });
 });
 

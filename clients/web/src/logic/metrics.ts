@@ -180,7 +180,7 @@ export class ChartData {
 
 /** A series' name on a chart: the metric's own, or its labels (`/`, `eth0`). */
 export function seriesName(s: Series, fallback: string): string {
-  return s.labels.mount_point ?? s.labels.mount ?? s.labels.interface ?? fallback;
+  return s.labels.mount ?? s.labels.interface ?? fallback;
 }
 
 /** Adds a QueryRange series to `data` under `name`, or summed into it with `sum`. */
@@ -220,4 +220,52 @@ export function sparklinePoints(values: readonly (number | undefined)[], width: 
   return known
     .map(([i, v]) => `${(i * dx).toFixed(1)},${(height - (Math.max(0, v) / top) * height).toFixed(1)}`)
     .join(" ");
+}
+
+/** What one sample says of one of a workload's containers, in the units the charts use. */
+export interface ContainerValues {
+  /** Seconds since the epoch. */
+  t: number;
+  instanceId: string;
+  /** Percent of one core (may exceed 100). */
+  cpu: number;
+  memoryBytes: number;
+  /** Bytes per second; unset without the container's previous sample or after a reset. */
+  rx?: number;
+  tx?: number;
+}
+
+/**
+ * The containers of workload `workloadId` in a node's sample; with the node's previous sample,
+ * network counters become rates (as the pipeline computes them).
+ */
+export function containerValues(sample: HostMetrics, workloadId: string, previous?: HostMetrics): ContainerValues[] {
+  const ms = sample.time ? timestampMs(sample.time) : 0;
+  const prevMs = previous?.time ? timestampMs(previous.time) : undefined;
+  const before = new Map((previous?.containers ?? []).map((c) => [c.containerId, c]));
+  return sample.containers
+    .filter((c) => c.workloadId === workloadId)
+    .map((c) => {
+      const v: ContainerValues = { t: ms / 1000, instanceId: c.instanceId, cpu: c.cpuPercent, memoryBytes: Number(c.memoryUsageBytes) };
+      const p = before.get(c.containerId);
+      if (p && prevMs !== undefined && ms > prevMs && c.networkRxBytes >= p.networkRxBytes && c.networkTxBytes >= p.networkTxBytes) {
+        const s = (ms - prevMs) / 1000;
+        v.rx = Number(c.networkRxBytes - p.networkRxBytes) / s;
+        v.tx = Number(c.networkTxBytes - p.networkTxBytes) / s;
+      }
+      return v;
+    });
+}
+
+/** Formats a size in bytes (memory on charts). */
+export function size(b: number | undefined): string {
+  if (b === undefined) return "—";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = b;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v >= 10 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
 }

@@ -160,7 +160,7 @@ export function NodeCommands(props: { nodeId: string }) {
                 <td>
                   <code>{r.shell ? `sh -c ${r.command}` : r.command}</code>
                 </td>
-                <td>{r.userId}</td>
+                <td>{r.username || r.userId}</td>
                 <td>
                   <Badge tone={commandTone(r)}>{commandStatusLabel(r.status)}</Badge>
                 </td>

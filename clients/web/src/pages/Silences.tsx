@@ -134,7 +134,7 @@ function SilenceEditor(props: { onDone: () => void }) {
         {field(
           "matchers",
           "Matches",
-          "name=value or name!=value, one a line: node_id, rule_name, severity, metric, or a label such as mount_point",
+          "name=value or name!=value, one a line: node_id, rule_name, severity, metric, or a label such as mount",
           <textarea {...attrs("matchers")} rows={2} placeholder="node_id=web-1" />,
         )}
         {field("duration", "For", "e.g. 30m, 2h, 24h", <input {...attrs("duration")} />)}

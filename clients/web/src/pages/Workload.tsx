@@ -8,6 +8,7 @@ import { type Problem, problemOf } from "../logic/errors";
 import { phaseLabel, phaseOf, phaseTone } from "../logic/states";
 import { Link, navigate } from "../router";
 import type { Session } from "../session";
+import { WorkloadMetrics } from "./WorkloadMetrics";
 
 /** Lines the log view renders at most (the buffer keeps more, for search and download). */
 const SHOWN_LINES = 2000;
@@ -234,6 +235,7 @@ export function WorkloadPage(props: { id: string; session: Session }) {
         )}
       </section>
       <Logs w={w} />
+      <WorkloadMetrics w={w} />
       <section aria-labelledby="ev-h">
         <h2 id="ev-h">Events</h2>
         {w.events.length === 0 ? (

@@ -51,16 +51,18 @@ impl<K: Kv> NodeCommandApi<K> {
     }
 }
 
-/// The status a failed command ends its relay with, by the agent's reason.
+/// The status a failed command ends its relay with, by the agent's reason: the code says what
+/// the reason said, so the message is the agent's own sentence; a reason without a code of its
+/// own stays in front of the message.
 pub fn status_of(result: &CommandResult) -> Status {
-    let message = format!("{}: {}", result.reason, result.message);
+    let message = result.message.clone();
     match result.reason.as_str() {
         "NotAllowed" => Status::permission_denied(message),
         "ManagedByPersys" | "DriverUnavailable" | "StartFailed" => Status::failed_precondition(message),
         "ContainerNotFound" => Status::not_found(message),
         "InvalidArgument" => Status::invalid_argument(message),
         "Canceled" => Status::cancelled(message),
-        _ => Status::unavailable(message),
+        _ => Status::unavailable(format!("{}: {}", result.reason, result.message)),
     }
 }
 
