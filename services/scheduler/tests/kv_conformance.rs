@@ -141,6 +141,48 @@ async fn watches_replay_from_a_revision_then_follow<K: Kv>(kv: &K) {
     assert_eq!(seen, ["put 1", "put 2", "delete 1", "put 3"]);
 }
 
+/// Watches started while another task writes (from the revision a range just read) see every
+/// later change once, in order, and nothing from before their start revision.
+async fn watches_started_while_writing_see_each_change_once<K: Kv + Clone + 'static>(kv: &K) {
+    const N: usize = 300;
+    let p = prefix();
+    let writer = {
+        let (kv, p) = (kv.clone(), p.clone());
+        tokio::spawn(async move {
+            let mut last = 0;
+            for i in 0..N {
+                last = kv.txn(vec![], vec![Op::put(format!("{p}{i:04}"), vec![1])]).await.unwrap().revision;
+                tokio::task::yield_now().await;
+            }
+            last
+        })
+    };
+    let mut watches = Vec::new();
+    while !writer.is_finished() && watches.len() < 100 {
+        let (_, revision) = kv.range(&p).await.unwrap();
+        watches.push((revision + 1, kv.watch(&p, revision + 1).await.unwrap()));
+        tokio::task::yield_now().await;
+    }
+    let last = writer.await.unwrap();
+    assert!(watches.len() > 1, "the writer was too quick to watch it");
+    for (from, mut watch) in watches.into_iter().filter(|(from, _)| *from <= last) {
+        let mut seen: Vec<usize> = Vec::new();
+        while seen.last() != Some(&(N - 1)) {
+            let batch = tokio::time::timeout(Duration::from_secs(10), watch.next())
+                .await
+                .unwrap_or_else(|_| panic!("watch from {from} stalled after {seen:?}"))
+                .expect("watch open")
+                .expect("no watch error");
+            for e in batch {
+                assert!(e.revision() >= from, "watch from {from} got revision {}", e.revision());
+                seen.push(e.key().strip_prefix(&p).unwrap().parse().unwrap());
+            }
+        }
+        let first = seen[0];
+        assert_eq!(seen, (first..N).collect::<Vec<_>>(), "watch from {from}: each change once, in order");
+    }
+}
+
 async fn a_transaction_may_not_write_a_key_twice<K: Kv>(kv: &K) {
     let p = prefix();
     let (a, b) = (format!("{p}a"), format!("{p}b"));
@@ -205,7 +247,7 @@ macro_rules! conformance {
         mod mem {
             use super::*;
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     super::$case(&MemKv::new()).await;
                 }
@@ -214,7 +256,7 @@ macro_rules! conformance {
         mod durable {
             use super::*;
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let dir = tempfile::tempdir().unwrap();
                     super::$case(&MemKv::open(&dir.path().join("state.redb")).unwrap()).await;
@@ -244,6 +286,7 @@ conformance!(
     leases_expire_and_take_their_keys,
     revoking_a_lease_deletes_its_keys,
     watches_replay_from_a_revision_then_follow,
+    watches_started_while_writing_see_each_change_once,
     a_transaction_may_not_write_a_key_twice,
     a_transaction_carries_at_most_128_operations,
     a_transaction_that_changes_nothing_keeps_the_revision,

@@ -41,6 +41,9 @@ fn entry(kv: &etcd_client::KeyValue) -> Entry {
 
 type Keeper = Arc<Mutex<(LeaseKeeper, LeaseKeepAliveStream)>>;
 
+/// Batches of events a watch holds for a reader that is slower than etcd.
+const WATCH_BUFFER: usize = 4096;
+
 /// etcd, with one keep-alive stream per lease kept open.
 #[derive(Clone)]
 pub struct EtcdKv {
@@ -153,18 +156,29 @@ impl Kv for EtcdKv {
             options = options.with_start_revision(from);
         }
         let mut stream = self.client.clone().watch(prefix, Some(options)).await.map_err(unavailable)?;
-        let out = async_stream::stream! {
+        // Every watch shares the client's one HTTP/2 connection with every other call: a
+        // watch nobody reads must not hold up the connection's flow control (and with it the
+        // leases, heartbeats and transactions). Its events are read at once into a buffer of
+        // its own; a reader that falls `WATCH_BUFFER` batches behind loses the watch (and lists
+        // again), never the connection.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Event>, KvError>>(WATCH_BUFFER);
+        let fell_behind = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let behind = fell_behind.clone();
+        tokio::spawn(async move {
             loop {
-                match stream.message().await {
+                let message = tokio::select! {
+                    // The reader is gone: dropping the stream cancels the watch.
+                    () = tx.closed() => return,
+                    message = stream.message() => message,
+                };
+                let (item, last) = match message {
+                    Ok(Some(resp)) if resp.compact_revision() > 0 => {
+                        (Err(KvError::Compacted { requested: from, oldest: resp.compact_revision() }), true)
+                    }
+                    Ok(Some(resp)) if resp.canceled() => {
+                        (Err(KvError::Unavailable(format!("watch canceled: {}", resp.cancel_reason()))), true)
+                    }
                     Ok(Some(resp)) => {
-                        if resp.compact_revision() > 0 {
-                            yield Err(KvError::Compacted { requested: from, oldest: resp.compact_revision() });
-                            return;
-                        }
-                        if resp.canceled() {
-                            yield Err(KvError::Unavailable(format!("watch canceled: {}", resp.cancel_reason())));
-                            return;
-                        }
                         let events: Vec<Event> = resp
                             .events()
                             .iter()
@@ -180,19 +194,33 @@ impl Kv for EtcdKv {
                                 })
                             })
                             .collect();
-                        if !events.is_empty() {
-                            yield Ok(events);
+                        if events.is_empty() {
+                            continue;
                         }
+                        (Ok(events), false)
                     }
-                    Ok(None) => {
-                        yield Err(KvError::Unavailable("watch stream ended".into()));
+                    Ok(None) => (Err(KvError::Unavailable("watch stream ended".into())), true),
+                    Err(e) => (Err(unavailable(e)), true),
+                };
+                match tx.try_send(item) {
+                    Ok(()) if !last => {}
+                    Ok(()) => return,
+                    Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                        behind.store(true, std::sync::atomic::Ordering::Relaxed);
                         return;
                     }
-                    Err(e) => {
-                        yield Err(unavailable(e));
-                        return;
-                    }
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
                 }
+            }
+        });
+        let out = async_stream::stream! {
+            while let Some(item) = rx.recv().await {
+                yield item;
+            }
+            if fell_behind.load(std::sync::atomic::Ordering::Relaxed) {
+                yield Err(KvError::Unavailable(format!(
+                    "watch fell {WATCH_BUFFER} batches behind; list again"
+                )));
             }
         };
         Ok(Box::pin(out))

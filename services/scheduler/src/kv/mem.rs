@@ -40,7 +40,6 @@ struct State {
     /// The oldest revision whose events are in `history` when it is not full (the first
     /// revision after a restart; 1 for a new store).
     floor: Revision,
-    journal: Option<Journal>,
 }
 
 /// Keys and their entries (mod revision, create revision, lease, value).
@@ -63,10 +62,10 @@ impl std::fmt::Debug for Journal {
 
 /// A change to write: the new revision, keys put or deleted, leases granted or dropped.
 #[derive(Default)]
-struct Change<'a> {
+struct Change {
     revision: Option<Revision>,
-    puts: Vec<&'a Entry>,
-    deletes: Vec<&'a str>,
+    puts: Vec<Entry>,
+    deletes: Vec<String>,
     granted: Option<(LeaseId, Duration)>,
     dropped: Vec<LeaseId>,
 }
@@ -97,7 +96,7 @@ fn decode(key: &str, raw: &[u8]) -> Option<Entry> {
 
 impl Journal {
     /// Commits `change`; nothing of it is applied when this fails.
-    fn write(&self, change: &Change<'_>) -> Result<(), KvError> {
+    fn write(&self, change: &Change) -> Result<(), KvError> {
         let tx = self.db.begin_write().map_err(unavailable)?;
         {
             let mut data = tx.open_table(DATA).map_err(unavailable)?;
@@ -105,7 +104,7 @@ impl Journal {
                 data.insert(e.key.as_str(), encode(e).as_slice()).map_err(unavailable)?;
             }
             for key in &change.deletes {
-                data.remove(*key).map_err(unavailable)?;
+                data.remove(key.as_str()).map_err(unavailable)?;
             }
             let mut leases = tx.open_table(LEASES).map_err(unavailable)?;
             let mut meta = tx.open_table(META).map_err(unavailable)?;
@@ -165,38 +164,43 @@ impl Journal {
 }
 
 impl State {
-    fn record(&mut self, events: &[Event]) {
-        for e in events {
+    /// Keeps `events` for watches resuming from a revision, and sends them to the live ones;
+    /// both under the state's lock, so a watch starting meanwhile gets each event once.
+    fn record(&mut self, events: Vec<Event>, live: &broadcast::Sender<Arc<Vec<Event>>>) {
+        if events.is_empty() {
+            return;
+        }
+        for e in &events {
             if self.history.len() == HISTORY {
                 self.history.pop_front();
             }
             self.history.push_back(e.clone());
         }
+        let _ = live.send(Arc::new(events));
     }
 
-    /// Removes lease `id` and the keys attached to it (one revision when there are any),
-    /// journaled first; returns the deletions.
-    fn drop_lease(&mut self, id: LeaseId) -> Result<Vec<Event>, KvError> {
-        let Some(lease) = self.leases.get(&id) else { return Ok(Vec::new()) };
+    /// What dropping lease `id` changes: the lease, and its keys at a new revision when it has
+    /// any; `None` when there is no such lease.
+    fn plan_drop(&self, id: LeaseId) -> Option<Change> {
+        let lease = self.leases.get(&id)?;
         let revision = (!lease.keys.is_empty()).then_some(self.revision + 1);
-        let keys: Vec<&str> = lease.keys.iter().map(String::as_str).collect();
-        self.persist(&Change { revision, deletes: keys, dropped: vec![id], ..Change::default() })?;
-        let lease = self.leases.remove(&id).expect("read above");
-        let Some(revision) = revision else { return Ok(Vec::new()) };
+        Some(Change { revision, deletes: lease.keys.iter().cloned().collect(), dropped: vec![id], ..Change::default() })
+    }
+
+    /// Applies a journaled [`State::plan_drop`]: removes the lease and its keys; returns the
+    /// deletions.
+    fn apply_drop(&mut self, id: LeaseId, revision: Option<Revision>) -> Vec<Event> {
+        let Some(lease) = self.leases.remove(&id) else { return Vec::new() };
+        let Some(revision) = revision else { return Vec::new() };
         self.revision = revision;
-        Ok(lease
+        lease
             .keys
             .into_iter()
             .map(|key| {
                 let prev = self.data.remove(&key).map(Box::new);
                 Event::Delete { key, revision, prev }
             })
-            .collect())
-    }
-
-    /// Writes `change` to the journal, when the store has one.
-    fn persist(&self, change: &Change<'_>) -> Result<(), KvError> {
-        self.journal.as_ref().map_or(Ok(()), |j| j.write(change))
+            .collect()
     }
 
     fn detach(&mut self, key: &str) {
@@ -209,17 +213,54 @@ impl State {
     }
 }
 
+/// The store's state and how changes reach it.
+#[derive(Debug)]
+struct Inner {
+    state: Mutex<State>,
+    /// Serialises changes: each is planned under the state's lock, written to the journal
+    /// without holding it (the fsync runs on a blocking thread, never on the async workers),
+    /// then applied. Reads go on meanwhile and see the state before the change.
+    writer: tokio::sync::Mutex<()>,
+    journal: Option<Arc<Journal>>,
+    events: broadcast::Sender<Arc<Vec<Event>>>,
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("kv lock")
+    }
+
+    /// Commits `change` to the journal, when the store has one, and hands it back; nothing
+    /// of it is applied when this fails.
+    async fn persist(&self, change: Change) -> Result<Change, KvError> {
+        let Some(journal) = self.journal.clone() else { return Ok(change) };
+        tokio::task::spawn_blocking(move || journal.write(&change).map(|()| change))
+            .await
+            .map_err(|e| unavailable(format!("journal writer: {e}")))?
+    }
+
+    /// Drops lease `id` and its keys (one journaled change); holds the writer.
+    async fn drop_lease(&self, id: LeaseId) -> Result<(), KvError> {
+        let Some(change) = self.lock().plan_drop(id) else { return Ok(()) };
+        let revision = change.revision;
+        self.persist(change).await?;
+        let mut s = self.lock();
+        let events = s.apply_drop(id, revision);
+        s.record(events, &self.events);
+        Ok(())
+    }
+}
+
 /// The embedded store.
 #[derive(Clone, Debug)]
 pub struct MemKv {
-    state: Arc<Mutex<State>>,
-    events: broadcast::Sender<Arc<Vec<Event>>>,
+    inner: Arc<Inner>,
 }
 
 impl MemKv {
     /// Returns an empty store and starts its lease reaper (needs a tokio runtime).
     pub fn new() -> Self {
-        Self::with_state(State { floor: 1, ..State::default() })
+        Self::with_state(State { floor: 1, ..State::default() }, None)
     }
 
     /// The durable store in the file at `path` (created when missing), with what it held at
@@ -229,23 +270,14 @@ impl MemKv {
         let journal = Journal { db };
         let mut state = journal.load()?;
         state.floor = state.revision + 1;
-        state.journal = Some(journal);
-        Ok(Self::with_state(state))
+        Ok(Self::with_state(state, Some(Arc::new(journal))))
     }
 
-    fn with_state(state: State) -> Self {
+    fn with_state(state: State, journal: Option<Arc<Journal>>) -> Self {
         let (events, _) = broadcast::channel(4096);
-        let kv = Self { state: Arc::new(Mutex::new(state)), events };
-        let weak = Arc::downgrade(&kv.state);
-        let events = kv.events.clone();
-        tokio::spawn(reap(weak, events));
-        kv
-    }
-
-    fn publish(&self, events: Vec<Event>) {
-        if !events.is_empty() {
-            let _ = self.events.send(Arc::new(events));
-        }
+        let inner = Arc::new(Inner { state: Mutex::new(state), writer: tokio::sync::Mutex::new(()), journal, events });
+        tokio::spawn(reap(Arc::downgrade(&inner)));
+        Self { inner }
     }
 }
 
@@ -255,37 +287,38 @@ impl Default for MemKv {
     }
 }
 
-async fn reap(state: Weak<Mutex<State>>, events: broadcast::Sender<Arc<Vec<Event>>>) {
+async fn reap(inner: Weak<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
-        let Some(state) = state.upgrade() else { return };
+        let Some(inner) = inner.upgrade() else { return };
         let now = Instant::now();
-        let mut s = state.lock().expect("kv lock");
-        let expired: Vec<LeaseId> = s.leases.iter().filter(|(_, l)| l.deadline <= now).map(|(id, _)| *id).collect();
-        let mut batch = Vec::new();
-        for id in expired {
-            match s.drop_lease(id) {
-                Ok(events) => batch.extend(events),
-                // The journal failed: the lease stays, and is tried again next tick.
-                Err(e) => tracing::warn!(lease = id, error = %e, "could not expire a lease"),
-            }
+        let expired: Vec<LeaseId> =
+            inner.lock().leases.iter().filter(|(_, l)| l.deadline <= now).map(|(id, _)| *id).collect();
+        if expired.is_empty() {
+            continue;
         }
-        s.record(&batch);
-        drop(s);
-        if !batch.is_empty() {
-            let _ = events.send(Arc::new(batch));
+        let _writer = inner.writer.lock().await;
+        for id in expired {
+            // Kept alive since it was seen expired: it stays.
+            if inner.lock().leases.get(&id).is_none_or(|l| l.deadline > Instant::now()) {
+                continue;
+            }
+            if let Err(e) = inner.drop_lease(id).await {
+                // The journal failed: the lease stays, and is tried again next tick.
+                tracing::warn!(lease = id, error = %e, "could not expire a lease");
+            }
         }
     }
 }
 
 impl Kv for MemKv {
     async fn get(&self, key: &str) -> Result<Option<Entry>, KvError> {
-        Ok(self.state.lock().expect("kv lock").data.get(key).cloned())
+        Ok(self.inner.lock().data.get(key).cloned())
     }
 
     async fn range(&self, prefix: &str) -> Result<(Vec<Entry>, Revision), KvError> {
-        let s = self.state.lock().expect("kv lock");
+        let s = self.inner.lock();
         let entries = s
             .data
             .range(prefix.to_owned()..)
@@ -297,54 +330,63 @@ impl Kv for MemKv {
 
     async fn txn(&self, cmps: Vec<Cmp>, ops: Vec<Op>) -> Result<TxnOutcome, KvError> {
         super::check_txn(&cmps, &ops)?;
-        let mut s = self.state.lock().expect("kv lock");
-        let holds = cmps.iter().all(|c| match c {
-            Cmp::ModRevision(key, rev) => s.data.get(key).map_or(0, |e| e.mod_revision) == *rev,
-        });
-        if !holds {
-            return Ok(TxnOutcome { succeeded: false, revision: s.revision });
-        }
-        for op in &ops {
-            if let Op::Put { lease: Some(l), .. } = op
-                && !s.leases.contains_key(l)
-            {
-                return Err(KvError::LeaseNotFound(*l));
+        let _writer = self.inner.writer.lock().await;
+        // Planned under the lock; nothing changes the state until this change is applied, as
+        // every change holds the writer.
+        let change = {
+            let s = self.inner.lock();
+            let holds = cmps.iter().all(|c| match c {
+                Cmp::ModRevision(key, rev) => s.data.get(key).map_or(0, |e| e.mod_revision) == *rev,
+            });
+            if !holds {
+                return Ok(TxnOutcome { succeeded: false, revision: s.revision });
             }
-        }
-        // Like etcd, a transaction whose operations change nothing (none, or only deletions of
-        // absent keys) keeps the revision: watchers resuming from it miss nothing.
-        let changes = ops.iter().any(|op| match op {
-            Op::Put { .. } => true,
-            Op::Delete(key) => s.data.contains_key(key),
-        });
-        if !changes {
-            return Ok(TxnOutcome { succeeded: true, revision: s.revision });
-        }
-        let revision = s.revision + 1;
-        // The new entries first (keys are distinct: checked above), journaled, then applied.
-        let puts: Vec<Entry> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Put { key, value, lease } => Some(Entry {
-                    key: key.clone(),
-                    value: value.clone(),
-                    mod_revision: revision,
-                    create_revision: s.data.get(key).map_or(revision, |e| e.create_revision),
-                    lease: lease.unwrap_or(0),
-                }),
-                Op::Delete(_) => None,
-            })
-            .collect();
-        let deletes: Vec<&str> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Delete(key) if s.data.contains_key(key) => Some(key.as_str()),
-                _ => None,
-            })
-            .collect();
-        s.persist(&Change { revision: Some(revision), puts: puts.iter().collect(), deletes, ..Change::default() })?;
+            for op in &ops {
+                if let Op::Put { lease: Some(l), .. } = op
+                    && !s.leases.contains_key(l)
+                {
+                    return Err(KvError::LeaseNotFound(*l));
+                }
+            }
+            // Like etcd, a transaction whose operations change nothing (none, or only
+            // deletions of absent keys) keeps the revision: watchers resuming from it miss
+            // nothing.
+            let changes = ops.iter().any(|op| match op {
+                Op::Put { .. } => true,
+                Op::Delete(key) => s.data.contains_key(key),
+            });
+            if !changes {
+                return Ok(TxnOutcome { succeeded: true, revision: s.revision });
+            }
+            let revision = s.revision + 1;
+            // The new entries (keys are distinct: checked above), journaled, then applied.
+            let puts: Vec<Entry> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Put { key, value, lease } => Some(Entry {
+                        key: key.clone(),
+                        value: value.clone(),
+                        mod_revision: revision,
+                        create_revision: s.data.get(key).map_or(revision, |e| e.create_revision),
+                        lease: lease.unwrap_or(0),
+                    }),
+                    Op::Delete(_) => None,
+                })
+                .collect();
+            let deletes: Vec<String> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Delete(key) if s.data.contains_key(key) => Some(key.clone()),
+                    _ => None,
+                })
+                .collect();
+            Change { revision: Some(revision), puts, deletes, ..Change::default() }
+        };
+        let change = self.inner.persist(change).await?;
+        let revision = change.revision.expect("a change with keys has a revision");
+        let mut s = self.inner.lock();
         s.revision = revision;
-        let mut puts = puts.into_iter();
+        let mut puts = change.puts.into_iter();
         let mut events = Vec::with_capacity(ops.len());
         for op in ops {
             match op {
@@ -365,42 +407,38 @@ impl Kv for MemKv {
                 }
             }
         }
-        s.record(&events);
-        drop(s);
-        self.publish(events);
+        s.record(events, &self.inner.events);
         Ok(TxnOutcome { succeeded: true, revision })
     }
 
     async fn grant(&self, ttl: Duration) -> Result<LeaseId, KvError> {
-        let mut s = self.state.lock().expect("kv lock");
-        let id = s.next_lease + 1;
-        s.persist(&Change { granted: Some((id, ttl)), ..Change::default() })?;
+        let _writer = self.inner.writer.lock().await;
+        let id = self.inner.lock().next_lease + 1;
+        self.inner.persist(Change { granted: Some((id, ttl)), ..Change::default() }).await?;
+        let mut s = self.inner.lock();
         s.next_lease = id;
         s.leases.insert(id, Lease { ttl, deadline: Instant::now() + ttl, keys: BTreeSet::new() });
         Ok(id)
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<(), KvError> {
-        let mut s = self.state.lock().expect("kv lock");
+        let mut s = self.inner.lock();
         let l = s.leases.get_mut(&lease).ok_or(KvError::LeaseNotFound(lease))?;
         l.deadline = Instant::now() + l.ttl;
         Ok(())
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), KvError> {
-        let mut s = self.state.lock().expect("kv lock");
-        let events = s.drop_lease(lease)?;
-        s.record(&events);
-        drop(s);
-        self.publish(events);
-        Ok(())
+        let _writer = self.inner.writer.lock().await;
+        self.inner.drop_lease(lease).await
     }
 
     async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream, KvError> {
         let (replay, mut rx) = {
-            let s = self.state.lock().expect("kv lock");
-            // Subscribing under the lock means no event falls between replay and live.
-            let rx = self.events.subscribe();
+            let s = self.inner.lock();
+            // Subscribing under the lock, under which events are recorded and sent, means no
+            // event falls between replay and live, nor comes in both.
+            let rx = self.inner.events.subscribe();
             let mut replay = Vec::new();
             if from > 0 && from <= s.revision {
                 // Full, the history has lost its oldest events; otherwise it holds every one
