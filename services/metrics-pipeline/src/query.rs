@@ -123,11 +123,17 @@ fn check_workload_query(owners: &Owners, user: &persys_kit::UserClaims, q: &Rang
 /// Host metrics show every node of the cluster: a user must be an admin. Services calling on
 /// their own behalf (no user) are trusted by the caller policy.
 pub fn check_may_read<T>(request: &Request<T>) -> Result<(), ApiError> {
+    check_admin(request, "host metrics")
+}
+
+/// `what` is for admins: a user must be one (the refusal names `what` and the user's role).
+/// Services calling on their own behalf (no user) are trusted by the caller policy.
+pub fn check_admin<T>(request: &Request<T>, what: &str) -> Result<(), ApiError> {
     let Some(caller) = Caller::of(request) else { return Err(ApiError::Unauthenticated("no caller identity".into())) };
     match (&caller.identity, &caller.user) {
         (_, Some(user)) if user.role == Role::Admin => Ok(()),
         (_, Some(user)) => Err(ApiError::PermissionDenied(format!(
-            "host metrics are visible to admins only, and {} is a {:?}",
+            "{what} are for admins only, and {} is a {:?}",
             user.name, user.role
         ))),
         (persys_kit::Identity::Service(s), None) if s == "gateway" => {

@@ -100,6 +100,15 @@ async fn a_rule_fires_on_the_breaching_sample_resolves_and_is_watched_and_stored
         .unwrap();
     assert_eq!((acked.state, acked.acknowledged_by.as_str()), (AlertState::Acknowledged as i32, "root"));
     assert_eq!(next().await.alert.unwrap().state, AlertState::Acknowledged as i32);
+    // Again: the same alert, unchanged (idempotent, as the contract says); no new event.
+    let again = admin
+        .acknowledge_alert(AcknowledgeAlertRequest { id: fired.id.clone(), comment: "again".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .alert
+        .unwrap();
+    assert_eq!(again, acked);
 
     // Back to 20 %: both resolve, each exactly once.
     stream.send(batch("node-a", 3, vec![sample("node-a", t0 + 3000, 20.0)])).await.unwrap();

@@ -4,9 +4,13 @@
 //!
 //! The callers are an admin, a member, a viewer and another member, each with a session token
 //! from `Login`; nobody (no token); and an API key of the admin, of the member and of the
-//! viewer, which act with their owner's role. The deployment is the compose file's: a gateway
-//! routing `persys.scheduler.v1.*` to a real scheduler and `persys.analyzer.v1.*` to a real
-//! analyzer, with real agents running real containers on a real Docker engine.
+//! viewer, which act with their owner's role. The deployment is the compose file's and the
+//! Helm chart's: a gateway routing `persys.scheduler.v1.*` to a real scheduler,
+//! `persys.analyzer.v1.*` to a real analyzer, `persys.metrics.v1.*` to a real metrics pipeline
+//! (on the bench's PostgreSQL, in a schema of its own, following the scheduler) and
+//! `persys.reconciler.v1.*` to a real reconciler (on the bench's kube-apiserver, with the
+//! chart's CRDs), with real agents running real containers on a real Docker engine and
+//! shipping their metrics.
 //!
 //! [`rows`] is the table: per RPC (and per case, where one RPC has several answers, e.g.
 //! `CreateWorkload` with the host's network), the outcome for each caller in [`CALLERS`]
@@ -45,12 +49,20 @@ use persys_proto::{
         AnalyzeMetadata, AnalyzeRepositoryRequest, AnalyzeRequest, ApplicationPersonaSpec, FileChunk, ManifestFile,
         SourceFile, ValidateManifestsRequest, analyze_request, analyzer_service_client::AnalyzerServiceClient,
     },
-    common::v1::{PageRequest, Role, WatchEventType},
+    common::v1::{PageRequest, Role, TimeRange, WatchEventType},
     gateway::v1::{
         CreateApiKeyRequest, CreateUserRequest, DeleteUserRequest, GetUserRequest, ListApiKeysRequest,
         ListAuditEventsRequest, ListUsersRequest, LoginRequest, LoginResponse, LogoutRequest, RefreshRequest,
         RevokeApiKeyRequest, UpdateUserRequest, WhoAmIRequest, api_key_service_client::ApiKeyServiceClient,
         auth_service_client::AuthServiceClient, user_service_client::UserServiceClient,
+    },
+    metrics::v1::{
+        self as mpb, alert_service_client::AlertServiceClient, command_service_client::CommandServiceClient,
+        dora_service_client::DoraServiceClient, metrics_ingest_service_client::MetricsIngestServiceClient,
+        metrics_query_service_client::MetricsQueryServiceClient,
+    },
+    reconciler::v1::{
+        self as rpb, persona_service_client::PersonaServiceClient, project_service_client::ProjectServiceClient,
     },
     scheduler::v1::{
         self as pb, agent_service_client::AgentServiceClient, bootstrap_service_client::BootstrapServiceClient,
@@ -110,7 +122,8 @@ enum Outcome {
     Hidden,
     /// `INVALID_ARGUMENT`: the role may call, but not with this spec.
     Invalid,
-    /// `UNIMPLEMENTED`: the gateway does not carry the call (client and bidirectional streams).
+    /// `UNIMPLEMENTED`: the gateway does not carry the call (client and bidirectional streams),
+    /// or nothing serves it yet.
     NotCarried,
 }
 
@@ -154,21 +167,26 @@ const LIST_KEY: [Outcome; 8] = [HID, OK, HID, HID, UNA, HID, OK, HID];
 /// Client and bidirectional streams, and agents' and services' own calls: signed-in users learn
 /// the gateway does not carry them from its public port.
 const NOT_CARRIED: [Outcome; 8] = [NCA, NCA, NCA, NCA, UNA, NCA, NCA, NCA];
+/// The host-wide figures of a metrics sample (CPU, memory, disks, ...): admins only; members and
+/// viewers get samples without them (or none), never a refusal.
+const HOST_WIDE: [Outcome; 8] = [OK, HID, HID, HID, UNA, OK, HID, HID];
+/// A contract no deployed binary serves yet (`persys.reconciler.v1.ProjectService`): the gateway
+/// forwards it, and the reconciler, which serves only PersonaService, answers UNIMPLEMENTED,
+/// admins included.
+const NOT_SERVED: [Outcome; 8] = [NCA, NCA, NCA, NCA, UNA, NCA, NCA, NCA];
 
 /// The packages the gateway routes on its public port (its own and its upstreams', as in
-/// `deploy/compose/docker-compose.yml`), with where they go.
-const ROUTED: [(&str, &str); 3] = [
+/// `deploy/compose/docker-compose.yml` and the Helm chart), with where they go.
+const ROUTED: [(&str, &str); 5] = [
     ("persys.gateway.v1", "served by the gateway itself"),
     ("persys.scheduler.v1", "--upstream scheduler"),
     ("persys.analyzer.v1", "--upstream analyzer"),
+    ("persys.metrics.v1", "--upstream metrics (MetricsIngestService is for agents: not carried)"),
+    ("persys.reconciler.v1", "--upstream reconciler (it serves PersonaService; ProjectService is a contract only)"),
 ];
 
 /// The packages with services the gateway does not route, and why.
-const NOT_ROUTED: [(&str, &str); 3] = [
-    ("persys.agent.v1", "the agent's local admin API, on the node's loopback only"),
-    ("persys.metrics.v1", "no metrics service is deployed; the gateway answers UNAVAILABLE"),
-    ("persys.reconciler.v1", "no reconciler is deployed; the gateway answers UNAVAILABLE"),
-];
+const NOT_ROUTED: [(&str, &str); 1] = [("persys.agent.v1", "the agent's local admin API, on the node's loopback only")];
 
 const AUTH: &str = "persys.gateway.v1.AuthService";
 const USER_SERVICE: &str = "persys.gateway.v1.UserService";
@@ -178,6 +196,13 @@ const AGENTS: &str = "persys.scheduler.v1.AgentService";
 const BOOTSTRAP: &str = "persys.scheduler.v1.BootstrapService";
 const NODE_COMMANDS: &str = "persys.scheduler.v1.NodeCommandService";
 const ANALYZER: &str = "persys.analyzer.v1.AnalyzerService";
+const QUERY: &str = "persys.metrics.v1.MetricsQueryService";
+const ALERTS: &str = "persys.metrics.v1.AlertService";
+const COMMANDS: &str = "persys.metrics.v1.CommandService";
+const DORA: &str = "persys.metrics.v1.DoraService";
+const INGEST: &str = "persys.metrics.v1.MetricsIngestService";
+const PERSONAS: &str = "persys.reconciler.v1.PersonaService";
+const PROJECTS: &str = "persys.reconciler.v1.ProjectService";
 
 type Answer<'a> = Pin<Box<dyn Future<Output = Result<(), Status>> + 'a>>;
 
@@ -254,6 +279,48 @@ fn rows() -> Vec<Row> {
         row!(ANALYZER, "Analyze", USERS, analyze),
         row!(ANALYZER, "AnalyzeRepository", USERS, analyze_repository),
         row!(ANALYZER, "ValidateManifests", USERS, validate_manifests),
+        row!(QUERY, "QueryRange", "container metrics of the member's workload", READ_OWN, query_container_metrics),
+        row!(QUERY, "QueryRange", "host metrics", ADMINS, query_host_metrics),
+        row!(QUERY, "LatestHostMetrics", "holds the member's container", READ_OWN, latest_container),
+        row!(QUERY, "LatestHostMetrics", "holds host-wide figures", HOST_WIDE, latest_host_wide),
+        row!(QUERY, "WatchHostMetrics", "snapshot holds the member's container", READ_OWN, watch_container),
+        row!(QUERY, "WatchHostMetrics", "snapshot holds host-wide figures", HOST_WIDE, watch_host_wide),
+        row!(ALERTS, "CreateAlertRule", ADMINS, create_alert_rule),
+        row!(ALERTS, "GetAlertRule", ADMINS, get_alert_rule),
+        row!(ALERTS, "ListAlertRules", ADMINS, list_alert_rules),
+        row!(ALERTS, "UpdateAlertRule", ADMINS, update_alert_rule),
+        row!(ALERTS, "DeleteAlertRule", ADMINS, delete_alert_rule),
+        row!(ALERTS, "ListAlerts", ADMINS, list_alerts),
+        row!(ALERTS, "GetAlert", ADMINS, get_alert),
+        row!(ALERTS, "WatchAlerts", "snapshot holds a firing alert", ADMINS, watch_alerts),
+        row!(ALERTS, "AcknowledgeAlert", "a firing alert", ADMINS, acknowledge_alert),
+        row!(ALERTS, "CreateSilence", ADMINS, create_silence),
+        row!(ALERTS, "ListSilences", ADMINS, list_silences),
+        row!(ALERTS, "ExpireSilence", ADMINS, expire_silence),
+        row!(COMMANDS, "RunCommand", "a command the node allows", ADMINS, run_command),
+        row!(COMMANDS, "DockerAction", "logs of the member's container", ADMINS, docker_logs),
+        row!(COMMANDS, "ListContainers", ADMINS, list_containers),
+        row!(COMMANDS, "ListCommandHistory", ADMINS, list_command_history),
+        row!(DORA, "RecordDeployment", ADMINS, record_deployment),
+        row!(DORA, "GetDeployment", "the member's rollout", READ_OWN, get_rollout),
+        row!(DORA, "GetDeployment", "recorded from ArgoCD, without an owner", USERS, get_unowned_deployment),
+        row!(DORA, "ListDeployments", "lists the member's rollout", READ_OWN, list_deployments),
+        row!(DORA, "RetryDevlakePush", "a failed push", ADMINS, retry_devlake_push),
+        row!(DORA, "GetDoraMetrics", "counts the member's rollout", READ_OWN, get_dora_metrics),
+        row!(INGEST, "Ingest", NOT_CARRIED, ingest),
+        row!(PERSONAS, "ListApplicationPersonas", USERS, list_application_personas),
+        row!(PERSONAS, "GetApplicationPersona", USERS, get_application_persona),
+        row!(PERSONAS, "GetClusterPersona", USERS, get_cluster_persona),
+        row!(PERSONAS, "WatchPersonaEvents", "snapshot holds the persona", USERS, watch_persona_events),
+        row!(PROJECTS, "ListProjects", NOT_SERVED, list_projects),
+        row!(PROJECTS, "GetProject", NOT_SERVED, get_project),
+        row!(PROJECTS, "WatchProjects", NOT_SERVED, watch_projects),
+        row!(PROJECTS, "ListEnvironments", NOT_SERVED, list_environments),
+        row!(PROJECTS, "GetEnvironment", NOT_SERVED, get_environment),
+        row!(PROJECTS, "WatchEnvironments", NOT_SERVED, watch_environments),
+        row!(PROJECTS, "ListBuilds", NOT_SERVED, list_builds),
+        row!(PROJECTS, "GetBuild", NOT_SERVED, get_build),
+        row!(PROJECTS, "WatchBuilds", NOT_SERVED, watch_builds),
     ]
 }
 
@@ -317,7 +384,9 @@ async fn every_caller_gets_exactly_what_its_role_allows() {
     check_table();
     let Some(docker_host) = require_env("DOCKER_HOST", "a Docker engine") else { return };
     let Some(image) = require_env("PERSYS_TEST_IMAGE", "a local test image") else { return };
-    let deployment = Deployment::start(&docker_host).await;
+    let Some(database_url) = require_env("PERSYS_TEST_DATABASE_URL", "PostgreSQL") else { return };
+    let Some(kube) = Kubectl::from_env() else { return };
+    let deployment = Deployment::start(&docker_host, &database_url, kube).await;
     let world = World::prepare(&deployment, image).await;
 
     let rows = rows();
@@ -364,24 +433,40 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// The processes: a scheduler (in-memory store), an analyzer, the gateway routing to both,
-/// and four agents on Docker: `main` runs the member's workload, the spares are for the node
-/// calls that change nodes.
+/// The processes: a scheduler (in-memory store), an analyzer, a metrics pipeline, a reconciler,
+/// the gateway routing to all four, and four agents on Docker: `main` runs the member's
+/// workload and ships its metrics, the spares are for the node calls that change nodes.
 struct Deployment {
     dir: tempfile::TempDir,
     scheduler: Service,
     gateway: Service,
     _analyzer: Service,
+    metrics: Service,
+    _reconciler: Service,
     docker_host: String,
+    kube: Kubectl,
+    /// The namespace of the reconciler's Lease and of the persona the rows read.
+    namespace: String,
+    /// The ClusterPersona the rows read (cluster-scoped).
+    cluster_persona: String,
 }
 
 impl Deployment {
-    async fn start(docker_host: &str) -> Self {
+    async fn start(docker_host: &str, database_url: &str, kube: Kubectl) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         certs_init(&certs).unwrap();
         let timeout = Duration::from_secs(60);
         let strings = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let unique = format!("{:x}", std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_nanos() % (1 << 40));
+        let (namespace, cluster_persona) = (format!("authz-matrix-{unique}"), format!("authz-matrix-{unique}"));
+        let kube = {
+            let (namespace, cluster_persona) = (namespace.clone(), cluster_persona.clone());
+            tokio::task::spawn_blocking(move || {
+                kube.prepare(&namespace, &cluster_persona);
+                kube
+            })
+        };
 
         let mut args = strings(&["--listen", "127.0.0.1:0", "--bootstrap-listen", "127.0.0.1:0", "--etcd", "memory"]);
         args.extend(["--ca-key".into(), certs.join("ca-key.pem").display().to_string()]);
@@ -391,12 +476,34 @@ impl Deployment {
         args.extend(tls_args(&certs, "analyzer"));
         let analyzer = Service::start("analyzer", bin("analyzer").unwrap(), &args, &[], dir.path(), timeout);
         let (scheduler, analyzer) = tokio::try_join!(scheduler, analyzer).unwrap();
+        let kube = kube.await.unwrap();
+
+        // The pipeline follows the scheduler (owners of workloads, rollouts as DORA deployments)
+        // and resolves commits from GitHub and pushes to DevLake, both faked (`fake_saas`).
+        let saas = format!("http://{}", fake_saas().await);
+        let mut args = strings(&["--listen", "127.0.0.1:0", "--database-url", database_url]);
+        args.extend(strings(&["--database-schema", &format!("e2e_authz_{unique}")]));
+        args.extend(strings(&["--scheduler", &format!("https://localhost:{}", scheduler.addr("grpc").port())]));
+        args.extend(strings(&["--github-api-url", &saas, "--devlake-url", &saas, "--devlake-connection", "1"]));
+        args.extend(tls_args(&certs, "metrics"));
+        let metrics = Service::start("metrics", bin("metrics-pipeline").unwrap(), &args, &[], dir.path(), timeout);
+        // Cluster-wide, as the chart installs it, but a follower: its Lease is held by another
+        // replica (`Kubectl::prepare`), so it serves PersonaService from its caches and runs no
+        // controller on the shared API server.
+        let mut args = strings(&["run", "--kubeconfig", &kube.kubeconfig, "--listen", "127.0.0.1:0"]);
+        args.extend(strings(&["--allowed-caller", "gateway", "--lease-namespace", &namespace]));
+        args.extend(strings(&["--lease-name", LEASE, "--cluster-discovery", "false", "--cluster-persona", ""]));
+        args.extend(tls_args(&certs, "reconciler"));
+        let reconciler = Service::start("reconciler", bin("reconciler").unwrap(), &args, &[], dir.path(), timeout);
+        let (metrics, reconciler) = tokio::try_join!(metrics, reconciler).unwrap();
 
         let secret_file = dir.path().join("jwt-secret");
         std::fs::write(&secret_file, b"authz-matrix-secret-0123456789abcdef-0123456789").unwrap();
         let upstreams = [
             format!("scheduler=https://localhost:{}", scheduler.addr("grpc").port()),
             format!("analyzer=https://localhost:{}", analyzer.addr("grpc").port()),
+            format!("metrics=https://localhost:{}", metrics.addr("grpc").port()),
+            format!("reconciler=https://localhost:{}", reconciler.addr("grpc").port()),
         ];
         let mut args = gateway_args(dir.path(), &secret_file, &upstreams);
         // The table logs in a few dozen times from one address within the minute.
@@ -404,12 +511,162 @@ impl Deployment {
         let env = [("PERSYS_GATEWAY_ADMIN_PASSWORD", ADMIN_PASSWORD.to_string())];
         let gateway =
             Service::start("gateway", bin("gateway").unwrap(), &args, &env, dir.path(), timeout).await.unwrap();
-        Self { dir, scheduler, gateway, _analyzer: analyzer, docker_host: docker_host.to_owned() }
+        Self {
+            dir,
+            scheduler,
+            gateway,
+            _analyzer: analyzer,
+            metrics,
+            _reconciler: reconciler,
+            docker_host: docker_host.to_owned(),
+            kube,
+            namespace,
+            cluster_persona,
+        }
     }
 
     fn channel(&self) -> TracedChannel {
         plain_channel(&format!("http://{}", self.gateway.addr("public")), &ClientOptions::default()).unwrap()
     }
+}
+
+impl Drop for Deployment {
+    /// Deletes what the deployment made on the API server, whether the test passed or not.
+    fn drop(&mut self) {
+        for (kind, name) in [("namespace", &self.namespace), ("clusterpersonas.dorgu.io", &self.cluster_persona)] {
+            let deleted = self.kube.command(&["delete", kind, name, "--wait=false"]).output();
+            if !deleted.is_ok_and(|out| out.status.success()) {
+                eprintln!("could not delete {kind} {name} from the test bench's API server");
+            }
+        }
+    }
+}
+
+/// The reconciler's Lease, held by another replica for the whole test.
+const LEASE: &str = "authz-matrix";
+/// The ApplicationPersona the rows read, in the deployment's namespace.
+const PERSONA: &str = "authz-app";
+
+/// kubectl from the test bench against its API server (`PERSYS_TEST_KUBECONFIG`).
+struct Kubectl {
+    bin: String,
+    kubeconfig: String,
+}
+
+impl Kubectl {
+    /// kubectl, or `None` (a failure under CI=true) when the bench is not running.
+    fn from_env() -> Option<Self> {
+        let kubeconfig = require_env("PERSYS_TEST_KUBECONFIG", "the test bench's kube-apiserver")?;
+        let bin = require_env("PERSYS_TEST_KUBECTL", "kubectl from scripts/tools/build")?;
+        Some(Self { bin, kubeconfig })
+    }
+
+    /// Returns kubectl with `args`, on the bench's API server.
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.bin);
+        command.args(["--kubeconfig", &self.kubeconfig, "--request-timeout=30s"]).args(args);
+        command
+    }
+
+    /// Runs kubectl with `stdin`, failing the test when it fails.
+    fn run(&self, args: &[&str], stdin: Option<&str>) {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Installs the chart's CRDs (and waits until they are served), then makes `namespace`
+    /// with the reconciler's Lease held by another replica until 2099 and the persona the
+    /// rows read, and the ClusterPersona `cluster_persona`.
+    fn prepare(&self, namespace: &str, cluster_persona: &str) {
+        let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/helm/persys/crds/persys-crds.yaml");
+        self.run(&["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f", crds], None);
+        for crd in ["crd/applicationpersonas.dorgu.io", "crd/clusterpersonas.dorgu.io"] {
+            self.run(&["wait", "--for=condition=Established", "--timeout=60s", crd], None);
+        }
+        self.run(&["create", "namespace", namespace], None);
+        let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": LEASE, "namespace": namespace},
+                "spec": {"holderIdentity": "another-replica", "leaseDurationSeconds": 3600,
+                    "renewTime": "2099-01-01T00:00:00.000000Z"}},
+            {"apiVersion": "dorgu.io/v1", "kind": "ApplicationPersona",
+                "metadata": {"name": PERSONA, "namespace": namespace},
+                "spec": {"name": PERSONA, "type": "api"}},
+            {"apiVersion": "dorgu.io/v1", "kind": "ClusterPersona", "metadata": {"name": cluster_persona},
+                "spec": {"name": cluster_persona, "environment": "development"}},
+        ]});
+        self.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(&objects.to_string()));
+    }
+}
+
+/// GitHub and DevLake as the DORA pipeline calls them, on one local port: GitHub knows every
+/// commit (`GET /repos/{owner}/{repo}/commits/{sha}`, dated 2026-01-01) and nothing else;
+/// DevLake refuses every deployment with 401, as after a key rotation, so a deployment with a
+/// commit ends with its push FAILED (what `RetryDevlakePush` retries).
+async fn fake_saas() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(answer_saas(socket));
+        }
+    });
+    addr
+}
+
+/// Answers one HTTP/1.1 request on `socket`, then closes it.
+async fn answer_saas(mut socket: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut request, mut chunk) = (Vec::new(), [0u8; 4096]);
+    let mut head_end = None;
+    let mut length = 0;
+    while head_end.is_none_or(|end| request.len() < end + length) {
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&chunk[..n]),
+        }
+        if head_end.is_none()
+            && let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+        {
+            head_end = Some(end);
+            length = String::from_utf8_lossy(&request[..end])
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    let head = String::from_utf8_lossy(&request).into_owned();
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+    let commit = path.strip_prefix("/repos/").and_then(|p| p.split_once("/commits/")).map(|(_, sha)| sha);
+    let (status, body) = match (method, commit) {
+        ("GET", Some(sha)) => (
+            "200 OK",
+            serde_json::json!({"sha": sha, "commit": {"message": "authz matrix",
+                "author": {"name": "authz", "date": "2026-01-01T00:00:00Z"}}})
+            .to_string(),
+        ),
+        ("POST", _) if path.starts_with("/api/rest/plugins/webhook/") => {
+            ("401 Unauthorized", r#"{"message":"invalid API key"}"#.to_owned())
+        }
+        _ => ("404 Not Found", r#"{"message":"Not Found"}"#.to_owned()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
 }
 
 /// The label that pins workloads to nodes: `main`, `spare`, or (parked workloads) nothing.
@@ -466,6 +723,28 @@ struct World {
     /// An analysis of a tiny app, for `ValidateManifests`.
     persona: ApplicationPersonaSpec,
     manifest: ManifestFile,
+    /// The running workload's name: its rollout's DORA component.
+    running_name: String,
+    /// The running workload's container on `main`, as the metrics samples name it.
+    container_id: String,
+    /// A rule firing on `main` (CPU at or above 0 %) and its open alert.
+    firing_rule: String,
+    firing_alert: String,
+    /// Firing alerts to acknowledge: `[0]` for the admin, `[1]` for the admin's key.
+    to_acknowledge: [String; 2],
+    /// A disabled rule: changing it touches no alert.
+    quiet_rule: String,
+    /// A silence in force.
+    silence: String,
+    /// A command the admin ran on `main`, in the history.
+    command: String,
+    /// The DORA deployment of the running workload's rollout, owned by the member.
+    rollout: String,
+    /// Deployments recorded without an owner whose DevLake push FAILED: `[0]` for the admin,
+    /// `[1]` for the admin's key.
+    failed_pushes: [String; 2],
+    namespace: String,
+    cluster_persona: String,
     next: AtomicU32,
     _agents: Vec<Service>,
 }
@@ -532,12 +811,18 @@ impl World {
             tokens.push((name, token));
         }
         let certs = d.dir.path().join("certs");
-        let agents =
-            futures::future::try_join_all(tokens.iter().map(|(name, token)| {
-                start_agent(d.dir.path(), &certs, &d.scheduler, name, token, &d.docker_host, &[])
-            }))
-            .await
-            .unwrap();
+        // `main` ships its metrics every 200 ms and lets admins run `echo` on it.
+        let pipeline = format!("https://localhost:{}", d.metrics.addr("grpc").port());
+        let main_flags: Vec<String> =
+            ["--metrics-pipeline", &pipeline, "--metrics-interval", "200ms", "--host-commands", "echo"]
+                .map(String::from)
+                .into();
+        let agents = futures::future::try_join_all(tokens.iter().map(|(name, token)| {
+            let extra = if *name == "authz-main" { &main_flags[..] } else { &[] };
+            start_agent(d.dir.path(), &certs, &d.scheduler, name, token, &d.docker_host, extra)
+        }))
+        .await
+        .unwrap();
         let names: Vec<String> = tokens.iter().map(|(n, _)| n.to_string()).collect();
         wait_nodes_ready(&mut scheduler, &names).await;
 
@@ -572,12 +857,164 @@ impl World {
             unused_join_token,
             persona: analysis.persona.expect("a persona"),
             manifest,
+            running_name: String::new(),
+            container_id: String::new(),
+            firing_rule: String::new(),
+            firing_alert: String::new(),
+            to_acknowledge: Default::default(),
+            quiet_rule: String::new(),
+            silence: String::new(),
+            command: String::new(),
+            rollout: String::new(),
+            failed_pushes: Default::default(),
+            namespace: d.namespace.clone(),
+            cluster_persona: d.cluster_persona.clone(),
             next: AtomicU32::new(0),
             _agents: agents,
         };
         world.parked = world.parked_of_member().await;
         world.running = world.start_running_workload().await;
+        world.prepare_metrics().await;
         world
+    }
+
+    /// Waits until the pipeline holds what the metrics rows read, and makes the alerts, the
+    /// silence, the command and the deployments they act on.
+    async fn prepare_metrics(&mut self) {
+        let admin = Caller::Admin;
+        self.running_name = self
+            .scheduler(admin)
+            .get_workload(pb::GetWorkloadRequest { id: self.running.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .workload
+            .unwrap()
+            .name;
+        // The member's container in `main`'s samples, and readable by the member: the pipeline
+        // has learnt the workload's owner from the scheduler.
+        self.container_id = eventually("the running workload's container in the samples", || async {
+            let request = mpb::LatestHostMetricsRequest {
+                node_ids: vec![self.main_node.clone()],
+                include_containers: true,
+                ..Default::default()
+            };
+            let r = MetricsQueryServiceClient::new(self.as_(admin)).latest_host_metrics(request).await.ok()?;
+            let containers = r.into_inner().metrics.into_iter().flat_map(|m| m.containers);
+            containers.into_iter().find(|c| c.workload_id == self.running).map(|c| c.container_id)
+        })
+        .await;
+        eventually("the member's container metrics", || async {
+            query_container_metrics(self, Caller::Member).await.ok()
+        })
+        .await;
+
+        // Three rules that always hold on `main`: each opens one alert, which fires at once.
+        let mut firing = Vec::new();
+        for _ in 0..3 {
+            let rule = Some(self.alert_rule(true));
+            let rule = alerts(self, admin).create_alert_rule(mpb::CreateAlertRuleRequest { rule }).await.unwrap();
+            firing.push(rule.into_inner().rule.unwrap().id);
+        }
+        let mut open = Vec::new();
+        for rule in &firing {
+            open.push(
+                eventually("a firing alert", || async {
+                    let request = mpb::ListAlertsRequest {
+                        rule_id: rule.clone(),
+                        states: vec![mpb::AlertState::Firing as i32],
+                        ..Default::default()
+                    };
+                    let r = alerts(self, admin).list_alerts(request).await.ok()?;
+                    r.into_inner().alerts.into_iter().next().map(|a| a.id)
+                })
+                .await,
+            );
+        }
+        (self.firing_rule, self.firing_alert) = (firing[0].clone(), open[0].clone());
+        self.to_acknowledge = [open[1].clone(), open[2].clone()];
+        self.quiet_rule = self.new_quiet_rule().await;
+        self.silence = self.new_silence().await;
+
+        let mut commands = CommandServiceClient::new(self.as_(admin));
+        let request = mpb::RunCommandRequest {
+            node_id: self.main_node.clone(),
+            argv: vec!["echo".into(), "authz-setup".into()],
+            ..Default::default()
+        };
+        let (finished, _) = command_output(commands.run_command(request).await.unwrap().into_inner()).await.unwrap();
+        assert_eq!(finished.status(), mpb::CommandStatus::Completed, "{finished:?}");
+        self.command = finished.id;
+
+        // The running workload's rollout, recorded once it ran; and two deployments from
+        // "ArgoCD" whose pushes DevLake refused.
+        self.rollout = eventually("the running workload's rollout", || async {
+            let request = mpb::ListDeploymentsRequest { component: self.running_name.clone(), ..Default::default() };
+            let r = dora(self, admin).list_deployments(request).await.ok()?;
+            r.into_inner().deployments.into_iter().next()
+        })
+        .await
+        .id;
+        for i in 0..2 {
+            let mut request = self.deployment_request();
+            request.source_repo_url = "https://github.com/acme/authz".into();
+            let id = dora(self, admin).record_deployment(request).await.unwrap().into_inner().deployment.unwrap().id;
+            self.failed_pushes[i] = eventually("a failed DevLake push", || async {
+                let r = dora(self, admin).get_deployment(mpb::GetDeploymentRequest { id: id.clone() }).await.ok()?;
+                let d = r.into_inner().deployment?;
+                (d.devlake?.state() == mpb::DevlakePushState::Failed).then(|| id.clone())
+            })
+            .await;
+        }
+    }
+
+    /// Returns an alert rule on `main` that always holds: CPU at or above 0 %.
+    fn alert_rule(&self, enabled: bool) -> mpb::AlertRule {
+        mpb::AlertRule {
+            name: self.fresh("authz-rule"),
+            node_ids: vec![self.main_node.clone()],
+            metric: mpb::Metric::CpuUsagePercent as i32,
+            comparator: mpb::Comparator::GreaterThanOrEqual as i32,
+            threshold: 0.0,
+            severity: mpb::AlertSeverity::Info as i32,
+            enabled,
+            ..Default::default()
+        }
+    }
+
+    /// Creates a disabled rule as the admin: a fresh target.
+    async fn new_quiet_rule(&self) -> String {
+        let rule = Some(self.alert_rule(false));
+        let r = alerts(self, Caller::Admin).create_alert_rule(mpb::CreateAlertRuleRequest { rule }).await;
+        r.expect("the admin creates a rule").into_inner().rule.unwrap().id
+    }
+
+    /// Creates a silence of the quiet rule for an hour as the admin: a fresh target.
+    async fn new_silence(&self) -> String {
+        let silence = Some(self.silence_of(&self.quiet_rule));
+        let r = alerts(self, Caller::Admin).create_silence(mpb::CreateSilenceRequest { silence }).await;
+        r.expect("the admin creates a silence").into_inner().silence.unwrap().id
+    }
+
+    fn silence_of(&self, rule: &str) -> mpb::Silence {
+        mpb::Silence {
+            matchers: vec![mpb::SilenceMatcher { name: "rule_id".into(), value: rule.into(), negate: false }],
+            ends_at: Some(seconds_from_now(3600)),
+            comment: "authz matrix".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A deployment as the reconciler's ArgoCD watcher reports one, new each time.
+    fn deployment_request(&self) -> mpb::RecordDeploymentRequest {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        mpb::RecordDeploymentRequest {
+            application: format!("authz-app-{n}"),
+            cluster: "authz".into(),
+            revision: format!("{n:040x}"),
+            deployed_at: Some(seconds_from_now(0)),
+            ..Default::default()
+        }
     }
 
     /// Returns a channel that calls as `c`.
@@ -753,18 +1190,59 @@ fn absent(what: &str) -> Status {
 
 /// Reads a watch's snapshot (up to its bookmark); returns the ids it holds.
 async fn snapshot<T>(
-    mut stream: tonic::Streaming<T>,
+    stream: tonic::Streaming<T>,
     read: impl Fn(&T) -> (i32, Option<String>),
 ) -> Result<Vec<String>, Status> {
-    let mut ids = Vec::new();
+    let messages = until_bookmark(stream, |m| read(m).0).await?;
+    Ok(messages.iter().filter_map(|m| read(m).1).collect())
+}
+
+/// Reads a watch's snapshot: its messages up to the bookmark that ends it, which `kind` tells.
+async fn until_bookmark<T>(mut stream: tonic::Streaming<T>, kind: impl Fn(&T) -> i32) -> Result<Vec<T>, Status> {
+    let mut messages = Vec::new();
     while let Some(message) = stream.message().await? {
-        match read(&message) {
-            (t, _) if t == WatchEventType::Bookmark as i32 => return Ok(ids),
-            (_, Some(id)) => ids.push(id),
-            (_, None) => {}
+        if kind(&message) == WatchEventType::Bookmark as i32 {
+            return Ok(messages);
         }
+        messages.push(message);
     }
     Err(Status::internal("the watch ended before its snapshot's bookmark"))
+}
+
+/// Polls `probe` until it returns something, for at most 60 s; panics saying what was awaited.
+async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, probe: impl Fn() -> F) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no {what} within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Returns the time `seconds` from now (before it, when negative), in whole seconds.
+fn seconds_from_now(seconds: i64) -> prost_types::Timestamp {
+    let now = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs() as i64;
+    prost_types::Timestamp { seconds: now + seconds, nanos: 0 }
+}
+
+/// Reads a command's stream to its end: the final record and the output.
+async fn command_output(
+    mut stream: tonic::Streaming<mpb::RunCommandResponse>,
+) -> Result<(mpb::CommandRecord, String), Status> {
+    let (mut output, mut finished) = (String::new(), None);
+    while let Some(m) = stream.message().await? {
+        match m.payload {
+            Some(mpb::run_command_response::Payload::Output(chunk)) => {
+                output.push_str(&String::from_utf8_lossy(&chunk.data))
+            }
+            Some(mpb::run_command_response::Payload::Finished(record)) => finished = Some(record),
+            _ => {}
+        }
+    }
+    let finished = finished.ok_or_else(|| Status::internal("the command's stream ended without its record"))?;
+    Ok((finished, output))
 }
 
 // ---- persys.gateway.v1.AuthService
@@ -1120,4 +1598,368 @@ async fn validate_manifests(w: &World, c: Caller) -> Result<(), Status> {
     };
     let r = AnalyzerServiceClient::new(w.as_(c)).validate_manifests(request).await?.into_inner();
     check(r.passed, || format!("findings {:?}", r.findings))
+}
+
+// ---- persys.metrics.v1.MetricsQueryService
+
+async fn query(w: &World, c: Caller, metric: mpb::Metric, workload: Option<&str>) -> Result<(), Status> {
+    let request = mpb::QueryRangeRequest {
+        node_ids: vec![w.main_node.clone()],
+        metrics: vec![metric as i32],
+        range: Some(TimeRange { start: Some(seconds_from_now(-600)), end: None }),
+        step: Some(prost_types::Duration { seconds: 5, nanos: 0 }),
+        match_labels: workload.map(|id| [("workload_id".to_owned(), id.to_owned())].into()).unwrap_or_default(),
+        ..Default::default()
+    };
+    let r = MetricsQueryServiceClient::new(w.as_(c)).query_range(request).await?.into_inner();
+    let wanted = |s: &mpb::Series| workload.is_none_or(|id| s.labels.get("workload_id").is_some_and(|l| l == id));
+    check(!r.series.is_empty() && r.series.iter().all(|s| wanted(s) && !s.points.is_empty()), || {
+        format!("series {:?}", r.series.iter().map(|s| &s.labels).collect::<Vec<_>>())
+    })
+}
+
+async fn query_container_metrics(w: &World, c: Caller) -> Result<(), Status> {
+    query(w, c, mpb::Metric::ContainerCpuPercent, Some(&w.running)).await
+}
+
+async fn query_host_metrics(w: &World, c: Caller) -> Result<(), Status> {
+    query(w, c, mpb::Metric::CpuUsagePercent, None).await
+}
+
+/// Returns the samples of `main` that `c` gets from LatestHostMetrics.
+async fn latest(w: &World, c: Caller) -> Result<Vec<mpb::HostMetrics>, Status> {
+    let request = mpb::LatestHostMetricsRequest {
+        node_ids: vec![w.main_node.clone()],
+        include_containers: true,
+        ..Default::default()
+    };
+    Ok(MetricsQueryServiceClient::new(w.as_(c)).latest_host_metrics(request).await?.into_inner().metrics)
+}
+
+/// Returns the samples of `main` in the snapshot of `c`'s WatchHostMetrics.
+async fn watched(w: &World, c: Caller) -> Result<Vec<mpb::HostMetrics>, Status> {
+    let request = mpb::WatchHostMetricsRequest {
+        node_ids: vec![w.main_node.clone()],
+        include_containers: true,
+        ..Default::default()
+    };
+    let stream = MetricsQueryServiceClient::new(w.as_(c)).watch_host_metrics(request).await?.into_inner();
+    let events = until_bookmark(stream, |e: &mpb::WatchHostMetricsResponse| e.r#type).await?;
+    Ok(events.into_iter().filter_map(|e| e.metrics).collect())
+}
+
+/// Whether `samples` hold the member's container on `main`.
+fn holds_container(w: &World, samples: &[mpb::HostMetrics]) -> Result<(), Status> {
+    let held =
+        samples.iter().any(|m| m.node_id == w.main_node && m.containers.iter().any(|c| c.workload_id == w.running));
+    if held { Ok(()) } else { Err(absent("the member's container")) }
+}
+
+/// Whether `samples` hold `main`'s host-wide figures.
+fn holds_host_wide(w: &World, samples: &[mpb::HostMetrics]) -> Result<(), Status> {
+    let held = samples.iter().any(|m| m.node_id == w.main_node && m.cpu.is_some() && m.memory.is_some());
+    if held { Ok(()) } else { Err(absent("host-wide figures")) }
+}
+
+async fn latest_container(w: &World, c: Caller) -> Result<(), Status> {
+    holds_container(w, &latest(w, c).await?)
+}
+
+async fn latest_host_wide(w: &World, c: Caller) -> Result<(), Status> {
+    holds_host_wide(w, &latest(w, c).await?)
+}
+
+async fn watch_container(w: &World, c: Caller) -> Result<(), Status> {
+    holds_container(w, &watched(w, c).await?)
+}
+
+async fn watch_host_wide(w: &World, c: Caller) -> Result<(), Status> {
+    holds_host_wide(w, &watched(w, c).await?)
+}
+
+// ---- persys.metrics.v1.AlertService
+
+fn alerts(w: &World, c: Caller) -> AlertServiceClient<Channel> {
+    AlertServiceClient::new(w.as_(c))
+}
+
+async fn create_alert_rule(w: &World, c: Caller) -> Result<(), Status> {
+    let rule = w.alert_rule(false);
+    let r = alerts(w, c).create_alert_rule(mpb::CreateAlertRuleRequest { rule: Some(rule.clone()) }).await?;
+    let created = r.into_inner().rule.unwrap_or_default();
+    let (owner, _) = w.user_of(c);
+    check(created.name == rule.name && created.owner_id == owner, || format!("{created:?}"))
+}
+
+async fn get_alert_rule(w: &World, c: Caller) -> Result<(), Status> {
+    let r = alerts(w, c).get_alert_rule(mpb::GetAlertRuleRequest { id: w.firing_rule.clone() }).await?;
+    check(r.into_inner().rule.is_some_and(|r| r.id == w.firing_rule), || "another rule".into())
+}
+
+async fn list_alert_rules(w: &World, c: Caller) -> Result<(), Status> {
+    let r = alerts(w, c).list_alert_rules(mpb::ListAlertRulesRequest::default()).await?.into_inner();
+    check(r.rules.iter().any(|r| r.id == w.firing_rule), || "the rule is not listed".into())
+}
+
+async fn update_alert_rule(w: &World, c: Caller) -> Result<(), Status> {
+    let description = w.fresh("changed by the authz matrix");
+    let rule = mpb::AlertRule { id: w.quiet_rule.clone(), description: description.clone(), ..Default::default() };
+    let update_mask = Some(prost_types::FieldMask { paths: vec!["description".into()] });
+    let request = mpb::UpdateAlertRuleRequest { rule: Some(rule), update_mask, expected_revision: 0 };
+    let r = alerts(w, c).update_alert_rule(request).await?.into_inner();
+    check(r.rule.is_some_and(|r| r.description == description && !r.enabled), || "not changed".into())
+}
+
+async fn delete_alert_rule(w: &World, c: Caller) -> Result<(), Status> {
+    let id = w.new_quiet_rule().await;
+    alerts(w, c).delete_alert_rule(mpb::DeleteAlertRuleRequest { id: id.clone() }).await?;
+    let gone = alerts(w, Caller::Admin).get_alert_rule(mpb::GetAlertRuleRequest { id }).await;
+    check(gone.is_err_and(|s| s.code() == Code::NotFound), || "the rule is still there".into())
+}
+
+async fn list_alerts(w: &World, c: Caller) -> Result<(), Status> {
+    let request = mpb::ListAlertsRequest { rule_id: w.firing_rule.clone(), ..Default::default() };
+    let r = alerts(w, c).list_alerts(request).await?.into_inner();
+    check(r.alerts.iter().any(|a| a.id == w.firing_alert), || "the alert is not listed".into())
+}
+
+async fn get_alert(w: &World, c: Caller) -> Result<(), Status> {
+    let r = alerts(w, c).get_alert(mpb::GetAlertRequest { id: w.firing_alert.clone() }).await?.into_inner();
+    check(r.alert.is_some_and(|a| a.id == w.firing_alert && a.node_id == w.main_node), || "another alert".into())
+}
+
+async fn watch_alerts(w: &World, c: Caller) -> Result<(), Status> {
+    let request = mpb::WatchAlertsRequest { node_id: w.main_node.clone(), ..Default::default() };
+    let stream = alerts(w, c).watch_alerts(request).await?.into_inner();
+    let ids =
+        snapshot(stream, |e: &mpb::WatchAlertsResponse| (e.r#type, e.alert.as_ref().map(|a| a.id.clone()))).await?;
+    check(ids.contains(&w.firing_alert), || format!("snapshot {ids:?}"))
+}
+
+async fn acknowledge_alert(w: &World, c: Caller) -> Result<(), Status> {
+    // An alert is acknowledged once: each caller who may gets one of their own.
+    let id = w.to_acknowledge[usize::from(c == Caller::AdminKey)].clone();
+    let request = mpb::AcknowledgeAlertRequest { id, comment: "authz matrix".into() };
+    let r = alerts(w, c).acknowledge_alert(request).await?.into_inner();
+    check(r.alert.is_some_and(|a| a.state() == mpb::AlertState::Acknowledged && a.acknowledged_by == ADMIN), || {
+        "not acknowledged by the admin".into()
+    })
+}
+
+async fn create_silence(w: &World, c: Caller) -> Result<(), Status> {
+    let request = mpb::CreateSilenceRequest { silence: Some(w.silence_of(&w.quiet_rule)) };
+    let r = alerts(w, c).create_silence(request).await?.into_inner();
+    check(r.silence.is_some_and(|s| !s.id.is_empty() && s.created_by == ADMIN), || "no silence".into())
+}
+
+async fn list_silences(w: &World, c: Caller) -> Result<(), Status> {
+    let r = alerts(w, c).list_silences(mpb::ListSilencesRequest::default()).await?.into_inner();
+    check(r.silences.iter().any(|s| s.id == w.silence), || "the silence is not listed".into())
+}
+
+async fn expire_silence(w: &World, c: Caller) -> Result<(), Status> {
+    let id = w.new_silence().await;
+    let r = alerts(w, c).expire_silence(mpb::ExpireSilenceRequest { id }).await?.into_inner();
+    check(r.silence.is_some_and(|s| s.expired_at.is_some()), || "not expired".into())
+}
+
+// ---- persys.metrics.v1.CommandService
+
+async fn run_command(w: &World, c: Caller) -> Result<(), Status> {
+    let request = mpb::RunCommandRequest {
+        node_id: w.main_node.clone(),
+        argv: vec!["echo".into(), "authz-ok".into()],
+        ..Default::default()
+    };
+    let stream = CommandServiceClient::new(w.as_(c)).run_command(request).await?.into_inner();
+    let (finished, output) = command_output(stream).await?;
+    check(finished.status() == mpb::CommandStatus::Completed && output.contains("authz-ok"), || {
+        format!("{finished:?}, output {output:?}")
+    })
+}
+
+async fn docker_logs(w: &World, c: Caller) -> Result<(), Status> {
+    let request = mpb::DockerActionRequest {
+        node_id: w.main_node.clone(),
+        container_id: w.container_id.clone(),
+        action: mpb::DockerActionType::Logs as i32,
+        ..Default::default()
+    };
+    let mut stream = CommandServiceClient::new(w.as_(c)).docker_action(request).await?.into_inner();
+    let (mut output, mut result) = (String::new(), None);
+    while let Some(m) = stream.message().await? {
+        match m.payload {
+            Some(mpb::docker_action_response::Payload::Output(chunk)) => {
+                output.push_str(&String::from_utf8_lossy(&chunk.data))
+            }
+            Some(mpb::docker_action_response::Payload::Result(r)) => result = Some(r),
+            None => {}
+        }
+    }
+    check(output.contains(HELLO) && result.is_some(), || format!("output {output:?}, result {result:?}"))
+}
+
+async fn list_containers(w: &World, c: Caller) -> Result<(), Status> {
+    let request = mpb::ListContainersRequest { node_id: w.main_node.clone(), ..Default::default() };
+    let r = CommandServiceClient::new(w.as_(c)).list_containers(request).await?.into_inner();
+    check(r.containers.iter().any(|x| x.container_id == w.container_id), || "the container is not listed".into())
+}
+
+async fn list_command_history(w: &World, c: Caller) -> Result<(), Status> {
+    let page = Some(PageRequest { page_size: 1000, ..Default::default() });
+    let request = mpb::ListCommandHistoryRequest { page, node_id: w.main_node.clone(), ..Default::default() };
+    let r = CommandServiceClient::new(w.as_(c)).list_command_history(request).await?.into_inner();
+    check(r.commands.iter().any(|x| x.id == w.command), || "the admin's command is not listed".into())
+}
+
+// ---- persys.metrics.v1.DoraService
+
+fn dora(w: &World, c: Caller) -> DoraServiceClient<Channel> {
+    DoraServiceClient::new(w.as_(c))
+}
+
+async fn record_deployment(w: &World, c: Caller) -> Result<(), Status> {
+    let request = w.deployment_request();
+    let application = request.application.clone();
+    let r = dora(w, c).record_deployment(request).await?.into_inner();
+    check(!r.duplicate && r.deployment.is_some_and(|d| d.application == application), || "not recorded".into())
+}
+
+async fn get_deployment(w: &World, c: Caller, id: &str, owner: &str) -> Result<(), Status> {
+    let r = dora(w, c).get_deployment(mpb::GetDeploymentRequest { id: id.into() }).await?.into_inner();
+    let got = r.deployment.map(|d| (d.id, d.owner_id));
+    check(got.as_ref().is_some_and(|(i, o)| i == id && o == owner), || format!("(id, owner) {got:?}"))
+}
+
+async fn get_rollout(w: &World, c: Caller) -> Result<(), Status> {
+    get_deployment(w, c, &w.rollout, &w.member_id).await
+}
+
+async fn get_unowned_deployment(w: &World, c: Caller) -> Result<(), Status> {
+    get_deployment(w, c, &w.failed_pushes[0], "").await
+}
+
+async fn list_deployments(w: &World, c: Caller) -> Result<(), Status> {
+    let request = mpb::ListDeploymentsRequest { component: w.running_name.clone(), ..Default::default() };
+    let r = dora(w, c).list_deployments(request).await?.into_inner();
+    if r.deployments.iter().any(|d| d.id == w.rollout) { Ok(()) } else { Err(absent("the member's rollout")) }
+}
+
+async fn retry_devlake_push(w: &World, c: Caller) -> Result<(), Status> {
+    // A push is retried once: each caller who may gets a failed one of their own.
+    let id = w.failed_pushes[usize::from(c == Caller::AdminKey)].clone();
+    let r = dora(w, c).retry_devlake_push(mpb::RetryDevlakePushRequest { id }).await?.into_inner();
+    let state = r.deployment.and_then(|d| d.devlake).map(|p| p.state());
+    check(state == Some(mpb::DevlakePushState::Pending), || format!("push state {state:?}"))
+}
+
+async fn get_dora_metrics(w: &World, c: Caller) -> Result<(), Status> {
+    let request = mpb::GetDoraMetricsRequest {
+        range: Some(TimeRange { start: Some(seconds_from_now(-86_400)), end: None }),
+        component: w.running_name.clone(),
+        ..Default::default()
+    };
+    let r = dora(w, c).get_dora_metrics(request).await?.into_inner();
+    match r.deployments_total {
+        1 => Ok(()),
+        0 => Err(absent("the member's rollout")),
+        n => Err(Status::internal(format!("wrong answer: {n} deployments of one rollout"))),
+    }
+}
+
+// ---- persys.metrics.v1.MetricsIngestService: the agents' own, through the gateway
+
+async fn ingest(w: &World, c: Caller) -> Result<(), Status> {
+    let requests = tokio_stream::iter(vec![mpb::IngestRequest::default()]);
+    MetricsIngestServiceClient::new(w.as_(c)).ingest(requests).await.map(drop)
+}
+
+// ---- persys.reconciler.v1.PersonaService
+
+fn personas(w: &World, c: Caller) -> PersonaServiceClient<Channel> {
+    PersonaServiceClient::new(w.as_(c))
+}
+
+fn persona_name(p: &rpb::ApplicationPersona) -> &str {
+    p.metadata.as_ref().map_or("", |m| m.name.as_str())
+}
+
+async fn list_application_personas(w: &World, c: Caller) -> Result<(), Status> {
+    let request = rpb::ListApplicationPersonasRequest { namespace: w.namespace.clone(), ..Default::default() };
+    let r = personas(w, c).list_application_personas(request).await?.into_inner();
+    check(r.personas.iter().any(|p| persona_name(p) == PERSONA), || "the persona is not listed".into())
+}
+
+async fn get_application_persona(w: &World, c: Caller) -> Result<(), Status> {
+    let request = rpb::GetApplicationPersonaRequest { namespace: w.namespace.clone(), name: PERSONA.into() };
+    let r = personas(w, c).get_application_persona(request).await?.into_inner();
+    check(r.persona.is_some_and(|p| p.spec.is_some_and(|s| s.name == PERSONA)), || "another persona".into())
+}
+
+async fn get_cluster_persona(w: &World, c: Caller) -> Result<(), Status> {
+    let request = rpb::GetClusterPersonaRequest { name: w.cluster_persona.clone() };
+    let r = personas(w, c).get_cluster_persona(request).await?.into_inner();
+    let name = r.cluster_persona.and_then(|p| p.metadata).map(|m| m.name);
+    check(name.as_ref() == Some(&w.cluster_persona), || format!("cluster persona {name:?}"))
+}
+
+async fn watch_persona_events(w: &World, c: Caller) -> Result<(), Status> {
+    let request = rpb::WatchPersonaEventsRequest {
+        kinds: vec![rpb::PersonaKind::Application as i32],
+        namespace: w.namespace.clone(),
+        name: PERSONA.into(),
+        ..Default::default()
+    };
+    let stream = personas(w, c).watch_persona_events(request).await?.into_inner();
+    let names = snapshot(stream, |e: &rpb::WatchPersonaEventsResponse| {
+        let name = match &e.object {
+            Some(rpb::watch_persona_events_response::Object::ApplicationPersona(p)) => Some(persona_name(p).to_owned()),
+            _ => None,
+        };
+        (e.r#type, name)
+    })
+    .await?;
+    check(names == [PERSONA], || format!("snapshot {names:?}"))
+}
+
+// ---- persys.reconciler.v1.ProjectService: a contract no binary serves yet
+
+fn projects(w: &World, c: Caller) -> ProjectServiceClient<Channel> {
+    ProjectServiceClient::new(w.as_(c))
+}
+
+async fn list_projects(w: &World, c: Caller) -> Result<(), Status> {
+    projects(w, c).list_projects(rpb::ListProjectsRequest::default()).await.map(drop)
+}
+
+async fn get_project(w: &World, c: Caller) -> Result<(), Status> {
+    projects(w, c).get_project(rpb::GetProjectRequest::default()).await.map(drop)
+}
+
+async fn watch_projects(w: &World, c: Caller) -> Result<(), Status> {
+    projects(w, c).watch_projects(rpb::WatchProjectsRequest::default()).await.map(drop)
+}
+
+async fn list_environments(w: &World, c: Caller) -> Result<(), Status> {
+    projects(w, c).list_environments(rpb::ListEnvironmentsRequest::default()).await.map(drop)
+}
+
+async fn get_environment(w: &World, c: Caller) -> Result<(), Status> {
+    projects(w, c).get_environment(rpb::GetEnvironmentRequest::default()).await.map(drop)
+}
+
+async fn watch_environments(w: &World, c: Caller) -> Result<(), Status> {
+    projects(w, c).watch_environments(rpb::WatchEnvironmentsRequest::default()).await.map(drop)
+}
+
+async fn list_builds(w: &World, c: Caller) -> Result<(), Status> {
+    projects(w, c).list_builds(rpb::ListBuildsRequest::default()).await.map(drop)
+}
+
+async fn get_build(w: &World, c: Caller) -> Result<(), Status> {
+    projects(w, c).get_build(rpb::GetBuildRequest::default()).await.map(drop)
+}
+
+async fn watch_builds(w: &World, c: Caller) -> Result<(), Status> {
+    projects(w, c).watch_builds(rpb::WatchBuildsRequest::default()).await.map(drop)
 }

@@ -262,7 +262,7 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
                 .deployments
         }
     };
-    let revision: String = w.id.chars().filter(char::is_ascii_hexdigit).take(12).collect();
+    let revision: String = w.id.chars().filter(char::is_ascii_hexdigit).collect();
     let recorded = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let list = rollouts().await;
@@ -331,7 +331,7 @@ async fn an_agent_streams_its_host_metrics_and_an_admin_queries_them_through_the
     })
     .await
     .unwrap_or_else(|_| panic!("the failed rollout is recorded within 60 s; agent log:\n{}", agent.log()));
-    assert_eq!(failed.revision, broken.id.chars().filter(char::is_ascii_hexdigit).take(12).collect::<String>());
+    assert_eq!(failed.revision, broken.id.chars().filter(char::is_ascii_hexdigit).collect::<String>());
     assert_eq!(rollouts().await.len(), 2, "each rollout once");
     // The broken one is down, the running one is not: one alert, on the broken workload.
     let open = tokio::time::timeout(Duration::from_secs(60), async {

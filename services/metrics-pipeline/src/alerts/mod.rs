@@ -30,7 +30,7 @@ use tokio::sync::{Mutex, broadcast};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    query::check_may_read,
+    query::check_admin,
     samples::{Labels, Row},
     store::Store,
 };
@@ -337,7 +337,7 @@ impl AlertService for Alerts {
         &self,
         request: Request<CreateAlertRuleRequest>,
     ) -> Result<Response<CreateAlertRuleResponse>, Status> {
-        check_may_read(&request)?;
+        check_admin(&request, "alerts, rules and silences")?;
         let owner =
             persys_kit::Caller::of(&request).and_then(|c| c.user.as_ref()).map(|u| u.id.clone()).unwrap_or_default();
         let mut rule = request
@@ -363,7 +363,7 @@ impl AlertService for Alerts {
         &self,
         request: Request<GetAlertRuleRequest>,
     ) -> Result<Response<GetAlertRuleResponse>, Status> {
-        check_may_read(&request)?;
+        check_admin(&request, "alerts, rules and silences")?;
         let id = request.into_inner().id;
         let rules = self.store.rules().await.map_err(ApiError::internal)?;
         let rule = rules.into_iter().find(|r| r.id == id).ok_or_else(|| not_found("alert rule", &id))?;
@@ -374,7 +374,7 @@ impl AlertService for Alerts {
         &self,
         request: Request<ListAlertRulesRequest>,
     ) -> Result<Response<ListAlertRulesResponse>, Status> {
-        check_may_read(&request)?;
+        check_admin(&request, "alerts, rules and silences")?;
         let r = request.into_inner();
         let rules = self
             .store
@@ -393,7 +393,7 @@ impl AlertService for Alerts {
         &self,
         request: Request<UpdateAlertRuleRequest>,
     ) -> Result<Response<UpdateAlertRuleResponse>, Status> {
-        check_may_read(&request)?;
+        check_admin(&request, "alerts, rules and silences")?;
         let r = request.into_inner();
         let new = r
             .rule
@@ -420,7 +420,7 @@ impl AlertService for Alerts {
         &self,
         request: Request<DeleteAlertRuleRequest>,
     ) -> Result<Response<DeleteAlertRuleResponse>, Status> {
-        check_may_read(&request)?;
+        check_admin(&request, "alerts, rules and silences")?;
         let id = request.into_inner().id;
         if !self.store.delete_rule(&id).await.map_err(ApiError::internal)? {
             return Err(not_found("alert rule", &id).into());
@@ -430,7 +430,7 @@ impl AlertService for Alerts {
     }
 
     async fn list_alerts(&self, request: Request<ListAlertsRequest>) -> Result<Response<ListAlertsResponse>, Status> {
-        check_may_read(&request)?;
+        check_admin(&request, "alerts, rules and silences")?;
         let r = request.into_inner();
         let page = r.page.unwrap_or_default();
         let size = if page.page_size <= 0 { 50 } else { i64::from(page.page_size.min(1000)) };
@@ -461,7 +461,7 @@ impl AlertService for Alerts {
     }
 
     async fn get_alert(&self, request: Request<GetAlertRequest>) -> Result<Response<GetAlertResponse>, Status> {
-        check_may_read(&request)?;
+        check_admin(&request, "alerts, rules and silences")?;
         let id = request.into_inner().id;
         let alert = self.store.alert(&id).await.map_err(ApiError::internal)?.ok_or_else(|| not_found("alert", &id))?;
         Ok(Response::new(GetAlertResponse { alert: Some(alert) }))
@@ -473,7 +473,7 @@ impl AlertService for Alerts {
         &self,
         request: Request<WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
-        check_may_read(&request)?;
+        check_admin(&request, "alerts, rules and silences")?;
         let r = request.into_inner();
         crate::watch::check_since(r.since_revision)?;
         let events = self.events.subscribe();
@@ -495,12 +495,16 @@ impl AlertService for Alerts {
         &self,
         request: Request<AcknowledgeAlertRequest>,
     ) -> Result<Response<AcknowledgeAlertResponse>, Status> {
-        check_may_read(&request)?;
+        check_admin(&request, "alerts, rules and silences")?;
         let who =
             persys_kit::Caller::of(&request).and_then(|c| c.user.as_ref()).map(|u| u.name.clone()).unwrap_or_default();
         let r = request.into_inner();
         let mut eval = self.eval.lock().await;
         let Some(alert) = eval.open_alert_mut(&r.id) else { return Err(not_found("open alert", &r.id).into()) };
+        // Acknowledging again changes nothing: the alert as it is (who acknowledged it first).
+        if alert.state == AlertState::Acknowledged as i32 {
+            return Ok(Response::new(AcknowledgeAlertResponse { alert: Some(alert.clone()) }));
+        }
         if alert.state != AlertState::Firing as i32 {
             return Err(ApiError::FailedPrecondition(format!(
                 "alert {:?} is {:?}; only a firing alert can be acknowledged",
@@ -526,7 +530,7 @@ impl AlertService for Alerts {
         &self,
         request: Request<CreateSilenceRequest>,
     ) -> Result<Response<CreateSilenceResponse>, Status> {
-        check_may_read(&request)?;
+        check_admin(&request, "alerts, rules and silences")?;
         let who =
             persys_kit::Caller::of(&request).and_then(|c| c.user.as_ref()).map(|u| u.name.clone()).unwrap_or_default();
         let mut s = request
@@ -550,7 +554,7 @@ impl AlertService for Alerts {
         &self,
         request: Request<ListSilencesRequest>,
     ) -> Result<Response<ListSilencesResponse>, Status> {
-        check_may_read(&request)?;
+        check_admin(&request, "alerts, rules and silences")?;
         let r = request.into_inner();
         let silences = self.store.silences(r.include_ended, now_ms()).await.map_err(ApiError::internal)?;
         Ok(Response::new(ListSilencesResponse { silences }))
@@ -560,7 +564,7 @@ impl AlertService for Alerts {
         &self,
         request: Request<ExpireSilenceRequest>,
     ) -> Result<Response<ExpireSilenceResponse>, Status> {
-        check_may_read(&request)?;
+        check_admin(&request, "alerts, rules and silences")?;
         let id = request.into_inner().id;
         let _writing = self.writes.lock().await;
         let mut s =

@@ -4,7 +4,8 @@
 //! the scheduler lets read every workload and nothing else). A workload is one rollout of its
 //! name: it is recorded once, when it settles: every replica RUNNING is a success, FAILED (the
 //! image would not start, or the restart budget ran out before it ever ran) a failure. The
-//! component is the workload's name, the revision the first 12 hex digits of its id, the time
+//! component is the workload's name, the revision its id's 32 hex digits (all of them: the first
+//! 12 of a UUIDv7 are only its creation millisecond, which two workloads may share), the time
 //! its phase changed, the image its spec's. A workload that fails after it ran is an incident,
 //! not a failed deployment, and is not recorded again. A rollout carries its workload's owner:
 //! members see only their own (as with workloads).
@@ -134,8 +135,8 @@ pub fn deployment_of(w: &Workload, cluster: &str) -> Option<RecordDeploymentRequ
         WorkloadPhase::Failed => DeploymentStatus::Failed,
         _ => return None,
     };
-    let revision: String = w.id.chars().filter(char::is_ascii_hexdigit).take(12).collect();
-    if revision.len() < 12 {
+    let revision: String = w.id.chars().filter(char::is_ascii_hexdigit).collect();
+    if revision.len() != 32 {
         return None;
     }
     let environment = match spec.labels.get("environment").map(|e| e.to_ascii_lowercase()).as_deref() {
@@ -231,7 +232,9 @@ pub async fn run(
                             }
                             let Some(w) = event.workload.as_ref() else { continue };
                             let Some(req) = deployment_of(w, &cluster) else { continue };
-                            if recorded.contains(&req.revision) {
+                            // Recorded already: by its whole id, or by the first 12 digits, as
+                            // pipelines before 2026-12 recorded rollouts.
+                            if recorded.contains(&req.revision) || recorded.contains(&req.revision[..12]) {
                                 continue;
                             }
                             match dora.record(&req, false, &w.owner_id).await {
@@ -295,7 +298,11 @@ mod tests {
         assert!(deployment_of(&workload(WorkloadPhase::Starting, 0), "persys").is_none());
         assert!(deployment_of(&workload(WorkloadPhase::Running, 1), "persys").is_none(), "1 of 2 replicas");
         let ok = deployment_of(&workload(WorkloadPhase::Running, 2), "persys").unwrap();
-        assert_eq!((ok.component.as_str(), ok.revision.as_str()), ("shop-web", "0193a5b27c4d"));
+        assert_eq!((ok.component.as_str(), ok.revision.as_str()), ("shop-web", "0193a5b27c4d7e8f9a0b1c2d3e4f5a6b"));
+        // Two workloads of one name made in the same millisecond are two rollouts.
+        let mut twin = workload(WorkloadPhase::Running, 2);
+        twin.id = "0193a5b2-7c4d-7e8f-9a0b-ffffffffffff".into();
+        assert_ne!(deployment_of(&twin, "persys").unwrap().revision, ok.revision);
         assert_eq!(ok.status, DeploymentStatus::Success as i32);
         assert_eq!(ok.images, ["quay.io/acme/shop:3f9a1c2"]);
         assert_eq!(ok.deployed_at.unwrap().seconds, 1_796_119_200);
