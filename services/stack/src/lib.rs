@@ -143,6 +143,13 @@ fn ensure_secret(path: &Path, bytes: usize) -> anyhow::Result<String> {
     Ok(secret)
 }
 
+/// Whether the built-in agent joined in an earlier run and its certificate is still valid (it
+/// then needs no join token).
+fn has_joined(agent_state: &Path) -> bool {
+    let Ok(state) = persys_agent::state::StateDir::open(agent_state) else { return false };
+    matches!(state.node_id(), Ok(Some(_))) && state.validity().is_ok_and(|v| v.not_after > std::time::SystemTime::now())
+}
+
 fn docker_answers(host: Option<&str>) -> bool {
     let path = match host {
         Some(h) => h.strip_prefix("unix://").unwrap_or(h).to_owned(),
@@ -242,23 +249,29 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     gateway_config.web_root = config.web_root.clone();
     let gateway = tokio::spawn(persys_gateway::run(gateway_config, shutdown.clone()));
 
-    // Agent: joins with a token made for it, like any other machine.
-    let admin = UserClaims { id: "stack".into(), name: "stack".into(), role: Role::Admin };
-    let token = scheduler
-        .sched
-        .create_token(
-            &admin,
-            persys_proto::scheduler::v1::CreateJoinTokenRequest {
-                description: "built-in agent of persys-stack".into(),
-                max_uses: 1,
-                // Unused when the agent joined in an earlier run (it keeps its identity).
-                ttl: Some(prost_types::Duration { seconds: 600, nanos: 0 }),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the agent's join token: {e}"))?
-        .token;
+    // Agent: joins with a token made for it, like any other machine; one that joined in an
+    // earlier run keeps its identity, and no token is made for it.
+    let agent_state = dir.join("agent-state");
+    let token = if has_joined(&agent_state) {
+        None
+    } else {
+        let admin = UserClaims { id: "stack".into(), name: "stack".into(), role: Role::Admin };
+        let token = scheduler
+            .sched
+            .create_token(
+                &admin,
+                persys_proto::scheduler::v1::CreateJoinTokenRequest {
+                    description: "built-in agent of persys-stack".into(),
+                    max_uses: 1,
+                    ttl: Some(prost_types::Duration { seconds: 600, nanos: 0 }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the agent's join token: {e}"))?
+            .token;
+        Some(token)
+    };
     let driver = match config.driver {
         Driver::Auto if docker_answers(config.docker_host.as_deref()) => "docker,process",
         Driver::Auto | Driver::Process => "process",
@@ -267,11 +280,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut agent_config = persys_agent::config::Cli::joining(
         format!("https://localhost:{}", scheduler.grpc.port()),
         format!("https://localhost:{}", scheduler.bootstrap.port()),
-        token,
+        token.clone().unwrap_or_default(),
         certs.ca(),
         // The same node across runs, as the scheduler's state is kept too.
-        dir.join("agent-state"),
+        agent_state,
     );
+    if token.is_none() {
+        agent_config.join_token = None;
+    }
     agent_config.drivers = driver.split(',').map(String::from).collect();
     // Host processes: outside the agent's state, as the user who started the stack (its admin),
     // since only the admin's workloads may run them.

@@ -187,6 +187,11 @@ async fn a_killed_stack_comes_back_with_its_workloads_and_adopts_their_container
     let before = containers_of(&docker_host, &w.id);
     assert_eq!(before.len(), 1, "{before:?}");
     assert_eq!(before[0].1, "running");
+    let tokens = |mut api: Api| async move {
+        api.list_join_tokens(pb::ListJoinTokensRequest::default()).await.unwrap().into_inner().join_tokens.len()
+    };
+    // The built-in agent's join token, as the listing shows it once used.
+    let first_tokens = tokens(api.clone()).await;
 
     stack.kill().await.unwrap();
     let stack = start_stack(dir.path(), &state, &docker_args(&docker_host)).await;
@@ -200,6 +205,7 @@ async fn a_killed_stack_comes_back_with_its_workloads_and_adopts_their_container
     let after = containers_of(&docker_host, &w.id);
     assert_eq!(after, before, "the container was adopted: same id, still running, never restarted");
     expect_log(&api, &w.id, "still-here", Duration::from_secs(30)).await;
+    assert_eq!(tokens(api.clone()).await, first_tokens, "the agent kept its identity: no new join token");
 
     // Stopped the polite way (Ctrl-C is SIGINT, a service manager sends SIGTERM): the same.
     assert!(stack.stop().await.unwrap(), "the stack exits cleanly on SIGTERM");
