@@ -581,6 +581,31 @@ describe("the dashboard against persys-stack", () => {
     await shot("node-commands");
   });
 
+  it("runs a command in a container workload and shows its output and how it ended", async (ctx) => {
+    if (!DOCKER_IMAGE) {
+      if (process.env.CI === "true") throw new Error("DOCKER_HOST / PERSYS_TEST_IMAGE are not set: exec needs the test bench's Docker engine");
+      ctx.skip();
+    }
+    await nav("Workloads");
+    await page.getByRole("link", { name: "admins-container" }).click();
+    await expect.poll(() => page.getByTestId("phase").textContent(), { timeout: 60_000 }).toBe("Running");
+    const exec = page.getByTestId("workload-exec");
+    // What cannot be sent stays on its input.
+    await exec.getByLabel("Command").fill("echo 'open");
+    await exec.getByRole("button", { name: "Run", exact: true }).click();
+    await expect.poll(() => page.locator("#xe-command").textContent()).toBe("a quote is not closed");
+    await exec.getByLabel("Command").fill(`echo "from exec" in the container`);
+    await exec.getByRole("button", { name: "Run", exact: true }).click();
+    await expect.poll(() => exec.getByTestId("exec-output").textContent(), { timeout: 30_000 }).toBe("from exec in the container\n");
+    await expect.poll(() => exec.getByTestId("exec-result").textContent()).toMatch(/^Done Exited with code 0 after [\d.]+ s\.$/);
+    await exec.getByLabel("Command").fill(`sh -c 'echo failing >&2; exit 3'`);
+    await exec.getByRole("button", { name: "Run", exact: true }).click();
+    await expect.poll(() => exec.getByTestId("exec-result").textContent(), { timeout: 30_000 }).toMatch(/^Failed Exited with code 3 /);
+    expect(await exec.getByTestId("exec-output").textContent()).toBe("failing\n");
+    await expectAccessible("workload exec");
+    await shot("workload-exec");
+  });
+
   it("shows the four keys and the deployments behind them on the DORA page", async (ctx) => {
     if (!PG_ADMIN_URL) {
       if (process.env.CI === "true") throw new Error("PERSYS_TEST_PG_ADMIN_URL is not set: the DORA page needs the test bench's PostgreSQL");
@@ -803,6 +828,7 @@ describe("the dashboard against persys-stack", () => {
       const seen = await points();
       await expect.poll(points, { timeout: 30_000 }).toBeGreaterThan(seen);
       await expect.poll(() => memory.locator("figcaption").textContent()).toMatch(/^Memory\s*[\d.]+ (B|KiB|MiB) now, peak /);
+      expect(await page.getByTestId("workload-exec").count()).toBe(0);
       await page.getByTestId("workload-metrics").getByTestId("live-Metrics").getByText("Metrics: Live").waitFor();
       await expectAccessible("workload with charts as viewer");
       await shot("workload-charts-viewer");

@@ -8,6 +8,7 @@ import { type Problem, problemOf } from "../logic/errors";
 import { phaseLabel, phaseOf, phaseTone } from "../logic/states";
 import { Link, navigate } from "../router";
 import type { Session } from "../session";
+import { WorkloadExec } from "./WorkloadExec";
 import { WorkloadMetrics } from "./WorkloadMetrics";
 
 /** Lines the log view renders at most (the buffer keeps more, for search and download). */
@@ -235,6 +236,7 @@ export function WorkloadPage(props: { id: string; session: Session }) {
         )}
       </section>
       <Logs w={w} />
+      {mayChange && phaseOf(w) === WorkloadPhase.RUNNING ? <WorkloadExec w={w} /> : null}
       <WorkloadMetrics w={w} />
       <section aria-labelledby="ev-h">
         <h2 id="ev-h">Events</h2>
