@@ -347,6 +347,11 @@ describe("the dashboard against persys-stack", () => {
     kubectl(["apply", "-f", "-"], persona("shop"));
     await nav("Personas");
     await page.getByRole("heading", { level: 1, name: "Personas" }).waitFor();
+    // This stack's reconciler follows one namespace: the cluster section says it reads no
+    // ClusterPersona, in the reconciler's words.
+    await expect
+      .poll(() => page.getByTestId("cluster-persona").textContent())
+      .toContain(`this reconciler serves namespace ${KUBE_NS} only (--namespace): it reads no ClusterPersona`);
     const row = page.locator(`tr[data-persona="${KUBE_NS}/shop"]`);
     // No workload yet: the reconciler says Pending, and the page shows it without a reload.
     await expect.poll(() => row.getByText("Pending").count(), { timeout: 60_000 }).toBe(1);

@@ -7,6 +7,7 @@ import { alertService, metricsQuery, personaService, scheduler } from "./api";
 import type { Alert } from "./gen/persys/metrics/v1/alert_pb";
 import type { HostMetrics } from "./gen/persys/metrics/v1/host_metrics_pb";
 import type { ApplicationPersona } from "./gen/persys/reconciler/v1/application_persona_pb";
+import type { ClusterPersona } from "./gen/persys/reconciler/v1/cluster_persona_pb";
 import { PersonaKind } from "./gen/persys/reconciler/v1/persona_service_pb";
 import type { Node } from "./gen/persys/scheduler/v1/node_pb";
 import type { Workload } from "./gen/persys/scheduler/v1/workload_pb";
@@ -251,6 +252,26 @@ export function usePersonas() {
         }),
       ),
     (p) => `${p.metadata?.namespace ?? ""}/${p.metadata?.name ?? ""}`,
+    [],
+  );
+}
+
+/** The cluster's personas (normally one), live: a restricted reconciler refuses, saying why. */
+export function useClusterPersonas() {
+  return useWatch<ClusterPersona>(
+    (since, signal, connected) =>
+      mapEvents(
+        personaService.watchPersonaEvents(
+          { sinceResourceVersion: since === 0n ? "" : since.toString(), kinds: [PersonaKind.CLUSTER] },
+          { signal, onHeader: connected },
+        ),
+        (r) => ({
+          type: r.type,
+          revision: resourceVersion(r.resourceVersion),
+          item: r.object.case === "clusterPersona" ? r.object.value : undefined,
+        }),
+      ),
+    (p) => p.metadata?.name ?? "",
     [],
   );
 }

@@ -2,7 +2,11 @@ import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { FindingSchema, FindingSeverity } from "../gen/persys/analyzer/v1/finding_pb";
 import { ApplicationPersonaSchema, PersonaPhase } from "../gen/persys/reconciler/v1/application_persona_pb";
+import { ClusterEnvironment, ClusterPersonaSchema, ClusterPhase } from "../gen/persys/reconciler/v1/cluster_persona_pb";
 import {
+  clusterFacts,
+  clusterPhaseLabel,
+  clusterPhaseTone,
   baselineText,
   byNamespaceAndName,
   filterPersonas,
@@ -68,5 +72,45 @@ describe("personas", () => {
     expect(names(filterPersonas(list, { text: "blo" }))).toEqual(["blog/web"]);
     expect(filterPersonas(list, {}).length).toBe(3);
     expect(namespacesOf(list)).toEqual(["blog", "shop"]);
+  });
+});
+
+describe("cluster persona", () => {
+  it("lists what discovery found, in words", () => {
+    const cp = create(ClusterPersonaSchema, {
+      metadata: { name: "prod" },
+      spec: { environment: ClusterEnvironment.PRODUCTION },
+      status: {
+        phase: ClusterPhase.READY,
+        platform: "Kind",
+        kubernetesVersion: "v1.37.2",
+        nodes: [{ name: "a", ready: true }, { name: "b", ready: false }],
+        resourceSummary: { cpuUtilization: 42.4, allocatableCpu: "8", memoryUtilization: 10, allocatableMemory: "32Gi", runningPods: 12, totalPods: 220 },
+        namespaces: { total: 9, active: 8, withPersonas: 3 },
+        applicationCount: 5,
+        addons: [
+          { name: "argocd", installed: true, version: "v2.13", healthy: true },
+          { name: "prometheus", installed: true, healthy: false },
+          { name: "istio", installed: false },
+        ],
+      },
+    });
+    expect(clusterFacts(cp)).toEqual([
+      ["Environment", "production"],
+      ["Platform", "Kind v1.37.2"],
+      ["Nodes", "1/2 ready"],
+      ["CPU", "42 % of 8 requested"],
+      ["Memory", "10 % of 32Gi requested"],
+      ["Pods", "12 running of 220 slots"],
+      ["Namespaces", "8 active, 3 with personas"],
+      ["Applications", "5"],
+      ["Add-ons", "argocd v2.13, prometheus (unhealthy)"],
+    ]);
+    expect([clusterPhaseLabel(ClusterPhase.READY), clusterPhaseTone(ClusterPhase.READY)]).toEqual(["Ready", "ok"]);
+    expect(clusterPhaseLabel(undefined)).toBe("Not discovered");
+  });
+
+  it("says the environment even before the first discovery", () => {
+    expect(clusterFacts(create(ClusterPersonaSchema, { metadata: { name: "new" } }))).toEqual([["Environment", "development"]]);
   });
 });

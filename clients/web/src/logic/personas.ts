@@ -1,7 +1,9 @@
 // What the Personas page shows of a persona: phase and health names and tones, issue counts,
-// the baseline in one line, and a stable order. Pure, so it is tested without a browser.
+// the baseline in one line, and a stable order; the cluster persona's facts. Pure, so it is
+// tested without a browser.
 import { FindingSeverity } from "../gen/persys/analyzer/v1/finding_pb";
 import { type ApplicationPersona, HealthStatus, PersonaPhase } from "../gen/persys/reconciler/v1/application_persona_pb";
+import { ClusterEnvironment, type ClusterPersona, ClusterPhase } from "../gen/persys/reconciler/v1/cluster_persona_pb";
 import type { Tone } from "./states";
 
 export function personaPhaseLabel(p: PersonaPhase | undefined): string {
@@ -106,4 +108,65 @@ export function filterPersonas(
 /** The namespaces of `list`, sorted, each once. */
 export function namespacesOf(list: readonly ApplicationPersona[]): string[] {
   return [...new Set(list.map((p) => p.metadata?.namespace ?? ""))].sort();
+}
+
+const ENVIRONMENTS: Record<ClusterEnvironment, string> = {
+  [ClusterEnvironment.UNSPECIFIED]: "development",
+  [ClusterEnvironment.DEVELOPMENT]: "development",
+  [ClusterEnvironment.STAGING]: "staging",
+  [ClusterEnvironment.PRODUCTION]: "production",
+  [ClusterEnvironment.SANDBOX]: "sandbox",
+};
+
+export function clusterPhaseLabel(p: ClusterPhase | undefined): string {
+  switch (p) {
+    case ClusterPhase.DISCOVERING:
+      return "Discovering";
+    case ClusterPhase.READY:
+      return "Ready";
+    case ClusterPhase.DEGRADED:
+      return "Degraded";
+    case ClusterPhase.UNKNOWN:
+      return "Unknown";
+    default:
+      return "Not discovered";
+  }
+}
+
+export function clusterPhaseTone(p: ClusterPhase | undefined): Tone {
+  switch (p) {
+    case ClusterPhase.READY:
+      return "ok";
+    case ClusterPhase.DISCOVERING:
+      return "busy";
+    case ClusterPhase.DEGRADED:
+      return "warn";
+    default:
+      return "idle";
+  }
+}
+
+/** The cluster persona's facts, as label and value, in the order the page lists them. */
+export function clusterFacts(cp: ClusterPersona): [string, string][] {
+  const s = cp.status;
+  const facts: [string, string][] = [["Environment", ENVIRONMENTS[cp.spec?.environment ?? ClusterEnvironment.UNSPECIFIED] ?? "development"]];
+  if (!s) return facts;
+  const platform = [s.platform, s.kubernetesVersion].filter(Boolean).join(" ");
+  if (platform) facts.push(["Platform", platform]);
+  const ready = s.nodes.filter((n) => n.ready).length;
+  facts.push(["Nodes", `${ready}/${s.nodes.length} ready`]);
+  const r = s.resourceSummary;
+  if (r) {
+    facts.push(["CPU", `${Math.round(r.cpuUtilization)} % of ${r.allocatableCpu || "?"} requested`]);
+    facts.push(["Memory", `${Math.round(r.memoryUtilization)} % of ${r.allocatableMemory || "?"} requested`]);
+    facts.push(["Pods", `${r.runningPods} running of ${r.totalPods} slots`]);
+  }
+  if (s.namespaces) facts.push(["Namespaces", `${s.namespaces.active} active, ${s.namespaces.withPersonas} with personas`]);
+  facts.push(["Applications", String(s.applicationCount)]);
+  const installed = s.addons.filter((a) => a.installed);
+  facts.push([
+    "Add-ons",
+    installed.length ? installed.map((a) => `${a.name}${a.version ? ` ${a.version}` : ""}${a.healthy ? "" : " (unhealthy)"}`).join(", ") : "none found",
+  ]);
+  return facts;
 }

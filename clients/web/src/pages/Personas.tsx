@@ -1,11 +1,15 @@
+import { Fragment } from "preact";
 import { useState } from "preact/hooks";
 import { Badge, Empty, LiveIndicator, PageTitle, Pager } from "../components";
 import { FindingSeverity } from "../gen/persys/analyzer/v1/finding_pb";
 import type { ApplicationPersona } from "../gen/persys/reconciler/v1/application_persona_pb";
-import { usePersonas } from "../live";
+import { useClusterPersonas, usePersonas } from "../live";
 import {
   baselineText,
   byNamespaceAndName,
+  clusterFacts,
+  clusterPhaseLabel,
+  clusterPhaseTone,
   filterPersonas,
   healthLabel,
   issueCounts,
@@ -32,6 +36,7 @@ export function Personas() {
   return (
     <>
       <PageTitle actions={<LiveIndicator status={personas.status} error={personas.error} />}>Personas</PageTitle>
+      <ClusterCard />
       <div class="filters" role="search">
         <label>
           Namespace{" "}
@@ -100,6 +105,44 @@ export function Personas() {
         </>
       )}
     </>
+  );
+}
+
+/** The cluster persona: what the cluster is meant to be and what discovery found, live. */
+function ClusterCard() {
+  const clusters = useClusterPersonas();
+  const all = [...clusters.items.values()];
+  return (
+    <section class="card" aria-labelledby="cluster-h" data-testid="cluster-persona">
+      <h2 id="cluster-h">Cluster</h2>
+      {clusters.problem ? (
+        <p class="muted">{clusters.problem}</p>
+      ) : !clusters.synced ? (
+        <p class="muted">{clusters.error ? `The reconciler does not answer: ${clusters.error}.` : "Loading the cluster persona…"}</p>
+      ) : all.length === 0 ? (
+        <p class="muted">
+          No ClusterPersona yet: the reconciler makes one at its first discovery (<code>--cluster-persona</code>).
+        </p>
+      ) : (
+        all.map((cp) => (
+          <div key={cp.metadata?.name} data-cluster={cp.metadata?.name}>
+            <p>
+              <strong>{cp.spec?.name || cp.metadata?.name}</strong>{" "}
+              <Badge tone={clusterPhaseTone(cp.status?.phase)}>{clusterPhaseLabel(cp.status?.phase)}</Badge>
+              {cp.spec?.description ? <span class="muted"> {cp.spec.description}</span> : null}
+            </p>
+            <dl class="facts">
+              {clusterFacts(cp).map(([k, v]) => (
+                <Fragment key={k}>
+                  <dt>{k}</dt>
+                  <dd data-fact={k}>{v}</dd>
+                </Fragment>
+              ))}
+            </dl>
+          </div>
+        ))
+      )}
+    </section>
   );
 }
 
