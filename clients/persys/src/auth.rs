@@ -1,4 +1,4 @@
-//! `persys login`, `logout` and `whoami`.
+//! `persys login`, `logout`, `whoami` and `passwd`.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -133,4 +133,57 @@ pub async fn whoami(global: &Global) -> anyhow::Result<()> {
             ("Auth", me.auth_method.clone()),
         ])
     })
+}
+
+/// Arguments of `persys passwd`.
+#[derive(Args, Debug)]
+pub struct PasswdArgs {
+    /// Read the current password and then the new one from the first two lines of standard
+    /// input instead of prompting.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+/// Changes the logged-in user's password; every other session of theirs ends, this one goes on.
+pub async fn passwd(global: &Global, args: PasswdArgs) -> anyhow::Result<()> {
+    if global.token.is_some() {
+        return Err(Failure::new(
+            Exit::Usage,
+            "an API key cannot change its owner's password: run persys login, then persys passwd",
+        )
+        .into());
+    }
+    let (current, new) = if args.password_stdin {
+        let mut lines = std::io::stdin().lock().lines();
+        let mut next = |what: &str| -> anyhow::Result<String> {
+            Ok(lines
+                .next()
+                .transpose()
+                .context("reading standard input")?
+                .ok_or_else(|| Failure::new(Exit::Usage, format!("standard input ended before the {what} password")))?
+                .trim_end_matches('\r')
+                .to_owned())
+        };
+        (next("current")?, next("new")?)
+    } else {
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::new(
+                Exit::Usage,
+                "no terminal to ask for the passwords on: pipe them in (current, then new, one a line) with --password-stdin",
+            )
+            .into());
+        }
+        let current = rpassword::prompt_password("Current password: ").context("reading the password")?;
+        let new =
+            rpassword::prompt_password("New password (12 characters or more): ").context("reading the password")?;
+        let again = rpassword::prompt_password("New password again: ").context("reading the password")?;
+        if new != again {
+            return Err(Failure::new(Exit::Usage, "the two new passwords differ; nothing was changed").into());
+        }
+        (current, new)
+    };
+    let session = Session::open(global)?;
+    session.client().change_password(&current, &new).await.map_err(|e| fail(e, &global.server))?;
+    eprintln!("password changed; every other session of yours on {} has ended", global.server);
+    Ok(())
 }

@@ -53,6 +53,8 @@ enum Command {
     Logout,
     /// Show who you are logged in as.
     Whoami,
+    /// Change your password (ends your other sessions; this one goes on).
+    Passwd(auth::PasswdArgs),
     /// Run, list, inspect and change workloads.
     #[command(subcommand, visible_alias = "w")]
     Workload(workload::WorkloadCommand),
@@ -98,6 +100,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => auth::login(global, args).await,
         Command::Logout => auth::logout(global).await,
         Command::Whoami => auth::whoami(global).await,
+        Command::Passwd(args) => auth::passwd(global, args).await,
         Command::Workload(c) => workload::run(global, c).await,
         Command::Node(c) => node::run(global, c).await,
         Command::Watch(c) => watch::run(global, c).await,

@@ -146,6 +146,38 @@ async fn login_stores_private_credentials_and_whoami_answers() {
     assert_eq!(code(&cli.run(&["whoami"]).await), 4);
 }
 
+/// `persys passwd` changes the password: this session goes on (its new tokens stored), another
+/// one ends, the old password no longer logs in and the new one does; mistakes change nothing.
+#[tokio::test]
+async fn passwd_changes_the_password_and_keeps_this_session() {
+    // Password attempts count as logins (5 a minute per user by default): room for this test's.
+    let c = cluster(&["--login-per-user", "50"]).await;
+    let (cli, other) = (Persys::new(c.url()), Persys::new(c.url()));
+    cli.login(ADMIN, ADMIN_PASSWORD).await;
+    other.login(ADMIN, ADMIN_PASSWORD).await;
+    let before = cli.credentials()["access_token"].clone();
+
+    let wrong = cli.run_with_stdin(&["passwd", "--password-stdin"], "not-the-password\na-new-long-passphrase\n").await;
+    assert_eq!(code(&wrong), 2, "{}", text(&wrong.stderr));
+    assert!(text(&wrong.stderr).contains("current_password"), "{}", text(&wrong.stderr));
+    let short = cli.run_with_stdin(&["passwd", "--password-stdin"], &format!("{ADMIN_PASSWORD}\nshort\n")).await;
+    assert_eq!(code(&short), 2, "{}", text(&short.stderr));
+    assert!(text(&short.stderr).contains("at least 12 characters"), "{}", text(&short.stderr));
+    other.ok(&["whoami"]).await;
+
+    let new = "a-new-long-passphrase";
+    let changed = cli.run_with_stdin(&["passwd", "--password-stdin"], &format!("{ADMIN_PASSWORD}\n{new}\n")).await;
+    assert_eq!(code(&changed), 0, "{}", text(&changed.stderr));
+    assert_ne!(cli.credentials()["access_token"], before, "the new session is stored");
+    assert_eq!(cli.json(&["whoami"]).await["username"], ADMIN, "this session goes on");
+    let ended = other.run(&["whoami"]).await;
+    assert_eq!(code(&ended), 4, "the other session ended: {}", text(&ended.stderr));
+    let old = other.run_with_stdin(&["login", "-u", ADMIN, "--password-stdin"], &format!("{ADMIN_PASSWORD}\n")).await;
+    assert_eq!(code(&old), 4, "{}", text(&old.stderr));
+    other.login(ADMIN, new).await;
+    other.ok(&["whoami"]).await;
+}
+
 /// Returns the `exp` claim of a JWT.
 fn jwt_exp(token: &str) -> i64 {
     let payload = token.split('.').nth(1).expect("jwt payload");

@@ -8,8 +8,9 @@ use persys_kit::client::TracedChannel;
 use persys_proto::{
     analyzer::v1::analyzer_service_client::AnalyzerServiceClient,
     gateway::v1::{
-        LoginRequest, LoginResponse, RefreshRequest, api_key_service_client::ApiKeyServiceClient,
-        auth_service_client::AuthServiceClient, user_service_client::UserServiceClient,
+        ChangePasswordRequest, LoginRequest, LoginResponse, RefreshRequest,
+        api_key_service_client::ApiKeyServiceClient, auth_service_client::AuthServiceClient,
+        user_service_client::UserServiceClient,
     },
     metrics::v1::{alert_service_client::AlertServiceClient, metrics_query_service_client::MetricsQueryServiceClient},
     reconciler::v1::persona_service_client::PersonaServiceClient,
@@ -323,6 +324,36 @@ impl Client {
         );
         store.put(self.server(), fresh.clone())?;
         self.set_current(Current::Login(fresh));
+        Ok(())
+    }
+}
+
+impl Client {
+    /// Changes the logged-in user's password. Every session of the user ends at the server;
+    /// the new one it answers with is kept in the store and used by this client from now on.
+    pub async fn change_password(&self, current_password: &str, new_password: &str) -> Result<(), Error> {
+        let request = ChangePasswordRequest {
+            current_password: current_password.to_owned(),
+            new_password: new_password.to_owned(),
+        };
+        let response = self
+            .call(|c| {
+                let request = request.clone();
+                async move { c.auth().change_password(request).await }
+            })
+            .await?;
+        if let (Current::Login(current), Some(store)) = (self.current(), &self.store) {
+            let fresh = credentials(
+                &current.username,
+                response.access_token,
+                response.refresh_token,
+                response.access_expires_at.map_or(0, |t| t.seconds),
+                response.refresh_expires_at.map_or(0, |t| t.seconds),
+            );
+            let _lock = store.lock()?;
+            store.put(self.server(), fresh.clone())?;
+            self.set_current(Current::Login(fresh));
+        }
         Ok(())
     }
 }

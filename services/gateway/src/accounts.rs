@@ -481,6 +481,61 @@ async fn hash(password: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::internal(std::io::Error::other(e.to_string())))
 }
 
+impl<S: Store> Accounts<S> {
+    /// A user changes their own password: the current one is checked (rate limited as a
+    /// login), the new one validated; every session of theirs ends (refresh tokens, access
+    /// tokens by version) and a new one is issued for the caller.
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        current: &str,
+        new: &str,
+        peer: &str,
+    ) -> Result<Session, ApiError> {
+        let Some(user) = self.store.user_by_id(user_id).await? else {
+            return Err(ApiError::Unauthenticated("this user no longer exists".into()));
+        };
+        let actor = (user.id.as_str(), user.username.as_str());
+        if current.is_empty() {
+            return Err(ApiError::InvalidArgument(vec![FieldViolation::new("current_password", "required")]));
+        }
+        for (limiter, key) in
+            [(&self.per_peer, format!("peer:{peer}")), (&self.per_user, format!("user:{}", user.username))]
+        {
+            if let Err(wait) = limiter.check(&key) {
+                self.audit(actor, "user.password_change", &user.username, false, peer, "rate limited").await;
+                return Err(ApiError::ResourceExhausted(format!(
+                    "too many password attempts; retry in {} s",
+                    wait.as_secs().max(1)
+                )));
+            }
+        }
+        let (check, hash_to_check) = (current.to_owned(), user.password_hash.clone());
+        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&check, &hash_to_check))
+            .await
+            .map_err(ApiError::internal)?;
+        if !ok {
+            self.audit(actor, "user.password_change", &user.username, false, peer, "wrong current password").await;
+            return Err(ApiError::InvalidArgument(vec![FieldViolation::new(
+                "current_password",
+                "wrong password; nothing was changed",
+            )]));
+        }
+        let mut violations: Vec<FieldViolation> =
+            validate_password(new).map(|v| FieldViolation::new("new_password", v.description)).into_iter().collect();
+        if new == current {
+            violations.push(FieldViolation::new("new_password", "must differ from the current password"));
+        }
+        if !violations.is_empty() {
+            return Err(ApiError::InvalidArgument(violations));
+        }
+        let patch = UserPatch { password_hash: Some(hash(new).await?), ..UserPatch::default() };
+        let user = self.update_user(&user.id, &patch).await?;
+        self.audit((&user.id, &user.username), "user.password_change", &user.username, true, peer, "").await;
+        self.issue(user).await
+    }
+}
+
 /// Hashes a new password for an update, after validating it.
 pub async fn new_password_hash(password: &str) -> Result<String, ApiError> {
     if let Some(v) = validate_password(password) {

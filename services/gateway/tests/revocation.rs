@@ -230,3 +230,60 @@ async fn a_change_made_through_another_replica_is_seen_when_the_cache_expires() 
 fn claims_of(user: &persys_gateway::store::UserRow) -> persys_kit::UserClaims {
     persys_kit::UserClaims { id: user.id.clone(), name: user.username.clone(), role: user.role }
 }
+
+/// Changing one's own password ends every session of the user (on every device) and returns
+/// a new one; the old password stops working, the new one works. A wrong current password, a
+/// short or unchanged new one, and an API key are refused with what to fix, changing nothing.
+#[tokio::test]
+async fn changing_ones_password_ends_every_earlier_session_and_starts_a_new_one() {
+    let (_dir, gw, accounts) = gateway(policy()).await;
+    let ada = accounts.create_user("ada", PASSWORD, Role::Member).await.unwrap();
+    let laptop = gw.login("ada").await;
+    let phone = gw.login("ada").await;
+    let change = |token: String, current: &str, new: &str| {
+        let request = pb::ChangePasswordRequest { current_password: current.into(), new_password: new.into() };
+        let gw = &gw;
+        async move {
+            gw.call::<_, pb::ChangePasswordResponse>(
+                "/persys.gateway.v1.AuthService/ChangePassword",
+                Some(&token),
+                &request,
+            )
+            .await
+        }
+    };
+    let field_of = |s: Status| {
+        assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+        let details = tonic_types::StatusExt::get_details_bad_request(&s).expect("field violations");
+        details.field_violations.into_iter().map(|v| v.field).collect::<Vec<_>>()
+    };
+    const NEW: &str = "a brand new passphrase";
+
+    let wrong = change(laptop.access_token.clone(), "not my password", NEW).await.unwrap_err();
+    assert_eq!(field_of(wrong), ["current_password"]);
+    let short = change(laptop.access_token.clone(), PASSWORD, "short").await.unwrap_err();
+    assert_eq!(field_of(short), ["new_password"]);
+    let same = change(laptop.access_token.clone(), PASSWORD, PASSWORD).await.unwrap_err();
+    assert_eq!(field_of(same), ["new_password"]);
+    let (_, api_key) = accounts.create_api_key(&claims_of(&ada), "ci", None).await.unwrap();
+    let by_key = change(api_key, PASSWORD, NEW).await.unwrap_err();
+    assert_eq!(by_key.code(), Code::PermissionDenied, "{by_key:?}");
+    // Nothing changed so far: both sessions still work.
+    gw.who_am_i(&phone.access_token).await.unwrap();
+
+    let fresh = change(laptop.access_token.clone(), PASSWORD, NEW).await.unwrap();
+    assert_eq!(gw.who_am_i(&fresh.access_token).await.unwrap().user.unwrap().username, "ada");
+    assert!(!fresh.refresh_token.is_empty());
+    // Every earlier session ended: access tokens and refresh tokens, this device's too.
+    assert_session_ended(gw.who_am_i(&phone.access_token).await);
+    assert_session_ended(gw.who_am_i(&laptop.access_token).await);
+    assert!(gw.refresh(&phone.refresh_token).await.is_err());
+    gw.refresh(&fresh.refresh_token).await.expect("the new session refreshes");
+    // The old password no longer logs in; the new one does.
+    let old = pb::LoginRequest { username: "ada".into(), password: PASSWORD.into() };
+    let refused =
+        gw.call::<_, pb::LoginResponse>("/persys.gateway.v1.AuthService/Login", None, &old).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let new = pb::LoginRequest { username: "ada".into(), password: NEW.into() };
+    gw.call::<_, pb::LoginResponse>("/persys.gateway.v1.AuthService/Login", None, &new).await.expect("new password");
+}

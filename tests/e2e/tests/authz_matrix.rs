@@ -51,10 +51,11 @@ use persys_proto::{
     },
     common::v1::{PageRequest, Role, TimeRange, WatchEventType},
     gateway::v1::{
-        CreateApiKeyRequest, CreateUserRequest, DeleteUserRequest, GetUserRequest, ListApiKeysRequest,
-        ListAuditEventsRequest, ListUsersRequest, LoginRequest, LoginResponse, LogoutRequest, RefreshRequest,
-        RevokeApiKeyRequest, UpdateUserRequest, WhoAmIRequest, api_key_service_client::ApiKeyServiceClient,
-        auth_service_client::AuthServiceClient, user_service_client::UserServiceClient,
+        ChangePasswordRequest, CreateApiKeyRequest, CreateUserRequest, DeleteUserRequest, GetUserRequest,
+        ListApiKeysRequest, ListAuditEventsRequest, ListUsersRequest, LoginRequest, LoginResponse, LogoutRequest,
+        RefreshRequest, RevokeApiKeyRequest, UpdateUserRequest, WhoAmIRequest,
+        api_key_service_client::ApiKeyServiceClient, auth_service_client::AuthServiceClient,
+        user_service_client::UserServiceClient,
     },
     metrics::v1::{
         self as mpb, alert_service_client::AlertServiceClient, command_service_client::CommandServiceClient,
@@ -146,6 +147,8 @@ impl Outcome {
 // member's key, viewer's key.
 /// Open calls (they create credentials): anyone.
 const OPEN: [Outcome; 8] = [OK, OK, OK, OK, OK, OK, OK, OK];
+/// Users from a login session (an API key may not change its owner's password).
+const SESSIONS: [Outcome; 8] = [OK, OK, OK, OK, UNA, DEN, DEN, DEN];
 /// Any signed-in user.
 const USERS: [Outcome; 8] = [OK, OK, OK, OK, UNA, OK, OK, OK];
 /// Admins only.
@@ -321,6 +324,8 @@ fn rows() -> Vec<Row> {
         row!(PROJECTS, "ListBuilds", NOT_SERVED, list_builds),
         row!(PROJECTS, "GetBuild", NOT_SERVED, get_build),
         row!(PROJECTS, "WatchBuilds", NOT_SERVED, watch_builds),
+        // Last: it ends every session of the users who call it (clean-up then uses a key).
+        row!(AUTH, "ChangePassword", "the caller's own", SESSIONS, change_password),
     ]
 }
 
@@ -1106,7 +1111,8 @@ impl World {
 
     /// Deletes the running workload, so no container outlives the test.
     async fn clean_up(&self) {
-        let mut member = self.scheduler(Caller::Member);
+        // With the member's key: the matrix's last row ended the member's login sessions.
+        let mut member = self.scheduler(Caller::MemberKey);
         let mut watch = member
             .watch_workloads(pb::WatchWorkloadsRequest { workload_id: self.running.clone(), ..Default::default() })
             .await
@@ -1275,6 +1281,19 @@ async fn who_am_i(w: &World, c: Caller) -> Result<(), Status> {
     let r = AuthServiceClient::new(w.as_(c)).who_am_i(WhoAmIRequest {}).await?.into_inner();
     let (id, method) = w.user_of(c);
     check(r.user.as_ref().is_some_and(|u| u.id == id) && r.auth_method == method, || format!("{r:?}"))
+}
+
+async fn change_password(w: &World, c: Caller) -> Result<(), Status> {
+    let current = if c == Caller::Admin || c == Caller::AdminKey { ADMIN_PASSWORD } else { PASSWORD };
+    let new_password = w.fresh("a-changed-password-for-the-matrix");
+    let request = ChangePasswordRequest { current_password: current.into(), new_password };
+    let r = AuthServiceClient::new(w.as_(c)).change_password(request).await?.into_inner();
+    // The answer is a new session of the same user.
+    let me = AuthServiceClient::new(InterceptedService::new(w.channel.clone(), bearer(&r.access_token)))
+        .who_am_i(WhoAmIRequest {})
+        .await?
+        .into_inner();
+    check(me.user.is_some_and(|u| u.id == w.user_of(c).0), || "the new session is another user's".into())
 }
 
 // ---- persys.gateway.v1.UserService

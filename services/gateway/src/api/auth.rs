@@ -110,6 +110,35 @@ impl<S: Store> AuthService for AuthApi<S> {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let p = principal(&request)?;
+        if p.method != crate::accounts::AuthMethod::Jwt {
+            return Err(Status::permission_denied(
+                "an API key cannot change its owner's password: log in (persys login) and change it from that session",
+            ));
+        }
+        let peer = peer(request.extensions());
+        let cookie = session_cookie::wanted(request.metadata());
+        let metadata = request.metadata().clone();
+        let r = request.into_inner();
+        let s = self.accounts.change_password(&p.user.id, &r.current_password, &r.new_password, &peer).await?;
+        let (token, max_age) = (s.refresh_token.clone(), seconds_until(s.refresh_expires_at));
+        let mut response = Response::new(pb::ChangePasswordResponse {
+            access_token: s.access_token,
+            refresh_token: if cookie { String::new() } else { s.refresh_token },
+            access_expires_at: Some(ts(s.access_expires_at)),
+            refresh_expires_at: Some(ts(s.refresh_expires_at)),
+        });
+        if cookie {
+            session_cookie::set(response.metadata_mut(), &metadata, Some(&token), max_age);
+        }
+        Ok(response)
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let p = principal(&request)?;
         let user = self
