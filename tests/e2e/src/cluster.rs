@@ -183,12 +183,37 @@ pub async fn start_agent(
     docker_host: &str,
     extra: &[String],
 ) -> anyhow::Result<Service> {
+    let urls = AgentUrls {
+        scheduler: format!("https://localhost:{}", scheduler.addr("grpc").port()),
+        bootstrap: format!("https://localhost:{}", scheduler.addr("bootstrap").port()),
+    };
+    start_agent_at(dir, certs, &urls, node, token, docker_host, extra).await
+}
+
+/// Where an agent streams to and joins at.
+pub struct AgentUrls {
+    /// The scheduler's mTLS address (`--scheduler`), e.g. `https://localhost:PORT`.
+    pub scheduler: String,
+    /// The scheduler's bootstrap address (`--bootstrap`).
+    pub bootstrap: String,
+}
+
+/// Like [`start_agent`], with the scheduler's addresses given as URLs (e.g. through a proxy).
+pub async fn start_agent_at(
+    dir: &std::path::Path,
+    certs: &std::path::Path,
+    urls: &AgentUrls,
+    node: &str,
+    token: &str,
+    docker_host: &str,
+    extra: &[String],
+) -> anyhow::Result<Service> {
     let state = dir.join(format!("agent-{node}"));
     let mut args: Vec<String> = [
         "--scheduler",
-        &format!("https://localhost:{}", scheduler.addr("grpc").port()),
+        &urls.scheduler,
         "--bootstrap",
-        &format!("https://localhost:{}", scheduler.addr("bootstrap").port()),
+        &urls.bootstrap,
         "--join-token",
         token,
         "--ca-file",

@@ -1,11 +1,18 @@
 //! The end-to-end harness: start the real Persys binaries with certificates from
 //! `persys certs init`, wait until they announce their ports, and talk to them with clients
-//! built on the generated stubs. It also holds an in-process OTLP receiver to check traces.
+//! built on the generated stubs. It also holds an in-process OTLP receiver to check traces,
+//! scheduler replicas on a real etcd ([`replicas`]), a TCP proxy to cut connections
+//! ([`proxy`]), a private Docker engine ([`dockerd`]) and the cluster invariants every fault
+//! test checks ([`invariants`]).
 
 pub mod analyzer;
 pub mod cluster;
+pub mod dockerd;
+pub mod invariants;
 pub mod otlp;
 pub mod process;
+pub mod proxy;
+pub mod replicas;
 pub mod stack;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! Child processes of the real binaries: started with their flags, ready when they print their
-//! `{"event":"ready",...}` line, stopped with SIGTERM.
+//! `{"event":"ready",...}` line, stopped with SIGTERM (or signalled, or killed).
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
 
@@ -44,7 +44,8 @@ impl Service {
         timeout: Duration,
     ) -> anyhow::Result<Self> {
         let log = log_dir.join(format!("{name}.log"));
-        let stderr = std::fs::File::create(&log).context("creating log")?;
+        // Appended to: a process started again under the same name adds to its first log.
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).context("creating log")?;
         let mut command = Command::new(&binary);
         command.args(args).stdout(Stdio::piped()).stderr(stderr).kill_on_drop(true);
         command.env("PERSYS_ADMIN_LISTEN", "127.0.0.1:0");
@@ -87,6 +88,16 @@ impl Service {
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.pid().with_context(|| format!("{} has exited", self.name))?;
+        let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
+        Ok(())
     }
 
     /// Returns a named address from the ready line.
