@@ -182,6 +182,32 @@ pub struct AnalyzeArgs {
     /// A Persys API key (psk_...) to use instead of the stored `persys login` session (with --server).
     #[arg(long, env = "PERSYS_TOKEN", hide_env_values = true, value_name = "KEY")]
     pub token: Option<String>,
+    /// The optional language model.
+    #[command(flatten)]
+    pub llm: LlmArgs,
+}
+
+/// The optional language model: off unless `--llm` is given.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LlmArgs {
+    /// Let a language model refine the description, type, tier and scaling (an OpenAI-compatible
+    /// chat completions endpoint, answering a strict JSON schema). Any failure keeps the static
+    /// analysis and says so. With --server, the analyzer's own model is used.
+    #[arg(long, env = "DORGU_LLM")]
+    pub llm: bool,
+    /// Its endpoint, up to `/chat/completions`, e.g. http://127.0.0.1:11434/v1 (default: the
+    /// global config's llm.endpoint, then Ollama's local address for llm.provider ollama).
+    #[arg(long, env = "DORGU_LLM_ENDPOINT", value_name = "URL")]
+    pub llm_endpoint: Option<String>,
+    /// The model (default: the global config's llm.model).
+    #[arg(long, env = "DORGU_LLM_MODEL", value_name = "NAME")]
+    pub llm_model: Option<String>,
+    /// API key sent as a bearer token (default: the global config's llm.api_key).
+    #[arg(long, env = "DORGU_LLM_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub llm_api_key: Option<String>,
+    /// Seconds to wait for the model's answer.
+    #[arg(long, env = "DORGU_LLM_TIMEOUT", value_name = "SECONDS", default_value_t = 60)]
+    pub llm_timeout: u64,
 }
 
 /// `dorgu generate`.

@@ -37,6 +37,10 @@ pub struct Defaults {
 pub struct Llm {
     /// openai, anthropic, gemini, ollama or empty.
     pub provider: String,
+    /// OpenAI-compatible endpoint up to `/chat/completions`, an http:// URL (remote providers
+    /// through a local proxy); empty means Ollama's local address for provider ollama.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
     /// Model.
     pub model: String,
     /// API key (masked when printed).
@@ -44,8 +48,15 @@ pub struct Llm {
 }
 
 /// Every settable key.
-pub const KEYS: &[&str] =
-    &["defaults.namespace", "defaults.registry", "defaults.org_name", "llm.provider", "llm.model", "llm.api_key"];
+pub const KEYS: &[&str] = &[
+    "defaults.namespace",
+    "defaults.registry",
+    "defaults.org_name",
+    "llm.provider",
+    "llm.endpoint",
+    "llm.model",
+    "llm.api_key",
+];
 
 /// Returns the config file's path.
 pub fn path() -> anyhow::Result<PathBuf> {
@@ -113,6 +124,7 @@ fn value(config: &GlobalConfig, key: &str) -> anyhow::Result<String> {
         "defaults.registry" => config.defaults.registry.clone(),
         "defaults.org_name" => config.defaults.org_name.clone(),
         "llm.provider" => config.llm.provider.clone(),
+        "llm.endpoint" => config.llm.endpoint.clone(),
         "llm.model" => config.llm.model.clone(),
         "llm.api_key" => mask(&config.llm.api_key),
         _ => bail!("unknown key `{key}`; keys: {}", KEYS.join(", ")),
@@ -147,6 +159,12 @@ pub fn set(key: &str, v: &str, json: bool) -> anyhow::Result<()> {
                 bail!("llm.provider: `{v}` is not openai, anthropic, gemini or ollama (or empty)");
             }
             config.llm.provider = v.into();
+        }
+        "llm.endpoint" => {
+            if !v.is_empty() && !v.starts_with("http://") {
+                bail!("llm.endpoint: `{v}` is not an http:// URL (reach remote providers through a local proxy)");
+            }
+            config.llm.endpoint = v.trim_end_matches('/').into();
         }
         "llm.model" => config.llm.model = v.into(),
         "llm.api_key" => config.llm.api_key = v.into(),

@@ -8,7 +8,7 @@ use persys_proto::analyzer::v1::{AnalysisResult, AnalyzeMetadata, AnalyzeOptions
 
 use crate::{
     cli::{AnalyzeArgs, Format, GenerateArgs, PersonaGenerateArgs},
-    config, output, remote,
+    config, llm, output, remote,
 };
 
 /// Builds the request metadata from the flags, the global config and the directory, so the
@@ -43,7 +43,8 @@ pub fn metadata(args: &AnalyzeArgs, tree: &SourceTree, skip: (bool, bool, bool))
             skip_argocd: skip.0,
             skip_persona: skip.1,
             skip_validation: skip.2,
-            llm_provider: LlmProvider::None as i32,
+            // With --server, UNSPECIFIED asks the analyzer for its configured model.
+            llm_provider: if args.llm.llm { LlmProvider::Unspecified } else { LlmProvider::None } as i32,
             ..AnalyzeOptions::default()
         }),
     })
@@ -61,12 +62,28 @@ pub fn read_tree(path: &Path) -> anyhow::Result<SourceTree> {
 pub async fn analyze(args: &AnalyzeArgs, skip: (bool, bool, bool)) -> anyhow::Result<AnalysisResult> {
     let tree = read_tree(&args.path)?;
     let meta = metadata(args, &tree, skip)?;
-    match &args.server {
-        Some(url) => remote::analyze(url, args, meta, &tree).await,
-        None => {
-            persys_analyzer::analyze_tree(&tree, &meta).map_err(|e| anyhow::anyhow!("{}: {e}", args.path.display()))
-        }
+    let failed = |e| anyhow::anyhow!("{}: {e}", args.path.display());
+    let mut result = match (&args.server, args.llm.llm) {
+        (Some(url), _) => remote::analyze(url, args, meta, &tree).await?,
+        (None, false) => persys_analyzer::analyze_tree(&tree, &meta).map_err(failed)?,
+        (None, true) => match llm::client(&args.llm, &config::load()?) {
+            Ok(client) => persys_analyzer::analyze_tree_with(&tree, &meta, Some(&client)).await.map_err(failed)?,
+            Err(reason) => {
+                let mut result = persys_analyzer::analyze_tree(&tree, &meta).map_err(failed)?;
+                if let Some(f) = result.facts.as_mut() {
+                    f.warnings.push(llm::not_used(&reason));
+                }
+                result
+            }
+        },
+    };
+    // The analyzer behind --server may have no model, which it does not report.
+    if let Some(f) = result.facts.as_mut().filter(|f| args.llm.llm && !f.llm_enhanced)
+        && !f.warnings.iter().any(|w| w.starts_with("language model not used"))
+    {
+        f.warnings.push(llm::not_used("the analyzer has no language model configured"));
     }
+    Ok(result)
 }
 
 fn to_json(content: &str) -> anyhow::Result<String> {

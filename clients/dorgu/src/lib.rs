@@ -9,6 +9,7 @@ pub mod config;
 pub mod generate;
 pub mod init;
 pub mod kube_api;
+pub mod llm;
 pub mod output;
 pub mod remote;
 pub mod status;

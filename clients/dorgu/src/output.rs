@@ -35,6 +35,9 @@ pub fn summary(path: &Path, r: &AnalysisResult) -> String {
     if !f.dependencies.is_empty() {
         let _ = writeln!(out, "  needs:    {}", f.dependencies.join(", "));
     }
+    if f.llm_enhanced {
+        let _ = writeln!(out, "  model:    description, type, tier and scaling refined by the language model");
+    }
     let _ = writeln!(out, "why:");
     for n in &f.notes {
         let _ = writeln!(out, "  - {n}");
@@ -66,6 +69,7 @@ pub fn result_json(r: &AnalysisResult) -> serde_json::Value {
         "healthPath": f.health_path,
         "dependencies": f.dependencies,
         "notes": f.notes,
+        "llmEnhanced": f.llm_enhanced,
         "warnings": f.warnings,
         "validationPassed": r.validation_passed,
         "findings": r.findings.iter().map(|x| serde_json::json!({

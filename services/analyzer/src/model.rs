@@ -67,6 +67,10 @@ pub enum EnvValue {
         /// Whether the pod may start without it.
         optional: bool,
     },
+    /// A setting the application requires and nothing sets: a reference to a key of the app's
+    /// ConfigMap that is not there yet, so the pod waits, saying which key is missing, until
+    /// it is added.
+    ConfigKey,
 }
 
 /// How the application's health is checked.
@@ -158,6 +162,8 @@ pub struct App {
     pub env: BTreeMap<String, EnvValue>,
     /// Variables the code reads that nothing sets.
     pub env_unset: BTreeSet<String>,
+    /// Variables the code and the framework's configuration read, with where and how.
+    pub env_reads: crate::detect::EnvReads,
     /// Command override (compose `entrypoint`).
     pub command: Vec<String>,
     /// Args override (compose `command`).

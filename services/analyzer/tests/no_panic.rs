@@ -1,5 +1,6 @@
-//! The Dockerfile and compose parsers (and the whole analysis over them) never panic, whatever
-//! the input: they return a value or an error naming the file and line.
+//! The Dockerfile and compose parsers, the framework configuration readers (and the whole
+//! analysis over them) never panic or hang, whatever the input: they return a value or an error
+//! naming the file and line.
 
 use std::collections::BTreeMap;
 
@@ -84,8 +85,130 @@ fn compose_text() -> impl Strategy<Value = String> {
     prop::collection::vec(token, 0..60).prop_map(|t| t.join(" "))
 }
 
+/// The files the framework readers look at, by stack; the first of each is its marker. The
+/// fuzz target `fuzz/fuzz_targets/detect.rs` uses the same list.
+const STACKS: &[&[&str]] = &[
+    &[
+        "pom.xml",
+        "src/main/resources/application.yml",
+        "src/main/resources/application.properties",
+        "src/main/java/A.java",
+    ],
+    &["build.gradle.kts", "src/main/resources/application.yaml", "src/main/kotlin/A.kt"],
+    &["Gemfile", "config/database.yml", "config/puma.rb", "config/routes.rb", "app/models/a.rb"],
+    &["composer.json", "config/database.php", ".env.example", "routes/web.php", "bootstrap/app.php"],
+    &["requirements.txt", "mysite/settings.py", "mysite/urls.py", "Procfile", "gunicorn.conf.py"],
+    &["package.json", "src/app.ts", "config/custom-environment-variables.json", "config/default.json"],
+    &["go.mod", "main.go", "config.go"],
+    &["Cargo.toml", "src/main.rs"],
+    &["App.csproj", "Program.cs"],
+];
+
+/// Text shaped like the ways frameworks read the environment, and their configuration files.
+fn framework_text() -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        Just("${".to_owned()),
+        Just("${DB_URL}".to_owned()),
+        Just("${PORT:8080}".to_owned()),
+        Just("}".to_owned()),
+        Just(":".to_owned()),
+        Just("ENV.fetch(".to_owned()),
+        Just("ENV['A_B']".to_owned()),
+        Just("<%= ".to_owned()),
+        Just("os.environ[".to_owned()),
+        Just("os.getenv(".to_owned()),
+        Just("os.environ.get(".to_owned()),
+        Just("env(".to_owned()),
+        Just("config(".to_owned()),
+        Just("default=".to_owned()),
+        Just("process.env.".to_owned()),
+        Just("process.env[".to_owned()),
+        Just("configService.getOrThrow<string>(".to_owned()),
+        Just("os.Getenv(".to_owned()),
+        Just(".BindEnv(".to_owned()),
+        Just(".SetDefault(".to_owned()),
+        Just(".SetEnvPrefix(".to_owned()),
+        Just("env::var(".to_owned()),
+        Just(".unwrap_or(".to_owned()),
+        Just("GetEnvironmentVariable(".to_owned()),
+        Just("System.getenv(".to_owned()),
+        Just("\"SECRET_KEY\"".to_owned()),
+        Just("'API_TOKEN'".to_owned()),
+        Just("||".to_owned()),
+        Just("??".to_owned()),
+        Just("?:".to_owned()),
+        Just(" or ".to_owned()),
+        Just("(".to_owned()),
+        Just(")".to_owned()),
+        Just(",".to_owned()),
+        Just("{".to_owned()),
+        Just("\"".to_owned()),
+        Just("'".to_owned()),
+        Just("\\".to_owned()),
+        Just("{\"__name\": ".to_owned()),
+        Just("management.server.port=".to_owned()),
+        Just("management:\n  server:\n    port: ".to_owned()),
+        Just("server.servlet.context-path=".to_owned()),
+        Just("spring-boot-starter-actuator".to_owned()),
+        Just("<artifactId>spring-boot-starter-parent</artifactId><version>".to_owned()),
+        Just("gem 'rails'".to_owned()),
+        Just("\"laravel/framework\"".to_owned()),
+        Just("django".to_owned()),
+        Just("Route::get('/up'".to_owned()),
+        Just("\n".to_owned()),
+        Just("\n  ".to_owned()),
+        "[A-Z_]{1,8}",
+        "[ -~]{0,8}",
+        "\\PC{0,4}",
+    ];
+    prop::collection::vec(token, 0..80).prop_map(|t| t.join(""))
+}
+
+/// A tree holding `text` in every file a stack's readers look at.
+fn stack_tree(stack: usize, texts: &[String]) -> SourceTree {
+    let mut tree = SourceTree::new();
+    for (i, path) in STACKS[stack % STACKS.len()].iter().enumerate() {
+        tree.insert(path, texts[i % texts.len()].clone().into_bytes()).unwrap();
+    }
+    tree
+}
+
+#[test]
+fn huge_and_unclosed_reads_finish() {
+    // Reads whose arguments or fallback never end (unclosed calls, `||` chains, open blocks),
+    // and 50,000 variables in one node-config file: each read looks a bounded distance ahead,
+    // never to the end of the file, so this finishes instead of taking quadratic time.
+    let unclosed = "X = os.environ.get(\"A_B\", f(\n".repeat(30_000);
+    let placeholders = "a: ${A_B:".repeat(100_000);
+    let binary: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+    let fallbacks = "process.env.A_B || ".repeat(50_000);
+    let blocks = "ENV.fetch('A_B') { ".repeat(50_000);
+    let defaults = "v.SetDefault(\"k\", v.BindEnv(\"k\", \"A_B\") ".repeat(20_000);
+    let names: String = (0..50_000).map(|i| format!("\"k{i}\": \"V{i}\", ")).collect();
+    let node_config = format!("{{{}\"last\": \"LAST\"}}", names);
+    let cases = [
+        (4, unclosed),
+        (0, placeholders),
+        (2, String::from_utf8_lossy(&binary).into_owned()),
+        (5, fallbacks),
+        (2, blocks),
+        (6, defaults),
+        (5, node_config),
+    ];
+    for (stack, text) in cases {
+        let tree = stack_tree(stack, &[text]);
+        let _ = analyze_tree(&tree, &AnalyzeMetadata::default());
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn framework_readers_never_panic(stack in 0..STACKS.len(), texts in prop::collection::vec(framework_text(), 1..4)) {
+        let tree = stack_tree(stack, &texts);
+        let _ = analyze_tree(&tree, &AnalyzeMetadata::default());
+    }
 
     #[test]
     fn dockerfile_parser_never_panics(text in dockerfile_text()) {

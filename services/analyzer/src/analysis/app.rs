@@ -10,7 +10,7 @@ use super::{Options, health, images, ports, units};
 use crate::{
     appconfig::AppConfig,
     compose::{self, CommandLine, HealthTest, VolumeKind},
-    detect::{self, SourceFacts},
+    detect::{self, Need, SourceFacts},
     dockerfile::Dockerfile,
     model::{Amounts, App, AppKind, Backing, ClaimMount, EnvValue, Probe, Scratch, dns_label, is_secret},
     quantity,
@@ -76,10 +76,14 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
         HealthTest::Shell(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
         HealthTest::None => None,
     });
-    let docker_check = stage.and_then(|s| s.healthcheck.as_ref()).filter(|h| !h.disabled).map(|h| h.command.clone());
+    let docker_file = dockerfile.map_or("Dockerfile", |d| d.path.as_str());
+    let docker_check = stage
+        .and_then(|s| s.healthcheck.as_ref())
+        .filter(|h| !h.disabled)
+        .map(|h| (h.command.clone(), format!("the HEALTHCHECK at {docker_file}:{}", h.line)));
     let check = match (compose_check, docker_check) {
-        (Some(c), _) => Some((c, "the compose healthcheck")),
-        (None, Some(c)) => Some((c, "the Dockerfile HEALTHCHECK")),
+        (Some(c), _) => Some((c, "the compose healthcheck".to_owned())),
+        (None, Some(c)) => Some(c),
         (None, None) => None,
     };
     let check_env = health::environment(service, stage, &env_files);
@@ -126,7 +130,7 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
     }
     if let Some(st) = stage.filter(|_| !replaced_command) {
         for e in &st.exposed {
-            push(&mut found, at(e.port, e.udp, "EXPOSE in the Dockerfile"));
+            push(&mut found, at(e.port, e.udp, &format!("EXPOSE at {docker_file}:{}", e.line)));
         }
     }
     let env_port = service
@@ -158,6 +162,9 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
     };
     if let (Some(get), Some((_, what))) = (&check_get, &check) {
         evidence.http_checks.insert(get.port, format!("{what} requests HTTP on it"));
+    }
+    if let Some(p) = source.health_port {
+        evidence.http_checks.entry(p).or_insert_with(|| "the framework's management server serves HTTP on it".into());
     }
     let config_live = config_health.and_then(|h| h.liveness.as_ref()).filter(|l| !l.path.is_empty());
     let config_port = config_live.and_then(|l| l.port).and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0);
@@ -212,18 +219,40 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
         }
     }
     let image_env: BTreeSet<&String> = stage.map(|s| s.env.keys().collect()).unwrap_or_default();
-    for k in &source.env_reads {
+    for (k, read) in &source.env_reads {
         if env.contains_key(k) || image_env.contains(k) {
             continue;
         }
-        if is_secret(k, None) {
-            env.insert(k.clone(), EnvValue::Secret { optional: true });
+        let at = format!("`{}` at {}", read.expr, read.location());
+        let secret_default = matches!(&read.need, Need::Default(Some(v)) if is_secret(k, Some(v)));
+        if is_secret(k, None) || secret_default {
+            let optional = read.need != Need::Required;
+            let how = if optional { "optional: the pod starts without it" } else { "the pod waits until it is set" };
+            notes.push(format!("env {k}: {} {at}; a key of the Secret {name}-secrets ({how})", read.need.by()));
+            env.insert(k.clone(), EnvValue::Secret { optional });
         } else if k == "PORT"
             && let Some(p) = main_port
         {
+            notes.push(format!("env PORT: read by {at}; set to the main port {p}"));
             env.insert(k.clone(), EnvValue::Plain(p.to_string()));
         } else {
-            env_unset.insert(k.clone());
+            match &read.need {
+                Need::Default(Some(v)) => {
+                    notes.push(format!("env {k}: {} {at}; the ConfigMap holds the default", read.need.by()));
+                    env.insert(k.clone(), EnvValue::Plain(v.clone()));
+                }
+                Need::Required => {
+                    notes.push(format!("env {k}: {} {at}; nothing sets it", read.need.by()));
+                    warnings.push(format!(
+                        "{name}: {k} is required ({}) and nothing sets it: add it to the ConfigMap {name}-config; the pod waits until it is there",
+                        read.location()
+                    ));
+                    env.insert(k.clone(), EnvValue::ConfigKey);
+                }
+                Need::Default(None) | Need::Optional => {
+                    env_unset.insert(k.clone());
+                }
+            }
         }
     }
     if let Some(k) = known {
@@ -266,10 +295,16 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
             }
         };
     }
+    // The framework's own management server (Spring's management.server.port) speaks HTTP.
     if probe == Probe::None
-        && let (Some(path), Some(port)) = (&source.health_path, http_main_port)
+        && let (Some(path), Some(port)) = (&source.health_path, source.health_port.or(http_main_port))
     {
-        notes.push(format!("probes: HTTP GET {path} on port {port}, the endpoint found in the code"));
+        let found = if source.health_port.is_some() {
+            "served by the framework's management server"
+        } else {
+            "found in the code"
+        };
+        notes.push(format!("probes: HTTP GET {path} on port {port}, the endpoint {found}"));
         probe =
             Probe::Http { path: path.clone(), readiness: readiness_code.clone().unwrap_or_else(|| path.clone()), port };
     }
@@ -302,7 +337,8 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
         notes.push(format!("probes: HTTP GET {} on port {port}, from .dorgu.yaml", l.path));
         probe = Probe::Http { path: l.path.clone(), readiness, port };
     }
-    let mut startup_secs = source.startup_secs.max(if known.is_some() { 30 } else { 0 }).max(30);
+    // The stack's typical start (detect::typical_start), else 30s for an image or unknown code.
+    let mut startup_secs = if source.recognised() { source.startup_secs.max(1) } else { 30 };
     if let Some(sp) = service.and_then(|s| s.healthcheck.as_ref()).and_then(|h| h.start_period_secs) {
         startup_secs = startup_secs.max(sp.min(600) as u32);
     }
@@ -604,6 +640,7 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
         ports,
         env,
         env_unset,
+        env_reads: source.env_reads.clone(),
         command,
         args,
         probe,
@@ -702,7 +739,7 @@ pub fn wire(
         // `postgres://db:5432/x` or `cache:6379` in a value wires the app to that service.
         for value in apps[i].env.values().filter_map(|v| match v {
             EnvValue::Plain(s) => Some(s.clone()),
-            EnvValue::Secret { .. } => None,
+            EnvValue::Secret { .. } | EnvValue::ConfigKey => None,
         }) {
             for (other, &j) in &by_compose {
                 if j != i && mentions_host(&value, other) {

@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{Routes, SourceFacts, captures, env_reads, port_of, re, record_routes, sources};
+use super::{Routes, SourceFacts, call_default, captures, env_reads, port_of, re, record_routes, sources};
 use crate::tree::SourceTree;
 
 const EXTS: &[&str] = &["cs", "fs"];
@@ -13,7 +13,7 @@ static URL_PORT: LazyLock<Regex> = LazyLock::new(|| re(r#"https?://(?:\*|\+|0\.0
 static MAP: LazyLock<Regex> = LazyLock::new(|| re(r#"\.Map(?:Get|HealthChecks)\(\s*"(/[^"]*)""#));
 static HTTP_GET: LazyLock<Regex> = LazyLock::new(|| re(r#"\[HttpGet\(\s*"([^"]*)"\s*\)\]"#));
 static ROUTE_ATTR: LazyLock<Regex> = LazyLock::new(|| re(r#"\[Route\(\s*"([^"]*)"\s*\)\]"#));
-static ENV: LazyLock<Regex> = LazyLock::new(|| re(r#"GetEnvironmentVariable\(\s*"([A-Za-z_][A-Za-z0-9_]*)""#));
+static ENV: LazyLock<Regex> = LazyLock::new(|| re(r#"GetEnvironmentVariable\(\s*"(?P<n>[A-Za-z_][A-Za-z0-9_]*)""#));
 static PACKAGE: LazyLock<Regex> = LazyLock::new(|| re(r#"PackageReference\s+Include="([^"]+)""#));
 
 const SERVICES: &[(&str, &str)] = &[
@@ -43,15 +43,17 @@ pub fn detect(tree: &SourceTree, facts: &mut SourceFacts) -> bool {
     let packages: std::collections::BTreeSet<String> = captures(&PACKAGE, text).map(str::to_owned).collect();
     super::services_of(&packages, SERVICES, facts);
     for (file, src) in sources(tree, EXTS) {
-        for p in captures(&URL_PORT, src).filter_map(port_of) {
-            facts.add_port(p, format!("URL bound in {file}"));
+        for (p, at) in super::captures_located(&URL_PORT, src, file) {
+            if let Some(p) = port_of(p) {
+                facts.add_port(p, format!("URL bound at {at}"));
+            }
         }
     }
     if facts.framework == "aspnetcore" {
         // .NET 8 images listen on 8080 (ASPNETCORE_HTTP_PORTS).
         facts.default_port(8080, "ASP.NET Core 8");
     }
-    env_reads(tree, EXTS, &[&ENV], facts);
+    env_reads(tree, EXTS, &[(&ENV, call_default)], facts);
     facts.start_command = vec!["dotnet".into(), format!("{assembly}.dll")];
     true
 }

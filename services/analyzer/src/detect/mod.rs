@@ -5,6 +5,7 @@
 //! always give the same answer; each conclusion records why it was reached in `notes`.
 
 mod dotnet;
+pub mod env;
 mod go;
 mod java;
 mod node;
@@ -18,8 +19,9 @@ use std::{
     sync::LazyLock,
 };
 
-use regex::Regex;
+use regex::{Captures, Regex};
 
+pub use self::env::{EnvRead, EnvReads, Need};
 use crate::tree::SourceTree;
 
 /// What the source code says about the application.
@@ -37,12 +39,16 @@ pub struct SourceFacts {
     pub port_is_default: bool,
     /// Liveness endpoint found in the code.
     pub health_path: Option<String>,
+    /// Port of the health endpoints, when the framework serves them apart from the main port
+    /// (Spring Boot's `management.server.port`).
+    pub health_port: Option<u16>,
     /// Readiness endpoint found in the code, when distinct.
     pub readiness_path: Option<String>,
     /// Prometheus metrics endpoint found in the code.
     pub metrics_path: Option<String>,
-    /// Environment variables the code reads, sorted.
-    pub env_reads: BTreeSet<String>,
+    /// Environment variables the code and the framework's configuration read, by name, each
+    /// at its strictest read.
+    pub env_reads: EnvReads,
     /// Backing services inferred from dependencies (`postgresql`, `redis`, ...), sorted.
     pub dependencies: BTreeSet<String>,
     /// How the application is started, in exec form.
@@ -115,8 +121,27 @@ pub fn detect(tree: &SourceTree) -> SourceFacts {
     if found {
         let routes = tree_routes(tree, &facts.language);
         choose_health(&mut facts, &routes);
+        let (secs, why) = typical_start(&facts.language, &facts.framework);
+        facts.startup_secs = secs;
+        facts.note(format!("startup allowed {secs}s: {why}"));
     }
     facts
+}
+
+/// Returns how long the startup probe waits for an application of this stack, and why: a JVM
+/// loads and compiles a large class path, a Go or Rust binary serves within a second.
+pub fn typical_start(language: &str, framework: &str) -> (u32, &'static str) {
+    match (language, framework) {
+        (_, "spring-boot") => (90, "Spring Boot on the JVM takes tens of seconds to start, more under a CPU limit"),
+        ("java" | "kotlin", _) => (60, "the JVM takes tens of seconds to start"),
+        ("ruby", _) => (60, "Rails loads the whole application before it serves"),
+        ("csharp" | "fsharp", _) => (30, "ASP.NET Core starts in seconds; the JIT warms up on first requests"),
+        ("python" | "php", _) => (30, "the interpreter imports the application before it serves"),
+        ("javascript" | "typescript", "nextjs") => (30, "next start loads the built pages first"),
+        ("javascript" | "typescript", _) => (20, "Node.js starts in seconds"),
+        ("go" | "rust", _) => (15, "a compiled binary serves within a second"),
+        _ => (30, "the default for an unknown stack"),
+    }
 }
 
 /// Returns whether `path` is test code, whose routes and ports are not the application's.
@@ -150,17 +175,54 @@ pub fn captures<'t>(re: &Regex, text: &'t str) -> impl Iterator<Item = &'t str> 
     re.captures_iter(text).filter_map(|c| c.iter().skip(1).flatten().next().map(|m| m.as_str()))
 }
 
-/// Collects environment variable names read by `patterns` over the files with `exts`.
-pub fn env_reads(tree: &SourceTree, exts: &[&str], patterns: &[&Regex], facts: &mut SourceFacts) {
-    for (_, text) in sources(tree, exts) {
-        for re in patterns {
-            for name in captures(re, text) {
-                if is_env_name(name) {
-                    facts.env_reads.insert(name.to_owned());
-                }
-            }
-        }
+/// How a read of a variable is judged: from the match and the text after it.
+pub type NeedOf = fn(&Captures<'_>, &str) -> Need;
+
+/// Collects the environment variables read by `rules` (the name in the group `n`) in the
+/// files with `exts`.
+pub fn env_reads(tree: &SourceTree, exts: &[&str], rules: &[(&Regex, NeedOf)], facts: &mut SourceFacts) {
+    for (path, text) in sources(tree, exts) {
+        env_reads_in(path, text, rules, facts);
     }
+}
+
+/// Collects the environment variables read by `rules` in one file.
+pub fn env_reads_in(path: &str, text: &str, rules: &[(&Regex, NeedOf)], facts: &mut SourceFacts) {
+    for (re, need) in rules {
+        env::scan(&mut facts.env_reads, path, text, re, need);
+    }
+}
+
+/// A read with no default.
+pub fn optional(_: &Captures<'_>, _: &str) -> Need {
+    Need::Optional
+}
+
+/// A read that fails when the variable is unset.
+pub fn required(_: &Captures<'_>, _: &str) -> Need {
+    Need::Required
+}
+
+/// A call whose next argument (or `default=`) is the default, or which is followed by
+/// `|| d`, `?? d` or `or d`; optional otherwise.
+pub fn call_default(_: &Captures<'_>, rest: &str) -> Need {
+    let args = env::rest_args(rest);
+    if args.is_empty()
+        && let Some(after) = rest.trim_start().strip_prefix(')')
+    {
+        return env::fallback(after).unwrap_or(Need::Optional);
+    }
+    env::default_arg(&args, Need::Optional)
+}
+
+/// A call whose next argument (or `default=`) is the default; required without one.
+pub fn call_default_or_required(_: &Captures<'_>, rest: &str) -> Need {
+    env::default_arg(&env::rest_args(rest), Need::Required)
+}
+
+/// A read followed by `|| d`, `?? d` or `or d` has a default; optional otherwise.
+pub fn or_fallback(_: &Captures<'_>, rest: &str) -> Need {
+    env::fallback(rest).unwrap_or(Need::Optional)
 }
 
 /// Environment variable names worth reporting: upper-case words.
@@ -170,7 +232,7 @@ pub fn is_env_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// Routes found in the code, with the file each came from; filled by the language modules
+/// Routes found in the code, with the `file:line` each came from; filled by the language modules
 /// through [`record_routes`].
 #[derive(Default)]
 pub struct Routes(pub BTreeMap<String, String>);
@@ -192,12 +254,26 @@ fn tree_routes(tree: &SourceTree, language: &str) -> Routes {
     routes
 }
 
-/// Adds the routes matched by `re` (first capture group) in `text`, prefixed with `prefix`.
+/// Adds the routes matched by `re` (first capture group) in `text`, prefixed with `prefix`,
+/// each with the `file:line` that declares it.
 pub fn record_routes(routes: &mut Routes, re: &Regex, text: &str, path: &str, prefix: &str) {
-    for route in captures(re, text) {
+    let mut lines = env::Lines::new(text);
+    for (route, at) in captures_at(re, text) {
         let route = normalize_route(&format!("{}/{}", prefix.trim_end_matches('/'), route.trim_start_matches('/')));
-        routes.0.entry(route).or_insert_with(|| path.to_owned());
+        let line = lines.at(at);
+        routes.0.entry(route).or_insert_with(|| format!("{path}:{line}"));
     }
+}
+
+/// Returns the first capture group of every match of `re` in `text`, with its offset.
+pub fn captures_at<'t>(re: &Regex, text: &'t str) -> impl Iterator<Item = (&'t str, usize)> {
+    re.captures_iter(text).filter_map(|c| c.iter().skip(1).flatten().next().map(|m| (m.as_str(), m.start())))
+}
+
+/// Returns the first capture group of every match of `re` in `text` with its `path:line`.
+pub fn captures_located<'t>(re: &Regex, text: &'t str, path: &str) -> Vec<(&'t str, String)> {
+    let mut lines = env::Lines::new(text);
+    captures_at(re, text).map(|(c, at)| (c, format!("{path}:{}", lines.at(at)))).collect()
 }
 
 /// Returns a route with one leading `/`, no doubled slashes and no trailing `/` (except `/`).
@@ -232,9 +308,10 @@ const READINESS: &[&str] =
 fn choose_health(facts: &mut SourceFacts, routes: &Routes) {
     // Django-style trailing slashes are normalised away for matching but kept for probing.
     let lookup = |want: &str| routes.0.iter().find(|(r, _)| r.as_str() == want).map(|(r, f)| (r.clone(), f.clone()));
-    if let Some(existing) = &facts.health_path {
-        facts.note(format!("health endpoint {existing}: provided by the framework"));
-    } else if let Some((route, file)) = LIVENESS.iter().find_map(|c| lookup(c)) {
+    // A path the framework provides (Spring's Actuator) was noted where it was found.
+    if facts.health_path.is_none()
+        && let Some((route, file)) = LIVENESS.iter().find_map(|c| lookup(c))
+    {
         facts.note(format!("health endpoint {route}: route declared in {file}"));
         facts.health_path = Some(route);
     }

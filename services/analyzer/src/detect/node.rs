@@ -4,7 +4,10 @@ use std::{collections::BTreeSet, sync::LazyLock};
 
 use regex::Regex;
 
-use super::{ADDRESS_PORT, Routes, SourceFacts, captures, env_reads, port_of, re, record_routes, services_of, sources};
+use super::{
+    ADDRESS_PORT, Routes, SourceFacts, call_default, captures, env, env_reads, or_fallback, port_of, re, record_routes,
+    required, services_of, sources,
+};
 use crate::tree::SourceTree;
 
 const EXTS: &[&str] = &["js", "mjs", "cjs", "ts", "mts", "cts", "jsx", "tsx"];
@@ -17,10 +20,14 @@ static EXPRESS_ROUTE: LazyLock<Regex> =
 static NEST_CONTROLLER: LazyLock<Regex> = LazyLock::new(|| re(r#"@Controller\(\s*['"`]([^'"`]*)['"`]"#));
 static NEST_GET: LazyLock<Regex> = LazyLock::new(|| re(r#"@Get\(\s*(?:['"`]([^'"`]*)['"`])?\s*\)"#));
 static NEST_PREFIX: LazyLock<Regex> = LazyLock::new(|| re(r#"setGlobalPrefix\(\s*['"`]([^'"`]+)['"`]"#));
-static ENV_DOT: LazyLock<Regex> = LazyLock::new(|| re(r"process\.env\.([A-Za-z_][A-Za-z0-9_]*)"));
-static ENV_INDEX: LazyLock<Regex> = LazyLock::new(|| re(r#"process\.env\[\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\]"#));
+static ENV_DOT: LazyLock<Regex> = LazyLock::new(|| re(r"process\.env\.(?P<n>[A-Za-z_][A-Za-z0-9_]*)"));
+static ENV_INDEX: LazyLock<Regex> =
+    LazyLock::new(|| re(r#"process\.env\[\s*['"](?P<n>[A-Za-z_][A-Za-z0-9_]*)['"]\s*\]"#));
 static ENV_CONFIG: LazyLock<Regex> =
-    LazyLock::new(|| re(r#"config(?:Service)?\.get(?:<[^>]*>)?\(\s*['"]([A-Z_][A-Z0-9_]*)['"]"#));
+    LazyLock::new(|| re(r#"config(?:Service)?\.get(?:<[^>]*>)?\(\s*['"](?P<n>[A-Z_][A-Z0-9_]*)['"]"#));
+static QUOTED_NAME: LazyLock<Regex> = LazyLock::new(|| re(r#""([A-Za-z_][A-Za-z0-9_]*)""#));
+static ENV_CONFIG_THROW: LazyLock<Regex> =
+    LazyLock::new(|| re(r#"config(?:Service)?\.getOrThrow(?:<[^>]*>)?\(\s*['"](?P<n>[A-Z_][A-Z0-9_]*)['"]"#));
 
 const SERVICES: &[(&str, &str)] = &[
     ("pg", "postgresql"),
@@ -74,18 +81,24 @@ pub fn detect(tree: &SourceTree, facts: &mut SourceFacts) -> bool {
     services_of(&deps, SERVICES, facts);
     let scripts = pkg.get("scripts").and_then(|s| s.as_object());
     let start = scripts.and_then(|s| s.get("start")).and_then(|s| s.as_str()).unwrap_or("");
-    for (_, text) in sources(tree, EXTS) {
-        for p in captures(&LISTEN, text).chain(captures(&PORT_DEFAULT, text)).filter_map(port_of) {
-            facts.add_port(p, "listen call in the code");
+    for (path, text) in sources(tree, EXTS) {
+        let mut found = super::captures_located(&LISTEN, text, path);
+        found.extend(super::captures_located(&PORT_DEFAULT, text, path));
+        for (p, at) in found {
+            if let Some(p) = port_of(p) {
+                facts.add_port(p, format!("listen call at {at}"));
+            }
         }
     }
     for p in captures(&CLI_PORT, start).filter_map(port_of) {
-        facts.add_port(p, "`npm start` script passes it");
+        facts.add_port(p, "the `start` script of package.json passes it");
     }
     if facts.framework != "nextjs" {
-        for (_, text) in sources(tree, EXTS) {
-            for p in captures(&ADDRESS_PORT, text).filter_map(port_of) {
-                facts.add_port(p, "address literal in the code");
+        for (path, text) in sources(tree, EXTS) {
+            for (p, at) in super::captures_located(&ADDRESS_PORT, text, path) {
+                if let Some(p) = port_of(p) {
+                    facts.add_port(p, format!("address literal at {at}"));
+                }
             }
         }
     }
@@ -99,7 +112,18 @@ pub fn detect(tree: &SourceTree, facts: &mut SourceFacts) -> bool {
         "express" => facts.default_port(3000, "Express apps by convention"),
         _ => {}
     }
-    env_reads(tree, EXTS, &[&ENV_DOT, &ENV_INDEX, &ENV_CONFIG], facts);
+    env_reads(
+        tree,
+        EXTS,
+        &[
+            (&ENV_DOT, or_fallback),
+            (&ENV_INDEX, or_fallback),
+            (&ENV_CONFIG, call_default),
+            (&ENV_CONFIG_THROW, required),
+        ],
+        facts,
+    );
+    node_config(tree, facts);
     facts.env_reads.remove("NODE_ENV");
     facts.start_command = if !start.is_empty() {
         vec!["npm".into(), "start".into()]
@@ -109,6 +133,70 @@ pub fn detect(tree: &SourceTree, facts: &mut SourceFacts) -> bool {
         vec!["node".into(), "index.js".into()]
     };
     true
+}
+
+/// The `config` package: `config/custom-environment-variables.json` maps settings to
+/// variables (a string, or `{"__name": "X"}`); the setting's value in `config/default.json`
+/// is the default.
+fn node_config(tree: &SourceTree, facts: &mut SourceFacts) {
+    const FILE: &str = "config/custom-environment-variables.json";
+    let Some(text) = tree.text(FILE) else { return };
+    let Ok(map) = serde_json::from_str::<serde_json::Value>(text) else {
+        facts.note(format!("{FILE} is not valid JSON; its variables are not listed"));
+        return;
+    };
+    let defaults: serde_json::Value =
+        tree.text("config/default.json").and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+    let mut found = Vec::new();
+    walk(&map, &mut Vec::new(), &mut found, 0);
+    // Where each quoted name first appears, found in one pass.
+    let mut first = std::collections::BTreeMap::new();
+    for m in QUOTED_NAME.captures_iter(text) {
+        if let (Some(all), Some(name)) = (m.get(0), m.get(1)) {
+            first.entry(name.as_str()).or_insert(all.start());
+        }
+    }
+    let mut at: Vec<(usize, String, Vec<String>)> =
+        found.into_iter().map(|(name, path)| (first.get(name.as_str()).copied().unwrap_or(0), name, path)).collect();
+    at.sort();
+    let mut lines = env::Lines::new(text);
+    for (offset, name, path) in at {
+        let default = path.iter().try_fold(&defaults, |v, k| v.get(k)).and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            serde_json::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        });
+        let line = lines.at(offset);
+        let read = env::EnvRead {
+            need: default.map_or(env::Need::Optional, |d| env::Need::Default(Some(d))),
+            file: FILE.into(),
+            line,
+            expr: env::excerpt(&format!("{}: \"{name}\"", path.join("."))),
+        };
+        env::record(&mut facts.env_reads, &name, read);
+    }
+}
+
+fn walk(v: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<(String, Vec<String>)>, depth: usize) {
+    if depth > 32 {
+        return;
+    }
+    match v {
+        serde_json::Value::String(name) => out.push((name.clone(), path.clone())),
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(name)) = map.get("__name") {
+                out.push((name.clone(), path.clone()));
+                return;
+            }
+            for (k, child) in map {
+                path.push(k.clone());
+                walk(child, path, out, depth + 1);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Finds the routes of Express, NestJS and Next.js applications.

@@ -4,15 +4,15 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{Routes, SourceFacts, captures, env_reads, re, record_routes};
+use super::{Routes, SourceFacts, call_default, env_reads, env_reads_in, optional, re, record_routes};
 use crate::tree::SourceTree;
 
 const EXTS: &[&str] = &["php"];
 
 static ROUTE: LazyLock<Regex> = LazyLock::new(|| re(r#"Route::(?:get|any|match)\(\s*['"]([^'"]*)['"]"#));
 static HEALTH: LazyLock<Regex> = LazyLock::new(|| re(r#"health:\s*['"]([^'"]+)['"]"#));
-static ENV: LazyLock<Regex> = LazyLock::new(|| re(r#"\b(?:env|getenv)\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]"#));
-static DOTENV_KEY: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^([A-Z][A-Z0-9_]*)="));
+static ENV: LazyLock<Regex> = LazyLock::new(|| re(r#"\b(?:env|getenv)\(\s*['"](?P<n>[A-Za-z_][A-Za-z0-9_]*)['"]"#));
+static DOTENV_KEY: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^(?P<n>[A-Z][A-Z0-9_]*)="));
 
 /// Detects a PHP application from `composer.json`.
 pub fn detect(tree: &SourceTree, facts: &mut SourceFacts) -> bool {
@@ -46,11 +46,11 @@ pub fn detect(tree: &SourceTree, facts: &mut SourceFacts) -> bool {
     if (requires("predis/predis") || example.contains("REDIS_HOST=")) && facts.dependencies.insert("redis".into()) {
         facts.note("backing service redis: predis or REDIS_HOST in .env.example");
     }
-    env_reads(tree, EXTS, &[&ENV], facts);
-    // Laravel reads its whole configuration from the environment; .env.example lists it.
-    for key in captures(&DOTENV_KEY, example) {
-        facts.env_reads.insert(key.to_owned());
-    }
+    // config/*.php: `env('X', default)`; without a default Laravel reads null.
+    env_reads(tree, EXTS, &[(&ENV, call_default)], facts);
+    // Laravel reads its whole configuration from the environment; .env.example lists it. Its
+    // values are a developer's local settings, not defaults.
+    env_reads_in(".env.example", example, &[(&DOTENV_KEY, optional)], facts);
     true
 }
 

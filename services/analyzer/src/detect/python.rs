@@ -4,7 +4,10 @@ use std::{collections::BTreeSet, sync::LazyLock};
 
 use regex::Regex;
 
-use super::{Routes, SourceFacts, captures, env_reads, port_of, re, record_routes, services_of, sources};
+use super::{
+    Routes, SourceFacts, call_default, call_default_or_required, captures, env_reads, port_of, re, record_routes,
+    required, services_of, sources,
+};
 use crate::tree::SourceTree;
 
 const EXTS: &[&str] = &["py"];
@@ -18,10 +21,14 @@ static RUNSERVER: LazyLock<Regex> = LazyLock::new(|| re(r"runserver\s+[\w.]*:(\d
 static FLASK_ROUTE: LazyLock<Regex> =
     LazyLock::new(|| re(r#"@\w+\.(?:route|get|head|api_route)\(\s*['"]([^'"]*)['"]"#));
 static DJANGO_PATH: LazyLock<Regex> = LazyLock::new(|| re(r#"\b(?:path|re_path)\(\s*r?['"]\^?([^'"$]*)\$?['"]"#));
-static ENV_INDEX: LazyLock<Regex> = LazyLock::new(|| re(r#"os\.environ\[\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]"#));
+static ENV_INDEX: LazyLock<Regex> =
+    LazyLock::new(|| re(r#"os\.environ\[\s*['"](?P<n>[A-Za-z_][A-Za-z0-9_]*)['"]\s*\]"#));
 static ENV_GET: LazyLock<Regex> =
-    LazyLock::new(|| re(r#"(?:os\.environ\.get|os\.getenv|environ\.get)\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]"#));
-static ENV_LIB: LazyLock<Regex> = LazyLock::new(|| re(r#"\b(?:env(?:\.\w+)?|config)\(\s*['"]([A-Z_][A-Z0-9_]*)['"]"#));
+    LazyLock::new(|| re(r#"(?:os\.environ\.get|os\.getenv|environ\.get)\(\s*['"](?P<n>[A-Za-z_][A-Za-z0-9_]*)['"]"#));
+// django-environ (`env("X")`, `env.bool("X", default=False)`) and python-decouple
+// (`config("X", default=..., cast=...)`) raise when a variable without a default is unset.
+static ENV_LIB: LazyLock<Regex> =
+    LazyLock::new(|| re(r#"\b(?:env(?:\.\w+)?|config)\(\s*['"](?P<n>[A-Z_][A-Z0-9_]*)['"]"#));
 static WSGI: LazyLock<Regex> = LazyLock::new(|| re(r#"WSGI_APPLICATION\s*=\s*['"]([\w.]+)\.application['"]"#));
 static APP_VAR: LazyLock<Regex> = LazyLock::new(|| re(r"(?m)^(\w+)\s*=\s*(?:FastAPI|Flask)\("));
 
@@ -80,13 +87,21 @@ pub fn detect(tree: &SourceTree, facts: &mut SourceFacts) -> bool {
     let procfile = tree.text("Procfile").unwrap_or("");
     let gunicorn_conf = tree.text("gunicorn.conf.py").unwrap_or("");
     for (what, text) in [("Procfile", procfile), ("gunicorn.conf.py", gunicorn_conf)] {
-        for p in captures(&BIND, text).chain(captures(&CLI_PORT, text)).filter_map(port_of) {
-            facts.add_port(p, format!("{what} binds it"));
+        let mut found = super::captures_located(&BIND, text, what);
+        found.extend(super::captures_located(&CLI_PORT, text, what));
+        for (p, at) in found {
+            if let Some(p) = port_of(p) {
+                facts.add_port(p, format!("{at} binds it"));
+            }
         }
     }
     for (path, text) in sources(tree, EXTS) {
-        for p in captures(&PORT_KW, text).chain(captures(&RUNSERVER, text)).filter_map(port_of) {
-            facts.add_port(p, format!("port set in {path}"));
+        let mut found = super::captures_located(&PORT_KW, text, path);
+        found.extend(super::captures_located(&RUNSERVER, text, path));
+        for (p, at) in found {
+            if let Some(p) = port_of(p) {
+                facts.add_port(p, format!("port set at {at}"));
+            }
         }
     }
     let web = procfile.lines().find_map(|l| l.strip_prefix("web:")).map(str::trim);
@@ -135,7 +150,12 @@ pub fn detect(tree: &SourceTree, facts: &mut SourceFacts) -> bool {
         facts.start_command = vec!["/bin/sh".into(), "-c".into(), web.to_owned()];
         facts.note("start command: the `web` process of the Procfile");
     }
-    env_reads(tree, EXTS, &[&ENV_INDEX, &ENV_GET, &ENV_LIB], facts);
+    env_reads(
+        tree,
+        EXTS,
+        &[(&ENV_INDEX, required), (&ENV_GET, call_default), (&ENV_LIB, call_default_or_required)],
+        facts,
+    );
     true
 }
 

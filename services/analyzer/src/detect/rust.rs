@@ -4,7 +4,9 @@ use std::{collections::BTreeSet, sync::LazyLock};
 
 use regex::Regex;
 
-use super::{ADDRESS_PORT, Routes, SourceFacts, captures, env_reads, port_of, re, record_routes, services_of, sources};
+use super::{
+    ADDRESS_PORT, Routes, SourceFacts, captures, env, env_reads, port_of, re, record_routes, services_of, sources,
+};
 use crate::tree::SourceTree;
 
 const EXTS: &[&str] = &["rs"];
@@ -18,7 +20,7 @@ static AXUM_ROUTE: LazyLock<Regex> = LazyLock::new(|| re(r#"\.route\(\s*"(/[^"]*
 static ACTIX_ATTR: LazyLock<Regex> = LazyLock::new(|| re(r#"#\[(?:get|head)\(\s*"(/[^"]*)""#));
 static ACTIX_RESOURCE: LazyLock<Regex> =
     LazyLock::new(|| re(r#"(?:web::resource\(\s*"(/[^"]*)"|\.route\(\s*"(/[^"]*)"\s*,\s*web::get\(\))"#));
-static ENV: LazyLock<Regex> = LazyLock::new(|| re(r#"env::var(?:_os)?\(\s*"([A-Za-z_][A-Za-z0-9_]*)""#));
+static ENV: LazyLock<Regex> = LazyLock::new(|| re(r#"env::var(?:_os)?\(\s*"(?P<n>[A-Za-z_][A-Za-z0-9_]*)""#));
 
 const SERVICES: &[(&str, &str)] = &[
     ("tokio-postgres", "postgresql"),
@@ -49,17 +51,36 @@ pub fn detect(tree: &SourceTree, facts: &mut SourceFacts) -> bool {
         facts.note("backing service postgresql: sqlx with the postgres feature");
     }
     for (path, text) in sources(tree, EXTS) {
-        for p in captures(&ADDRESS_PORT, text).chain(captures(&TUPLE_PORT, text)).filter_map(port_of) {
-            facts.add_port(p, format!("listen address in {path}"));
+        let mut found = super::captures_located(&ADDRESS_PORT, text, path);
+        found.extend(super::captures_located(&TUPLE_PORT, text, path));
+        for (p, at) in found {
+            if let Some(p) = port_of(p) {
+                facts.add_port(p, format!("listen address at {at}"));
+            }
         }
     }
     if !facts.framework.is_empty() {
         facts.default_port(8080, "Rust web services by convention");
     }
-    env_reads(tree, EXTS, &[&ENV], facts);
+    env_reads(tree, EXTS, &[(&ENV, var)], facts);
     let name = captures(&PKG_NAME, manifest).next().unwrap_or("app");
     facts.start_command = vec![format!("/usr/local/bin/{name}")];
     true
+}
+
+/// `env::var("X")` then `.unwrap_or("d")` has a default; `.expect(..)`, `.unwrap()` or `?`
+/// stops the program without it.
+fn var(_: &regex::Captures<'_>, rest: &str) -> env::Need {
+    let after = rest.trim_start().strip_prefix(')').unwrap_or("").trim_start();
+    if let Some(d) = after.strip_prefix(".unwrap_or(") {
+        env::Need::Default(env::rest_args(&format!(",{}", env::bounded(d))).first().and_then(|lit| env::literal(lit)))
+    } else if after.starts_with(".unwrap_or_else(") || after.starts_with(".unwrap_or_default()") {
+        env::Need::Default(None)
+    } else if after.starts_with(".expect(") || after.starts_with(".unwrap()") || after.starts_with('?') {
+        env::Need::Required
+    } else {
+        env::Need::Optional
+    }
 }
 
 /// Finds axum `.route("/x", get(..))` and actix `#[get("/x")]` / `web::resource` routes.

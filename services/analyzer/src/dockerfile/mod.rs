@@ -36,6 +36,8 @@ pub struct ExposedPort {
     pub port: u16,
     /// `true` for UDP.
     pub udp: bool,
+    /// The 1-based line of the EXPOSE (the first one, when several name the port).
+    pub line: usize,
 }
 
 /// A HEALTHCHECK.
@@ -53,6 +55,8 @@ pub struct Healthcheck {
     pub start_period_secs: Option<u64>,
     /// `--retries`.
     pub retries: Option<u32>,
+    /// The 1-based line of the HEALTHCHECK instruction.
+    pub line: usize,
 }
 
 /// One build stage.
@@ -355,9 +359,9 @@ pub fn parse(text: &str, path: &str) -> Result<Dockerfile, DockerfileError> {
                     ports.extend(parse_expose(&w).map_err(|m| err(line, m))?);
                 }
                 let stage = stages.last_mut().expect("checked above");
-                stage.exposed.extend(ports);
+                stage.exposed.extend(ports.into_iter().map(|p| ExposedPort { line, ..p }));
                 stage.exposed.sort_unstable();
-                stage.exposed.dedup();
+                stage.exposed.dedup_by_key(|p| (p.port, p.udp));
             }
             "WORKDIR" => {
                 need_args()?;
@@ -412,7 +416,7 @@ pub fn parse(text: &str, path: &str) -> Result<Dockerfile, DockerfileError> {
                 need_args()?;
                 let shell = stages.last().map(|s| s.shell.clone()).unwrap_or_default();
                 let hc = parse_healthcheck(&ins.args, &shell).map_err(|m| err(line, m))?;
-                stages.last_mut().expect("checked above").healthcheck = Some(hc);
+                stages.last_mut().expect("checked above").healthcheck = Some(Healthcheck { line, ..hc });
             }
             "STOPSIGNAL" => {
                 need_args()?;
@@ -500,7 +504,7 @@ fn parse_expose(word: &str) -> Result<Vec<ExposedPort>, String> {
     if hi < lo || hi - lo > 100 {
         return Err(format!("EXPOSE {word}: invalid or too wide port range"));
     }
-    Ok((lo..=hi).map(|port| ExposedPort { port, udp }).collect())
+    Ok((lo..=hi).map(|port| ExposedPort { port, udp, line: 0 }).collect())
 }
 
 fn parse_healthcheck(args: &str, shell: &[String]) -> Result<Healthcheck, String> {
@@ -574,7 +578,8 @@ CMD --serve
         assert_eq!(s.env["MODE"], "release mode");
         assert_eq!(s.args, BTreeMap::from([("PORT".to_owned(), "8080".to_owned())]));
         assert!(d.stages[0].args.is_empty(), "a stage sees only the ARGs it declares");
-        assert_eq!(s.exposed, [ExposedPort { port: 8080, udp: false }, ExposedPort { port: 9090, udp: true }]);
+        let exposed: Vec<(u16, bool)> = s.exposed.iter().map(|e| (e.port, e.udp)).collect();
+        assert_eq!(exposed, [(8080, false), (9090, true)]);
         assert_eq!(s.workdir, "/srv/app");
         assert_eq!(s.entrypoint, ["/app"]);
         assert_eq!(s.cmd, ["/bin/sh", "-c", "--serve"]);

@@ -6,11 +6,12 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
-            Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
-            EnvVar, EnvVarSource, ExecAction, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-            PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe as K8sProbe,
-            ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, ServiceAccount, TCPSocketAction,
-            TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+            Capabilities, ConfigMap, ConfigMapEnvSource, ConfigMapKeySelector, Container, ContainerPort,
+            EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
+            PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext,
+            PodSpec, PodTemplateSpec, Probe as K8sProbe, ResourceRequirements, SeccompProfile, SecretKeySelector,
+            SecurityContext, ServiceAccount, TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
+            VolumeResourceRequirements,
         },
     },
     apimachinery::pkg::{
@@ -42,15 +43,16 @@ fn plain_env(app: &App) -> BTreeMap<String, String> {
         .iter()
         .filter_map(|(k, v)| match v {
             EnvValue::Plain(value) => Some((k.clone(), value.clone())),
-            EnvValue::Secret { .. } => None,
+            EnvValue::Secret { .. } | EnvValue::ConfigKey => None,
         })
         .collect()
 }
 
-/// The ConfigMap of plain settings, when there are any.
+/// The ConfigMap of plain settings, when there are any or the app requires a setting that
+/// nothing sets (the user adds it here).
 pub fn config_map(app: &App, ns: &str, env: &str) -> Option<Manifest> {
     let data = plain_env(app);
-    if data.is_empty() {
+    if data.is_empty() && !app.env.values().any(|v| *v == EnvValue::ConfigKey) {
         return None;
     }
     let cm = ConfigMap {
@@ -148,20 +150,26 @@ fn volume_name(path: &str) -> String {
 pub fn deployment(app: &App, ns: &str, env: &str) -> Manifest {
     let mut env_vars: Vec<EnvVar> = Vec::new();
     for (k, v) in &app.env {
-        if let EnvValue::Secret { optional } = v {
-            env_vars.push(EnvVar {
-                name: k.clone(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: format!("{}-secrets", app.name),
-                        key: k.clone(),
-                        optional: optional.then_some(true),
-                    }),
-                    ..EnvVarSource::default()
+        let source = match v {
+            EnvValue::Secret { optional } => EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: format!("{}-secrets", app.name),
+                    key: k.clone(),
+                    optional: optional.then_some(true),
                 }),
-                ..EnvVar::default()
-            });
-        }
+                ..EnvVarSource::default()
+            },
+            EnvValue::ConfigKey => EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: format!("{}-config", app.name),
+                    key: k.clone(),
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            },
+            EnvValue::Plain(_) => continue,
+        };
+        env_vars.push(EnvVar { name: k.clone(), value_from: Some(source), ..EnvVar::default() });
     }
     let plain = plain_env(app);
     let env_from = (!plain.is_empty()).then(|| {

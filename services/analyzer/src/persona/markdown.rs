@@ -7,7 +7,8 @@ use persys_proto::analyzer::v1::ApplicationPersonaSpec;
 
 use crate::{
     analysis::Analysis,
-    model::{App, EnvValue, Probe},
+    detect::Need,
+    model::{App, EnvValue, Probe, is_secret},
 };
 
 fn or_placeholder(s: &str, what: &str) -> String {
@@ -98,9 +99,11 @@ pub fn markdown(analysis: &Analysis, app: &App, spec: &ApplicationPersonaSpec) -
         .iter()
         .filter_map(|(k, v)| match v {
             EnvValue::Secret { optional } => Some(if *optional { format!("{k} (optional)") } else { k.clone() }),
-            EnvValue::Plain(_) => None,
+            EnvValue::Plain(_) | EnvValue::ConfigKey => None,
         })
         .collect();
+    let missing: Vec<&str> =
+        app.env.iter().filter(|(_, v)| **v == EnvValue::ConfigKey).map(|(k, _)| k.as_str()).collect();
     if !plain.is_empty() {
         let _ = writeln!(
             md,
@@ -117,6 +120,14 @@ pub fn markdown(analysis: &Analysis, app: &App, spec: &ApplicationPersonaSpec) -
             secrets.join(", ")
         );
     }
+    if !missing.is_empty() {
+        let _ = writeln!(
+            md,
+            "- required and set nowhere, add them to the ConfigMap `{}-config` (the pod waits until they are there): {}",
+            app.name,
+            missing.join(", ")
+        );
+    }
     if !app.env_unset.is_empty() {
         let _ = writeln!(
             md,
@@ -124,8 +135,29 @@ pub fn markdown(analysis: &Analysis, app: &App, spec: &ApplicationPersonaSpec) -
             app.env_unset.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
         );
     }
-    if plain.is_empty() && secrets.is_empty() && app.env_unset.is_empty() {
+    if plain.is_empty() && secrets.is_empty() && missing.is_empty() && app.env_unset.is_empty() {
         let _ = writeln!(md, "No environment detected.");
+    }
+    if !app.env_reads.is_empty() {
+        let _ = writeln!(md, "\nRead by the application:\n");
+        let _ = writeln!(md, "| variable | needed | read at | set by |\n| --- | --- | --- | --- |");
+        for (k, read) in &app.env_reads {
+            let needed = match &read.need {
+                Need::Default(Some(v)) if !is_secret(k, Some(v)) && !is_secret(k, None) => {
+                    let v: String = v.chars().take(40).collect();
+                    format!("default `{}`", v.replace(['`', '|', '\n'], " "))
+                }
+                need => need.word().to_owned(),
+            };
+            let set_by = match app.env.get(k) {
+                Some(EnvValue::Plain(_)) => format!("ConfigMap `{}-config`", app.name),
+                Some(EnvValue::Secret { .. }) => format!("Secret `{}-secrets`", app.name),
+                Some(EnvValue::ConfigKey) => "nothing yet: add it to the ConfigMap".to_owned(),
+                None if app.env_unset.contains(k) => "not set".to_owned(),
+                None => "the image".to_owned(),
+            };
+            let _ = writeln!(md, "| `{k}` | {needed} | `{}` | {set_by} |", read.location().replace('|', "\\|"));
+        }
     }
     let _ = writeln!(md, "\n## Security\n");
     let user = app.run_as_user.map_or_else(|| "the image's own non-root user".to_owned(), |u| format!("uid {u}"));

@@ -82,3 +82,39 @@ fn host_mentions() {
     assert!(!mentions_host("postgres://dbhost:5432", "db"));
     assert!(!mentions_host("mydb", "db"));
 }
+
+#[test]
+fn framework_environment_is_wired_by_need() {
+    let settings = "import os\nREGION = os.environ['REGION']\nLOG = os.getenv('LOG_LEVEL', 'info')\n\
+        DB = os.getenv('DATABASE_URL', 'postgres://dev:hunter2@localhost/dev')\nKEY = os.environ['API_TOKEN']\n\
+        HOST = os.getenv('PUBLIC_HOST')\nBAKED = os.environ['BAKED']\n";
+    let dockerfile = "FROM python:3.12-slim\nENV BAKED=yes\nUSER 1000\nEXPOSE 8000\n";
+    let (app, warnings) =
+        app_of(&[("requirements.txt", "flask\n"), ("app/settings.py", settings), ("Dockerfile", dockerfile)]);
+    assert_eq!(app.env.get("REGION"), Some(&EnvValue::ConfigKey));
+    assert!(warnings.iter().any(|w| w.contains("REGION is required (app/settings.py:2)")), "{warnings:?}");
+    assert_eq!(app.env.get("LOG_LEVEL"), Some(&EnvValue::Plain("info".into())));
+    // A default that holds credentials is never written: the Secret may hold the real value.
+    assert_eq!(app.env.get("DATABASE_URL"), Some(&EnvValue::Secret { optional: true }));
+    assert_eq!(app.env.get("API_TOKEN"), Some(&EnvValue::Secret { optional: false }));
+    assert!(app.env_unset.contains("PUBLIC_HOST") && !app.env.contains_key("PUBLIC_HOST"));
+    // The image sets it, so the Deployment leaves it alone.
+    assert!(!app.env.contains_key("BAKED"));
+    let dir = crate::generate::generate(&{
+        let mut tree = crate::tree::SourceTree::new();
+        for (p, t) in [("requirements.txt", "flask\n"), ("app/settings.py", settings), ("Dockerfile", dockerfile)] {
+            tree.insert(p, t.as_bytes().to_vec()).unwrap();
+        }
+        crate::analysis::analyze(&tree, &crate::analysis::Options { name: "shop".into(), ..Default::default() })
+            .unwrap()
+    });
+    let deployment = &dir.iter().find(|f| f.path == "deployment.yaml").unwrap().content;
+    assert!(
+        deployment.contains("configMapKeyRef:\n              key: REGION\n              name: shop-config"),
+        "{deployment}"
+    );
+    let all: String = dir.iter().map(|f| f.content.as_str()).collect();
+    assert!(!all.contains("hunter2"), "a default credential reached the output");
+    let config = &dir.iter().find(|f| f.path == "configmap.yaml").unwrap().content;
+    assert!(config.contains("LOG_LEVEL: info") && !config.contains("REGION"), "{config}");
+}
