@@ -861,6 +861,31 @@ describe("the dashboard against persys-stack", () => {
     await page.getByText("No API key yet.").waitFor();
     expect(await page.getByRole("button", { name: /Acknowledge|Create rule/ }).count()).toBe(0);
 
+    // Every user changes their own password: from the name in the header. Mistakes land on
+    // their inputs (a wrong current password is the gateway's to say); the session goes on.
+    const other = await auth.login({ username: VIEWER.username, password: VIEWER.password });
+    await page.getByTestId("whoami").click();
+    await page.getByRole("heading", { level: 1, name: "Your account" }).waitFor();
+    const NEW = "a-changed-viewer-passphrase";
+    await page.getByLabel("Current password").fill("not-her-password");
+    await page.getByLabel("New password", { exact: true }).fill(NEW);
+    await page.getByLabel("New password again").fill(`${NEW}-typo`);
+    await page.getByRole("button", { name: "Change password" }).click();
+    await expect.poll(() => page.locator("#pwe-again").textContent()).toBe("differs from the new password");
+    await page.getByLabel("New password again").fill(NEW);
+    await page.getByRole("button", { name: "Change password" }).click();
+    await expect.poll(() => page.locator("#pwe-current").textContent()).toBe("wrong password; nothing was changed");
+    await expectAccessible("account with violations");
+    await page.getByLabel("Current password").fill(VIEWER.password);
+    await page.getByRole("button", { name: "Change password" }).click();
+    await page.getByTestId("password-changed").waitFor();
+    // This session goes on; the other one (logged in before) has ended.
+    await nav("Overview");
+    await expect.poll(() => page.getByTestId("whoami").textContent()).toBe("vera (viewer)");
+    const ended = await auth.refresh({ refreshToken: other.refreshToken }).then(() => "refreshed", (e) => ConnectError.from(e).code);
+    expect(ended).toBe(Code.Unauthenticated);
+    await expect.poll(() => auth.login({ username: VIEWER.username, password: NEW }).then((r) => r.user?.username)).toBe("vera");
+
     await page.getByRole("button", { name: "Log out" }).click();
     await page.getByRole("heading", { name: "Log in to Persys" }).waitFor();
     expect(cspViolations).toEqual([]);

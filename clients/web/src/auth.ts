@@ -1,5 +1,7 @@
-// Logging in, resuming a session after a reload (from the gateway's cookie), logging out.
+// Logging in, resuming a session after a reload (from the gateway's cookie), logging out,
+// changing one's password.
 import { authClient, cookieSessions, sessionHeaders } from "./api";
+import type { User } from "./gen/persys/gateway/v1/user_pb";
 import { begin, end, setRestoring, tokensOf } from "./session";
 
 const refresher = async (refreshToken: string) =>
@@ -32,4 +34,13 @@ export async function logout(): Promise<void> {
   const refreshToken = end();
   if (refreshToken === undefined) return;
   if (refreshToken || cookieSessions) await authClient.logout({ refreshToken }, { headers: sessionHeaders }).catch(() => {});
+}
+
+/**
+ * Changes the signed-in user's password (AuthService.ChangePassword): every session of theirs
+ * ends at the gateway, and this page goes on with the new one it answers with.
+ */
+export async function changePassword(user: User, currentPassword: string, newPassword: string): Promise<void> {
+  const r = await authClient.changePassword({ currentPassword, newPassword }, { headers: sessionHeaders });
+  begin(user, tokensOf(r), refresher);
 }

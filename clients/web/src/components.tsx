@@ -1,9 +1,11 @@
 // Small shared pieces of the pages.
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef } from "preact/hooks";
 import type { Problem } from "./logic/errors";
+import { WINDOWS } from "./logic/metrics";
 import type { Tone } from "./logic/states";
 import type { LogStatus } from "./live";
 
@@ -129,4 +131,33 @@ export function NoMetricsPipeline(props: { error?: string }) {
       chart's <code>metrics.enabled</code>.
     </Empty>
   );
+}
+
+/** A metrics section's title row: its heading, the time windows (1 h … 7 d) and whether it is live. */
+export function MetricsHeading(props: {
+  id: string;
+  window: string;
+  onWindow: (label: string) => void;
+  live: { status: LogStatus; error?: string };
+}) {
+  return (
+    <div class="page-title">
+      <h2 id={props.id}>Metrics</h2>
+      <div class="actions">
+        <div class="windows" role="group" aria-label="Time window">
+          {WINDOWS.map((x) => (
+            <button key={x.label} aria-pressed={x.label === props.window} onClick={() => props.onWindow(x.label)}>
+              {x.label}
+            </button>
+          ))}
+        </div>
+        <LiveIndicator status={props.live.status} error={props.live.error} label="Metrics" />
+      </div>
+    </div>
+  );
+}
+
+/** The problem a metrics section shows: its query's, or else its live watch's refusal. */
+export function metricsProblem(query: Problem | undefined, watchRefusal: string | undefined): Problem | undefined {
+  return query ?? (watchRefusal ? { message: watchRefusal, code: Code.PermissionDenied, violations: [] } : undefined);
 }

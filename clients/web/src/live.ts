@@ -61,6 +61,8 @@ function useWatch<T>(
   open: (since: bigint, signal: AbortSignal, connected: () => void) => AsyncIterable<WatchEvent<T>>,
   key: (t: T) => string,
   deps: unknown[],
+  /** More answers that no retry changes, besides the session's (e.g. a service's configuration). */
+  alsoFatal: (e: ConnectError) => boolean = () => false,
 ): WatchSnapshot<T> & { problem?: string } {
   const [snap, setSnap] = useState<WatchSnapshot<T> & { problem?: string }>({
     items: new Map(),
@@ -83,7 +85,7 @@ function useWatch<T>(
       key,
       state: kept.current!.state,
       signal: abort.signal,
-      fatal,
+      fatal: (e) => fatal(e) || alsoFatal(e),
       onFatal: (e) => {
         onFatal(e);
         setSnap((s) => ({ ...s, problem: e.rawMessage }));
@@ -273,6 +275,8 @@ export function useClusterPersonas() {
       ),
     (p) => p.metadata?.name ?? "",
     [],
+    // A reconciler restricted to one namespace reads no ClusterPersona: retrying changes nothing.
+    (e) => e.code === Code.FailedPrecondition,
   );
 }
 

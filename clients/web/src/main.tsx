@@ -4,6 +4,7 @@ import { render } from "preact";
 import { logout, resume } from "./auth";
 import { Empty, PageTitle } from "./components";
 import { Role } from "./gen/persys/common/v1/common_pb";
+import { Account } from "./pages/Account";
 import { Admin } from "./pages/Admin";
 import { Alerts } from "./pages/Alerts";
 import { ApiKeys } from "./pages/ApiKeys";
@@ -33,6 +34,7 @@ const NAV = [
 function Page(props: { path: string; session: Session }) {
   const { path, session } = props;
   let m: Record<string, string> | null;
+  if (match("/account", path)) return <Account session={session} roleName={ROLE_NAMES[session.user.role] ?? "unknown role"} />;
   if (match("/", path)) return <Overview session={session} />;
   if (match("/nodes", path)) return <Nodes session={session} />;
   if ((m = match("/nodes/:id", path))) return <NodePage id={m.id} session={session} />;
@@ -102,9 +104,9 @@ function App() {
           </ul>
         </nav>
         <div class="user">
-          <span data-testid="whoami">
+          <Link href="/account" data-testid="whoami" title="Your account: change your password">
             {session.user.username} <span class="muted">({ROLE_NAMES[session.user.role] ?? "unknown role"})</span>
-          </span>
+          </Link>
           <button onClick={onLogout}>Log out</button>
         </div>
       </header>

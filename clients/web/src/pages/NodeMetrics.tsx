@@ -6,7 +6,7 @@ import { Code } from "@connectrpc/connect";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { metricsQuery } from "../api";
 import { TimeChart } from "../chart";
-import { LiveIndicator, NoMetricsPipeline, ProblemBox } from "../components";
+import { MetricsHeading, metricsProblem, NoMetricsPipeline, ProblemBox } from "../components";
 import { Metric } from "../gen/persys/metrics/v1/host_metrics_pb";
 import { Rollup } from "../gen/persys/metrics/v1/query_service_pb";
 import { useHostMetrics } from "../live";
@@ -113,25 +113,12 @@ export function NodeMetrics(props: { nodeId: string }) {
     setLoaded((s) => ({ ...s, version: s.version + 1, from: Math.max(s.from, from) }));
   }, [sample?.t]);
 
-  const problem: Problem | undefined =
-    loaded.problem ?? (live.problem ? { message: live.problem, code: Code.PermissionDenied, violations: [] } : undefined);
+  const problem = metricsProblem(loaded.problem, live.problem);
   const c = charts.current;
   const newest = live.history.latest(props.nodeId);
   return (
     <section aria-labelledby="metrics-h" data-testid="node-metrics" data-draw-ms={loaded.drawMs}>
-      <div class="page-title">
-        <h2 id="metrics-h">Metrics</h2>
-        <div class="actions">
-          <div class="windows" role="group" aria-label="Time window">
-            {WINDOWS.map((x) => (
-              <button key={x.label} aria-pressed={x.label === windowLabel} onClick={() => setWindowLabel(x.label)}>
-                {x.label}
-              </button>
-            ))}
-          </div>
-          <LiveIndicator status={live.status} error={live.error} label="Metrics" />
-        </div>
-      </div>
+      <MetricsHeading id="metrics-h" window={windowLabel} onWindow={setWindowLabel} live={live} />
       {problem?.code === Code.Unavailable ? (
         <NoMetricsPipeline error={problem.message} />
       ) : problem ? (

@@ -116,7 +116,7 @@ function ClusterCard() {
     <section class="card" aria-labelledby="cluster-h" data-testid="cluster-persona">
       <h2 id="cluster-h">Cluster</h2>
       {clusters.problem ? (
-        <p class="muted">{clusters.problem}</p>
+        <p class="muted">No cluster persona here: {clusters.problem}.</p>
       ) : !clusters.synced ? (
         <p class="muted">{clusters.error ? `The reconciler does not answer: ${clusters.error}.` : "Loading the cluster persona…"}</p>
       ) : all.length === 0 ? (

@@ -7,7 +7,7 @@ import { Code } from "@connectrpc/connect";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { metricsQuery } from "../api";
 import { TimeChart } from "../chart";
-import { LiveIndicator, NoMetricsPipeline, ProblemBox } from "../components";
+import { MetricsHeading, metricsProblem, NoMetricsPipeline, ProblemBox } from "../components";
 import type { HostMetrics } from "../gen/persys/metrics/v1/host_metrics_pb";
 import { Metric } from "../gen/persys/metrics/v1/host_metrics_pb";
 import { Rollup } from "../gen/persys/metrics/v1/query_service_pb";
@@ -126,25 +126,12 @@ export function WorkloadMetrics(props: { w: Workload }) {
     setLoaded((s) => ({ ...s, version: s.version + 1, from: Math.max(s.from, from) }));
   }, [stamp]);
 
-  const problem: Problem | undefined =
-    loaded.problem ?? (live.problem ? { message: live.problem, code: Code.PermissionDenied, violations: [] } : undefined);
+  const problem = metricsProblem(loaded.problem, live.problem);
   const c = charts.current;
   const hostProcess = w.spec?.image.startsWith("process://") ?? false;
   return (
     <section aria-labelledby="wmetrics-h" data-testid="workload-metrics">
-      <div class="page-title">
-        <h2 id="wmetrics-h">Metrics</h2>
-        <div class="actions">
-          <div class="windows" role="group" aria-label="Time window">
-            {WINDOWS.map((x) => (
-              <button key={x.label} aria-pressed={x.label === windowLabel} onClick={() => setWindowLabel(x.label)}>
-                {x.label}
-              </button>
-            ))}
-          </div>
-          <LiveIndicator status={live.status} error={live.error} label="Metrics" />
-        </div>
-      </div>
+      <MetricsHeading id="wmetrics-h" window={windowLabel} onWindow={setWindowLabel} live={live} />
       {problem?.code === Code.Unavailable ? (
         <NoMetricsPipeline error={problem.message} />
       ) : problem ? (
