@@ -315,20 +315,31 @@ impl Client {
             }
             Err(status) => return Err(CallError::new(status, self.server()).into()),
         };
+        let tokens = (response.access_token, response.refresh_token);
+        self.keep(store, &current.username, tokens, (response.access_expires_at, response.refresh_expires_at))
+    }
+
+    /// Stores a new session of `username` (access and refresh token, their expiries) for the
+    /// server and uses it from now on; the caller holds the store's lock.
+    fn keep(
+        &self,
+        store: &Store,
+        username: &str,
+        (access, refresh): (String, String),
+        (access_exp, refresh_exp): (Option<prost_types::Timestamp>, Option<prost_types::Timestamp>),
+    ) -> Result<(), Error> {
         let fresh = credentials(
-            &current.username,
-            response.access_token,
-            response.refresh_token,
-            response.access_expires_at.map_or(0, |t| t.seconds),
-            response.refresh_expires_at.map_or(0, |t| t.seconds),
+            username,
+            access,
+            refresh,
+            access_exp.map_or(0, |t| t.seconds),
+            refresh_exp.map_or(0, |t| t.seconds),
         );
         store.put(self.server(), fresh.clone())?;
         self.set_current(Current::Login(fresh));
         Ok(())
     }
-}
 
-impl Client {
     /// Changes the logged-in user's password. Every session of the user ends at the server;
     /// the new one it answers with is kept in the store and used by this client from now on.
     pub async fn change_password(&self, current_password: &str, new_password: &str) -> Result<(), Error> {
@@ -343,16 +354,9 @@ impl Client {
             })
             .await?;
         if let (Current::Login(current), Some(store)) = (self.current(), &self.store) {
-            let fresh = credentials(
-                &current.username,
-                response.access_token,
-                response.refresh_token,
-                response.access_expires_at.map_or(0, |t| t.seconds),
-                response.refresh_expires_at.map_or(0, |t| t.seconds),
-            );
             let _lock = store.lock()?;
-            store.put(self.server(), fresh.clone())?;
-            self.set_current(Current::Login(fresh));
+            let tokens = (response.access_token, response.refresh_token);
+            self.keep(store, &current.username, tokens, (response.access_expires_at, response.refresh_expires_at))?;
         }
         Ok(())
     }
