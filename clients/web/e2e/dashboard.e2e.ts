@@ -598,7 +598,7 @@ describe("the dashboard against persys-stack", () => {
     // What cannot be sent stays on its input.
     await exec.getByLabel("Command").fill("echo 'open");
     await exec.getByRole("button", { name: "Run", exact: true }).click();
-    await expect.poll(() => page.locator("#xe-command").textContent()).toBe("a quote is not closed");
+    await expect.poll(() => page.locator("#x-command-error").textContent()).toBe("a quote is not closed");
     await exec.getByLabel("Command").fill(`echo "from exec" in the container`);
     await exec.getByRole("button", { name: "Run", exact: true }).click();
     await expect.poll(() => exec.getByTestId("exec-output").textContent(), { timeout: 30_000 }).toBe("from exec in the container\n");
@@ -871,10 +871,10 @@ describe("the dashboard against persys-stack", () => {
     await page.getByLabel("New password", { exact: true }).fill(NEW);
     await page.getByLabel("New password again").fill(`${NEW}-typo`);
     await page.getByRole("button", { name: "Change password" }).click();
-    await expect.poll(() => page.locator("#pwe-again").textContent()).toBe("differs from the new password");
+    await expect.poll(() => page.locator("#pw-again-error").textContent()).toBe("differs from the new password");
     await page.getByLabel("New password again").fill(NEW);
     await page.getByRole("button", { name: "Change password" }).click();
-    await expect.poll(() => page.locator("#pwe-current").textContent()).toBe("wrong password; nothing was changed");
+    await expect.poll(() => page.locator("#pw-current-error").textContent()).toBe("wrong password; nothing was changed");
     await expectAccessible("account with violations");
     await page.getByLabel("Current password").fill(VIEWER.password);
     await page.getByRole("button", { name: "Change password" }).click();

@@ -161,3 +161,73 @@ export function MetricsHeading(props: {
 export function metricsProblem(query: Problem | undefined, watchRefusal: string | undefined): Problem | undefined {
   return query ?? (watchRefusal ? { message: watchRefusal, code: Code.PermissionDenied, violations: [] } : undefined);
 }
+
+/** A labelled text input with the violations that concern it (`aria-invalid`, described by them). */
+export function FormField(props: {
+  id: string;
+  label: string;
+  value: string;
+  onInput: (value: string) => void;
+  errors?: string[];
+  type?: string;
+  placeholder?: string;
+  autocomplete?: string;
+}) {
+  const errorId = `${props.id}-error`;
+  return (
+    <div class={`field${props.errors ? " invalid" : ""}`}>
+      <label for={props.id}>{props.label}</label>
+      <input
+        id={props.id}
+        type={props.type ?? "text"}
+        value={props.value}
+        placeholder={props.placeholder}
+        autocomplete={props.autocomplete}
+        onInput={(e) => props.onInput((e.currentTarget as HTMLInputElement).value)}
+        {...(props.errors ? { "aria-invalid": true, "aria-describedby": errorId } : {})}
+      />
+      {props.errors ? (
+        <span class="error" id={errorId}>
+          {props.errors.join("; ")}
+        </span>
+      ) : null}
+    </div>
+  );
+}
+
+/** A command form's buttons: Run (Running… while it runs) and, meanwhile, Cancel. */
+export function RunButtons(props: { running: boolean; onCancel: () => void }) {
+  return (
+    <div class="actions">
+      <button class="primary" type="submit" disabled={props.running}>
+        {props.running ? "Running…" : "Run"}
+      </button>
+      {props.running ? (
+        <button type="button" onClick={props.onCancel}>
+          Cancel
+        </button>
+      ) : null}
+    </div>
+  );
+}
+
+/** A command's output as it comes, then how it ended. */
+export function CommandOutput(props: {
+  testId: string;
+  label: string;
+  output: string;
+  result?: { tone: Tone; word: string; summary: string };
+}) {
+  return (
+    <div class="card">
+      <pre class="command-output" data-testid={`${props.testId}-output`} role="log" aria-label={props.label} tabIndex={0}>
+        {props.output}
+      </pre>
+      {props.result ? (
+        <p data-testid={`${props.testId}-result`} role="status">
+          <Badge tone={props.result.tone}>{props.result.word}</Badge> {props.result.summary}
+        </p>
+      ) : null}
+    </div>
+  );
+}

@@ -67,11 +67,10 @@ pub fn metrics_pipeline_identity() -> Identity {
 
 /// Joins if needed and returns the node id.
 async fn node_id(cli: &Cli, state: &StateDir, host: &Host) -> Result<String, AgentError> {
+    if let Some(id) = state.usable_identity()? {
+        return Ok(id);
+    }
     if let Some(id) = state.node_id()? {
-        let validity = state.validity()?;
-        if validity.not_after > std::time::SystemTime::now() {
-            return Ok(id);
-        }
         tracing::warn!(node_id = %id, "the node certificate has expired; joining again");
     }
     let missing = |what: &str| AgentError::Join(format!("the node has not joined yet and {what} is not set"));

@@ -130,6 +130,13 @@ impl StateDir {
         }
     }
 
+    /// Returns the node id when the node has joined and its certificate has not expired: an
+    /// identity it can connect with, without joining again.
+    pub fn usable_identity(&self) -> Result<Option<String>, AgentError> {
+        let Some(id) = self.node_id()? else { return Ok(None) };
+        Ok((self.validity()?.not_after > SystemTime::now()).then_some(id))
+    }
+
     /// Returns the validity of the stored certificate.
     pub fn validity(&self) -> Result<Validity, AgentError> {
         let path = self.root.join(CERT);

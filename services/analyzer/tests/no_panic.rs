@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use persys_analyzer::{analyze_tree, compose, dockerfile, tree::SourceTree};
+use persys_analyzer::{analyze_tree, compose, detect::STACK_FILES as STACKS, dockerfile, tree::SourceTree};
 use persys_proto::analyzer::v1::AnalyzeMetadata;
 use proptest::prelude::*;
 
@@ -84,25 +84,6 @@ fn compose_text() -> impl Strategy<Value = String> {
     ];
     prop::collection::vec(token, 0..60).prop_map(|t| t.join(" "))
 }
-
-/// The files the framework readers look at, by stack; the first of each is its marker. The
-/// fuzz target `fuzz/fuzz_targets/detect.rs` uses the same list.
-const STACKS: &[&[&str]] = &[
-    &[
-        "pom.xml",
-        "src/main/resources/application.yml",
-        "src/main/resources/application.properties",
-        "src/main/java/A.java",
-    ],
-    &["build.gradle.kts", "src/main/resources/application.yaml", "src/main/kotlin/A.kt"],
-    &["Gemfile", "config/database.yml", "config/puma.rb", "config/routes.rb", "app/models/a.rb"],
-    &["composer.json", "config/database.php", ".env.example", "routes/web.php", "bootstrap/app.php"],
-    &["requirements.txt", "mysite/settings.py", "mysite/urls.py", "Procfile", "gunicorn.conf.py"],
-    &["package.json", "src/app.ts", "config/custom-environment-variables.json", "config/default.json"],
-    &["go.mod", "main.go", "config.go"],
-    &["Cargo.toml", "src/main.rs"],
-    &["App.csproj", "Program.cs"],
-];
 
 /// Text shaped like the ways frameworks read the environment, and their configuration files.
 fn framework_text() -> impl Strategy<Value = String> {

@@ -146,8 +146,7 @@ fn ensure_secret(path: &Path, bytes: usize) -> anyhow::Result<String> {
 /// Whether the built-in agent joined in an earlier run and its certificate is still valid (it
 /// then needs no join token).
 fn has_joined(agent_state: &Path) -> bool {
-    let Ok(state) = persys_agent::state::StateDir::open(agent_state) else { return false };
-    matches!(state.node_id(), Ok(Some(_))) && state.validity().is_ok_and(|v| v.not_after > std::time::SystemTime::now())
+    persys_agent::state::StateDir::open(agent_state).is_ok_and(|s| matches!(s.usable_identity(), Ok(Some(_))))
 }
 
 fn docker_answers(host: Option<&str>) -> bool {

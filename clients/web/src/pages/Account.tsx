@@ -3,7 +3,7 @@
 // new one's length; the page only checks that the new one was typed the same twice.
 import { useState } from "preact/hooks";
 import { changePassword } from "../auth";
-import { PageTitle, ProblemBox } from "../components";
+import { FormField, PageTitle, ProblemBox } from "../components";
 import { useFormProblems } from "../forms";
 import { problemOf } from "../logic/errors";
 import type { Session } from "../session";
@@ -35,22 +35,15 @@ export function Account(props: { session: Session; roleName: string }) {
     }
   };
   const input = (k: Field, label: string, autocomplete: string) => (
-    <div class={`field${byInput[k] ? " invalid" : ""}`}>
-      <label for={`pw-${k}`}>{label}</label>
-      <input
-        id={`pw-${k}`}
-        type="password"
-        autocomplete={autocomplete}
-        value={form[k]}
-        onInput={(e) => setForm({ ...form, [k]: (e.currentTarget as HTMLInputElement).value })}
-        {...(byInput[k] ? { "aria-invalid": true, "aria-describedby": `pwe-${k}` } : {})}
-      />
-      {byInput[k] ? (
-        <span class="error" id={`pwe-${k}`}>
-          {byInput[k]!.join("; ")}
-        </span>
-      ) : null}
-    </div>
+    <FormField
+      id={`pw-${k}`}
+      type="password"
+      label={label}
+      value={form[k]}
+      autocomplete={autocomplete}
+      errors={byInput[k]}
+      onInput={(v) => setForm({ ...form, [k]: v })}
+    />
   );
   return (
     <>

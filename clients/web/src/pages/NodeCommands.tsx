@@ -3,7 +3,7 @@
 // run (its --host-commands list; nothing by default), and says so when it refuses.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { commandService } from "../api";
-import { Ago, Badge, Empty, ProblemBox } from "../components";
+import { Ago, Badge, CommandOutput, Empty, FormField, ProblemBox, RunButtons } from "../components";
 import type { CommandRecord } from "../gen/persys/metrics/v1/command_pb";
 import { useFormProblems } from "../forms";
 import { COMMAND_FIELDS, type CommandForm, commandFromForm, commandStatusLabel, commandSummary, commandTone, EMPTY_COMMAND } from "../logic/commands";
@@ -61,7 +61,6 @@ export function NodeCommands(props: { nodeId: string }) {
     }
   };
 
-  const invalid = (k: keyof CommandForm) => (byInput[k] ? { "aria-invalid": true, "aria-describedby": `ce-${k}` } : {});
   return (
     <section aria-labelledby="commands-h" data-testid="node-commands">
       <h2 id="commands-h">Commands</h2>
@@ -71,65 +70,30 @@ export function NodeCommands(props: { nodeId: string }) {
       </p>
       <form class="card" onSubmit={run} aria-label="Run on this node" noValidate>
         <div class="row">
-          <div class={`field${byInput.command ? " invalid" : ""}`}>
-            <label for="c-command">Command</label>
-            <input
-              id="c-command"
-              name="command"
-              value={form.command}
-              placeholder="df -h /"
-              onInput={(e) => setForm({ ...form, command: (e.currentTarget as HTMLInputElement).value })}
-              {...invalid("command")}
-            />
-            {byInput.command ? (
-              <span class="error" id="ce-command">
-                {byInput.command.join("; ")}
-              </span>
-            ) : null}
-          </div>
-          <div class={`field${byInput.timeout ? " invalid" : ""}`}>
-            <label for="c-timeout">Timeout</label>
-            <input
-              id="c-timeout"
-              name="timeout"
-              value={form.timeout}
-              onInput={(e) => setForm({ ...form, timeout: (e.currentTarget as HTMLInputElement).value })}
-              {...invalid("timeout")}
-            />
-            {byInput.timeout ? (
-              <span class="error" id="ce-timeout">
-                {byInput.timeout.join("; ")}
-              </span>
-            ) : null}
-          </div>
+          <FormField
+            id="c-command"
+            label="Command"
+            value={form.command}
+            placeholder="df -h /"
+            errors={byInput.command}
+            onInput={(v) => setForm({ ...form, command: v })}
+          />
+          <FormField id="c-timeout" label="Timeout" value={form.timeout} errors={byInput.timeout} onInput={(v) => setForm({ ...form, timeout: v })} />
         </div>
         <label class="small">
           <input type="checkbox" checked={form.shell} onChange={(e) => setForm({ ...form, shell: (e.currentTarget as HTMLInputElement).checked })} /> Run
           through /bin/sh
         </label>
         <ProblemBox problem={problem} other={other} />
-        <div class="actions">
-          <button class="primary" type="submit" disabled={running}>
-            {running ? "Running…" : "Run"}
-          </button>
-          {running ? (
-            <button type="button" onClick={() => abort.current?.abort()}>
-              Cancel
-            </button>
-          ) : null}
-        </div>
+        <RunButtons running={running} onCancel={() => abort.current?.abort()} />
       </form>
       {result || output ? (
-        <div class="card">
-          <pre class="command-output" data-testid="command-output" role="log" aria-label="Command output" tabIndex={0}>
-            {output}
-          </pre>
-          {result ? (
-            <p data-testid="command-result" role="status">
-              <Badge tone={commandTone(result)}>{commandStatusLabel(result.status)}</Badge> {commandSummary(result)}
-            </p>
-          ) : null}
-        </div>
+        <CommandOutput
+          testId="command"
+          label="Command output"
+          output={output}
+          result={result ? { tone: commandTone(result), word: commandStatusLabel(result.status), summary: commandSummary(result) } : undefined}
+        />
       ) : null}
       <h3>History</h3>
       <ProblemBox problem={listProblem} />

@@ -3,7 +3,7 @@
 // the gateway's audit log.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { scheduler } from "../api";
-import { Badge, ProblemBox } from "../components";
+import { CommandOutput, FormField, ProblemBox, RunButtons } from "../components";
 import type { ExecExit, Workload } from "../gen/persys/scheduler/v1/workload_pb";
 import { useFormProblems } from "../forms";
 import { problemOf } from "../logic/errors";
@@ -47,23 +47,9 @@ export function WorkloadExec(props: { w: Workload }) {
   };
 
   const field = (k: keyof ExecForm, label: string, placeholder?: string) => (
-    <div class={`field${byInput[k] ? " invalid" : ""}`}>
-      <label for={`x-${k}`}>{label}</label>
-      <input
-        id={`x-${k}`}
-        name={k}
-        value={form[k]}
-        placeholder={placeholder}
-        onInput={(e) => setForm({ ...form, [k]: (e.currentTarget as HTMLInputElement).value })}
-        {...(byInput[k] ? { "aria-invalid": true, "aria-describedby": `xe-${k}` } : {})}
-      />
-      {byInput[k] ? (
-        <span class="error" id={`xe-${k}`}>
-          {byInput[k]!.join("; ")}
-        </span>
-      ) : null}
-    </div>
+    <FormField id={`x-${k}`} label={label} value={form[k]} placeholder={placeholder} errors={byInput[k]} onInput={(v) => setForm({ ...form, [k]: v })} />
   );
+  const ok = exit ? exit.exitCode === 0 && !exit.timedOut : false;
   return (
     <section aria-labelledby="exec-h" data-testid="workload-exec">
       <h2 id="exec-h">Exec</h2>
@@ -86,29 +72,15 @@ export function WorkloadExec(props: { w: Workload }) {
           ) : null}
         </div>
         <ProblemBox problem={problem} other={other} />
-        <div class="actions">
-          <button class="primary" type="submit" disabled={running}>
-            {running ? "Running…" : "Run"}
-          </button>
-          {running ? (
-            <button type="button" onClick={() => abort.current?.abort()}>
-              Cancel
-            </button>
-          ) : null}
-        </div>
+        <RunButtons running={running} onCancel={() => abort.current?.abort()} />
       </form>
       {output !== null && (output || exit) ? (
-        <div class="card">
-          <pre class="command-output" data-testid="exec-output" role="log" aria-label="Exec output" tabIndex={0}>
-            {output}
-          </pre>
-          {exit ? (
-            <p data-testid="exec-result" role="status">
-              <Badge tone={exit.exitCode === 0 && !exit.timedOut ? "ok" : "warn"}>{exit.exitCode === 0 && !exit.timedOut ? "Done" : "Failed"}</Badge>{" "}
-              {execSummary(exit)}
-            </p>
-          ) : null}
-        </div>
+        <CommandOutput
+          testId="exec"
+          label="Exec output"
+          output={output}
+          result={exit ? { tone: ok ? "ok" : "warn", word: ok ? "Done" : "Failed", summary: execSummary(exit) } : undefined}
+        />
       ) : null}
     </section>
   );

@@ -107,6 +107,25 @@ pub const MARKERS: &[&str] = &[
     "package.json",
 ];
 
+/// The files each stack's framework readers look at, the first its marker: what the no-panic
+/// property test and the `detect` fuzz target fill with arbitrary text.
+pub const STACK_FILES: &[&[&str]] = &[
+    &[
+        "pom.xml",
+        "src/main/resources/application.yml",
+        "src/main/resources/application.properties",
+        "src/main/java/A.java",
+    ],
+    &["build.gradle.kts", "src/main/resources/application.yaml", "src/main/kotlin/A.kt"],
+    &["Gemfile", "config/database.yml", "config/puma.rb", "config/routes.rb", "app/models/a.rb"],
+    &["composer.json", "config/database.php", ".env.example", "routes/web.php", "bootstrap/app.php"],
+    &["requirements.txt", "mysite/settings.py", "mysite/urls.py", "Procfile", "gunicorn.conf.py"],
+    &["package.json", "src/app.ts", "config/custom-environment-variables.json", "config/default.json"],
+    &["go.mod", "main.go", "config.go"],
+    &["Cargo.toml", "src/main.rs"],
+    &["App.csproj", "Program.cs"],
+];
+
 /// Detects what the files under the tree's root say about the application.
 pub fn detect(tree: &SourceTree) -> SourceFacts {
     let mut facts = SourceFacts { startup_secs: 30, ..SourceFacts::default() };
