@@ -135,6 +135,16 @@ pub struct RunArgs {
     /// Check every Registry at least this often, besides on its changes and its Secret's.
     #[arg(long, env = "PERSYS_RECONCILER_REGISTRY_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub registry_interval: Duration,
+    /// Run Kapsa's Project and Environment controllers: a namespace per Project
+    /// (`<namespace>-<project>`) with its builds (kpack), Environments and their Deployments,
+    /// Services and Ingresses. Off by default (it creates namespaces and RoleBindings), and
+    /// whenever `--namespace` restricts the reconciler.
+    #[arg(long, env = "PERSYS_RECONCILER_PROJECTS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub projects: bool,
+    /// The kpack builder projects build with, as `Kind/name` (`ClusterBuilder/default`,
+    /// `Builder/paketo`).
+    #[arg(long, env = "PERSYS_RECONCILER_KPACK_BUILDER", default_value = "ClusterBuilder/default", value_parser = parse_builder)]
+    pub kpack_builder: (String, String),
     /// Resource baselines from Prometheus.
     #[command(flatten)]
     pub prometheus: PrometheusArgs,
@@ -176,5 +186,13 @@ impl PrometheusArgs {
             window: self.baseline_window,
             ..crate::baseline::Options::new(url.clone())
         })
+    }
+}
+
+/// `Kind/name` of a kpack builder.
+fn parse_builder(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((kind @ ("ClusterBuilder" | "Builder"), name)) if !name.is_empty() => Ok((kind.into(), name.into())),
+        _ => Err(format!("`{s}` is not a kpack builder like ClusterBuilder/default or Builder/<name>")),
     }
 }

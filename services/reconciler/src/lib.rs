@@ -1,4 +1,4 @@
-//! The Persys reconciler: the Kubernetes operator half of Dorgu (and, next, of Kapsa).
+//! The Persys reconciler: the Kubernetes operator halves of Dorgu and Kapsa.
 //!
 //! Today it reconciles `ApplicationPersona`s (`dorgu.io/v1`): it resolves each persona's
 //! Deployment or StatefulSet, validates it with the analyzer's persona rules, judges its
@@ -12,9 +12,12 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod decide;
+pub mod environment;
+pub mod git;
 pub mod grpc;
 pub mod leader;
 pub mod persona;
+pub mod project;
 pub mod proto;
 pub mod registry;
 pub mod webhook;
@@ -159,6 +162,18 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
         }
         (None, _) => None,
     };
+    let projects = match (args.projects, &args.namespace) {
+        (true, None) => Some(project::Options {
+            credentials_namespace: args.registry_credentials_namespace.clone(),
+            builder: args.kpack_builder.clone(),
+            ..project::Options::default()
+        }),
+        (true, Some(_)) => {
+            tracing::info!("Kapsa projects are off: --namespace restricts the reconciler (projects make namespaces)");
+            None
+        }
+        (false, _) => None,
+    };
     let dora = match &args.metrics_pipeline {
         Some(url) => {
             let (Some(ca), Some(cert), Some(key)) = (args.tls_ca.clone(), args.tls_cert.clone(), args.tls_key.clone())
@@ -198,7 +213,19 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
             let personas = persona::run(client.clone(), options.clone(), stop.clone());
             let argocd = argocd::run(client.clone(), argocd::RECHECK, dora.clone(), stop.clone());
             let clusters = discovery.then(|| cluster::run(client.clone(), cluster_options.clone(), stop.clone()));
-            let registries = registry_options.clone().map(|o| registry::run(client.clone(), o, stop));
+            let registries = registry_options.clone().map(|o| registry::run(client.clone(), o, stop.clone()));
+            let kapsa = projects.clone().map(|o| {
+                let environments = environment::run(client.clone(), environment::Options::default(), stop.clone());
+                let projects = project::run(client.clone(), o, stop.clone());
+                async move {
+                    let (p, e) = tokio::join!(projects, environments);
+                    for (what, result) in [("Project", p), ("Environment", e)] {
+                        if let Err(error) = result {
+                            tracing::error!(%error, "the {what} controller stopped");
+                        }
+                    }
+                }
+            });
             async move {
                 let clusters = async {
                     if let Some(c) = clusters {
@@ -212,7 +239,12 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
                         tracing::error!(%error, "the Registry controller stopped");
                     }
                 };
-                tokio::join!(personas, argocd, clusters, registries);
+                let kapsa = async {
+                    if let Some(k) = kapsa {
+                        k.await;
+                    }
+                };
+                tokio::join!(personas, argocd, clusters, registries, kapsa);
             }
         })
         .await;

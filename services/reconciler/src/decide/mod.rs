@@ -4,8 +4,12 @@
 pub mod admission;
 pub mod baseline;
 pub mod discovery;
+pub mod domain;
+pub mod environment;
+pub mod git;
 pub mod health;
 pub mod lease;
+pub mod project;
 pub mod registry;
 pub mod resolve;
 pub mod status;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod git;
+
 use std::time::Duration;
 
 use kube::Client;
