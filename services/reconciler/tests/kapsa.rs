@@ -27,7 +27,7 @@ use serde_json::json;
 
 mod common;
 
-use common::{WAIT, client, git::GitServer};
+use common::{WAIT, client, git::GitServer, pods, set_pod};
 
 const MANAGER: &str = "persys-tests";
 const USER: &str = "dev";
@@ -238,9 +238,25 @@ async fn a_project_builds_its_branches_runs_environments_and_cleans_up_through_g
     assert_eq!(ispec.rules.unwrap()[0].host.as_deref(), Some(format!("api.{base}").as_str()));
     assert_eq!(ispec.tls.unwrap()[0].hosts, Some(vec![format!("api.{base}")]));
     assert_eq!(ingress.annotations().get("cert-manager.io/cluster-issuer").map(String::as_str), Some("letsencrypt"));
+    // A kubelet reports prod's pod ready: the Environment is Running, and the Project says so.
+    let pod_api = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &pns);
+    for pod in pods(&pod_api, "kapsa-project.io/environment=prod", 1).await {
+        set_pod(&pod_api, &pod, true).await;
+    }
+    until("prod Running", || async {
+        let st = envs.get("prod").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+        if st.phase.as_deref() == Some("Running") && st.urls == vec![format!("https://api.{base}")] {
+            Ok(())
+        } else {
+            Err(format!("{st:?}"))
+        }
+    })
+    .await;
     until("the project's latest image", || async {
         let st = projects.get("api").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
-        if st.latest_image.as_deref() == Some(good) && st.latest_commit.as_deref() == Some(main1.as_str()) {
+        let prod_ready = st.environments.iter().any(|e| e.name == "prod" && e.ready);
+        if st.latest_image.as_deref() == Some(good) && st.latest_commit.as_deref() == Some(main1.as_str()) && prod_ready
+        {
             Ok(())
         } else {
             Err(format!("{st:?}"))
@@ -342,4 +358,61 @@ async fn a_project_builds_its_branches_runs_environments_and_cleans_up_through_g
         .await
         .unwrap();
     assert!(stray.items.iter().all(|e| e.namespace().as_deref() == Some(pns.as_str())), "environments outside {pns}");
+}
+
+#[tokio::test]
+async fn the_schema_rejects_bad_projects_and_environments_naming_the_field() {
+    let Some(client) = client().await else { return };
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in persys_crds::all() {
+        crds.patch(&crd.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await.unwrap();
+        tokio::time::timeout(WAIT, await_condition(crds.clone(), &crd.name_any(), conditions::is_crd_established()))
+            .await
+            .expect("CRD established")
+            .unwrap();
+    }
+    let projects = Api::<Project>::namespaced(client.clone(), "default");
+    let good = json!({
+        "repository": {"url": "https://git.example.com/app.git"},
+        "build": {"strategy": "buildpack"},
+        "registry": {"name": "r", "imageRepository": "team/api"},
+        "domain": {"subdomain": "api", "domainPoolRef": "pool"}});
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        ("/repository/pollInterval", json!(10), "spec.repository.pollInterval"),
+        ("/repository/url", json!("https://user:secret@git.example.com/app.git"), "spec.repository.url"),
+        ("/repository/url", json!("git@github.com:o/app.git"), "spec.repository.url"),
+        ("/domain/subdomain", json!("Not_A_Label"), "spec.domain.subdomain"),
+        ("/build/strategy", json!("make"), "spec.build.strategy"),
+        ("/previewEnvironments", json!({"enabled": true, "ttl": "a week"}), "spec.previewEnvironments.ttl"),
+        ("/environments", json!([{"name": "Prod!"}]), "spec.environments[0].name"),
+    ];
+    for (i, (pointer, value, field)) in cases.into_iter().enumerate() {
+        let mut spec = good.clone();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let target = if parent.is_empty() { &mut spec } else { spec.pointer_mut(parent).unwrap() };
+        target[key] = value;
+        let name = format!("bad-{i}");
+        let p = json!({"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Project", "metadata": {"name": name}, "spec": spec});
+        match projects.patch(&name, &PatchParams::apply(MANAGER), &Patch::Apply(&p)).await {
+            Err(kube::Error::Api(e)) => {
+                assert_eq!(e.code, 422, "{field}: {e:?}");
+                assert!(e.message.contains(field), "{field} not named: {}", e.message);
+            }
+            other => panic!("{field}: accepted: {other:?}"),
+        }
+    }
+    let envs = Api::<Environment>::namespaced(client.clone(), "default");
+    let bad = json!({"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Environment", "metadata": {"name": "bad-env"},
+        "spec": {"projectRef": {"name": "p"}, "type": "permanent",
+            "runtime": {"replicas": -1, "resources": {"limits": {"cpu": "lots"}}, "ports": [{"containerPort": 70000}]}}});
+    match envs.patch("bad-env", &PatchParams::apply(MANAGER), &Patch::Apply(&bad)).await {
+        Err(kube::Error::Api(e)) => {
+            for field in
+                ["spec.runtime.replicas", "spec.runtime.resources.limits.cpu", "spec.runtime.ports[0].containerPort"]
+            {
+                assert!(e.message.contains(field), "{field} not named: {}", e.message);
+            }
+        }
+        other => panic!("a bad Environment was accepted: {other:?}"),
+    }
 }

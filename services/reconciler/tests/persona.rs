@@ -6,7 +6,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, StatefulSet},
@@ -17,7 +16,7 @@ use k8s_openapi::{
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
-    runtime::{WatchStreamExt, conditions, reflector, wait::await_condition, watcher},
+    runtime::{conditions, wait::await_condition},
 };
 use persys_crds::persona::ApplicationPersona;
 use persys_kit::shutdown;
@@ -27,7 +26,7 @@ use serde_json::json;
 const MANAGER: &str = "persys-tests";
 mod common;
 
-use common::{WAIT, client};
+use common::{WAIT, client, pods, set_pod};
 
 /// Installs the CRDs (server-side apply, so tests running at once agree) and waits until they
 /// are served.
@@ -147,56 +146,6 @@ fn condition<'a>(status: &'a serde_json::Value, type_: &str) -> &'a serde_json::
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
         .unwrap_or(&serde_json::Value::Null)
-}
-
-/// Waits until exactly `n` live pods match `selector`, as the ReplicaSet controller makes
-/// them, and returns them.
-async fn pods(api: &Api<Pod>, selector: &str, n: usize) -> Vec<Pod> {
-    let (store, writer) = reflector::store();
-    let mut events =
-        watcher(api.clone(), watcher::Config::default().labels(selector)).default_backoff().reflect(writer).boxed();
-    let live = |store: &reflector::Store<Pod>| -> Vec<Pod> {
-        store.state().iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(|p| (**p).clone()).collect()
-    };
-    let result = tokio::time::timeout(WAIT, async {
-        loop {
-            // The store swaps in the initial list whole, so a partial list is never seen.
-            if live(&store).len() == n {
-                return live(&store);
-            }
-            // Every event, the end of the initial list included, is a moment to look again.
-            events.next().await.expect("pod watch ended").expect("pod watch");
-        }
-    })
-    .await;
-    result.unwrap_or_else(|_| panic!("{n} pods with {selector}: have {}", live(&store).len()))
-}
-
-/// Writes a pod's status as a kubelet would: running and ready, or crash-looping.
-async fn set_pod(api: &Api<Pod>, pod: &Pod, ready: bool) {
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let image = pod.spec.as_ref().unwrap().containers[0].image.clone().unwrap();
-    let flag = if ready { "True" } else { "False" };
-    let state = if ready {
-        json!({"running": {"startedAt": now}})
-    } else {
-        json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container"}})
-    };
-    let status = json!({"status": {
-        "phase": "Running",
-        "conditions": [
-            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-            {"type": "Ready", "status": flag, "lastTransitionTime": now},
-            {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
-        ],
-        "containerStatuses": [{
-            "name": "app", "image": image, "imageID": "", "ready": ready, "restartCount": if ready { 0 } else { 3 },
-            "started": ready, "state": state,
-        }],
-    }});
-    api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("pod status written");
 }
 
 #[tokio::test]

@@ -7,7 +7,14 @@ pub mod git;
 
 use std::time::Duration;
 
-use kube::Client;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::WatchStreamExt,
+};
+use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 /// How long a test waits for anything.
@@ -45,4 +52,56 @@ pub async fn spawn_until(mut command: tokio::process::Command, ready: &str) -> t
     assert!(matches!(found, Ok(true)), "{command:?} did not say `{ready}`:\n{}", seen.join("\n"));
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     child
+}
+
+/// Waits until exactly `n` live pods match `selector`, as the ReplicaSet controller makes
+/// them, and returns them.
+pub async fn pods(api: &Api<Pod>, selector: &str, n: usize) -> Vec<Pod> {
+    let (store, writer) = kube::runtime::reflector::store();
+    let mut events = kube::runtime::watcher(api.clone(), kube::runtime::watcher::Config::default().labels(selector))
+        .default_backoff()
+        .reflect(writer)
+        .boxed();
+    let live = |store: &kube::runtime::reflector::Store<Pod>| -> Vec<Pod> {
+        store.state().iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(|p| (**p).clone()).collect()
+    };
+    let result = tokio::time::timeout(WAIT, async {
+        loop {
+            // The store swaps in the initial list whole, so a partial list is never seen.
+            if live(&store).len() == n {
+                return live(&store);
+            }
+            // Every event, the end of the initial list included, is a moment to look again.
+            events.next().await.expect("pod watch ended").expect("pod watch");
+        }
+    })
+    .await;
+    result.unwrap_or_else(|_| panic!("{n} pods with {selector}: have {}", live(&store).len()))
+}
+
+/// Writes a pod's status as a kubelet would: running and ready, or crash-looping.
+pub async fn set_pod(api: &Api<Pod>, pod: &Pod, ready: bool) {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let image = pod.spec.as_ref().unwrap().containers[0].image.clone().unwrap();
+    let flag = if ready { "True" } else { "False" };
+    let state = if ready {
+        json!({"running": {"startedAt": now}})
+    } else {
+        json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s restarting failed container"}})
+    };
+    let status = json!({"status": {
+        "phase": "Running",
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+            {"type": "Ready", "status": flag, "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
+        ],
+        "containerStatuses": [{
+            "name": "app", "image": image, "imageID": "", "ready": ready, "restartCount": if ready { 0 } else { 3 },
+            "started": ready, "state": state,
+        }],
+    }});
+    api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("pod status written");
 }
