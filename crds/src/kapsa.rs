@@ -113,6 +113,9 @@ pub struct RegistryStatus {
 /// A DNS label: lowercase letters, digits and `-`, starting and ending with a letter or digit.
 pub const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
 
+/// A DNS name of at least two labels (`apps.example.com`), lowercase.
+pub const DNS_NAME: &str = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
+
 /// A Kubernetes resource quantity, as [`crate::persona::QUANTITY`].
 const QUANTITY: &str = crate::persona::QUANTITY;
 
@@ -661,7 +664,7 @@ pub struct EnvironmentResources {
 #[serde(rename_all = "camelCase")]
 pub struct DomainPoolSpec {
     /// Base domains (`apps.example.com`).
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), extend("items" = {"type": "string", "pattern": DNS_NAME, "maxLength": 253}))]
     pub base_domains: Vec<String>,
     /// The cert-manager issuer of the Ingresses' certificates.
     pub cert_manager: CertManager,

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod decide;
+pub mod domainpool;
 pub mod environment;
 pub mod git;
 pub mod grpc;
@@ -216,10 +217,11 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
             let registries = registry_options.clone().map(|o| registry::run(client.clone(), o, stop.clone()));
             let kapsa = projects.clone().map(|o| {
                 let environments = environment::run(client.clone(), environment::Options::default(), stop.clone());
+                let pools = domainpool::run(client.clone(), domainpool::Options::default(), stop.clone());
                 let projects = project::run(client.clone(), o, stop.clone());
                 async move {
-                    let (p, e) = tokio::join!(projects, environments);
-                    for (what, result) in [("Project", p), ("Environment", e)] {
+                    let (p, e, d) = tokio::join!(projects, environments, pools);
+                    for (what, result) in [("Project", p), ("Environment", e), ("DomainPool", d)] {
                         if let Err(error) = result {
                             tracing::error!(%error, "the {what} controller stopped");
                         }

@@ -22,7 +22,7 @@ use kube::{
 };
 use persys_crds::kapsa::{DomainPool, Environment, Project};
 use persys_kit::shutdown;
-use persys_reconciler::{environment, project};
+use persys_reconciler::{domainpool, environment, project};
 use serde_json::json;
 
 mod common;
@@ -140,7 +140,8 @@ async fn a_project_builds_its_branches_runs_environments_and_cleans_up_through_g
 
     let (_trigger, stop) = shutdown::channel();
     tokio::spawn(project::run(client.clone(), project::Options::default(), stop.clone()));
-    tokio::spawn(environment::run(client.clone(), environment::Options::default(), stop));
+    tokio::spawn(environment::run(client.clone(), environment::Options::default(), stop.clone()));
+    tokio::spawn(domainpool::run(client.clone(), domainpool::Options::default(), stop));
 
     let projects = Api::<Project>::namespaced(client.clone(), &ns);
     let proj = json!({"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Project", "metadata": {"name": "api"},
@@ -348,6 +349,25 @@ async fn a_project_builds_its_branches_runs_environments_and_cleans_up_through_g
         }
     })
     .await;
+    // The pool is Ready (no cert-manager here: its issuer is not checked, and it says so), and
+    // a host name held by a Project that no longer exists (deleted while no reconciler ran) is
+    // released.
+    let mut dp = pools.get(&pool).await.unwrap();
+    let ready = dp.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
+    assert!(ready.as_ref().is_some_and(|c| c.status == "True" && c.reason == "IssuerNotChecked"), "{ready:?}");
+    let orphan = persys_crds::kapsa::Allocation {
+        subdomain: "old".into(),
+        base_domain: base.clone(),
+        project: format!("{ns}/deleted-long-ago"),
+        environment: "prod".into(),
+    };
+    dp.status.get_or_insert_with(Default::default).allocations.push(orphan);
+    pools.replace_status(&pool, &PostParams::default(), &dp).await.unwrap();
+    until("the orphaned host name released", || async {
+        let a = pools.get(&pool).await.map_err(|e| e.to_string())?.status.unwrap_or_default().allocations;
+        if a.is_empty() { Ok(()) } else { Err(format!("{a:?}")) }
+    })
+    .await;
     // Nothing of the project is left in any other namespace.
     let stray = Api::<Environment>::all(client.clone())
         .list(&ListParams::default().labels(&format!(
@@ -414,5 +434,18 @@ async fn the_schema_rejects_bad_projects_and_environments_naming_the_field() {
             }
         }
         other => panic!("a bad Environment was accepted: {other:?}"),
+    }
+    let pools = Api::<DomainPool>::all(client.clone());
+    for (base, field) in [(json!([]), "spec.baseDomains"), (json!(["Apps Example"]), "spec.baseDomains[0]")] {
+        let bad = json!({"apiVersion": "kapsa-project.io/v1alpha1", "kind": "DomainPool", "metadata": {"name": "bad-pool"},
+            "spec": {"baseDomains": base, "certManager": {"issuerRef": {"name": "x", "kind": "Acme"}}}});
+        match pools.patch("bad-pool", &PatchParams::apply(MANAGER), &Patch::Apply(&bad)).await {
+            Err(kube::Error::Api(e)) => {
+                for field in [field, "spec.certManager.issuerRef.kind"] {
+                    assert!(e.message.contains(field), "{field} not named: {}", e.message);
+                }
+            }
+            other => panic!("a bad DomainPool was accepted: {other:?}"),
+        }
     }
 }
