@@ -7,10 +7,8 @@ use std::{
     process::{Command, Output},
 };
 
-mod common;
-
-use common::Kubectl;
 use persys_analyzer::{analyze_tree, tree::SourceTree};
+use persys_e2e::kubectl::Kubectl;
 use persys_proto::analyzer::v1::{AnalyzeMetadata, AnalyzeOptions, LlmProvider};
 
 fn fixtures() -> PathBuf {

@@ -10,10 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-mod common;
-
-use common::Kubectl;
 use persys_client::{Connection, store::Store};
+use persys_e2e::kubectl::Kubectl;
 use persys_e2e::{
     cluster::{Cluster, ClusterOptions, ReconcilerOptions},
     stack::{ADMIN, ADMIN_PASSWORD},

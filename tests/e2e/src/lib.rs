@@ -2,13 +2,14 @@
 //! `persys certs init`, wait until they announce their ports, and talk to them with clients
 //! built on the generated stubs. It also holds an in-process OTLP receiver to check traces,
 //! scheduler replicas on a real etcd ([`replicas`]), a TCP proxy to cut connections
-//! ([`proxy`]), a private Docker engine ([`dockerd`]) and the cluster invariants every fault
-//! test checks ([`invariants`]).
+//! ([`proxy`]), a private Docker engine ([`dockerd`]), the cluster invariants every fault
+//! test checks ([`invariants`]) and kubectl against the test bench's API server ([`kubectl`]).
 
 pub mod analyzer;
 pub mod cluster;
 pub mod dockerd;
 pub mod invariants;
+pub mod kubectl;
 pub mod otlp;
 pub mod process;
 pub mod proxy;

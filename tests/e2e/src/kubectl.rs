@@ -1,4 +1,5 @@
-//! What the dorgu tests share: kubectl against the test bench's API server.
+//! kubectl against the test bench's API server, for tests that drive a cluster the way a
+//! user does (apply manifests, read objects back).
 
 use std::process::Command;
 
@@ -39,7 +40,6 @@ impl Kubectl {
     }
 
     /// Runs kubectl with `-o json`.
-    #[allow(dead_code)] // not every test binary reads objects back
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
@@ -47,14 +47,13 @@ impl Kubectl {
     }
 
     /// Installs the CRDs the reconciler defines, as the Helm chart does, and waits until the
-    /// API server serves them.
+    /// API server serves every one of them.
     pub fn install_crds(&self) {
         let crds =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/helm/persys/crds/persys-crds.yaml");
-        let apply = ["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f"];
-        self.run(&[&apply[..], &[crds.to_str().unwrap()]].concat(), None);
-        for crd in ["crd/applicationpersonas.dorgu.io", "crd/clusterpersonas.dorgu.io"] {
-            self.run(&["wait", "--for=condition=Established", "--timeout=60s", crd], None);
-        }
+        let crds = crds.to_str().expect("a UTF-8 path");
+        let apply = ["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f", crds];
+        self.run(&apply, None);
+        self.run(&["wait", "--for=condition=Established", "--timeout=60s", "-f", crds], None);
     }
 }
