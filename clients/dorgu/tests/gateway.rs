@@ -52,7 +52,11 @@ async fn watch_personas_through_the_gateway_from_a_snapshot_and_live() {
     kube.run(&["create", "namespace", &namespace], None);
 
     let cluster = Cluster::start(ClusterOptions {
-        reconciler: Some(ReconcilerOptions { kubeconfig: kube.kubeconfig.clone(), namespace: namespace.clone() }),
+        reconciler: Some(ReconcilerOptions {
+            kubeconfig: kube.kubeconfig.clone(),
+            namespace: namespace.clone(),
+            projects_follower: false,
+        }),
         ..Default::default()
     })
     .await

@@ -10,6 +10,7 @@ mod host;
 mod metrics;
 mod node;
 mod output;
+mod project;
 mod quantity;
 mod run;
 mod streams;
@@ -84,6 +85,15 @@ enum Command {
     /// DORA metrics: the four keys, the deployments behind them, recording one from CI.
     #[command(subcommand)]
     Dora(dora::DoraCommand),
+    /// Kapsa projects built from git: list, show, watch (through the reconciler).
+    #[command(subcommand)]
+    Project(project::ProjectCommand),
+    /// Environments of Kapsa projects, permanent and preview: list, show, watch.
+    #[command(subcommand)]
+    Env(project::EnvCommand),
+    /// Image builds of Kapsa projects: list, show, watch.
+    #[command(subcommand)]
+    Build(project::BuildCommand),
     /// Create and issue mTLS certificates for a Persys cluster.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -111,6 +121,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::ExecHost(args) => host::exec_host(global, args).await,
         Command::Host(c) => host::run(global, c).await,
         Command::Dora(c) => dora::run(global, c).await,
+        Command::Project(c) => project::run_project(global, c).await,
+        Command::Env(c) => project::run_env(global, c).await,
+        Command::Build(c) => project::run_build(global, c).await,
         Command::Certs(c) => certs::run(c),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "persys", &mut std::io::stdout());

@@ -51,14 +51,14 @@ pub enum WatchCommand {
 /// told on standard error, and failures become [`crate::error::Failure`]s with their exit codes.
 pub async fn resumable<R, S, F, Fut>(
     server: &str,
-    since: i64,
+    since: R::Cursor,
     open: F,
     on_event: impl FnMut(R) -> anyhow::Result<ControlFlow<()>>,
 ) -> anyhow::Result<()>
 where
-    R: Revisioned<Cursor = i64>,
+    R: Revisioned,
     S: Stream<Item = Result<R, Status>> + Unpin,
-    F: FnMut(i64) -> Fut,
+    F: FnMut(R::Cursor) -> Fut,
     Fut: Future<Output = Result<S, persys_client::Error>>,
 {
     persys_client::watch::resumable(server, since, open, on_event, |line| eprintln!("watch: {line}")).await.map_err(

@@ -13,7 +13,7 @@ use persys_proto::{
         user_service_client::UserServiceClient,
     },
     metrics::v1::{alert_service_client::AlertServiceClient, metrics_query_service_client::MetricsQueryServiceClient},
-    reconciler::v1::persona_service_client::PersonaServiceClient,
+    reconciler::v1::{persona_service_client::PersonaServiceClient, project_service_client::ProjectServiceClient},
     scheduler::v1::scheduler_service_client::SchedulerServiceClient,
 };
 use tonic::{
@@ -120,6 +120,12 @@ impl Conn {
     /// their live changes.
     pub fn personas(self) -> PersonaServiceClient<AuthChannel> {
         PersonaServiceClient::with_interceptor(self.channel, self.bearer)
+    }
+
+    /// Returns a Kapsa project client (the reconciler): projects, their environments and
+    /// builds, their live changes.
+    pub fn projects(self) -> ProjectServiceClient<AuthChannel> {
+        ProjectServiceClient::with_interceptor(self.channel, self.bearer)
     }
 
     /// Returns an analyzer client: app analysis, manifests, personas.

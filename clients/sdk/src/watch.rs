@@ -7,7 +7,9 @@ use std::{future::Future, ops::ControlFlow, time::Duration};
 
 use futures::{Stream, StreamExt};
 use persys_proto::{
-    reconciler::v1::WatchPersonaEventsResponse,
+    reconciler::v1::{
+        WatchBuildsResponse, WatchEnvironmentsResponse, WatchPersonaEventsResponse, WatchProjectsResponse,
+    },
     scheduler::v1::{
         WatchNodesResponse, WatchWorkloadsRequest, WatchWorkloadsResponse, Workload,
         scheduler_service_client::SchedulerServiceClient,
@@ -62,6 +64,27 @@ impl Revisioned for WatchNodesResponse {
 }
 
 impl Revisioned for WatchPersonaEventsResponse {
+    type Cursor = String;
+    fn revision(&self) -> String {
+        self.resource_version.clone()
+    }
+}
+
+impl Revisioned for WatchProjectsResponse {
+    type Cursor = String;
+    fn revision(&self) -> String {
+        self.resource_version.clone()
+    }
+}
+
+impl Revisioned for WatchEnvironmentsResponse {
+    type Cursor = String;
+    fn revision(&self) -> String {
+        self.resource_version.clone()
+    }
+}
+
+impl Revisioned for WatchBuildsResponse {
     type Cursor = String;
     fn revision(&self) -> String {
         self.resource_version.clone()

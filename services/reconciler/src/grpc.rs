@@ -27,10 +27,10 @@ use tonic::{Request, Response, Status};
 
 use crate::proto;
 
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
+pub(crate) const DEFAULT_PAGE: usize = 100;
+pub(crate) const MAX_PAGE: usize = 1000;
 /// How long a call waits for the caches' first list after start.
-const CACHE_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const CACHE_WAIT: Duration = Duration::from_secs(10);
 
 /// The service and its caches.
 #[derive(Clone)]
@@ -125,7 +125,9 @@ impl Personas {
     }
 }
 
-fn kube_status(e: kube::Error) -> Status {
+/// A Kubernetes error of a list or watch as the call's status: OUT_OF_RANGE for a resource
+/// version too old, INVALID_ARGUMENT for an unreadable one, UNAVAILABLE otherwise.
+pub(crate) fn kube_status(e: kube::Error) -> Status {
     match e {
         kube::Error::Api(s) if s.code == 410 => Status::out_of_range(format!(
             "resource version too old: {}; list again and watch from the version it returns",

@@ -19,6 +19,8 @@ pub mod grpc;
 pub mod leader;
 pub mod persona;
 pub mod project;
+pub mod projects_grpc;
+pub mod projects_proto;
 pub mod proto;
 pub mod registry;
 pub mod webhook;
@@ -57,23 +59,30 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Clie
     Client::try_from(config).context("building the Kubernetes client")
 }
 
-/// Serves PersonaService on `listener` with mutual TLS, admitting only `callers` (service
-/// identities), until `shutdown`; returns the server's task.
+/// Serves PersonaService, and ProjectService when `projects` is given (Kapsa projects on), on
+/// `listener` with mutual TLS, admitting only `callers` (service identities), until `shutdown`;
+/// returns the server's task.
 pub async fn serve_personas(
     personas: grpc::Personas,
+    projects: Option<projects_grpc::Projects>,
     listener: tokio::net::TcpListener,
     tls: &std::sync::Arc<persys_kit::tls::Tls>,
     callers: &[String],
     shutdown: Shutdown,
 ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), persys_kit::server::ServeError>>> {
     use persys_kit::identity::{AuthorizeLayer, Matcher, Policy};
+    use persys_proto::reconciler::v1::{
+        persona_service_server::PersonaServiceServer, project_service_server::ProjectServiceServer,
+    };
     let (routes, health) = persys_kit::server::base_routes(&[])?;
-    health
-        .serving::<persys_proto::reconciler::v1::persona_service_server::PersonaServiceServer<grpc::Personas>>()
-        .await;
-    let routes = routes.add_service(personas.server());
-    // The whole package: a service of it not served yet (Kapsa's ProjectService) then answers
-    // UNIMPLEMENTED to its callers, rather than refusing who they are.
+    health.serving::<PersonaServiceServer<grpc::Personas>>().await;
+    let mut routes = routes.add_service(personas.server());
+    if let Some(projects) = projects {
+        health.serving::<ProjectServiceServer<projects_grpc::Projects>>().await;
+        routes = routes.add_service(projects.server());
+    }
+    // The whole package: ProjectService, when Kapsa projects are off and it is not served,
+    // then answers UNIMPLEMENTED to its callers, rather than refusing who they are.
     let policy = Policy::new().allow("/persys.reconciler.v1.", callers.iter().map(|c| Matcher::Service(c.clone())));
     let options = persys_kit::server::ServerOptions {
         tls: Some(tls.server_config(&[b"h2"])),
@@ -91,6 +100,18 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
     if let Some(addr) = admin {
         tracing::info!(%addr, "admin endpoints (/metrics, /healthz)");
     }
+    let projects = match (args.projects, &args.namespace) {
+        (true, None) => Some(project::Options {
+            credentials_namespace: args.registry_credentials_namespace.clone(),
+            builder: args.kpack_builder.clone(),
+            ..project::Options::default()
+        }),
+        (true, Some(_)) => {
+            tracing::info!("Kapsa projects are off: --namespace restricts the reconciler (projects make namespaces)");
+            None
+        }
+        (false, _) => None,
+    };
     let (mut grpc_addr, mut webhook_addr) = (None, None);
     if let Some(addr) = args.listen {
         let (Some(ca), Some(cert), Some(key)) = (args.tls_ca.clone(), args.tls_cert.clone(), args.tls_key.clone())
@@ -102,8 +123,13 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
         tls.spawn_reloader(std::time::Duration::from_secs(30));
         let (listener, bound) = persys_kit::server::bind(addr).await?;
         let personas = grpc::Personas::start(client.clone(), args.namespace.clone(), shutdown.clone());
-        serve_personas(personas, listener, &tls, &args.allowed_callers, shutdown.clone()).await?;
-        tracing::info!(addr = %bound, "PersonaService (mTLS)");
+        // ProjectService reads what the Project controller makes (and its RBAC allows): only
+        // with Kapsa projects on.
+        let project_service =
+            projects.is_some().then(|| projects_grpc::Projects::start(client.clone(), None, shutdown.clone()));
+        let services = if project_service.is_some() { "PersonaService, ProjectService" } else { "PersonaService" };
+        serve_personas(personas, project_service, listener, &tls, &args.allowed_callers, shutdown.clone()).await?;
+        tracing::info!(addr = %bound, services, "gRPC (mTLS)");
         grpc_addr = Some(bound);
     }
     if let Some(addr) = args.webhook_listen {
@@ -162,18 +188,6 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
             None
         }
         (None, _) => None,
-    };
-    let projects = match (args.projects, &args.namespace) {
-        (true, None) => Some(project::Options {
-            credentials_namespace: args.registry_credentials_namespace.clone(),
-            builder: args.kpack_builder.clone(),
-            ..project::Options::default()
-        }),
-        (true, Some(_)) => {
-            tracing::info!("Kapsa projects are off: --namespace restricts the reconciler (projects make namespaces)");
-            None
-        }
-        (false, _) => None,
     };
     let dora = match &args.metrics_pipeline {
         Some(url) => {

@@ -20,7 +20,8 @@ pub fn timestamp(s: Option<&str>) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() })
 }
 
-fn meta(m: &ObjectMeta) -> pb::ObjectMeta {
+/// Kubernetes metadata in the contract's terms.
+pub(crate) fn meta(m: &ObjectMeta) -> pb::ObjectMeta {
     pb::ObjectMeta {
         name: m.name.clone().unwrap_or_default(),
         namespace: m.namespace.clone().unwrap_or_default(),
@@ -36,7 +37,8 @@ fn meta(m: &ObjectMeta) -> pb::ObjectMeta {
     }
 }
 
-fn conditions(cs: &[Condition]) -> Vec<common::Condition> {
+/// Kubernetes conditions in the contract's terms.
+pub(crate) fn conditions(cs: &[Condition]) -> Vec<common::Condition> {
     cs.iter()
         .map(|c| common::Condition {
             r#type: c.type_.clone(),

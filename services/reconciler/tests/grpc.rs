@@ -100,7 +100,7 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     let (_trigger, stop) = shutdown::channel();
     let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let service = Personas::start(client.clone(), None, stop.clone());
-    persys_reconciler::serve_personas(service, listener, &server_tls, &["gateway".into()], stop).await.unwrap();
+    persys_reconciler::serve_personas(service, None, listener, &server_tls, &["gateway".into()], stop).await.unwrap();
     let connect = |tls: Arc<Tls>| {
         PersonaServiceClient::new(
             mtls_channel(&format!("https://localhost:{}", addr.port()), &tls, &ClientOptions::default()).unwrap(),
@@ -205,7 +205,9 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let (_trigger2, stop2) = shutdown::channel();
     let restricted = Personas::start(client.clone(), Some(ns.clone()), stop2.clone());
-    persys_reconciler::serve_personas(restricted, listener, &server_tls, &["gateway".into()], stop2).await.unwrap();
+    persys_reconciler::serve_personas(restricted, None, listener, &server_tls, &["gateway".into()], stop2)
+        .await
+        .unwrap();
     let mut one = PersonaServiceClient::new(
         mtls_channel(
             &format!("https://localhost:{}", addr.port()),

@@ -29,7 +29,15 @@ pub struct ReconcilerOptions {
     pub kubeconfig: String,
     /// The one namespace it reconciles (and holds its Lease in).
     pub namespace: String,
+    /// Instead: cluster-wide with Kapsa projects on (ProjectService served), as the chart
+    /// installs it, but a follower: the Lease [`FOLLOWER_LEASE`] in `namespace` must be held by
+    /// another replica (the test makes it), so it serves from its caches and runs no controller
+    /// on the shared API server.
+    pub projects_follower: bool,
 }
+
+/// The Lease a `projects_follower` reconciler waits for.
+pub const FOLLOWER_LEASE: &str = "persys-e2e-follower";
 
 /// A running scheduler and gateway.
 pub struct Cluster {
@@ -91,7 +99,7 @@ impl Cluster {
 
         let reconciler = match &options.reconciler {
             Some(r) => {
-                let mut args: Vec<String> = ["run", "--kubeconfig", &r.kubeconfig, "--namespace", &r.namespace]
+                let mut args: Vec<String> = ["run", "--kubeconfig", &r.kubeconfig]
                     .into_iter()
                     .chain([
                         "--lease-namespace",
@@ -103,6 +111,15 @@ impl Cluster {
                     ])
                     .map(String::from)
                     .collect();
+                if r.projects_follower {
+                    args.extend(
+                        ["--projects", "true", "--lease-name", FOLLOWER_LEASE, "--cluster-discovery", "false"]
+                            .map(String::from),
+                    );
+                    args.extend(["--cluster-persona".to_owned(), String::new()]);
+                } else {
+                    args.extend(["--namespace".to_owned(), r.namespace.clone()]);
+                }
                 args.extend(tls_args(&certs, "reconciler"));
                 Some(Service::start("reconciler", bin("reconciler")?, &args, &[], dir.path(), timeout).await?)
             }

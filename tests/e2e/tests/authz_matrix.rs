@@ -173,10 +173,6 @@ const NOT_CARRIED: [Outcome; 8] = [NCA, NCA, NCA, NCA, UNA, NCA, NCA, NCA];
 /// The host-wide figures of a metrics sample (CPU, memory, disks, ...): admins only; members and
 /// viewers get samples without them (or none), never a refusal.
 const HOST_WIDE: [Outcome; 8] = [OK, HID, HID, HID, UNA, OK, HID, HID];
-/// A contract no deployed binary serves yet (`persys.reconciler.v1.ProjectService`): the gateway
-/// forwards it, and the reconciler, which serves only PersonaService, answers UNIMPLEMENTED,
-/// admins included.
-const NOT_SERVED: [Outcome; 8] = [NCA, NCA, NCA, NCA, UNA, NCA, NCA, NCA];
 
 /// The packages the gateway routes on its public port (its own and its upstreams', as in
 /// `deploy/compose/docker-compose.yml` and the Helm chart), with where they go.
@@ -185,7 +181,7 @@ const ROUTED: [(&str, &str); 5] = [
     ("persys.scheduler.v1", "--upstream scheduler"),
     ("persys.analyzer.v1", "--upstream analyzer"),
     ("persys.metrics.v1", "--upstream metrics (MetricsIngestService is for agents: not carried)"),
-    ("persys.reconciler.v1", "--upstream reconciler (it serves PersonaService; ProjectService is a contract only)"),
+    ("persys.reconciler.v1", "--upstream reconciler (PersonaService; ProjectService with Kapsa projects on)"),
 ];
 
 /// The packages with services the gateway does not route, and why.
@@ -315,15 +311,15 @@ fn rows() -> Vec<Row> {
         row!(PERSONAS, "GetApplicationPersona", USERS, get_application_persona),
         row!(PERSONAS, "GetClusterPersona", USERS, get_cluster_persona),
         row!(PERSONAS, "WatchPersonaEvents", "snapshot holds the persona", USERS, watch_persona_events),
-        row!(PROJECTS, "ListProjects", NOT_SERVED, list_projects),
-        row!(PROJECTS, "GetProject", NOT_SERVED, get_project),
-        row!(PROJECTS, "WatchProjects", NOT_SERVED, watch_projects),
-        row!(PROJECTS, "ListEnvironments", NOT_SERVED, list_environments),
-        row!(PROJECTS, "GetEnvironment", NOT_SERVED, get_environment),
-        row!(PROJECTS, "WatchEnvironments", NOT_SERVED, watch_environments),
-        row!(PROJECTS, "ListBuilds", NOT_SERVED, list_builds),
-        row!(PROJECTS, "GetBuild", NOT_SERVED, get_build),
-        row!(PROJECTS, "WatchBuilds", NOT_SERVED, watch_builds),
+        row!(PROJECTS, "ListProjects", "lists the project", USERS, list_projects),
+        row!(PROJECTS, "GetProject", USERS, get_project),
+        row!(PROJECTS, "WatchProjects", "snapshot holds the project", USERS, watch_projects),
+        row!(PROJECTS, "ListEnvironments", "lists the project's environment", USERS, list_environments),
+        row!(PROJECTS, "GetEnvironment", USERS, get_environment),
+        row!(PROJECTS, "WatchEnvironments", "snapshot holds the project's environment", USERS, watch_environments),
+        row!(PROJECTS, "ListBuilds", "lists the project's build", USERS, list_builds),
+        row!(PROJECTS, "GetBuild", USERS, get_build),
+        row!(PROJECTS, "WatchBuilds", "snapshot holds the project's build", USERS, watch_builds),
         // Last: it ends every session of the users who call it (clean-up then uses a key).
         row!(AUTH, "ChangePassword", "the caller's own", SESSIONS, change_password),
     ]
@@ -492,10 +488,11 @@ impl Deployment {
         args.extend(strings(&["--github-api-url", &saas, "--devlake-url", &saas, "--devlake-connection", "1"]));
         args.extend(tls_args(&certs, "metrics"));
         let metrics = Service::start("metrics", bin("metrics-pipeline").unwrap(), &args, &[], dir.path(), timeout);
-        // Cluster-wide, as the chart installs it, but a follower: its Lease is held by another
-        // replica (`Kubectl::prepare`), so it serves PersonaService from its caches and runs no
-        // controller on the shared API server.
+        // Cluster-wide, as the chart installs it, with Kapsa projects on, but a follower: its
+        // Lease is held by another replica (`Kubectl::prepare`), so it serves PersonaService and
+        // ProjectService from its caches and runs no controller on the shared API server.
         let mut args = strings(&["run", "--kubeconfig", &kube.kubeconfig, "--listen", "127.0.0.1:0"]);
+        args.extend(strings(&["--projects", "true"]));
         args.extend(strings(&["--allowed-caller", "gateway", "--lease-namespace", &namespace]));
         args.extend(strings(&["--lease-name", LEASE, "--cluster-discovery", "false", "--cluster-persona", ""]));
         args.extend(tls_args(&certs, "reconciler"));
@@ -538,7 +535,12 @@ impl Deployment {
 impl Drop for Deployment {
     /// Deletes what the deployment made on the API server, whether the test passed or not.
     fn drop(&mut self) {
-        for (kind, name) in [("namespace", &self.namespace), ("clusterpersonas.dorgu.io", &self.cluster_persona)] {
+        let projects = project_namespace(&self.namespace);
+        for (kind, name) in [
+            ("namespace", &self.namespace),
+            ("namespace", &projects),
+            ("clusterpersonas.dorgu.io", &self.cluster_persona),
+        ] {
             let deleted = self.kube.command(&["delete", kind, name, "--wait=false"]).output();
             if !deleted.is_ok_and(|out| out.status.success()) {
                 eprintln!("could not delete {kind} {name} from the test bench's API server");
@@ -551,6 +553,27 @@ impl Drop for Deployment {
 const LEASE: &str = "authz-matrix";
 /// The ApplicationPersona the rows read, in the deployment's namespace.
 const PERSONA: &str = "authz-app";
+/// The Kapsa Project the rows read, in the deployment's namespace.
+const PROJECT: &str = "authz-project";
+/// Its Environment and its build (a kpack Image), in the project's namespace.
+const ENVIRONMENT: &str = "dev";
+const BUILD: &str = "build-main";
+
+/// The namespace of [`PROJECT`]'s environments and builds, `<namespace>-<project>`, as the
+/// Project controller names it (`decide::project::namespace`; short enough here to need no
+/// hash).
+fn project_namespace(namespace: &str) -> String {
+    format!("{namespace}-{PROJECT}")
+}
+
+/// kpack's Image kind, as a stand-in CRD (kpack itself is not installed on the bench), as the
+/// reconciler's own Kapsa tests install it.
+const KPACK_CRD: &str = r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+  "metadata": {"name": "images.kpack.io"},
+  "spec": {"group": "kpack.io", "scope": "Namespaced",
+    "names": {"kind": "Image", "plural": "images", "singular": "image", "listKind": "ImageList"},
+    "versions": [{"name": "v1alpha2", "served": true, "storage": true, "subresources": {"status": {}},
+      "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}"#;
 
 /// kubectl from the test bench against its API server (`PERSYS_TEST_KUBECONFIG`).
 struct Kubectl {
@@ -588,16 +611,28 @@ impl Kubectl {
         assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
-    /// Installs the chart's CRDs (and waits until they are served), then makes `namespace`
-    /// with the reconciler's Lease held by another replica until 2099 and the persona the
-    /// rows read, and the ClusterPersona `cluster_persona`.
+    /// Installs the chart's CRDs and kpack's Image kind (and waits until they are served),
+    /// then makes `namespace` with the reconciler's Lease held by another replica until 2099,
+    /// the persona and the Kapsa project the rows read, the ClusterPersona `cluster_persona`,
+    /// and the project's namespace with its environment and build (as the Project controller
+    /// would make them).
     fn prepare(&self, namespace: &str, cluster_persona: &str) {
         let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/helm/persys/crds/persys-crds.yaml");
         self.run(&["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f", crds], None);
-        for crd in ["crd/applicationpersonas.dorgu.io", "crd/clusterpersonas.dorgu.io"] {
+        let apply = ["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f", "-"];
+        self.run(&apply, Some(KPACK_CRD));
+        for crd in [
+            "crd/applicationpersonas.dorgu.io",
+            "crd/clusterpersonas.dorgu.io",
+            "crd/projects.kapsa-project.io",
+            "crd/environments.kapsa-project.io",
+            "crd/images.kpack.io",
+        ] {
             self.run(&["wait", "--for=condition=Established", "--timeout=60s", crd], None);
         }
         self.run(&["create", "namespace", namespace], None);
+        let projects = project_namespace(namespace);
+        self.run(&["create", "namespace", &projects], None);
         let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
             {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": LEASE, "namespace": namespace},
@@ -608,6 +643,22 @@ impl Kubectl {
                 "spec": {"name": PERSONA, "type": "api"}},
             {"apiVersion": "dorgu.io/v1", "kind": "ClusterPersona", "metadata": {"name": cluster_persona},
                 "spec": {"name": cluster_persona, "environment": "development"}},
+            {"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Project",
+                "metadata": {"name": PROJECT, "namespace": namespace},
+                "spec": {"repository": {"url": "https://git.example.com/app.git"}, "build": {"strategy": "buildpack"},
+                    "registry": {"name": "harbor", "imageRepository": "team/app"},
+                    "domain": {"subdomain": "app", "domainPoolRef": "apps"}}},
+            {"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Environment",
+                "metadata": {"name": ENVIRONMENT, "namespace": projects,
+                    "labels": {"kapsa-project.io/project": PROJECT, "kapsa-project.io/project-namespace": namespace}},
+                "spec": {"projectRef": {"name": PROJECT, "namespace": namespace}, "type": "permanent", "branch": "main"}},
+            {"apiVersion": "kpack.io/v1alpha2", "kind": "Image",
+                "metadata": {"name": BUILD, "namespace": projects,
+                    "labels": {"kapsa-project.io/project": PROJECT, "kapsa-project.io/project-namespace": namespace,
+                        "kapsa-project.io/branch": "main"},
+                    "annotations": {"kapsa-project.io/branch-name": "main", "kapsa-project.io/commit": "abc1234"}},
+                "spec": {"tag": "harbor/team/app:abc1234",
+                    "source": {"git": {"url": "https://git.example.com/app.git", "revision": "abc1234"}}}},
         ]});
         self.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(&objects.to_string()));
     }
@@ -1941,44 +1992,89 @@ async fn watch_persona_events(w: &World, c: Caller) -> Result<(), Status> {
     check(names == [PERSONA], || format!("snapshot {names:?}"))
 }
 
-// ---- persys.reconciler.v1.ProjectService: a contract no binary serves yet
+// ---- persys.reconciler.v1.ProjectService (the reconciler runs with Kapsa projects on)
 
 fn projects(w: &World, c: Caller) -> ProjectServiceClient<Channel> {
     ProjectServiceClient::new(w.as_(c))
 }
 
+fn meta_name(m: Option<&rpb::ObjectMeta>) -> &str {
+    m.map_or("", |m| m.name.as_str())
+}
+
+/// `<namespace>/<project>`: exactly the deployment's project.
+fn the_project(w: &World) -> String {
+    format!("{}/{PROJECT}", w.namespace)
+}
+
 async fn list_projects(w: &World, c: Caller) -> Result<(), Status> {
-    projects(w, c).list_projects(rpb::ListProjectsRequest::default()).await.map(drop)
+    let request = rpb::ListProjectsRequest { namespace: w.namespace.clone(), ..Default::default() };
+    let r = projects(w, c).list_projects(request).await?.into_inner();
+    check(r.projects.iter().any(|p| meta_name(p.metadata.as_ref()) == PROJECT), || "the project is not listed".into())
 }
 
 async fn get_project(w: &World, c: Caller) -> Result<(), Status> {
-    projects(w, c).get_project(rpb::GetProjectRequest::default()).await.map(drop)
+    let request = rpb::GetProjectRequest { namespace: w.namespace.clone(), name: PROJECT.into() };
+    let r = projects(w, c).get_project(request).await?.into_inner();
+    let name = r.project.map(|p| meta_name(p.metadata.as_ref()).to_owned());
+    check(name.as_deref() == Some(PROJECT), || format!("project {name:?}"))
 }
 
 async fn watch_projects(w: &World, c: Caller) -> Result<(), Status> {
-    projects(w, c).watch_projects(rpb::WatchProjectsRequest::default()).await.map(drop)
+    let request =
+        rpb::WatchProjectsRequest { namespace: w.namespace.clone(), name: PROJECT.into(), ..Default::default() };
+    let stream = projects(w, c).watch_projects(request).await?.into_inner();
+    let names = snapshot(stream, |e: &rpb::WatchProjectsResponse| {
+        (e.r#type, e.project.as_ref().map(|p| meta_name(p.metadata.as_ref()).to_owned()))
+    })
+    .await?;
+    check(names == [PROJECT], || format!("snapshot {names:?}"))
 }
 
 async fn list_environments(w: &World, c: Caller) -> Result<(), Status> {
-    projects(w, c).list_environments(rpb::ListEnvironmentsRequest::default()).await.map(drop)
+    let request = rpb::ListEnvironmentsRequest { project: the_project(w), ..Default::default() };
+    let r = projects(w, c).list_environments(request).await?.into_inner();
+    let names: Vec<&str> = r.environments.iter().map(|e| meta_name(e.metadata.as_ref())).collect();
+    check(names == [ENVIRONMENT], || format!("environments {names:?}"))
 }
 
 async fn get_environment(w: &World, c: Caller) -> Result<(), Status> {
-    projects(w, c).get_environment(rpb::GetEnvironmentRequest::default()).await.map(drop)
+    let request = rpb::GetEnvironmentRequest { namespace: project_namespace(&w.namespace), name: ENVIRONMENT.into() };
+    let r = projects(w, c).get_environment(request).await?.into_inner();
+    let project = r.environment.and_then(|e| e.spec).map(|s| s.project_ref);
+    check(project.as_deref() == Some(PROJECT), || format!("an environment of {project:?}"))
 }
 
 async fn watch_environments(w: &World, c: Caller) -> Result<(), Status> {
-    projects(w, c).watch_environments(rpb::WatchEnvironmentsRequest::default()).await.map(drop)
+    let request = rpb::WatchEnvironmentsRequest { project: the_project(w), ..Default::default() };
+    let stream = projects(w, c).watch_environments(request).await?.into_inner();
+    let names = snapshot(stream, |e: &rpb::WatchEnvironmentsResponse| {
+        (e.r#type, e.environment.as_ref().map(|e| meta_name(e.metadata.as_ref()).to_owned()))
+    })
+    .await?;
+    check(names == [ENVIRONMENT], || format!("snapshot {names:?}"))
 }
 
 async fn list_builds(w: &World, c: Caller) -> Result<(), Status> {
-    projects(w, c).list_builds(rpb::ListBuildsRequest::default()).await.map(drop)
+    let request = rpb::ListBuildsRequest { project: the_project(w), ..Default::default() };
+    let r = projects(w, c).list_builds(request).await?.into_inner();
+    let names: Vec<&str> = r.builds.iter().map(|b| meta_name(b.metadata.as_ref())).collect();
+    check(names == [BUILD], || format!("builds {names:?}"))
 }
 
 async fn get_build(w: &World, c: Caller) -> Result<(), Status> {
-    projects(w, c).get_build(rpb::GetBuildRequest::default()).await.map(drop)
+    let request = rpb::GetBuildRequest { namespace: project_namespace(&w.namespace), name: BUILD.into() };
+    let r = projects(w, c).get_build(request).await?.into_inner();
+    let build = r.build.map(|b| (b.project, b.commit_sha));
+    check(build == Some((PROJECT.into(), "abc1234".into())), || format!("build {build:?}"))
 }
 
 async fn watch_builds(w: &World, c: Caller) -> Result<(), Status> {
-    projects(w, c).watch_builds(rpb::WatchBuildsRequest::default()).await.map(drop)
+    let request = rpb::WatchBuildsRequest { project: the_project(w), ..Default::default() };
+    let stream = projects(w, c).watch_builds(request).await?.into_inner();
+    let names = snapshot(stream, |e: &rpb::WatchBuildsResponse| {
+        (e.r#type, e.build.as_ref().map(|b| meta_name(b.metadata.as_ref()).to_owned()))
+    })
+    .await?;
+    check(names == [BUILD], || format!("snapshot {names:?}"))
 }
