@@ -138,24 +138,35 @@ fn facts(a: &Analysis) -> AnalysisFacts {
 
 /// Turns an analysis into the contract's result: facts, files, personas and findings.
 pub fn render(a: &Analysis) -> AnalysisResult {
-    let files = generate::generate(a);
-    let manifests: Vec<ManifestFile> =
-        files.into_iter().map(|f| ManifestFile { path: f.path, content: f.content, kind: f.kind }).collect();
-    let personas: Vec<_> =
-        if a.options.skip_persona { Vec::new() } else { a.apps.iter().map(|app| persona::spec_for(a, app)).collect() };
+    let mut objects = Vec::new();
+    let manifests: Vec<ManifestFile> = generate::generate(a)
+        .into_iter()
+        .map(|f| {
+            if let Some(object) = f.object {
+                objects.push((f.path.clone(), object));
+            }
+            ManifestFile { path: f.path, content: f.content, kind: f.kind }
+        })
+        .collect();
+    let specs: Vec<_> = if a.options.skip_persona && a.options.skip_validation {
+        Vec::new()
+    } else {
+        a.apps.iter().map(|app| persona::spec_for(a, app)).collect()
+    };
     let mut findings = Vec::new();
     if !a.options.skip_validation {
-        for (app, spec) in a.apps.iter().zip(a.apps.iter().map(|app| persona::spec_for(a, app))) {
+        for (app, spec) in a.apps.iter().zip(&specs) {
+            // The objects of the app's own files, as validate_files would read them back.
             let prefix = if a.is_multi() { format!("{}/", app.name) } else { String::new() };
-            let own: Vec<ManifestFile> = manifests
+            let own = objects
                 .iter()
-                .filter(|m| m.path.starts_with(&prefix) && (a.is_multi() || !m.path.contains('/')))
-                .cloned()
-                .collect();
-            findings.extend(validate::validate_files(&own, &spec, &a.options.namespace));
+                .filter(|(path, _)| path.starts_with(&prefix) && (a.is_multi() || !path.contains('/')))
+                .map(|(path, object)| (path.as_str(), object));
+            findings.extend(validate::validate_objects(own, spec, &a.options.namespace));
         }
         validate::sort(&mut findings);
     }
+    let personas = if a.options.skip_persona { Vec::new() } else { specs };
     let (errors, _, _) = validate::counts(&findings);
     AnalysisResult {
         facts: Some(facts(a)),

@@ -237,11 +237,12 @@ impl SourceTree {
         }
         let prefix = format!("{dir}/");
         let mut sub = SourceTree::new();
-        for (path, content) in &self.files {
-            if let Some(rest) = path.strip_prefix(&prefix) {
-                sub.total += content.len() as u64;
-                sub.files.insert(rest.to_owned(), content.clone());
-            }
+        // The paths under `dir` sort together, from `dir/` on.
+        let under =
+            self.files.range::<str, _>((std::ops::Bound::Included(prefix.as_str()), std::ops::Bound::Unbounded));
+        for (path, content) in under.map_while(|(path, content)| Some((path.strip_prefix(&prefix)?, content))) {
+            sub.total += content.len() as u64;
+            sub.files.insert(path.to_owned(), content.clone());
         }
         sub
     }

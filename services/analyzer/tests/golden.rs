@@ -26,3 +26,30 @@ fn output_is_deterministic() {
         assert_eq!(a, b, "{name} differs between two runs");
     }
 }
+
+/// Validation checks the objects the generator keeps instead of reading its YAML back: for
+/// every fixture, the findings are the ones reading each app's own files back gives.
+#[test]
+fn typed_validation_matches_reading_the_yaml_back() {
+    use persys_analyzer::{analysis, persona, result::options, validate};
+    for name in corpus::names() {
+        let tree = corpus::tree(&name);
+        let meta = corpus::metadata(&name);
+        let result = analyze_tree(&tree, &meta).unwrap();
+        let a = analysis::analyze(&tree, &options(&meta)).unwrap();
+        let mut read_back = Vec::new();
+        for app in &a.apps {
+            let prefix = if a.is_multi() { format!("{}/", app.name) } else { String::new() };
+            let own: Vec<_> = result
+                .manifests
+                .iter()
+                .filter(|m| m.path.starts_with(&prefix) && (a.is_multi() || !m.path.contains('/')))
+                .cloned()
+                .collect();
+            read_back.extend(validate::validate_files(&own, &persona::spec_for(&a, app), &meta.namespace));
+        }
+        validate::sort(&mut read_back);
+        assert!(!read_back.is_empty(), "{name}: no findings to compare");
+        assert_eq!(result.findings, read_back, "{name}");
+    }
+}

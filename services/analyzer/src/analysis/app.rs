@@ -728,6 +728,7 @@ pub fn wire(
             (a.name.clone(), service, a.component.clone(), a.ports.iter().filter(|p| !p.udp).map(|p| p.port).collect())
         })
         .collect();
+    let longest = by_compose.keys().map(|n| n.len()).max().unwrap_or(0);
     let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
     for (orig, &i) in &by_compose {
         let Some(service) = compose.services.get(*orig) else { continue };
@@ -738,11 +739,13 @@ pub fn wire(
         }
         // `postgres://db:5432/x` or `cache:6379` in a value wires the app to that service.
         for value in apps[i].env.values().filter_map(|v| match v {
-            EnvValue::Plain(s) => Some(s.clone()),
+            EnvValue::Plain(s) => Some(s.as_str()),
             EnvValue::Secret { .. } | EnvValue::ConfigKey => None,
         }) {
-            for (other, &j) in &by_compose {
-                if j != i && mentions_host(&value, other) {
+            for host in hosts_in(value, longest) {
+                if let Some(&j) = by_compose.get(host)
+                    && j != i
+                {
                     edges.insert((i, j));
                 }
             }
@@ -774,15 +777,25 @@ pub fn wire(
     }
 }
 
-fn mentions_host(value: &str, host: &str) -> bool {
-    value == host
-        || value.match_indices(host).any(|(i, _)| {
-            let before = value[..i].chars().last();
-            let after = value[i + host.len()..].chars().next();
-            let boundary_before = before.is_none_or(|c| matches!(c, '/' | '@' | ',' | ' ' | '='));
-            let boundary_after = after.is_none_or(|c| matches!(c, ':' | '/' | ',' | ' '));
-            boundary_before && boundary_after
-        })
+/// Returns the parts of `value` that may name a host, at most `longest` bytes long: each
+/// begins at the start or after one of `/@, =` and ends at the end or before one of `:/, `
+/// (`db` in `postgres://u@db:5432/x`, `cache` in `cache:6379`). Looking these up among the
+/// service names costs one pass per value, where searching the value for every name cost one
+/// per name.
+fn hosts_in(value: &str, longest: usize) -> Vec<&str> {
+    let bytes = value.as_bytes();
+    // The delimiters are ASCII, so every position next to one is a character boundary.
+    let ends: Vec<usize> =
+        (0..bytes.len()).filter(|&i| b":/, ".contains(&bytes[i])).chain(std::iter::once(bytes.len())).collect();
+    let starts = std::iter::once(0).chain((0..bytes.len()).filter(|&i| b"/@, =".contains(&bytes[i])).map(|i| i + 1));
+    let mut hosts = Vec::new();
+    for start in starts {
+        let first = ends.partition_point(|&e| e < start);
+        for &end in ends[first..].iter().take_while(|&&e| e - start <= longest) {
+            hosts.push(&value[start..end]);
+        }
+    }
+    hosts
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ pub fn kustomization(analysis: &Analysis, resources: Vec<String>, apps: &[&App])
         resources,
         images,
     };
-    Manifest { path: "kustomization.yaml".into(), content: to_yaml(&k), kind: "Kustomization".into() }
+    Manifest { path: "kustomization.yaml".into(), content: to_yaml(&k), kind: "Kustomization".into(), object: None }
 }
 
 #[derive(Serialize)]
@@ -140,5 +140,10 @@ pub fn argocd(analysis: &Analysis) -> Option<Manifest> {
             },
         },
     };
-    Some(Manifest { path: "argocd/application.yaml".into(), content: to_yaml(&app), kind: "Application".into() })
+    Some(Manifest {
+        path: "argocd/application.yaml".into(),
+        content: to_yaml(&app),
+        kind: "Application".into(),
+        object: None,
+    })
 }

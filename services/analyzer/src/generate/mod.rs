@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
-use crate::{analysis::Analysis, model::App, persona};
+use crate::{analysis::Analysis, model::App, persona, validate::Object};
 
 /// One generated file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Manifest {
     /// Path relative to the output directory, `/`-separated.
     pub path: String,
@@ -25,6 +25,9 @@ pub struct Manifest {
     pub content: String,
     /// Main kind it holds.
     pub kind: String,
+    /// The object it holds, when it is one the persona rules check: validation reads it
+    /// instead of reading `content` back.
+    pub object: Option<Object>,
 }
 
 /// Serializes one object to YAML that YAML 1.1 readers (kubectl, PyYAML) read back unchanged.
@@ -136,11 +139,13 @@ fn app_manifests(analysis: &Analysis, app: &App) -> Vec<Manifest> {
             path: "persona.yaml".into(),
             content: persona::to_manifest_yaml(&spec, ns),
             kind: "ApplicationPersona".into(),
+            object: None,
         });
         out.push(Manifest {
             path: "PERSONA.md".into(),
             content: persona::markdown(analysis, app, &spec),
             kind: "Markdown".into(),
+            object: None,
         });
     }
     out

@@ -14,7 +14,7 @@ use k8s_openapi::{
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 
-use super::{Manifest, meta, selector, to_yaml};
+use super::{Manifest, Object, meta, selector, to_yaml};
 use crate::{analysis::Analysis, model::App};
 
 /// The ClusterIP Service, when the app has ports.
@@ -44,7 +44,12 @@ pub fn service(app: &App, ns: &str, env: &str) -> Option<Manifest> {
         }),
         ..Service::default()
     };
-    Some(Manifest { path: "service.yaml".into(), content: to_yaml(&svc), kind: "Service".into() })
+    Some(Manifest {
+        path: "service.yaml".into(),
+        content: to_yaml(&svc),
+        kind: "Service".into(),
+        object: Some(Object::Service(Box::new(svc))),
+    })
 }
 
 fn http_port(app: &App) -> Option<&crate::model::AppPort> {
@@ -92,7 +97,12 @@ pub fn ingress(analysis: &Analysis, app: &App) -> Option<Manifest> {
         }),
         ..Ingress::default()
     };
-    Some(Manifest { path: "ingress.yaml".into(), content: to_yaml(&ing), kind: "Ingress".into() })
+    Some(Manifest {
+        path: "ingress.yaml".into(),
+        content: to_yaml(&ing),
+        kind: "Ingress".into(),
+        object: Some(Object::Ingress(Box::new(ing))),
+    })
 }
 
 /// Returns the namespace an ingress controller of `class` usually runs in.
@@ -198,5 +208,5 @@ pub fn network_policy(analysis: &Analysis, app: &App) -> Manifest {
             egress: Some(egress),
         }),
     };
-    Manifest { path: "networkpolicy.yaml".into(), content: to_yaml(&np), kind: "NetworkPolicy".into() }
+    Manifest { path: "networkpolicy.yaml".into(), content: to_yaml(&np), kind: "NetworkPolicy".into(), object: None }
 }

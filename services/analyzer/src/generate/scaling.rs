@@ -12,7 +12,7 @@ use k8s_openapi::{
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 
-use super::{Manifest, meta, selector, to_yaml};
+use super::{Manifest, Object, meta, selector, to_yaml};
 use crate::model::App;
 
 fn utilization(resource: &str, percent: i32) -> MetricSpec {
@@ -70,7 +70,12 @@ pub fn hpa(app: &App, ns: &str, env: &str) -> Option<Manifest> {
         },
         ..HorizontalPodAutoscaler::default()
     };
-    Some(Manifest { path: "hpa.yaml".into(), content: to_yaml(&hpa), kind: "HorizontalPodAutoscaler".into() })
+    Some(Manifest {
+        path: "hpa.yaml".into(),
+        content: to_yaml(&hpa),
+        kind: "HorizontalPodAutoscaler".into(),
+        object: Some(Object::HorizontalPodAutoscaler(Box::new(hpa))),
+    })
 }
 
 /// The PodDisruptionBudget, when more than one replica runs: voluntary disruptions (drains,
@@ -89,5 +94,5 @@ pub fn pdb(app: &App, ns: &str, env: &str) -> Option<Manifest> {
         }),
         ..PodDisruptionBudget::default()
     };
-    Some(Manifest { path: "pdb.yaml".into(), content: to_yaml(&pdb), kind: "PodDisruptionBudget".into() })
+    Some(Manifest { path: "pdb.yaml".into(), content: to_yaml(&pdb), kind: "PodDisruptionBudget".into(), object: None })
 }

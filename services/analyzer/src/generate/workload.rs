@@ -22,7 +22,7 @@ use k8s_openapi::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{Manifest, labels, meta, selector, to_yaml};
+use super::{Manifest, Object, labels, meta, selector, to_yaml};
 use crate::{
     analysis::Analysis,
     model::{App, EnvValue, Probe},
@@ -35,7 +35,7 @@ pub fn service_account(app: &App, ns: &str, env: &str) -> Manifest {
         automount_service_account_token: Some(false),
         ..ServiceAccount::default()
     };
-    Manifest { path: "serviceaccount.yaml".into(), content: to_yaml(&sa), kind: "ServiceAccount".into() }
+    Manifest { path: "serviceaccount.yaml".into(), content: to_yaml(&sa), kind: "ServiceAccount".into(), object: None }
 }
 
 fn plain_env(app: &App) -> BTreeMap<String, String> {
@@ -60,7 +60,7 @@ pub fn config_map(app: &App, ns: &str, env: &str) -> Option<Manifest> {
         data: Some(data),
         ..ConfigMap::default()
     };
-    Some(Manifest { path: "configmap.yaml".into(), content: to_yaml(&cm), kind: "ConfigMap".into() })
+    Some(Manifest { path: "configmap.yaml".into(), content: to_yaml(&cm), kind: "ConfigMap".into(), object: None })
 }
 
 /// The PersistentVolumeClaims of the compose volumes, one per volume however many apps mount it.
@@ -94,7 +94,12 @@ pub fn claims(analysis: &Analysis) -> Vec<Manifest> {
                 }),
                 ..PersistentVolumeClaim::default()
             };
-            Manifest { path: format!("pvc-{claim}.yaml"), content: to_yaml(&pvc), kind: "PersistentVolumeClaim".into() }
+            Manifest {
+                path: format!("pvc-{claim}.yaml"),
+                content: to_yaml(&pvc),
+                kind: "PersistentVolumeClaim".into(),
+                object: None,
+            }
         })
         .collect()
 }
@@ -320,5 +325,10 @@ pub fn deployment(app: &App, ns: &str, env: &str) -> Manifest {
         },
         ..Deployment::default()
     };
-    Manifest { path: "deployment.yaml".into(), content: to_yaml(&deployment), kind: "Deployment".into() }
+    Manifest {
+        path: "deployment.yaml".into(),
+        content: to_yaml(&deployment),
+        kind: "Deployment".into(),
+        object: Some(Object::Deployment(Box::new(deployment))),
+    }
 }

@@ -74,13 +74,38 @@ fn an_app_serving_udp_only_gets_no_probe() {
     assert!(app.notes.iter().any(|n| n.contains("UDP only")), "{:?}", app.notes);
 }
 
+fn mentions_host(value: &str, host: &str) -> bool {
+    hosts_in(value, host.len()).contains(&host)
+}
+
 #[test]
 fn host_mentions() {
     assert!(mentions_host("postgres://db:5432/app", "db"));
     assert!(mentions_host("cache:6379", "cache"));
     assert!(mentions_host("http://api/", "api"));
+    assert!(mentions_host("DB=db", "db"));
     assert!(!mentions_host("postgres://dbhost:5432", "db"));
     assert!(!mentions_host("mydb", "db"));
+    assert!(!mentions_host("db=x", "db"));
+}
+
+/// What the wiring matched before it looked names up: every occurrence of the host searched
+/// for, with a delimiter or nothing on each side.
+fn mentions_host_by_search(value: &str, host: &str) -> bool {
+    value == host
+        || value.match_indices(host).any(|(i, _)| {
+            let before = value[..i].chars().last();
+            let after = value[i + host.len()..].chars().next();
+            before.is_none_or(|c| matches!(c, '/' | '@' | ',' | ' ' | '='))
+                && after.is_none_or(|c| matches!(c, ':' | '/' | ',' | ' '))
+        })
+}
+
+proptest::proptest! {
+    #[test]
+    fn host_lookup_matches_searching_for_each_host(value in "[ab./:@,= é]{0,24}", host in "[ab.é]{0,4}") {
+        proptest::prop_assert_eq!(mentions_host(&value, &host), mentions_host_by_search(&value, &host));
+    }
 }
 
 #[test]
