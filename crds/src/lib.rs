@@ -17,5 +17,12 @@ pub use persona::{ApplicationPersona, ApplicationPersonaSpec, ApplicationPersona
 
 /// Every CRD, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![ApplicationPersona::crd(), ClusterPersona::crd(), kapsa::Registry::crd(), kapsa::Project::crd(), kapsa::Environment::crd(), kapsa::DomainPool::crd()]
+    vec![
+        ApplicationPersona::crd(),
+        ClusterPersona::crd(),
+        kapsa::Registry::crd(),
+        kapsa::Project::crd(),
+        kapsa::Environment::crd(),
+        kapsa::DomainPool::crd(),
+    ]
 }
