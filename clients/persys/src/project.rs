@@ -450,6 +450,50 @@ struct Change<T> {
     object: Option<T>,
 }
 
+/// Follows a watch until Ctrl-C: a table row per change (`EVENT` first), or one JSON line or
+/// YAML document per change with its resource version. `parts` splits an event into its type,
+/// resource version and object (as a row and as a view); a `BOOKMARK` has no object.
+async fn follow<R, S, F, Fut, T>(
+    server: &str,
+    format: Format,
+    headers: &[&'static str],
+    open: F,
+    parts: impl Fn(R) -> (i32, String, Option<(Vec<String>, T)>),
+) -> anyhow::Result<()>
+where
+    R: persys_client::watch::Revisioned<Cursor = String>,
+    S: futures::Stream<Item = Result<R, tonic::Status>> + Unpin,
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<S, persys_client::Error>>,
+    T: Serialize,
+{
+    let mut widths = vec![8];
+    widths.extend(headers.iter().map(|h| h.len().max(10)));
+    if format == Format::Table {
+        let mut head = vec!["EVENT"];
+        head.extend(headers);
+        println!("{}", line(&head, &widths));
+    }
+    crate::watch::resumable(server, String::new(), open, |e: R| {
+        let (kind, resource_version, item) = parts(e);
+        let kind = view::watch_type(kind);
+        match (format, item) {
+            (Format::Table, Some((row, _))) => {
+                let mut cells = vec![kind];
+                cells.extend(row);
+                println!("{}", line(&cells, &widths));
+            }
+            (Format::Table, None) => {}
+            (_, item) => {
+                let object = item.map(|(_, v)| v);
+                emit_line(format, &Change { r#type: kind, resource_version, object })?;
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    })
+    .await
+}
+
 /// Runs a `project` subcommand.
 pub async fn run_project(global: &Global, command: ProjectCommand) -> anyhow::Result<()> {
     let s = Session::open(global)?;
@@ -522,13 +566,6 @@ pub async fn run_project(global: &Global, command: ProjectCommand) -> anyhow::Re
                 name: name.unwrap_or_default(),
                 ..Default::default()
             };
-            let mut widths = vec![8];
-            widths.extend(PROJECT_HEADERS.iter().map(|h| h.len().max(12)));
-            if format == Format::Table {
-                let mut head = vec!["EVENT"];
-                head.extend(PROJECT_HEADERS);
-                println!("{}", line(&head, &widths));
-            }
             let session = &s;
             let open = move |since: String| {
                 let request = WatchProjectsRequest { since_resource_version: since, ..request.clone() };
@@ -542,19 +579,9 @@ pub async fn run_project(global: &Global, command: ProjectCommand) -> anyhow::Re
                         .await
                 }
             };
-            crate::watch::resumable(&s.server, String::new(), open, |e: WatchProjectsResponse| {
-                let kind = view::watch_type(e.r#type);
-                if format == Format::Table {
-                    if let Some(p) = &e.project {
-                        let mut cells = vec![kind];
-                        cells.extend(project_row(p, now_secs()));
-                        println!("{}", line(&cells, &widths));
-                    }
-                } else {
-                    let object = e.project.as_ref().map(Project::from);
-                    emit_line(format, &Change { r#type: kind, resource_version: e.resource_version, object })?;
-                }
-                Ok(ControlFlow::Continue(()))
+            follow(&s.server, format, &PROJECT_HEADERS, open, |e: WatchProjectsResponse| {
+                let item = e.project.as_ref().map(|o| (project_row(o, now_secs()), Project::from(o)));
+                (e.r#type, e.resource_version, item)
             })
             .await
         }
@@ -630,13 +657,6 @@ pub async fn run_env(global: &Global, command: EnvCommand) -> anyhow::Result<()>
                 types: kind.map(|k| vec![k.proto()]).unwrap_or_default(),
                 ..Default::default()
             };
-            let mut widths = vec![8];
-            widths.extend(ENV_HEADERS.iter().map(|h| h.len().max(10)));
-            if format == Format::Table {
-                let mut head = vec!["EVENT"];
-                head.extend(ENV_HEADERS);
-                println!("{}", line(&head, &widths));
-            }
             let session = &s;
             let open = move |since: String| {
                 let request = WatchEnvironmentsRequest { since_resource_version: since, ..request.clone() };
@@ -650,19 +670,9 @@ pub async fn run_env(global: &Global, command: EnvCommand) -> anyhow::Result<()>
                         .await
                 }
             };
-            crate::watch::resumable(&s.server, String::new(), open, |e: WatchEnvironmentsResponse| {
-                let kind = view::watch_type(e.r#type);
-                if format == Format::Table {
-                    if let Some(env) = &e.environment {
-                        let mut cells = vec![kind];
-                        cells.extend(env_row(env, now_secs()));
-                        println!("{}", line(&cells, &widths));
-                    }
-                } else {
-                    let object = e.environment.as_ref().map(Environment::from);
-                    emit_line(format, &Change { r#type: kind, resource_version: e.resource_version, object })?;
-                }
-                Ok(ControlFlow::Continue(()))
+            follow(&s.server, format, &ENV_HEADERS, open, |e: WatchEnvironmentsResponse| {
+                let item = e.environment.as_ref().map(|o| (env_row(o, now_secs()), Environment::from(o)));
+                (e.r#type, e.resource_version, item)
             })
             .await
         }
@@ -724,13 +734,6 @@ pub async fn run_build(global: &Global, command: BuildCommand) -> anyhow::Result
                 project: project.unwrap_or_default(),
                 ..Default::default()
             };
-            let mut widths = vec![8];
-            widths.extend(BUILD_HEADERS.iter().map(|h| h.len().max(10)));
-            if format == Format::Table {
-                let mut head = vec!["EVENT"];
-                head.extend(BUILD_HEADERS);
-                println!("{}", line(&head, &widths));
-            }
             let session = &s;
             let open = move |since: String| {
                 let request = WatchBuildsRequest { since_resource_version: since, ..request.clone() };
@@ -744,19 +747,9 @@ pub async fn run_build(global: &Global, command: BuildCommand) -> anyhow::Result
                         .await
                 }
             };
-            crate::watch::resumable(&s.server, String::new(), open, |e: WatchBuildsResponse| {
-                let kind = view::watch_type(e.r#type);
-                if format == Format::Table {
-                    if let Some(b) = &e.build {
-                        let mut cells = vec![kind];
-                        cells.extend(build_row(b, now_secs()));
-                        println!("{}", line(&cells, &widths));
-                    }
-                } else {
-                    let object = e.build.as_ref().map(Build::from);
-                    emit_line(format, &Change { r#type: kind, resource_version: e.resource_version, object })?;
-                }
-                Ok(ControlFlow::Continue(()))
+            follow(&s.server, format, &BUILD_HEADERS, open, |e: WatchBuildsResponse| {
+                let item = e.build.as_ref().map(|o| (build_row(o, now_secs()), Build::from(o)));
+                (e.r#type, e.resource_version, item)
             })
             .await
         }

@@ -17,13 +17,6 @@ mod common;
 
 use common::{Persys, code, text};
 
-const KPACK_CRD: &str = r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-  "metadata": {"name": "images.kpack.io"},
-  "spec": {"group": "kpack.io", "scope": "Namespaced",
-    "names": {"kind": "Image", "plural": "images", "singular": "image", "listKind": "ImageList"},
-    "versions": [{"name": "v1alpha2", "served": true, "storage": true, "subresources": {"status": {}},
-      "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}"#;
-
 fn apply(kube: &Kubectl, object: &Value) {
     kube.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(&object.to_string()));
 }
@@ -37,8 +30,7 @@ fn status(kube: &Kubectl, ns: &str, resource: &str, status: &Value) {
 async fn projects_environments_and_builds_list_get_and_watch_through_the_gateway() {
     let Some(kube) = Kubectl::from_env() else { return };
     kube.install_crds();
-    kube.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(KPACK_CRD));
-    kube.run(&["wait", "--for=condition=Established", "--timeout=60s", "crd/images.kpack.io"], None);
+    kube.install_kpack_standin();
     let ns = format!("persys-projects-{}", std::process::id());
     kube.run(&["create", "namespace", &ns], None);
 

@@ -33,18 +33,6 @@ const MANAGER: &str = "persys-tests";
 const USER: &str = "dev";
 const PASSWORD: &str = "git-pass-1";
 
-fn kpack_crd() -> CustomResourceDefinition {
-    serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "images.kpack.io"},
-        "spec": {"group": "kpack.io", "scope": "Namespaced",
-            "names": {"kind": "Image", "plural": "images", "singular": "image", "listKind": "ImageList"},
-            "versions": [{"name": "v1alpha2", "served": true, "storage": true, "subresources": {"status": {}},
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
-    }))
-    .unwrap()
-}
-
 /// Polls `check` every 200 ms until it returns `Some`, or fails with `what` and the last
 /// state it saw.
 async fn until<T, F, Fut>(what: &str, mut check: F) -> T
@@ -95,7 +83,7 @@ async fn a_project_builds_its_branches_runs_environments_and_cleans_up_through_g
     let Some(client) = client().await else { return };
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     let mut all = persys_crds::all();
-    all.push(kpack_crd());
+    all.push(common::kpack_crd());
     for crd in all {
         crds.patch(&crd.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await.unwrap();
         tokio::time::timeout(WAIT, await_condition(crds.clone(), &crd.name_any(), conditions::is_crd_established()))

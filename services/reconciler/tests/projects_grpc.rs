@@ -43,18 +43,6 @@ const MANAGER: &str = "persys-tests";
 /// How long a watch event may take to arrive.
 const EVENT: Duration = Duration::from_secs(20);
 
-fn kpack_crd() -> CustomResourceDefinition {
-    serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "images.kpack.io"},
-        "spec": {"group": "kpack.io", "scope": "Namespaced",
-            "names": {"kind": "Image", "plural": "images", "singular": "image", "listKind": "ImageList"},
-            "versions": [{"name": "v1alpha2", "served": true, "storage": true, "subresources": {"status": {}},
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
-    }))
-    .unwrap()
-}
-
 fn tls(ca: &Ca, dir: &std::path::Path, name: &str, identity: Identity) -> Arc<Tls> {
     let leaf = ca
         .issue(&LeafRequest {
@@ -219,7 +207,7 @@ impl World {
     async fn make(client: Client) -> Self {
         let crds = Api::<CustomResourceDefinition>::all(client.clone());
         let mut all = persys_crds::all();
-        all.push(kpack_crd());
+        all.push(common::kpack_crd());
         for crd in all {
             crds.patch(&crd.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await.unwrap();
             tokio::time::timeout(

@@ -73,6 +73,12 @@ pub struct Config {
     /// every namespace (Lease in `default`) without it.
     #[arg(long, env = "PERSYS_STACK_KUBE_NAMESPACE", requires = "kubeconfig")]
     pub kube_namespace: Option<String>,
+    /// With `--kubeconfig`: also run Kapsa's controllers (Projects, Environments, DomainPools:
+    /// a namespace per project, git polling, kpack builds, environments) and serve
+    /// ProjectService behind the gateway (`persys project|env|build`, the dashboard's Projects
+    /// page). Cluster-wide only: not with `--kube-namespace`.
+    #[arg(long, env = "PERSYS_STACK_KAPSA_PROJECTS", requires = "kubeconfig", conflicts_with = "kube_namespace")]
+    pub kapsa_projects: bool,
     /// A PostgreSQL URL: also run the metrics pipeline on it (tables in its `metrics` schema),
     /// with the built-in agent shipping host and container metrics every 5 s, and metrics
     /// queries, live watches and alerts behind the gateway (`persys metrics`, `persys alerts`,
@@ -222,6 +228,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             argv.extend(["--lease-namespace".into(), ns.clone().unwrap_or_else(|| "default".into())]);
             if let Some(ns) = ns {
                 argv.extend(["--namespace".into(), ns]);
+            }
+            if config.kapsa_projects {
+                argv.extend(["--projects".into(), "true".into()]);
             }
             let cli = persys_reconciler::config::Cli::try_parse_from(&argv).context("the reconciler's settings")?;
             let persys_reconciler::config::Command::Run(args) = cli.command else { unreachable!("argv names `run`") };

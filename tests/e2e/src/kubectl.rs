@@ -3,6 +3,11 @@
 
 use std::process::Command;
 
+/// kpack's Image kind (`kpack.io/v1alpha2`) as a stand-in CRD: kpack itself cannot be installed
+/// on the bench, so tests install its group, version, kind and status subresource and write
+/// build results as kpack does. The reconciler's tests and the dashboard's read the same file.
+pub const KPACK_STANDIN_CRD: &str = include_str!("../fixtures/kpack-image-crd.json");
+
 /// kubectl from the test bench against its API server (`PERSYS_TEST_KUBECONFIG`).
 pub struct Kubectl {
     bin: String,
@@ -18,14 +23,18 @@ impl Kubectl {
         Some(Self { bin, kubeconfig })
     }
 
+    /// Returns kubectl with `args`, on the bench's API server.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bin);
+        command.arg("--kubeconfig").arg(&self.kubeconfig).arg("--request-timeout=30s").args(args);
+        command
+    }
+
     /// Runs kubectl with `stdin`, failing the test when it fails; returns its stdout.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> String {
         use std::io::Write;
-        let mut child = Command::new(&self.bin)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--request-timeout=30s")
-            .args(args)
+        let mut child = self
+            .command(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -55,5 +64,12 @@ impl Kubectl {
         let apply = ["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f", crds];
         self.run(&apply, None);
         self.run(&["wait", "--for=condition=Established", "--timeout=60s", "-f", crds], None);
+    }
+
+    /// Installs [`KPACK_STANDIN_CRD`] and waits until the API server serves it.
+    pub fn install_kpack_standin(&self) {
+        let apply = ["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f", "-"];
+        self.run(&apply, Some(KPACK_STANDIN_CRD));
+        self.run(&["wait", "--for=condition=Established", "--timeout=60s", "crd/images.kpack.io"], None);
     }
 }

@@ -36,6 +36,7 @@ use persys_e2e::{
     bin, certs_init,
     cluster::start_agent,
     gateway_args,
+    kubectl::Kubectl,
     process::Service,
     stack::{ADMIN, ADMIN_PASSWORD},
     tls_args,
@@ -464,7 +465,7 @@ impl Deployment {
         let kube = {
             let (namespace, cluster_persona) = (namespace.clone(), cluster_persona.clone());
             tokio::task::spawn_blocking(move || {
-                kube.prepare(&namespace, &cluster_persona);
+                prepare(&kube, &namespace, &cluster_persona);
                 kube
             })
         };
@@ -489,7 +490,7 @@ impl Deployment {
         args.extend(tls_args(&certs, "metrics"));
         let metrics = Service::start("metrics", bin("metrics-pipeline").unwrap(), &args, &[], dir.path(), timeout);
         // Cluster-wide, as the chart installs it, with Kapsa projects on, but a follower: its
-        // Lease is held by another replica (`Kubectl::prepare`), so it serves PersonaService and
+        // Lease is held by another replica (`prepare`), so it serves PersonaService and
         // ProjectService from its caches and runs no controller on the shared API server.
         let mut args = strings(&["run", "--kubeconfig", &kube.kubeconfig, "--listen", "127.0.0.1:0"]);
         args.extend(strings(&["--projects", "true"]));
@@ -566,102 +567,45 @@ fn project_namespace(namespace: &str) -> String {
     format!("{namespace}-{PROJECT}")
 }
 
-/// kpack's Image kind, as a stand-in CRD (kpack itself is not installed on the bench), as the
-/// reconciler's own Kapsa tests install it.
-const KPACK_CRD: &str = r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-  "metadata": {"name": "images.kpack.io"},
-  "spec": {"group": "kpack.io", "scope": "Namespaced",
-    "names": {"kind": "Image", "plural": "images", "singular": "image", "listKind": "ImageList"},
-    "versions": [{"name": "v1alpha2", "served": true, "storage": true, "subresources": {"status": {}},
-      "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}"#;
-
-/// kubectl from the test bench against its API server (`PERSYS_TEST_KUBECONFIG`).
-struct Kubectl {
-    bin: String,
-    kubeconfig: String,
-}
-
-impl Kubectl {
-    /// kubectl, or `None` (a failure under CI=true) when the bench is not running.
-    fn from_env() -> Option<Self> {
-        let kubeconfig = require_env("PERSYS_TEST_KUBECONFIG", "the test bench's kube-apiserver")?;
-        let bin = require_env("PERSYS_TEST_KUBECTL", "kubectl from scripts/tools/build")?;
-        Some(Self { bin, kubeconfig })
-    }
-
-    /// Returns kubectl with `args`, on the bench's API server.
-    fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new(&self.bin);
-        command.args(["--kubeconfig", &self.kubeconfig, "--request-timeout=30s"]).args(args);
-        command
-    }
-
-    /// Runs kubectl with `stdin`, failing the test when it fails.
-    fn run(&self, args: &[&str], stdin: Option<&str>) {
-        use std::io::Write;
-        let mut child = self
-            .command(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// Installs the chart's CRDs and kpack's Image kind (and waits until they are served),
-    /// then makes `namespace` with the reconciler's Lease held by another replica until 2099,
-    /// the persona and the Kapsa project the rows read, the ClusterPersona `cluster_persona`,
-    /// and the project's namespace with its environment and build (as the Project controller
-    /// would make them).
-    fn prepare(&self, namespace: &str, cluster_persona: &str) {
-        let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/helm/persys/crds/persys-crds.yaml");
-        self.run(&["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f", crds], None);
-        let apply = ["apply", "--server-side", "--force-conflicts", "--field-manager=persys-tests", "-f", "-"];
-        self.run(&apply, Some(KPACK_CRD));
-        for crd in [
-            "crd/applicationpersonas.dorgu.io",
-            "crd/clusterpersonas.dorgu.io",
-            "crd/projects.kapsa-project.io",
-            "crd/environments.kapsa-project.io",
-            "crd/images.kpack.io",
-        ] {
-            self.run(&["wait", "--for=condition=Established", "--timeout=60s", crd], None);
-        }
-        self.run(&["create", "namespace", namespace], None);
-        let projects = project_namespace(namespace);
-        self.run(&["create", "namespace", &projects], None);
-        let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
-            {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": LEASE, "namespace": namespace},
-                "spec": {"holderIdentity": "another-replica", "leaseDurationSeconds": 3600,
-                    "renewTime": "2099-01-01T00:00:00.000000Z"}},
-            {"apiVersion": "dorgu.io/v1", "kind": "ApplicationPersona",
-                "metadata": {"name": PERSONA, "namespace": namespace},
-                "spec": {"name": PERSONA, "type": "api"}},
-            {"apiVersion": "dorgu.io/v1", "kind": "ClusterPersona", "metadata": {"name": cluster_persona},
-                "spec": {"name": cluster_persona, "environment": "development"}},
-            {"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Project",
-                "metadata": {"name": PROJECT, "namespace": namespace},
-                "spec": {"repository": {"url": "https://git.example.com/app.git"}, "build": {"strategy": "buildpack"},
-                    "registry": {"name": "harbor", "imageRepository": "team/app"},
-                    "domain": {"subdomain": "app", "domainPoolRef": "apps"}}},
-            {"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Environment",
-                "metadata": {"name": ENVIRONMENT, "namespace": projects,
-                    "labels": {"kapsa-project.io/project": PROJECT, "kapsa-project.io/project-namespace": namespace}},
-                "spec": {"projectRef": {"name": PROJECT, "namespace": namespace}, "type": "permanent", "branch": "main"}},
-            {"apiVersion": "kpack.io/v1alpha2", "kind": "Image",
-                "metadata": {"name": BUILD, "namespace": projects,
-                    "labels": {"kapsa-project.io/project": PROJECT, "kapsa-project.io/project-namespace": namespace,
-                        "kapsa-project.io/branch": "main"},
-                    "annotations": {"kapsa-project.io/branch-name": "main", "kapsa-project.io/commit": "abc1234"}},
-                "spec": {"tag": "harbor/team/app:abc1234",
-                    "source": {"git": {"url": "https://git.example.com/app.git", "revision": "abc1234"}}}},
-        ]});
-        self.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(&objects.to_string()));
-    }
+/// Installs the chart's CRDs and kpack's Image kind (and waits until they are served),
+/// then makes `namespace` with the reconciler's Lease held by another replica until 2099,
+/// the persona and the Kapsa project the rows read, the ClusterPersona `cluster_persona`,
+/// and the project's namespace with its environment and build (as the Project controller
+/// would make them).
+fn prepare(kube: &Kubectl, namespace: &str, cluster_persona: &str) {
+    kube.install_crds();
+    kube.install_kpack_standin();
+    kube.run(&["create", "namespace", namespace], None);
+    let projects = project_namespace(namespace);
+    kube.run(&["create", "namespace", &projects], None);
+    let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": LEASE, "namespace": namespace},
+            "spec": {"holderIdentity": "another-replica", "leaseDurationSeconds": 3600,
+                "renewTime": "2099-01-01T00:00:00.000000Z"}},
+        {"apiVersion": "dorgu.io/v1", "kind": "ApplicationPersona",
+            "metadata": {"name": PERSONA, "namespace": namespace},
+            "spec": {"name": PERSONA, "type": "api"}},
+        {"apiVersion": "dorgu.io/v1", "kind": "ClusterPersona", "metadata": {"name": cluster_persona},
+            "spec": {"name": cluster_persona, "environment": "development"}},
+        {"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Project",
+            "metadata": {"name": PROJECT, "namespace": namespace},
+            "spec": {"repository": {"url": "https://git.example.com/app.git"}, "build": {"strategy": "buildpack"},
+                "registry": {"name": "harbor", "imageRepository": "team/app"},
+                "domain": {"subdomain": "app", "domainPoolRef": "apps"}}},
+        {"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Environment",
+            "metadata": {"name": ENVIRONMENT, "namespace": projects,
+                "labels": {"kapsa-project.io/project": PROJECT, "kapsa-project.io/project-namespace": namespace}},
+            "spec": {"projectRef": {"name": PROJECT, "namespace": namespace}, "type": "permanent", "branch": "main"}},
+        {"apiVersion": "kpack.io/v1alpha2", "kind": "Image",
+            "metadata": {"name": BUILD, "namespace": projects,
+                "labels": {"kapsa-project.io/project": PROJECT, "kapsa-project.io/project-namespace": namespace,
+                    "kapsa-project.io/branch": "main"},
+                "annotations": {"kapsa-project.io/branch-name": "main", "kapsa-project.io/commit": "abc1234"}},
+            "spec": {"tag": "harbor/team/app:abc1234",
+                "source": {"git": {"url": "https://git.example.com/app.git", "revision": "abc1234"}}}},
+    ]});
+    kube.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(&objects.to_string()));
 }
 
 /// GitHub and DevLake as the DORA pipeline calls them, on one local port: GitHub knows every

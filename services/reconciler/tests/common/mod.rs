@@ -105,3 +105,9 @@ pub async fn set_pod(api: &Api<Pod>, pod: &Pod, ready: bool) {
         .await
         .expect("pod status written");
 }
+
+/// kpack's Image kind as a stand-in CRD (kpack cannot be installed on the bench): the one file
+/// every test that needs it reads (`persys_e2e::kubectl::KPACK_STANDIN_CRD`).
+pub fn kpack_crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    serde_json::from_str(include_str!("../../../../tests/e2e/fixtures/kpack-image-crd.json")).expect("the stand-in CRD")
+}
