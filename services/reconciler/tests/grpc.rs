@@ -14,9 +14,9 @@ use persys_crds::persona::ApplicationPersona;
 use persys_kit::{
     Identity,
     client::{ClientOptions, mtls_channel},
-    pki::{Ca, LeafRequest},
+    pki::Ca,
     shutdown,
-    tls::{Tls, TlsPaths},
+    tls::Tls,
 };
 use persys_proto::{
     common::v1::{LabelSelector, PageRequest, WatchEventType},
@@ -30,25 +30,7 @@ use persys_reconciler::grpc::Personas;
 use serde_json::json;
 use tonic::Code;
 
-fn tls(ca: &Ca, dir: &std::path::Path, name: &str, identity: Identity) -> Arc<Tls> {
-    let leaf = ca
-        .issue(&LeafRequest {
-            identity,
-            dns_names: vec!["localhost".into()],
-            ips: vec!["127.0.0.1".parse().unwrap()],
-            validity: Duration::from_secs(3600),
-        })
-        .unwrap();
-    let paths = TlsPaths {
-        ca: dir.join("ca.pem"),
-        cert: dir.join(format!("{name}.pem")),
-        key: dir.join(format!("{name}.key")),
-    };
-    std::fs::write(&paths.ca, ca.cert_pem()).unwrap();
-    std::fs::write(&paths.cert, leaf.cert_pem).unwrap();
-    std::fs::write(&paths.key, leaf.key_pem).unwrap();
-    Tls::load(paths).unwrap()
-}
+mod common;
 
 async fn status(personas: &Api<ApplicationPersona>, name: &str, phase: &str) {
     let patch = json!({"apiVersion": "dorgu.io/v1", "kind": "ApplicationPersona", "status": {"phase": phase}});
@@ -96,7 +78,7 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
 
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::generate("grpc-test", Duration::from_secs(3600)).unwrap();
-    let server_tls = tls(&ca, dir.path(), "reconciler", Identity::Service("reconciler".into()));
+    let server_tls = common::tls(&ca, dir.path(), "reconciler", Identity::Service("reconciler".into()));
     let (_trigger, stop) = shutdown::channel();
     let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let service = Personas::start(client.clone(), None, stop.clone());
@@ -106,7 +88,7 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
             mtls_channel(&format!("https://localhost:{}", addr.port()), &tls, &ClientOptions::default()).unwrap(),
         )
     };
-    let mut gateway = connect(tls(&ca, dir.path(), "gateway", Identity::Service("gateway".into())));
+    let mut gateway = connect(common::tls(&ca, dir.path(), "gateway", Identity::Service("gateway".into())));
 
     // List: this namespace, two per page, in name order; then by phase; then by label.
     let list = |page: Option<PageRequest>, phases: Vec<i32>, labels: Option<LabelSelector>| {
@@ -196,7 +178,7 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     // A name without a namespace is a field violation; only the gateway's identity may call.
     let bad = WatchPersonaEventsRequest { name: "alpha".into(), ..Default::default() };
     assert_eq!(gateway.watch_persona_events(bad).await.unwrap_err().code(), Code::InvalidArgument);
-    let mut scheduler = connect(tls(&ca, dir.path(), "scheduler", Identity::Service("scheduler".into())));
+    let mut scheduler = connect(common::tls(&ca, dir.path(), "scheduler", Identity::Service("scheduler".into())));
     let refused = scheduler.list_application_personas(list(None, vec![], None)).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 
@@ -211,7 +193,7 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     let mut one = PersonaServiceClient::new(
         mtls_channel(
             &format!("https://localhost:{}", addr.port()),
-            &tls(&ca, dir.path(), "gateway", Identity::Service("gateway".into())),
+            &common::tls(&ca, dir.path(), "gateway", Identity::Service("gateway".into())),
             &ClientOptions::default(),
         )
         .unwrap(),

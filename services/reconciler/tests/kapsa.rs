@@ -7,18 +7,14 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use k8s_openapi::{
-    api::{
-        apps::v1::Deployment,
-        core::v1::{Namespace, Secret, Service},
-        networking::v1::Ingress,
-    },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Namespace, Secret, Service},
+    networking::v1::Ingress,
 };
 use kube::{
     Api, ResourceExt,
     api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
-    runtime::{conditions, wait::await_condition},
 };
 use persys_crds::kapsa::{DomainPool, Environment, Project};
 use persys_kit::shutdown;
@@ -81,16 +77,7 @@ async fn refresh(projects: &Api<Project>, name: &str, n: u32) {
 #[tokio::test]
 async fn a_project_builds_its_branches_runs_environments_and_cleans_up_through_gc() {
     let Some(client) = client().await else { return };
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    let mut all = persys_crds::all();
-    all.push(common::kpack_crd());
-    for crd in all {
-        crds.patch(&crd.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await.unwrap();
-        tokio::time::timeout(WAIT, await_condition(crds.clone(), &crd.name_any(), conditions::is_crd_established()))
-            .await
-            .expect("CRD established")
-            .unwrap();
-    }
+    common::install_crds(&client, vec![common::kpack_crd()]).await;
 
     // The repository: main, develop, a feature branch (previewed) and a WIP one (excluded).
     let git = GitServer::start(Some((USER, PASSWORD))).await;
@@ -371,14 +358,7 @@ async fn a_project_builds_its_branches_runs_environments_and_cleans_up_through_g
 #[tokio::test]
 async fn the_schema_rejects_bad_projects_and_environments_naming_the_field() {
     let Some(client) = client().await else { return };
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in persys_crds::all() {
-        crds.patch(&crd.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await.unwrap();
-        tokio::time::timeout(WAIT, await_condition(crds.clone(), &crd.name_any(), conditions::is_crd_established()))
-            .await
-            .expect("CRD established")
-            .unwrap();
-    }
+    common::install_crds(&client, Vec::new()).await;
     let projects = Api::<Project>::namespaced(client.clone(), "default");
     let good = json!({
         "repository": {"url": "https://git.example.com/app.git"},

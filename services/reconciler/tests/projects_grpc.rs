@@ -6,24 +6,20 @@
 //! version too old; invalid requests naming their field; a reconciler restricted to a
 //! namespace.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::{
-    api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client,
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
-    runtime::{conditions, wait::await_condition},
 };
 use persys_crds::kapsa::{Environment, Project};
 use persys_kit::{
     Identity,
     client::{ClientOptions, TracedChannel, mtls_channel},
-    pki::{Ca, LeafRequest},
+    pki::Ca,
     shutdown,
-    tls::{Tls, TlsPaths},
 };
 use persys_proto::{
     common::v1::{LabelSelector, LabelSelectorRequirement, PageRequest, WatchEventType},
@@ -42,26 +38,6 @@ mod common;
 const MANAGER: &str = "persys-tests";
 /// How long a watch event may take to arrive.
 const EVENT: Duration = Duration::from_secs(20);
-
-fn tls(ca: &Ca, dir: &std::path::Path, name: &str, identity: Identity) -> Arc<Tls> {
-    let leaf = ca
-        .issue(&LeafRequest {
-            identity,
-            dns_names: vec!["localhost".into()],
-            ips: vec!["127.0.0.1".parse().unwrap()],
-            validity: Duration::from_secs(3600),
-        })
-        .unwrap();
-    let paths = TlsPaths {
-        ca: dir.join("ca.pem"),
-        cert: dir.join(format!("{name}.pem")),
-        key: dir.join(format!("{name}.key")),
-    };
-    std::fs::write(&paths.ca, ca.cert_pem()).unwrap();
-    std::fs::write(&paths.cert, leaf.cert_pem).unwrap();
-    std::fs::write(&paths.key, leaf.key_pem).unwrap();
-    Tls::load(paths).unwrap()
-}
 
 /// The fields an INVALID_ARGUMENT names.
 fn fields(s: &Status) -> Vec<String> {
@@ -205,19 +181,7 @@ struct World {
 
 impl World {
     async fn make(client: Client) -> Self {
-        let crds = Api::<CustomResourceDefinition>::all(client.clone());
-        let mut all = persys_crds::all();
-        all.push(common::kpack_crd());
-        for crd in all {
-            crds.patch(&crd.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await.unwrap();
-            tokio::time::timeout(
-                common::WAIT,
-                await_condition(crds.clone(), &crd.name_any(), conditions::is_crd_established()),
-            )
-            .await
-            .expect("CRD established")
-            .unwrap();
-        }
+        common::install_crds(&client, vec![common::kpack_crd()]).await;
         let id = std::process::id();
         let (ns, other) = (format!("pgrpc-{id}"), format!("pgrpc2-{id}"));
         let api_ns = decide::project::namespace(&ns, "api");
@@ -272,7 +236,7 @@ async fn serve(
     dir: &std::path::Path,
     ca: &Ca,
 ) -> (ProjectServiceClient<TracedChannel>, shutdown::ShutdownTrigger) {
-    let server_tls = tls(ca, dir, "reconciler", Identity::Service("reconciler".into()));
+    let server_tls = common::tls(ca, dir, "reconciler", Identity::Service("reconciler".into()));
     let (trigger, stop) = shutdown::channel();
     let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let personas = Personas::start(client.clone(), namespace.clone(), stop.clone());
@@ -280,7 +244,7 @@ async fn serve(
     persys_reconciler::serve_personas(personas, Some(projects), listener, &server_tls, &["gateway".into()], stop)
         .await
         .unwrap();
-    let gateway = tls(ca, dir, "gateway", Identity::Service("gateway".into()));
+    let gateway = common::tls(ca, dir, "gateway", Identity::Service("gateway".into()));
     let channel =
         mtls_channel(&format!("https://localhost:{}", addr.port()), &gateway, &ClientOptions::default()).unwrap();
     (ProjectServiceClient::new(channel), trigger)

@@ -4,14 +4,11 @@
 
 use std::time::Duration;
 
-use k8s_openapi::{
-    api::core::v1::{Namespace, Secret},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
-    Api, ResourceExt,
+    Api,
     api::{DeleteParams, Patch, PatchParams, PostParams},
-    runtime::{conditions, wait::await_condition},
+    runtime::wait::await_condition,
 };
 use persys_crds::kapsa::Registry;
 use persys_kit::shutdown;
@@ -79,14 +76,7 @@ async fn registries_are_verified_against_real_registries_with_and_without_auth()
     let open = registry_server(&program, false).await;
     let locked = registry_server(&program, true).await;
 
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in persys_crds::all() {
-        crds.patch(&crd.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await.unwrap();
-        tokio::time::timeout(WAIT, await_condition(crds.clone(), &crd.name_any(), conditions::is_crd_established()))
-            .await
-            .expect("CRD established")
-            .unwrap();
-    }
+    common::install_crds(&client, Vec::new()).await;
     let id = std::process::id();
     let ns = format!("reconciler-registry-{id}");
     Api::<Namespace>::all(client.clone())

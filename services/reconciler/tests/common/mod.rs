@@ -111,3 +111,50 @@ pub async fn set_pod(api: &Api<Pod>, pod: &Pod, ready: bool) {
 pub fn kpack_crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
     serde_json::from_str(include_str!("../../../../tests/e2e/fixtures/kpack-image-crd.json")).expect("the stand-in CRD")
 }
+
+/// Applies the reconciler's CRDs and `extra` (server-side, as the tests' field manager) and
+/// waits until the API server serves each of them.
+pub async fn install_crds(
+    client: &Client,
+    extra: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::runtime::{conditions, wait::await_condition};
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in persys_crds::all().into_iter().chain(extra) {
+        crds.patch(&crd.name_any(), &PatchParams::apply("persys-tests").force(), &Patch::Apply(&crd))
+            .await
+            .expect("CRD applied");
+        tokio::time::timeout(WAIT, await_condition(crds.clone(), &crd.name_any(), conditions::is_crd_established()))
+            .await
+            .expect("CRD established")
+            .expect("CRD watch");
+    }
+}
+
+/// mTLS material for `identity` issued by `ca` (for localhost), written under `dir` as
+/// `<name>.pem`/`<name>.key` beside `ca.pem`, and loaded.
+pub fn tls(
+    ca: &persys_kit::pki::Ca,
+    dir: &std::path::Path,
+    name: &str,
+    identity: persys_kit::Identity,
+) -> std::sync::Arc<persys_kit::tls::Tls> {
+    let leaf = ca
+        .issue(&persys_kit::pki::LeafRequest {
+            identity,
+            dns_names: vec!["localhost".into()],
+            ips: vec!["127.0.0.1".parse().expect("an address")],
+            validity: Duration::from_secs(3600),
+        })
+        .expect("a leaf certificate");
+    let paths = persys_kit::tls::TlsPaths {
+        ca: dir.join("ca.pem"),
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+    };
+    std::fs::write(&paths.ca, ca.cert_pem()).expect("ca written");
+    std::fs::write(&paths.cert, leaf.cert_pem).expect("cert written");
+    std::fs::write(&paths.key, leaf.key_pem).expect("key written");
+    persys_kit::tls::Tls::load(paths).expect("tls loads")
+}
