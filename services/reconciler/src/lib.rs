@@ -304,7 +304,8 @@ fn default_identity() -> String {
     format!("{host}-{:08x}", rand_suffix())
 }
 
-fn rand_suffix() -> u32 {
+/// A number that differs between calls and processes (not for secrets).
+pub(crate) fn rand_suffix() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));

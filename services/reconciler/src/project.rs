@@ -346,7 +346,7 @@ async fn allocate(
             .collect();
         let mut hosts = BTreeMap::new();
         for (env, label) in wanted {
-            let pick = u64::from(rand_u32());
+            let pick = u64::from(crate::rand_suffix());
             match domain::allocate(&dp.spec, &allocations, project, env, label, pick) {
                 Ok(a) => {
                     hosts.insert(env.clone(), format!("{}.{}", a.subdomain, a.base_domain));
@@ -392,13 +392,6 @@ async fn release(ctx: &Context, pool: &str, project: &str) -> Result<(), Error> 
         }
     }
     Ok(())
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Timestamp::now().as_nanosecond().unsigned_abs());
-    h.finish() as u32
 }
 
 /// Applies the wanted Environments, deletes the others of the project.
