@@ -4,9 +4,14 @@
 // out; a reload keeps the session (the refresh token is an HttpOnly cookie) until logout; a
 // viewer sees no write or admin action; an invalid form shows the server's field
 // violations; a broken stream shows "reconnecting" and recovers. Every page passes axe (no
-// serious or critical violations) and is screenshotted into the artifacts directory.
+// serious or critical violations) and is screenshotted into the artifacts directory. With the
+// test bench's services, the Personas and Projects pages follow the real reconciler and Kapsa's
+// controllers on its kube-apiserver, and the charts, alerts, commands and DORA pages the real
+// metrics pipeline on its PostgreSQL.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -28,10 +33,33 @@ const ARTIFACTS = process.env.PERSYS_WEB_ARTIFACTS || join(process.env.CARGO_TAR
 const VIEWER = { username: "vera", password: "viewer-password-123" };
 // The bench's Docker engine and image: a container workload whose metrics the workload page charts.
 const DOCKER_IMAGE = process.env.DOCKER_HOST ? process.env.PERSYS_TEST_IMAGE : undefined;
-// The test bench's kube-apiserver: with it the stack also runs the reconciler (one namespace of
-// its own), and the Personas page is tested against it.
+// The test bench's kube-apiserver: with it the stack also runs the reconciler, cluster-wide
+// with Kapsa's controllers (--kapsa-projects), and the Personas and Projects pages are tested
+// against it. The test's objects live in a namespace of its own (and a project's namespace).
 const KUBECONFIG = process.env.PERSYS_TEST_KUBECONFIG;
 const KUBE_NS = `web-e2e-${process.pid}`;
+// The project the Projects page is tested with, its own namespace (the Project controller's
+// `<namespace>-<name>`), and the cluster-scoped Registry and DomainPool it names.
+const PROJECT = "api";
+const PROJECT_NS = `${KUBE_NS}-${PROJECT}`;
+const KAPSA_NAME = `web-e2e-${process.pid}`;
+const BASE_DOMAIN = `${KAPSA_NAME}.example.test`;
+// The registry the project's images are pushed to (nothing is pushed: kpack is a stand-in).
+const REGISTRY = `registry.${BASE_DOMAIN}`;
+// The heads of the project's repository once it is there, and what kpack built of main.
+const MAIN_COMMIT = "0123456789abcdef0123456789abcdef01234567";
+const FEATURE_COMMIT = "89abcdef0123456789abcdef0123456789abcdef";
+const BUILT_DIGEST = "1111111111111111111111111111111111111111111111111111111111111111";
+const BUILT_IMAGE = `${REGISTRY}/team/api@sha256:${BUILT_DIGEST}`;
+// kpack's Image as a stand-in CRD (no kpack controller): the test writes build results as
+// kpack would. The one fixture the reconciler's, the CLI's and the authz matrix's tests apply.
+const KPACK_CRD = join(REPO, "tests/e2e/fixtures/kpack-image-crd.json");
+// Whether a ClusterPersona `cluster` existed before this run (else discovery makes it, and the
+// run removes it after).
+let clusterPersonaBefore = true;
+// The Project's "git server": it answers every request 404, as a host does for a repository it
+// does not have, and records what the Project controller asked.
+let gitServer: Server | undefined;
 // The test bench's PostgreSQL: with it the stack also runs the metrics pipeline on a database
 // of this run's own, and the charts and the Alerts page are tested against it.
 const PG_ADMIN_URL = process.env.PERSYS_TEST_PG_ADMIN_URL;
@@ -60,6 +88,35 @@ function kubectl(args: string[], input?: string): string {
   return execFileSync(bin, ["--kubeconfig", KUBECONFIG!, ...args], { input, encoding: "utf8" });
 }
 
+/**
+ * A smart-HTTP ref advertisement (`GET <repo>/info/refs?service=git-upload-pack`) of `branches`
+ * (name → commit), `HEAD` on main, as `git http-backend` answers: pkt-lines (four hex digits of
+ * length), the service header and a flush, one line a ref (the first with the capabilities),
+ * a flush.
+ */
+function advertisement(branches: Record<string, string>): string {
+  const pkt = (line: string) => `${(line.length + 4).toString(16).padStart(4, "0")}${line}`;
+  const refs = Object.entries(branches).sort(([a], [b]) => (a < b ? -1 : 1));
+  return [
+    pkt("# service=git-upload-pack\n"),
+    "0000",
+    pkt(`${branches.main} HEAD\0multi_ack side-band-64k ofs-delta symref=HEAD:refs/heads/main object-format=sha1 agent=git/2.39.5\n`),
+    ...refs.map(([name, commit]) => pkt(`${commit} refs/heads/${name}\n`)),
+    "0000",
+  ].join("");
+}
+
+/** Polls `check` every 200 ms until it returns a value, or fails after `ms` saying what it waited for. */
+async function until<T>(what: string, ms: number, check: () => T | undefined): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`waited ${ms} ms for ${what}; the stack said:\n${stack?.log()}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 let stack: Stack;
 let context: BrowserContext;
 let closeBrowser: () => Promise<void>;
@@ -85,10 +142,15 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   let kube: string[] = [];
   if (KUBECONFIG) {
-    kubectl(["apply", "--server-side", "--force-conflicts", "-f", join(REPO, "deploy/helm/persys/crds/persys-crds.yaml")]);
-    kubectl(["wait", "--for=condition=Established", "crd/applicationpersonas.dorgu.io", "--timeout=60s"]);
+    const crds = join(REPO, "deploy/helm/persys/crds/persys-crds.yaml");
+    kubectl(["apply", "--server-side", "--force-conflicts", "-f", crds]);
+    kubectl(["apply", "--server-side", "--force-conflicts", "-f", KPACK_CRD]);
+    // kpack's CRD before the stack starts: the Project controller looks for it at its start.
+    kubectl(["wait", "--for=condition=Established", "--timeout=60s", "-f", crds]);
+    kubectl(["wait", "--for=condition=Established", "--timeout=60s", "crd/images.kpack.io"]);
     kubectl(["create", "namespace", KUBE_NS]);
-    kube = ["--kubeconfig", KUBECONFIG, "--kube-namespace", KUBE_NS];
+    clusterPersonaBefore = kubectl(["get", "clusterpersonas.dorgu.io", "-o", "name"]).split("\n").includes("clusterpersona.dorgu.io/cluster");
+    kube = ["--kubeconfig", KUBECONFIG, "--kapsa-projects"];
   }
   let metrics: string[] = [];
   if (PG_ADMIN_URL) {
@@ -97,6 +159,15 @@ beforeAll(async () => {
     metrics = ["--metrics-database-url", databaseUrl(METRICS_DB), "--host-commands", "echo"];
   }
   stack = await startStack(resolve(import.meta.dirname, "../dist"), [...kube, ...metrics]);
+  if (KUBECONFIG) {
+    // The stack's reconciler runs the controllers only while it holds the Lease
+    // `persys-reconciler` in `default` (it is cluster-wide): wait for it to lead, and make
+    // sure no other reconciler on the bench does, or the Personas and Projects pages would
+    // show another's work.
+    const identity = await until("the stack's reconciler to lead", 60_000, () => /leading: controllers start.*?identity[=":]+([^\s",}]+)/.exec(stack.log())?.[1]);
+    const lease = JSON.parse(kubectl(["get", "leases.coordination.k8s.io", "persys-reconciler", "-n", "default", "-o", "json"]));
+    expect(lease.spec.holderIdentity, "the holder of default/persys-reconciler").toBe(identity);
+  }
   // The viewer, made by the admin through the gateway (gRPC-web from Node, like the browser).
   const transport = createGrpcWebTransport({ baseUrl: stack.url });
   const { accessToken } = await createClient(AuthService, transport).login({ username: "admin", password: stack.adminPassword });
@@ -139,8 +210,21 @@ afterAll(async () => {
   for (const [k, v] of Object.entries(figures)) console.log(`web bench: ${k} = ${v}`);
   console.log(`web e2e: screenshots in ${ARTIFACTS}`);
   await closeBrowser?.();
+  if (KUBECONFIG && stack) {
+    // The Project's finalizer is the running controller's: it deletes the project's namespace.
+    try {
+      kubectl(["delete", "projects.kapsa-project.io", "--all", "-n", KUBE_NS, "--timeout=30s"]);
+    } catch {
+      kubectl(["patch", "projects.kapsa-project.io", PROJECT, "-n", KUBE_NS, "--type=merge", "-p", '{"metadata":{"finalizers":null}}']);
+    }
+  }
   await stack?.stop();
-  if (KUBECONFIG) kubectl(["delete", "namespace", KUBE_NS, "--wait=false", "--ignore-not-found"]);
+  gitServer?.close();
+  if (KUBECONFIG) {
+    kubectl(["delete", "namespace", KUBE_NS, PROJECT_NS, "--wait=false", "--ignore-not-found"]);
+    kubectl(["delete", "registries.kapsa-project.io,domainpools.kapsa-project.io", KAPSA_NAME, "--ignore-not-found"]);
+    if (!clusterPersonaBefore) kubectl(["delete", "clusterpersonas.dorgu.io", "cluster", "--ignore-not-found"]);
+  }
   if (PG_ADMIN_URL) psql(`DROP DATABASE IF EXISTS ${METRICS_DB} WITH (FORCE)`);
 });
 
@@ -347,11 +431,27 @@ describe("the dashboard against persys-stack", () => {
     kubectl(["apply", "-f", "-"], persona("shop"));
     await nav("Personas");
     await page.getByRole("heading", { level: 1, name: "Personas" }).waitFor();
-    // This stack's reconciler follows one namespace: the cluster section says it reads no
-    // ClusterPersona, in the reconciler's words.
+    // This stack's reconciler is cluster-wide: its discovery made the ClusterPersona `cluster`
+    // when the cluster had none, and the section shows what discovery found: a phase and the
+    // cluster's nodes as the API server lists them.
+    const card = page.getByTestId("cluster-persona");
+    const cluster = card.locator('[data-cluster="cluster"]');
+    if (!clusterPersonaBefore) await cluster.waitFor({ timeout: 60_000 });
+    await expect.poll(() => card.locator("[data-cluster]").count(), { timeout: 60_000 }).toBeGreaterThan(0);
+    const shown = (await cluster.count()) ? cluster : card.locator("[data-cluster]").first();
+    await expect.poll(() => shown.locator(".badge").textContent(), { timeout: 60_000 }).toMatch(/^(Ready|Degraded|Unknown|Discovering)$/);
+    const nodesNow = () => {
+      const nodes = JSON.parse(kubectl(["get", "nodes", "-o", "json"])).items as { status?: { conditions?: { type: string; status: string }[] } }[];
+      const ready = nodes.filter((n) => n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")).length;
+      return `${ready}/${nodes.length} ready`;
+    };
     await expect
-      .poll(() => page.getByTestId("cluster-persona").textContent())
-      .toContain(`this reconciler serves namespace ${KUBE_NS} only (--namespace): it reads no ClusterPersona`);
+      .poll(async () => (await shown.locator('[data-fact="Nodes"]').textContent()) === nodesNow(), { timeout: 60_000 })
+      .toBe(true);
+    expect(await card.textContent()).not.toContain("No cluster persona here");
+    // Cluster-wide, other namespaces' personas are listed too: this test looks at its own.
+    await page.locator(`select option[value="${KUBE_NS}"]`).waitFor({ state: "attached", timeout: 60_000 });
+    await page.getByLabel("Namespace").selectOption(KUBE_NS);
     const row = page.locator(`tr[data-persona="${KUBE_NS}/shop"]`);
     // No workload yet: the reconciler says Pending, and the page shows it without a reload.
     await expect.poll(() => row.getByText("Pending").count(), { timeout: 60_000 }).toBe(1);
@@ -388,6 +488,212 @@ describe("the dashboard against persys-stack", () => {
     await page.getByLabel("Search").fill("");
     await expectAccessible("personas");
     await shot("personas");
+  });
+
+  it("shows Kapsa projects, their environments and builds live, as the controllers report them", async (ctx) => {
+    if (!KUBECONFIG) {
+      if (process.env.CI === "true") throw new Error("PERSYS_TEST_KUBECONFIG is not set: the Projects page needs the test bench's kube-apiserver");
+      ctx.skip();
+    }
+    const apply = (o: object) => kubectl(["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], JSON.stringify(o));
+    // The Project's git host, over smart HTTP: first it has no such repository (404), then it
+    // advertises the branches of `served` as `git http-backend` does. It records what the
+    // Project controller asked.
+    const polls: string[] = [];
+    let served: Record<string, string> | undefined;
+    gitServer = createServer((req, res) => {
+      polls.push(req.url ?? "");
+      if (!served || req.url !== "/team/api.git/info/refs?service=git-upload-pack") {
+        res.writeHead(404, { "content-type": "text/plain" }).end("no such repository\n");
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/x-git-upload-pack-advertisement", "cache-control": "no-cache" }).end(advertisement(served));
+    });
+    await new Promise<void>((ready) => gitServer!.listen(0, "127.0.0.1", ready));
+    const git = `http://127.0.0.1:${(gitServer.address() as AddressInfo).port}`;
+    // A Registry without credentials and a DomainPool of this run's own (both cluster-scoped;
+    // no cert-manager here, so the pool's ClusterIssuer does not exist), and a Project whose
+    // repository is not there yet: the real controllers make its namespace and its
+    // environment, and report the failed poll.
+    apply({ apiVersion: "kapsa-project.io/v1alpha1", kind: "Registry", metadata: { name: KAPSA_NAME }, spec: { type: "docker", endpoint: `https://${REGISTRY}` } });
+    apply({
+      apiVersion: "kapsa-project.io/v1alpha1",
+      kind: "DomainPool",
+      metadata: { name: KAPSA_NAME },
+      spec: { baseDomains: [BASE_DOMAIN], certManager: { issuerRef: { name: "letsencrypt" } } },
+    });
+    const repository = `${git}/team/api.git`;
+    apply({
+      apiVersion: "kapsa-project.io/v1alpha1",
+      kind: "Project",
+      metadata: { name: PROJECT, namespace: KUBE_NS },
+      spec: {
+        repository: { url: repository, pollInterval: 3600 },
+        build: { strategy: "buildpack" },
+        registry: { name: KAPSA_NAME, imageRepository: "team/api" },
+        domain: { subdomain: "api", domainPoolRef: KAPSA_NAME },
+        environments: [{ name: "prod", autoSync: true }],
+        previewEnvironments: { enabled: true, ttl: "24h", branches: { include: ["feature/*"] } },
+      },
+    });
+
+    await nav("Projects");
+    await page.getByRole("heading", { level: 1, name: "Projects" }).waitFor();
+    await page.locator(".page-title").getByRole("status").getByText("Live").waitFor();
+    const row = page.locator(`tr[data-project="${KUBE_NS}/${PROJECT}"]`);
+    await row.waitFor();
+    expect(await row.locator("td").nth(2).textContent()).toBe(repository);
+    // The controller's verdict arrives on the open page: reconciled, its one environment not
+    // running (nothing was ever built), no image and no commit.
+    await expect.poll(() => row.locator("td").nth(3).textContent(), { timeout: 60_000 }).toBe("True Reconciled");
+    await expect.poll(() => row.locator("td").nth(4).textContent()).toBe("0/1");
+    expect(await row.locator("td").nth(5).textContent()).toBe("none yet");
+    expect(await row.locator("td").nth(6).textContent()).toBe("—");
+    // Its namespace is the controller's, labelled for the project.
+    const nsLabels = JSON.parse(kubectl(["get", "namespace", PROJECT_NS, "-o", "json"])).metadata.labels;
+    expect(nsLabels).toMatchObject({ "kapsa-project.io/project": PROJECT, "kapsa-project.io/project-namespace": KUBE_NS });
+    await expectAccessible("projects");
+    await shot("projects");
+
+    // The detail: the failed poll first and prominent, in the controller's words.
+    await row.getByRole("link", { name: PROJECT }).click();
+    await page.getByRole("heading", { level: 1, name: `Project ${PROJECT} ${KUBE_NS}` }).waitFor();
+    const failing = page.getByTestId("failing-conditions");
+    const refs = `${repository}/info/refs?service=git-upload-pack`;
+    await expect
+      .poll(() => failing.locator('[data-condition="RepositoryAccessible"]').textContent(), { timeout: 60_000 })
+      .toContain(`RepositoryAccessible is False (PollFailed): GET ${refs}: repository not found`);
+    expect(polls).toContain("/team/api.git/info/refs?service=git-upload-pack");
+    const conditions = page.getByTestId("conditions");
+    const condition = (type: string) => conditions.locator(`tr[data-condition="${type}"] td`);
+    expect(await conditions.locator("tbody tr").first().getAttribute("data-condition")).toBe("RepositoryAccessible");
+    // kpack is there and no branch could be read, so nothing waits for a build.
+    expect(await condition("BuildSucceeded").nth(1).textContent()).toBe("True");
+    expect(await page.locator('[data-fact="Repository"]').textContent()).toBe(repository);
+    // Its environment, made by the Project controller with a host from the pool (allocated
+    // although the pool's issuer does not exist), served over TLS, and phased by the
+    // Environment controller: waiting for its first build.
+    const prod = page.locator('tr[data-environment="prod"]');
+    await prod.waitFor({ timeout: 60_000 });
+    expect(await prod.locator("td").nth(1).textContent()).toBe("permanent");
+    expect(await prod.locator("td").nth(3).textContent()).toBe("main");
+    await expect.poll(() => prod.locator("td").nth(2).locator(".badge").textContent(), { timeout: 60_000 }).toBe("Pending");
+    await expect.poll(() => prod.locator("td").nth(2).locator(".muted").textContent()).toBe("waiting for the first build");
+    await expect.poll(() => prod.getByRole("link").getAttribute("href"), { timeout: 60_000 }).toBe(`https://api.${BASE_DOMAIN}`);
+    const allocations = () =>
+      (JSON.parse(kubectl(["get", "domainpools.kapsa-project.io", KAPSA_NAME, "-o", "json"])).status?.allocations ?? [])
+        .map((a: { subdomain: string; baseDomain: string; project: string; environment: string }) => `${a.project} ${a.environment} ${a.subdomain}.${a.baseDomain}`)
+        .sort();
+    expect(allocations()).toEqual([`${KUBE_NS}/${PROJECT} prod api.${BASE_DOMAIN}`]);
+    await page.getByTestId("live-Environments").getByText("Environments: Live").waitFor();
+    await page.getByText("No builds yet").waitFor();
+
+    // A second environment declared in the Project appears without a reload, then goes again.
+    kubectl(["patch", "projects.kapsa-project.io", PROJECT, "-n", KUBE_NS, "--type=json", "-p", JSON.stringify([{ op: "add", path: "/spec/environments/-", value: { name: "staging", branch: "develop" } }])]);
+    const staging = page.locator('tr[data-environment="staging"]');
+    await staging.waitFor({ timeout: 60_000 });
+    expect(await staging.locator("td").nth(3).textContent()).toBe("develop");
+    await expect.poll(() => staging.getByRole("link").getAttribute("href"), { timeout: 60_000 }).toBe(`https://staging.api.${BASE_DOMAIN}`);
+    await expect.poll(() => page.locator("tr[data-environment]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-environment")))).toEqual(["prod", "staging"]);
+    // Taken out of the Project: the controller deletes it, the row goes, its host is released.
+    kubectl(["patch", "projects.kapsa-project.io", PROJECT, "-n", KUBE_NS, "--type=json", "-p", JSON.stringify([{ op: "remove", path: "/spec/environments/1" }])]);
+    await expect.poll(() => staging.count(), { timeout: 60_000 }).toBe(0);
+    expect(await prod.count()).toBe(1);
+    await expect.poll(allocations).toEqual([`${KUBE_NS}/${PROJECT} prod api.${BASE_DOMAIN}`]);
+
+    // The repository appears with two branches, and a refresh is asked for (as
+    // `kubectl annotate … kapsa-project.io/refresh`): the controller polls, and builds each
+    // tracked branch with a kpack Image of its own; feature/x also gets a preview environment.
+    served = { main: MAIN_COMMIT, "feature/x": FEATURE_COMMIT };
+    kubectl(["annotate", "projects.kapsa-project.io", PROJECT, "-n", KUBE_NS, "kapsa-project.io/refresh=1", "--overwrite"]);
+    await expect.poll(() => condition("RepositoryAccessible").nth(1).textContent(), { timeout: 60_000 }).toBe("True");
+    expect(await condition("RepositoryAccessible").nth(3).textContent()).toBe("2 branch(es)");
+    expect(await failing.count()).toBe(0);
+    const main = page.locator('tr[data-build="build-main"]');
+    const feature = page.locator('tr[data-build="build-feature-x"]');
+    await main.waitFor({ timeout: 60_000 });
+    await feature.waitFor();
+    expect(await main.locator("td").nth(1).textContent()).toBe("main");
+    expect(await main.locator("td").nth(2).textContent()).toBe(MAIN_COMMIT.slice(0, 7));
+    expect(await feature.locator("td").nth(1).textContent()).toBe("feature/x");
+    expect(await feature.locator("td").nth(2).textContent()).toBe(FEATURE_COMMIT.slice(0, 7));
+    // kpack has not looked at them yet.
+    expect(await main.locator("td").nth(3).textContent()).toBe("Pending");
+    expect(await feature.locator("td").nth(3).textContent()).toBe("Pending");
+    await page.getByTestId("live-Builds").getByText("Builds: Live").waitFor();
+    const image = (name: string) => JSON.parse(kubectl(["get", "-n", PROJECT_NS, `images.kpack.io/${name}`, "-o", "json"]));
+    expect(image("build-main").spec.tag).toBe(`${REGISTRY}/team/api:${MAIN_COMMIT.slice(0, 7)}`);
+    const preview = page.locator('tr[data-environment="preview-feature-x"]');
+    await preview.waitFor({ timeout: 60_000 });
+    expect(await preview.locator("td").nth(1).textContent()).toBe("preview");
+    expect(await preview.locator("td").nth(3).textContent()).toBe("feature/x");
+    await expect.poll(() => preview.getByRole("link").getAttribute("href"), { timeout: 60_000 }).toBe(`https://feature-x.api.${BASE_DOMAIN}`);
+    // Its 24 h start with the head's first sighting.
+    await expect.poll(() => preview.locator("td").nth(6).textContent(), { timeout: 60_000 }).toMatch(/^in (23h|1d)$/);
+    // Permanent environments first, then previews.
+    expect(await page.locator("tr[data-environment]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-environment")))).toEqual(["prod", "preview-feature-x"]);
+
+    // kpack reports (the test writes the Images' status as kpack does): feature/x fails...
+    const finish = (name: string, ok: boolean) => {
+      const lastTransitionTime = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+      const ready = ok
+        ? { type: "Ready", status: "True", lastTransitionTime }
+        : { type: "Ready", status: "False", reason: "BuildFailed", message: "build step exited 1", lastTransitionTime };
+      // For the Image's current generation (the revision the controller asked for).
+      const status = {
+        ...{ observedGeneration: image(name).metadata.generation, buildCounter: 1, latestBuildReason: "COMMIT", conditions: [ready] },
+        ...(ok ? { latestImage: BUILT_IMAGE } : {}),
+      };
+      kubectl(["patch", "-n", PROJECT_NS, `images.kpack.io/${name}`, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status })]);
+    };
+    finish("build-feature-x", false);
+    await expect.poll(() => feature.locator("td").nth(3).textContent()).toBe("Failed");
+    expect(await feature.locator("td").nth(5).textContent()).toBe("BuildFailed: build step exited 1");
+    // ...and the project says so first and prominently, in the controller's words.
+    await expect
+      .poll(() => failing.locator('[data-condition="BuildSucceeded"]').textContent(), { timeout: 60_000 })
+      .toBe(`BuildSucceeded is False (BuildFailed): feature/x at ${FEATURE_COMMIT.slice(0, 7)}: BuildFailed: build step exited 1`);
+    // main is built: prod rolls to its image, with a Deployment the Environment controller owns.
+    finish("build-main", true);
+    await expect.poll(() => main.locator("td").nth(3).textContent()).toBe("Succeeded");
+    expect(await main.locator("td").nth(4).textContent()).toBe(`api@sha256:${BUILT_DIGEST.slice(0, 12)}`);
+    await expect.poll(() => prod.locator("td").nth(4).textContent(), { timeout: 60_000 }).toBe(`api@sha256:${BUILT_DIGEST.slice(0, 12)}`);
+    await expect.poll(() => page.locator('[data-fact="Latest image"]').textContent(), { timeout: 60_000 }).toBe(BUILT_IMAGE);
+    expect(await page.locator('[data-fact="Latest commit"]').textContent()).toBe(MAIN_COMMIT.slice(0, 7));
+    await expect.poll(() => prod.locator("td").nth(2).locator(".muted").textContent(), { timeout: 60_000 }).toBe("0/1 replicas available");
+    expect(await prod.locator("td").nth(2).locator(".badge").textContent()).toBe("Pending");
+    // A kubelet reports prod's pod ready (the test bench has no kubelet; the test writes the
+    // pod's status as one would): prod is Running, and the project counts it.
+    type Pod = { metadata: { name: string }; spec: { containers: { name: string; image: string }[] } };
+    const pods = (): Pod[] => JSON.parse(kubectl(["get", "pods", "-n", PROJECT_NS, "-l", "kapsa-project.io/environment=prod", "-o", "json"])).items;
+    await expect.poll(() => pods().length, { timeout: 60_000 }).toBe(1);
+    const [pod] = pods();
+    expect(pod.spec.containers[0].image).toBe(BUILT_IMAGE);
+    const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    const podStatus = {
+      phase: "Running",
+      conditions: ["PodScheduled", "Ready", "ContainersReady"].map((type) => ({ type, status: "True", lastTransitionTime: now })),
+      containerStatuses: pod.spec.containers.map((c) => ({
+        ...{ name: c.name, image: c.image, imageID: "", ready: true, restartCount: 0, started: true },
+        state: { running: { startedAt: now } },
+      })),
+    };
+    kubectl(["patch", "pod", pod.metadata.name, "-n", PROJECT_NS, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status: podStatus })]);
+    await expect.poll(() => prod.locator("td").nth(2).locator(".badge").textContent(), { timeout: 60_000 }).toBe("Running");
+    expect(await prod.locator("td").nth(2).locator(".muted").textContent()).toBe(`1/1 replicas available, running ${BUILT_IMAGE}`);
+    await expect.poll(() => condition("Ready").nth(3).textContent(), { timeout: 60_000 }).toBe("1/2 environment(s) running");
+    // Long image references and URLs wrap: nothing is wider than the window.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)).toBe(0);
+    await expectAccessible("project");
+    await shot("project");
+
+    // The list says it too: the failed build flagged, the latest image and commit.
+    await page.getByRole("link", { name: "All projects" }).click();
+    await expect.poll(() => row.locator("td").nth(4).textContent()).toBe("1/2");
+    expect(await row.locator("td").nth(1).textContent()).toBe(`${PROJECT} build failed`);
+    expect(await row.locator("td").nth(5).textContent()).toBe(`api@sha256:${BUILT_DIGEST.slice(0, 12)}`);
+    expect(await row.locator("td").nth(6).textContent()).toBe(MAIN_COMMIT.slice(0, 7));
+    await expectAccessible("projects with a build");
   });
 
   it("charts the node's metrics live, and fires, acknowledges and resolves an alert", async (ctx) => {
@@ -856,6 +1162,21 @@ describe("the dashboard against persys-stack", () => {
       await page.getByLabel("Component").fill("web-e2e-shop");
       await expect.poll(() => page.getByTestId("deployments").locator("tr[data-deployment]").count()).toBe(2);
       expect(await page.getByRole("button", { name: /^Retry DevLake push/ }).count()).toBe(0);
+    }
+    // Projects are read by every role: the viewer sees the project, its failed build, its
+    // environments and its builds, and no button.
+    if (KUBECONFIG) {
+      await nav("Projects");
+      const project = page.locator(`tr[data-project="${KUBE_NS}/${PROJECT}"]`);
+      await expect.poll(() => project.locator("td").nth(4).textContent(), { timeout: 60_000 }).toBe("1/2");
+      await project.getByRole("link", { name: PROJECT }).click();
+      await page.getByTestId("failing-conditions").locator('[data-condition="BuildSucceeded"]').waitFor();
+      await expect.poll(() => page.locator('tr[data-environment="prod"] td').nth(2).locator(".badge").textContent()).toBe("Running");
+      await page.locator('tr[data-environment="preview-feature-x"]').waitFor();
+      await expect.poll(() => page.locator('tr[data-build="build-feature-x"] td').nth(3).textContent()).toBe("Failed");
+      expect(await page.locator('tr[data-build="build-main"] td').nth(3).textContent()).toBe("Succeeded");
+      expect(await page.getByRole("main").getByRole("button").count()).toBe(0);
+      await expectAccessible("project as viewer");
     }
     await nav("API keys");
     await page.getByText("No API key yet.").waitFor();

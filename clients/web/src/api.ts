@@ -11,6 +11,7 @@ import { CommandService } from "./gen/persys/metrics/v1/command_service_pb";
 import { DoraService } from "./gen/persys/metrics/v1/dora_service_pb";
 import { MetricsQueryService } from "./gen/persys/metrics/v1/query_service_pb";
 import { PersonaService } from "./gen/persys/reconciler/v1/persona_service_pb";
+import { ProjectService } from "./gen/persys/reconciler/v1/project_service_pb";
 import { SchedulerService } from "./gen/persys/scheduler/v1/scheduler_service_pb";
 import { accessToken, expire } from "./session";
 
@@ -48,6 +49,8 @@ export const authClient = createClient(AuthService, transport);
 export const scheduler = createClient(SchedulerService, transport);
 /** PersonaService (the reconciler, behind the gateway as upstream `reconciler`): personas. */
 export const personaService = createClient(PersonaService, transport);
+/** ProjectService (the reconciler, with Kapsa projects on): projects, environments, builds. */
+export const projectService = createClient(ProjectService, transport);
 /** MetricsQueryService (the metrics pipeline, upstream `metrics`): ranges, live host metrics. */
 export const metricsQuery = createClient(MetricsQueryService, transport);
 /** AlertService (the metrics pipeline): alerts and alert rules. */

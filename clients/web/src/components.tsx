@@ -133,6 +133,16 @@ export function NoMetricsPipeline(props: { error?: string }) {
   );
 }
 
+/** What to do when the reconciler does not answer (`error` says why): it needs a Kubernetes cluster. */
+export function NoReconciler(props: { error?: string }) {
+  return (
+    <Empty>
+      The reconciler does not answer: {props.error}. It runs beside a Kubernetes cluster:{" "}
+      <code>persys-stack --kubeconfig ~/.kube/config</code>, or the Helm chart's <code>reconciler.enabled</code>.
+    </Empty>
+  );
+}
+
 /** A metrics section's title row: its heading, the time windows (1 h … 7 d) and whether it is live. */
 export function MetricsHeading(props: {
   id: string;

@@ -3,18 +3,22 @@
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { alertService, metricsQuery, personaService, scheduler } from "./api";
+import { alertService, metricsQuery, personaService, projectService, scheduler } from "./api";
 import type { Alert } from "./gen/persys/metrics/v1/alert_pb";
 import type { HostMetrics } from "./gen/persys/metrics/v1/host_metrics_pb";
 import type { ApplicationPersona } from "./gen/persys/reconciler/v1/application_persona_pb";
+import type { Build } from "./gen/persys/reconciler/v1/build_pb";
 import type { ClusterPersona } from "./gen/persys/reconciler/v1/cluster_persona_pb";
+import type { Environment } from "./gen/persys/reconciler/v1/environment_pb";
 import { PersonaKind } from "./gen/persys/reconciler/v1/persona_service_pb";
+import type { Project } from "./gen/persys/reconciler/v1/project_pb";
 import type { Node } from "./gen/persys/scheduler/v1/node_pb";
 import type { Workload } from "./gen/persys/scheduler/v1/workload_pb";
 import { Backoff, sleep } from "./logic/backoff";
 import { ChunkDedup, LogBuffer } from "./logic/logs";
 import { HostHistory } from "./logic/metrics";
 import { resourceVersion } from "./logic/personas";
+import { objectKey, watchEvent } from "./logic/projects";
 import { type LiveStatus, runWatch, type WatchEvent, type WatchSnapshot, WatchState } from "./logic/watch";
 import { expire } from "./session";
 
@@ -63,8 +67,8 @@ function useWatch<T>(
   deps: unknown[],
   /** More answers that no retry changes, besides the session's (e.g. a service's configuration). */
   alsoFatal: (e: ConnectError) => boolean = () => false,
-): WatchSnapshot<T> & { problem?: string } {
-  const [snap, setSnap] = useState<WatchSnapshot<T> & { problem?: string }>({
+): WatchSnapshot<T> & { problem?: string; problemCode?: Code } {
+  const [snap, setSnap] = useState<WatchSnapshot<T> & { problem?: string; problemCode?: Code }>({
     items: new Map(),
     synced: false,
     status: "connecting",
@@ -88,7 +92,7 @@ function useWatch<T>(
       fatal: (e) => fatal(e) || alsoFatal(e),
       onFatal: (e) => {
         onFatal(e);
-        setSnap((s) => ({ ...s, problem: e.rawMessage }));
+        setSnap((s) => ({ ...s, problem: e.rawMessage, problemCode: e.code }));
       },
       onChange: (s) => {
         if (!abort.signal.aborted) setSnap(s);
@@ -277,6 +281,54 @@ export function useClusterPersonas() {
     [],
     // A reconciler restricted to one namespace reads no ClusterPersona: retrying changes nothing.
     (e) => e.code === Code.FailedPrecondition,
+  );
+}
+
+// A reconciler without Kapsa projects (--projects) answers UNIMPLEMENTED: retrying changes nothing.
+const projectsOff = (e: ConnectError) => e.code === Code.Unimplemented;
+
+/** Kapsa projects, live: every one, or `namespace/name` only. */
+export function useProjects(only?: { namespace: string; name: string }) {
+  return useWatch<Project>(
+    (since, signal, connected) =>
+      mapEvents(
+        projectService.watchProjects(
+          { sinceResourceVersion: since === 0n ? "" : since.toString(), namespace: only?.namespace ?? "", name: only?.name ?? "" },
+          { signal, onHeader: connected },
+        ),
+        (r) => watchEvent(r.type, r.resourceVersion, r.project),
+      ),
+    objectKey,
+    [only?.namespace, only?.name],
+    projectsOff,
+  );
+}
+
+/** The environments of the project `namespace/name` (they live in its own namespace), live. */
+export function useEnvironments(project: string) {
+  return useWatch<Environment>(
+    (since, signal, connected) =>
+      mapEvents(
+        projectService.watchEnvironments({ sinceResourceVersion: since === 0n ? "" : since.toString(), project }, { signal, onHeader: connected }),
+        (r) => watchEvent(r.type, r.resourceVersion, r.environment),
+      ),
+    objectKey,
+    [project],
+    projectsOff,
+  );
+}
+
+/** The builds (kpack Images) of the project `namespace/name`, live. */
+export function useBuilds(project: string) {
+  return useWatch<Build>(
+    (since, signal, connected) =>
+      mapEvents(
+        projectService.watchBuilds({ sinceResourceVersion: since === 0n ? "" : since.toString(), project }, { signal, onHeader: connected }),
+        (r) => watchEvent(r.type, r.resourceVersion, r.build),
+      ),
+    objectKey,
+    [project],
+    projectsOff,
   );
 }
 

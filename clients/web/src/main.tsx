@@ -13,6 +13,7 @@ import { NodePage, Nodes } from "./pages/Nodes";
 import { Login } from "./pages/Login";
 import { Overview } from "./pages/Overview";
 import { Personas } from "./pages/Personas";
+import { ProjectPage, Projects } from "./pages/Projects";
 import { RunWorkload } from "./pages/RunWorkload";
 import { WorkloadPage } from "./pages/Workload";
 import { Workloads } from "./pages/Workloads";
@@ -27,6 +28,7 @@ const NAV = [
   { href: "/alerts", label: "Alerts" },
   { href: "/dora", label: "DORA" },
   { href: "/personas", label: "Personas" },
+  { href: "/projects", label: "Projects" },
   { href: "/keys", label: "API keys" },
   { href: "/admin", label: "Admin", admin: true },
 ];
@@ -40,6 +42,8 @@ function Page(props: { path: string; session: Session }) {
   if ((m = match("/nodes/:id", path))) return <NodePage id={m.id} session={session} />;
   if (match("/workloads", path)) return <Workloads session={session} />;
   if (match("/personas", path)) return <Personas />;
+  if (match("/projects", path)) return <Projects />;
+  if ((m = match("/projects/:namespace/:name", path))) return <ProjectPage namespace={m.namespace} name={m.name} />;
   if (match("/alerts", path)) return <Alerts session={session} />;
   if (match("/dora", path)) return <Dora session={session} />;
   if (match("/keys", path)) return <ApiKeys session={session} />;

@@ -1,6 +1,6 @@
 import { Fragment } from "preact";
 import { useState } from "preact/hooks";
-import { Badge, Empty, LiveIndicator, PageTitle, Pager } from "../components";
+import { Badge, Empty, LiveIndicator, NoReconciler, PageTitle, Pager } from "../components";
 import { FindingSeverity } from "../gen/persys/analyzer/v1/finding_pb";
 import type { ApplicationPersona } from "../gen/persys/reconciler/v1/application_persona_pb";
 import { useClusterPersonas, usePersonas } from "../live";
@@ -67,10 +67,7 @@ export function Personas() {
       </div>
       {!personas.synced ? (
         personas.error ? (
-          <Empty>
-            The reconciler does not answer: {personas.error}. It runs beside a Kubernetes cluster:{" "}
-            <code>persys-stack --kubeconfig ~/.kube/config</code>, or the Helm chart's <code>reconciler.enabled</code>.
-          </Empty>
+          <NoReconciler error={personas.error} />
         ) : (
           <p class="muted">Loading personas…</p>
         )
