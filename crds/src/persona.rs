@@ -84,6 +84,33 @@ pub struct ApplicationPersonaSpec {
     /// Policies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Policies>,
+    /// Environment variables the application reads or is given (never their values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+}
+
+/// `spec.env[]`: one environment variable, how the code needs it and where the Deployment
+/// takes it from. Values are never listed; only a non-secret default written in the code.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    /// Variable name, as Kubernetes accepts it in a container's `env`.
+    #[schemars(regex(pattern = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"), length(min = 1))]
+    pub name: String,
+    /// required|defaulted|optional; unset when no read was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["required", "defaulted", "optional"]))]
+    pub need: Option<String>,
+    /// configMap|secret|image|missing|unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["configMap", "secret", "image", "missing", "unset"]))]
+    pub source: Option<String>,
+    /// The default the code falls back to (never a secret's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub default: String,
+    /// Where the code reads it, `file:line`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub read_at: String,
 }
 
 /// `spec.technical`.

@@ -4,10 +4,10 @@
 
 use persys_proto::{
     analyzer::v1::{
-        AppType, ApplicationPersonaSpec, DependencyType, DeploymentPolicy, DeploymentStrategy, MaintenancePolicy,
-        PersonaDependency, PersonaHealth, PersonaIngress, PersonaNetworking, PersonaOwnership, PersonaPolicies,
-        PersonaPort, PersonaResources, PersonaScaling, PersonaTechnical, ResourceAmounts, ResourceProfile,
-        ScalingBehavior, SecurityPolicy, Tier,
+        AppType, ApplicationPersonaSpec, DependencyType, DeploymentPolicy, DeploymentStrategy, EnvNeed, EnvSource,
+        MaintenancePolicy, PersonaDependency, PersonaEnvVar, PersonaHealth, PersonaIngress, PersonaNetworking,
+        PersonaOwnership, PersonaPolicies, PersonaPort, PersonaResources, PersonaScaling, PersonaTechnical,
+        ResourceAmounts, ResourceProfile, ScalingBehavior, SecurityPolicy, Tier,
     },
     common::v1::Protocol,
 };
@@ -27,6 +27,14 @@ fn pascal(proto_name: &str, prefix: &str) -> String {
             c.next().map_or_else(String::new, |f| f.to_string() + &c.as_str().to_ascii_lowercase())
         })
         .collect()
+}
+
+fn camel(proto_name: &str, prefix: &str) -> String {
+    let mut p = pascal(proto_name, prefix);
+    if let Some(first) = p.get_mut(0..1) {
+        first.make_ascii_lowercase();
+    }
+    p
 }
 
 fn from_kebab(value: &str, prefix: &str) -> String {
@@ -146,6 +154,23 @@ pub fn to_crd(s: &ApplicationPersonaSpec) -> crd::Spec {
             .as_ref()
             .map(|m| crd::Maintenance { window: m.window.clone(), auto_restart: m.auto_restart }),
     });
+    let env = s
+        .env
+        .iter()
+        .map(|e| crd::EnvVar {
+            name: e.name.clone(),
+            need: EnvNeed::try_from(e.need)
+                .ok()
+                .filter(|n| *n != EnvNeed::Unspecified)
+                .map(|n| kebab(n.as_str_name(), "ENV_NEED_")),
+            source: EnvSource::try_from(e.source)
+                .ok()
+                .filter(|n| *n != EnvSource::Unspecified)
+                .map(|n| camel(n.as_str_name(), "ENV_SOURCE_")),
+            default: e.default_value.clone(),
+            read_at: e.read_at.clone(),
+        })
+        .collect();
     crd::Spec {
         name: s.name.clone(),
         version: s.version.clone(),
@@ -163,6 +188,7 @@ pub fn to_crd(s: &ApplicationPersonaSpec) -> crd::Spec {
         networking,
         ownership,
         policies,
+        env,
     }
 }
 
@@ -311,6 +337,23 @@ pub fn from_crd(s: &crd::Spec) -> Result<ApplicationPersonaSpec, String> {
         }),
         None => None,
     };
+    let mut env = Vec::new();
+    for (i, e) in s.env.iter().enumerate() {
+        let need = parse_enum(&e.need, &format!("spec.env[{i}].need"), "required, defaulted, optional", |v| {
+            EnvNeed::from_str_name(&from_kebab(v, "ENV_NEED_")).filter(|n| *n != EnvNeed::Unspecified)
+        })?;
+        let source =
+            parse_enum(&e.source, &format!("spec.env[{i}].source"), "configMap, secret, image, missing, unset", |v| {
+                EnvSource::from_str_name(&from_pascal(v, "ENV_SOURCE_")).filter(|n| *n != EnvSource::Unspecified)
+            })?;
+        env.push(PersonaEnvVar {
+            name: e.name.clone(),
+            need: need.map_or(0, |n| n as i32),
+            source: source.map_or(0, |n| n as i32),
+            default_value: e.default.clone(),
+            read_at: e.read_at.clone(),
+        });
+    }
     Ok(ApplicationPersonaSpec {
         name: s.name.clone(),
         version: s.version.clone(),
@@ -334,6 +377,7 @@ pub fn from_crd(s: &crd::Spec) -> Result<ApplicationPersonaSpec, String> {
             runbook: o.runbook.clone(),
         }),
         policies,
+        env,
     })
 }
 
@@ -352,6 +396,9 @@ mod tests {
         assert_eq!(from_kebab("best-effort", "TIER_"), "TIER_BEST_EFFORT");
         assert_eq!(pascal("DEPLOYMENT_STRATEGY_ROLLING_UPDATE", "DEPLOYMENT_STRATEGY_"), "RollingUpdate");
         assert_eq!(from_pascal("BlueGreen", "DEPLOYMENT_STRATEGY_"), "DEPLOYMENT_STRATEGY_BLUE_GREEN");
+        assert_eq!(camel("ENV_SOURCE_CONFIG_MAP", "ENV_SOURCE_"), "configMap");
+        assert_eq!(from_pascal("configMap", "ENV_SOURCE_"), "ENV_SOURCE_CONFIG_MAP");
+        assert_eq!(camel("ENV_SOURCE_SECRET", "ENV_SOURCE_"), "secret");
     }
 
     #[test]
@@ -394,11 +441,38 @@ policies:
     }
 
     #[test]
+    fn env_round_trips() {
+        let yaml = r#"
+name: ledger
+type: api
+env:
+  - {name: DATABASE_URL, need: required, source: secret, readAt: "src/app.yml:7"}
+  - {name: KAFKA_BROKERS, need: defaulted, source: configMap, default: "kafka:9092"}
+  - {name: TZ, source: image}
+"#;
+        let spec: crd::Spec = crate::yaml::from_str(yaml).unwrap();
+        let proto = from_crd(&spec).unwrap();
+        assert_eq!(proto.env[0].need, EnvNeed::Required as i32);
+        assert_eq!(proto.env[0].source, EnvSource::Secret as i32);
+        assert_eq!(proto.env[1].source, EnvSource::ConfigMap as i32);
+        assert_eq!(proto.env[1].default_value, "kafka:9092");
+        assert_eq!(proto.env[2].need, EnvNeed::Unspecified as i32);
+        assert_eq!(to_crd(&proto), spec);
+    }
+
+    #[test]
     fn unknown_enum_values_name_the_field() {
         let spec =
             crd::Spec { name: "x".into(), kind: "api".into(), tier: Some("gold".into()), ..crd::Spec::default() };
         assert!(from_crd(&spec).unwrap_err().contains("spec.tier"));
         let spec = crd::Spec { name: "x".into(), kind: "batch".into(), ..crd::Spec::default() };
         assert!(from_crd(&spec).unwrap_err().contains("spec.type"));
+        let spec = crd::Spec {
+            name: "x".into(),
+            kind: "api".into(),
+            env: vec![crd::EnvVar { name: "A".into(), source: Some("vault".into()), ..crd::EnvVar::default() }],
+            ..crd::Spec::default()
+        };
+        assert!(from_crd(&spec).unwrap_err().contains("spec.env[0].source"));
     }
 }

@@ -3,6 +3,6 @@
 
 pub use persys_crds::persona::{
     API_VERSION, Amounts, ApplicationPersona, ApplicationPersonaSpec as Spec, ApplicationPersonaStatus, Dependency,
-    Deployment, Health, Ingress, KIND, Maintenance, Networking, Ownership, Policies, Port, Resources, Scaling,
+    Deployment, EnvVar, Health, Ingress, KIND, Maintenance, Networking, Ownership, Policies, Port, Resources, Scaling,
     Security, Technical,
 };

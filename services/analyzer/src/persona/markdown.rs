@@ -3,12 +3,11 @@
 
 use std::fmt::Write;
 
-use persys_proto::analyzer::v1::ApplicationPersonaSpec;
+use persys_proto::analyzer::v1::{ApplicationPersonaSpec, EnvNeed, EnvSource};
 
 use crate::{
     analysis::Analysis,
-    detect::Need,
-    model::{App, EnvValue, Probe, is_secret},
+    model::{App, EnvValue, Probe},
 };
 
 fn or_placeholder(s: &str, what: &str) -> String {
@@ -138,25 +137,28 @@ pub fn markdown(analysis: &Analysis, app: &App, spec: &ApplicationPersonaSpec) -
     if plain.is_empty() && secrets.is_empty() && missing.is_empty() && app.env_unset.is_empty() {
         let _ = writeln!(md, "No environment detected.");
     }
-    if !app.env_reads.is_empty() {
+    let reads: Vec<_> = spec.env.iter().filter(|e| !e.read_at.is_empty()).collect();
+    if !reads.is_empty() {
         let _ = writeln!(md, "\nRead by the application:\n");
         let _ = writeln!(md, "| variable | needed | read at | set by |\n| --- | --- | --- | --- |");
-        for (k, read) in &app.env_reads {
-            let needed = match &read.need {
-                Need::Default(Some(v)) if !is_secret(k, Some(v)) && !is_secret(k, None) => {
-                    let v: String = v.chars().take(40).collect();
+        for e in reads {
+            let needed = match EnvNeed::try_from(e.need).unwrap_or(EnvNeed::Unspecified) {
+                _ if !e.default_value.is_empty() => {
+                    let v: String = e.default_value.chars().take(40).collect();
                     format!("default `{}`", v.replace(['`', '|', '\n'], " "))
                 }
-                need => need.word().to_owned(),
+                EnvNeed::Required => "required".to_owned(),
+                EnvNeed::Defaulted => "defaulted".to_owned(),
+                EnvNeed::Optional | EnvNeed::Unspecified => "optional".to_owned(),
             };
-            let set_by = match app.env.get(k) {
-                Some(EnvValue::Plain(_)) => format!("ConfigMap `{}-config`", app.name),
-                Some(EnvValue::Secret { .. }) => format!("Secret `{}-secrets`", app.name),
-                Some(EnvValue::ConfigKey) => "nothing yet: add it to the ConfigMap".to_owned(),
-                None if app.env_unset.contains(k) => "not set".to_owned(),
-                None => "the image".to_owned(),
+            let set_by = match EnvSource::try_from(e.source).unwrap_or(EnvSource::Unspecified) {
+                EnvSource::ConfigMap => format!("ConfigMap `{}-config`", app.name),
+                EnvSource::Secret => format!("Secret `{}-secrets`", app.name),
+                EnvSource::Missing => "nothing yet: add it to the ConfigMap".to_owned(),
+                EnvSource::Unset | EnvSource::Unspecified => "not set".to_owned(),
+                EnvSource::Image => "the image".to_owned(),
             };
-            let _ = writeln!(md, "| `{k}` | {needed} | `{}` | {set_by} |", read.location().replace('|', "\\|"));
+            let _ = writeln!(md, "| `{}` | {needed} | `{}` | {set_by} |", e.name, e.read_at.replace('|', "\\|"));
         }
     }
     let _ = writeln!(md, "\n## Security\n");

@@ -11,17 +11,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use markdown::markdown;
 use persys_proto::{
     analyzer::v1::{
-        AppType, ApplicationPersonaSpec, DependencyType, DeploymentPolicy, DeploymentStrategy, MaintenancePolicy,
-        PersonaDependency, PersonaHealth, PersonaIngress, PersonaNetworking, PersonaOwnership, PersonaPolicies,
-        PersonaPort, PersonaResources, PersonaScaling, PersonaTechnical, ResourceAmounts, ResourceProfile,
-        ScalingBehavior, SecurityPolicy, Tier,
+        AppType, ApplicationPersonaSpec, DependencyType, DeploymentPolicy, DeploymentStrategy, EnvNeed, EnvSource,
+        MaintenancePolicy, PersonaDependency, PersonaEnvVar, PersonaHealth, PersonaIngress, PersonaNetworking,
+        PersonaOwnership, PersonaPolicies, PersonaPort, PersonaResources, PersonaScaling, PersonaTechnical,
+        ResourceAmounts, ResourceProfile, ScalingBehavior, SecurityPolicy, Tier,
     },
     common::v1::Protocol,
 };
 
 use crate::{
     analysis::Analysis,
-    model::{App, AppKind, Probe},
+    detect::Need,
+    model::{App, AppKind, EnvValue, Probe, is_secret},
 };
 
 fn app_type(kind: AppKind) -> AppType {
@@ -32,6 +33,44 @@ fn app_type(kind: AppKind) -> AppType {
         AppKind::Cron => AppType::Cron,
         AppKind::Daemon => AppType::Daemon,
     }
+}
+
+/// Lists the variables the application reads or is given, by name: how the code needs each,
+/// where the Deployment takes it from, and a default only when the code writes a literal one
+/// that is not secret. Values set by compose or env files are never copied here.
+fn env_vars(app: &App) -> Vec<PersonaEnvVar> {
+    let names: std::collections::BTreeSet<&String> =
+        app.env.keys().chain(app.env_unset.iter()).chain(app.env_reads.keys()).collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let read = app.env_reads.get(name);
+            let need = match read.map(|r| &r.need) {
+                None => EnvNeed::Unspecified,
+                Some(Need::Required) => EnvNeed::Required,
+                Some(Need::Default(_)) => EnvNeed::Defaulted,
+                Some(Need::Optional) => EnvNeed::Optional,
+            };
+            let source = match app.env.get(name) {
+                Some(EnvValue::Plain(_)) => EnvSource::ConfigMap,
+                Some(EnvValue::Secret { .. }) => EnvSource::Secret,
+                Some(EnvValue::ConfigKey) => EnvSource::Missing,
+                None if app.env_unset.contains(name) => EnvSource::Unset,
+                None => EnvSource::Image,
+            };
+            let default_value = match read.map(|r| &r.need) {
+                Some(Need::Default(Some(v))) if !is_secret(name, Some(v)) && !is_secret(name, None) => v.clone(),
+                _ => String::new(),
+            };
+            PersonaEnvVar {
+                name: name.clone(),
+                need: need as i32,
+                source: source as i32,
+                default_value,
+                read_at: read.map(|r| r.location()).unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// Builds the persona of one application.
@@ -152,6 +191,7 @@ pub fn spec_for(analysis: &Analysis, app: &App) -> ApplicationPersonaSpec {
                 auto_restart: app.auto_restart,
             }),
         }),
+        env: env_vars(app),
     }
 }
 
