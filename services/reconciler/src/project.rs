@@ -120,6 +120,45 @@ pub struct Context {
     options: Options,
     /// kpack's Image resource, when kpack is installed.
     kpack: Option<ApiResource>,
+    /// Each project's last successful setup.
+    setups: Setups,
+}
+
+/// How long a project's setup (namespace, registry credentials, ServiceAccounts, RoleBinding)
+/// is trusted before a reconcile checks it again: what the controller does not watch (a
+/// namespace or RoleBinding changed by hand, rotated registry credentials) is repaired within
+/// this time.
+pub const SETUP_RESYNC: Duration = Duration::from_secs(300);
+
+/// The registry host each project's last successful setup found, with the generation it was
+/// done for and when, by [`key`]. Reconciles caused by builds, environments or the poll
+/// timer reuse it instead of applying the same objects again; a new generation, a change of
+/// the project's Registry or [`SETUP_RESYNC`] redo it.
+#[derive(Clone, Default)]
+struct Setups(Arc<std::sync::Mutex<BTreeMap<String, Setup>>>);
+
+/// One project's setup: the generation it was done for, the registry host, when.
+type Setup = (Option<i64>, String, std::time::Instant);
+
+impl Setups {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Setup>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The registry host of `p`'s setup, when it was done for this generation and recently.
+    fn fresh(&self, p: &Project) -> Option<String> {
+        let setups = self.lock();
+        let (generation, host, at) = setups.get(&key(p))?;
+        (*generation == p.metadata.generation && at.elapsed() < SETUP_RESYNC).then(|| host.clone())
+    }
+
+    fn remember(&self, p: &Project, host: &str) {
+        self.lock().insert(key(p), (p.metadata.generation, host.to_owned(), std::time::Instant::now()));
+    }
+
+    fn forget(&self, key: &str) {
+        self.lock().remove(key);
+    }
 }
 
 /// A condition to write: (type, ok, reason, message).
@@ -471,15 +510,22 @@ async fn apply(p: Arc<Project>, ctx: &Context) -> Result<Action, Error> {
     let poll_every = Duration::from_secs(p.spec.repository.poll_interval.max(60).unsigned_abs());
     let mut requeue = poll_every;
 
-    let ready = match ensure_namespace(ctx, &p, &ns).await? {
-        Err(why) => Err(("NamespaceTaken", why)),
-        Ok(()) => match registry_access(ctx, &p, &ns).await? {
-            Err(why) => Err(("RegistryNotReady", why)),
-            Ok((host, copied)) => {
-                ensure_access(ctx, &p, &ns, copied).await?;
-                Ok(host)
+    let ready = match ctx.setups.fresh(&p) {
+        Some(host) => Ok(host),
+        None => {
+            ctx.setups.forget(&key(&p));
+            match ensure_namespace(ctx, &p, &ns).await? {
+                Err(why) => Err(("NamespaceTaken", why)),
+                Ok(()) => match registry_access(ctx, &p, &ns).await? {
+                    Err(why) => Err(("RegistryNotReady", why)),
+                    Ok((host, copied)) => {
+                        ensure_access(ctx, &p, &ns, copied).await?;
+                        ctx.setups.remember(&p, &host);
+                        Ok(host)
+                    }
+                },
             }
-        },
+        }
     };
     let host = match ready {
         Ok(h) => h,
@@ -636,6 +682,7 @@ async fn write_status(
 }
 
 async fn cleanup(p: Arc<Project>, ctx: &Context) -> Result<Action, Error> {
+    ctx.setups.forget(&key(&p));
     let ns = project::namespace(&p.namespace().unwrap_or_default(), &p.name_any());
     let api = Api::<Namespace>::all(ctx.client.clone());
     if let Some(existing) = api.get_opt(&ns).await?
@@ -687,11 +734,25 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) -> anyhow
         let l = o.labels.as_ref()?;
         Some(ObjectRef::<Project>::new(l.get(LABEL_PROJECT)?).within(l.get(LABEL_PROJECT_NAMESPACE)?))
     };
+    let setups = Setups::default();
     let mut controller = Controller::new(projects, watcher::Config::default()).watches(
         Api::<Environment>::all(client.clone()),
         watcher::Config::default().labels(LABEL_PROJECT),
         move |e: Environment| to_project(&e.metadata),
     );
+    // A Registry's change (its endpoint, its credentials' Secret) redoes the setup of the
+    // projects that push to it.
+    let store = controller.store();
+    let invalidate = setups.clone();
+    controller =
+        controller.watches(Api::<Registry>::all(client.clone()), watcher::Config::default(), move |r: Registry| {
+            let name = r.name_any();
+            let users: Vec<_> = store.state().into_iter().filter(|p| p.spec.registry.name == name).collect();
+            for p in &users {
+                invalidate.forget(&key(p));
+            }
+            users.into_iter().map(|p| ObjectRef::from_obj(&*p)).collect::<Vec<_>>()
+        });
     if let Some(r) = &kpack {
         controller = controller.watches_with(
             Api::<DynamicObject>::all_with(client.clone(), r),
@@ -702,7 +763,7 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) -> anyhow
     }
     controller
         .graceful_shutdown_on(shutdown.wait())
-        .run(reconcile, error_policy, Arc::new(Context { client, http, options, kpack }))
+        .run(reconcile, error_policy, Arc::new(Context { client, http, options, kpack, setups }))
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "project reconcile");

@@ -355,6 +355,103 @@ async fn a_project_builds_its_branches_runs_environments_and_cleans_up_through_g
     assert!(stray.items.iter().all(|e| e.namespace().as_deref() == Some(pns.as_str())), "environments outside {pns}");
 }
 
+/// The project's setup (namespace, credentials, ServiceAccounts, RoleBinding) is not redone on
+/// every reconcile; a change of its Registry and a new generation redo it at once.
+#[tokio::test]
+async fn a_registry_change_and_a_new_generation_redo_the_setup() {
+    let Some(client) = client().await else { return };
+    common::install_crds(&client, vec![common::kpack_crd()]).await;
+    let git = GitServer::start(None).await;
+    let repo = git.create_repo("svc.git");
+    let main1 = repo.commit("main", "first");
+
+    let id = std::process::id();
+    let ns = format!("kapsa-setup-{id}");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
+    let (registry, pool) = (format!("reg-setup-{id}"), format!("pool-setup-{id}"));
+    let registries = Api::<persys_crds::kapsa::Registry>::all(client.clone());
+    let set_endpoint = |endpoint: &str| {
+        json!({"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Registry", "metadata": {"name": registry},
+            "spec": {"type": "docker", "endpoint": endpoint}})
+    };
+    registries
+        .patch(&registry, &PatchParams::apply(MANAGER), &Patch::Apply(&set_endpoint("http://127.0.0.1:5998")))
+        .await
+        .unwrap();
+    let dp = json!({"apiVersion": "kapsa-project.io/v1alpha1", "kind": "DomainPool", "metadata": {"name": pool},
+        "spec": {"baseDomains": [format!("setup-{id}.example.com")], "certManager": {"issuerRef": {"name": "letsencrypt"}}}});
+    Api::<DomainPool>::all(client.clone())
+        .patch(&pool, &PatchParams::apply(MANAGER), &Patch::Apply(&dp))
+        .await
+        .unwrap();
+
+    let (_trigger, stop) = shutdown::channel();
+    tokio::spawn(project::run(client.clone(), project::Options::default(), stop));
+    let projects = Api::<Project>::namespaced(client.clone(), &ns);
+    let proj = |poll: u32| {
+        json!({"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Project", "metadata": {"name": "svc"},
+        "spec": {
+            "repository": {"url": git.url("svc.git"), "branch": "main", "pollInterval": poll},
+            "build": {"strategy": "buildpack"},
+            "registry": {"name": registry, "imageRepository": "team/svc"},
+            "domain": {"subdomain": "svc", "domainPoolRef": pool},
+            "environments": [{"name": "prod"}]}})
+    };
+    projects.patch("svc", &PatchParams::apply(MANAGER), &Patch::Apply(&proj(3600))).await.unwrap();
+    let pns = format!("{ns}-svc");
+    let kpack = ApiResource::from_gvk_with_plural(&project::kpack_image(), "images");
+    let images = Api::<DynamicObject>::namespaced_with(client.clone(), &pns, &kpack);
+    let tag = |images: Api<DynamicObject>| async move {
+        let i = images.get_opt("build-main").await.map_err(|e| e.to_string())?.ok_or("no Image yet")?;
+        Ok::<_, String>(i.data["spec"]["tag"].as_str().unwrap_or_default().to_owned())
+    };
+    let want = format!("127.0.0.1:5998/team/svc:{}", &main1[..7]);
+    until("main built for the first registry", || async {
+        let t = tag(images.clone()).await?;
+        if t == want { Ok(()) } else { Err(t) }
+    })
+    .await;
+
+    // The Registry moves: the project's builds follow without waiting for a resync or a poll.
+    registries
+        .patch(&registry, &PatchParams::apply(MANAGER), &Patch::Apply(&set_endpoint("http://127.0.0.1:5997")))
+        .await
+        .unwrap();
+    let want = format!("127.0.0.1:5997/team/svc:{}", &main1[..7]);
+    until("main's Image retagged for the moved registry", || async {
+        let t = tag(images.clone()).await?;
+        if t == want { Ok(()) } else { Err(t) }
+    })
+    .await;
+
+    // Someone deletes the developers' RoleBinding; the next generation of the project puts it back.
+    let bindings = Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(client.clone(), &pns);
+    bindings.delete("kapsa-developers", &DeleteParams::default()).await.unwrap();
+    projects.patch("svc", &PatchParams::apply(MANAGER), &Patch::Apply(&proj(3601))).await.unwrap();
+    until("the RoleBinding restored by the new generation's setup", || async {
+        match bindings.get_opt("kapsa-developers").await.map_err(|e| e.to_string())? {
+            Some(b) if b.metadata.deletion_timestamp.is_none() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    projects.delete("svc", &DeleteParams::default()).await.unwrap();
+    until("the project gone with its finalizer", || async {
+        match projects.get_opt("svc").await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(_) => Err("still there".into()),
+        }
+    })
+    .await;
+    registries.delete(&registry, &DeleteParams::default()).await.unwrap();
+    Api::<DomainPool>::all(client.clone()).delete(&pool, &DeleteParams::default()).await.unwrap();
+    Api::<Namespace>::all(client.clone()).delete(&ns, &DeleteParams::default()).await.unwrap();
+}
+
 #[tokio::test]
 async fn the_schema_rejects_bad_projects_and_environments_naming_the_field() {
     let Some(client) = client().await else { return };
