@@ -236,7 +236,19 @@ struct Project {
     latest_commit: String,
     latest_image: String,
     last_polled_at: Option<String>,
+    /// The namespace its environments and builds live in.
+    environments_namespace: String,
+    branches: Vec<Branch>,
     conditions: Vec<Condition>,
+}
+
+#[derive(Serialize)]
+struct Branch {
+    name: String,
+    commit: String,
+    slug: String,
+    image: String,
+    failed_commit: String,
 }
 
 #[derive(Serialize)]
@@ -293,6 +305,18 @@ impl From<&pb::Project> for Project {
             latest_commit: status.latest_commit,
             latest_image: status.latest_image,
             last_polled_at: rfc3339(status.last_polled_at.as_ref()),
+            environments_namespace: status.namespace,
+            branches: status
+                .branches
+                .iter()
+                .map(|b| Branch {
+                    name: b.name.clone(),
+                    commit: b.commit.clone(),
+                    slug: b.slug.clone(),
+                    image: b.image.clone(),
+                    failed_commit: b.failed_commit.clone(),
+                })
+                .collect(),
             conditions: conditions(&status.conditions),
         }
     }
@@ -303,6 +327,8 @@ impl From<&pb::Project> for Project {
 struct Environment {
     metadata: Meta,
     project: String,
+    project_namespace: String,
+    auto_sync: bool,
     r#type: String,
     branch: String,
     phase: String,
@@ -323,6 +349,8 @@ impl From<&pb::Environment> for Environment {
         Self {
             metadata: e.metadata.as_ref().into(),
             project: spec.project_ref,
+            project_namespace: spec.project_namespace,
+            auto_sync: spec.auto_sync,
             r#type: env_type(spec.r#type),
             branch: spec.branch,
             phase: env_phase(status.phase),
@@ -539,8 +567,27 @@ pub async fn run_project(global: &Global, command: ProjectCommand) -> anyhow::Re
                     ("Latest commit", v.latest_commit.clone()),
                     ("Latest image", v.latest_image.clone()),
                     ("Last polled", v.last_polled_at.clone().unwrap_or_default()),
+                    ("Runs in namespace", v.environments_namespace.clone()),
                 ]);
                 out.push_str(&conditions_text(&v.conditions));
+                if !v.branches.is_empty() {
+                    out.push_str("Branches:\n");
+                    let rows = v
+                        .branches
+                        .iter()
+                        .map(|b| {
+                            let state = if !b.failed_commit.is_empty() && b.failed_commit == b.commit {
+                                "build failed"
+                            } else if b.image.is_empty() {
+                                "not built yet"
+                            } else {
+                                "built"
+                            };
+                            vec![format!("  {}", b.name), short_commit(&b.commit), state.into(), dash(&b.image)]
+                        })
+                        .collect();
+                    out.push_str(&table(&["  BRANCH", "HEAD", "STATE", "IMAGE"], rows));
+                }
                 if !v.environments.is_empty() {
                     out.push_str("Environments:\n");
                     let rows = v

@@ -56,6 +56,9 @@ async fn projects_environments_and_builds_list_get_and_watch_through_the_gateway
         &ns,
         "projects.kapsa-project.io/api",
         &json!({"latestCommit": "0123456789abcdef0123456789abcdef01234567", "latestImage": good,
+            "namespace": format!("{ns}-api"),
+            "branches": [{"name": "feature/x", "commit": "89abcdef0123456789abcdef0123456789abcdef", "slug": "feature-x",
+                "failedCommit": "89abcdef0123456789abcdef0123456789abcdef"}],
             "environments": [{"name": "prod", "ready": true, "url": "https://api.apps.example.com", "type": "permanent"},
                 {"name": "preview-feature-x", "ready": false, "type": "preview"}],
             "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "message": "1/2 environment(s) running",
@@ -134,10 +137,18 @@ async fn projects_environments_and_builds_list_get_and_watch_through_the_gateway
     assert_eq!(p["poll_interval_seconds"], 120);
     assert_eq!(p["latest_image"], good);
     assert_eq!(p["previews"]["include"], json!(["feature/*"]));
+    assert_eq!(p["environments_namespace"], format!("{ns}-api"));
+    assert_eq!(p["branches"][0]["slug"], "feature-x");
     let described = cli.ok(&["project", "get", "api", "-n", &ns]).await;
     for text in ["BuildSucceeded", "BuildFailed", "feature/x at 89abcde", "https://api.apps.example.com", "team/api"] {
         assert!(described.contains(text), "{text} not in:\n{described}");
     }
+    let branch = described.lines().find(|l| l.trim_start().starts_with("feature/x ")).unwrap_or_default();
+    assert!(
+        branch.contains("89abcde") && branch.contains("build failed"),
+        "no failed feature/x branch row:\n{described}"
+    );
+    assert!(described.contains(&format!("{ns}-api")), "the project's namespace is not shown:\n{described}");
     let missing = cli.run(&["project", "get", "nope", "-n", &ns]).await;
     assert_ne!(code(&missing), 0);
     assert!(text(&missing.stderr).contains("nope"), "{}", text(&missing.stderr));

@@ -1,10 +1,6 @@
 //! Kapsa's resources in the contract's terms (`persys.reconciler.v1`), for ProjectService:
 //! Projects and Environments from their CRDs, and Builds from kpack Images as the Project
 //! controller makes them (see [`crate::project`]).
-//!
-//! What the contract cannot carry is left out: a Project's `status.namespace` (the namespace
-//! its environments and builds live in) and `status.branches`, an Environment's
-//! `spec.projectRef.namespace`, `spec.image` and `spec.autoSync`.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -129,6 +125,20 @@ pub fn project(p: &Project) -> pb::Project {
             .collect(),
         last_polled_at: timestamp(st.last_polled.as_deref()),
         observed_generation: st.observed_generation.unwrap_or(0),
+        namespace: st.namespace.clone().unwrap_or_default(),
+        branches: st
+            .branches
+            .iter()
+            .map(|b| pb::BranchStatus {
+                name: b.name.clone(),
+                commit: b.commit.clone(),
+                commit_seen_at: timestamp(b.commit_seen_at.as_deref()),
+                slug: b.slug.clone(),
+                image: b.image.clone().unwrap_or_default(),
+                image_commit: b.image_commit.clone().unwrap_or_default(),
+                failed_commit: b.failed_commit.clone().unwrap_or_default(),
+            })
+            .collect(),
     });
     pb::Project { metadata: Some(meta(&p.metadata)), spec: Some(spec), status }
 }
@@ -139,6 +149,9 @@ pub fn environment(e: &Environment) -> pb::Environment {
     let runtime = &s.runtime;
     let spec = pb::EnvironmentSpec {
         project_ref: s.project_ref.name.clone(),
+        project_namespace: s.project_ref.namespace.clone(),
+        image: s.image.clone().unwrap_or_default(),
+        auto_sync: s.auto_sync,
         r#type: environment_type(&s.kind) as i32,
         branch: s.branch.clone().unwrap_or_default(),
         runtime: Some(pb::RuntimeSpec {

@@ -72,10 +72,12 @@ async fn apply_project(projects: &Api<Project>, name: &str, tier: &str, strategy
     projects.patch(name, &PatchParams::apply(MANAGER), &Patch::Apply(&p)).await.unwrap();
 }
 
-async fn project_status(projects: &Api<Project>, name: &str, image: &str) {
+async fn project_status(projects: &Api<Project>, ns: &str, name: &str, image: &str) {
     let s = json!({"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Project", "status": {
         "observedGeneration": 1, "latestCommit": "abc1234", "latestImage": image,
-        "lastPolled": "2026-12-01T00:00:00Z",
+        "lastPolled": "2026-12-01T00:00:00Z", "namespace": decide::project::namespace(ns, name),
+        "branches": [{"name": "feature/login", "commit": "def5678", "commitSeenAt": "2026-12-01T00:00:00Z",
+            "slug": "feature-login", "failedCommit": "def5678"}],
         "environments": [{"name": "dev", "ready": true, "url": "https://dev.api.apps.example.com", "type": "permanent"}],
         "conditions": [condition("Ready", "True", "Ready", "all environments run", "2026-12-01T00:00:00Z")]}});
     projects.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&s)).await.unwrap();
@@ -90,6 +92,7 @@ async fn apply_environment(client: &Client, project_ns: &str, project: &str, nam
         "metadata": {"name": name, "labels": {project::LABEL_PROJECT: project, project::LABEL_PROJECT_NAMESPACE: project_ns,
             project::LABEL_TYPE: kind}},
         "spec": {"projectRef": {"name": project, "namespace": project_ns}, "type": kind, "branch": "develop",
+            "image": "harbor/team/api@sha256:1", "autoSync": true,
             "runtime": {"replicas": 2, "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]}}});
     api.patch(name, &PatchParams::apply(MANAGER), &Patch::Apply(&e)).await.unwrap();
     let s = json!({"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Environment", "status": {
@@ -194,7 +197,7 @@ impl World {
         apply_project(&projects, "api", "backend", "dockerfile").await;
         apply_project(&projects, "web", "frontend", "buildpack").await;
         apply_project(&projects, "worker", "backend", "buildpack").await;
-        project_status(&projects, "api", "harbor/team/api@sha256:1").await;
+        project_status(&projects, &ns, "api", "harbor/team/api@sha256:1").await;
         apply_project(&Api::namespaced(client.clone(), &other), "api", "backend", "buildpack").await;
 
         apply_environment(&client, &ns, "api", "prod", "permanent", "Pending").await;
@@ -340,6 +343,11 @@ async fn projects(gateway: &mut ProjectServiceClient<TracedChannel>, w: &World) 
     assert_eq!(status.environments[0].r#type, EnvironmentType::Permanent as i32);
     assert!(status.last_polled_at.is_some());
     assert_eq!(status.conditions[0].r#type, "Ready");
+    assert_eq!(status.namespace, decide::project::namespace(&w.ns, "api"));
+    let branch = &status.branches[0];
+    assert_eq!((branch.name.as_str(), branch.slug.as_str()), ("feature/login", "feature-login"));
+    assert_eq!((branch.commit.as_str(), branch.failed_commit.as_str()), ("def5678", "def5678"));
+    assert!(branch.commit_seen_at.is_some() && branch.image.is_empty());
     let missing =
         gateway.get_project(pb::GetProjectRequest { namespace: w.ns.clone(), name: "nope".into() }).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
@@ -412,6 +420,8 @@ async fn environments(gateway: &mut ProjectServiceClient<TracedChannel>, w: &Wor
         .unwrap();
     let spec = dev.spec.unwrap();
     assert_eq!((spec.project_ref.as_str(), spec.branch.as_str()), ("api", "develop"));
+    assert_eq!(spec.project_namespace, w.ns);
+    assert_eq!((spec.image.as_str(), spec.auto_sync), ("harbor/team/api@sha256:1", true));
     let runtime = spec.runtime.unwrap();
     assert_eq!(runtime.replicas, Some(2));
     assert_eq!(runtime.ports[0].container_port, 8080);
@@ -506,7 +516,7 @@ async fn watch_projects(gateway: &mut ProjectServiceClient<TracedChannel>, w: &W
     let s = |t, n: &str| (t, n.to_owned());
     assert_eq!(snapshot, [s(ADDED, "api"), s(ADDED, "web"), s(ADDED, "worker"), s(BOOKMARK, "")]);
     apply_project(&projects, "batch", "backend", "buildpack").await;
-    project_status(&projects, "batch", "harbor/team/batch@sha256:2").await;
+    project_status(&projects, &w.ns, "batch", "harbor/team/batch@sha256:2").await;
     projects.delete("batch", &DeleteParams::default()).await.unwrap();
     let mut live = Vec::new();
     let mut added_version = String::new();
