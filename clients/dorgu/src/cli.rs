@@ -195,8 +195,9 @@ pub struct LlmArgs {
     /// analysis and says so. With --server, the analyzer's own model is used.
     #[arg(long, env = "DORGU_LLM")]
     pub llm: bool,
-    /// Its endpoint, up to `/chat/completions`, e.g. http://127.0.0.1:11434/v1 (default: the
-    /// global config's llm.endpoint, then Ollama's local address for llm.provider ollama).
+    /// Its endpoint, up to `/chat/completions`, e.g. https://api.openai.com/v1 or
+    /// http://127.0.0.1:11434/v1 (default: the global config's llm.endpoint, then Ollama's local
+    /// address for llm.provider ollama). With an API key, http:// only to this machine.
     #[arg(long, env = "DORGU_LLM_ENDPOINT", value_name = "URL")]
     pub llm_endpoint: Option<String>,
     /// The model (default: the global config's llm.model).
@@ -205,6 +206,10 @@ pub struct LlmArgs {
     /// API key sent as a bearer token (default: the global config's llm.api_key).
     #[arg(long, env = "DORGU_LLM_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub llm_api_key: Option<String>,
+    /// PEM file of the CA behind an https:// endpoint with a private CA (default: the global
+    /// config's llm.ca_file, then the system's roots).
+    #[arg(long, env = "DORGU_LLM_CA_FILE", value_name = "FILE")]
+    pub llm_ca_file: Option<PathBuf>,
     /// Seconds to wait for the model's answer.
     #[arg(long, env = "DORGU_LLM_TIMEOUT", value_name = "SECONDS", default_value_t = 60)]
     pub llm_timeout: u64,

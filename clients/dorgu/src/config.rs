@@ -37,14 +37,19 @@ pub struct Defaults {
 pub struct Llm {
     /// openai, anthropic, gemini, ollama or empty.
     pub provider: String,
-    /// OpenAI-compatible endpoint up to `/chat/completions`, an http:// URL (remote providers
-    /// through a local proxy); empty means Ollama's local address for provider ollama.
+    /// OpenAI-compatible endpoint up to `/chat/completions`, an https:// or http:// URL (with an
+    /// API key, http:// only to this machine); empty means Ollama's local address for provider
+    /// ollama.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub endpoint: String,
     /// Model.
     pub model: String,
     /// API key (masked when printed).
     pub api_key: String,
+    /// PEM file of the CA behind an https:// endpoint with a private CA, an absolute path;
+    /// empty means the system's roots.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ca_file: String,
 }
 
 /// Every settable key.
@@ -56,6 +61,7 @@ pub const KEYS: &[&str] = &[
     "llm.endpoint",
     "llm.model",
     "llm.api_key",
+    "llm.ca_file",
 ];
 
 /// Returns the config file's path.
@@ -127,6 +133,7 @@ fn value(config: &GlobalConfig, key: &str) -> anyhow::Result<String> {
         "llm.endpoint" => config.llm.endpoint.clone(),
         "llm.model" => config.llm.model.clone(),
         "llm.api_key" => mask(&config.llm.api_key),
+        "llm.ca_file" => config.llm.ca_file.clone(),
         _ => bail!("unknown key `{key}`; keys: {}", KEYS.join(", ")),
     })
 }
@@ -161,13 +168,30 @@ pub fn set(key: &str, v: &str, json: bool) -> anyhow::Result<()> {
             config.llm.provider = v.into();
         }
         "llm.endpoint" => {
-            if !v.is_empty() && !v.starts_with("http://") {
-                bail!("llm.endpoint: `{v}` is not an http:// URL (reach remote providers through a local proxy)");
+            // Whether a key may go with it is checked when the model is used, when both are known.
+            if !v.is_empty()
+                && let Err(e) = persys_analyzer::llm::check_endpoint(v, false)
+            {
+                bail!("llm.endpoint: {e}");
             }
             config.llm.endpoint = v.trim_end_matches('/').into();
         }
         "llm.model" => config.llm.model = v.into(),
         "llm.api_key" => config.llm.api_key = v.into(),
+        "llm.ca_file" => {
+            config.llm.ca_file = if v.is_empty() {
+                String::new()
+            } else {
+                // Kept absolute: dorgu runs from any directory.
+                let path = std::path::absolute(v).with_context(|| format!("llm.ca_file: `{v}`"))?;
+                persys_kit::tls::parse_certs(
+                    &std::fs::read(&path).with_context(|| format!("llm.ca_file: reading {}", path.display()))?,
+                    &path,
+                )
+                .with_context(|| "llm.ca_file: not a PEM CA bundle")?;
+                path.to_str().with_context(|| format!("llm.ca_file: {} is not UTF-8", path.display()))?.to_owned()
+            };
+        }
         _ => bail!("unknown key `{key}`; keys: {}", KEYS.join(", ")),
     }
     if config.version.is_empty() {

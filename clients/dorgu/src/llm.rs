@@ -1,9 +1,10 @@
 //! `--llm`: the analyzer's language-model client configured from the flags, their environment
 //! variables and the global config, in that order. Nothing here can fail the command: a model
 //! that is not configured, not reachable or answers badly leaves the static analysis, with a
-//! warning saying why.
+//! warning saying why. The endpoint is https:// (the system's roots, or `--llm-ca-file` /
+//! `llm.ca_file`) or http://; an API key goes over plain http:// only to this machine.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use persys_analyzer::llm::{Client, LlmConfig};
 
@@ -27,11 +28,6 @@ pub fn config(args: &LlmArgs, global: &GlobalConfig) -> Result<LlmConfig, String
         .or_else(|| Some(g.endpoint.clone()).filter(|e| !e.is_empty()))
         .or_else(|| (g.provider == "ollama").then(|| OLLAMA.to_owned()))
         .ok_or_else(|| "no endpoint: give --llm-endpoint or set llm.endpoint with `dorgu config set`".to_owned())?;
-    if !endpoint.starts_with("http://") {
-        return Err(format!(
-            "endpoint `{endpoint}` is not an http:// URL; reach remote providers through a local proxy"
-        ));
-    }
     let model = args
         .llm_model
         .clone()
@@ -43,10 +39,18 @@ pub fn config(args: &LlmArgs, global: &GlobalConfig) -> Result<LlmConfig, String
         .clone()
         .filter(|k| !k.is_empty())
         .or_else(|| Some(g.api_key.clone()).filter(|k| !k.is_empty()));
-    Ok(LlmConfig { endpoint, model, api_key, timeout: Duration::from_secs(args.llm_timeout.max(1)) })
+    let ca_file = args
+        .llm_ca_file
+        .clone()
+        .filter(|f| !f.as_os_str().is_empty())
+        .or_else(|| Some(PathBuf::from(&g.ca_file)).filter(|f| !f.as_os_str().is_empty()));
+    let config = LlmConfig { endpoint, model, api_key, ca_file, timeout: Duration::from_secs(args.llm_timeout.max(1)) };
+    // The message names the endpoint, never the key.
+    config.check().map_err(|e| format!("endpoint {e}"))?;
+    Ok(config)
 }
 
-/// Returns the client, or why there is none.
+/// Returns the client, or why there is none (a bad endpoint, an unusable CA file).
 pub fn client(args: &LlmArgs, global: &GlobalConfig) -> Result<Client, String> {
-    config(args, global).map(Client::new)
+    Client::try_new(config(args, global)?)
 }

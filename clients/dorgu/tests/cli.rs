@@ -98,8 +98,9 @@ fn config_round_trips_and_masks_secrets() {
     );
     assert_eq!(mode & 0o777, 0o600);
     assert!(!dorgu(tmp.path(), &["config", "set", "llm.provider", "skynet"]).status.success());
-    // The model is reached over plain http:// (remote providers through a local proxy).
-    assert!(!dorgu(tmp.path(), &["config", "set", "llm.endpoint", "https://api.openai.com/v1"]).status.success());
+    // The model is reached over https:// or http://, nothing else.
+    assert!(!dorgu(tmp.path(), &["config", "set", "llm.endpoint", "ftp://api.openai.com/v1"]).status.success());
+    ok(&dorgu(tmp.path(), &["config", "set", "llm.endpoint", "https://api.openai.com/v1"]));
     ok(&dorgu(tmp.path(), &["config", "set", "llm.endpoint", "http://127.0.0.1:11434/v1/"]));
     assert_eq!(ok(&dorgu(tmp.path(), &["config", "get", "llm.endpoint"])).trim(), "http://127.0.0.1:11434/v1");
     assert!(!dorgu(tmp.path(), &["config", "get", "nope"]).status.success());
