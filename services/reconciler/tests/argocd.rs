@@ -5,18 +5,18 @@
 
 use std::time::Duration;
 
-use k8s_openapi::{
-    api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::{
-    Api, ResourceExt,
+    Api,
     api::{DynamicObject, Patch, PatchParams, PostParams},
-    runtime::{conditions, wait::await_condition},
+    runtime::wait::await_condition,
 };
 use persys_crds::persona::ApplicationPersona;
 use persys_kit::shutdown;
 use persys_reconciler::{argocd, persona};
 use serde_json::json;
+
+mod common;
 
 #[tokio::test]
 async fn application_status_reaches_the_persona_and_stays() {
@@ -26,29 +26,7 @@ async fn application_status_reaches_the_persona_and_stays() {
         return;
     };
     let client = persys_reconciler::client(Some(std::path::Path::new(&kubeconfig))).await.unwrap();
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    let application_crd: CustomResourceDefinition = serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "applications.argoproj.io"},
-        "spec": {"group": "argoproj.io", "scope": "Namespaced",
-            "names": {"kind": "Application", "listKind": "ApplicationList", "plural": "applications", "singular": "application",
-                "shortNames": ["app", "apps"]},
-            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
-    }))
-    .unwrap();
-    let mut all = persys_crds::all();
-    all.push(application_crd);
-    for crd in all {
-        crds.patch(&crd.name_any(), &PatchParams::apply("persys-tests").force(), &Patch::Apply(&crd)).await.unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            await_condition(crds.clone(), &crd.name_any(), conditions::is_crd_established()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    }
+    common::install_crds(&client, vec![common::argocd_application_crd()]).await;
     let resource = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             if let Some(r) = argocd::application_resource(&client).await {

@@ -14,6 +14,8 @@ use persys_kit::shutdown;
 use persys_reconciler::cluster::{self, ClusterOptions};
 use serde_json::json;
 
+mod common;
+
 async fn client() -> Option<Client> {
     let kubeconfig = persys_kit::testing::require_env("PERSYS_TEST_KUBECONFIG", "the test bench's kube-apiserver")?;
     Some(persys_reconciler::client(Some(std::path::Path::new(&kubeconfig))).await.unwrap())
@@ -42,20 +44,7 @@ async fn register(nodes: &Api<Node>, name: &str, labels: serde_json::Value, prov
 async fn discovery_reports_nodes_platform_usage_addons_and_follows_node_changes() {
     let Some(client) = client().await else { return };
     let pid = std::process::id();
-    let crds = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(
-        client.clone(),
-    );
-    for crd in persys_crds::all() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(&name, &PatchParams::apply("persys-tests").force(), &Patch::Apply(&crd)).await.unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            await_condition(crds.clone(), &name, kube::runtime::conditions::is_crd_established()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    }
+    common::install_crds(&client, vec![]).await;
     let nodes = Api::<Node>::all(client.clone());
     let (cp_node, worker) = (format!("cp-{pid}"), format!("worker-{pid}"));
     register(

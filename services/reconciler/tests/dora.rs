@@ -5,13 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::{
-    api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api,
     api::{DynamicObject, Patch, PatchParams, PostParams},
-    runtime::{conditions, wait::await_condition},
 };
 use persys_kit::{
     Identity,
@@ -23,6 +20,8 @@ use persys_proto::metrics::v1::{DeploymentEnvironment, DeploymentStatus};
 use persys_reconciler::argocd;
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection as _, postgres::PgConnection};
+
+mod common;
 
 fn issue(ca: &Ca, dir: &std::path::Path, name: &str) {
     let leaf = ca
@@ -70,27 +69,7 @@ async fn settled_argocd_syncs_are_recorded_in_the_metrics_pipeline() {
     let pipeline = persys_metrics_pipeline::start(args, pipeline_handle).await.expect("the pipeline starts");
 
     let client = persys_reconciler::client(Some(std::path::Path::new(&kubeconfig))).await.unwrap();
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    let crd: CustomResourceDefinition = serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "applications.argoproj.io"},
-        "spec": {"group": "argoproj.io", "scope": "Namespaced",
-            "names": {"kind": "Application", "listKind": "ApplicationList", "plural": "applications", "singular": "application",
-                "shortNames": ["app", "apps"]},
-            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
-    }))
-    .unwrap();
-    crds.patch("applications.argoproj.io", &PatchParams::apply("persys-tests").force(), &Patch::Apply(&crd))
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(crds, "applications.argoproj.io", conditions::is_crd_established()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    common::install_crds(&client, vec![common::argocd_application_crd()]).await;
     let resource = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             if let Some(r) = argocd::application_resource(&client).await {

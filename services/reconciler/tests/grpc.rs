@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client,
     api::{Patch, PatchParams, PostParams},
 };
 use persys_crds::persona::ApplicationPersona;
@@ -45,23 +45,7 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
         return;
     };
     let client: Client = persys_reconciler::client(Some(std::path::Path::new(&kubeconfig))).await.unwrap();
-    let crds = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(
-        client.clone(),
-    );
-    for crd in persys_crds::all() {
-        crds.patch(&crd.name_any(), &PatchParams::apply("persys-tests").force(), &Patch::Apply(&crd)).await.unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            kube::runtime::wait::await_condition(
-                crds.clone(),
-                &crd.name_any(),
-                kube::runtime::conditions::is_crd_established(),
-            ),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    }
+    common::install_crds(&client, vec![]).await;
     let ns = format!("grpc-{}", std::process::id());
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())

@@ -6,17 +6,14 @@
 
 use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::{
-    api::{
-        apps::v1::{Deployment, StatefulSet},
-        core::v1::{Namespace, Pod},
-    },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+use k8s_openapi::api::{
+    apps::v1::{Deployment, StatefulSet},
+    core::v1::{Namespace, Pod},
 };
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
-    runtime::{conditions, wait::await_condition},
+    runtime::wait::await_condition,
 };
 use persys_crds::persona::ApplicationPersona;
 use persys_kit::shutdown;
@@ -27,20 +24,6 @@ const MANAGER: &str = "persys-tests";
 mod common;
 
 use common::{WAIT, client, pods, set_pod};
-
-/// Installs the CRDs (server-side apply, so tests running at once agree) and waits until they
-/// are served.
-async fn install_crds(client: &Client) {
-    let api = Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in persys_crds::all() {
-        let name = crd.name_any();
-        api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await.expect("CRD applied");
-        tokio::time::timeout(WAIT, await_condition(api.clone(), &name, conditions::is_crd_established()))
-            .await
-            .expect("CRD established in time")
-            .unwrap();
-    }
-}
 
 /// A fresh namespace and a controller reconciling only it; the controller stops when the
 /// returned trigger drops.
@@ -60,7 +43,7 @@ async fn setup_with(
     baseline: Option<Arc<baseline::Learner>>,
 ) -> (String, shutdown::ShutdownTrigger) {
     let _ = tracing_subscriber::fmt().with_env_filter("info,persys_reconciler=debug").with_test_writer().try_init();
-    install_crds(client).await;
+    common::install_crds(client, vec![]).await;
     let ns = ns.to_owned();
     let namespaces = Api::<Namespace>::all(client.clone());
     namespaces
@@ -309,7 +292,7 @@ async fn ambiguity_is_reported_and_statefulsets_resolve() {
 #[tokio::test]
 async fn the_schema_rejects_bad_personas_and_accepts_every_generated_one() {
     let Some(client) = client().await else { return };
-    install_crds(&client).await;
+    common::install_crds(&client, vec![]).await;
     let ns = format!("reconciler-schema-{}", std::process::id());
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())

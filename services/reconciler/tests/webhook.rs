@@ -5,14 +5,12 @@
 use std::{sync::Arc, time::Duration};
 
 use base64::Engine as _;
-use k8s_openapi::{
-    api::{admissionregistration::v1::ValidatingWebhookConfiguration, apps::v1::Deployment, core::v1::Namespace},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+use k8s_openapi::api::{
+    admissionregistration::v1::ValidatingWebhookConfiguration, apps::v1::Deployment, core::v1::Namespace,
 };
 use kube::{
     Api, Client, Config, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
-    runtime::{conditions, wait::await_condition},
 };
 use persys_crds::persona::ApplicationPersona;
 use persys_kit::{
@@ -23,6 +21,8 @@ use persys_kit::{
 };
 use persys_reconciler::{config::Mode, webhook::Webhook};
 use serde_json::json;
+
+mod common;
 
 const MANAGER: &str = "persys-tests";
 
@@ -144,17 +144,7 @@ async fn registered_with_the_api_server_it_denies_in_enforcing_mode_and_warns_in
         return;
     };
     let client = persys_reconciler::client(Some(std::path::Path::new(&kubeconfig))).await.unwrap();
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in persys_crds::all() {
-        crds.patch(&crd.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await.unwrap();
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            await_condition(crds.clone(), &crd.name_any(), conditions::is_crd_established()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    }
+    common::install_crds(&client, vec![]).await;
     let pid = std::process::id();
 
     // The webhook's certificate, for 127.0.0.1, from a CA the registration names.

@@ -112,6 +112,21 @@ pub fn kpack_crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextens
     serde_json::from_str(include_str!("../../../../tests/e2e/fixtures/kpack-image-crd.json")).expect("the stand-in CRD")
 }
 
+/// A stand-in for ArgoCD's `Application` CRD (its group, version, kind and names; any fields).
+pub fn argocd_application_crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "applications.argoproj.io"},
+        "spec": {"group": "argoproj.io", "scope": "Namespaced",
+            "names": {"kind": "Application", "listKind": "ApplicationList", "plural": "applications", "singular": "application",
+                "shortNames": ["app", "apps"]},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .expect("the stand-in CRD")
+}
+
 /// Applies the reconciler's CRDs and `extra` (server-side, as the tests' field manager) and
 /// waits until the API server serves each of them.
 pub async fn install_crds(
