@@ -16,7 +16,7 @@ import { join, resolve } from "node:path";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
-import type { BrowserContext, Page } from "playwright-core";
+import type { BrowserContext, Page, Request, Route } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Role } from "../src/gen/persys/common/v1/common_pb";
 import { AuthService } from "../src/gen/persys/gateway/v1/auth_pb";
@@ -24,8 +24,11 @@ import { UserService } from "../src/gen/persys/gateway/v1/user_service_pb";
 import { DeploymentEnvironment, DeploymentStatus } from "../src/gen/persys/metrics/v1/dora_pb";
 import { DoraService } from "../src/gen/persys/metrics/v1/dora_service_pb";
 import { SchedulerService } from "../src/gen/persys/scheduler/v1/scheduler_service_pb";
+import { nodeStateLabel } from "../src/logic/states";
 import { ImagePullPolicy } from "../src/gen/persys/scheduler/v1/workload_pb";
+import { startAgents } from "./agents";
 import { axe, launch } from "./browser";
+import { measure } from "./frames";
 import { startProxy } from "./proxy";
 import { REPO, type Stack, startStack } from "./stack";
 
@@ -418,6 +421,71 @@ describe("the dashboard against persys-stack", () => {
     } finally {
       await tab.close();
       await proxy.close();
+    }
+  });
+
+  it("keeps the session when two tabs refresh it at the same moment", async () => {
+    // Two tabs of one browser share the refresh cookie, which the gateway rotates on every
+    // Refresh and treats as stolen when it is presented twice (it ends the session). Both tabs
+    // reload at once (a reload refreshes), and the first Refresh sent is held until another one
+    // is sent (3 s at most), so that uncoordinated tabs would really present the same cookie at
+    // once. Coordinated, the second tab waits for the first one's lock and then sends the
+    // rotated cookie, or uses the token the first one shared and sends nothing.
+    const tab = await context.newPage();
+    const REFRESH = "**/persys.gateway.v1.AuthService/Refresh";
+    let release: (() => void) | undefined;
+    const hold = async (route: Route) => {
+      if (release) {
+        release();
+        await route.continue();
+        return;
+      }
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 3000);
+        release = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      release = undefined;
+      await route.continue();
+    };
+    // The cookie each Refresh carried.
+    const carried: Promise<string>[] = [];
+    const record = (r: Request) => {
+      if (r.url().endsWith("/persys.gateway.v1.AuthService/Refresh"))
+        carried.push(r.allHeaders().then((h) => /(?:^|;\s*)persys_refresh=([^;]*)/.exec(h.cookie ?? "")?.[1] ?? "(none)"));
+    };
+    try {
+      // Both on a page without streams: two pages' live views (three streams each) would take
+      // all six HTTP/1.1 connections the browser opens to the gateway, and a reload would wait
+      // for one.
+      await page.goto(`${stack.url}/account`);
+      await tab.goto(`${stack.url}/account`);
+      for (const p of [page, tab]) await expect.poll(() => p.getByTestId("whoami").textContent()).toBe("admin (admin)");
+      await context.route(REFRESH, hold);
+      context.on("requestfinished", record);
+      await Promise.all([page.reload(), tab.reload()]);
+      for (const p of [page, tab]) await expect.poll(() => p.getByTestId("whoami").textContent(), { timeout: 15_000 }).toBe("admin (admin)");
+      const cookies = await Promise.all(carried);
+      expect(cookies.length).toBeGreaterThan(0);
+      expect(cookies).not.toContain("(none)");
+      // No cookie was presented twice...
+      expect(new Set(cookies).size, `cookies presented: ${cookies.join(", ")}`).toBe(cookies.length);
+      await context.unroute(REFRESH, hold);
+      context.off("requestfinished", record);
+      // ...so the session goes on: a later reload resumes it again, and the gateway saw no reuse.
+      await tab.reload();
+      await expect.poll(() => tab.getByTestId("whoami").textContent()).toBe("admin (admin)");
+      await page.getByTestId("whoami").waitFor();
+      const transport = createGrpcWebTransport({ baseUrl: stack.url });
+      const { accessToken } = await createClient(AuthService, transport).login({ username: "admin", password: stack.adminPassword });
+      const { events } = await createClient(UserService, transport).listAuditEvents({ page: { pageSize: 1000 } }, { headers: { authorization: `Bearer ${accessToken}` } });
+      expect(events.filter((e) => e.action === "refresh.reuse")).toEqual([]);
+    } finally {
+      await context.unroute(REFRESH, hold);
+      context.off("requestfinished", record);
+      await tab.close();
     }
   });
 
@@ -1080,10 +1148,17 @@ describe("the dashboard against persys-stack", () => {
   });
 
   it("logs out, and a viewer sees no write or admin action", async () => {
+    // Another tab of the same session (it resumes it from the cookie): logged out with this one.
+    const otherTab = await context.newPage();
+    await otherTab.goto(`${stack.url}/workloads`);
+    await expect.poll(() => otherTab.getByTestId("whoami").textContent()).toBe("admin (admin)");
     const before = (await context.cookies()).find((c) => c.name === "persys_refresh")?.value;
     expect(before).toBeTruthy();
     await page.getByRole("button", { name: "Log out" }).click();
     await page.getByText("You are logged out.").waitFor();
+    await otherTab.getByText("You logged out in another tab.").waitFor();
+    await otherTab.getByRole("heading", { name: "Log in to Persys" }).waitFor();
+    await otherTab.close();
     // Logout's answer cleared the cookie...
     await expect.poll(async () => (await context.cookies()).filter((c) => c.name === "persys_refresh").length).toBe(0);
     // ...after revoking its session on the server: that token refreshes no more (one try only:
@@ -1211,4 +1286,83 @@ describe("the dashboard against persys-stack", () => {
     await page.getByRole("heading", { name: "Log in to Persys" }).waitFor();
     expect(cspViolations).toEqual([]);
   });
+
+  // Benchmark (docs/benchmarks.md): the Nodes page with 100 more real agents, each shipping its
+  // host metrics every 5 s, as an admin sees it: the first page of 50 rows (of 101 nodes), each
+  // with a CPU and a memory sparkline, while the page's one WatchHostMetrics stream carries
+  // every node's samples. Frame timing is taken over 30 s with the agents running, then over
+  // 10 s with them frozen (SIGSTOP: nothing arrives, the same page at rest). The figures are
+  // printed, not asserted; the test asserts that every visible sparkline gained samples.
+  it("keeps the sparklines of 100 agents' nodes live (benchmark: frames while they ship metrics)", async (ctx) => {
+    if (!PG_ADMIN_URL) {
+      if (process.env.CI === "true") throw new Error("PERSYS_TEST_PG_ADMIN_URL is not set: the sparklines need the test bench's PostgreSQL");
+      ctx.skip();
+    }
+    const AGENTS = 100;
+    const transport = createGrpcWebTransport({ baseUrl: stack.url });
+    const { accessToken } = await createClient(AuthService, transport).login({ username: "admin", password: stack.adminPassword });
+    const headers = { authorization: `Bearer ${accessToken}` };
+    const sched = createClient(SchedulerService, transport);
+    const { token } = await sched.createJoinToken({ description: "web e2e: sparklines benchmark", maxUses: AGENTS }, { headers });
+    const agents = await startAgents(stack, token, AGENTS, "bench", join(stack.state, "..", "bench-agents"));
+    try {
+      // Every agent joined and is Ready (connected and heartbeating).
+      let ready = 0;
+      const deadline = Date.now() + 180_000;
+      for (;;) {
+        const { nodes } = await sched.listNodes({ page: { pageSize: 1000 } }, { headers });
+        ready = nodes.filter((n) => n.hostname.startsWith("bench-") && nodeStateLabel(n.state) === "Ready").length;
+        if (ready === AGENTS) break;
+        if (Date.now() > deadline) throw new Error(`${ready} of ${AGENTS} agents' nodes Ready after 180 s; the first agent said:\n${agents.log(0)}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      await page.goto(`${stack.url}/nodes`);
+      const login = page.getByRole("heading", { name: "Log in to Persys" });
+      await login.or(page.getByTestId("whoami")).first().waitFor();
+      if (await login.isVisible()) {
+        await page.getByLabel("Username").fill("admin");
+        await page.getByLabel("Password").fill(stack.adminPassword);
+        await page.getByRole("button", { name: "Log in" }).click();
+      }
+      await expect.poll(() => page.getByTestId("whoami").textContent()).toBe("admin (admin)");
+      await page.getByRole("heading", { level: 1, name: "Nodes" }).waitFor();
+      await page.getByText(`Page 1 of ${Math.ceil((AGENTS + 1) / 50)}`).waitFor();
+      const rows = page.locator("main tbody tr");
+      expect(await rows.count()).toBe(50);
+      // Each visible node's samples (CPU and memory) arrive: 100 sparklines on the page.
+      await expect.poll(() => page.getByTestId("spark-cpu").count(), { timeout: 60_000 }).toBe(50);
+      await expect.poll(() => page.getByTestId("spark-memory").count(), { timeout: 30_000 }).toBe(50);
+      // How many samples each visible CPU sparkline shows ("CPU over the last N samples, …").
+      const samples = () =>
+        rows.evaluateAll((trs) =>
+          trs.map((tr) => {
+            const label = tr.querySelector('[data-testid="spark-cpu"] svg')?.getAttribute("aria-label") ?? "";
+            return Number(/over the last (\d+) samples/.exec(label)?.[1] ?? 0);
+          }),
+        );
+      const before = await samples();
+      const live = await measure(page, 30_000);
+      const after = await samples();
+      // Every visible sparkline gained samples while it was measured.
+      expect(after.filter((n, i) => n <= before[i]), `samples before ${before}, after ${after}`).toEqual([]);
+      await shot("nodes-100-agents");
+      // The same page at rest: the agents frozen, nothing arriving (within the lease's 15 s,
+      // so no node turns NotReady meanwhile).
+      agents.pause();
+      const idle = await measure(page, 10_000);
+      agents.resume();
+      // The machine's load alone: the agents running, the page on one without streams.
+      await page.getByTestId("whoami").click();
+      await page.getByRole("heading", { level: 1, name: "Your account" }).waitFor();
+      const loadOnly = await measure(page, 10_000);
+      figures.nodes_bench_agents_shipping = AGENTS;
+      figures.nodes_bench_rows_on_page = 50;
+      for (const [k, v] of Object.entries(live)) figures[`nodes_live_${k}`] = v;
+      for (const [k, v] of Object.entries(idle)) figures[`nodes_idle_${k}`] = v;
+      for (const [k, v] of Object.entries(loadOnly)) figures[`nodes_agents_only_${k}`] = v;
+      figures.nodes_live_samples_gained_min = Math.min(...after.map((n, i) => n - before[i]));
+    } finally {
+      await agents.stop();
+    }
+  }, 300_000);
 });

@@ -15,6 +15,10 @@ export const REPO = resolve(import.meta.dirname, "../../..");
 export interface Stack {
   url: string;
   adminPassword: string;
+  /** The stack's state directory (its CA is `certs/ca.pem`). */
+  state: string;
+  /** The services' ready lines by service (e.g. `scheduler` → `{grpc, bootstrap}`). */
+  ready: Record<string, Record<string, string>>;
   log: () => string;
   stop: () => Promise<void>;
 }
@@ -51,11 +55,13 @@ export async function startStack(webRoot: string, extraArgs: string[] = []): Pro
   createInterface({ input: child.stderr! }).on("line", keep);
   const log = () => lines.join("\n");
   const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  const readyLines: Record<string, Record<string, string>> = {};
   const ready = new Promise<string>((resolveReady, reject) => {
     createInterface({ input: child.stdout! }).on("line", (l) => {
       keep(l);
       try {
         const v = JSON.parse(l);
+        if (v.event === "ready" && typeof v.service === "string") readyLines[v.service] = v;
         if (v.event === "ready" && v.service === "gateway" && v.public) resolveReady(`http://${v.public}`);
       } catch {
         // Not a ready line.
@@ -71,6 +77,8 @@ export async function startStack(webRoot: string, extraArgs: string[] = []): Pro
   return {
     url,
     adminPassword: readFileSync(join(state, "admin-password"), "utf8").trim(),
+    state,
+    ready: readyLines,
     log,
     stop: async () => {
       if (child.exitCode === null) {

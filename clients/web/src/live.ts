@@ -349,9 +349,11 @@ export function useAlerts() {
 /**
  * Host metrics of `nodeIds` (every node when empty), live: the newest sample of each node, then
  * each sample as the pipeline stores it, kept per node in a HostHistory of `keep` samples. A
- * burst of samples is one render per animation frame; `version` changes with each render.
+ * burst of samples is one render per animation frame, and with `renderEveryMs` samples are
+ * rendered together at most that often (many nodes' samples arriving one by one); `version`
+ * changes with each render.
  */
-export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60, includeContainers = false, enabled = true) {
+export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60, includeContainers = false, enabled = true, renderEveryMs = 0) {
   const history = useRef<HostHistory>();
   history.current ??= new HostHistory(keep);
   const [state, setState] = useState<{ version: number; status: LiveStatus; synced: boolean; problem?: string; error?: string }>({
@@ -369,6 +371,8 @@ export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60, inclu
     const abort = new AbortController();
     let version = 0;
     let frame = 0;
+    let wait: ReturnType<typeof setTimeout> | undefined;
+    let renderedAt = 0;
     let last: { status: LiveStatus; synced: boolean; error?: string } = { status: "connecting", synced: false };
     void runWatch<HostMetrics>({
       open: (since, signal, connected) =>
@@ -389,16 +393,25 @@ export function useHostMetrics(nodeIds: readonly string[] = [], keep = 60, inclu
         // The watch keeps each node's newest sample; the history takes the ones newer than it has.
         for (const m of snap.items.values()) history.current!.push(m);
         last = { status: snap.status, synced: snap.synced, error: snap.error };
-        if (!frame)
-          frame = requestAnimationFrame(() => {
+        if (frame || wait !== undefined) return;
+        const render = () => {
+          wait = undefined;
+          frame = requestAnimationFrame((t) => {
             frame = 0;
+            renderedAt = t;
             setState({ version: ++version, ...last });
           });
+        };
+        // Samples of many nodes arrive one by one: shown together at most every renderEveryMs.
+        const due = renderedAt + renderEveryMs - performance.now();
+        if (renderEveryMs > 0 && due > 0) wait = setTimeout(render, due);
+        else render();
       },
     });
     return () => {
       abort.abort();
       cancelAnimationFrame(frame);
+      clearTimeout(wait);
     };
   }, [key, visible, includeContainers, enabled]);
   return { history: history.current, ...state };

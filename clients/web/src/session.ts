@@ -3,7 +3,8 @@
 // cookie the gateway sets (script never sees it; the token here is then empty), so a reload
 // resumes the session through Refresh; on another origin (the Vite dev server) it is kept in
 // this module's closure and a reload means logging in again. The access token is refreshed a
-// minute before it expires, and logout revokes the session.
+// minute before it expires (coordinated with the other tabs: see auth.ts and logic/tabs.ts), or
+// replaced earlier by a newer one another tab shared; logout revokes the session.
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { useEffect, useState } from "preact/hooks";
 import { Role } from "./gen/persys/common/v1/common_pb";
@@ -17,7 +18,7 @@ export interface Session {
   canWrite: boolean;
 }
 
-interface Tokens {
+export interface Tokens {
   access: string;
   refresh: string;
   accessExpiresMs: number;
@@ -28,6 +29,7 @@ let tokens: Tokens | null = null;
 let notice = "";
 let restoring = false;
 let refreshTimer: ReturnType<typeof setTimeout> | undefined;
+let refresher: Refresher | undefined;
 const listeners = new Set<() => void>();
 const changed = () => listeners.forEach((l) => l());
 
@@ -36,32 +38,48 @@ export function accessToken(): string | undefined {
   return tokens?.access;
 }
 
-/** A function that trades the refresh token for new tokens (AuthService.Refresh). */
-export type Refresher = (refreshToken: string) => Promise<Tokens>;
+/** A function that trades the current tokens of `user` for new ones (AuthService.Refresh). */
+export type Refresher = (current: Tokens, user: User) => Promise<Tokens>;
 
-/** Starts a session after a Login. */
-export function begin(user: User, t: Tokens, refresher: Refresher): void {
+/** Starts a session after a Login (or a resume, or a password change). */
+export function begin(user: User, t: Tokens, r: Refresher): void {
   tokens = t;
+  refresher = r;
   const role = user.role;
   session = { user, isAdmin: role === Role.ADMIN, canWrite: role === Role.ADMIN || role === Role.MEMBER };
   notice = "";
-  schedule(refresher);
+  schedule();
   changed();
 }
 
-function schedule(refresher: Refresher): void {
+function schedule(): void {
   clearTimeout(refreshTimer);
   if (!tokens) return;
   const inMs = Math.max(5_000, tokens.accessExpiresMs - Date.now() - 60_000);
   refreshTimer = setTimeout(async () => {
-    if (!tokens) return;
+    const [t, s, r] = [tokens, session, refresher];
+    if (!t || !s || !r) return;
     try {
-      tokens = await refresher(tokens.refresh);
-      schedule(refresher);
+      const next = await r(t, s.user);
+      // Logged out (or another session begun) meanwhile: that one stands.
+      if (session !== s || !tokens) return;
+      // Another tab's token may have been adopted meanwhile: keep the one that lasts longer.
+      if (next.accessExpiresMs >= tokens.accessExpiresMs) tokens = next;
+      schedule();
     } catch {
-      expire("Your session ended. Log in again.");
+      if (session === s) expire("Your session ended. Log in again.");
     }
   }, inMs);
+}
+
+/**
+ * Takes an access token another tab of the same origin got for the same session (they share
+ * the refresh cookie) when it outlives this tab's: this tab then need not refresh yet.
+ */
+export function adopt(userId: string, access: string, accessExpiresMs: number): void {
+  if (!session || !tokens || session.user.id !== userId || accessExpiresMs <= tokens.accessExpiresMs) return;
+  tokens = { access, refresh: tokens.refresh, accessExpiresMs };
+  schedule();
 }
 
 /** Ends the session locally (the server already ended it, or it expired) with a notice. */

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { FindingSchema, FindingSeverity } from "../gen/persys/analyzer/v1/finding_pb";
+import { EnvNeed, EnvSource } from "../gen/persys/analyzer/v1/persona_pb";
 import { ApplicationPersonaSchema, PersonaPhase } from "../gen/persys/reconciler/v1/application_persona_pb";
 import { ClusterEnvironment, ClusterPersonaSchema, ClusterPhase } from "../gen/persys/reconciler/v1/cluster_persona_pb";
 import {
@@ -9,6 +10,7 @@ import {
   clusterPhaseTone,
   baselineText,
   byNamespaceAndName,
+  envRows,
   filterPersonas,
   issueCounts,
   namespacesOf,
@@ -72,6 +74,29 @@ describe("personas", () => {
     expect(names(filterPersonas(list, { text: "blo" }))).toEqual(["blog/web"]);
     expect(filterPersonas(list, {}).length).toBe(3);
     expect(namespacesOf(list)).toEqual(["blog", "shop"]);
+  });
+
+  it("lists the environment the persona records, saying what is missing and never a value", () => {
+    const p = persona("shop", "ledger", {
+      spec: {
+        name: "ledger",
+        env: [
+          { name: "DATABASE_URL", need: EnvNeed.REQUIRED, source: EnvSource.SECRET, readAt: "src/app.yml:7" },
+          { name: "KAFKA", need: EnvNeed.DEFAULTED, source: EnvSource.CONFIG_MAP, defaultValue: "kafka:9092", readAt: "src/app.yml:10" },
+          { name: "REGION", need: EnvNeed.REQUIRED, source: EnvSource.MISSING, readAt: "src/app.yml:15" },
+          { name: "TZ", source: EnvSource.IMAGE },
+          { name: "DEBUG", need: EnvNeed.OPTIONAL, source: EnvSource.UNSET, readAt: "main.py:3" },
+        ],
+      },
+    });
+    expect(envRows(p)).toEqual([
+      { name: "DATABASE_URL", need: "required", source: "Secret ledger-secrets", missing: false, detail: "src/app.yml:7" },
+      { name: "KAFKA", need: "defaulted", source: "ConfigMap ledger-config", missing: false, detail: "default kafka:9092 · src/app.yml:10" },
+      { name: "REGION", need: "required", source: "nothing yet: add it to ConfigMap ledger-config", missing: true, detail: "src/app.yml:15" },
+      { name: "TZ", need: "set, not read", source: "the image", missing: false, detail: "" },
+      { name: "DEBUG", need: "optional", source: "not set", missing: false, detail: "main.py:3" },
+    ]);
+    expect(envRows(persona("shop", "bare"))).toEqual([]);
   });
 });
 

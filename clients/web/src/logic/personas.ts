@@ -2,6 +2,7 @@
 // the baseline in one line, and a stable order; the cluster persona's facts. Pure, so it is
 // tested without a browser.
 import { FindingSeverity } from "../gen/persys/analyzer/v1/finding_pb";
+import { EnvNeed, EnvSource } from "../gen/persys/analyzer/v1/persona_pb";
 import { type ApplicationPersona, HealthStatus, PersonaPhase } from "../gen/persys/reconciler/v1/application_persona_pb";
 import { ClusterEnvironment, type ClusterPersona, ClusterPhase } from "../gen/persys/reconciler/v1/cluster_persona_pb";
 import type { Tone } from "./states";
@@ -65,6 +66,46 @@ export function baselineText(p: ApplicationPersona): string {
   const part = (what: string, avg: string, peak: string) =>
     avg || peak ? `${what} ${avg || "–"} avg / ${peak || "–"} peak` : "";
   return [part("CPU", b.avgCpu, b.peakCpu), part("memory", b.avgMemory, b.peakMemory)].filter(Boolean).join(" · ");
+}
+
+/** One environment variable of a persona as the page lists it. */
+export interface EnvRow {
+  name: string;
+  /** "required", "defaulted", "optional", or "set, not read" when no read was found. */
+  need: string;
+  /** Where the Deployment takes it from, in words. */
+  source: string;
+  /** Whether the pod cannot start until someone sets it. */
+  missing: boolean;
+  /** The code's default and where the code reads it, e.g. "default 8080 · src/app.py:12". */
+  detail: string;
+}
+
+/** The persona's `spec.env` (never values: only a non-secret default the code writes). */
+export function envRows(p: ApplicationPersona): EnvRow[] {
+  const app = p.spec?.name || p.metadata?.name || "app";
+  return (p.spec?.env ?? []).map((e) => {
+    const need =
+      e.need === EnvNeed.REQUIRED
+        ? "required"
+        : e.need === EnvNeed.DEFAULTED
+          ? "defaulted"
+          : e.need === EnvNeed.OPTIONAL
+            ? "optional"
+            : "set, not read";
+    const source =
+      e.source === EnvSource.CONFIG_MAP
+        ? `ConfigMap ${app}-config`
+        : e.source === EnvSource.SECRET
+          ? `Secret ${app}-secrets`
+          : e.source === EnvSource.IMAGE
+            ? "the image"
+            : e.source === EnvSource.MISSING
+              ? `nothing yet: add it to ConfigMap ${app}-config`
+              : "not set";
+    const detail = [e.defaultValue ? `default ${e.defaultValue}` : "", e.readAt].filter(Boolean).join(" · ");
+    return { name: e.name, need, source, missing: e.source === EnvSource.MISSING, detail };
+  });
 }
 
 /** By namespace, then name. */

@@ -6,6 +6,7 @@ import type { ApplicationPersona } from "../gen/persys/reconciler/v1/application
 import { useClusterPersonas, usePersonas } from "../live";
 import {
   baselineText,
+  envRows,
   byNamespaceAndName,
   clusterFacts,
   clusterPhaseLabel,
@@ -151,6 +152,8 @@ function PersonaRow(props: { persona: ApplicationPersona }) {
   const issues = (s?.validation?.issues ?? []).filter((i) => i.severity !== FindingSeverity.INFO);
   const recs = s?.recommendations ?? [];
   const name = `${p.metadata?.namespace}/${p.metadata?.name}`;
+  const env = envRows(p);
+  const missing = env.filter((e) => e.missing).length;
   return (
     <tr data-persona={name}>
       <td>
@@ -183,6 +186,36 @@ function PersonaRow(props: { persona: ApplicationPersona }) {
       </td>
       <td>
         <Badge tone={personaPhaseTone(s?.phase)}>{personaPhaseLabel(s?.phase)}</Badge>
+        {env.length > 0 ? (
+          <details data-env={name}>
+            <summary>
+              {env.length} environment variable{env.length === 1 ? "" : "s"}
+              {missing > 0 ? `, ${missing} missing` : ""}
+            </summary>
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">Variable</th>
+                  <th scope="col">Needed</th>
+                  <th scope="col">Set by</th>
+                  <th scope="col">Default, read at</th>
+                </tr>
+              </thead>
+              <tbody>
+                {env.map((e) => (
+                  <tr key={e.name}>
+                    <td>
+                      <code>{e.name}</code>
+                    </td>
+                    <td>{e.need}</td>
+                    <td>{e.missing ? <Badge tone="warn">{e.source}</Badge> : e.source}</td>
+                    <td class="breakable">{e.detail || <span class="muted">—</span>}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </details>
+        ) : null}
       </td>
       <td>
         {healthLabel(health?.status)}
