@@ -44,7 +44,7 @@ SUITE=bookworm
 # tree is trimmed) makes a new cache key.
 BASE_PACKAGES=(ca-certificates etcd-client etcd-server postgresql)
 BASE_FORMAT=1
-BINARIES=(gateway persys scheduler agent analyzer metrics-pipeline dorgu persys-stack)
+BINARIES=(gateway persys scheduler agent analyzer metrics-pipeline reconciler dorgu persys-stack)
 
 IMG_PREFIX=persys-compose-test
 PERSYS_IMAGE_TAG="$IMG_PREFIX/persys:dev"
@@ -66,6 +66,9 @@ STEP_T0=""
 STEP_LOG=""
 ADMIN_USER="admin"
 ADMIN_PASS=""
+RELAY_PIDS=()
+# Every profile the test starts, so ps, logs and down cover all its containers.
+PROFILES=(--profile agent --profile kubernetes)
 
 log() { printf '[compose-test] %s\n' "$*" >&2; }
 now() { svc_now; }
@@ -124,9 +127,9 @@ diagnostics() {
     if [ -n "$SOCK" ] && [ -S "$SOCK" ] && alive "$DOCKERD_PID"; then
         if [ "$COMPOSE_UP" = 1 ]; then
             log "---- docker-compose ps ----"
-            DC_TIMEOUT=60 dc --profile agent ps 2>&1 | sed 's/^/    /' >&2 || true
+            DC_TIMEOUT=60 dc "${PROFILES[@]}" ps 2>&1 | sed 's/^/    /' >&2 || true
             log "---- docker-compose logs --tail 50 ----"
-            DC_TIMEOUT=60 dc --profile agent logs --no-color --tail 50 2>&1 | sed 's/^/    /' >&2 || true
+            DC_TIMEOUT=60 dc "${PROFILES[@]}" logs --no-color --tail 50 2>&1 | sed 's/^/    /' >&2 || true
         fi
         log "---- containers of the private engine ----"
         DK_TIMEOUT=20 dk ps -a 2>&1 | sed 's/^/    /' >&2 || true
@@ -139,7 +142,7 @@ stop_dockerd() {
     if alive "$DOCKERD_PID"; then
         if [ "$COMPOSE_UP" = 1 ]; then
             log "cleanup: docker-compose down -v"
-            DC_TIMEOUT=120 dc --profile agent down -v --timeout 5 >"$ROOT/logs/cleanup-down.log" 2>&1 ||
+            DC_TIMEOUT=120 dc "${PROFILES[@]}" down -v --timeout 5 >"$ROOT/logs/cleanup-down.log" 2>&1 ||
                 log "cleanup: docker-compose down failed (continuing)"
             COMPOSE_UP=0
         fi
@@ -189,6 +192,8 @@ on_exit() {
         log "FAILED in step: ${STEP:-(none)} (exit code $rc, after $(since "$T_START"))"
         diagnostics
     fi
+    local p
+    for p in "${RELAY_PIDS[@]}"; do kill "$p" 2>/dev/null; done
     if [ -n "$ROOT" ]; then
         stop_dockerd
         unmount_root
@@ -420,7 +425,7 @@ PERSYS_AGENT_NODE_NAME=$NODE_NAME
 PERSYS_LOG=info
 EOF
     chmod 600 "$ROOT/compose.env"
-    DC_TIMEOUT=60 dc --profile agent config -q || fail "docker-compose config rejects the compose file"
+    DC_TIMEOUT=60 dc "${PROFILES[@]}" config -q || fail "docker-compose config rejects the compose file"
 }
 
 # container_state SERVICE: health status (or state, without a healthcheck) of its container.
@@ -553,9 +558,104 @@ remove_workload() {
     done
 }
 
+# The reconciler (`--profile kubernetes`) pointed at the test bench's kube-apiserver through a
+# self-contained kubeconfig, as the compose file asks: it wins the Lease, writes the cluster
+# persona, and serves ProjectService to the gateway over mTLS.
+reconciler_up() {
+    local server port ca cert key kc id holder deadline out
+    if [ -z "${PERSYS_TEST_KUBECONFIG:-}" ]; then
+        [ "${CI:-}" = true ] && fail "PERSYS_TEST_KUBECONFIG is not set: the reconciler step needs the test bench's kube-apiserver"
+        log "PERSYS_TEST_KUBECONFIG is not set: the reconciler step is skipped"
+        return 0
+    fi
+    k() { timeout 30 "$PERSYS_TEST_KUBECTL" --kubeconfig "$PERSYS_TEST_KUBECONFIG" "$@"; }
+    field() { awk -v f="$1:" '$1 == f { print $2; exit }' "$PERSYS_TEST_KUBECONFIG"; }
+    server=$(field server) ca=$(field certificate-authority)
+    cert=$(field client-certificate) key=$(field client-key)
+    port=${server##*:}
+    [ -n "$port" ] && [ -f "$ca" ] && [ -f "$cert" ] && [ -f "$key" ] ||
+        fail "cannot read server and certificate files from $PERSYS_TEST_KUBECONFIG"
+    # A unix socket joins the two network namespaces: host side to the API server's loopback
+    # port, namespace side on every address of the engine's host, where host.docker.internal
+    # points.
+    python3 "$HERE/relay.py" "unix:$ROOT/kube.sock" "tcp:127.0.0.1:$port" >"$ROOT/logs/relay-host.log" 2>&1 &
+    RELAY_PIDS+=($!)
+    local wait_until=$((SECONDS + 20))
+    until grep -q listening "$ROOT/logs/relay-host.log" 2>/dev/null; do
+        [ "$SECONDS" -lt "$wait_until" ] || fail "the host relay did not start: $(cat "$ROOT/logs/relay-host.log")"
+        sleep 0.2
+    done
+    in_ns python3 "$HERE/relay.py" "tcp:0.0.0.0:6443" "unix:$ROOT/kube.sock" >"$ROOT/logs/relay-ns.log" 2>&1 &
+    RELAY_PIDS+=($!)
+    until grep -q listening "$ROOT/logs/relay-ns.log" 2>/dev/null; do
+        [ "$SECONDS" -lt "$wait_until" ] || fail "the namespace relay did not start: $(cat "$ROOT/logs/relay-ns.log")"
+        sleep 0.2
+    done
+    kc="$ROOT/kubeconfig"
+    {
+        echo "apiVersion: v1"
+        echo "kind: Config"
+        echo "clusters:"
+        echo "- name: bench"
+        echo "  cluster:"
+        echo "    server: https://host.docker.internal:6443"
+        echo "    tls-server-name: kubernetes"
+        echo "    certificate-authority-data: $(base64 -w0 "$ca")"
+        echo "users:"
+        echo "- name: bench-admin"
+        echo "  user:"
+        echo "    client-certificate-data: $(base64 -w0 "$cert")"
+        echo "    client-key-data: $(base64 -w0 "$key")"
+        echo "contexts:"
+        echo "- name: bench"
+        echo "  context: {cluster: bench, user: bench-admin}"
+        echo "current-context: bench"
+    } >"$kc"
+    chown 10001:10001 "$kc"
+    chmod 600 "$kc"
+    # The CRDs the reconciler follows, as the chart installs them.
+    k apply --server-side --force-conflicts --field-manager persys-compose-test \
+        -f "$REPO_ROOT/deploy/helm/persys/crds/persys-crds.yaml" >/dev/null || fail "applying the CRDs failed"
+    # The cluster persona is the reconciler's to discover: gone first, so its status can only
+    # come from this one.
+    k delete clusterpersona cluster --ignore-not-found --wait >/dev/null || fail "deleting the cluster persona failed"
+    STEP_LOG="$ROOT/logs/compose-reconciler.log"
+    DC_ENV=("PERSYS_KUBECONFIG=$kc" "PERSYS_RECONCILER_PROJECTS=true")
+    dc "${PROFILES[@]}" up -d --no-build reconciler >"$STEP_LOG" 2>&1 ||
+        fail "docker-compose --profile kubernetes up -d reconciler failed"
+    DC_ENV=()
+    cat "$STEP_LOG" >&2
+    wait_states 120 reconciler=healthy
+    id=$(DK_TIMEOUT=20 dk ps -q --filter "label=com.docker.compose.service=reconciler" | head -n1)
+    id=$(DK_TIMEOUT=20 dk inspect -f '{{.Config.Hostname}}' "$id")
+    # Leader: the Lease names this container (its host name and a random suffix).
+    deadline=$((SECONDS + 60))
+    while :; do
+        holder=$(k get lease persys-reconciler -n default -o 'jsonpath={.spec.holderIdentity}' 2>/dev/null) || true
+        case "$holder" in "$id"*) break ;; esac
+        [ "$SECONDS" -lt "$deadline" ] ||
+            fail "the Lease is held by '$holder', not the compose reconciler $id; its log: $(dc logs --tail 20 reconciler 2>&1)"
+        sleep 1
+    done
+    log "Lease persys-reconciler held by $holder"
+    # Its controllers run: the cluster persona is discovered and its status written.
+    deadline=$((SECONDS + 60))
+    while :; do
+        out=$(k get clusterpersona cluster -o 'jsonpath={.status.phase}' 2>/dev/null) || true
+        [ -z "$out" ] || break
+        [ "$SECONDS" -lt "$deadline" ] ||
+            fail "no cluster persona status after 60s; its log: $(dc logs --tail 20 reconciler 2>&1)"
+        sleep 1
+    done
+    log "ClusterPersona cluster: phase $out"
+    # The gateway reaches it over mTLS: ProjectService answers through the public port.
+    out=$(cli project list -o json 2>&1) || fail "persys project list through the gateway failed: $out"
+    log "persys project list through the gateway: $(echo "$out" | head -c 200)"
+}
+
 compose_down() {
     STEP_LOG="$ROOT/logs/compose-down.log"
-    dc --profile agent down -v --timeout 10 >"$STEP_LOG" 2>&1 || fail "docker-compose down -v failed"
+    dc "${PROFILES[@]}" down -v --timeout 10 >"$STEP_LOG" 2>&1 || fail "docker-compose down -v failed"
     COMPOSE_UP=0
     cat "$STEP_LOG" >&2
     local left
@@ -583,5 +683,6 @@ step "host metrics in PostgreSQL";          host_metrics
 step "workload run --wait";                 run_workload
 step "workload logs";                       workload_logs
 step "workload rm";                         remove_workload
+step "--profile kubernetes: reconciler";    reconciler_up
 step "docker-compose down -v";              compose_down
 step_end
