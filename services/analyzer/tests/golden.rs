@@ -53,3 +53,43 @@ fn typed_validation_matches_reading_the_yaml_back() {
         assert_eq!(result.findings, read_back, "{name}");
     }
 }
+
+/// Every `why:` note and warning that names a Dockerfile instruction or a compose key with a
+/// line (`USER at api/Dockerfile:5`, `services.api.expose at compose.yaml:17`) names a line
+/// of that file that holds it; none falls back to an unplaced "compose ..." source.
+#[test]
+fn notes_name_lines_that_hold_what_they_cite() {
+    let instruction =
+        regex::Regex::new(r"\b(USER|ENV|CMD|ENTRYPOINT|EXPOSE|HEALTHCHECK)(?: [A-Z_]+)? at ([\w./-]+):(\d+)").unwrap();
+    let key = regex::Regex::new(r"\bservices\.([\w.-]+?)(?:\.(\w+))? at ([\w./-]+):(\d+)").unwrap();
+    let (mut dockerfile_lines, mut compose_lines) = (0, 0);
+    for name in corpus::names() {
+        let result = analyze_tree(&corpus::tree(&name), &corpus::metadata(&name)).unwrap();
+        let facts = result.facts.unwrap_or_default();
+        let line_of = |file: &str, line: &str| -> String {
+            let text = std::fs::read_to_string(corpus::root().join(&name).join(file))
+                .unwrap_or_else(|e| panic!("{name}: {file}: {e}"));
+            let n: usize = line.parse().unwrap();
+            text.lines().nth(n - 1).unwrap_or_else(|| panic!("{name}: {file} has no line {n}")).to_owned()
+        };
+        for note in facts.notes.iter().chain(&facts.warnings) {
+            assert!(!note.contains("(compose ") && !note.contains("the compose "), "{name}: {note}");
+            for c in instruction.captures_iter(note) {
+                let held = line_of(&c[2], &c[3]);
+                let first = held.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                assert_eq!(first, &c[1], "{name}: `{note}`: {}:{} is `{held}`", &c[2], &c[3]);
+                dockerfile_lines += 1;
+            }
+            for c in key.captures_iter(note) {
+                let held = line_of(&c[3], &c[4]);
+                let k = c.get(2).map_or(&c[1], |k| k.as_str());
+                assert!(held.contains(&format!("{k}:")), "{name}: `{note}`: {}:{} is `{held}`", &c[3], &c[4]);
+                compose_lines += 1;
+            }
+        }
+    }
+    assert!(
+        dockerfile_lines >= 20 && compose_lines >= 8,
+        "{dockerfile_lines} Dockerfile and {compose_lines} compose lines"
+    );
+}

@@ -193,9 +193,27 @@ proptest! {
 
     #[test]
     fn dockerfile_parser_never_panics(text in dockerfile_text()) {
-        if let Err(e) = dockerfile::parse(&text, "Dockerfile") {
-            prop_assert!(e.line >= 1);
-            prop_assert!(!e.message.is_empty());
+        match dockerfile::parse(&text, "Dockerfile") {
+            Err(e) => {
+                prop_assert!(e.line >= 1);
+                prop_assert!(!e.message.is_empty());
+            }
+            // Every line a setting keeps starts with the instruction that made it.
+            Ok(d) => {
+                let lines: Vec<&str> = text.lines().collect();
+                for s in &d.stages {
+                    let mut cited: Vec<(&str, usize)> = vec![("FROM", s.line)];
+                    cited.extend([("USER", s.user_line), ("CMD", s.cmd_line), ("ENTRYPOINT", s.entrypoint_line)]);
+                    cited.extend(s.env_lines.values().map(|l| ("ENV", *l)));
+                    cited.extend(s.exposed.iter().map(|e| ("EXPOSE", e.line)));
+                    cited.extend(s.healthcheck.iter().map(|h| ("HEALTHCHECK", h.line)));
+                    for (keyword, line) in cited.into_iter().filter(|(_, l)| *l > 0) {
+                        let held = lines.get(line - 1).copied().unwrap_or_default();
+                        let first = held.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                        prop_assert_eq!(first, keyword, "line {}: {:?}", line, held);
+                    }
+                }
+            }
         }
     }
 
@@ -207,9 +225,22 @@ proptest! {
 
     #[test]
     fn compose_parser_never_panics(text in compose_text()) {
-        if let Err(e) = compose::parse(&text, "compose.yaml", BTreeMap::new()) {
-            prop_assert!(e.line >= 1);
-            prop_assert!(!e.message.is_empty());
+        match compose::parse(&text, "compose.yaml", BTreeMap::new()) {
+            Err(e) => {
+                prop_assert!(e.line >= 1);
+                prop_assert!(!e.message.is_empty());
+            }
+            // Every line a service keeps for the notes holds the key it is kept for.
+            Ok(parsed) => {
+                let lines: Vec<&str> = text.lines().collect();
+                for (name, s) in &parsed.file.services {
+                    let cited = s.origin.line().map(|l| (name.as_str(), l)).into_iter().chain(s.origin.key_lines());
+                    for (key, line) in cited {
+                        let held = lines.get(line - 1).copied().unwrap_or_default();
+                        prop_assert!(held.contains(key), "services.{}: {} at line {}: {:?}", name, key, line, held);
+                    }
+                }
+            }
         }
     }
 

@@ -81,8 +81,11 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
         .and_then(|s| s.healthcheck.as_ref())
         .filter(|h| !h.disabled)
         .map(|h| (h.command.clone(), format!("the HEALTHCHECK at {docker_file}:{}", h.line)));
+    // Where the compose settings are written, for the notes (`services.api.expose at compose.yaml:12`).
+    let origin = service.map(|s| &s.origin);
+    let compose_at = |key: &str| origin.map_or_else(|| format!("compose {key}"), |o| o.at(key));
     let check = match (compose_check, docker_check) {
-        (Some(c), _) => Some((c, "the compose healthcheck".to_owned())),
+        (Some(c), _) => Some((c, compose_at("healthcheck"))),
         (None, Some(c)) => Some(c),
         (None, None) => None,
     };
@@ -114,19 +117,26 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
                     published: p.published.is_some(),
                     app_protocol: p.app_protocol.clone(),
                     name: p.name.clone(),
-                    ..at(p.target, p.udp, "compose ports")
+                    ..at(p.target, p.udp, &compose_at("ports"))
                 },
             );
         }
         for p in &s.expose {
-            push(&mut found, at(p.target, p.udp, "compose expose"));
+            push(&mut found, at(p.target, p.udp, &compose_at("expose")));
         }
     }
     // A compose `command` that replaces what the image runs, with no ports of its own, is a
     // different process (a worker on the same image): the image's EXPOSE does not describe it.
     let replaced_command = service.is_some_and(|s| s.command.is_some() && s.ports.is_empty() && s.expose.is_empty());
     if replaced_command {
-        notes.push("no ports: compose replaces the image's command and declares no ports".into());
+        let image_cmd = stage
+            .filter(|s| s.cmd_line > 0)
+            .map(|s| format!(" (CMD at {docker_file}:{})", s.cmd_line))
+            .unwrap_or_default();
+        notes.push(format!(
+            "no ports: {} replaces the image's command{image_cmd} and declares no ports",
+            compose_at("command")
+        ));
     }
     if let Some(st) = stage.filter(|_| !replaced_command) {
         for e in &st.exposed {
@@ -135,13 +145,19 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
     }
     let env_port = service
         .and_then(|s| s.environment.get("PORT").cloned().flatten())
-        .or_else(|| stage.and_then(|s| s.env.get("PORT").cloned()))
-        .and_then(|p| p.parse::<u16>().ok().filter(|p| *p > 0));
+        .map(|p| (p, format!("PORT in {}", compose_at("environment"))))
+        .or_else(|| {
+            let st = stage?;
+            let line = st.env_lines.get("PORT").copied().unwrap_or(st.line);
+            st.env.get("PORT").map(|p| (p.clone(), format!("ENV PORT at {docker_file}:{line}")))
+        })
+        .and_then(|(p, at)| Some((p.parse::<u16>().ok().filter(|p| *p > 0)?, at)));
     if found.is_empty()
-        && let Some(p) = env_port
+        && let Some((p, source)) = &env_port
     {
-        push(&mut found, at(p, false, "the PORT environment variable"));
+        push(&mut found, at(*p, false, source));
     }
+    let env_port = env_port.map(|(p, _)| p);
     if found.is_empty()
         && let Some(k) = known
     {
@@ -210,8 +226,9 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
         for (k, v) in &st.env {
             if is_secret(k, Some(v)) && !env.contains_key(k) {
                 if !v.is_empty() {
+                    let line = st.env_lines.get(k).copied().unwrap_or(st.line);
                     warnings.push(format!(
-                        "{name}: the Dockerfile bakes a value for {k} into the image; the Deployment overrides it from the Secret {name}-secrets"
+                        "{name}: the Dockerfile bakes a value for {k} into the image (ENV at {docker_file}:{line}); the Deployment overrides it from the Secret {name}-secrets"
                     ));
                 }
                 env.insert(k.clone(), EnvValue::Secret { optional: false });
@@ -532,7 +549,13 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
     let behavior = scaling.map(|s| s.behavior.clone()).filter(|b| !b.is_empty()).unwrap_or_else(|| "balanced".into());
 
     // The user: Kubernetes can only verify runAsNonRoot for numeric users.
-    let user = service.and_then(|s| s.user.clone()).or_else(|| stage.map(|s| s.user.clone())).unwrap_or_default();
+    let compose_user = service.and_then(|s| s.user.clone());
+    let user_at = if compose_user.is_some() {
+        compose_at("user")
+    } else {
+        stage.filter(|s| s.user_line > 0).map(|s| format!("USER at {docker_file}:{}", s.user_line)).unwrap_or_default()
+    };
+    let user = compose_user.or_else(|| stage.map(|s| s.user.clone())).unwrap_or_default();
     let uid_part = user.split(':').next().unwrap_or("").trim().to_owned();
     let (run_as_user, image_runs_as_root) = if let Some(k) = known.filter(|_| uid_part.is_empty()) {
         notes.push(format!("runs as uid {}: the service user of the {} image", k.uid, k.service));
@@ -548,14 +571,14 @@ pub fn build(input: Input<'_>, warnings: &mut Vec<String>) -> App {
         warnings.push(format!("{name}: {why}; the pod runs as uid 65534 (nobody), which the image must support"));
         (Some(65534), true)
     } else if let Ok(uid) = uid_part.parse::<i64>() {
-        notes.push(format!("runs as uid {uid}: USER in the Dockerfile"));
+        notes.push(format!("runs as uid {uid}: {user_at}"));
         (None, false)
     } else if let Some(uid) = images::named_user_uid(&uid_part) {
-        notes.push(format!("runs as uid {uid}: the usual uid of the user `{uid_part}`"));
+        notes.push(format!("runs as uid {uid}: the usual uid of the user `{uid_part}`, {user_at}"));
         (Some(uid), false)
     } else {
         warnings.push(format!(
-            "{name}: USER `{uid_part}` is a name Kubernetes cannot verify as non-root; the pod runs as uid 10001 (use a numeric USER to choose)"
+            "{name}: USER `{uid_part}` ({user_at}) is a name Kubernetes cannot verify as non-root; the pod runs as uid 10001 (use a numeric USER to choose)"
         ));
         (Some(10001), false)
     };
@@ -712,11 +735,13 @@ fn capitalize(s: &str) -> String {
 
 /// Connects the applications of a compose file: `depends_on` and host names in environment
 /// values become backing services (and network policy rules); backing services the code needs
-/// that another application provides are served by it.
+/// that another application provides are served by it. `env_file_vars` names, by application,
+/// the env_file each variable read from one comes from.
 pub fn wire(
     apps: &mut [App],
     compose: &compose::ComposeFile,
     names: &BTreeMap<String, String>,
+    env_file_vars: &BTreeMap<String, BTreeMap<String, String>>,
     warnings: &mut Vec<String>,
 ) {
     let by_compose: BTreeMap<&str, usize> =
@@ -729,29 +754,43 @@ pub fn wire(
         })
         .collect();
     let longest = by_compose.keys().map(|n| n.len()).max().unwrap_or(0);
-    let mut edges: BTreeSet<(usize, usize)> = BTreeSet::new();
+    // Each edge with what made it: depends_on first, else the first variable naming the host.
+    let mut edges: BTreeMap<(usize, usize), String> = BTreeMap::new();
     for (orig, &i) in &by_compose {
         let Some(service) = compose.services.get(*orig) else { continue };
         for dep in service.depends_on.keys() {
             if let Some(&j) = by_compose.get(dep.as_str()) {
-                edges.insert((i, j));
+                edges.entry((i, j)).or_insert_with(|| service.origin.at("depends_on"));
             }
         }
         // `postgres://db:5432/x` or `cache:6379` in a value wires the app to that service.
-        for value in apps[i].env.values().filter_map(|v| match v {
-            EnvValue::Plain(s) => Some(s.as_str()),
+        for (key, value) in apps[i].env.iter().filter_map(|(k, v)| match v {
+            EnvValue::Plain(s) => Some((k, s.as_str())),
             EnvValue::Secret { .. } | EnvValue::ConfigKey => None,
         }) {
             for host in hosts_in(value, longest) {
                 if let Some(&j) = by_compose.get(host)
                     && j != i
                 {
-                    edges.insert((i, j));
+                    // Where the value comes from, in the order `build` gives them precedence.
+                    let app = &apps[i];
+                    edges.entry((i, j)).or_insert_with(|| {
+                        let from = if service.environment.contains_key(key) {
+                            service.origin.at("environment")
+                        } else if let Some(file) = env_file_vars.get(&app.name).and_then(|v| v.get(key)) {
+                            format!("the env_file {file}")
+                        } else if let Some(read) = app.env_reads.get(key) {
+                            format!("the default at {}", read.location())
+                        } else {
+                            "the image's defaults".to_owned()
+                        };
+                        format!("the host name in {key}, from {from}")
+                    });
                 }
             }
         }
     }
-    for (i, j) in edges {
+    for ((i, j), why) in edges {
         let (name, service, component, ports) = &provides[j];
         let kind = match component.as_str() {
             "database" | "cache" | "queue" => component.clone(),
@@ -761,7 +800,7 @@ pub fn wire(
         app.backing.retain(|b| b.in_analysis || b.name != *service);
         if !app.backing.iter().any(|b| b.name == *name) {
             app.backing.push(Backing { name: name.clone(), kind, ports: ports.clone(), in_analysis: true });
-            app.notes.push(format!("reaches {name}: depends_on or a host name in its environment"));
+            app.notes.push(format!("reaches {name}: {why}"));
         }
         let dependent = apps[i].name.clone();
         if !apps[j].dependents.contains(&dependent) {

@@ -360,6 +360,7 @@ fn from_compose(
         .map(|(n, _)| (*n).clone())
         .expect("at least one service");
     let mut apps = Vec::new();
+    let mut env_file_vars = BTreeMap::new();
     let mut primary_dockerfile = None;
     let mut primary_source = SourceFacts::default();
     let mut names_seen = BTreeMap::new();
@@ -403,10 +404,15 @@ fn from_compose(
             None => (None, SourceFacts::default(), false),
         };
         let mut env_files = BTreeMap::new();
+        let mut from_env_file = BTreeMap::new();
         for ef in &service.env_files {
             let path = join(&compose_dir, &ef.path).unwrap_or_default();
             match tree.text(&path) {
-                Some(text) => env_files.extend(compose::parse_dotenv(text)),
+                Some(text) => {
+                    let vars = compose::parse_dotenv(text);
+                    from_env_file.extend(vars.keys().map(|k| (k.clone(), path.clone())));
+                    env_files.extend(vars);
+                }
                 None if ef.required => {
                     warnings.push(format!("service {name}: env_file {} is missing; its variables are not set", ef.path))
                 }
@@ -437,9 +443,10 @@ fn from_compose(
             primary_dockerfile = dockerfile;
             primary_source = source;
         }
+        env_file_vars.insert(app.name.clone(), from_env_file);
         apps.push(app);
     }
-    app::wire(&mut apps, &compose, &names_seen, &mut warnings);
+    app::wire(&mut apps, &compose, &names_seen, &env_file_vars, &mut warnings);
     apps.sort_by(|a, b| a.name.cmp(&b.name));
     let primary = apps.iter().position(|a| a.name == dns_label(&primary_name, "service")).unwrap_or(0);
     Ok(Analysis {

@@ -15,8 +15,8 @@ use crate::yaml;
 pub use de::{CommandLine, parse_seconds};
 pub use interpolate::parse_dotenv;
 pub use model::{
-    Build, ComposeFile, DependsOn, Deploy, EnvFile, HealthTest, Healthcheck, Port, Resources, Service, TopVolume,
-    VolumeKind, VolumeMount,
+    Build, ComposeFile, DependsOn, Deploy, EnvFile, HealthTest, Healthcheck, Origin, Port, Resources, Service,
+    TopVolume, VolumeKind, VolumeMount,
 };
 
 /// A malformed compose file.
@@ -47,11 +47,22 @@ pub fn parse(text: &str, path: &str, dotenv: BTreeMap<String, String>) -> Result
     let scope = interpolate::Scope::enter(dotenv);
     // One streaming pass: merge keys (`<<`) and aliases are resolved as the document is read, so
     // every error keeps its exact line.
-    let file: Result<ComposeFile, yaml::ReadError> = yaml::from_str(text);
+    // Keys are read with their positions, for the notes; an error is reported by a second,
+    // plain read, whose message names the key (see `model::next_key`).
+    let file = match yaml::from_str::<model::Located>(text) {
+        Ok(located) => Ok(located.0),
+        Err(_) => yaml::from_str::<ComposeFile>(text),
+    };
     let mut file = file.map_err(|e| to_error(&e, path, text))?;
     let unset_variables = scope.unset();
     drop(scope);
     file.path = path.to_owned();
+    // Where each line starts, so every key's reported line is checked against the text once.
+    let lines: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    for service in file.services.values_mut() {
+        service.origin.file = path.to_owned();
+        service.origin.verify(text, &lines);
+    }
     for (name, service) in &file.services {
         if !valid_service_name(name) {
             return Err(ComposeError {

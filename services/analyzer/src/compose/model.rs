@@ -6,6 +6,7 @@ use serde::{
     Deserialize, Deserializer,
     de::{self, IgnoredAny, MapAccess, Visitor},
 };
+use serde_saphyr::Spanned;
 
 use super::de::{
     CommandLine, Count, Entries, Entry, ListOrMap, NamesOrMap, NullableText, OneOrMany, Reject, Seconds, ShortOrLong,
@@ -515,6 +516,95 @@ pub struct Service {
     pub labels: BTreeMap<String, Option<String>>,
     /// Attributes read but not carried over to Kubernetes (e.g. `privileged`), for warnings.
     pub ignored: Vec<String>,
+    /// Where the service and its keys are written, for the notes.
+    pub origin: Origin,
+}
+
+/// Where a key is written: its 1-based line and byte offset, as the YAML reader reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pub(crate) line: usize,
+    pub(crate) offset: usize,
+}
+
+impl Mark {
+    /// The mark of a key; none when the key is written elsewhere than where it applies (brought
+    /// in by a merge key or an alias) or the reader gave no position.
+    fn of(key: &Spanned<String>) -> Option<Mark> {
+        if key.referenced != key.defined {
+            return None;
+        }
+        let line = usize::try_from(key.referenced.line()).ok().filter(|l| *l > 0)?;
+        let offset = usize::try_from(key.referenced.span().byte_offset()?).ok()?;
+        Some(Mark { line, offset })
+    }
+
+    /// Whether `text` holds `key` (plain or quoted) at this mark, on its line; `lines` holds the
+    /// byte offset where each line of `text` starts.
+    fn holds(self, text: &str, lines: &[usize], key: &str) -> bool {
+        let Some(at) = text.get(self.offset..) else { return false };
+        let at = at.strip_prefix(['"', '\'']).unwrap_or(at);
+        let on_line = lines.get(self.line - 1).is_some_and(|start| *start <= self.offset)
+            && lines.get(self.line).is_none_or(|next| self.offset < *next);
+        on_line && at.starts_with(key)
+    }
+}
+
+/// Where a service is written: the compose file, the service's key under `services` and the
+/// keys of its settings, each with its line when it is known for sure.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The compose file, relative to the application root.
+    pub file: String,
+    /// The service's name.
+    pub name: String,
+    /// The service's key.
+    pub(crate) mark: Option<Mark>,
+    /// The service's keys (`ports`, `healthcheck`, ...).
+    pub(crate) keys: BTreeMap<String, Mark>,
+}
+
+impl Origin {
+    /// The 1-based line of the service's key, when known.
+    pub fn line(&self) -> Option<usize> {
+        self.mark.map(|m| m.line)
+    }
+
+    /// The 1-based line of one of the service's keys (`expose`), when known.
+    pub fn key_line(&self, key: &str) -> Option<usize> {
+        self.keys.get(key).map(|m| m.line)
+    }
+
+    /// The service's keys whose line is known, with it.
+    pub fn key_lines(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.keys.iter().map(|(k, m)| (k.as_str(), m.line))
+    }
+
+    /// Names a key of the service and where it is: `services.api.expose at compose.yaml:12`, or
+    /// `services.api.expose in compose.yaml` when the line is not known.
+    pub fn at(&self, key: &str) -> String {
+        let file = &self.file;
+        match self.key_line(key) {
+            Some(line) => format!("services.{}.{key} at {file}:{line}", self.name),
+            None => format!("services.{}.{key} in {file}", self.name),
+        }
+    }
+
+    /// Names the service and where it is: `services.api at compose.yaml:3`.
+    pub fn service_at(&self) -> String {
+        let file = &self.file;
+        match self.line() {
+            Some(line) => format!("services.{} at {file}:{line}", self.name),
+            None => format!("services.{} in {file}", self.name),
+        }
+    }
+
+    /// Keeps only the marks that hold their key in `text`, so no note names a wrong line;
+    /// `lines` holds the byte offset where each line of `text` starts.
+    pub(crate) fn verify(&mut self, text: &str, lines: &[usize]) {
+        self.mark = self.mark.filter(|m| m.holds(text, lines, &self.name));
+        self.keys.retain(|k, m| m.holds(text, lines, k));
+    }
 }
 
 /// Service attributes of the compose spec this analyzer does not translate; they are accepted
@@ -598,18 +688,51 @@ const OTHER_SERVICE_KEYS: &[&str] = &[
 const NOTABLE: &[&str] =
     &["cap_add", "devices", "extends", "network_mode", "pid", "privileged", "secrets", "configs", "volumes_from"];
 
+/// Reads the next key of a map, with its mark when `SPANS`.
+///
+/// serde_path_to_error cannot name a key read with its span (the error path says `?`), so a
+/// file is read with spans first and, only when that fails, again without them for the error.
+fn next_key<'de, A: MapAccess<'de>, const SPANS: bool>(
+    map: &mut A,
+) -> Result<Option<(String, Option<Mark>)>, A::Error> {
+    if SPANS {
+        Ok(map.next_key::<Spanned<String>>()?.map(|k| {
+            let mark = Mark::of(&k);
+            (k.value, mark)
+        }))
+    } else {
+        Ok(map.next_key::<String>()?.map(|k| (k, None)))
+    }
+}
+
 impl<'de> Deserialize<'de> for Service {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
+        de::DeserializeSeed::deserialize(ServiceSeed::<false>, d)
+    }
+}
+
+/// Reads a service, with the marks of its keys when `SPANS`.
+struct ServiceSeed<const SPANS: bool>;
+
+impl<'de, const SPANS: bool> de::DeserializeSeed<'de> for ServiceSeed<SPANS> {
+    type Value = Service;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Service, D::Error> {
+        struct V<const SPANS: bool>;
+        impl<'de, const SPANS: bool> Visitor<'de> for V<SPANS> {
             type Value = Service;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a service definition (a map)")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Service, A::Error> {
                 let mut s = Service::default();
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
+                while let Some((key, mark)) = next_key::<A, SPANS>(&mut map)? {
+                    let key = key.as_str();
+                    // The last occurrence decides, as for the value.
+                    match mark {
+                        Some(mark) => s.origin.keys.insert(key.to_owned(), mark),
+                        None => s.origin.keys.remove(key),
+                    };
+                    match key {
                         "image" => s.image = Some(map.next_value::<Text>()?.0),
                         "build" => s.build = Some(map.next_value()?),
                         "command" => s.command = map.next_value()?,
@@ -649,7 +772,7 @@ impl<'de> Deserialize<'de> for Service {
                 Ok(s)
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V::<SPANS>)
     }
 }
 
@@ -679,54 +802,93 @@ impl<'de> Deserialize<'de> for EnvFiles {
     }
 }
 
-impl<'de> Deserialize<'de> for ComposeFile {
+/// The `services` map; each service learns its name and, when `SPANS`, where its key is.
+struct Services<const SPANS: bool>(BTreeMap<String, Service>);
+
+impl<'de, const SPANS: bool> Deserialize<'de> for Services<SPANS> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ComposeFile;
+        struct V<const SPANS: bool>;
+        impl<'de, const SPANS: bool> Visitor<'de> for V<SPANS> {
+            type Value = Services<SPANS>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a compose file (a map with `services`)")
+                f.write_str("a map of services")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ComposeFile, A::Error> {
-                let mut file = ComposeFile::default();
-                let mut saw_services = false;
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "services" => {
-                            saw_services = true;
-                            file.services = map.next_value::<Option<BTreeMap<String, Service>>>()?.unwrap_or_default();
-                        }
-                        "volumes" => {
-                            let v: Option<BTreeMap<String, Option<TopVolume>>> = map.next_value()?;
-                            file.volumes =
-                                v.unwrap_or_default().into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
-                        }
-                        "name" => file.name = Some(map.next_value::<Text>()?.0),
-                        "version" | "networks" | "configs" | "secrets" => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                        "include" => {
-                            return Err(de::Error::custom(
-                                "`include` is not supported: merge the included files into this one",
-                            ));
-                        }
-                        k if k.starts_with("x-") => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                        other => {
-                            let message = format!(
-                                "unknown top-level key `{other}` (expected services, volumes, networks, configs, secrets, name or x-*)"
-                            );
-                            map.next_value_seed(Reject(message))?;
-                        }
-                    }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Services<SPANS>, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((name, mark)) = next_key::<A, SPANS>(&mut map)? {
+                    let mut service = map.next_value_seed(ServiceSeed::<SPANS>)?;
+                    service.origin.mark = mark;
+                    service.origin.name.clone_from(&name);
+                    out.insert(name, service);
                 }
-                if !saw_services {
-                    return Err(de::Error::custom("no `services:` map"));
-                }
-                Ok(file)
+                Ok(Services(out))
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V::<SPANS>)
     }
+}
+
+/// A compose file read with the marks of its services and their keys (see [`Origin`]).
+pub(crate) struct Located(pub ComposeFile);
+
+impl<'de> Deserialize<'de> for Located {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        read_file::<D, true>(d).map(Located)
+    }
+}
+
+impl<'de> Deserialize<'de> for ComposeFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        read_file::<D, false>(d)
+    }
+}
+
+fn read_file<'de, D: Deserializer<'de>, const SPANS: bool>(d: D) -> Result<ComposeFile, D::Error> {
+    struct V<const SPANS: bool>;
+    impl<'de, const SPANS: bool> Visitor<'de> for V<SPANS> {
+        type Value = ComposeFile;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a compose file (a map with `services`)")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ComposeFile, A::Error> {
+            let mut file = ComposeFile::default();
+            let mut saw_services = false;
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "services" => {
+                        saw_services = true;
+                        file.services = map.next_value::<Option<Services<SPANS>>>()?.map(|s| s.0).unwrap_or_default();
+                    }
+                    "volumes" => {
+                        let v: Option<BTreeMap<String, Option<TopVolume>>> = map.next_value()?;
+                        file.volumes =
+                            v.unwrap_or_default().into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect();
+                    }
+                    "name" => file.name = Some(map.next_value::<Text>()?.0),
+                    "version" | "networks" | "configs" | "secrets" => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                    "include" => {
+                        return Err(de::Error::custom(
+                            "`include` is not supported: merge the included files into this one",
+                        ));
+                    }
+                    k if k.starts_with("x-") => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                    other => {
+                        let message = format!(
+                            "unknown top-level key `{other}` (expected services, volumes, networks, configs, secrets, name or x-*)"
+                        );
+                        map.next_value_seed(Reject(message))?;
+                    }
+                }
+            }
+            if !saw_services {
+                return Err(de::Error::custom("no `services:` map"));
+            }
+            Ok(file)
+        }
+    }
+    d.deserialize_map(V::<SPANS>)
 }

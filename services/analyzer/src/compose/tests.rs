@@ -197,3 +197,61 @@ fn errors_in_merged_content_keep_a_line() {
     assert_eq!(e.line, 6, "{e}");
     assert!(e.message.contains("services.web.ports[0]") && e.message.contains("line 3"), "{e}");
 }
+
+/// Asserts that every line an origin names holds its key in `text` (`key:`, maybe quoted).
+fn assert_lines_hold_keys(text: &str, f: &ComposeFile) {
+    let lines: Vec<&str> = text.lines().collect();
+    let holds =
+        |line: usize, key: &str| ["", "\"", "'"].iter().any(|q| lines[line - 1].contains(&format!("{key}{q}:")));
+    for (name, s) in &f.services {
+        if let Some(line) = s.origin.line() {
+            assert!(holds(line, name), "services.{name} at line {line}: {}", lines[line - 1]);
+        }
+        for key in s.origin.keys.keys() {
+            let line = s.origin.key_line(key).unwrap();
+            assert!(holds(line, key), "services.{name}.{key} at line {line}: {}", lines[line - 1]);
+        }
+    }
+}
+
+#[test]
+fn services_and_their_keys_know_their_lines() {
+    let text = "# shop\nx-base: &base\n  restart: always\n  expose: [\"9000\"]\nservices:\n  web:\n    image: x\n    ports:\n      - \"8080:80\"\n    \"healthcheck\":\n      test: curl -f localhost\n    environment:\n      A: b\n  worker:\n    <<: *base\n    image: x\n    command: run\n  db: {image: postgres, user: \"999\"}\n";
+    let f = parse(text, "deploy/compose.yaml", BTreeMap::new()).unwrap().file;
+    assert_lines_hold_keys(text, &f);
+    let web = &f.services["web"].origin;
+    assert_eq!((web.file.as_str(), web.name.as_str(), web.line()), ("deploy/compose.yaml", "web", Some(6)));
+    assert_eq!(
+        [web.key_line("image"), web.key_line("ports"), web.key_line("healthcheck"), web.key_line("environment")],
+        [Some(7), Some(8), Some(10), Some(12)]
+    );
+    assert_eq!(web.at("ports"), "services.web.ports at deploy/compose.yaml:8");
+    assert_eq!(web.service_at(), "services.web at deploy/compose.yaml:6");
+    let worker = &f.services["worker"].origin;
+    assert_eq!((worker.line(), worker.key_line("command")), (Some(14), Some(17)));
+    // A key brought in by a merge is written elsewhere: the note names the key, not a line.
+    assert_eq!(worker.key_line("expose"), None);
+    assert_eq!(worker.at("expose"), "services.worker.expose in deploy/compose.yaml");
+    // Flow style: the line holds the key all the same.
+    let db = &f.services["db"].origin;
+    assert_eq!((db.line(), db.key_line("user")), (Some(18), Some(18)));
+}
+
+#[test]
+fn fixture_lines_hold_their_keys() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        for name in crate::analysis::COMPOSE_FILES {
+            let Ok(text) = std::fs::read_to_string(dir.join(name)) else { continue };
+            let f = parse(&text, name, BTreeMap::new()).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).file;
+            assert_lines_hold_keys(&text, &f);
+            for s in f.services.values() {
+                assert!(s.origin.line().is_some(), "{}: services.{}", dir.display(), s.origin.name);
+                seen += s.origin.keys.len();
+            }
+        }
+    }
+    assert!(seen > 5, "the fixtures have compose files with keys");
+}

@@ -70,6 +70,8 @@ pub struct Stage {
     pub line: usize,
     /// Environment (inherited from a parent stage, then ENV).
     pub env: BTreeMap<String, String>,
+    /// The 1-based line of the ENV that set each variable of `env` last.
+    pub env_lines: BTreeMap<String, usize>,
     /// Build arguments declared in this stage, with their values; unlike `env`, the running
     /// container does not see them.
     pub args: BTreeMap<String, String>,
@@ -79,10 +81,16 @@ pub struct Stage {
     pub workdir: String,
     /// USER; empty if never set.
     pub user: String,
+    /// The 1-based line of the USER; 0 if never set.
+    pub user_line: usize,
     /// ENTRYPOINT in exec form.
     pub entrypoint: Vec<String>,
+    /// The 1-based line of the ENTRYPOINT; 0 if never set.
+    pub entrypoint_line: usize,
     /// CMD in exec form.
     pub cmd: Vec<String>,
+    /// The 1-based line of the CMD; 0 if never set (or reset by an ENTRYPOINT).
+    pub cmd_line: usize,
     /// HEALTHCHECK.
     pub healthcheck: Option<Healthcheck>,
     /// VOLUME paths.
@@ -335,6 +343,7 @@ pub fn parse(text: &str, path: &str) -> Result<Dockerfile, DockerfileError> {
                 let pairs = env_pairs(&ins.args, &current_vars, escape).map_err(|m| err(line, format!("ENV: {m}")))?;
                 let stage = stages.last_mut().expect("checked above");
                 for (k, v) in pairs {
+                    stage.env_lines.insert(k.clone(), line);
                     stage.env.insert(k, v);
                 }
             }
@@ -380,7 +389,9 @@ pub fn parse(text: &str, path: &str) -> Result<Dockerfile, DockerfileError> {
                 if words.len() != 1 {
                     return Err(err(line, "USER takes one `USER[:GROUP]`".into()));
                 }
-                stages.last_mut().expect("checked above").user = words[0].clone();
+                let stage = stages.last_mut().expect("checked above");
+                stage.user = words[0].clone();
+                stage.user_line = line;
             }
             "VOLUME" => {
                 need_args()?;
@@ -400,10 +411,13 @@ pub fn parse(text: &str, path: &str) -> Result<Dockerfile, DockerfileError> {
                 let command = command_form(&ins.args, &stage.shell);
                 if keyword == "CMD" {
                     stage.cmd = command;
+                    stage.cmd_line = line;
                 } else {
                     stage.entrypoint = command;
+                    stage.entrypoint_line = line;
                     // An ENTRYPOINT resets the CMD inherited from a parent stage.
                     stage.cmd.clear();
+                    stage.cmd_line = 0;
                 }
             }
             "SHELL" => {
@@ -585,8 +599,20 @@ CMD --serve
         assert_eq!(s.cmd, ["/bin/sh", "-c", "--serve"]);
         let hc = s.healthcheck.as_ref().unwrap();
         assert_eq!((hc.interval_secs, hc.retries), (Some(90), Some(2)));
+        // Each setting knows the line of the instruction that made it.
+        assert_eq!((s.line, s.user_line, hc.line, s.entrypoint_line, s.cmd_line), (7, 11, 14, 15, 16));
+        assert_eq!((s.env_lines["PORT"], s.env_lines["MODE"]), (9, 9));
+        assert_eq!(s.exposed.iter().map(|e| e.line).collect::<Vec<_>>(), [10, 10]);
         assert!(!d.runs_as_root());
         assert_eq!(d.base_image(), "gcr.io/distroless/static");
+    }
+
+    #[test]
+    fn a_continued_instruction_takes_the_line_it_starts_on() {
+        let text = "FROM x\nENV A=1 \\\n    B=2\n# note\nUSER \\\n  1000\nCMD [\"a\", \\\n  \"b\"]\nENV A=3\n";
+        let s = parse(text, "Dockerfile").unwrap().final_stage().clone();
+        assert_eq!((s.env_lines["A"], s.env_lines["B"], s.user_line, s.cmd_line), (9, 2, 5, 7));
+        assert_eq!((s.user.as_str(), s.cmd.len()), ("1000", 2));
     }
 
     #[test]

@@ -143,3 +143,27 @@ fn framework_environment_is_wired_by_need() {
     let config = &dir.iter().find(|f| f.path == "configmap.yaml").unwrap().content;
     assert!(config.contains("LOG_LEVEL: info") && !config.contains("REGION"), "{config}");
 }
+
+#[test]
+fn compose_notes_name_the_key_and_its_line() {
+    // Lines: 6 `user`, 7 `environment`, 13 the api's `command`; the worker's comes from `x-w`.
+    let compose = "x-w: &w\n  command: run\nservices:\n  web:\n    image: acme/web\n    user: \"1000\"\n    environment:\n      PORT: \"8000\"\n      API_URL: http://api:9000/v1\n    env_file: web.env\n  api:\n    image: acme/api\n    command: [\"serve\"]\n  worker:\n    <<: *w\n    image: acme/worker\n";
+    let mut tree = crate::tree::SourceTree::new();
+    tree.insert("compose.yaml", compose.as_bytes().to_vec()).unwrap();
+    tree.insert("web.env", b"CACHE_URL=redis://worker:6379\n".to_vec()).unwrap();
+    let analysis = crate::analysis::analyze(&tree, &crate::analysis::Options::default()).unwrap();
+    let notes = |name: &str| analysis.apps.iter().find(|a| a.name == name).unwrap().notes.join("\n");
+    let web = notes("web");
+    assert!(web.contains("port 8000/tcp (PORT in services.web.environment at compose.yaml:7)"), "{web}");
+    assert!(web.contains("runs as uid 1000: services.web.user at compose.yaml:6"), "{web}");
+    assert!(
+        web.contains("reaches api: the host name in API_URL, from services.web.environment at compose.yaml:7"),
+        "{web}"
+    );
+    assert!(web.contains("reaches worker: the host name in CACHE_URL, from the env_file web.env"), "{web}");
+    let api = notes("api");
+    assert!(api.contains("no ports: services.api.command at compose.yaml:13 replaces"), "{api}");
+    // A command merged in from `x-w` is written elsewhere: the key and the file, no line.
+    let worker = notes("worker");
+    assert!(worker.contains("no ports: services.worker.command in compose.yaml replaces"), "{worker}");
+}
