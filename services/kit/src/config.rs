@@ -154,7 +154,8 @@ pub fn exit_on_error<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
     match result {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("error: {e}");
+            // `{:#}`: anyhow errors with their causes ("loading the kubeconfig: ...").
+            eprintln!("error: {e:#}");
             std::process::exit(2);
         }
     }

@@ -52,7 +52,9 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Clie
     let config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.context("loading the kubeconfig")?
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("loading the kubeconfig {}", path.display()))?
         }
         None => Config::infer().await.context("finding a cluster (set KUBECONFIG or --kubeconfig)")?,
     };

@@ -353,6 +353,11 @@ async fn a_project_builds_its_branches_runs_environments_and_cleans_up_through_g
         .await
         .unwrap();
     assert!(stray.items.iter().all(|e| e.namespace().as_deref() == Some(pns.as_str())), "environments outside {pns}");
+
+    // What the test made itself.
+    pools.delete(&pool, &DeleteParams::default()).await.unwrap();
+    Api::<persys_crds::kapsa::Registry>::all(client.clone()).delete(&registry, &DeleteParams::default()).await.unwrap();
+    Api::<Namespace>::all(client.clone()).delete(&ns, &DeleteParams::default()).await.unwrap();
 }
 
 /// The project's setup (namespace, credentials, ServiceAccounts, RoleBinding) is not redone on
