@@ -23,7 +23,7 @@
 #      PERSYS_RECONCILER_METRICS_PIPELINE but no listener), ServiceAccount,
 #      Service (grpc, admin, and 443 to the webhook), NetworkPolicy (7500 from the gateway's
 #      pods), PDB, ClusterRole with exactly the
-#      rules the code needs (get namespaces only with the webhook on) and ClusterRoleBinding, the
+#      rules the code needs (namespaces get, list, watch: members, the webhook) and ClusterRoleBinding, the
 #      leader-election Role (create leases; get/update only its Lease) and RoleBinding, the
 #      ValidatingWebhookConfiguration (Ignore, the namespaceSelector, never the release
 #      namespace) and its cert-manager Certificate render; without cert-manager the webhook needs
@@ -384,21 +384,24 @@ leases.coordination.k8s.io[$LEASE_NAME] update")
 # Exactly the Kubernetes API calls services/reconciler makes, as "resource[.group][/subresource]
 # verb" (kubectl's spelling): the persona controller lists and watches personas, writes their
 # status by server-side apply (PATCH), lists and watches Deployments and StatefulSets, and lists
-# the pods of an unhealthy workload; the admission webhook, when on, also gets the workload's
-# namespace (its dorgu.io/webhook-mode label). Change these lists only together with the code.
+# the pods of an unhealthy workload; PersonaService and ProjectService follow namespaces (list,
+# watch) for their persys.io/members annotation, or get the one namespace a restricted
+# reconciler serves; the admission webhook gets the workload's namespace (its
+# dorgu.io/webhook-mode label). Change these lists only together with the code.
 # Sorted as the lists they are compared with are.
-RECONCILER_RULES_BASE=$(sort <<<"applications.argoproj.io list
+RECONCILER_RULES=$(sort <<<"applications.argoproj.io list
 applications.argoproj.io watch
 applicationpersonas.dorgu.io list
 applicationpersonas.dorgu.io watch
 applicationpersonas.dorgu.io/status patch
 deployments.apps list
 deployments.apps watch
+namespaces get
+namespaces list
+namespaces watch
 pods list
 statefulsets.apps list
 statefulsets.apps watch")
-RECONCILER_RULES=$(sort <<<"$RECONCILER_RULES_BASE
-namespaces get")
 # ClusterPersona discovery's own ClusterRole (reconciler.clusterDiscovery, on by default, off
 # with reconciler.namespace): nodes followed, namespaces, pods and personas listed, the
 # ClusterPersonas it reconciles and creates, their status written.
@@ -686,7 +689,7 @@ step_reconciler_render() {
     ! grep -n 'PERSYS_RECONCILER_LISTEN\|containerPort: 7500' <<<"$v" >&2 || fail "reconciler.dora without grpc: the reconciler listens"
     log "PersonaService off, DORA on: client mTLS material and Certificate, no listener"
 
-    # The webhook off (the rest as all-on): no webhook object, port, variable or namespace right.
+    # The webhook off (the rest as all-on): no webhook object, port, variable or volume.
     tmpl rec-nowh -n "$NS_ALL" -f "$ALL_ON" --set reconciler.webhook.enabled=false
     d="$WORK/rec-nowh.yaml"
     [ -z "$(doc "$d" ValidatingWebhookConfiguration "$WEBHOOK_CONFIG")$(doc "$d" Certificate "$WEBHOOK_CERT")" ] ||
@@ -694,10 +697,10 @@ step_reconciler_render() {
     ! grep -n 'PERSYS_RECONCILER_WEBHOOK_\|webhook-tls\|containerPort: 9443\|port: 9443\|port: 443$' "$d" >&2 ||
         fail "reconciler.webhook.enabled=false: webhook settings, ports or volumes rendered"
     got=$(doc "$d" ClusterRole "$RECONCILER_ROLE" | rendered_rules)
-    [ "$got" = "$RECONCILER_RULES_BASE" ] ||
-        fail "ClusterRole $RECONCILER_ROLE (webhook off) grants"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$RECONCILER_RULES_BASE")"
+    [ "$got" = "$RECONCILER_RULES" ] ||
+        fail "ClusterRole $RECONCILER_ROLE (webhook off) grants"$'\n'"$(sed 's/^/      /' <<<"$got")"$'\n'"    instead of exactly"$'\n'"$(sed 's/^/      /' <<<"$RECONCILER_RULES")"
     [ -n "$(doc "$d" Role "$LEADER_ROLE")" ] || fail "reconciler.webhook.enabled=false: no leader-election Role (election is always on)"
-    log "webhook off: no webhook object, port, variable or volume; the ClusterRole has exactly the $(wc -l <<<"$RECONCILER_RULES_BASE") rules without get namespaces; the Lease Role stays"
+    log "webhook off: no webhook object, port, variable or volume; the ClusterRole keeps exactly its $(wc -l <<<"$RECONCILER_RULES") rules (namespaces are read for member scoping too); the Lease Role stays"
 
     # failurePolicy Fail reaches both the registration and the reconciler's own flag.
     tmpl rec-fail -n "$NS_ALL" -f "$ALL_ON" --set reconciler.webhook.failurePolicy=Fail
@@ -1122,9 +1125,11 @@ step_reconciler_cluster() {
     can_i no get "leases.coordination.k8s.io/$LEASE_NAME" -n default
     can_i no update "leases.coordination.k8s.io/$LEASE_NAME" -n default
     can_i no create leases.coordination.k8s.io -n kube-system
-    # The webhook reads namespaces' labels (get), nothing more of them.
+    # Namespaces' labels and annotations are read (the webhook's mode label, members), nothing
+    # more of them.
     can_i yes get namespaces -A
     can_i yes list namespaces -A
+    can_i yes watch namespaces -A
     can_i no update namespaces -A
     can_i no patch namespaces -A
     can_i no delete namespaces -A

@@ -25,7 +25,10 @@ use persys_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::proto;
+use crate::{
+    access::{Namespaces, Sight},
+    proto,
+};
 
 pub(crate) const DEFAULT_PAGE: usize = 100;
 pub(crate) const MAX_PAGE: usize = 1000;
@@ -41,14 +44,16 @@ pub struct Personas {
     clusters: Option<Store<ClusterPersona>>,
     /// The one namespace served (`--namespace`), or every one.
     namespace: Option<String>,
+    /// The namespaces' members, for member scoping.
+    namespaces: Namespaces,
     /// The caches filled (see [`crate::cache`]).
     ready: crate::cache::Ready,
 }
 
 impl Personas {
     /// Starts the caches (watches of every ApplicationPersona and ClusterPersona) until
-    /// `shutdown`.
-    pub fn start(client: Client, namespace: Option<String>, shutdown: Shutdown) -> Self {
+    /// `shutdown`; members read the namespaces `namespaces` says they may.
+    pub fn start(client: Client, namespace: Option<String>, namespaces: Namespaces, shutdown: Shutdown) -> Self {
         let persona_api = match &namespace {
             Some(ns) => Api::<ApplicationPersona>::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
@@ -80,15 +85,16 @@ impl Personas {
             }
         });
         let ready = {
-            let (p, c) = (personas.clone(), clusters.clone());
+            let (p, c, n) = (personas.clone(), clusters.clone(), namespaces.ready());
             crate::cache::ready(async move {
                 let _ = p.wait_until_ready().await;
                 if let Some(c) = c {
                     let _ = c.wait_until_ready().await;
                 }
+                n.await;
             })
         };
-        Self { client, personas, clusters, namespace, ready }
+        Self { client, personas, clusters, namespace, namespaces, ready }
     }
 
     /// The namespace a request may read (empty: every one): its own, or the one this
@@ -171,8 +177,9 @@ fn event(t: WatchEventType, object: Option<Object>, rv: String, summary: String)
 }
 
 /// A stream of one kind's events from `rv` (`None`: a snapshot of ADDED events first, closed by
-/// a BOOKMARK; with both kinds followed, each kind's snapshot ends with its own).
-fn follow<K, F>(api: Api<K>, fields: Option<String>, rv: Option<String>, convert: F) -> EventStream
+/// a BOOKMARK; with both kinds followed, each kind's snapshot ends with its own), holding only
+/// the objects `sight` sees (checked at each event, so a membership change applies at once).
+fn follow<K, F>(api: Api<K>, fields: Option<String>, rv: Option<String>, sight: Sight, convert: F) -> EventStream
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     F: Fn(&K, Option<&K>) -> (Object, String) + Send + Sync + 'static,
@@ -186,6 +193,7 @@ where
                 if let Some(f) = &fields { lp = lp.fields(f); }
                 let list = api.list(&lp).await.map_err(kube_status)?;
                 for item in list.items {
+                    if !sight.sees(&item.namespace().unwrap_or_default()) { continue; }
                     let (object, _) = convert(&item, None);
                     let rv = item.resource_version().unwrap_or_default();
                     last.insert(item.name_any(), item);
@@ -207,6 +215,11 @@ where
                 // earlier state, yet an object changed after it is MODIFIED, not new.
                 let kind = if matches!(e, WatchEvent::Added(_)) { WatchEventType::Added } else { WatchEventType::Modified };
                 match e {
+                    WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o)
+                        if !sight.sees(&o.namespace().unwrap_or_default()) =>
+                    {
+                        version = o.resource_version().unwrap_or_default();
+                    }
                     WatchEvent::Added(o) | WatchEvent::Modified(o) => {
                         let name = o.name_any();
                         let before = last.get(&name);
@@ -240,6 +253,7 @@ impl PersonaService for Personas {
         &self,
         request: Request<pb::ListApplicationPersonasRequest>,
     ) -> Result<Response<pb::ListApplicationPersonasResponse>, Status> {
+        let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
         let size = r.page.as_ref().map_or(0, |p| p.page_size);
         if size < 0 {
@@ -249,12 +263,14 @@ impl PersonaService for Personas {
         let after = r.page.as_ref().map(|p| p.page_token.clone()).unwrap_or_default();
         let namespace = self.scope(&r.namespace)?;
         self.ready().await?;
+        sight.check_filter(&r.namespace)?;
         let key = |p: &ApplicationPersona| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
         let mut items: Vec<Arc<ApplicationPersona>> = self
             .personas
             .state()
             .into_iter()
             .filter(|p| namespace.is_empty() || p.namespace().as_deref() == Some(namespace.as_str()))
+            .filter(|p| sight.sees(&p.namespace().unwrap_or_default()))
             .filter(|p| {
                 r.phases.is_empty()
                     || r.phases.contains(&(proto::phase(p.status.as_ref().and_then(|s| s.phase.as_deref())) as i32))
@@ -294,6 +310,7 @@ impl PersonaService for Personas {
         &self,
         request: Request<pb::GetApplicationPersonaRequest>,
     ) -> Result<Response<pb::GetApplicationPersonaResponse>, Status> {
+        let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
         let mut v = persys_kit::error::Violations::new();
         v.check(r.namespace.is_empty(), "namespace", "required");
@@ -301,8 +318,11 @@ impl PersonaService for Personas {
         v.finish()?;
         self.scope(&r.namespace)?;
         self.ready().await?;
+        // Another member's persona reads as one that does not exist.
         let found = self.personas.get(&reflector::ObjectRef::new(&r.name).within(&r.namespace));
-        let p = found.ok_or_else(|| ApiError::NotFound(format!("ApplicationPersona {}/{}", r.namespace, r.name)))?;
+        let p = found
+            .filter(|_| sight.sees(&r.namespace))
+            .ok_or_else(|| ApiError::NotFound(format!("ApplicationPersona {}/{}", r.namespace, r.name)))?;
         Ok(Response::new(pb::GetApplicationPersonaResponse { persona: Some(proto::application_persona(&p)) }))
     }
 
@@ -336,6 +356,7 @@ impl PersonaService for Personas {
         &self,
         request: Request<pb::WatchPersonaEventsRequest>,
     ) -> Result<Response<Self::WatchPersonaEventsStream>, Status> {
+        let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
         let mut v = persys_kit::error::Violations::new();
         v.check(!r.name.is_empty() && r.namespace.is_empty(), "namespace", "required when name is set");
@@ -348,6 +369,8 @@ impl PersonaService for Personas {
         );
         v.finish()?;
         let namespace = self.scope(&r.namespace)?;
+        self.ready().await?;
+        sight.check_filter(&r.namespace)?;
         // Restricted to a namespace: no ClusterPersona, refused when asked for by name.
         if self.clusters.is_none() && r.kinds.contains(&(PersonaKind::Cluster as i32)) {
             self.clusters()?;
@@ -365,7 +388,7 @@ impl PersonaService for Personas {
                 Api::namespaced(self.client.clone(), &namespace)
             };
             let fields = (!r.name.is_empty()).then(|| format!("metadata.name={}", r.name));
-            streams.push(follow(api, fields, since.clone(), |p: &ApplicationPersona, before| {
+            streams.push(follow(api, fields, since.clone(), sight.clone(), |p: &ApplicationPersona, before| {
                 let after = proto::application_persona(p);
                 let summary = summary(before.map(proto::application_persona).as_ref(), &after);
                 (Object::ApplicationPersona(after), summary)
@@ -376,6 +399,7 @@ impl PersonaService for Personas {
                 Api::<ClusterPersona>::all(self.client.clone()),
                 None,
                 since,
+                sight,
                 |c: &ClusterPersona, before| {
                     let after = proto::cluster_persona(c);
                     let summary = cluster_summary(before.map(proto::cluster_persona).as_ref(), &after);

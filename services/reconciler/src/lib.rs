@@ -6,6 +6,7 @@
 //! Validated conditions into the persona's status. `reconciler crds` prints the CRDs.
 //! Decisions live in [`decide`] as pure functions; [`persona`] only reads and writes.
 
+pub mod access;
 pub mod argocd;
 pub mod baseline;
 pub mod cache;
@@ -124,11 +125,16 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
             .context("loading the mTLS material")?;
         tls.spawn_reloader(std::time::Duration::from_secs(30));
         let (listener, bound) = persys_kit::server::bind(addr).await?;
-        let personas = grpc::Personas::start(client.clone(), args.namespace.clone(), shutdown.clone());
+        // Members read the namespaces that name them (`persys.io/members`): one cache for
+        // both services.
+        let namespaces = access::Namespaces::start(client.clone(), args.namespace.clone(), shutdown.clone());
+        let personas =
+            grpc::Personas::start(client.clone(), args.namespace.clone(), namespaces.clone(), shutdown.clone());
         // ProjectService reads what the Project controller makes (and its RBAC allows): only
         // with Kapsa projects on.
-        let project_service =
-            projects.is_some().then(|| projects_grpc::Projects::start(client.clone(), None, shutdown.clone()));
+        let project_service = projects
+            .is_some()
+            .then(|| projects_grpc::Projects::start(client.clone(), None, namespaces, shutdown.clone()));
         let services = if project_service.is_some() { "PersonaService, ProjectService" } else { "PersonaService" };
         serve_personas(personas, project_service, listener, &tls, &args.allowed_callers, shutdown.clone()).await?;
         tracing::info!(addr = %bound, services, "gRPC (mTLS)");

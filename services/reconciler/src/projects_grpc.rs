@@ -51,6 +51,7 @@ use persys_proto::{
 use tonic::{Request, Response, Status};
 
 use crate::{
+    access::{Namespaces, Sight},
     cache,
     grpc::{CACHE_WAIT, kube_status},
     project::{LABEL_PROJECT, LABEL_PROJECT_NAMESPACE, kpack_image},
@@ -88,6 +89,8 @@ pub struct Projects {
     looked: cache::Ready,
     /// The one namespace served (`--namespace`), or every one.
     namespace: Option<String>,
+    /// The namespaces' members, for member scoping.
+    namespaces: Namespaces,
     /// The Project and Environment caches filled.
     ready: cache::Ready,
 }
@@ -183,14 +186,21 @@ async fn find_kpack(
 
 impl Projects {
     /// Starts the caches (watches of every Project and Environment, and of the Project
-    /// controller's kpack Images once kpack is found) until `shutdown`.
-    pub fn start(client: Client, namespace: Option<String>, shutdown: Shutdown) -> Self {
-        Self::start_with(client, kpack_image(), namespace, shutdown)
+    /// controller's kpack Images once kpack is found) until `shutdown`; members read the
+    /// namespaces `namespaces` says they may.
+    pub fn start(client: Client, namespace: Option<String>, namespaces: Namespaces, shutdown: Shutdown) -> Self {
+        Self::start_with(client, kpack_image(), namespace, namespaces, shutdown)
     }
 
     /// [`Projects::start`] reading builds from `builds`, a kind shaped as kpack's Image (e.g.
     /// another version of it; a kind not served reads as kpack not installed).
-    pub fn start_with(client: Client, builds: GroupVersionKind, namespace: Option<String>, shutdown: Shutdown) -> Self {
+    pub fn start_with(
+        client: Client,
+        builds: GroupVersionKind,
+        namespace: Option<String>,
+        namespaces: Namespaces,
+        shutdown: Shutdown,
+    ) -> Self {
         let (projects, writer) = reflector::store();
         let project_events = fill(typed::<Project>(&client, namespace.as_deref()), watcher::Config::default(), writer);
         let (environments, writer) = reflector::store();
@@ -210,13 +220,14 @@ impl Projects {
             let _ = rx.await;
         });
         let ready = {
-            let (p, e) = (projects.clone(), environments.clone());
+            let (p, e, n) = (projects.clone(), environments.clone(), namespaces.ready());
             cache::ready(async move {
                 let _ = p.wait_until_ready().await;
                 let _ = e.wait_until_ready().await;
+                n.await;
             })
         };
-        Self { client, projects, environments, kpack, looked, namespace, ready }
+        Self { client, projects, environments, kpack, looked, namespace, namespaces, ready }
     }
 
     /// The gRPC service.
@@ -308,8 +319,9 @@ struct Selectors {
 
 /// The changes of the objects of `api` matching `selectors` from `since`, or from a snapshot:
 /// ADDED for each object in namespace and name order, then a BOOKMARK at the list's version.
-/// `convert` makes a response of (type, object, version) and filters.
-fn follow<K, E, F>(api: Api<K>, selectors: Selectors, since: Option<String>, convert: F) -> Events<E>
+/// `convert` makes a response of (type, object, version) and filters; objects `sight` does not
+/// see are left out (checked at each event, so a membership change applies at once).
+fn follow<K, E, F>(api: Api<K>, selectors: Selectors, since: Option<String>, sight: Sight, convert: F) -> Events<E>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     E: Send + 'static,
@@ -325,7 +337,7 @@ where
                 let list = api.list(&lp).await.map_err(kube_status)?;
                 let mut items = list.items;
                 items.sort_by_cached_key(key);
-                for item in &items {
+                for item in items.iter().filter(|i| sight.sees(&i.namespace().unwrap_or_default())) {
                     if let Some(e) = convert(WatchEventType::Added, Some(item), item.resource_version().unwrap_or_default()) {
                         yield e;
                     }
@@ -355,6 +367,9 @@ where
                 };
                 if let Some(o) = &object {
                     version = o.resource_version().unwrap_or_default();
+                    if !sight.sees(&o.namespace().unwrap_or_default()) {
+                        continue;
+                    }
                 }
                 if let Some(e) = convert(kind, object.as_ref(), version.clone()) {
                     yield e;
@@ -372,6 +387,7 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::ListProjectsRequest>,
     ) -> Result<Response<pb::ListProjectsResponse>, Status> {
+        let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
         let mut v = Violations::new();
         let size = page_size(&mut v, r.page.as_ref());
@@ -379,12 +395,14 @@ impl ProjectService for Projects {
         v.finish()?;
         let namespace = self.scope(&r.namespace)?;
         self.ready().await?;
+        sight.check_filter(&r.namespace)?;
         let after = r.page.map(|p| p.page_token).unwrap_or_default();
         let mut items: Vec<Arc<Project>> = self
             .projects
             .state()
             .into_iter()
             .filter(|p| namespace.is_empty() || p.namespace().as_deref() == Some(namespace.as_str()))
+            .filter(|p| sight.sees(&p.namespace().unwrap_or_default()))
             .filter(|p| r.label_selector.as_ref().is_none_or(|s| select::selector_matches(|k| p.labels().get(k), s)))
             .collect();
         items.sort_by_cached_key(|p| key(&**p));
@@ -401,6 +419,7 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::GetProjectRequest>,
     ) -> Result<Response<pb::GetProjectResponse>, Status> {
+        let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
         let mut v = Violations::new();
         v.check(r.namespace.is_empty(), "namespace", "required: the Project's namespace");
@@ -408,8 +427,11 @@ impl ProjectService for Projects {
         v.finish()?;
         self.scope(&r.namespace)?;
         self.ready().await?;
+        // What a member may not read reads as missing.
         let found = self.projects.get(&ObjectRef::new(&r.name).within(&r.namespace));
-        let p = found.ok_or_else(|| ApiError::NotFound(format!("Project {}/{}", r.namespace, r.name)))?;
+        let p = found
+            .filter(|_| sight.sees(&r.namespace))
+            .ok_or_else(|| ApiError::NotFound(format!("Project {}/{}", r.namespace, r.name)))?;
         Ok(Response::new(pb::GetProjectResponse { project: Some(convert::project(&p)) }))
     }
 
@@ -419,16 +441,19 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::WatchProjectsRequest>,
     ) -> Result<Response<Self::WatchProjectsStream>, Status> {
+        let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
         let mut v = Violations::new();
         v.check(!r.name.is_empty() && r.namespace.is_empty(), "namespace", "required when name is set");
         v.finish()?;
         let namespace = self.scope(&r.namespace)?;
+        self.ready().await?;
+        sight.check_filter(&r.namespace)?;
         let selectors =
             Selectors { fields: (!r.name.is_empty()).then(|| format!("metadata.name={}", r.name)), labels: None };
         let since = (!r.since_resource_version.is_empty()).then_some(r.since_resource_version);
         let api = typed::<Project>(&self.client, Some(&namespace));
-        Ok(Response::new(follow(api, selectors, since, |t, p: Option<&Project>, rv| {
+        Ok(Response::new(follow(api, selectors, since, sight, |t, p: Option<&Project>, rv| {
             Some(pb::WatchProjectsResponse { r#type: t as i32, project: p.map(convert::project), resource_version: rv })
         })))
     }
@@ -437,6 +462,7 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::ListEnvironmentsRequest>,
     ) -> Result<Response<pb::ListEnvironmentsResponse>, Status> {
+        let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
         let mut v = Violations::new();
         let size = page_size(&mut v, r.page.as_ref());
@@ -454,12 +480,17 @@ impl ProjectService for Projects {
         v.finish()?;
         let namespace = self.scope(&r.namespace)?;
         self.ready().await?;
+        sight.check_filter(&r.namespace)?;
+        if let Some(ProjectFilter { namespace: Some(ns), .. }) = &project {
+            sight.check_filter(ns)?;
+        }
         let after = r.page.map(|p| p.page_token).unwrap_or_default();
         let mut items: Vec<Arc<Environment>> = self
             .environments
             .state()
             .into_iter()
             .filter(|e| namespace.is_empty() || e.namespace().as_deref() == Some(namespace.as_str()))
+            .filter(|e| sight.sees(&e.namespace().unwrap_or_default()))
             .filter(|e| {
                 project.as_ref().is_none_or(|f| {
                     let (ns, name) = environment_project(e);
@@ -486,6 +517,7 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::GetEnvironmentRequest>,
     ) -> Result<Response<pb::GetEnvironmentResponse>, Status> {
+        let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
         let mut v = Violations::new();
         v.check(
@@ -498,7 +530,7 @@ impl ProjectService for Projects {
         self.scope(&r.namespace)?;
         self.ready().await?;
         let found = self.environments.get(&ObjectRef::new(&r.name).within(&r.namespace));
-        let e = found.ok_or_else(|| {
+        let e = found.filter(|_| sight.sees(&r.namespace)).ok_or_else(|| {
             ApiError::NotFound(format!(
                 "Environment {}/{} (a Project's environments live in the project's namespace, \
                  <Project namespace>-<Project name>)",
@@ -514,6 +546,7 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::WatchEnvironmentsRequest>,
     ) -> Result<Response<Self::WatchEnvironmentsStream>, Status> {
+        let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
         let mut v = Violations::new();
         let project = ProjectFilter::parse(&mut v, "project", &r.project);
@@ -524,10 +557,15 @@ impl ProjectService for Projects {
         );
         v.finish()?;
         let namespace = self.scope(&r.namespace)?;
+        self.ready().await?;
+        sight.check_filter(&r.namespace)?;
+        if let Some(ProjectFilter { namespace: Some(ns), .. }) = &project {
+            sight.check_filter(ns)?;
+        }
         let since = (!r.since_resource_version.is_empty()).then_some(r.since_resource_version);
         let api = typed::<Environment>(&self.client, Some(&namespace));
         let types = r.types;
-        Ok(Response::new(follow(api, Selectors::default(), since, move |t, e: Option<&Environment>, rv| {
+        Ok(Response::new(follow(api, Selectors::default(), since, sight, move |t, e: Option<&Environment>, rv| {
             if let Some(e) = e {
                 let (ns, name) = environment_project(e);
                 let wanted = project.as_ref().is_none_or(|f| f.matches(&ns, &name))
@@ -548,6 +586,7 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::ListBuildsRequest>,
     ) -> Result<Response<pb::ListBuildsResponse>, Status> {
+        let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
         let mut v = Violations::new();
         let size = page_size(&mut v, r.page.as_ref());
@@ -561,6 +600,10 @@ impl ProjectService for Projects {
         v.finish()?;
         let namespace = self.scope(&r.namespace)?;
         self.ready().await?;
+        sight.check_filter(&r.namespace)?;
+        if let Some(ProjectFilter { namespace: Some(ns), .. }) = &project {
+            sight.check_filter(ns)?;
+        }
         let Some(kpack) = self.kpack().await? else {
             // Without kpack nothing is built: no builds, at the API server's current version.
             let version = self.version(typed::<Project>(&self.client, Some(&namespace))).await?;
@@ -575,6 +618,7 @@ impl ProjectService for Projects {
             .state()
             .into_iter()
             .filter(|i| namespace.is_empty() || i.namespace().as_deref() == Some(namespace.as_str()))
+            .filter(|i| sight.sees(&i.namespace().unwrap_or_default()))
             .filter(|i| {
                 project.as_ref().is_none_or(|f| {
                     let (ns, name) = image_project(i);
@@ -597,6 +641,7 @@ impl ProjectService for Projects {
     }
 
     async fn get_build(&self, request: Request<pb::GetBuildRequest>) -> Result<Response<pb::GetBuildResponse>, Status> {
+        let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
         let mut v = Violations::new();
         v.check(
@@ -616,7 +661,9 @@ impl ProjectService for Projects {
             .into());
         };
         let found = kpack.images.get(&ObjectRef::new_with(&r.name, kpack.resource.clone()).within(&r.namespace));
-        let i = found.ok_or_else(|| ApiError::NotFound(format!("Build {}/{}", r.namespace, r.name)))?;
+        let i = found
+            .filter(|_| sight.sees(&r.namespace))
+            .ok_or_else(|| ApiError::NotFound(format!("Build {}/{}", r.namespace, r.name)))?;
         Ok(Response::new(pb::GetBuildResponse { build: Some(convert::build(&i, self.strategy_of(&i))) }))
     }
 
@@ -626,11 +673,17 @@ impl ProjectService for Projects {
         &self,
         request: Request<pb::WatchBuildsRequest>,
     ) -> Result<Response<Self::WatchBuildsStream>, Status> {
+        let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
         let mut v = Violations::new();
         let project = ProjectFilter::parse(&mut v, "project", &r.project);
         v.finish()?;
         let namespace = self.scope(&r.namespace)?;
+        self.ready().await?;
+        sight.check_filter(&r.namespace)?;
+        if let Some(ProjectFilter { namespace: Some(ns), .. }) = &project {
+            sight.check_filter(ns)?;
+        }
         let since = (!r.since_resource_version.is_empty()).then_some(r.since_resource_version);
         let Some(kpack) = self.kpack().await? else {
             // Without kpack: an empty snapshot (its BOOKMARK), then nothing.
@@ -656,7 +709,7 @@ impl ProjectService for Projects {
         };
         let selectors = Selectors { fields: None, labels: Some(labels) };
         let this = self.clone();
-        Ok(Response::new(follow(api, selectors, since, move |t, i: Option<&DynamicObject>, rv| {
+        Ok(Response::new(follow(api, selectors, since, sight, move |t, i: Option<&DynamicObject>, rv| {
             Some(pb::WatchBuildsResponse {
                 r#type: t as i32,
                 build: i.map(|i| convert::build(i, this.strategy_of(i))),

@@ -26,7 +26,7 @@ use persys_proto::{
         watch_persona_events_response::Object,
     },
 };
-use persys_reconciler::grpc::Personas;
+use persys_reconciler::{access::Namespaces, grpc::Personas};
 use serde_json::json;
 use tonic::Code;
 
@@ -65,7 +65,8 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     let server_tls = common::tls(&ca, dir.path(), "reconciler", Identity::Service("reconciler".into()));
     let (_trigger, stop) = shutdown::channel();
     let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let service = Personas::start(client.clone(), None, stop.clone());
+    let namespaces = Namespaces::start(client.clone(), None, stop.clone());
+    let service = Personas::start(client.clone(), None, namespaces, stop.clone());
     persys_reconciler::serve_personas(service, None, listener, &server_tls, &["gateway".into()], stop).await.unwrap();
     let connect = |tls: Arc<Tls>| {
         PersonaServiceClient::new(
@@ -170,7 +171,8 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     // only, whatever the caller asks, and no ClusterPersona (its RBAC reads nothing cluster-wide).
     let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let (_trigger2, stop2) = shutdown::channel();
-    let restricted = Personas::start(client.clone(), Some(ns.clone()), stop2.clone());
+    let namespaces = Namespaces::start(client.clone(), Some(ns.clone()), stop2.clone());
+    let restricted = Personas::start(client.clone(), Some(ns.clone()), namespaces, stop2.clone());
     persys_reconciler::serve_personas(restricted, None, listener, &server_tls, &["gateway".into()], stop2)
         .await
         .unwrap();

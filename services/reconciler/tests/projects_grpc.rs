@@ -28,7 +28,7 @@ use persys_proto::{
         project_service_client::ProjectServiceClient,
     },
 };
-use persys_reconciler::{decide, grpc::Personas, project, projects_grpc::Projects};
+use persys_reconciler::{access::Namespaces, decide, grpc::Personas, project, projects_grpc::Projects};
 use serde_json::{Value, json};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -242,8 +242,9 @@ async fn serve(
     let server_tls = common::tls(ca, dir, "reconciler", Identity::Service("reconciler".into()));
     let (trigger, stop) = shutdown::channel();
     let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let personas = Personas::start(client.clone(), namespace.clone(), stop.clone());
-    let projects = Projects::start_with(client.clone(), builds, namespace, stop.clone());
+    let namespaces = Namespaces::start(client.clone(), namespace.clone(), stop.clone());
+    let personas = Personas::start(client.clone(), namespace.clone(), namespaces.clone(), stop.clone());
+    let projects = Projects::start_with(client.clone(), builds, namespace, namespaces, stop.clone());
     persys_reconciler::serve_personas(personas, Some(projects), listener, &server_tls, &["gateway".into()], stop)
         .await
         .unwrap();

@@ -308,19 +308,62 @@ fn rows() -> Vec<Row> {
         row!(DORA, "RetryDevlakePush", "a failed push", ADMINS, retry_devlake_push),
         row!(DORA, "GetDoraMetrics", "counts the member's rollout", READ_OWN, get_dora_metrics),
         row!(INGEST, "Ingest", NOT_CARRIED, ingest),
-        row!(PERSONAS, "ListApplicationPersonas", USERS, list_application_personas),
-        row!(PERSONAS, "GetApplicationPersona", USERS, get_application_persona),
+        // The personas and the project live in a namespace that names the member
+        // (`persys.io/members`), the environment and the build in the project's namespace.
+        row!(PERSONAS, "ListApplicationPersonas", "in the member's namespace", FILTER_OWN, list_application_personas),
+        row!(
+            PERSONAS,
+            "ListApplicationPersonas",
+            "every namespace: lists the member's persona",
+            READ_OWN,
+            list_every_persona
+        ),
+        row!(PERSONAS, "GetApplicationPersona", READ_OWN, get_application_persona),
         row!(PERSONAS, "GetClusterPersona", USERS, get_cluster_persona),
-        row!(PERSONAS, "WatchPersonaEvents", "snapshot holds the persona", USERS, watch_persona_events),
-        row!(PROJECTS, "ListProjects", "lists the project", USERS, list_projects),
-        row!(PROJECTS, "GetProject", USERS, get_project),
-        row!(PROJECTS, "WatchProjects", "snapshot holds the project", USERS, watch_projects),
-        row!(PROJECTS, "ListEnvironments", "lists the project's environment", USERS, list_environments),
-        row!(PROJECTS, "GetEnvironment", USERS, get_environment),
-        row!(PROJECTS, "WatchEnvironments", "snapshot holds the project's environment", USERS, watch_environments),
-        row!(PROJECTS, "ListBuilds", "lists the project's build", USERS, list_builds),
-        row!(PROJECTS, "GetBuild", USERS, get_build),
-        row!(PROJECTS, "WatchBuilds", "snapshot holds the project's build", USERS, watch_builds),
+        row!(
+            PERSONAS,
+            "WatchPersonaEvents",
+            "in the member's namespace: snapshot holds the persona",
+            FILTER_OWN,
+            watch_persona_events
+        ),
+        row!(
+            PERSONAS,
+            "WatchPersonaEvents",
+            "every namespace: snapshot holds the member's persona",
+            READ_OWN,
+            watch_every_persona
+        ),
+        row!(PROJECTS, "ListProjects", "in the member's namespace: lists the project", FILTER_OWN, list_projects),
+        row!(PROJECTS, "ListProjects", "every namespace: lists the member's project", READ_OWN, list_every_project),
+        row!(PROJECTS, "GetProject", READ_OWN, get_project),
+        row!(
+            PROJECTS,
+            "WatchProjects",
+            "in the member's namespace: snapshot holds the project",
+            FILTER_OWN,
+            watch_projects
+        ),
+        row!(PROJECTS, "ListEnvironments", "of the member's project", FILTER_OWN, list_environments),
+        row!(
+            PROJECTS,
+            "ListEnvironments",
+            "every namespace: lists the member's environment",
+            READ_OWN,
+            list_every_environment
+        ),
+        row!(PROJECTS, "GetEnvironment", READ_OWN, get_environment),
+        row!(
+            PROJECTS,
+            "WatchEnvironments",
+            "of the member's project: snapshot holds its environment",
+            FILTER_OWN,
+            watch_environments
+        ),
+        row!(PROJECTS, "ListBuilds", "of the member's project", FILTER_OWN, list_builds),
+        row!(PROJECTS, "ListBuilds", "every namespace: lists the member's build", READ_OWN, list_every_build),
+        row!(PROJECTS, "GetBuild", READ_OWN, get_build),
+        row!(PROJECTS, "WatchBuilds", "of the member's project: snapshot holds its build", FILTER_OWN, watch_builds),
         // Last: it ends every session of the users who call it (clean-up then uses a key).
         row!(AUTH, "ChangePassword", "the caller's own", SESSIONS, change_password),
     ]
@@ -578,7 +621,14 @@ fn prepare(kube: &Kubectl, namespace: &str, cluster_persona: &str) {
     kube.run(&["create", "namespace", namespace], None);
     let projects = project_namespace(namespace);
     kube.run(&["create", "namespace", &projects], None);
+    // The member reads the namespace (its annotation names them) and the project's namespace
+    // (made for a project of it, labelled as the Project controller labels it).
     let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": namespace, "annotations": {"persys.io/members": MEMBER}}},
+        {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": projects, "labels": {"app.kubernetes.io/managed-by": "persys-reconciler",
+                "kapsa-project.io/project": PROJECT, "kapsa-project.io/project-namespace": namespace}}},
         {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": LEASE, "namespace": namespace},
             "spec": {"holderIdentity": "another-replica", "leaseDurationSeconds": 3600,
@@ -1904,6 +1954,17 @@ async fn list_application_personas(w: &World, c: Caller) -> Result<(), Status> {
     check(r.personas.iter().any(|p| persona_name(p) == PERSONA), || "the persona is not listed".into())
 }
 
+async fn list_every_persona(w: &World, c: Caller) -> Result<(), Status> {
+    let request = rpb::ListApplicationPersonasRequest {
+        page: Some(PageRequest { page_size: 1000, ..Default::default() }),
+        ..Default::default()
+    };
+    let r = personas(w, c).list_application_personas(request).await?.into_inner();
+    let listed =
+        r.personas.iter().filter_map(|p| p.metadata.as_ref()).any(|m| m.namespace == w.namespace && m.name == PERSONA);
+    if listed { Ok(()) } else { Err(absent("the member's persona")) }
+}
+
 async fn get_application_persona(w: &World, c: Caller) -> Result<(), Status> {
     let request = rpb::GetApplicationPersonaRequest { namespace: w.namespace.clone(), name: PERSONA.into() };
     let r = personas(w, c).get_application_persona(request).await?.into_inner();
@@ -1936,6 +1997,24 @@ async fn watch_persona_events(w: &World, c: Caller) -> Result<(), Status> {
     check(names == [PERSONA], || format!("snapshot {names:?}"))
 }
 
+async fn watch_every_persona(w: &World, c: Caller) -> Result<(), Status> {
+    let request =
+        rpb::WatchPersonaEventsRequest { kinds: vec![rpb::PersonaKind::Application as i32], ..Default::default() };
+    let stream = personas(w, c).watch_persona_events(request).await?.into_inner();
+    let names = snapshot(stream, |e: &rpb::WatchPersonaEventsResponse| {
+        let name = match &e.object {
+            Some(rpb::watch_persona_events_response::Object::ApplicationPersona(p)) => {
+                p.metadata.as_ref().map(|m| format!("{}/{}", m.namespace, m.name))
+            }
+            _ => None,
+        };
+        (e.r#type, name)
+    })
+    .await?;
+    let ours = format!("{}/{PERSONA}", w.namespace);
+    if names.contains(&ours) { Ok(()) } else { Err(absent("the member's persona")) }
+}
+
 // ---- persys.reconciler.v1.ProjectService (the reconciler runs with Kapsa projects on)
 
 fn projects(w: &World, c: Caller) -> ProjectServiceClient<Channel> {
@@ -1955,6 +2034,37 @@ async fn list_projects(w: &World, c: Caller) -> Result<(), Status> {
     let request = rpb::ListProjectsRequest { namespace: w.namespace.clone(), ..Default::default() };
     let r = projects(w, c).list_projects(request).await?.into_inner();
     check(r.projects.iter().any(|p| meta_name(p.metadata.as_ref()) == PROJECT), || "the project is not listed".into())
+}
+
+/// Whether `metas` hold `name` in `namespace`.
+fn holds<'a>(mut metas: impl Iterator<Item = Option<&'a rpb::ObjectMeta>>, namespace: &str, name: &str) -> bool {
+    metas.any(|m| m.is_some_and(|m| m.namespace == namespace && m.name == name))
+}
+
+fn every_page() -> Option<PageRequest> {
+    Some(PageRequest { page_size: 1000, ..Default::default() })
+}
+
+async fn list_every_project(w: &World, c: Caller) -> Result<(), Status> {
+    let request = rpb::ListProjectsRequest { page: every_page(), ..Default::default() };
+    let r = projects(w, c).list_projects(request).await?.into_inner();
+    let listed = holds(r.projects.iter().map(|p| p.metadata.as_ref()), &w.namespace, PROJECT);
+    if listed { Ok(()) } else { Err(absent("the member's project")) }
+}
+
+async fn list_every_environment(w: &World, c: Caller) -> Result<(), Status> {
+    let request = rpb::ListEnvironmentsRequest { page: every_page(), ..Default::default() };
+    let r = projects(w, c).list_environments(request).await?.into_inner();
+    let listed =
+        holds(r.environments.iter().map(|e| e.metadata.as_ref()), &project_namespace(&w.namespace), ENVIRONMENT);
+    if listed { Ok(()) } else { Err(absent("the member's environment")) }
+}
+
+async fn list_every_build(w: &World, c: Caller) -> Result<(), Status> {
+    let request = rpb::ListBuildsRequest { page: every_page(), ..Default::default() };
+    let r = projects(w, c).list_builds(request).await?.into_inner();
+    let listed = holds(r.builds.iter().map(|b| b.metadata.as_ref()), &project_namespace(&w.namespace), BUILD);
+    if listed { Ok(()) } else { Err(absent("the member's build")) }
 }
 
 async fn get_project(w: &World, c: Caller) -> Result<(), Status> {

@@ -1,6 +1,7 @@
 //! The reconciler's decisions, as pure functions without I/O: which workload a persona
 //! describes, its health, and the status that follows. The controllers only read and write.
 
+pub mod access;
 pub mod admission;
 pub mod baseline;
 pub mod discovery;
