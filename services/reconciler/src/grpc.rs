@@ -5,18 +5,17 @@
 //! store, so one version covers both; a version Kubernetes no longer holds is `OUT_OF_RANGE`
 //! (list again). Without a version the watch starts with a snapshot (`ADDED` for each object).
 
-use std::{collections::HashMap, pin::Pin, sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::StreamExt;
 use kube::{
     Api, Client, ResourceExt,
-    api::{ListParams, WatchEvent, WatchParams},
     runtime::{WatchStreamExt, reflector, reflector::Store, watcher},
 };
 use persys_crds::{cluster::ClusterPersona, persona::ApplicationPersona};
 use persys_kit::{error::ApiError, select, shutdown::Shutdown};
 use persys_proto::{
-    common::v1::{PageResponse, WatchEventType},
+    common::v1::WatchEventType,
     reconciler::v1::{
         self as pb, PersonaKind,
         persona_service_server::{PersonaService, PersonaServiceServer},
@@ -28,12 +27,8 @@ use tonic::{Request, Response, Status};
 use crate::{
     access::{Namespaces, Sight},
     proto,
+    serving::{self, CACHE_WAIT, Change, Events, Selectors, check_selector, key, page_size, paginate},
 };
-
-pub(crate) const DEFAULT_PAGE: usize = 100;
-pub(crate) const MAX_PAGE: usize = 1000;
-/// How long a call waits for the caches' first list after start.
-pub(crate) const CACHE_WAIT: Duration = Duration::from_secs(10);
 
 /// The service and its caches.
 #[derive(Clone)]
@@ -131,22 +126,7 @@ impl Personas {
     }
 }
 
-/// A Kubernetes error of a list or watch as the call's status: OUT_OF_RANGE for a resource
-/// version too old, INVALID_ARGUMENT for an unreadable one, UNAVAILABLE otherwise.
-pub(crate) fn kube_status(e: kube::Error) -> Status {
-    match e {
-        kube::Error::Api(s) if s.code == 410 => Status::out_of_range(format!(
-            "resource version too old: {}; list again and watch from the version it returns",
-            s.message
-        )),
-        kube::Error::Api(s) if s.code == 400 && s.message.contains("resource version") => {
-            Status::invalid_argument(format!("since_resource_version: {}", s.message))
-        }
-        other => Status::unavailable(format!("Kubernetes API: {other}")),
-    }
-}
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchPersonaEventsResponse, Status>> + Send>>;
+type EventStream = Events<pb::WatchPersonaEventsResponse>;
 
 /// What changed between two versions of a persona, for humans.
 fn summary(before: Option<&pb::ApplicationPersona>, after: &pb::ApplicationPersona) -> String {
@@ -172,79 +152,11 @@ fn cluster_summary(before: Option<&pb::ClusterPersona>, after: &pb::ClusterPerso
     if parts.is_empty() { "status updated".into() } else { parts.join(", ") }
 }
 
-fn event(t: WatchEventType, object: Option<Object>, rv: String, summary: String) -> pb::WatchPersonaEventsResponse {
+/// A watch response: the object with the change's summary (empty for ADDED, DELETED and
+/// BOOKMARK).
+fn response(t: WatchEventType, object: Option<(Object, String)>, rv: String) -> pb::WatchPersonaEventsResponse {
+    let (object, summary) = object.map_or((None, String::new()), |(o, s)| (Some(o), s));
     pb::WatchPersonaEventsResponse { r#type: t as i32, object, resource_version: rv, summary }
-}
-
-/// A stream of one kind's events from `rv` (`None`: a snapshot of ADDED events first, closed by
-/// a BOOKMARK; with both kinds followed, each kind's snapshot ends with its own), holding only
-/// the objects `sight` sees (checked at each event, so a membership change applies at once).
-fn follow<K, F>(api: Api<K>, fields: Option<String>, rv: Option<String>, sight: Sight, convert: F) -> EventStream
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    F: Fn(&K, Option<&K>) -> (Object, String) + Send + Sync + 'static,
-{
-    let stream = async_stream::try_stream! {
-        let mut last: HashMap<String, K> = HashMap::new();
-        let mut version = match rv {
-            Some(v) => v,
-            None => {
-                let mut lp = ListParams::default();
-                if let Some(f) = &fields { lp = lp.fields(f); }
-                let list = api.list(&lp).await.map_err(kube_status)?;
-                for item in list.items {
-                    if !sight.sees(&item.namespace().unwrap_or_default()) { continue; }
-                    let (object, _) = convert(&item, None);
-                    let rv = item.resource_version().unwrap_or_default();
-                    last.insert(item.name_any(), item);
-                    yield event(WatchEventType::Added, Some(object), rv, String::new());
-                }
-                // The snapshot ends with a BOOKMARK at the list's version (persys.common.v1's
-                // watch semantics: a client knows it has every object from here on).
-                let version = list.metadata.resource_version.unwrap_or_default();
-                yield event(WatchEventType::Bookmark, None, version.clone(), String::new());
-                version
-            }
-        };
-        loop {
-            let mut wp = WatchParams::default().timeout(290);
-            if let Some(f) = &fields { wp = wp.fields(f); }
-            let mut events = api.watch(&wp, &version).await.map_err(kube_status)?.boxed();
-            while let Some(e) = events.try_next().await.map_err(kube_status)? {
-                // The API server's own type: a stream resumed from a version has seen no
-                // earlier state, yet an object changed after it is MODIFIED, not new.
-                let kind = if matches!(e, WatchEvent::Added(_)) { WatchEventType::Added } else { WatchEventType::Modified };
-                match e {
-                    WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o)
-                        if !sight.sees(&o.namespace().unwrap_or_default()) =>
-                    {
-                        version = o.resource_version().unwrap_or_default();
-                    }
-                    WatchEvent::Added(o) | WatchEvent::Modified(o) => {
-                        let name = o.name_any();
-                        let before = last.get(&name);
-                        let (object, summary) = convert(&o, before);
-                        version = o.resource_version().unwrap_or_default();
-                        yield event(kind, Some(object), version.clone(), summary);
-                        last.insert(name, o);
-                    }
-                    WatchEvent::Deleted(o) => {
-                        let (object, _) = convert(&o, None);
-                        version = o.resource_version().unwrap_or_default();
-                        last.remove(&o.name_any());
-                        yield event(WatchEventType::Deleted, Some(object), version.clone(), String::new());
-                    }
-                    WatchEvent::Bookmark(b) => {
-                        version = b.metadata.resource_version.clone();
-                        yield event(WatchEventType::Bookmark, None, version.clone(), String::new());
-                    }
-                    WatchEvent::Error(e) => Err(kube_status(kube::Error::Api(e)))?,
-                }
-            }
-            // The API server ends watches after their timeout; go on from the last version.
-        }
-    };
-    Box::pin(stream)
 }
 
 #[tonic::async_trait]
@@ -255,16 +167,14 @@ impl PersonaService for Personas {
     ) -> Result<Response<pb::ListApplicationPersonasResponse>, Status> {
         let sight = Sight::of(&request, &self.namespaces);
         let r = request.into_inner();
-        let size = r.page.as_ref().map_or(0, |p| p.page_size);
-        if size < 0 {
-            return Err(ApiError::invalid("page.page_size", "must not be negative").into());
-        }
-        let size = if size == 0 { DEFAULT_PAGE } else { (size as usize).min(MAX_PAGE) };
+        let mut v = persys_kit::error::Violations::new();
+        let size = page_size(&mut v, r.page.as_ref());
+        check_selector(&mut v, r.label_selector.as_ref());
+        v.finish()?;
         let after = r.page.as_ref().map(|p| p.page_token.clone()).unwrap_or_default();
         let namespace = self.scope(&r.namespace)?;
         self.ready().await?;
         sight.check_filter(&r.namespace)?;
-        let key = |p: &ApplicationPersona| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
         let mut items: Vec<Arc<ApplicationPersona>> = self
             .personas
             .state()
@@ -277,31 +187,17 @@ impl PersonaService for Personas {
             })
             .filter(|p| r.label_selector.as_ref().is_none_or(|s| select::selector_matches(|k| p.labels().get(k), s)))
             .collect();
-        items.sort_by_key(|p| key(p));
-        let total = items.len() as i64;
-        let mut page: Vec<Arc<ApplicationPersona>> =
-            items.into_iter().filter(|p| after.is_empty() || key(p) > after).take(size + 1).collect();
-        let next = if page.len() > size {
-            page.truncate(size);
-            page.last().map(|p| key(p)).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        items.sort_by_cached_key(|p| key(&**p));
+        let (page, page_response) = paginate(items, size, |p| after.is_empty() || key(&**p) > after, |p| key(&**p));
         // The list's version, to watch from: the API server's current one.
         let api = match &self.namespace {
             Some(ns) => Api::<ApplicationPersona>::namespaced(self.client.clone(), ns),
             None => Api::all(self.client.clone()),
         };
-        let version = api
-            .list_metadata(&ListParams::default().limit(1))
-            .await
-            .map_err(kube_status)?
-            .metadata
-            .resource_version
-            .unwrap_or_default();
+        let version = serving::version(api).await?;
         Ok(Response::new(pb::ListApplicationPersonasResponse {
             personas: page.iter().map(|p| proto::application_persona(p)).collect(),
-            page: Some(PageResponse { next_page_token: next, total_size: Some(total) }),
+            page: Some(page_response),
             resource_version: version,
         }))
     }
@@ -387,25 +283,37 @@ impl PersonaService for Personas {
             } else {
                 Api::namespaced(self.client.clone(), &namespace)
             };
-            let fields = (!r.name.is_empty()).then(|| format!("metadata.name={}", r.name));
-            streams.push(follow(api, fields, since.clone(), sight.clone(), |p: &ApplicationPersona, before| {
-                let after = proto::application_persona(p);
-                let summary = summary(before.map(proto::application_persona).as_ref(), &after);
-                (Object::ApplicationPersona(after), summary)
-            }));
-        }
-        if wants(PersonaKind::Cluster) {
-            streams.push(follow(
-                Api::<ClusterPersona>::all(self.client.clone()),
-                None,
-                since,
-                sight,
-                |c: &ClusterPersona, before| {
-                    let after = proto::cluster_persona(c);
-                    let summary = cluster_summary(before.map(proto::cluster_persona).as_ref(), &after);
-                    (Object::ClusterPersona(after), summary)
+            let selectors = Selectors {
+                fields: (!r.name.is_empty()).then(|| format!("metadata.name={}", r.name)),
+                labels: None,
+                remember: true,
+            };
+            streams.push(serving::follow(
+                api,
+                selectors,
+                since.clone(),
+                sight.clone(),
+                |c: Change<'_, ApplicationPersona>| {
+                    let object = c.object.map(|p| {
+                        let after = proto::application_persona(p);
+                        let summary = summary(c.before.map(proto::application_persona).as_ref(), &after);
+                        (Object::ApplicationPersona(after), summary)
+                    });
+                    Some(response(c.kind, object, c.version))
                 },
             ));
+        }
+        if wants(PersonaKind::Cluster) {
+            let selectors = Selectors { remember: true, ..Selectors::default() };
+            let all = Api::<ClusterPersona>::all(self.client.clone());
+            streams.push(serving::follow(all, selectors, since, sight, |c: Change<'_, ClusterPersona>| {
+                let object = c.object.map(|p| {
+                    let after = proto::cluster_persona(p);
+                    let summary = cluster_summary(c.before.map(proto::cluster_persona).as_ref(), &after);
+                    (Object::ClusterPersona(after), summary)
+                });
+                Some(response(c.kind, object, c.version))
+            }));
         }
         Ok(Response::new(Box::pin(futures::stream::select_all(streams))))
     }

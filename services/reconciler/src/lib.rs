@@ -24,6 +24,7 @@ pub mod projects_grpc;
 pub mod projects_proto;
 pub mod proto;
 pub mod registry;
+pub mod serving;
 pub mod webhook;
 
 use anyhow::Context as _;

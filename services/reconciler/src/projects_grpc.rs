@@ -23,12 +23,12 @@
 //! refused, as PersonaService does. Such a reconciler runs no Project controller, and a
 //! project's own namespace is another one, so it serves no project's environments or builds.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use futures::{FutureExt, Stream, StreamExt, TryStreamExt, future::BoxFuture};
+use futures::{FutureExt, StreamExt, future::BoxFuture};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, WatchEvent, WatchParams},
+    api::{ApiResource, DynamicObject, GroupVersionKind},
     runtime::{
         WatchStreamExt,
         reflector::{self, ObjectRef, Store, store::Writer},
@@ -53,16 +53,16 @@ use tonic::{Request, Response, Status};
 use crate::{
     access::{Namespaces, Sight},
     cache,
-    grpc::{CACHE_WAIT, kube_status},
     project::{LABEL_PROJECT, LABEL_PROJECT_NAMESPACE, kpack_image},
     projects_proto as convert,
+    serving::{self, CACHE_WAIT, Change, Events, Selectors, check_selector, follow, key, page_size, paginate},
 };
 
 mod request;
 
 use request::{
-    BuildOrder, ProjectFilter, build_order, build_token, check_selector, environment_project, image_project, key,
-    known, of_branch, page_size, paginate, parse_build_token,
+    BuildOrder, ProjectFilter, build_order, build_token, environment_project, image_project, known, of_branch,
+    parse_build_token,
 };
 
 /// How often the service looks again for kpack's Image kind while it is not served.
@@ -266,15 +266,6 @@ impl Projects {
         Ok(Some(kpack.clone()))
     }
 
-    /// The API server's current resource version, to watch from after a list of `api`.
-    async fn version<K>(&self, api: Api<K>) -> Result<String, Status>
-    where
-        K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    {
-        let list = api.list_metadata(&ListParams::default().limit(1)).await.map_err(kube_status)?;
-        Ok(list.metadata.resource_version.unwrap_or_default())
-    }
-
     /// The Project a build's Image belongs to (by its labels), from the cache.
     fn strategy_of(&self, image: &DynamicObject) -> pb::BuildStrategy {
         let labels = image.labels();
@@ -306,81 +297,6 @@ fn dynamic(client: &Client, namespace: &str, resource: &ApiResource) -> Api<Dyna
     }
 }
 
-/// A stream of one kind's changes, each turned into a response by `convert` (`None`: not
-/// wanted by the filters).
-type Events<E> = Pin<Box<dyn Stream<Item = Result<E, Status>> + Send>>;
-
-/// Field and label selectors of a watch.
-#[derive(Clone, Debug, Default)]
-struct Selectors {
-    fields: Option<String>,
-    labels: Option<String>,
-}
-
-/// The changes of the objects of `api` matching `selectors` from `since`, or from a snapshot:
-/// ADDED for each object in namespace and name order, then a BOOKMARK at the list's version.
-/// `convert` makes a response of (type, object, version) and filters; objects `sight` does not
-/// see are left out (checked at each event, so a membership change applies at once).
-fn follow<K, E, F>(api: Api<K>, selectors: Selectors, since: Option<String>, sight: Sight, convert: F) -> Events<E>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    E: Send + 'static,
-    F: Fn(WatchEventType, Option<&K>, String) -> Option<E> + Send + Sync + 'static,
-{
-    let stream = async_stream::try_stream! {
-        let mut version = match since {
-            Some(v) => v,
-            None => {
-                let mut lp = ListParams::default();
-                if let Some(f) = &selectors.fields { lp = lp.fields(f); }
-                if let Some(l) = &selectors.labels { lp = lp.labels(l); }
-                let list = api.list(&lp).await.map_err(kube_status)?;
-                let mut items = list.items;
-                items.sort_by_cached_key(key);
-                for item in items.iter().filter(|i| sight.sees(&i.namespace().unwrap_or_default())) {
-                    if let Some(e) = convert(WatchEventType::Added, Some(item), item.resource_version().unwrap_or_default()) {
-                        yield e;
-                    }
-                }
-                let version = list.metadata.resource_version.unwrap_or_default();
-                if let Some(e) = convert(WatchEventType::Bookmark, None, version.clone()) {
-                    yield e;
-                }
-                version
-            }
-        };
-        loop {
-            let mut wp = WatchParams::default().timeout(290);
-            if let Some(f) = &selectors.fields { wp = wp.fields(f); }
-            if let Some(l) = &selectors.labels { wp = wp.labels(l); }
-            let mut events = api.watch(&wp, &version).await.map_err(kube_status)?.boxed();
-            while let Some(e) = events.try_next().await.map_err(kube_status)? {
-                let (kind, object) = match e {
-                    WatchEvent::Added(o) => (WatchEventType::Added, Some(o)),
-                    WatchEvent::Modified(o) => (WatchEventType::Modified, Some(o)),
-                    WatchEvent::Deleted(o) => (WatchEventType::Deleted, Some(o)),
-                    WatchEvent::Bookmark(b) => {
-                        version = b.metadata.resource_version.clone();
-                        (WatchEventType::Bookmark, None)
-                    }
-                    WatchEvent::Error(e) => Err(kube_status(kube::Error::Api(e)))?,
-                };
-                if let Some(o) = &object {
-                    version = o.resource_version().unwrap_or_default();
-                    if !sight.sees(&o.namespace().unwrap_or_default()) {
-                        continue;
-                    }
-                }
-                if let Some(e) = convert(kind, object.as_ref(), version.clone()) {
-                    yield e;
-                }
-            }
-            // The API server ends watches after their timeout; go on from the last version.
-        }
-    };
-    Box::pin(stream)
-}
-
 #[tonic::async_trait]
 impl ProjectService for Projects {
     async fn list_projects(
@@ -407,7 +323,7 @@ impl ProjectService for Projects {
             .collect();
         items.sort_by_cached_key(|p| key(&**p));
         let (page, page_response) = paginate(items, size, |p| after.is_empty() || key(&**p) > after, |p| key(&**p));
-        let version = self.version(typed::<Project>(&self.client, Some(&namespace))).await?;
+        let version = serving::version(typed::<Project>(&self.client, Some(&namespace))).await?;
         Ok(Response::new(pb::ListProjectsResponse {
             projects: page.iter().map(|p| convert::project(p)).collect(),
             page: Some(page_response),
@@ -449,12 +365,18 @@ impl ProjectService for Projects {
         let namespace = self.scope(&r.namespace)?;
         self.ready().await?;
         sight.check_filter(&r.namespace)?;
-        let selectors =
-            Selectors { fields: (!r.name.is_empty()).then(|| format!("metadata.name={}", r.name)), labels: None };
+        let selectors = Selectors {
+            fields: (!r.name.is_empty()).then(|| format!("metadata.name={}", r.name)),
+            ..Selectors::default()
+        };
         let since = (!r.since_resource_version.is_empty()).then_some(r.since_resource_version);
         let api = typed::<Project>(&self.client, Some(&namespace));
-        Ok(Response::new(follow(api, selectors, since, sight, |t, p: Option<&Project>, rv| {
-            Some(pb::WatchProjectsResponse { r#type: t as i32, project: p.map(convert::project), resource_version: rv })
+        Ok(Response::new(follow(api, selectors, since, sight, |c: Change<'_, Project>| {
+            Some(pb::WatchProjectsResponse {
+                r#type: c.kind as i32,
+                project: c.object.map(convert::project),
+                resource_version: c.version,
+            })
         })))
     }
 
@@ -505,7 +427,7 @@ impl ProjectService for Projects {
             .collect();
         items.sort_by_cached_key(|e| key(&**e));
         let (page, page_response) = paginate(items, size, |e| after.is_empty() || key(&**e) > after, |e| key(&**e));
-        let version = self.version(typed::<Environment>(&self.client, Some(&namespace))).await?;
+        let version = serving::version(typed::<Environment>(&self.client, Some(&namespace))).await?;
         Ok(Response::new(pb::ListEnvironmentsResponse {
             environments: page.iter().map(|e| convert::environment(e)).collect(),
             page: Some(page_response),
@@ -565,8 +487,8 @@ impl ProjectService for Projects {
         let since = (!r.since_resource_version.is_empty()).then_some(r.since_resource_version);
         let api = typed::<Environment>(&self.client, Some(&namespace));
         let types = r.types;
-        Ok(Response::new(follow(api, Selectors::default(), since, sight, move |t, e: Option<&Environment>, rv| {
-            if let Some(e) = e {
+        Ok(Response::new(follow(api, Selectors::default(), since, sight, move |c: Change<'_, Environment>| {
+            if let Some(e) = c.object {
                 let (ns, name) = environment_project(e);
                 let wanted = project.as_ref().is_none_or(|f| f.matches(&ns, &name))
                     && (types.is_empty() || types.contains(&(convert::environment_type(&e.spec.kind) as i32)));
@@ -575,9 +497,9 @@ impl ProjectService for Projects {
                 }
             }
             Some(pb::WatchEnvironmentsResponse {
-                r#type: t as i32,
-                environment: e.map(convert::environment),
-                resource_version: rv,
+                r#type: c.kind as i32,
+                environment: c.object.map(convert::environment),
+                resource_version: c.version,
             })
         })))
     }
@@ -606,7 +528,7 @@ impl ProjectService for Projects {
         }
         let Some(kpack) = self.kpack().await? else {
             // Without kpack nothing is built: no builds, at the API server's current version.
-            let version = self.version(typed::<Project>(&self.client, Some(&namespace))).await?;
+            let version = serving::version(typed::<Project>(&self.client, Some(&namespace))).await?;
             return Ok(Response::new(pb::ListBuildsResponse {
                 builds: vec![],
                 page: Some(PageResponse { next_page_token: String::new(), total_size: Some(0) }),
@@ -632,7 +554,7 @@ impl ProjectService for Projects {
         items.sort_by(|a, b| a.0.cmp(&b.0));
         let (page, page_response) =
             paginate(items, size, |(o, _)| after.as_ref().is_none_or(|a| o > a), |(o, _)| build_token(o));
-        let version = self.version(dynamic(&self.client, &namespace, &kpack.resource)).await?;
+        let version = serving::version(dynamic(&self.client, &namespace, &kpack.resource)).await?;
         Ok(Response::new(pb::ListBuildsResponse {
             builds: page.iter().map(|(_, i)| convert::build(i, self.strategy_of(i))).collect(),
             page: Some(page_response),
@@ -692,7 +614,7 @@ impl ProjectService for Projects {
                 None => Some(pb::WatchBuildsResponse {
                     r#type: WatchEventType::Bookmark as i32,
                     build: None,
-                    resource_version: self.version(typed::<Project>(&self.client, Some(&namespace))).await?,
+                    resource_version: serving::version(typed::<Project>(&self.client, Some(&namespace))).await?,
                 }),
             };
             let events = futures::stream::iter(bookmark.map(Ok)).chain(futures::stream::pending());
@@ -707,13 +629,13 @@ impl ProjectService for Projects {
                 format!("{LABEL_PROJECT}={name},{LABEL_PROJECT_NAMESPACE}={ns}")
             }
         };
-        let selectors = Selectors { fields: None, labels: Some(labels) };
+        let selectors = Selectors { labels: Some(labels), ..Selectors::default() };
         let this = self.clone();
-        Ok(Response::new(follow(api, selectors, since, sight, move |t, i: Option<&DynamicObject>, rv| {
+        Ok(Response::new(follow(api, selectors, since, sight, move |c: Change<'_, DynamicObject>| {
             Some(pb::WatchBuildsResponse {
-                r#type: t as i32,
-                build: i.map(|i| convert::build(i, this.strategy_of(i))),
-                resource_version: rv,
+                r#type: c.kind as i32,
+                build: c.object.map(|i| convert::build(i, this.strategy_of(i))),
+                resource_version: c.version,
             })
         })))
     }

@@ -4,73 +4,15 @@
 use std::cmp::Reverse;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::{Resource, ResourceExt, api::DynamicObject};
+use kube::{ResourceExt, api::DynamicObject};
 use persys_crds::kapsa::Environment;
 use persys_kit::error::Violations;
-use persys_proto::common::v1::{LabelSelector, LabelSelectorOperator, PageRequest, PageResponse};
 
 use crate::{
-    grpc::{DEFAULT_PAGE, MAX_PAGE},
     project::{LABEL_BRANCH, LABEL_PROJECT, LABEL_PROJECT_NAMESPACE},
     projects_proto as convert,
+    serving::key,
 };
-
-/// An object's place in namespace-and-name order, and its page token.
-pub(super) fn key<K: Resource>(o: &K) -> String {
-    format!("{}/{}", o.meta().namespace.as_deref().unwrap_or_default(), o.meta().name.as_deref().unwrap_or_default())
-}
-
-/// The page size a request asks for (the default for 0, clamped to the maximum).
-pub(super) fn page_size(v: &mut Violations, page: Option<&PageRequest>) -> usize {
-    let size = page.map_or(0, |p| p.page_size);
-    v.check(size < 0, "page.page_size", "must not be negative (0 asks for the default)");
-    if size <= 0 { DEFAULT_PAGE } else { (size as usize).min(MAX_PAGE) }
-}
-
-/// One page of `items` (in order): those `after` the token, at most `size`, and the token of
-/// the next page.
-pub(super) fn paginate<T>(
-    items: Vec<T>,
-    size: usize,
-    after: impl Fn(&T) -> bool,
-    token: impl Fn(&T) -> String,
-) -> (Vec<T>, PageResponse) {
-    let total = items.len() as i64;
-    let mut page: Vec<T> = items.into_iter().filter(|i| after(i)).take(size + 1).collect();
-    let next = if page.len() > size {
-        page.truncate(size);
-        page.last().map(token).unwrap_or_default()
-    } else {
-        String::new()
-    };
-    (page, PageResponse { next_page_token: next, total_size: Some(total) })
-}
-
-/// Checks a label selector as Kubernetes would: keys set, operators known, values present for
-/// IN and NOT_IN and absent for EXISTS and DOES_NOT_EXIST.
-pub(super) fn check_selector(v: &mut Violations, selector: Option<&LabelSelector>) {
-    let Some(s) = selector else { return };
-    v.check(s.match_labels.keys().any(String::is_empty), "label_selector.match_labels", "keys must not be empty");
-    for (i, r) in s.match_expressions.iter().enumerate() {
-        let field = format!("label_selector.match_expressions[{i}]");
-        v.check(r.key.is_empty(), &format!("{field}.key"), "required");
-        match LabelSelectorOperator::try_from(r.operator) {
-            Ok(LabelSelectorOperator::In | LabelSelectorOperator::NotIn) => {
-                v.check(r.values.is_empty(), &format!("{field}.values"), "required with IN and NOT_IN");
-            }
-            Ok(LabelSelectorOperator::Exists | LabelSelectorOperator::DoesNotExist) => {
-                v.check(
-                    !r.values.is_empty(),
-                    &format!("{field}.values"),
-                    "must be empty with EXISTS and DOES_NOT_EXIST",
-                );
-            }
-            _ => {
-                v.check(true, &format!("{field}.operator"), "use IN, NOT_IN, EXISTS or DOES_NOT_EXIST");
-            }
-        }
-    }
-}
 
 /// A `project` filter: a Project's name, or `<namespace>/<name>`.
 #[derive(Clone, Debug, Default)]
@@ -184,14 +126,5 @@ mod tests {
         let mut v = Violations::new();
         assert_eq!(parse_build_token(&mut v, "team-a-api/build-main"), None);
         assert!(v.finish().is_err());
-    }
-
-    #[test]
-    fn pages_end_with_an_empty_token() {
-        let items: Vec<u32> = (1..=5).collect();
-        let (page, response) = paginate(items.clone(), 2, |_| true, |i| i.to_string());
-        assert_eq!((page, response.next_page_token.as_str(), response.total_size), (vec![1, 2], "2", Some(5)));
-        let (page, response) = paginate(items, 2, |i| *i > 4, |i| i.to_string());
-        assert_eq!((page, response.next_page_token.as_str()), (vec![5], ""));
     }
 }
