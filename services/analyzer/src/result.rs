@@ -15,7 +15,7 @@ use persys_proto::{
 use crate::{
     analysis::{self, Analysis, AnalyzeError, Options},
     compose::HealthTest,
-    generate, llm,
+    generate,
     model::{AppKind, Probe, is_secret},
     persona,
     tree::SourceTree,
@@ -186,10 +186,11 @@ pub fn analyze_tree(tree: &SourceTree, metadata: &AnalyzeMetadata) -> Result<Ana
 
 /// Analyses the files, lets the language model refine the analysis when one is configured
 /// (falling back to the rules on any failure), and renders the result.
+#[cfg(feature = "server")]
 pub async fn analyze_tree_with(
     tree: &SourceTree,
     metadata: &AnalyzeMetadata,
-    llm: Option<&llm::Client>,
+    llm: Option<&crate::llm::Client>,
 ) -> Result<AnalysisResult, AnalyzeError> {
     let mut analysis = analysis::analyze(tree, &options(metadata))?;
     let enhanced = match llm {
