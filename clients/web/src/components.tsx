@@ -8,6 +8,7 @@ import type { Problem } from "./logic/errors";
 import { WINDOWS } from "./logic/metrics";
 import type { Tone } from "./logic/states";
 import type { LogStatus } from "./live";
+import { useSession } from "./session";
 
 /** A state or phase as a coloured word (colour is never the only signal: the word is there). */
 export function Badge(props: { tone: Tone; children: ComponentChildren }) {
@@ -72,6 +73,18 @@ export function ProblemBox(props: { problem: Problem | null; other?: { field: st
 /** What to do when a list is empty. */
 export function Empty(props: { children: ComponentChildren }) {
   return <div class="empty">{props.children}</div>;
+}
+
+/** For members: personas and projects come only from the namespaces that name them. */
+export function MemberScope() {
+  const { session } = useSession();
+  if (!session || session.isAdmin || !session.canWrite) return null;
+  return (
+    <p class="muted" data-testid="member-scope">
+      As a member you see the namespaces whose <code>persys.io/members</code> annotation names you; a cluster admin adds
+      you with <code>kubectl annotate namespace NS persys.io/members=...</code>.
+    </p>
+  );
 }
 
 /** Returns a time as "12s ago", "5m ago", ... with the exact time in a tooltip. */

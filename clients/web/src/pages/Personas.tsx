@@ -1,6 +1,6 @@
 import { Fragment } from "preact";
 import { useState } from "preact/hooks";
-import { Badge, Empty, LiveIndicator, NoReconciler, PageTitle, Pager } from "../components";
+import { Badge, Empty, LiveIndicator, MemberScope, NoReconciler, PageTitle, Pager } from "../components";
 import { FindingSeverity } from "../gen/persys/analyzer/v1/finding_pb";
 import type { ApplicationPersona } from "../gen/persys/reconciler/v1/application_persona_pb";
 import { useClusterPersonas, usePersonas } from "../live";
@@ -76,6 +76,7 @@ export function Personas() {
         <Empty>
           No application personas yet. Describe an app with <code>dorgu generate</code> and apply it with{" "}
           <code>dorgu persona apply</code>.
+          <MemberScope />
         </Empty>
       ) : list.length === 0 ? (
         <Empty>No persona matches these filters.</Empty>

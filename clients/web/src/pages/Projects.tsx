@@ -2,7 +2,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { type ComponentChildren, Fragment } from "preact";
 import { useState } from "preact/hooks";
-import { Ago, Badge, Empty, LiveIndicator, NoReconciler, PageTitle, Pager } from "../components";
+import { Ago, Badge, Empty, LiveIndicator, MemberScope, NoReconciler, PageTitle, Pager } from "../components";
 import type { Condition } from "../gen/persys/common/v1/common_pb";
 import type { Build } from "../gen/persys/reconciler/v1/build_pb";
 import type { Environment } from "../gen/persys/reconciler/v1/environment_pb";
@@ -64,6 +64,7 @@ export function Projects() {
         <Empty>
           No projects yet. A project is a Kubernetes object: apply a <code>kapsa-project.io/v1alpha1</code> <code>Project</code>{" "}
           (repository, build, registry, domain, environments) with <code>kubectl apply</code> or GitOps.
+          <MemberScope />
         </Empty>
       ) : (
         <>
