@@ -71,7 +71,9 @@ async fn main() -> anyhow::Result<()> {
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await?;
     let url = database_url(&admin_url, &name);
     let store = Arc::new(Store::connect(&url, writers as u32 + 1, "metrics").await?);
-    sqlx::raw_sql("CREATE TABLE bench_raw (LIKE samples INCLUDING INDEXES)").execute(store.pool()).await?;
+    sqlx::raw_sql("CREATE TABLE bench_raw (LIKE samples INCLUDING INDEXES)")
+        .execute(store.postgres().expect("PostgreSQL"))
+        .await?;
 
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_millis() as i64;
     let t0 = now - 3 * 86_400_000;
@@ -148,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
     println!("{:<34}{:>14.0}", "pipeline commit (exactly once)", p);
     println!("{:<34}{:>14.0}", "raw COPY, same rows", c);
     println!("{:<34}{:>13.0}%", "pipeline vs raw COPY", 100.0 * p / c);
-    store.pool().close().await;
+    store.close().await;
     sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
         .execute(&mut admin)
         .await?;
