@@ -32,7 +32,7 @@ pub struct ServeArgs {
     /// missing), so the pipeline can share a database with the gateway; unused on SQLite.
     #[arg(long, env = "PERSYS_METRICS_DATABASE_SCHEMA", default_value = "metrics")]
     pub database_schema: String,
-    /// Most database connections.
+    /// Most database connections (PostgreSQL; SQLite uses one, its single writer).
     #[arg(long, env = "PERSYS_METRICS_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     pub database_max_connections: u32,
     /// Services allowed to query, by certificate identity (comma-separated); users come

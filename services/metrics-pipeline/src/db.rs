@@ -10,7 +10,7 @@ use std::{str::FromStr, time::Duration};
 use sqlx::{
     AssertSqlSafe, PgConnection, PgPool, SqliteConnection, SqlitePool,
     postgres::PgPoolOptions,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
 use crate::store::StoreError;
@@ -95,10 +95,11 @@ impl Db {
     }
 
     async fn connect_sqlite(url: &str) -> Result<Self, StoreError> {
-        // WAL: a reader outside (a backup, the sqlite3 shell) never blocks the pipeline; the
-        // default synchronous=FULL keeps a batch acknowledged after commit across a power cut.
+        // WAL: a reader outside (a backup, the sqlite3 shell) never blocks the pipeline;
+        // synchronous=FULL keeps a batch acknowledged after commit across a power cut.
         let options = SqliteConnectOptions::from_str(url)?
             .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         // One connection: writes are serialized in the process, never SQLITE_BUSY among

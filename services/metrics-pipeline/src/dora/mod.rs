@@ -44,7 +44,7 @@ use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
 use self::{
-    dedupe::{Claim, Claims, LocalClaims, RedisClaims},
+    dedupe::{Claim, Claims},
     devlake::{Devlake, Outcome},
     github::{Github, GithubError},
     store::{Claimed, Deployments, Filter},
@@ -279,18 +279,7 @@ impl Dora {
             ),
             None => None,
         };
-        let dedupe: Option<Box<dyn Claims>> = match (&options.redis_url, store.db()) {
-            (Some(url), _) => Some(Box::new(RedisClaims::new(
-                url.expose(),
-                &options.redis_prefix,
-                options.dedupe_ttl,
-                options.claim_lease,
-            )?)),
-            (None, crate::db::Db::Sqlite(_)) => {
-                Some(Box::new(LocalClaims::new(options.dedupe_ttl, options.claim_lease)))
-            }
-            (None, crate::db::Db::Postgres(_)) => None,
-        };
+        let dedupe = dedupe::choose(&options, store.db())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 deployments: Deployments::new(store),

@@ -4,9 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use persys_proto::metrics::v1::Metric;
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::{HOUR_MS, StoreError};
 use crate::{db::Conn, samples::Row};
+
+/// Rows per multi-row statement on SQLite: 5 parameters a row, under SQLite's default limit of
+/// 32,766 parameters with room to spare (a minute row takes 10: half as many of those).
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// One minute of one series, folded from a batch's rows.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,50 +99,53 @@ pub(super) async fn insert_rows(conn: Conn<'_>, node_id: &str, rows: &[Row]) -> 
             .execute(&mut *tx)
             .await?;
         }
-        // Prepared statements run row by row: in one local transaction that is cheap, and the
+        // Multi-row statements (a statement costs a round trip to SQLite's worker thread); the
         // minutes are folded here rather than in SQL (SQLite has no array_agg).
         Conn::Sqlite(tx) => {
-            for r in rows {
-                sqlx::query(
-                    "INSERT INTO samples (node_id, metric, labels, time_ms, value) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(node_id)
-                .bind(r.metric as i16)
-                .bind(labels_json(r))
-                .bind(r.time_ms)
-                .bind(r.value)
-                .execute(&mut *tx)
-                .await?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut insert =
+                    QueryBuilder::<Sqlite>::new("INSERT INTO samples (node_id, metric, labels, time_ms, value) ");
+                insert.push_values(chunk, |mut b, r| {
+                    b.push_bind(node_id)
+                        .push_bind(r.metric as i16)
+                        .push_bind(labels_json(r))
+                        .push_bind(r.time_ms)
+                        .push_bind(r.value);
+                });
+                insert.build().execute(&mut *tx).await?;
             }
             let hours: BTreeSet<i64> = rows.iter().map(|r| r.time_ms.div_euclid(HOUR_MS) * HOUR_MS).collect();
-            for hour in hours {
-                sqlx::query("INSERT INTO rollup_dirty (hour_ms) VALUES ($1) ON CONFLICT DO NOTHING")
-                    .bind(hour)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for ((metric, labels, bucket), m) in fold_minutes(rows) {
-                sqlx::query(
-                    "INSERT INTO samples_1m AS r (node_id, metric, labels, bucket_ms, min, max, sum, count, last, last_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (node_id, metric, labels, bucket_ms) DO UPDATE SET \
+            let mut dirty = QueryBuilder::<Sqlite>::new("INSERT INTO rollup_dirty (hour_ms) ");
+            dirty.push_values(hours, |mut b, hour| {
+                b.push_bind(hour);
+            });
+            dirty.push(" ON CONFLICT DO NOTHING");
+            dirty.build().execute(&mut *tx).await?;
+            let minutes: Vec<_> = fold_minutes(rows).into_iter().collect();
+            for chunk in minutes.chunks(ROWS_PER_STATEMENT / 2) {
+                let mut upsert = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO samples_1m AS r (node_id, metric, labels, bucket_ms, min, max, sum, count, last, last_ms) ",
+                );
+                upsert.push_values(chunk, |mut b, ((metric, labels, bucket), m)| {
+                    b.push_bind(node_id)
+                        .push_bind(*metric as i16)
+                        .push_bind(labels.clone())
+                        .push_bind(*bucket)
+                        .push_bind(m.min)
+                        .push_bind(m.max)
+                        .push_bind(m.sum)
+                        .push_bind(m.count)
+                        .push_bind(m.last)
+                        .push_bind(m.last_ms);
+                });
+                upsert.push(
+                    " ON CONFLICT (node_id, metric, labels, bucket_ms) DO UPDATE SET \
                        min = min(r.min, excluded.min), max = max(r.max, excluded.max), \
                        sum = r.sum + excluded.sum, count = r.count + excluded.count, \
                        last = CASE WHEN excluded.last_ms >= r.last_ms THEN excluded.last ELSE r.last END, \
                        last_ms = max(r.last_ms, excluded.last_ms)",
-                )
-                .bind(node_id)
-                .bind(metric as i16)
-                .bind(labels)
-                .bind(bucket)
-                .bind(m.min)
-                .bind(m.max)
-                .bind(m.sum)
-                .bind(m.count)
-                .bind(m.last)
-                .bind(m.last_ms)
-                .execute(&mut *tx)
-                .await?;
+                );
+                upsert.build().execute(&mut *tx).await?;
             }
         }
     }

@@ -11,6 +11,8 @@ mod redis;
 
 use futures::future::BoxFuture;
 
+use crate::db::Db;
+
 pub use self::{local::LocalClaims, redis::RedisClaims};
 
 /// What a claim came to.
@@ -38,4 +40,42 @@ pub trait Claims: Send + Sync {
     /// Gives up a claim (the post failed for good), so another owner may try; a claim no
     /// longer held with `token` is left alone.
     fn release<'a>(&'a self, devlake_id: &'a str, owner: &'a str, token: i64) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// The claims a pipeline on `db` uses: Redis when `--redis-url` is set; in the process on
+/// SQLite (one pipeline in one process); none on PostgreSQL without Redis (the database's own
+/// claims serve replicas sharing it).
+pub fn choose(options: &super::Options, db: &Db) -> Result<Option<Box<dyn Claims>>, String> {
+    Ok(match (&options.redis_url, db) {
+        (Some(url), _) => Some(Box::new(RedisClaims::new(
+            url.expose(),
+            &options.redis_prefix,
+            options.dedupe_ttl,
+            options.claim_lease,
+        )?)),
+        (None, Db::Sqlite(_)) => Some(Box::new(LocalClaims::new(options.dedupe_ttl, options.claim_lease))),
+        (None, Db::Postgres(_)) => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dora::Options;
+
+    #[tokio::test]
+    async fn sqlite_without_redis_claims_in_the_process_and_postgres_in_its_database() {
+        let sqlite = Db::connect("sqlite::memory:", 1, "metrics").await.unwrap();
+        let postgres = Db::Postgres(sqlx::PgPool::connect_lazy("postgres://127.0.0.1:1/none").unwrap());
+        let local = choose(&Options::default(), &sqlite).unwrap().expect("in-process claims on SQLite");
+        assert!(matches!(local.claim("dl-1", "a").await.unwrap(), Claim::Won(_)));
+        assert_eq!(local.claim("dl-1", "b").await.unwrap(), Claim::Held("a".into()));
+        assert!(choose(&Options::default(), &postgres).unwrap().is_none());
+        // With a Redis URL the claims are Redis's, on either backend: one that does not answer
+        // is an error, never a claim.
+        let redis = Options { redis_url: Some("redis://127.0.0.1:1".to_owned().into()), ..Options::default() };
+        let remote = choose(&redis, &sqlite).unwrap().expect("Redis claims");
+        assert!(remote.claim("dl-1", "a").await.is_err());
+        assert!(choose(&redis, &postgres).unwrap().is_some());
+    }
 }
