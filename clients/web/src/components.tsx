@@ -139,9 +139,9 @@ export function Pager(props: { page: number; pages: number; onPage: (page: numbe
 export function NoMetricsPipeline(props: { error?: string }) {
   return (
     <Empty>
-      The metrics pipeline does not answer{props.error ? `: ${props.error}` : ""}. It needs PostgreSQL:{" "}
-      <code>persys-stack --metrics-database-url postgres://…</code>, the compose file's <code>metrics</code> service, or the Helm
-      chart's <code>metrics.enabled</code>.
+      The metrics pipeline does not answer{props.error ? `: ${props.error}` : ""}. It runs in <code>persys-stack</code> (on SQLite,
+      or PostgreSQL with <code>--metrics-database-url</code>), as the compose file's <code>metrics</code> service, or with the
+      Helm chart's <code>metrics.enabled</code>.
     </Empty>
   );
 }

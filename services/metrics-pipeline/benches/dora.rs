@@ -119,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
         c.await??;
     }
     let recorded = started.elapsed();
-    let pool = p.running.store.pool().clone();
+    let pool = p.running.store.postgres().expect("PostgreSQL").clone();
     loop {
         let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM deployments WHERE push_state = $1")
             .bind(DevlakePushState::Pending as i16)

@@ -1,7 +1,9 @@
 //! Sustained ingest into PostgreSQL: the pipeline's commit path (batch row for exactly-once,
 //! daily partition, multi-row insert, latest sample) against raw `COPY` of the same rows into
-//! a plain table with the same columns and index, in the same run. Prints figures; asserts
-//! nothing about time. Needs `PERSYS_TEST_PG_ADMIN_URL` (`scripts/bench ingest` starts one).
+//! a plain table with the same columns and index, in the same run; and the same commit path on
+//! SQLite (a file in a temporary directory, as `persys-stack` keeps it). Prints figures;
+//! asserts nothing about time. Needs `PERSYS_TEST_PG_ADMIN_URL` (`scripts/bench ingest` starts
+//! one).
 //!
 //! A "sample" here is one value of one series (one row), as in Prometheus' samples/s.
 
@@ -57,6 +59,43 @@ fn batch_rows(node: usize, seq: usize, t0: i64) -> Vec<Row> {
     rows
 }
 
+/// Commits `batches` batches over `writers` concurrent writers, each a node of its own for
+/// `round`; returns how long it took.
+async fn commit_all(
+    store: &Arc<Store>,
+    round: usize,
+    batches: usize,
+    writers: usize,
+    t0: i64,
+    now: i64,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let node = format!("node-{round}-{w}");
+            for seq in (w..batches).step_by(writers) {
+                let rows = batch_rows(w, seq, t0);
+                let b = Batch {
+                    node_id: &node,
+                    batch_seq: seq as u64 + 1,
+                    dropped: 0,
+                    samples: 120,
+                    rows: &rows,
+                    latest: Some((rows[rows.len() - 1].time_ms, vec![0u8; 600])),
+                    now_ms: now,
+                };
+                store.commit(&b).await.expect("commit");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(started.elapsed())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Ok(admin_url) = std::env::var("PERSYS_TEST_PG_ADMIN_URL") else {
@@ -71,43 +110,26 @@ async fn main() -> anyhow::Result<()> {
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await?;
     let url = database_url(&admin_url, &name);
     let store = Arc::new(Store::connect(&url, writers as u32 + 1, "metrics").await?);
-    sqlx::raw_sql("CREATE TABLE bench_raw (LIKE samples INCLUDING INDEXES)").execute(store.pool()).await?;
+    sqlx::raw_sql("CREATE TABLE bench_raw (LIKE samples INCLUDING INDEXES)")
+        .execute(store.postgres().expect("PostgreSQL"))
+        .await?;
 
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_millis() as i64;
     let t0 = now - 3 * 86_400_000;
     let per_batch = batch_rows(0, 0, t0).len();
     println!(
-        "ingest: {batches} batches × {per_batch} samples per round, {writers} writers, median of {rounds} rounds (PostgreSQL on the same 2 cores)"
+        "ingest: {batches} batches × {per_batch} samples per round, {writers} writers, median of {rounds} rounds (PostgreSQL on the same 2 cores; SQLite in a temporary directory)"
     );
-    let (mut pipeline, mut copy) = (Vec::new(), Vec::new());
+    let (mut pipeline, mut copy, mut sqlite) = (Vec::new(), Vec::new(), Vec::new());
+    let sqlite_dir = tempfile::tempdir()?;
+    let sqlite_url = format!("sqlite://{}?mode=rwc", sqlite_dir.path().join("metrics.db").display());
+    let sqlite_store = Arc::new(Store::connect(&sqlite_url, 1, "metrics").await?);
     for round in 0..rounds {
         // The pipeline's path: one transaction per batch, batches spread over the writers as
         // agents' streams would be.
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..writers {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                let node = format!("node-{round}-{w}");
-                for seq in (w..batches).step_by(writers) {
-                    let rows = batch_rows(w, seq, t0);
-                    let b = Batch {
-                        node_id: &node,
-                        batch_seq: seq as u64 + 1,
-                        dropped: 0,
-                        samples: 120,
-                        rows: &rows,
-                        latest: Some((rows[rows.len() - 1].time_ms, vec![0u8; 600])),
-                        now_ms: now,
-                    };
-                    store.commit(&b).await.expect("commit");
-                }
-            }));
-        }
-        for t in tasks {
-            t.await?;
-        }
-        pipeline.push(started.elapsed());
+        pipeline.push(commit_all(&store, round, batches, writers, t0, now).await?);
+        // The same on SQLite, where the writers' commits queue for its one connection.
+        sqlite.push(commit_all(&sqlite_store, round, batches, writers, t0, now).await?);
 
         // Raw COPY of the same rows, same writers.
         let started = Instant::now();
@@ -148,7 +170,9 @@ async fn main() -> anyhow::Result<()> {
     println!("{:<34}{:>14.0}", "pipeline commit (exactly once)", p);
     println!("{:<34}{:>14.0}", "raw COPY, same rows", c);
     println!("{:<34}{:>13.0}%", "pipeline vs raw COPY", 100.0 * p / c);
-    store.pool().close().await;
+    println!("{:<34}{:>14.0}", "pipeline commit on SQLite", total / median(&mut sqlite).as_secs_f64());
+    sqlite_store.close().await;
+    store.close().await;
     sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
         .execute(&mut admin)
         .await?;

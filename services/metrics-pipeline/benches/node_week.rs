@@ -206,7 +206,7 @@ async fn main() -> anyhow::Result<()> {
         median(recent).as_secs_f64() * 1e3
     );
     println!("{:<46}{:>10}", "raw points the browser would get at 5 s (7 d)", samples * 5);
-    store.pool().close().await;
+    store.close().await;
     sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
         .execute(&mut admin)
         .await?;

@@ -31,7 +31,6 @@ use persys_proto::{
     },
 };
 use prost::Message;
-use sqlx::{PgPool, Row};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
@@ -50,10 +49,10 @@ pub const TAIL_BYTES: usize = 16 * 1024;
 /// Longest grace period of a container stop or restart.
 pub const MAX_GRACE: Duration = Duration::from_secs(300);
 
-/// The command history in PostgreSQL.
+/// The command history in the pipeline's database.
 #[derive(Clone)]
 pub struct History {
-    pool: PgPool,
+    db: crate::db::Db,
 }
 
 fn decode(bytes: &[u8]) -> Result<CommandRecord, StoreError> {
@@ -63,33 +62,34 @@ fn decode(bytes: &[u8]) -> Result<CommandRecord, StoreError> {
 impl History {
     /// The history of `store`.
     pub fn new(store: &Store) -> Self {
-        Self { pool: store.pool().clone() }
+        Self { db: store.db().clone() }
     }
 
     /// Writes `record`, replacing the one with its id.
     pub async fn put(&self, record: &CommandRecord) -> Result<(), StoreError> {
         let started = record.started_at.as_ref().map_or(0, crate::clock::millis);
-        sqlx::query(
-            "INSERT INTO command_history (id, node_id, user_id, started_ms, payload) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET payload = EXCLUDED.payload",
-        )
-        .bind(&record.id)
-        .bind(&record.node_id)
-        .bind(&record.user_id)
-        .bind(started)
-        .bind(record.encode_to_vec())
-        .execute(&self.pool)
-        .await?;
+        crate::on_db!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO command_history (id, node_id, user_id, started_ms, payload) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (id) DO UPDATE SET payload = EXCLUDED.payload",
+            )
+            .bind(&record.id)
+            .bind(&record.node_id)
+            .bind(&record.user_id)
+            .bind(started)
+            .bind(record.encode_to_vec())
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
     /// Returns one record.
     pub async fn get(&self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
-        let row = sqlx::query("SELECT payload FROM command_history WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| decode(r.get::<&[u8], _>(0))).transpose()
+        let row: Option<Vec<u8>> = crate::on_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT payload FROM command_history WHERE id = $1").bind(id).fetch_optional(pool).await?
+        });
+        row.map(|b| decode(&b)).transpose()
     }
 
     /// Returns up to `limit` records, newest first, on `node` and by `user` when not empty,
@@ -102,18 +102,21 @@ impl History {
         limit: i64,
     ) -> Result<Vec<CommandRecord>, StoreError> {
         let (after_ms, after_id) = after.unwrap_or((i64::MAX, String::new()));
-        let rows = sqlx::query(
-            "SELECT payload FROM command_history WHERE ($1 = '' OR node_id = $1) AND ($2 = '' OR user_id = $2) \
-             AND (started_ms, id) < ($3, $4) ORDER BY started_ms DESC, id DESC LIMIT $5",
-        )
-        .bind(node)
-        .bind(user)
-        .bind(after_ms)
-        .bind(if after_id.is_empty() { "\u{10FFFF}".to_owned() } else { after_id })
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| decode(r.get::<&[u8], _>(0))).collect()
+        let after_id = if after_id.is_empty() { "\u{10FFFF}".to_owned() } else { after_id };
+        let rows: Vec<Vec<u8>> = crate::on_db!(&self.db, pool => {
+            sqlx::query_scalar(
+                "SELECT payload FROM command_history WHERE ($1 = '' OR node_id = $1) AND ($2 = '' OR user_id = $2) \
+                 AND (started_ms, id) < ($3, $4) ORDER BY started_ms DESC, id DESC LIMIT $5",
+            )
+            .bind(node)
+            .bind(user)
+            .bind(after_ms)
+            .bind(&after_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.iter().map(|b| decode(b)).collect()
     }
 }
 

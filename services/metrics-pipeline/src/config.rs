@@ -9,7 +9,7 @@ use persys_kit::{
     tls::CertsDir,
 };
 
-/// The Persys metrics pipeline: host metrics from agents into PostgreSQL, and queries.
+/// The Persys metrics pipeline: host metrics from agents into PostgreSQL (or SQLite), and queries.
 #[derive(Parser, Debug)]
 #[command(name = "metrics-pipeline", version, about, long_about = None)]
 pub struct Cli {
@@ -24,14 +24,15 @@ pub struct ServeArgs {
     /// gRPC address (mTLS): agents ingest, the gateway and services query.
     #[arg(long, env = "PERSYS_METRICS_LISTEN", default_value = "127.0.0.1:7400")]
     pub listen: SocketAddr,
-    /// PostgreSQL URL, e.g. `postgres://persys@db/persys_metrics`.
+    /// PostgreSQL URL, e.g. `postgres://persys@db/persys_metrics`; or a SQLite file,
+    /// `sqlite://PATH?mode=rwc`, for a single pipeline (one process: the all-in-one stack).
     #[arg(long, env = "PERSYS_METRICS_DATABASE_URL", hide_env_values = true)]
     pub database_url: persys_kit::config::Secret,
     /// PostgreSQL schema holding the pipeline's tables and migration history (created if
-    /// missing), so the pipeline can share a database with the gateway.
+    /// missing), so the pipeline can share a database with the gateway; unused on SQLite.
     #[arg(long, env = "PERSYS_METRICS_DATABASE_SCHEMA", default_value = "metrics")]
     pub database_schema: String,
-    /// Most database connections.
+    /// Most database connections (PostgreSQL; SQLite uses one, its single writer).
     #[arg(long, env = "PERSYS_METRICS_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     pub database_max_connections: u32,
     /// Services allowed to query, by certificate identity (comma-separated); users come
@@ -289,8 +290,11 @@ impl ServeArgs {
             )));
         }
         let url = self.database_url.expose();
-        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
-            return Err(ConfigError("--database-url / PERSYS_METRICS_DATABASE_URL must be a postgres:// URL".into()));
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") && !crate::db::is_sqlite(url) {
+            return Err(ConfigError(
+                "--database-url / PERSYS_METRICS_DATABASE_URL must be a postgres:// URL (or sqlite://PATH?mode=rwc for a single pipeline)"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -317,7 +321,9 @@ mod tests {
         assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
         assert_eq!(built.database_url, parsed.database_url, "Debug hides it; compare the value");
         assert!(built.validate().is_ok());
-        let sqlite = ServeArgs { database_url: "sqlite://x.db".into(), ..built };
-        assert!(sqlite.validate().unwrap_err().0.contains("postgres://"));
+        let sqlite = ServeArgs { database_url: "sqlite://x.db?mode=rwc".into(), ..built.clone() };
+        assert!(sqlite.validate().is_ok());
+        let mysql = ServeArgs { database_url: "mysql://db/m".into(), ..built };
+        assert!(mysql.validate().unwrap_err().0.contains("postgres://"));
     }
 }

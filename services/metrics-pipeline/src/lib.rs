@@ -1,12 +1,16 @@
 //! The Persys metrics pipeline (service name `metrics`): agents stream host and container
-//! metrics in batches over mTLS ([`ingest`]); each batch is committed to PostgreSQL once per
+//! metrics in batches over mTLS ([`ingest`]); each batch is committed to the database once per
 //! (node, batch sequence) and only then acknowledged ([`store`]); range queries, each node's
 //! newest sample and a live watch answer the dashboard and the CLIs through the gateway
 //! ([`query`]); alert rules are evaluated as samples arrive ([`alerts`]); the admin port
 //! carries each node's newest sample in Prometheus text ([`prometheus`]); alert transitions are
-//! notified through an outbox in PostgreSQL to webhooks, Slack and Alertmanager ([`notify`]).
+//! notified through an outbox in the database to webhooks, Slack and Alertmanager ([`notify`]).
 //!
-//! Samples are kept raw (daily partitions), in one-minute rollups written with each batch and
+//! The database ([`db`]) is PostgreSQL for deployments (replicas share it), or SQLite for a
+//! single pipeline in one process (the all-in-one stack): the same behaviour, each query
+//! written for both.
+//!
+//! Samples are kept raw (daily partitions on PostgreSQL), in one-minute rollups written with each batch and
 //! in one-hour rollups folded from those once an hour ends; each with its own retention.
 //!
 //! DORA ([`dora`]): deployments recorded by the reconciler's ArgoCD watcher, their commits
@@ -19,6 +23,7 @@ pub mod alerts;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod db;
 pub mod dora;
 pub mod error;
 pub mod ingest;
@@ -107,6 +112,7 @@ pub async fn start(args: ServeArgs, shutdown: Shutdown) -> Result<Running, Pipel
     let store = Arc::new(
         Store::connect(args.database_url.expose(), args.database_max_connections, &args.database_schema).await?,
     );
+    tracing::info!(backend = store.db().backend(), "metrics database open");
     let metrics = Metrics::new();
     let admin = spawn_admin(&args.telemetry, &metrics, shutdown.clone()).await?;
     let (live, _) = tokio::sync::broadcast::channel(args.watch_buffer);

@@ -95,12 +95,12 @@ async fn a_killed_pipeline_loses_no_acknowledged_batch_and_stores_nothing_twice(
     let store = Store::connect(&db.url, 2, "metrics").await.unwrap();
     assert_eq!(store.batches("node-a").await.unwrap(), (1..=BATCHES as i64).collect::<Vec<_>>());
     let row = sqlx::query("SELECT count(*), count(DISTINCT (metric, time_ms)) FROM samples WHERE node_id = 'node-a'")
-        .fetch_one(store.pool())
+        .fetch_one(store.postgres().expect("PostgreSQL"))
         .await
         .unwrap();
     let (rows, distinct): (i64, i64) = (row.get(0), row.get(1));
     assert_eq!(rows, distinct, "a sample was stored twice");
     assert_eq!(rows, BATCHES as i64 * SAMPLES_PER_BATCH * ROWS_PER_SAMPLE);
-    store.pool().close().await;
+    store.close().await;
     db.drop_now().await;
 }

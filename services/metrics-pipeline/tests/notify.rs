@@ -159,7 +159,7 @@ async fn each_transition_reaches_a_webhook_and_slack_once_through_failures_and_i
     let mut agent = p.ingest_as("node-a");
     let mut stream = AgentStream::open(&mut agent).await.unwrap();
     stream.send(batch("node-a", 1, vec![sample("node-a", t0, 95.0)])).await.unwrap();
-    let pool = p.running.store.pool();
+    let pool = p.running.store.postgres().expect("PostgreSQL");
     until(pool, "firing delivered on both channels", |rows| rows.len() == 2 && rows.iter().all(|r| r.3)).await;
     // Still firing: nothing more is queued.
     stream.send(batch("node-a", 2, vec![sample("node-a", t0 + 1000, 97.0)])).await.unwrap();
@@ -250,7 +250,7 @@ async fn a_permanent_refusal_is_given_up_at_once_and_bad_channels_name_their_fie
     let mut agent = p.ingest_as("node-a");
     let mut stream = AgentStream::open(&mut agent).await.unwrap();
     stream.send(batch("node-a", 1, vec![sample("node-a", now_ms() - 1000, 99.0)])).await.unwrap();
-    let pool = p.running.store.pool();
+    let pool = p.running.store.postgres().expect("PostgreSQL");
     until(pool, "given up", |rows| rows.len() == 1 && rows[0].4).await;
     let rows = outbox(pool).await;
     assert_eq!(rows[0].2, 1, "one attempt: a 404 is not retried");
@@ -313,10 +313,13 @@ async fn a_queued_notification_survives_a_killed_pipeline_and_is_delivered_once(
     stream.send(batch("node-a", 1, vec![sample("node-a", now_ms() - 1000, 99.0)])).await.unwrap();
 
     let store = persys_metrics_pipeline::store::Store::connect(&db.url, 2, "metrics").await.unwrap();
-    until(store.pool(), "failing while the receiver is down", |rows| rows.len() == 1 && rows[0].2 >= 2).await;
+    until(store.postgres().expect("PostgreSQL"), "failing while the receiver is down", |rows| {
+        rows.len() == 1 && rows[0].2 >= 2
+    })
+    .await;
     pipeline.kill().await.unwrap();
     drop(stream);
-    let before = outbox(store.pool()).await;
+    let before = outbox(store.postgres().expect("PostgreSQL")).await;
     assert!(!before[0].3 && before[0].5.contains("503"), "{before:?}");
 
     receiver.down.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -324,14 +327,17 @@ async fn a_queued_notification_survives_a_killed_pipeline_and_is_delivered_once(
     // A delivery the kill cut short is claimed until its lease (twice the 1 s timeout, plus 5 s)
     // runs out, then made again.
     let within = Duration::from_secs(20);
-    until_within(store.pool(), within, "delivered after the restart", |rows| rows.len() == 1 && rows[0].3).await;
+    until_within(store.postgres().expect("PostgreSQL"), within, "delivered after the restart", |rows| {
+        rows.len() == 1 && rows[0].3
+    })
+    .await;
     let got = receiver.got();
     let accepted: Vec<&Got> = got.iter().filter(|g| g.answered == 200).collect();
     assert_eq!(accepted.len(), 1, "delivered once: {got:?}");
-    let attempts = outbox(store.pool()).await[0].2;
+    let attempts = outbox(store.postgres().expect("PostgreSQL")).await[0].2;
     assert!(got.len() as i32 <= attempts, "no request the outbox does not count: {} > {attempts}", got.len());
     assert!(pipeline.stop().await.unwrap());
-    store.pool().close().await;
+    store.close().await;
     db.drop_now().await;
 }
 
@@ -461,7 +467,7 @@ async fn alerts_fire_and_resolve_in_a_real_alertmanager() {
     };
     let first_end = ends(&alert);
     let posted = now_ms();
-    let pool = p.running.store.pool();
+    let pool = p.running.store.postgres().expect("PostgreSQL");
     until(pool, "a second later", |_| now_ms() - posted >= 1100).await;
     persys_metrics_pipeline::notify::Notifier::new(
         p.running.store.clone(),
@@ -482,7 +488,7 @@ async fn alerts_fire_and_resolve_in_a_real_alertmanager() {
         assert!(tokio::time::Instant::now() < deadline, "the resolved alert is still active in Alertmanager");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let rows = outbox(p.running.store.pool()).await;
+    let rows = outbox(p.running.store.postgres().expect("PostgreSQL")).await;
     let summary: Vec<(&str, bool)> = rows.iter().map(|r| (r.0.as_str(), r.3)).collect();
     assert_eq!(summary, [("firing", true), ("resolved", true)], "each transition posted once: {rows:?}");
     p.finish().await;
@@ -525,7 +531,7 @@ async fn a_silence_mutes_the_alerts_it_matches_until_it_is_expired() {
     let (mut a, mut b) = (AgentStream::open(&mut a).await.unwrap(), AgentStream::open(&mut b).await.unwrap());
     a.send(batch("node-a", 1, vec![sample("node-a", t0, 99.0)])).await.unwrap();
     b.send(batch("node-b", 1, vec![sample("node-b", t0, 99.0)])).await.unwrap();
-    let pool = p.running.store.pool();
+    let pool = p.running.store.postgres().expect("PostgreSQL");
     until(pool, "node-b notified", |rows| rows.len() == 1 && rows[0].3).await;
     let firing = |node: &str| {
         let node = node.to_owned();
@@ -586,7 +592,7 @@ async fn a_firing_alert_is_notified_again_each_repeat_interval_until_acknowledge
     let mut stream = AgentStream::open(&mut agent).await.unwrap();
     // Fired 1.5 s ago (the sample's time): one repeat interval has gone round.
     stream.send(batch("node-a", 1, vec![sample("node-a", now_ms() - 1500, 99.0)])).await.unwrap();
-    let pool = p.running.store.pool();
+    let pool = p.running.store.postgres().expect("PostgreSQL");
     until(pool, "the firing delivered", |rows| rows.len() == 1 && rows[0].3).await;
     // The refresh (the pipeline's runs every minute), called here; twice queues the round once.
     let refresher = Notifier::new(p.running.store.clone(), Options::default()).unwrap();

@@ -238,8 +238,8 @@ async fn the_pipeline_shares_a_database_with_another_sqlx_app_in_a_schema_of_its
     .unwrap();
     assert_eq!(tables, 0, "nothing of the pipeline's lands in public");
     assert!(persys_metrics_pipeline::store::Store::connect(&db.url, 1, "Bad-Name").await.is_err());
-    store.pool().close().await;
-    again.pool().close().await;
+    store.close().await;
+    again.close().await;
     drop(other);
     db.drop_now().await;
 }
@@ -305,7 +305,7 @@ async fn partitions_past_the_retention_are_dropped_and_recent_ones_kept() {
     );
     // Nothing more to drop the second time.
     assert!(store.expire(now, 7 * DAY_MS).await.unwrap().is_empty());
-    store.pool().close().await;
+    store.close().await;
     db.drop_now().await;
 }
 
@@ -387,7 +387,7 @@ async fn one_minute_rollups_agree_with_the_raw_samples_on_a_generated_history() 
             }
         }
     }
-    store.pool().close().await;
+    store.close().await;
     db.drop_now().await;
 }
 
@@ -466,7 +466,10 @@ async fn hourly_rollups_agree_with_the_raw_samples_before_and_after_folding_and_
     check("nothing folded yet: from the minutes").await;
     assert_eq!(store.roll_hours(now_ms(), 24).await.unwrap(), 3, "the three ended hours");
     assert_eq!(store.roll_hours(now_ms(), 24).await.unwrap(), 0, "nothing left to fold");
-    let hourly_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM samples_1h").fetch_one(store.pool()).await.unwrap();
+    let hourly_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM samples_1h")
+        .fetch_one(store.postgres().expect("PostgreSQL"))
+        .await
+        .unwrap();
     assert_eq!(hourly_rows, 6, "two series, three hours");
     check("folded").await;
 
@@ -482,6 +485,6 @@ async fn hourly_rollups_agree_with_the_raw_samples_before_and_after_folding_and_
     let this_hour = now_ms() / HOUR_MS * HOUR_MS;
     commit(&[Row { metric: Metric::DiskUsagePercent, labels: labels("/"), time_ms: this_hour, value: 5.0 }]).await;
     assert_eq!(store.roll_hours(now_ms(), 24).await.unwrap(), 0);
-    store.pool().close().await;
+    store.close().await;
     db.drop_now().await;
 }

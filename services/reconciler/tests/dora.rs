@@ -168,7 +168,7 @@ async fn settled_argocd_syncs_are_recorded_in_the_metrics_pipeline() {
     stop_controller.trigger();
     stop_pipeline.trigger();
     let _ = pipeline.served.await;
-    pipeline.store.pool().close().await;
+    pipeline.store.close().await;
     let _ = Api::<Namespace>::all(client).delete(&argo_ns, &Default::default()).await;
     sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")))
         .execute(&mut admin)

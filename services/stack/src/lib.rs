@@ -1,11 +1,13 @@
-//! The all-in-one stack: gateway, scheduler, an agent and the analyzer in one process on loopback, with the
-//! embedded state store, a SQLite database, dev certificates made at first start and a
-//! bootstrap admin. The services talk to each other exactly as they do when deployed apart:
+//! The all-in-one stack: gateway, scheduler, an agent, the analyzer and the metrics pipeline in one
+//! process on loopback, with the embedded state store, SQLite databases, dev certificates made at
+//! first start and a bootstrap admin. The services talk to each other exactly as they do when deployed apart:
 //! over mTLS gRPC on loopback ports, the agent joining with a token.
 //!
 //! It is for a laptop. Everything it keeps lives under its directory: the scheduler's state in
 //! a durable embedded store (`scheduler.redb`, fsync on every commit), users, API keys and the
-//! audit log in SQLite, and the built-in agent's identity. Stopped (Ctrl-C, or killed) and
+//! audit log in SQLite (`gateway.db`), metrics, alerts, DORA deployments and the command history
+//! in SQLite too (`metrics.db`, unless `--metrics-database-url` names a PostgreSQL database), and
+//! the built-in agent's identity. Stopped (Ctrl-C, or killed) and
 //! started again, it comes back with every workload; the agent is the same node and adopts the
 //! containers that still run instead of starting them again.
 
@@ -79,21 +81,17 @@ pub struct Config {
     /// page). Cluster-wide only: not with `--kube-namespace`.
     #[arg(long, env = "PERSYS_STACK_KAPSA_PROJECTS", requires = "kubeconfig", conflicts_with = "kube_namespace")]
     pub kapsa_projects: bool,
-    /// A PostgreSQL URL: also run the metrics pipeline on it (tables in its `metrics` schema),
-    /// with the built-in agent shipping host and container metrics every 5 s, and metrics
-    /// queries, live watches and alerts behind the gateway (`persys metrics`, `persys alerts`,
-    /// the dashboard's charts and Alerts page). Without it the stack has no metrics.
+    /// The metrics pipeline always runs, with the built-in agent shipping host and container
+    /// metrics every 5 s, and metrics queries, live watches, alerts and DORA behind the gateway
+    /// (`persys metrics`, `persys alerts`, the dashboard's charts and Alerts page). Its data is
+    /// in SQLite (`metrics.db` in `--dir`) unless this names a PostgreSQL database
+    /// (`postgres://…`; tables in its `metrics` schema).
     #[arg(long, env = "PERSYS_STACK_METRICS_DATABASE_URL", hide_env_values = true)]
     pub metrics_database_url: Option<persys_kit::config::Secret>,
-    /// With `--metrics-database-url`: executables admins may run on this machine as host
-    /// commands (`persys exec-host`, the dashboard's node page), comma-separated; none by
-    /// default. They run as the user who started the stack.
-    #[arg(
-        long = "host-commands",
-        env = "PERSYS_STACK_HOST_COMMANDS",
-        value_delimiter = ',',
-        requires = "metrics_database_url"
-    )]
+    /// Executables admins may run on this machine as host commands (`persys exec-host`, the
+    /// dashboard's node page), comma-separated; none by default. They run as the user who
+    /// started the stack.
+    #[arg(long = "host-commands", env = "PERSYS_STACK_HOST_COMMANDS", value_delimiter = ',')]
     pub host_commands: Vec<String>,
     /// Logs, traces, metrics.
     #[command(flatten)]
@@ -153,6 +151,11 @@ fn ensure_secret(path: &Path, bytes: usize) -> anyhow::Result<String> {
 /// then needs no join token).
 fn has_joined(agent_state: &Path) -> bool {
     persys_agent::state::StateDir::open(agent_state).is_ok_and(|s| matches!(s.usable_identity(), Ok(Some(_))))
+}
+
+/// The metrics pipeline's SQLite database under the stack's directory.
+pub fn metrics_sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", dir.join("metrics.db").display())
 }
 
 fn docker_answers(host: Option<&str>) -> bool {
@@ -239,19 +242,25 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         }
         None => None,
     };
-    // Metrics pipeline, with a PostgreSQL database: behind the gateway, fed by the agent.
-    let metrics = match &config.metrics_database_url {
-        Some(url) => {
-            let mut args = persys_metrics_pipeline::config::ServeArgs::loopback(&certs, url.expose().to_owned());
-            // The stack's workloads are DORA rollouts, and host commands are relayed through it.
-            args.scheduler = Some(format!("https://localhost:{}", scheduler.grpc.port()));
-            let running = persys_metrics_pipeline::start(args, shutdown.clone())
-                .await
-                .context("starting the metrics pipeline (--metrics-database-url)")?;
-            gateway_config.upstreams.push(format!("metrics=https://localhost:{}", running.addr.port()));
-            Some(running)
-        }
-        None => None,
+    // Metrics pipeline, on SQLite under the directory or on PostgreSQL: behind the gateway, fed
+    // by the agent.
+    let metrics_url = match &config.metrics_database_url {
+        Some(url) => url.expose().to_owned(),
+        None => metrics_sqlite_url(&dir),
+    };
+    let metrics = {
+        let mut args = persys_metrics_pipeline::config::ServeArgs::loopback(&certs, metrics_url);
+        // The stack's workloads are DORA rollouts, and host commands are relayed through it.
+        args.scheduler = Some(format!("https://localhost:{}", scheduler.grpc.port()));
+        let running = persys_metrics_pipeline::start(args, shutdown.clone()).await.context(
+            if config.metrics_database_url.is_some() {
+                "starting the metrics pipeline (--metrics-database-url)"
+            } else {
+                "starting the metrics pipeline (metrics.db)"
+            },
+        )?;
+        gateway_config.upstreams.push(format!("metrics=https://localhost:{}", running.addr.port()));
+        running
     };
     gateway_config.telemetry.admin_listen = config.telemetry.admin_listen.clone();
     gateway_config.web_root = config.web_root.clone();
@@ -305,7 +314,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     agent_config.network_mode = config.network_mode.clone();
     agent_config.admin_api_listen = "127.0.0.1:0".into();
     agent_config.docker_host = config.docker_host.clone();
-    agent_config.metrics_pipeline = metrics.as_ref().map(|m| format!("https://localhost:{}", m.addr.port()));
+    agent_config.metrics_pipeline = Some(format!("https://localhost:{}", metrics.addr.port()));
     agent_config.host_commands = config.host_commands.clone();
     agent_config.host_command_user = agent_config.process_user.clone();
     let agent = tokio::spawn(persys_agent::run(agent_config, shutdown.clone()));
@@ -324,7 +333,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             Some(k) => format!("; reconciler on the cluster of {}", k.display()),
             None => String::new(),
         },
-        metrics = if metrics.is_some() { "; metrics pipeline on PostgreSQL" } else { "" },
+        metrics = match config.metrics_database_url {
+            Some(_) => "; metrics pipeline on PostgreSQL".to_owned(),
+            None => format!("; metrics pipeline on SQLite in {}", dir.join("metrics.db").display()),
+        },
         pw = dir.join("admin-password").display(),
         dashboard =
             if config.web_root.is_some() { format!("Browse:   http://{}/\n", config.listen) } else { String::new() },
@@ -335,12 +347,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
             None => Ok(Ok(())),
         }
     };
-    let metrics = async {
-        match metrics {
-            Some(running) => running.served.await.map(|r| r.map_err(anyhow::Error::from)),
-            None => Ok(Ok(())),
-        }
-    };
+    let metrics = async { metrics.served.await.map(|r| r.map_err(anyhow::Error::from)) };
     let (scheduler_result, gateway_result, agent_result, analyzer_result, reconciler_result, metrics_result) =
         tokio::join!(scheduler.task, gateway, agent, analyzer.served, reconciler, metrics);
     analyzer_result?.context("analyzer")?;

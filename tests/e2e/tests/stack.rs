@@ -1,6 +1,7 @@
 //! The all-in-one `persys-stack` binary, driven the way a user would: log in through its
 //! gateway, see its built-in agent's node, run a workload on the process driver, read its
-//! logs, stop it; `dorgu --server` analyzes through it.
+//! logs, stop it; `dorgu --server` analyzes through it; its agent's metrics are queried back
+//! from the SQLite database under its directory.
 
 use std::time::Duration;
 
@@ -13,7 +14,12 @@ use persys_e2e::{
 };
 use persys_kit::client::{ClientOptions, plain_channel};
 use persys_proto::{
+    common::v1::TimeRange,
     gateway::v1::{LoginRequest, auth_service_client::AuthServiceClient},
+    metrics::v1::{
+        LatestHostMetricsRequest, Metric, QueryRangeRequest, Rollup,
+        metrics_query_service_client::MetricsQueryServiceClient,
+    },
     scheduler::v1::{self as pb, scheduler_service_client::SchedulerServiceClient},
 };
 
@@ -138,7 +144,8 @@ type Api = SchedulerServiceClient<
     tonic::service::interceptor::InterceptedService<persys_kit::client::TracedChannel, persys_e2e::stack::Bearer>,
 >;
 
-async fn admin_api(stack: &Service, state: &std::path::Path) -> Api {
+/// A channel to the stack's gateway and the admin's access token.
+async fn admin_login(stack: &Service, state: &std::path::Path) -> (persys_kit::client::TracedChannel, String) {
     let channel = plain_channel(&format!("http://{}", stack.addr("public")), &ClientOptions::default()).unwrap();
     let password = std::fs::read_to_string(state.join("admin-password")).unwrap();
     let login = AuthServiceClient::new(channel.clone())
@@ -146,7 +153,93 @@ async fn admin_api(stack: &Service, state: &std::path::Path) -> Api {
         .await
         .unwrap()
         .into_inner();
-    SchedulerServiceClient::with_interceptor(channel, bearer(login.access_token))
+    (channel, login.access_token)
+}
+
+async fn admin_api(stack: &Service, state: &std::path::Path) -> Api {
+    let (channel, token) = admin_login(stack, state).await;
+    SchedulerServiceClient::with_interceptor(channel, bearer(token))
+}
+
+type Metrics = MetricsQueryServiceClient<
+    tonic::service::interceptor::InterceptedService<persys_kit::client::TracedChannel, persys_e2e::stack::Bearer>,
+>;
+
+async fn admin_metrics(stack: &Service, state: &std::path::Path) -> Metrics {
+    let (channel, token) = admin_login(stack, state).await;
+    MetricsQueryServiceClient::with_interceptor(channel, bearer(token))
+}
+
+fn ms(t: &prost_types::Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
+
+fn ts(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: ms / 1000, nanos: ((ms % 1000) * 1_000_000) as i32 }
+}
+
+/// The CPU figures of the stack's node between `from_ms` and `to_ms`, each sample's own point
+/// (a 1 ms step reads the raw samples; at most 11 000 points, so at most 11 s).
+async fn cpu_points(metrics: &mut Metrics, from_ms: i64, to_ms: i64) -> Vec<(i64, f64)> {
+    let range = QueryRangeRequest {
+        metrics: vec![Metric::CpuUsagePercent as i32],
+        range: Some(TimeRange { start: Some(ts(from_ms)), end: Some(ts(to_ms)) }),
+        step: Some(prost_types::Duration { seconds: 0, nanos: 1_000_000 }),
+        rollup: Rollup::Last as i32,
+        ..Default::default()
+    };
+    let answer = metrics.query_range(range).await.unwrap().into_inner();
+    answer.series.iter().flat_map(|s| s.points.iter().map(|p| (ms(p.time.as_ref().unwrap()), p.value))).collect()
+}
+
+/// Without `--metrics-database-url` the stack runs the metrics pipeline on SQLite under its
+/// directory: the built-in agent's samples are answered through the gateway, from the raw
+/// samples and the one-minute rollups, and are still there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_keeps_its_agents_metrics_in_sqlite_without_a_database_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let stack = start_stack(dir.path(), &state, &["--driver", "process"]).await;
+    assert!(state.join("metrics.db").exists(), "no metrics.db in {}", state.display());
+    let mut metrics = admin_metrics(&stack, &state).await;
+
+    // The agent ships a batch every 5 s; its newest sample shows up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let sample = loop {
+        let latest = metrics.latest_host_metrics(LatestHostMetricsRequest::default()).await.unwrap().into_inner();
+        if let Some(m) = latest.metrics.into_iter().next() {
+            break m;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no sample in 60 s; stack log:\n{}", stack.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(stack.log().contains("metrics pipeline on SQLite in"), "the banner says where; log:\n{}", stack.log());
+    let at = ms(sample.time.as_ref().unwrap());
+    let cpu = sample.cpu.as_ref().unwrap().usage_percent;
+    assert!((0.0..=100.0).contains(&cpu), "{sample:?}");
+    // What was stored is what the range query answers: that sample's CPU figure at its time.
+    let points = cpu_points(&mut metrics, at - 10_000, at + 1).await;
+    assert!(points.contains(&(at, cpu)), "sample at {at} ({cpu}%) missing from {points:?}");
+    // Whole-minute steps read the one-minute rollups: the sample's minute has a point.
+    let minutes = QueryRangeRequest {
+        metrics: vec![Metric::CpuUsagePercent as i32],
+        range: Some(TimeRange { start: Some(ts(at - at % 60_000)), end: Some(ts(at + 1)) }),
+        step: Some(prost_types::Duration { seconds: 60, nanos: 0 }),
+        rollup: Rollup::Max as i32,
+        ..Default::default()
+    };
+    let answer = metrics.query_range(minutes.clone()).await.unwrap().into_inner();
+    let minute = &answer.series[0].points;
+    assert_eq!(minute.len(), 1, "{answer:?}");
+    assert!(minute[0].value >= cpu, "the minute's max {} is below a sample in it ({cpu})", minute[0].value);
+    assert!(stack.stop().await.unwrap(), "the stack exits cleanly on SIGTERM");
+
+    // Started again on its directory: what was acknowledged is still there.
+    let stack = start_stack(dir.path(), &state, &["--driver", "process"]).await;
+    let mut metrics = admin_metrics(&stack, &state).await;
+    let again = cpu_points(&mut metrics, at - 10_000, at + 1).await;
+    assert_eq!(again, points, "the samples before the restart, from metrics.db");
+    assert!(stack.stop().await.unwrap(), "the stack exits cleanly on SIGTERM");
 }
 
 /// Killed with SIGKILL and started again on its directory, the stack still has its workloads,

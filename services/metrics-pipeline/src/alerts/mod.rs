@@ -102,9 +102,7 @@ impl Alerts {
                 let resolved = t.alert.state == AlertState::Resolved as i32;
                 if resolved
                     && !notify.is_empty()
-                    && !crate::notify::firing_queued(self.store.pool(), &t.alert.id)
-                        .await
-                        .map_err(ApiError::internal)?
+                    && !crate::notify::firing_queued(self.store.db(), &t.alert.id).await.map_err(ApiError::internal)?
                 {
                     notify.clear();
                 }

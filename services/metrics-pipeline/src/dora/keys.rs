@@ -1,4 +1,4 @@
-//! The four keys over a window, from the deployments in PostgreSQL:
+//! The four keys over a window, from the deployments in the pipeline's database:
 //! - deployment frequency: successful deployments per day;
 //! - lead time for changes: each commit counted once per component, from its author date to
 //!   its first successful deployment, for the commits whose first one falls in the window
@@ -14,9 +14,9 @@
 //! 15 %; restore elite under an hour, high under a day, medium under a week; low otherwise.
 
 use persys_proto::metrics::v1::{DeploymentStatus, DoraPerformanceLevel as Level, DoraWeek, GetDoraMetricsResponse};
-use sqlx::PgPool;
+use sqlx::AssertSqlSafe;
 
-use crate::{clock::timestamp, store::StoreError};
+use crate::{clock::timestamp, db::Db, on_db, store::StoreError};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -111,27 +111,51 @@ macro_rules! filter {
     };
 }
 
+/// Runs one of the queries below over `s` on `db`, binding $1-$8. PostgreSQL needs the casts to
+/// type parameters a query only tests for NULL; SQLite takes the same text without them, and
+/// spells `IS DISTINCT FROM` as `IS NOT`.
+async fn fetch<T>(db: &Db, s: &Scope<'_>, sql: &'static str) -> Result<Vec<T>, StoreError>
+where
+    T: Send + Unpin,
+    for<'r> T: sqlx::FromRow<'r, sqlx::postgres::PgRow> + sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+{
+    let sql = match db {
+        Db::Postgres(_) => sql.to_owned(),
+        Db::Sqlite(_) => sql.replace("::smallint", "").replace("::text", "").replace("IS DISTINCT FROM", "IS NOT"),
+    };
+    Ok(on_db!(db, pool => {
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(s.environment as i16)
+            .bind(s.component)
+            .bind(s.cluster)
+            .bind(s.from_ms)
+            .bind(s.to_ms)
+            .bind(DeploymentStatus::Success as i16)
+            .bind(DeploymentStatus::Failed as i16)
+            .bind(s.visible_to)
+            .fetch_all(pool)
+            .await?
+    }))
+}
+
 /// Computes the four keys over `s`.
-pub async fn compute(pool: &PgPool, s: &Scope<'_>, now_ms: i64) -> Result<GetDoraMetricsResponse, StoreError> {
-    let deployments: Vec<(i64, i16)> = sqlx::query_as(concat!(
-        "SELECT deployed_ms, status FROM deployments WHERE ",
-        filter!(),
-        " AND deployed_ms >= $4 AND deployed_ms < $5 AND $6::smallint IS NOT NULL AND $7::smallint IS NOT NULL"
-    ))
-    .bind(s.environment as i16)
-    .bind(s.component)
-    .bind(s.cluster)
-    .bind(s.from_ms)
-    .bind(s.to_ms)
-    .bind(DeploymentStatus::Success as i16)
-    .bind(DeploymentStatus::Failed as i16)
-    .bind(s.visible_to)
-    .fetch_all(pool)
+pub async fn compute(db: &Db, s: &Scope<'_>, now_ms: i64) -> Result<GetDoraMetricsResponse, StoreError> {
+    let deployments: Vec<(i64, i16)> = fetch(
+        db,
+        s,
+        concat!(
+            "SELECT deployed_ms, status FROM deployments WHERE ",
+            filter!(),
+            " AND deployed_ms >= $4 AND deployed_ms < $5 AND $6::smallint IS NOT NULL AND $7::smallint IS NOT NULL"
+        ),
+    )
     .await?;
     let success = DeploymentStatus::Success as i16;
     let failed = DeploymentStatus::Failed as i16;
     // Each commit once per component, at its first successful deployment ever.
-    let leads: Vec<(i64, i64)> = sqlx::query_as(
+    let leads: Vec<(i64, i64)> = fetch(
+        db,
+        s,
         "SELECT first_ms, first_ms - authored_ms FROM ( \
            SELECT min(d.deployed_ms) AS first_ms, min(c.authored_ms) AS authored_ms \
            FROM deployment_commits c JOIN deployments d ON d.id = c.deployment_id \
@@ -141,39 +165,25 @@ pub async fn compute(pool: &PgPool, s: &Scope<'_>, now_ms: i64) -> Result<GetDor
            GROUP BY d.component, c.repo_url, c.sha) f \
          WHERE first_ms >= $4 AND first_ms < $5",
     )
-    .bind(s.environment as i16)
-    .bind(s.component)
-    .bind(s.cluster)
-    .bind(s.from_ms)
-    .bind(s.to_ms)
-    .bind(success)
-    .bind(failed)
-    .bind(s.visible_to)
-    .fetch_all(pool)
     .await?;
     // First failures of runs of failures in the window, and the success that ended each.
-    let runs: Vec<(i64, Option<i64>)> = sqlx::query_as(concat!(
-        "WITH ordered AS ( \
+    let runs: Vec<(i64, Option<i64>)> = fetch(
+        db,
+        s,
+        concat!(
+            "WITH ordered AS ( \
            SELECT component, cluster, deployed_ms, status, \
                   lag(status) OVER (PARTITION BY component, cluster ORDER BY deployed_ms, id) AS before \
            FROM deployments WHERE ",
-        filter!(),
-        " AND deployed_ms < $5) \
+            filter!(),
+            " AND deployed_ms < $5) \
          SELECT o.deployed_ms, (SELECT min(x.deployed_ms) FROM deployments x \
              WHERE x.component = o.component AND x.cluster = o.cluster AND x.environment = $1 \
                AND x.status = $6 AND x.deployed_ms > o.deployed_ms AND x.deployed_ms < $5 \
                AND ($8::text IS NULL OR x.owner_id = '' OR x.owner_id = $8)) \
          FROM ordered o WHERE o.status = $7 AND o.before IS DISTINCT FROM $7 AND o.deployed_ms >= $4"
-    ))
-    .bind(s.environment as i16)
-    .bind(s.component)
-    .bind(s.cluster)
-    .bind(s.from_ms)
-    .bind(s.to_ms)
-    .bind(success)
-    .bind(failed)
-    .bind(s.visible_to)
-    .fetch_all(pool)
+        ),
+    )
     .await?;
 
     let total = deployments.len() as i64;

@@ -10,8 +10,8 @@
 //!    with a warning. GitHub failures and rate limits delay it; past the attempts it goes on
 //!    with what it has and says why in `warnings`.
 //! 2. sends it to DevLake, once per DevLake id (`<component>:<environment>:<revision>`): the
-//!    first deployment to claim the id in PostgreSQL (and in Redis, across pipelines with
-//!    their own databases: [`dedupe`]) posts it to each connection until each accepted;
+//!    first deployment to claim the id in the database (and in Redis, across pipelines with
+//!    their own databases, or in the process on SQLite: [`dedupe`]) posts it to each connection until each accepted;
 //!    the others are SKIPPED once it is sent. Network errors, 5xx and 429 are retried with
 //!    backoff, other 4xx fail at once; `RetryDevlakePush` starts a FAILED one again.
 //!
@@ -44,7 +44,7 @@ use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
 use self::{
-    dedupe::{Claim, Dedupe},
+    dedupe::{Claim, Claims},
     devlake::{Devlake, Outcome},
     github::{Github, GithubError},
     store::{Claimed, Deployments, Filter},
@@ -125,7 +125,9 @@ struct Inner {
     deployments: Deployments,
     github: Github,
     devlake: Option<Devlake>,
-    dedupe: Option<Dedupe>,
+    /// Claims on DevLake ids beyond this database: Redis when configured, else in the
+    /// process on SQLite (the single-process stack), else none.
+    dedupe: Option<Box<dyn Claims>>,
     options: Options,
     wake: tokio::sync::Notify,
     /// Image repositories whose source repository commit search found.
@@ -277,12 +279,7 @@ impl Dora {
             ),
             None => None,
         };
-        let dedupe = match &options.redis_url {
-            Some(url) => {
-                Some(Dedupe::new(url.expose(), &options.redis_prefix, options.dedupe_ttl, options.claim_lease)?)
-            }
-            None => None,
-        };
+        let dedupe = dedupe::choose(&options, store.db())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 deployments: Deployments::new(store),
@@ -389,10 +386,12 @@ impl Dora {
                 break;
             }
         }
-        let next: Option<i64> = sqlx::query_scalar("SELECT min(due_ms) FROM deployments WHERE push_state = $1")
-            .bind(DevlakePushState::Pending as i16)
-            .fetch_one(self.inner.deployments.pool())
-            .await?;
+        let next: Option<i64> = crate::on_db!(self.inner.deployments.db(), pool => {
+            sqlx::query_scalar("SELECT min(due_ms) FROM deployments WHERE push_state = $1")
+                .bind(DevlakePushState::Pending as i16)
+                .fetch_one(pool)
+                .await?
+        });
         Ok(Duration::from_millis(next.map_or(5_000, |due| (due - now_ms()).clamp(0, 5_000)) as u64))
     }
 
@@ -816,7 +815,7 @@ impl DoraService for Dora {
             to_ms: to,
             visible_to: visible_to.as_deref(),
         };
-        let metrics = keys::compute(self.inner.deployments.pool(), &scope, now).await.map_err(ApiError::internal)?;
+        let metrics = keys::compute(self.inner.deployments.db(), &scope, now).await.map_err(ApiError::internal)?;
         Ok(Response::new(metrics))
     }
 }

@@ -1,12 +1,13 @@
-//! Deployments in PostgreSQL: the record (encoded [`Deployment`]) with the columns the worker,
+//! Deployments in the pipeline's database (PostgreSQL or SQLite): the record (encoded [`Deployment`]) with the columns the worker,
 //! the lists and the four keys filter on.
 
 use persys_proto::metrics::v1::{Deployment, DevlakePushState};
 use prost::Message;
-use sqlx::{PgPool, Row};
 
 use crate::{
     clock::millis,
+    db::{Db, json_list},
+    on_db,
     store::{Store, StoreError},
 };
 
@@ -51,18 +52,49 @@ fn decode(bytes: &[u8]) -> Result<Deployment, StoreError> {
 /// Deployments in `store`.
 #[derive(Clone)]
 pub struct Deployments {
-    pool: PgPool,
+    db: Db,
+}
+
+/// Runs the update of `$d` after a worker's pass on `$conn`, with `$accepted` bound as the
+/// backend takes a list.
+macro_rules! finish_update {
+    ($conn:expr, $d:expr, $state:expr, $due_ms:expr, $accepted:expr, $resolved:expr) => {
+        sqlx::query(
+            "UPDATE deployments SET push_state = $2, due_ms = $3, accepted = $4, payload = $5, \
+               resolved = resolved OR $6, started_ms = COALESCE($7, started_ms) WHERE id = $1",
+        )
+        .bind(&$d.id)
+        .bind($state as i16)
+        .bind($due_ms)
+        .bind($accepted)
+        .bind($d.encode_to_vec())
+        .bind($resolved)
+        .bind($d.started_at.as_ref().map(millis))
+        .execute($conn)
+        .await?
+    };
+}
+
+/// Marks DevLake id `$devlake_id` sent by deployment `$id` on `$conn`.
+macro_rules! mark_sent {
+    ($conn:expr, $devlake_id:expr, $id:expr) => {
+        sqlx::query("UPDATE devlake_claims SET state = 'sent' WHERE devlake_id = $1 AND deployment_id = $2")
+            .bind($devlake_id)
+            .bind($id)
+            .execute($conn)
+            .await?
+    };
 }
 
 impl Deployments {
     /// The deployments of `store`.
     pub fn new(store: &Store) -> Self {
-        Self { pool: store.pool().clone() }
+        Self { db: store.db().clone() }
     }
 
     /// Stores `d` unless its id is taken; returns the stored one and whether it was new.
     pub async fn insert(&self, d: &Deployment, now_ms: i64) -> Result<(Deployment, bool), StoreError> {
-        let inserted: Option<String> = sqlx::query_scalar(
+        let inserted: Option<String> = on_db!(&self.db, pool => sqlx::query_scalar(
             "INSERT INTO deployments (id, devlake_id, application, component, cluster, environment, status, revision, \
                deployed_ms, recorded_ms, push_state, due_ms, payload, owner_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10, $12, $13) ON CONFLICT (id) DO NOTHING \
@@ -81,8 +113,8 @@ impl Deployments {
         .bind(DevlakePushState::Pending as i16)
         .bind(d.encode_to_vec())
         .bind(&d.owner_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(pool)
+        .await?);
         if inserted.is_some() {
             return Ok((d.clone(), true));
         }
@@ -93,10 +125,9 @@ impl Deployments {
 
     /// One deployment.
     pub async fn get(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
-        let row: Option<Vec<u8>> = sqlx::query_scalar("SELECT payload FROM deployments WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<Vec<u8>> = on_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT payload FROM deployments WHERE id = $1").bind(id).fetch_optional(pool).await?
+        });
         row.map(|b| decode(&b)).transpose()
     }
 
@@ -108,7 +139,7 @@ impl Deployments {
         before_ms: i64,
         status: i32,
     ) -> Result<Option<Deployment>, StoreError> {
-        let row: Option<Vec<u8>> = sqlx::query_scalar(
+        let row: Option<Vec<u8>> = on_db!(&self.db, pool => sqlx::query_scalar(
             "SELECT payload FROM deployments WHERE component = $1 AND environment = $2 AND cluster = $3 \
                AND deployed_ms < $4 AND status = $5 AND id <> $6 ORDER BY deployed_ms DESC LIMIT 1",
         )
@@ -118,60 +149,88 @@ impl Deployments {
         .bind(before_ms)
         .bind(status as i16)
         .bind(&d.id)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(pool)
+        .await?);
         row.map(|b| decode(&b)).transpose()
     }
 
     /// Newest first, `offset` and `limit` paging.
     pub async fn list(&self, f: &Filter, offset: i64, limit: i64) -> Result<(Vec<Deployment>, i64), StoreError> {
         let to = if f.to_ms == 0 { i64::MAX } else { f.to_ms };
-        let rows = sqlx::query(
+        let (owner, page) = match &self.db {
+            Db::Postgres(_) => ("$10::text", "OFFSET $8 LIMIT $9"),
+            Db::Sqlite(_) => ("$10", "LIMIT $9 OFFSET $8"),
+        };
+        let sql = format!(
             "SELECT payload, count(*) OVER () FROM deployments \
              WHERE ($1 = '' OR application = $1) AND ($2 = '' OR component = $2) AND ($3 = '' OR cluster = $3) \
                AND ($4 = 0 OR environment = $4) AND ($5 = 0 OR status = $5) AND deployed_ms >= $6 AND deployed_ms < $7 \
-               AND ($10::text IS NULL OR owner_id = '' OR owner_id = $10) \
-             ORDER BY deployed_ms DESC, id OFFSET $8 LIMIT $9",
-        )
-        .bind(&f.application)
-        .bind(&f.component)
-        .bind(&f.cluster)
-        .bind(f.environment as i16)
-        .bind(f.status as i16)
-        .bind(f.from_ms)
-        .bind(to)
-        .bind(offset)
-        .bind(limit)
-        .bind(&f.visible_to)
-        .fetch_all(&self.pool)
-        .await?;
-        let total = rows.first().map_or(0, |r| r.get::<i64, _>(1));
-        let list = rows.iter().map(|r| decode(&r.get::<Vec<u8>, _>(0))).collect::<Result<_, _>>()?;
+               AND ({owner} IS NULL OR owner_id = '' OR owner_id = $10) \
+             ORDER BY deployed_ms DESC, id {page}"
+        );
+        let rows: Vec<(Vec<u8>, i64)> = on_db!(&self.db, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(&f.application)
+                .bind(&f.component)
+                .bind(&f.cluster)
+                .bind(f.environment as i16)
+                .bind(f.status as i16)
+                .bind(f.from_ms)
+                .bind(to)
+                .bind(offset)
+                .bind(limit)
+                .bind(&f.visible_to)
+                .fetch_all(pool)
+                .await?
+        });
+        let total = rows.first().map_or(0, |r| r.1);
+        let list = rows.iter().map(|r| decode(&r.0)).collect::<Result<_, _>>()?;
         Ok((list, total))
     }
 
     /// Takes up to `limit` due PENDING deployments until `lease_ms`.
     pub async fn claim(&self, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<Claimed>, StoreError> {
-        let rows = sqlx::query(
-            "UPDATE deployments SET due_ms = $1, attempts = attempts + 1 WHERE id IN ( \
-               SELECT id FROM deployments WHERE push_state = $4 AND due_ms <= $2 \
-               ORDER BY due_ms, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             RETURNING payload, attempts, accepted, resolved",
-        )
-        .bind(lease_ms)
-        .bind(now_ms)
-        .bind(limit)
-        .bind(DevlakePushState::Pending as i16)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Claimed {
-                    deployment: decode(&r.get::<Vec<u8>, _>(0))?,
-                    attempts: r.get(1),
-                    accepted: r.get(2),
-                    resolved: r.get(3),
-                })
+        let sql = |lock: &str| {
+            format!(
+                "UPDATE deployments SET due_ms = $1, attempts = attempts + 1 WHERE id IN ( \
+                   SELECT id FROM deployments WHERE push_state = $4 AND due_ms <= $2 \
+                   ORDER BY due_ms, id LIMIT $3 {lock}) \
+                 RETURNING payload, attempts, accepted, resolved"
+            )
+        };
+        let pending = DevlakePushState::Pending as i16;
+        let rows: Vec<(Vec<u8>, i32, Vec<String>, bool)> = match &self.db {
+            // Replicas skip each other's rows.
+            Db::Postgres(pool) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(sql("FOR UPDATE SKIP LOCKED")))
+                    .bind(lease_ms)
+                    .bind(now_ms)
+                    .bind(limit)
+                    .bind(pending)
+                    .fetch_all(pool)
+                    .await?
+            }
+            // One writer; `accepted` is a JSON array.
+            Db::Sqlite(pool) => {
+                let rows: Vec<(Vec<u8>, i32, String, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(sql("")))
+                    .bind(lease_ms)
+                    .bind(now_ms)
+                    .bind(limit)
+                    .bind(pending)
+                    .fetch_all(pool)
+                    .await?;
+                rows.into_iter()
+                    .map(|(p, a, accepted, r)| {
+                        let accepted = serde_json::from_str(&accepted)
+                            .map_err(|e| StoreError::Corrupt(format!("accepted connections: {e}")))?;
+                        Ok((p, a, accepted, r))
+                    })
+                    .collect::<Result<_, StoreError>>()?
+            }
+        };
+        rows.into_iter()
+            .map(|(payload, attempts, accepted, resolved)| {
+                Ok(Claimed { deployment: decode(&payload)?, attempts, accepted, resolved })
             })
             .collect()
     }
@@ -188,43 +247,53 @@ impl Deployments {
         sent: bool,
     ) -> Result<(), StoreError> {
         let state = d.devlake.as_ref().map_or(DevlakePushState::Pending as i32, |p| p.state);
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE deployments SET push_state = $2, due_ms = $3, accepted = $4, payload = $5, \
-               resolved = resolved OR $6, started_ms = COALESCE($7, started_ms) WHERE id = $1",
-        )
-        .bind(&d.id)
-        .bind(state as i16)
-        .bind(due_ms)
-        .bind(accepted)
-        .bind(d.encode_to_vec())
-        .bind(resolved)
-        .bind(d.started_at.as_ref().map(millis))
-        .execute(&mut *tx)
-        .await?;
-        if resolved && !d.commits.is_empty() {
-            let repos: Vec<&str> = d.commits.iter().map(|c| c.repo_url.as_str()).collect();
-            let shas: Vec<&str> = d.commits.iter().map(|c| c.sha.as_str()).collect();
-            let times: Vec<i64> = d.commits.iter().map(|c| c.authored_at.as_ref().map_or(0, millis)).collect();
-            sqlx::query(
-                "INSERT INTO deployment_commits (deployment_id, repo_url, sha, authored_ms) \
-                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bigint[]) ON CONFLICT DO NOTHING",
-            )
-            .bind(&d.id)
-            .bind(&repos)
-            .bind(&shas)
-            .bind(&times)
-            .execute(&mut *tx)
-            .await?;
+        match &self.db {
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                finish_update!(&mut *tx, d, state, due_ms, accepted, resolved);
+                if resolved && !d.commits.is_empty() {
+                    let repos: Vec<&str> = d.commits.iter().map(|c| c.repo_url.as_str()).collect();
+                    let shas: Vec<&str> = d.commits.iter().map(|c| c.sha.as_str()).collect();
+                    let times: Vec<i64> = d.commits.iter().map(|c| c.authored_at.as_ref().map_or(0, millis)).collect();
+                    sqlx::query(
+                        "INSERT INTO deployment_commits (deployment_id, repo_url, sha, authored_ms) \
+                         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bigint[]) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&d.id)
+                    .bind(&repos)
+                    .bind(&shas)
+                    .bind(&times)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if sent {
+                    mark_sent!(&mut *tx, &d.devlake_id, &d.id);
+                }
+                tx.commit().await?;
+            }
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                finish_update!(&mut *tx, d, state, due_ms, json_list(accepted.iter().map(String::as_str)), resolved);
+                if resolved {
+                    for c in &d.commits {
+                        sqlx::query(
+                            "INSERT INTO deployment_commits (deployment_id, repo_url, sha, authored_ms) \
+                             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(&d.id)
+                        .bind(&c.repo_url)
+                        .bind(&c.sha)
+                        .bind(c.authored_at.as_ref().map_or(0, millis))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                if sent {
+                    mark_sent!(&mut *tx, &d.devlake_id, &d.id);
+                }
+                tx.commit().await?;
+            }
         }
-        if sent {
-            sqlx::query("UPDATE devlake_claims SET state = 'sent' WHERE devlake_id = $1 AND deployment_id = $2")
-                .bind(&d.devlake_id)
-                .bind(&d.id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -239,17 +308,20 @@ impl Deployments {
         push.state = DevlakePushState::Pending as i32;
         push.attempts = 0;
         push.last_error.clear();
-        let updated = sqlx::query(
-            "UPDATE deployments SET push_state = $2, due_ms = $3, attempts = 0, payload = $4 WHERE id = $1 AND push_state = $5",
-        )
-        .bind(id)
-        .bind(DevlakePushState::Pending as i16)
-        .bind(now_ms)
-        .bind(d.encode_to_vec())
-        .bind(DevlakePushState::Failed as i16)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let updated = on_db!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE deployments SET push_state = $2, due_ms = $3, attempts = 0, payload = $4 \
+                 WHERE id = $1 AND push_state = $5",
+            )
+            .bind(id)
+            .bind(DevlakePushState::Pending as i16)
+            .bind(now_ms)
+            .bind(d.encode_to_vec())
+            .bind(DevlakePushState::Failed as i16)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
         Ok(Some((d, updated == 1)))
     }
 
@@ -257,7 +329,7 @@ impl Deployments {
     /// it is (now) this deployment's, else the other deployment and whether it is sent. A
     /// claim of a deployment whose push failed for good is taken over.
     pub async fn claim_devlake_id(&self, devlake_id: &str, id: &str) -> Result<Option<(String, bool)>, StoreError> {
-        let row = sqlx::query(
+        let row: Option<String> = on_db!(&self.db, pool => sqlx::query_scalar(
             "INSERT INTO devlake_claims AS c (devlake_id, deployment_id, state) VALUES ($1, $2, 'claimed') \
              ON CONFLICT (devlake_id) DO UPDATE SET deployment_id = EXCLUDED.deployment_id, state = 'claimed' \
                WHERE c.state <> 'sent' AND EXISTS (SELECT 1 FROM deployments d WHERE d.id = c.deployment_id AND d.push_state = $3) \
@@ -266,39 +338,37 @@ impl Deployments {
         .bind(devlake_id)
         .bind(id)
         .bind(DevlakePushState::Failed as i16)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(pool)
+        .await?);
         if row.is_some() {
             return Ok(None);
         }
-        let (owner, state): (String, String) =
+        let (owner, state): (String, String) = on_db!(&self.db, pool => {
             sqlx::query_as("SELECT deployment_id, state FROM devlake_claims WHERE devlake_id = $1")
                 .bind(devlake_id)
-                .fetch_one(&self.pool)
-                .await?;
+                .fetch_one(pool)
+                .await?
+        });
         Ok(if owner == id { None } else { Some((owner, state == "sent")) })
     }
 
     /// Marks DevLake id `devlake_id` sent by `id`.
     pub async fn devlake_id_sent(&self, devlake_id: &str, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE devlake_claims SET state = 'sent' WHERE devlake_id = $1 AND deployment_id = $2")
-            .bind(devlake_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        on_db!(&self.db, pool => {
+            mark_sent!(pool, devlake_id, id);
+        });
         Ok(())
     }
 
     /// The revisions of the deployments recorded for `cluster`.
     pub async fn revisions_in(&self, cluster: &str) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT revision FROM deployments WHERE cluster = $1")
-            .bind(cluster)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(on_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT revision FROM deployments WHERE cluster = $1").bind(cluster).fetch_all(pool).await?
+        }))
     }
 
-    /// The pool, for the four keys.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// The database, for the four keys.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod backends;
 pub mod fakes;
 
 use std::time::{Duration, SystemTime};
@@ -190,7 +191,7 @@ impl Pipeline {
     pub async fn finish(self) {
         self.trigger.trigger();
         let _ = self.running.served.await;
-        self.running.store.pool().close().await;
+        self.running.store.close().await;
         self.db.drop_now().await;
     }
 }

@@ -1,5 +1,6 @@
-//! Exactly-once DevLake delivery across pipelines that do not share a database (two clusters,
-//! each with its own pipeline, seeing the same revision of a component), through Redis.
+//! [`Claims`] in Redis: exactly-once DevLake delivery across pipelines that do not share a
+//! database (two clusters, each with its own pipeline, seeing the same revision of a
+//! component).
 //!
 //! Before posting, a pipeline claims the DevLake id: `SET <prefix>:devlake:<id>` to
 //! `claim:<token>:<owner>` with a lease, where the token comes from `INCR <prefix>:fence` (a
@@ -13,18 +14,10 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use redis::{Script, aio::MultiplexedConnection};
 
-/// What a claim came to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Claim {
-    /// This owner holds the id with this fencing token and may post.
-    Won(i64),
-    /// DevLake has it already, sent by this owner.
-    Sent(String),
-    /// Another owner holds a live claim.
-    Held(String),
-}
+use super::{Claim, Claims};
 
 const CLAIM: &str = r"
 local v = redis.call('GET', KEYS[1])
@@ -58,7 +51,7 @@ return 0
 ";
 
 /// Claims in one Redis.
-pub struct Dedupe {
+pub struct RedisClaims {
     client: redis::Client,
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     prefix: String,
@@ -67,7 +60,7 @@ pub struct Dedupe {
     timeout: Duration,
 }
 
-impl Dedupe {
+impl RedisClaims {
     /// Claims in the Redis at `url` under `prefix`; sent marks live `ttl`, claims `lease`.
     pub fn new(url: &str, prefix: &str, ttl: Duration, lease: Duration) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("redis URL: {e}"))?;
@@ -120,7 +113,7 @@ impl Dedupe {
     }
 
     /// Claims `devlake_id` for `owner`.
-    pub async fn claim(&self, devlake_id: &str, owner: &str) -> Result<Claim, String> {
+    async fn claim_now(&self, devlake_id: &str, owner: &str) -> Result<Claim, String> {
         let keys = self.key(devlake_id);
         let v: String = self.run(CLAIM, &keys, &[owner.to_owned(), self.lease.as_millis().to_string()]).await?;
         if let Some(token) = v.strip_prefix("won:") {
@@ -135,7 +128,7 @@ impl Dedupe {
 
     /// Marks `devlake_id` sent by `owner` if its claim `token` is still the current one (or the
     /// claim lapsed and nobody took it); `Ok(false)` when another owner's claim superseded it.
-    pub async fn mark_sent(&self, devlake_id: &str, owner: &str, token: i64) -> Result<bool, String> {
+    async fn mark_sent_now(&self, devlake_id: &str, owner: &str, token: i64) -> Result<bool, String> {
         let keys = self.key(devlake_id);
         let args = [token.to_string(), owner.to_owned(), self.ttl.as_millis().to_string()];
         let marked: i64 = self.run(MARK_SENT, &keys[..1], &args).await?;
@@ -143,9 +136,23 @@ impl Dedupe {
     }
 
     /// Gives up a claim (the post failed for good), so another owner may try.
-    pub async fn release(&self, devlake_id: &str, owner: &str, token: i64) -> Result<(), String> {
+    async fn release_now(&self, devlake_id: &str, owner: &str, token: i64) -> Result<(), String> {
         let keys = self.key(devlake_id);
         let _: i64 = self.run(RELEASE, &keys[..1], &[token.to_string(), owner.to_owned()]).await?;
         Ok(())
+    }
+}
+
+impl Claims for RedisClaims {
+    fn claim<'a>(&'a self, devlake_id: &'a str, owner: &'a str) -> BoxFuture<'a, Result<Claim, String>> {
+        Box::pin(self.claim_now(devlake_id, owner))
+    }
+
+    fn mark_sent<'a>(&'a self, devlake_id: &'a str, owner: &'a str, token: i64) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(self.mark_sent_now(devlake_id, owner, token))
+    }
+
+    fn release<'a>(&'a self, devlake_id: &'a str, owner: &'a str, token: i64) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.release_now(devlake_id, owner, token))
     }
 }

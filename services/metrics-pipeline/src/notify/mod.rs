@@ -28,11 +28,15 @@ use persys_kit::{http as client, shutdown::Shutdown};
 use persys_proto::metrics::v1::{
     Alert, AlertRule, AlertSeverity, AlertState, Comparator, Metric, NotificationChannel, NotificationChannelType,
 };
-use prost::Message;
 use serde_json::{Value, json};
-use sqlx::{PgConnection, Row};
 
-use crate::store::{Store, StoreError};
+mod outbox;
+
+pub use self::outbox::{Claimed, Settled, claim_due, enqueue, firing_queued, next_due, settle};
+use crate::{
+    on_db,
+    store::{Store, StoreError},
+};
 
 /// How the dispatcher retries and refreshes.
 #[derive(Clone, Debug)]
@@ -99,35 +103,6 @@ pub fn wanted(rule: &AlertRule, alert: &Alert) -> Vec<Queued> {
             spec: c.clone(),
         })
         .collect()
-}
-
-/// Queues `items` for `alert` on `conn` (inside the caller's transaction); a transition already
-/// queued for that alert and channel is left as it is.
-pub async fn enqueue(conn: &mut PgConnection, alert: &Alert, items: &[Queued], now_ms: i64) -> Result<(), StoreError> {
-    let encoded = alert.encode_to_vec();
-    for q in items {
-        sqlx::query(
-            "INSERT INTO notifications (alert_id, transition, channel, channel_spec, alert, created_ms, due_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (alert_id, transition, channel) DO NOTHING",
-        )
-        .bind(&alert.id)
-        .bind(&q.transition)
-        .bind(q.channel)
-        .bind(q.spec.encode_to_vec())
-        .bind(&encoded)
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Whether a firing notification of `alert_id` was queued (on any channel).
-pub async fn firing_queued(pool: &sqlx::PgPool, alert_id: &str) -> Result<bool, StoreError> {
-    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM notifications WHERE alert_id = $1 AND transition = 'firing')")
-        .bind(alert_id)
-        .fetch_one(pool)
-        .await?)
 }
 
 /// A target as logs may show it: scheme and authority, never its path or query (a Slack
@@ -361,16 +336,6 @@ pub fn backoff(first: Duration, attempts: i32) -> Duration {
     doubled.min(MAX_BACKOFF)
 }
 
-struct Claimed {
-    id: i64,
-    alert_id: String,
-    transition: String,
-    spec: NotificationChannel,
-    alert: Alert,
-    attempts: i32,
-    created_ms: i64,
-}
-
 /// Delivers what the outbox holds.
 #[derive(Clone)]
 pub struct Notifier {
@@ -450,11 +415,7 @@ impl Notifier {
                 break;
             }
         }
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT min(due_ms) FROM notifications WHERE delivered_ms IS NULL AND failed_ms IS NULL",
-        )
-        .fetch_one(self.store.pool())
-        .await?;
+        let next = outbox::next_due(self.store.db()).await?;
         let wait = next.map_or(5_000, |due| (due - now_ms()).clamp(0, 5_000));
         Ok(Duration::from_millis(wait as u64))
     }
@@ -463,66 +424,31 @@ impl Notifier {
         let now = now_ms();
         // A claim holds a row past the longest delivery; a crash mid-delivery leaves it due then.
         let lease = now + 2 * self.options.timeout.as_millis() as i64 + 5_000;
-        let rows = sqlx::query(
-            "UPDATE notifications SET due_ms = $1, attempts = attempts + 1 WHERE id IN ( \
-               SELECT id FROM notifications WHERE delivered_ms IS NULL AND failed_ms IS NULL AND due_ms <= $2 \
-               ORDER BY due_ms, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, alert_id, transition, channel_spec, alert, attempts, created_ms",
-        )
-        .bind(lease)
-        .bind(now)
-        .bind(CLAIM)
-        .fetch_all(self.store.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let spec = NotificationChannel::decode(r.get::<Vec<u8>, _>(3).as_slice())
-                    .map_err(|e| StoreError::Corrupt(format!("notification channel: {e}")))?;
-                let alert = Alert::decode(r.get::<Vec<u8>, _>(4).as_slice())
-                    .map_err(|e| StoreError::Corrupt(format!("notification alert: {e}")))?;
-                Ok(Claimed {
-                    id: r.get(0),
-                    alert_id: r.get(1),
-                    transition: r.get(2),
-                    spec,
-                    alert,
-                    attempts: r.get(5),
-                    created_ms: r.get(6),
-                })
-            })
-            .collect()
+        outbox::claim_due(self.store.db(), now, lease, CLAIM).await
     }
 
     async fn record(&self, c: &Claimed, outcome: Outcome) -> Result<(), StoreError> {
         let now = now_ms();
         let kind = NotificationChannelType::try_from(c.spec.r#type).map_or("unknown", |t| t.as_str_name());
-        let query = match outcome {
+        let settled = match outcome {
             Outcome::Delivered => {
                 crate::outcomes::count(&self.outcomes, "delivered");
                 tracing::info!(alert = %c.alert_id, transition = %c.transition, channel = kind, attempts = c.attempts, "notified");
-                sqlx::query("UPDATE notifications SET delivered_ms = $2, last_error = '' WHERE id = $1")
-                    .bind(c.id)
-                    .bind(now)
+                Settled::Delivered
             }
             Outcome::Retry(why) if now - c.created_ms < self.options.give_up.as_millis() as i64 => {
                 let wait = backoff(self.options.backoff, c.attempts);
                 crate::outcomes::count(&self.outcomes, "retried");
                 tracing::warn!(alert = %c.alert_id, transition = %c.transition, channel = kind, attempts = c.attempts, error = %why, retry_in = ?wait, "notification failed; retrying");
-                sqlx::query("UPDATE notifications SET due_ms = $2, last_error = $3 WHERE id = $1")
-                    .bind(c.id)
-                    .bind(now + wait.as_millis() as i64)
-                    .bind(why)
+                Settled::Retry { due_ms: now + wait.as_millis() as i64, error: why }
             }
             Outcome::Retry(why) | Outcome::Permanent(why) => {
                 crate::outcomes::count(&self.outcomes, "failed");
                 tracing::warn!(alert = %c.alert_id, transition = %c.transition, channel = kind, attempts = c.attempts, error = %why, "notification given up");
-                sqlx::query("UPDATE notifications SET failed_ms = $2, last_error = $3 WHERE id = $1")
-                    .bind(c.id)
-                    .bind(now)
-                    .bind(why)
+                Settled::Failed(why)
             }
         };
-        query.execute(self.store.pool()).await?;
+        outbox::settle(self.store.db(), c.id, now, settled).await?;
         Ok(())
     }
 
@@ -576,10 +502,12 @@ impl Notifier {
             }
         }
         if !repeats.is_empty() {
-            let mut conn = self.store.pool().acquire().await?;
-            for (alert, items) in repeats {
-                enqueue(&mut conn, alert, &items, now).await?;
-            }
+            on_db!(self.store.db(), pool => {
+                let mut conn = pool.acquire().await?;
+                for (alert, items) in repeats {
+                    enqueue((&mut *conn).into(), alert, &items, now).await?;
+                }
+            });
             self.wake();
         }
         Ok(())
