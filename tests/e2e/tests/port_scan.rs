@@ -79,6 +79,8 @@ enum Role {
     SchedulerBootstrap,
     /// The analyzer's mTLS port.
     AnalyzerMtls,
+    /// The metrics pipeline's mTLS port.
+    MetricsMtls,
     /// The agent's local admin gRPC API.
     AgentAdminApi,
     /// Any service's admin HTTP server (`/metrics`, `/healthz`).
@@ -166,6 +168,19 @@ const PORTS: &[Documented] = &[
         role: Role::AdminHttp,
         policy: "admin HTTP /metrics, /healthz (docs/analyzer.md)",
     },
+    Documented {
+        service: "metrics-pipeline",
+        name: "grpc",
+        role: Role::MetricsMtls,
+        policy: "mTLS: ingest for agents, queries, alerts, DORA and commands for the gateway, reconciler and \
+                 stack, users vouched for by the gateway only (docs/metrics.md, metrics-pipeline lib.rs)",
+    },
+    Documented {
+        service: "metrics-pipeline",
+        name: "admin",
+        role: Role::AdminHttp,
+        policy: "admin HTTP /metrics (Prometheus text of the latest samples), /healthz (docs/metrics.md)",
+    },
 ];
 
 const HEALTH: &str = "/grpc.health.v1.Health/Check";
@@ -179,6 +194,8 @@ const VALIDATE: &str = "/persys.analyzer.v1.AnalyzerService/ValidateManifests";
 const LIST_USERS: &str = "/persys.gateway.v1.UserService/ListUsers";
 const LOGIN: &str = "/persys.gateway.v1.AuthService/Login";
 const AGENT_STATUS: &str = "/persys.agent.v1.AgentAdminService/GetStatus";
+const LIST_ALERT_RULES: &str = "/persys.metrics.v1.AlertService/ListAlertRules";
+const INGEST: &str = "/persys.metrics.v1.MetricsIngestService/Ingest";
 
 const PD: &[Code] = &[Code::PermissionDenied];
 const UNAUTHENTICATED: &[Code] = &[Code::Unauthenticated];
@@ -832,6 +849,7 @@ async fn scan(group: &Group) {
             Role::GatewayInternal => check_mtls(group, port, *addr, gateway_internal(group), &mut f).await,
             Role::SchedulerMtls => check_mtls(group, port, *addr, scheduler_mtls(group), &mut f).await,
             Role::AnalyzerMtls => check_mtls(group, port, *addr, analyzer_mtls(group), &mut f).await,
+            Role::MetricsMtls => check_mtls(group, port, *addr, metrics_mtls(group), &mut f).await,
             Role::SchedulerBootstrap => check_bootstrap(group, port, *addr, &mut f).await,
             Role::AgentAdminApi => check_agent_admin(group, port, *addr, &mut f).await,
             Role::AdminHttp => check_admin_http(group, port, *addr, &mut f).await,
@@ -925,6 +943,24 @@ fn analyzer_mtls(group: &Group) -> Mtls {
     Mtls { rpc: VALIDATE, allowed: service("gateway"), metadata: vec![], denied, noted: vec![] }
 }
 
+fn metrics_mtls(group: &Group) -> Mtls {
+    let mut denied = Vec::new();
+    for agent in group.agents() {
+        denied.push((agent, LIST_ALERT_RULES, forged_admin(), PD));
+    }
+    for other in ["scheduler", "metrics", "analyzer"] {
+        denied.push((Cred::Cluster(service(other)), LIST_ALERT_RULES, forged_admin(), PD));
+    }
+    // Only agents ship samples.
+    denied.push((Cred::Cluster(service("gateway")), INGEST, vec![], PD));
+    denied.push((Cred::Anonymous, HEALTH, vec![], UNAUTHENTICATED));
+    denied.push((Cred::Anonymous, LIST_ALERT_RULES, forged_admin(), UNAUTHENTICATED));
+    // The stack's and the reconciler's identities are callers the pipeline admits and serves as
+    // themselves (a service, no user: the reconciler records deployments that way).
+    let noted = vec![(Cred::Cluster(service("stack")), LIST_ALERT_RULES)];
+    Mtls { rpc: LIST_ALERT_RULES, allowed: service("gateway"), metadata: forged_admin(), denied, noted }
+}
+
 async fn check_mtls(group: &Group, port: &str, addr: SocketAddr, spec: Mtls, f: &mut Findings) {
     let pki = &group.pki;
     let rpc = spec.rpc;
@@ -964,7 +1000,7 @@ async fn check_mtls(group: &Group, port: &str, addr: SocketAddr, spec: Mtls, f: 
     }
     for (cred, path) in &spec.noted {
         let a = call(pki.channel(addr, cred), path, &[]).await;
-        f.note(format!("note {port}: {path} with {cred} (not judged: kit policy opens health to the CA): {a:?}"));
+        f.note(format!("note {port}: {path} with {cred} (not judged): {a:?}"));
     }
 }
 
@@ -1152,7 +1188,7 @@ impl Stack {
             .expect("start persys-stack");
         let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut lines: BTreeMap<String, Vec<(String, SocketAddr)>> = BTreeMap::new();
-        let wanted = ["scheduler", "gateway", "agent", "analyzer", "persys-stack"];
+        let wanted = ["scheduler", "gateway", "agent", "analyzer", "metrics-pipeline", "persys-stack"];
         let ready = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = out.next_line().await.expect("stdout") {
                 let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
