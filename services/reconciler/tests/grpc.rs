@@ -19,7 +19,7 @@ use persys_kit::{
     tls::Tls,
 };
 use persys_proto::{
-    common::v1::{LabelSelector, PageRequest, WatchEventType},
+    common::v1::{LabelSelector, LabelSelectorOperator, LabelSelectorRequirement, PageRequest, WatchEventType},
     reconciler::v1::{
         GetApplicationPersonaRequest, GetClusterPersonaRequest, ListApplicationPersonasRequest, PersonaKind,
         PersonaPhase, WatchPersonaEventsRequest, persona_service_client::PersonaServiceClient,
@@ -29,6 +29,7 @@ use persys_proto::{
 use persys_reconciler::{access::Namespaces, grpc::Personas};
 use serde_json::json;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 mod common;
 
@@ -112,6 +113,23 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     let by_label = gateway.list_application_personas(list(None, vec![], Some(critical))).await.unwrap().into_inner();
     assert_eq!(names(&by_label.personas), ["alpha", "gamma"]);
     assert!(!first.resource_version.is_empty());
+    // A selector Kubernetes would refuse (IN without values) is refused, naming the field.
+    let bad = LabelSelector {
+        match_expressions: vec![LabelSelectorRequirement {
+            key: "tier".into(),
+            operator: LabelSelectorOperator::In as i32,
+            values: vec![],
+        }],
+        ..Default::default()
+    };
+    let refused = gateway.list_application_personas(list(None, vec![], Some(bad))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let fields: Vec<String> = refused
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(fields, ["label_selector.match_expressions[0].values"]);
 
     // Get, and a clear NOT_FOUND.
     let got = gateway
