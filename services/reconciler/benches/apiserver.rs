@@ -1,5 +1,6 @@
 //! The reconciler on a real kube-apiserver (`PERSYS_TEST_KUBECONFIG`; `scripts/bench
-//! persona_apiserver` starts one), run as its own process (`reconciler run --namespace`): its
+//! persona_apiserver` starts one), run as its own process as deployed (`reconciler run
+//! --namespace --listen`: the controller and PersonaService over mTLS): its
 //! RSS with N personas and their Deployments in its caches (default 5,000;
 //! `PERSYS_BENCH_PERSONAS`), against the same process once it leads with empty caches; and the
 //! time from a Deployment change to the persona status that reflects it (timed from sending the
@@ -75,12 +76,31 @@ async fn main() {
     let personas = Api::<ApplicationPersona>::namespaced(client.clone(), &ns);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
 
-    // The reconciler process, restricted to the namespace; it leads once its Lease names it.
+    // The reconciler process as deployed (PersonaService on, over mTLS), restricted to the
+    // namespace; it leads once its Lease names it.
+    let tls = tempfile::tempdir().unwrap();
+    let ca = persys_kit::pki::Ca::generate("bench", Duration::from_secs(3600)).unwrap();
+    let leaf = ca
+        .issue(&persys_kit::pki::LeafRequest {
+            identity: persys_kit::Identity::Service("reconciler".into()),
+            dns_names: vec!["localhost".into()],
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            validity: Duration::from_secs(3600),
+        })
+        .unwrap();
+    let file = |name: &str, pem: &str| {
+        let path = tls.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (ca_pem, cert_pem, key_pem) =
+        (file("ca.pem", ca.cert_pem()), file("reconciler.pem", &leaf.cert_pem), file("reconciler.key", &leaf.key_pem));
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut reconciler = std::process::Command::new(env!("CARGO_BIN_EXE_reconciler"))
         .args(["run", "--kubeconfig", &kubeconfig, "--namespace", &ns, "--lease-namespace", &ns])
+        .args(["--listen", "127.0.0.1:0", "--tls-ca", &ca_pem, "--tls-cert", &cert_pem, "--tls-key", &key_pem])
         .args(["--identity", "bench"])
-        .env("RUST_LOG", "warn")
+        .env("PERSYS_LOG", "warn")
         .stdout(log.reopen().unwrap())
         .stderr(log.reopen().unwrap())
         .spawn()

@@ -6,7 +6,7 @@
 //!
 //!   cargo bench -p persys-reconciler --bench decide
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use k8s_openapi::{api::apps::v1::Deployment, jiff::Timestamp};
 use persys_crds::persona::ApplicationPersona;
@@ -51,7 +51,7 @@ fn main() {
     let workloads: Vec<Vec<Workload>> = (0..namespaces)
         .map(|ns| {
             (0..PER_NAMESPACE)
-                .map(|i| Workload::Deployment(Arc::new(deployment(ns, i, if i % 5 == 0 { 1 } else { 3 }))))
+                .map(|i| Workload::from_deployment(&deployment(ns, i, if i % 5 == 0 { 1 } else { 3 })))
                 .collect()
         })
         .collect();

@@ -46,16 +46,17 @@ pub struct Personas {
 }
 
 impl Personas {
-    /// Starts the caches (watches of every ApplicationPersona and ClusterPersona) until
-    /// `shutdown`; members read the namespaces `namespaces` says they may.
-    pub fn start(client: Client, namespace: Option<String>, namespaces: Namespaces, shutdown: Shutdown) -> Self {
-        let persona_api = match &namespace {
-            Some(ns) => Api::<ApplicationPersona>::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        let (personas, writer) = reflector::store();
-        let persona_events =
-            watcher(persona_api, watcher::Config::default()).default_backoff().reflect(writer).for_each(|_| async {});
+    /// Serves the personas of `cache` (the process's one persona cache, of `namespace` or of
+    /// every namespace) and starts a ClusterPersona cache until `shutdown`; members read the
+    /// namespaces `namespaces` says they may.
+    pub fn start(
+        client: Client,
+        cache: &crate::cache::Personas,
+        namespace: Option<String>,
+        namespaces: Namespaces,
+        shutdown: Shutdown,
+    ) -> Self {
+        let personas = cache.store().clone();
         // A reconciler restricted to a namespace reads nothing cluster-wide (its RBAC allows
         // none of it): no ClusterPersona cache then.
         let (clusters, cluster_events) = if namespace.is_none() {
@@ -68,21 +69,18 @@ impl Personas {
         } else {
             (None, None)
         };
-        tokio::spawn(async move {
-            let clusters = async {
-                if let Some(events) = cluster_events {
-                    events.await;
+        if let Some(events) = cluster_events {
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = events => {}
+                    _ = shutdown.wait() => {}
                 }
-            };
-            tokio::select! {
-                _ = futures::future::join(persona_events, clusters) => {}
-                _ = shutdown.wait() => {}
-            }
-        });
+            });
+        }
         let ready = {
-            let (p, c, n) = (personas.clone(), clusters.clone(), namespaces.ready());
+            let (p, c, n) = (cache.ready(), clusters.clone(), namespaces.ready());
             crate::cache::ready(async move {
-                let _ = p.wait_until_ready().await;
+                p.await;
                 if let Some(c) = c {
                     let _ = c.wait_until_ready().await;
                 }

@@ -26,6 +26,7 @@ pub mod proto;
 pub mod registry;
 pub mod serving;
 pub mod webhook;
+pub mod workload;
 
 use anyhow::Context as _;
 use kube::{
@@ -116,6 +117,9 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
         }
         (false, _) => None,
     };
+    // One cache of the personas for PersonaService (every replica) and the persona controller
+    // (the leader).
+    let persona_cache = cache::Personas::start(client.clone(), args.namespace.as_deref(), shutdown.clone());
     let (mut grpc_addr, mut webhook_addr) = (None, None);
     if let Some(addr) = args.listen {
         let (Some(ca), Some(cert), Some(key)) = (args.tls_ca.clone(), args.tls_cert.clone(), args.tls_key.clone())
@@ -129,8 +133,13 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
         // Members read the namespaces that name them (`persys.io/members`): one cache for
         // both services.
         let namespaces = access::Namespaces::start(client.clone(), args.namespace.clone(), shutdown.clone());
-        let personas =
-            grpc::Personas::start(client.clone(), args.namespace.clone(), namespaces.clone(), shutdown.clone());
+        let personas = grpc::Personas::start(
+            client.clone(),
+            &persona_cache,
+            args.namespace.clone(),
+            namespaces.clone(),
+            shutdown.clone(),
+        );
         // ProjectService reads what the Project controller makes (and its RBAC allows): only
         // with Kapsa projects on.
         let project_service = projects
@@ -234,7 +243,7 @@ pub async fn run(args: config::RunArgs, shutdown: Shutdown) -> anyhow::Result<()
     tracing::info!(%identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), "electing a leader");
     elector
         .run_while_leading(shutdown, move |stop| {
-            let personas = persona::run(client.clone(), options.clone(), stop.clone());
+            let personas = persona::run(client.clone(), options.clone(), persona_cache.clone(), stop.clone());
             let argocd = argocd::run(client.clone(), argocd::RECHECK, dora.clone(), stop.clone());
             let clusters = discovery.then(|| cluster::run(client.clone(), cluster_options.clone(), stop.clone()));
             let registries = registry_options.clone().map(|o| registry::run(client.clone(), o, stop.clone()));

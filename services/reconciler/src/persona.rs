@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use futures::StreamExt;
 use k8s_openapi::{
     api::{
-        apps::v1::{Deployment, DeploymentSpec, StatefulSet},
+        apps::v1::{Deployment, StatefulSet},
         core::v1::Pod,
     },
     jiff::Timestamp,
@@ -42,13 +42,11 @@ use crate::{
         resolve::{self, Candidate, Resolution},
         status::{self, Observed},
     },
+    workload::{self, Cached},
 };
 
 /// The field manager of every status the reconciler writes.
 pub const MANAGER: &str = "persys-reconciler";
-
-/// The annotation client-side `kubectl apply` keeps a copy of the applied object in.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Most pod failures kept in a status.
 const MAX_POD_FAILURES: usize = 10;
@@ -88,8 +86,8 @@ impl Default for Options {
 /// What every reconcile shares.
 pub struct Context {
     client: Client,
-    deployments: Store<Deployment>,
-    statefulsets: Store<StatefulSet>,
+    deployments: Store<Cached<Deployment>>,
+    statefulsets: Store<Cached<StatefulSet>>,
     /// Both workload caches filled (see [`crate::cache`]).
     ready: cache::Ready,
     options: Options,
@@ -98,53 +96,53 @@ pub struct Context {
 /// A workload read from a cache or an admission request, with what the decisions need.
 pub enum Workload {
     /// A Deployment.
-    Deployment(Arc<Deployment>),
+    Deployment(Arc<Cached<Deployment>>),
     /// A StatefulSet.
-    StatefulSet(Arc<StatefulSet>),
-}
-
-pub(crate) fn candidate_of_deployment(d: &Deployment) -> Candidate {
-    Candidate {
-        kind: "Deployment".into(),
-        name: d.name_any(),
-        labels: d.labels().clone(),
-        template_labels: d.spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default(),
-        selector: d.spec.selector.match_labels.clone().unwrap_or_default(),
-    }
-}
-
-pub(crate) fn candidate_of_statefulset(s: &StatefulSet) -> Candidate {
-    Candidate {
-        kind: "StatefulSet".into(),
-        name: s.name_any(),
-        labels: s.labels().clone(),
-        template_labels: s.spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default(),
-        selector: s.spec.selector.match_labels.clone().unwrap_or_default(),
-    }
+    StatefulSet(Arc<Cached<StatefulSet>>),
 }
 
 impl Workload {
+    /// A typed Deployment read as the cache reads it.
+    pub fn from_deployment(d: &Deployment) -> Self {
+        Self::Deployment(Arc::new(
+            Cached::from_value(serde_json::to_value(d).unwrap_or_default())
+                .unwrap_or_else(|_| unreachable!("a typed Deployment serialises to the shape it is read from")),
+        ))
+    }
+
+    /// A typed StatefulSet read as the cache reads it.
+    pub fn from_statefulset(s: &StatefulSet) -> Self {
+        Self::StatefulSet(Arc::new(
+            Cached::from_value(serde_json::to_value(s).unwrap_or_default())
+                .unwrap_or_else(|_| unreachable!("a typed StatefulSet serialises to the shape it is read from")),
+        ))
+    }
+
+    fn parts(&self) -> (&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, &workload::Spec) {
+        match self {
+            Self::Deployment(d) => (&d.metadata, &d.spec),
+            Self::StatefulSet(s) => (&s.metadata, &s.spec),
+        }
+    }
+
     /// [`resolve::could_match`] without building a [`Candidate`] (no clones): whether `app`
     /// appears where some rung of the resolution looks.
     pub(crate) fn could_match(&self, app: &str) -> bool {
-        let (meta, template, selector) = match self {
-            Self::Deployment(d) => (&d.metadata, &d.spec.template.metadata, &d.spec.selector.match_labels),
-            Self::StatefulSet(s) => (&s.metadata, &s.spec.template.metadata, &s.spec.selector.match_labels),
-        };
+        let (meta, spec) = self.parts();
         let keys = ["app.kubernetes.io/name", "app"];
         let has = |labels: Option<&BTreeMap<String, String>>| {
             labels.is_some_and(|l| keys.iter().any(|k| l.get(*k).is_some_and(|v| v == app)))
         };
         meta.name.as_deref() == Some(app)
             || has(meta.labels.as_ref())
-            || has(template.as_ref().and_then(|m| m.labels.as_ref()))
-            || has(selector.as_ref())
+            || has(spec.template.metadata.as_ref().and_then(|m| m.labels.as_ref()))
+            || has(spec.selector.match_labels.as_ref())
     }
 
     pub(crate) fn candidate(&self) -> Candidate {
         match self {
-            Self::Deployment(d) => candidate_of_deployment(d),
-            Self::StatefulSet(s) => candidate_of_statefulset(s),
+            Self::Deployment(d) => d.candidate(),
+            Self::StatefulSet(s) => s.candidate(),
         }
     }
 
@@ -152,63 +150,37 @@ impl Workload {
     /// template are what the rules check, so it is read through the same shape.
     pub(crate) fn as_deployment(&self) -> Deployment {
         match self {
-            Self::Deployment(d) => Deployment { metadata: d.metadata.clone(), spec: d.spec.clone(), status: None },
-            Self::StatefulSet(s) => Deployment {
-                metadata: s.metadata.clone(),
-                spec: DeploymentSpec {
-                    replicas: s.spec.replicas,
-                    selector: s.spec.selector.clone(),
-                    template: s.spec.template.clone(),
-                    ..DeploymentSpec::default()
-                },
-                status: None,
-            },
+            Self::Deployment(d) => d.to_deployment(),
+            Self::StatefulSet(s) => s.to_deployment(),
         }
     }
 
     fn state(&self, pod_failures: usize) -> WorkloadState {
-        match self {
-            Self::Deployment(d) => {
-                let status = d.status.clone().unwrap_or_default();
-                let progressing = status
-                    .conditions
-                    .as_deref()
-                    .unwrap_or_default()
-                    .iter()
-                    .find(|c| c.type_.as_deref() == Some("Progressing"))
-                    .map(|c| {
-                        !(c.status.as_deref() == Some("False")
-                            || c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-                    });
-                WorkloadState {
-                    desired: d.spec.replicas.unwrap_or(1),
-                    ready: status.ready_replicas.unwrap_or(0),
-                    updated: status.updated_replicas.unwrap_or(0),
-                    observed: status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0),
-                    progressing,
-                    pod_failures,
-                }
-            }
-            Self::StatefulSet(s) => {
-                let status = s.status.clone().unwrap_or_default();
-                WorkloadState {
-                    desired: s.spec.replicas.unwrap_or(1),
-                    ready: status.ready_replicas.unwrap_or(0),
-                    updated: status.updated_replicas.unwrap_or(0),
-                    observed: status.observed_generation.unwrap_or(0) >= s.metadata.generation.unwrap_or(0),
-                    progressing: None,
-                    pod_failures,
-                }
-            }
+        let (meta, spec) = self.parts();
+        let status = match self {
+            Self::Deployment(d) => d.status.as_ref(),
+            Self::StatefulSet(s) => s.status.as_ref(),
+        };
+        // Only a Deployment reports progress (a StatefulSet has no Progressing condition).
+        let progressing = match self {
+            Self::Deployment(_) => status
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Progressing"))
+                .map(|c| !(c.status == "False" || c.reason.as_deref() == Some("ProgressDeadlineExceeded"))),
+            Self::StatefulSet(_) => None,
+        };
+        WorkloadState {
+            desired: spec.replicas.unwrap_or(1),
+            ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+            updated: status.and_then(|s| s.updated_replicas).unwrap_or(0),
+            observed: status.and_then(|s| s.observed_generation).unwrap_or(0) >= meta.generation.unwrap_or(0),
+            progressing,
+            pod_failures,
         }
     }
 
     fn image(&self) -> String {
-        let template = match self {
-            Self::Deployment(d) => &d.spec.template,
-            Self::StatefulSet(s) => &s.spec.template,
-        };
-        template.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default()
+        let (_, spec) = self.parts();
+        spec.template.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.clone()).unwrap_or_default()
     }
 }
 
@@ -561,8 +533,11 @@ pub fn error_policy(persona: Arc<ApplicationPersona>, error: &Error, ctx: Arc<Co
 }
 
 /// Personas in `ns` a workload change should wake: those it could match, the one it was
-/// resolved to, and those resolved to nothing (not found, or ambiguous: a workload that stops
-/// matching can settle an ambiguity, and only its new state is known here).
+/// resolved to, and those several workloads matched (a workload that stops matching can settle
+/// an ambiguity, and only its new state is known here). A persona no workload matched is not
+/// woken by the others: a workload can only change that by matching it, which the first test
+/// sees. (Waking every unresolved persona made each change in a namespace of thousands of new
+/// personas wake all the ones still waiting for their workload, and rewrite their statuses.)
 fn affected(
     personas: &Store<ApplicationPersona>,
     ns: Option<String>,
@@ -573,8 +548,14 @@ fn affected(
         .into_iter()
         .filter(|p| p.metadata.namespace == ns)
         .filter(|p| {
-            let resolved = p.status.as_ref().and_then(|s| s.workload.as_ref());
-            resolve::could_match(&p.spec.name, c) || resolved.is_none_or(|w| w.kind == c.kind && w.name == c.name)
+            let status = p.status.as_ref();
+            let ambiguous = || {
+                status.is_some_and(|s| s.conditions.iter().any(|k| k.type_ == "Ready" && k.reason == status::AMBIGUOUS))
+            };
+            match status.and_then(|s| s.workload.as_ref()) {
+                Some(w) => (w.kind == c.kind && w.name == c.name) || resolve::could_match(&p.spec.name, c),
+                None => resolve::could_match(&p.spec.name, c) || ambiguous(),
+            }
         })
         .map(|p| ObjectRef::from_obj(&*p))
         .collect()
@@ -583,8 +564,8 @@ fn affected(
 /// Personas whose workload selects `pod`, when the pod is failing.
 fn failing_pod_owners(
     personas: &Store<ApplicationPersona>,
-    deployments: &Store<Deployment>,
-    statefulsets: &Store<StatefulSet>,
+    deployments: &Store<Cached<Deployment>>,
+    statefulsets: &Store<Cached<StatefulSet>>,
     pod: &Pod,
 ) -> Vec<ObjectRef<ApplicationPersona>> {
     if pod_failures(std::slice::from_ref(pod)).is_empty() {
@@ -605,18 +586,19 @@ fn failing_pod_owners(
             match w.kind.as_str() {
                 "Deployment" => deployments
                     .get(&ObjectRef::new(&w.name).within(ns))
-                    .is_some_and(|d| selects(&candidate_of_deployment(&d).selector)),
+                    .is_some_and(|d| selects(&d.candidate().selector)),
                 _ => statefulsets
                     .get(&ObjectRef::new(&w.name).within(ns))
-                    .is_some_and(|s| selects(&candidate_of_statefulset(&s).selector)),
+                    .is_some_and(|s| selects(&s.candidate().selector)),
             }
         })
         .map(|p| ObjectRef::from_obj(&*p))
         .collect()
 }
 
-/// Runs the controller until `shutdown`.
-pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
+/// Runs the controller until `shutdown`, on the personas of `personas` (a cache of the same
+/// namespace, or of every one, as [`Options::namespace`]).
+pub async fn run(client: Client, options: Options, personas: cache::Personas, shutdown: Shutdown) {
     fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -627,13 +609,12 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
             None => Api::all(client.clone()),
         }
     }
-    /// A watch of `K` feeding a cache of its own, with each object's managedFields (kept by
-    /// the API server for every field manager, a large share of each object) and kubectl's
-    /// last-applied copy of the whole object (client-side `kubectl apply`, ArgoCD's default)
-    /// dropped before it is cached: no decision reads them.
+    /// A watch of `K` feeding a cache of its own, each object passed through `forget` first to
+    /// drop what no decision reads.
     fn cached<K>(
         client: &Client,
         namespace: Option<&str>,
+        forget: fn(&mut K),
     ) -> (Store<K>, impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static)
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -648,16 +629,15 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
         let (store, writer) = reflector::store::<K>();
         let events = watcher(api::<K>(client, namespace), watcher::Config::default())
             .default_backoff()
-            .modify(|o| {
-                o.managed_fields_mut().clear();
-                o.annotations_mut().remove(LAST_APPLIED);
-            })
+            .modify(forget)
             .reflect(writer);
         (store, events)
     }
     let ns = options.namespace.as_deref();
-    let (deployments, deployment_events) = cached::<Deployment>(&client, ns);
-    let (statefulsets, statefulset_events) = cached::<StatefulSet>(&client, ns);
+    // Workloads as [`Cached`]: only the fields the decisions read (~1.5 KiB each instead of a
+    // typed object's ~9 KiB).
+    let (deployments, deployment_events) = cached::<Cached<Deployment>>(&client, ns, Cached::forget_unread);
+    let (statefulsets, statefulset_events) = cached::<Cached<StatefulSet>>(&client, ns, Cached::forget_unread);
     let (deployment_events, statefulset_events) =
         (deployment_events.touched_objects(), statefulset_events.touched_objects());
 
@@ -665,9 +645,15 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
     // when it was not ready anyway, so without this a crash loop would wait for the requeue.
     let pod_events = watcher(api::<Pod>(&client, ns), watcher::Config::default()).default_backoff().touched_objects();
 
-    let (personas, persona_events) = cached::<ApplicationPersona>(&client, ns);
-    let persona_events = persona_events.applied_objects();
-    let controller = Controller::for_stream(persona_events, personas.clone());
+    // Personas from the process's one cache (PersonaService reads it too). The controller waits
+    // for its store by `Store::wait_until_ready`, which wakes only one of concurrent waiters
+    // (see [`crate::cache`]): it is built once the cache is filled, so it never waits.
+    tokio::select! {
+        _ = personas.ready() => {}
+        _ = shutdown.clone().wait() => return,
+    }
+    let controller = Controller::for_shared_stream(personas.changes(), personas.store().clone());
+    let personas = personas.store().clone();
     let (p1, p2, p3) = (personas.clone(), personas.clone(), personas);
     let (d3, s3) = (deployments.clone(), statefulsets.clone());
     let ready = {
@@ -679,12 +665,8 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
     };
     let ctx = Arc::new(Context { client, deployments, statefulsets, ready, options });
     controller
-        .watches_stream(deployment_events, move |d: Deployment| {
-            affected(&p1, d.namespace(), &candidate_of_deployment(&d))
-        })
-        .watches_stream(statefulset_events, move |s: StatefulSet| {
-            affected(&p2, s.namespace(), &candidate_of_statefulset(&s))
-        })
+        .watches_stream(deployment_events, move |d: Cached<Deployment>| affected(&p1, d.namespace(), &d.candidate()))
+        .watches_stream(statefulset_events, move |s: Cached<StatefulSet>| affected(&p2, s.namespace(), &s.candidate()))
         .watches_stream(pod_events, move |pod: Pod| failing_pod_owners(&p3, &d3, &s3, &pod))
         .graceful_shutdown_on(shutdown.wait())
         .run(reconcile, error_policy, ctx)
@@ -699,7 +681,10 @@ pub async fn run(client: Client, options: Options, shutdown: Shutdown) {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::{
-        api::{apps::v1::StatefulSetSpec, core::v1::PodTemplateSpec},
+        api::{
+            apps::v1::{DeploymentSpec, StatefulSetSpec},
+            core::v1::PodTemplateSpec,
+        },
         apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
     };
     use proptest::prelude::*;
@@ -710,6 +695,59 @@ mod tests {
         let key = prop::sample::select(vec!["app.kubernetes.io/name", "app", "tier", "name"]);
         let value = prop::sample::select(vec!["shop", "cart", "shop-v2"]);
         prop::option::of(prop::collection::btree_map(key.prop_map(String::from), value.prop_map(String::from), 0..3))
+    }
+
+    fn persona(name: &str, status: serde_json::Value) -> ApplicationPersona {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "dorgu.io/v1", "kind": "ApplicationPersona",
+            "metadata": {"name": name, "namespace": "apps"},
+            "spec": {"name": name, "type": "api"}, "status": status}))
+        .unwrap()
+    }
+
+    /// A workload change wakes the personas it could match, the one resolved to it and the
+    /// ambiguous ones; not a persona merely waiting for a workload of its own, nor one in
+    /// another namespace.
+    #[test]
+    fn a_workload_change_wakes_only_the_personas_it_concerns() {
+        let ready = |reason: &str| {
+            serde_json::json!({"type": "Ready", "status": "False", "reason": reason, "message": "m",
+                "lastTransitionTime": "2026-12-01T00:00:00Z"})
+        };
+        let (store, mut writer) = reflector::store::<ApplicationPersona>();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for p in [
+            persona("waiting", serde_json::json!({"conditions": [ready("NoWorkload")]})),
+            persona("new", serde_json::Value::Null),
+            persona("twin", serde_json::json!({"conditions": [ready(status::AMBIGUOUS)]})),
+            persona(
+                "found",
+                serde_json::json!({"workload": {"kind": "Deployment", "name": "found-v2", "matchedBy": "selector"}}),
+            ),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::InitApply(p));
+        }
+        let mut elsewhere = persona("elsewhere", serde_json::json!({"conditions": [ready(status::AMBIGUOUS)]}));
+        elsewhere.metadata.namespace = Some("other".into());
+        writer.apply_watcher_event(&watcher::Event::InitApply(elsewhere));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let woken = |name: &str, labels: &[(&str, &str)]| {
+            let c = Candidate {
+                kind: "Deployment".into(),
+                name: name.into(),
+                labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                ..Candidate::default()
+            };
+            let mut names: Vec<String> =
+                affected(&store, Some("apps".into()), &c).into_iter().map(|r| r.name).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(woken("unrelated", &[("app.kubernetes.io/name", "unrelated")]), ["twin"]);
+        assert_eq!(woken("found-v2", &[]), ["found", "twin"]);
+        assert_eq!(woken("x", &[("app", "waiting")]), ["twin", "waiting"]);
+        assert_eq!(woken("new", &[]), ["new", "twin"]);
+        assert_eq!(woken("y", &[("app.kubernetes.io/name", "found")]), ["found", "twin"]);
     }
 
     proptest! {
@@ -731,17 +769,17 @@ mod tests {
             };
             let selector = LabelSelector { match_labels: selector, ..LabelSelector::default() };
             let workload = if stateful {
-                Workload::StatefulSet(Arc::new(StatefulSet {
+                Workload::from_statefulset(&StatefulSet {
                     metadata,
                     spec: StatefulSetSpec { template, selector, ..StatefulSetSpec::default() },
                     status: None,
-                }))
+                })
             } else {
-                Workload::Deployment(Arc::new(Deployment {
+                Workload::from_deployment(&Deployment {
                     metadata,
                     spec: DeploymentSpec { template, selector, ..DeploymentSpec::default() },
                     status: None,
-                }))
+                })
             };
             prop_assert_eq!(workload.could_match(app), resolve::could_match(app, &workload.candidate()));
         }

@@ -38,7 +38,8 @@ use crate::{
         admission::{self, Mode, Verdict},
         resolve::{self, Resolution},
     },
-    persona::{Workload, candidate_of_deployment, candidate_of_statefulset},
+    persona::Workload,
+    workload::Cached,
 };
 
 /// The webhook's settings and client.
@@ -84,8 +85,8 @@ impl Webhook {
         let Some(object) = request.object.as_ref() else { return response.into_review() };
         let value = serde_json::to_value(object).unwrap_or_default();
         let workload = match request.kind.kind.as_str() {
-            "Deployment" => serde_json::from_value::<Deployment>(value).map(|d| Workload::Deployment(Arc::new(d))),
-            "StatefulSet" => serde_json::from_value::<StatefulSet>(value).map(|s| Workload::StatefulSet(Arc::new(s))),
+            "Deployment" => Cached::<Deployment>::from_value(value).map(|d| Workload::Deployment(Arc::new(d))),
+            "StatefulSet" => Cached::<StatefulSet>::from_value(value).map(|s| Workload::StatefulSet(Arc::new(s))),
             _ => return response.into_review(),
         };
         let workload = match workload {
@@ -128,11 +129,11 @@ impl Webhook {
         let me = incoming.candidate();
         let mut candidates = vec![me.clone()];
         let deployments =
-            Api::<Deployment>::namespaced(self.client.clone(), namespace).list(&ListParams::default()).await?;
-        candidates.extend(deployments.items.iter().map(candidate_of_deployment));
+            Api::<Cached<Deployment>>::namespaced(self.client.clone(), namespace).list(&ListParams::default()).await?;
+        candidates.extend(deployments.items.iter().map(Cached::candidate));
         let statefulsets =
-            Api::<StatefulSet>::namespaced(self.client.clone(), namespace).list(&ListParams::default()).await?;
-        candidates.extend(statefulsets.items.iter().map(candidate_of_statefulset));
+            Api::<Cached<StatefulSet>>::namespaced(self.client.clone(), namespace).list(&ListParams::default()).await?;
+        candidates.extend(statefulsets.items.iter().map(Cached::candidate));
         // The stored version of the incoming object is replaced by the incoming one.
         let others: Vec<_> =
             candidates.iter().skip(1).filter(|c| !(c.kind == me.kind && c.name == me.name)).cloned().collect();

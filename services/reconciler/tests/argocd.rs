@@ -54,7 +54,8 @@ async fn application_status_reaches_the_persona_and_stays() {
     // Both controllers run: the persona's own status and argoCD side by side.
     let (_stop, stop) = shutdown::channel();
     let options = persona::Options { namespace: Some(apps_ns.clone()), ..persona::Options::default() };
-    tokio::spawn(persona::run(client.clone(), options, stop.clone()));
+    let cache = persys_reconciler::cache::Personas::start(client.clone(), Some(&apps_ns), stop.clone());
+    tokio::spawn(persona::run(client.clone(), options, cache, stop.clone()));
     tokio::spawn(argocd::run(client.clone(), Duration::from_millis(200), None, stop));
 
     let applications = Api::<DynamicObject>::namespaced_with(client.clone(), &argo_ns, &resource);

@@ -67,7 +67,8 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     let (_trigger, stop) = shutdown::channel();
     let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let namespaces = Namespaces::start(client.clone(), None, stop.clone());
-    let service = Personas::start(client.clone(), None, namespaces, stop.clone());
+    let cache = persys_reconciler::cache::Personas::start(client.clone(), None, stop.clone());
+    let service = Personas::start(client.clone(), &cache, None, namespaces, stop.clone());
     persys_reconciler::serve_personas(service, None, listener, &server_tls, &["gateway".into()], stop).await.unwrap();
     let connect = |tls: Arc<Tls>| {
         PersonaServiceClient::new(
@@ -190,7 +191,8 @@ async fn persona_service_lists_gets_and_watches_over_mtls() {
     let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let (_trigger2, stop2) = shutdown::channel();
     let namespaces = Namespaces::start(client.clone(), Some(ns.clone()), stop2.clone());
-    let restricted = Personas::start(client.clone(), Some(ns.clone()), namespaces, stop2.clone());
+    let cache = persys_reconciler::cache::Personas::start(client.clone(), Some(&ns), stop2.clone());
+    let restricted = Personas::start(client.clone(), &cache, Some(ns.clone()), namespaces, stop2.clone());
     persys_reconciler::serve_personas(restricted, None, listener, &server_tls, &["gateway".into()], stop2)
         .await
         .unwrap();

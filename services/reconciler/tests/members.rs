@@ -14,11 +14,10 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams},
 };
 use persys_kit::{
-    Identity,
-    client::{ClientOptions, TracedChannel, mtls_channel},
+    client::TracedChannel,
     identity::{Role, USER_ID_HEADER, USER_NAME_HEADER, USER_ROLE_HEADER},
     pki::Ca,
-    shutdown,
+    shutdown::ShutdownTrigger,
 };
 use persys_proto::{
     common::v1::WatchEventType,
@@ -26,9 +25,7 @@ use persys_proto::{
         self as pb, persona_service_client::PersonaServiceClient, project_service_client::ProjectServiceClient,
     },
 };
-use persys_reconciler::{
-    access::Namespaces, decide::access::MEMBERS_ANNOTATION, grpc::Personas, project, projects_grpc::Projects,
-};
+use persys_reconciler::{decide::access::MEMBERS_ANNOTATION, project};
 use serde_json::json;
 use tonic::{Code, Request, Status};
 
@@ -117,19 +114,8 @@ async fn serve(
     namespace: Option<String>,
     dir: &std::path::Path,
     ca: &Ca,
-) -> (Clients, shutdown::ShutdownTrigger) {
-    let server_tls = common::tls(ca, dir, "reconciler", Identity::Service("reconciler".into()));
-    let (trigger, stop) = shutdown::channel();
-    let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let namespaces = Namespaces::start(client.clone(), namespace.clone(), stop.clone());
-    let personas = Personas::start(client.clone(), namespace.clone(), namespaces.clone(), stop.clone());
-    let projects = Projects::start(client.clone(), namespace, namespaces, stop.clone());
-    persys_reconciler::serve_personas(personas, Some(projects), listener, &server_tls, &["gateway".into()], stop)
-        .await
-        .unwrap();
-    let gateway = common::tls(ca, dir, "gateway", Identity::Service("gateway".into()));
-    let channel =
-        mtls_channel(&format!("https://localhost:{}", addr.port()), &gateway, &ClientOptions::default()).unwrap();
+) -> (Clients, ShutdownTrigger) {
+    let (channel, trigger) = common::serve(client, project::kpack_image(), namespace, dir, ca).await;
     (
         Clients { personas: PersonaServiceClient::new(channel.clone()), projects: ProjectServiceClient::new(channel) },
         trigger,

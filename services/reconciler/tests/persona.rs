@@ -59,7 +59,8 @@ async fn setup_with(
         namespace: Some(ns.clone()),
         baseline,
     };
-    tokio::spawn(persona::run(client.clone(), options, stop));
+    let personas = persys_reconciler::cache::Personas::start(client.clone(), Some(&ns), stop.clone());
+    tokio::spawn(persona::run(client.clone(), options, personas, stop));
     (ns, trigger)
 }
 

@@ -15,12 +15,7 @@ use kube::{
     api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
 };
 use persys_crds::kapsa::{Environment, Project};
-use persys_kit::{
-    Identity,
-    client::{ClientOptions, TracedChannel, mtls_channel},
-    pki::Ca,
-    shutdown,
-};
+use persys_kit::{client::TracedChannel, pki::Ca, shutdown::ShutdownTrigger};
 use persys_proto::{
     common::v1::{LabelSelector, LabelSelectorRequirement, PageRequest, WatchEventType},
     reconciler::v1::{
@@ -28,7 +23,7 @@ use persys_proto::{
         project_service_client::ProjectServiceClient,
     },
 };
-use persys_reconciler::{access::Namespaces, decide, grpc::Personas, project, projects_grpc::Projects};
+use persys_reconciler::{decide, project};
 use serde_json::{Value, json};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -238,19 +233,8 @@ async fn serve(
     namespace: Option<String>,
     dir: &std::path::Path,
     ca: &Ca,
-) -> (ProjectServiceClient<TracedChannel>, shutdown::ShutdownTrigger) {
-    let server_tls = common::tls(ca, dir, "reconciler", Identity::Service("reconciler".into()));
-    let (trigger, stop) = shutdown::channel();
-    let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let namespaces = Namespaces::start(client.clone(), namespace.clone(), stop.clone());
-    let personas = Personas::start(client.clone(), namespace.clone(), namespaces.clone(), stop.clone());
-    let projects = Projects::start_with(client.clone(), builds, namespace, namespaces, stop.clone());
-    persys_reconciler::serve_personas(personas, Some(projects), listener, &server_tls, &["gateway".into()], stop)
-        .await
-        .unwrap();
-    let gateway = common::tls(ca, dir, "gateway", Identity::Service("gateway".into()));
-    let channel =
-        mtls_channel(&format!("https://localhost:{}", addr.port()), &gateway, &ClientOptions::default()).unwrap();
+) -> (ProjectServiceClient<TracedChannel>, ShutdownTrigger) {
+    let (channel, trigger) = common::serve(client, builds, namespace, dir, ca).await;
     (ProjectServiceClient::new(channel), trigger)
 }
 

@@ -51,11 +51,14 @@ pub enum Observed {
     Workload(Health),
 }
 
+/// The Ready condition's reason while several workloads match a persona.
+pub const AMBIGUOUS: &str = "AmbiguousWorkload";
+
 /// The phase and the Ready condition's (reason, message).
 pub fn phase(observed: &Observed, errors: usize) -> (Phase, &'static str, String) {
     match observed {
         Observed::NoWorkload { message, ambiguous: false } => (Phase::Pending, "NoWorkload", message.clone()),
-        Observed::NoWorkload { message, ambiguous: true } => (Phase::Pending, "AmbiguousWorkload", message.clone()),
+        Observed::NoWorkload { message, ambiguous: true } => (Phase::Pending, AMBIGUOUS, message.clone()),
         Observed::InvalidPersona => (Phase::Failed, "InvalidPersona", "the persona's spec cannot be used".into()),
         Observed::Workload(h) => match (h, errors) {
             (Health::Unhealthy, _) => (Phase::Failed, "Unhealthy", "the workload has no ready replica".into()),

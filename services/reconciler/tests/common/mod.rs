@@ -173,3 +173,35 @@ pub fn tls(
     std::fs::write(&paths.key, leaf.key_pem).expect("key written");
     persys_kit::tls::Tls::load(paths).expect("tls loads")
 }
+
+/// PersonaService and ProjectService (builds read from `builds`; restricted to `namespace`, if
+/// given) served over mTLS as the reconciler serves them, and a channel to them as the
+/// gateway; they stop when the trigger is dropped.
+pub async fn serve(
+    client: &Client,
+    builds: kube::api::GroupVersionKind,
+    namespace: Option<String>,
+    dir: &std::path::Path,
+    ca: &persys_kit::pki::Ca,
+) -> (persys_kit::client::TracedChannel, persys_kit::shutdown::ShutdownTrigger) {
+    use persys_kit::{Identity, client::ClientOptions};
+    use persys_reconciler::{access::Namespaces, grpc::Personas, projects_grpc::Projects};
+    let server_tls = tls(ca, dir, "reconciler", Identity::Service("reconciler".into()));
+    let (trigger, stop) = persys_kit::shutdown::channel();
+    let (listener, addr) = persys_kit::server::bind("127.0.0.1:0".parse().expect("an address")).await.expect("bound");
+    let namespaces = Namespaces::start(client.clone(), namespace.clone(), stop.clone());
+    let cache = persys_reconciler::cache::Personas::start(client.clone(), namespace.as_deref(), stop.clone());
+    let personas = Personas::start(client.clone(), &cache, namespace.clone(), namespaces.clone(), stop.clone());
+    let projects = Projects::start_with(client.clone(), builds, namespace, namespaces, stop.clone());
+    persys_reconciler::serve_personas(personas, Some(projects), listener, &server_tls, &["gateway".into()], stop)
+        .await
+        .expect("serving");
+    let gateway = tls(ca, dir, "gateway", Identity::Service("gateway".into()));
+    let channel = persys_kit::client::mtls_channel(
+        &format!("https://localhost:{}", addr.port()),
+        &gateway,
+        &ClientOptions::default(),
+    )
+    .expect("a channel");
+    (channel, trigger)
+}
