@@ -278,3 +278,18 @@ pub fn p50_p99_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
     let max = *v.last()?;
     Some((q(0.5), q(0.99), max))
 }
+
+/// The four keys of the shop's fixed 14-day history (seven deployments, three failed, six
+/// commits), which the store conformance suite and the end-to-end DORA test both build: worked
+/// out by hand, so the store's SQL and the whole pipeline are held to the same figures.
+pub fn assert_shop_keys(m: &persys_proto::metrics::v1::GetDoraMetricsResponse) {
+    assert_eq!((m.deployments_total, m.deployments_failed), (7, 3));
+    assert!((m.deployment_frequency_per_day - 4.0 / 14.0).abs() < 1e-9);
+    assert!((m.change_failure_rate - 3.0 / 7.0).abs() < 1e-9);
+    // Lead times s1 2h, s3 4h, s4 6h (first success d5), s2 10h, s5 30h; s6 never succeeded.
+    assert_eq!(m.lead_time_median.map(|d| d.seconds), Some(6 * 3600));
+    assert_eq!(m.lead_time_p90.map(|d| d.seconds), Some(22 * 3600));
+    // d3 failed, d4 too (same run), d5 restored: 5h. d7 is not restored.
+    assert_eq!(m.time_to_restore_median.map(|d| d.seconds), Some(5 * 3600));
+    assert_eq!(m.unrestored_failures, 1);
+}
