@@ -488,7 +488,11 @@ async fn alerts_fire_and_resolve_in_a_real_alertmanager() {
         assert!(tokio::time::Instant::now() < deadline, "the resolved alert is still active in Alertmanager");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let rows = outbox(p.running.store.postgres().expect("PostgreSQL")).await;
+    // Alertmanager holds the resolve before the pipeline has recorded it as sent (the row is
+    // settled after the response): wait for that, then count.
+    let pool = p.running.store.postgres().expect("PostgreSQL");
+    until(pool, "every transition recorded as sent", |rows| rows.iter().all(|r| r.3)).await;
+    let rows = outbox(pool).await;
     let summary: Vec<(&str, bool)> = rows.iter().map(|r| (r.0.as_str(), r.3)).collect();
     assert_eq!(summary, [("firing", true), ("resolved", true)], "each transition posted once: {rows:?}");
     p.finish().await;
