@@ -78,6 +78,26 @@ pub struct GatewayArgs {
     pub token: Option<String>,
 }
 
+/// A gateway to go through instead of working locally: `dorgu analyze`/`generate`/`persona
+/// generate` analyse with its analyzer instead of the built-in library, `dorgu persona status`
+/// and `dorgu cluster status` read from its reconciler instead of the cluster's API server.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RemoteArgs {
+    /// Go through the Persys gateway at this URL (e.g. https://persys.example.com:8080): analyses
+    /// by its analyzer instead of the built-in library; `persona status` and `cluster status`
+    /// read its reconciler instead of the cluster's API server. Uses the session of
+    /// `persys login --server URL`, or --token.
+    #[arg(long, env = "DORGU_SERVER")]
+    pub server: Option<String>,
+    /// CA certificate (PEM) of the gateway's certificate, for https:// gateways with a private CA
+    /// (with --server; default: the system's trusted roots).
+    #[arg(long, env = "PERSYS_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// A Persys API key (psk_...) to use instead of the stored `persys login` session (with --server).
+    #[arg(long, env = "PERSYS_TOKEN", hide_env_values = true, value_name = "KEY")]
+    pub token: Option<String>,
+}
+
 /// `dorgu watch personas`.
 #[derive(Args, Debug)]
 pub struct WatchPersonasArgs {
@@ -129,6 +149,9 @@ pub struct ClusterStatusArgs {
     /// The cluster.
     #[command(flatten)]
     pub kube: KubeArgs,
+    /// Or the gateway.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 /// Manifest serialization.
@@ -171,17 +194,9 @@ pub struct AnalyzeArgs {
     /// Ingress class.
     #[arg(long)]
     pub ingress_class: Option<String>,
-    /// Analyse with the Persys analyzer through this gateway (e.g. https://persys.example.com:8080)
-    /// instead of the built-in library. Uses the session of `persys login --server URL`, or --token.
-    #[arg(long, env = "DORGU_SERVER")]
-    pub server: Option<String>,
-    /// CA certificate (PEM) of the gateway's certificate, for https:// gateways with a private CA
-    /// (with --server; default: the system's trusted roots).
-    #[arg(long, env = "PERSYS_CA", value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// A Persys API key (psk_...) to use instead of the stored `persys login` session (with --server).
-    #[arg(long, env = "PERSYS_TOKEN", hide_env_values = true, value_name = "KEY")]
-    pub token: Option<String>,
+    /// Through a gateway, or locally.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// The optional language model.
     #[command(flatten)]
     pub llm: LlmArgs,
@@ -331,6 +346,9 @@ pub struct PersonaStatusArgs {
     /// The cluster.
     #[command(flatten)]
     pub kube: KubeArgs,
+    /// Or the gateway.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 /// `dorgu validate`.

@@ -63,7 +63,7 @@ pub async fn analyze(args: &AnalyzeArgs, skip: (bool, bool, bool)) -> anyhow::Re
     let tree = read_tree(&args.path)?;
     let meta = metadata(args, &tree, skip)?;
     let failed = |e| anyhow::anyhow!("{}: {e}", args.path.display());
-    let mut result = match (&args.server, args.llm.llm) {
+    let mut result = match (&args.remote.server, args.llm.llm) {
         (Some(url), _) => remote::analyze(url, args, meta, &tree).await?,
         (None, false) => persys_analyzer::analyze_tree(&tree, &meta).map_err(failed)?,
         (None, true) => match llm::client(&args.llm, &config::load()?) {

@@ -1,6 +1,7 @@
 //! `dorgu persona apply`, `persona status` and `cluster status` through the Kubernetes API
 //! with kube (no kubectl): server-side apply under the field manager `dorgu`, and reads of
-//! the statuses the reconciler writes (formatted by [`crate::status`]).
+//! the statuses the reconciler writes (formatted by [`crate::status`]); with `--server`, the
+//! statuses are read through the gateway instead ([`crate::remote`]).
 
 use anyhow::Context;
 use kube::{
@@ -13,7 +14,7 @@ use persys_crds::{ApplicationPersona, ClusterPersona};
 
 use crate::{
     cli::{ClusterStatusArgs, KubeArgs, PersonaApplyArgs, PersonaStatusArgs},
-    config, generate, status,
+    config, generate, remote, status,
 };
 
 /// The ApplicationPersona resource.
@@ -104,14 +105,19 @@ pub async fn status(args: PersonaStatusArgs, json: bool) -> anyhow::Result<()> {
             args.namespace.clone().unwrap_or_else(|| config::load().map(|c| c.defaults.namespace).unwrap_or_default());
         if ns.is_empty() { "default".to_owned() } else { ns }
     };
-    let client = client(&args.kube).await?;
-    let api: Api<ApplicationPersona> = Api::namespaced(client, &namespace);
-    let what = format!("ApplicationPersona {namespace}/{}", args.name);
-    let persona = api.get(&args.name).await.map_err(|e| explain(e, &what, CRD_PERSONAS))?;
+    let reported = match &args.remote.server {
+        Some(server) => remote::persona_status(server, &args.remote, &namespace, &args.name).await?,
+        None => {
+            let client = client(&args.kube).await?;
+            let api: Api<ApplicationPersona> = Api::namespaced(client, &namespace);
+            let what = format!("ApplicationPersona {namespace}/{}", args.name);
+            api.get(&args.name).await.map_err(|e| explain(e, &what, CRD_PERSONAS))?.status
+        }
+    };
     if json {
-        println!("{}", serde_json::json!({"name": args.name, "namespace": namespace, "status": persona.status}));
+        println!("{}", serde_json::json!({"name": args.name, "namespace": namespace, "status": reported}));
     } else {
-        print!("{}", status::persona(&namespace, &args.name, persona.status.as_ref()));
+        print!("{}", status::persona(&namespace, &args.name, reported.as_ref()));
     }
     Ok(())
 }
@@ -119,6 +125,23 @@ pub async fn status(args: PersonaStatusArgs, json: bool) -> anyhow::Result<()> {
 /// `dorgu cluster status`: the named ClusterPersona, or the cluster's only one (the oldest
 /// when there are several, as the reconciler's PersonaService answers).
 pub async fn cluster_status(args: ClusterStatusArgs, json: bool) -> anyhow::Result<()> {
+    let (name, reported) = match &args.remote.server {
+        Some(server) => remote::cluster_status(server, &args.remote, args.name.as_deref()).await?,
+        None => {
+            let persona = cluster_persona(&args).await?;
+            (persona.name_any(), persona.status)
+        }
+    };
+    if json {
+        println!("{}", serde_json::json!({"name": name, "status": reported}));
+    } else {
+        print!("{}", status::cluster(&name, reported.as_ref()));
+    }
+    Ok(())
+}
+
+/// The ClusterPersona `args` name, or the cluster's only (oldest) one, from the API server.
+async fn cluster_persona(args: &ClusterStatusArgs) -> anyhow::Result<ClusterPersona> {
     let client = client(&args.kube).await?;
     let api: Api<ClusterPersona> = Api::all(client);
     let persona = match &args.name {
@@ -140,13 +163,7 @@ pub async fn cluster_status(args: ClusterStatusArgs, json: bool) -> anyhow::Resu
                 )?
         }
     };
-    let name = persona.name_any();
-    if json {
-        println!("{}", serde_json::json!({"name": name, "status": persona.status}));
-    } else {
-        print!("{}", status::cluster(&name, persona.status.as_ref()));
-    }
-    Ok(())
+    Ok(persona)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod from_proto;
 pub mod generate;
 pub mod init;
 pub mod kube_api;

@@ -1,22 +1,27 @@
 //! Through a Persys gateway (`--server`), with the user's `persys login` session or an API key,
 //! like every user-facing client: the analysis sent to the analyzer as a client-streamed upload
-//! (`Analyze`), and `dorgu watch`, the reconciler's PersonaService stream.
+//! (`Analyze`); `dorgu persona status` and `dorgu cluster status` (`GetApplicationPersona`,
+//! `GetClusterPersona`) and `dorgu watch`, the reconciler's PersonaService stream.
 
 use std::{ops::ControlFlow, path::Path};
 
 use anyhow::Context;
 use persys_analyzer::{tree::SourceTree, upload};
 use persys_client::{Client, Connection, Credential, Error, store::Store};
+use persys_crds::{cluster::ClusterPersonaStatus, persona::ApplicationPersonaStatus};
 use persys_proto::{
     analyzer::v1::{AnalysisResult, AnalyzeMetadata},
     common::v1::WatchEventType,
     reconciler::v1::{
-        ClusterPhase, PersonaKind, PersonaPhase, WatchPersonaEventsRequest, WatchPersonaEventsResponse,
-        watch_persona_events_response::Object,
+        ClusterPhase, GetApplicationPersonaRequest, GetClusterPersonaRequest, PersonaKind, PersonaPhase,
+        WatchPersonaEventsRequest, WatchPersonaEventsResponse, watch_persona_events_response::Object,
     },
 };
 
-use crate::cli::{AnalyzeArgs, FollowArgs, WatchClusterArgs, WatchPersonasArgs};
+use crate::{
+    cli::{AnalyzeArgs, FollowArgs, RemoteArgs, WatchClusterArgs, WatchPersonasArgs},
+    from_proto,
+};
 
 /// A client of the gateway at `server` with an API key, or the stored `persys login` session.
 fn client(server: &str, ca: Option<&Path>, token: Option<&String>) -> Result<Client, Error> {
@@ -55,7 +60,8 @@ pub async fn analyze(
     meta: AnalyzeMetadata,
     tree: &SourceTree,
 ) -> anyhow::Result<AnalysisResult> {
-    let client = client(server, args.ca.as_deref(), args.token.as_ref()).map_err(|e| explain(e, server, "analyzer"))?;
+    let client = client(server, args.remote.ca.as_deref(), args.remote.token.as_ref())
+        .map_err(|e| explain(e, server, "analyzer"))?;
     let requests = upload::to_requests(meta, tree, upload::MAX_CHUNK_BYTES);
     let response = client
         .call(|c| {
@@ -65,6 +71,50 @@ pub async fn analyze(
         .await
         .map_err(|e| explain(e, server, "analyzer"))?;
     response.result.context("the analyzer returned no result")
+}
+
+/// `dorgu persona status --server`: the persona's status as the reconciler reports it, in the
+/// CRD's terms (what the API server would answer).
+pub async fn persona_status(
+    server: &str,
+    remote: &RemoteArgs,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<Option<ApplicationPersonaStatus>> {
+    let client =
+        client(server, remote.ca.as_deref(), remote.token.as_ref()).map_err(|e| explain(e, server, "reconciler"))?;
+    let request = GetApplicationPersonaRequest { namespace: namespace.to_owned(), name: name.to_owned() };
+    let response = client
+        .call(|c| {
+            let request = request.clone();
+            async move { c.personas().get_application_persona(request).await }
+        })
+        .await
+        .map_err(|e| explain(e, server, &format!("ApplicationPersona {namespace}/{name}")))?;
+    let persona = response.persona.context("the reconciler returned no persona")?;
+    Ok(persona.status.as_ref().map(from_proto::persona_status))
+}
+
+/// `dorgu cluster status --server`: the named ClusterPersona (or the cluster's one) and its status.
+pub async fn cluster_status(
+    server: &str,
+    remote: &RemoteArgs,
+    name: Option<&str>,
+) -> anyhow::Result<(String, Option<ClusterPersonaStatus>)> {
+    let client =
+        client(server, remote.ca.as_deref(), remote.token.as_ref()).map_err(|e| explain(e, server, "reconciler"))?;
+    let request = GetClusterPersonaRequest { name: name.unwrap_or_default().to_owned() };
+    let what = name.map_or_else(|| "the ClusterPersona".to_owned(), |n| format!("ClusterPersona {n}"));
+    let response = client
+        .call(|c| {
+            let request = request.clone();
+            async move { c.personas().get_cluster_persona(request).await }
+        })
+        .await
+        .map_err(|e| explain(e, server, &what))?;
+    let persona = response.cluster_persona.context("the reconciler returned no ClusterPersona")?;
+    let name = persona.metadata.map(|m| m.name).unwrap_or_default();
+    Ok((name, persona.status.as_ref().map(from_proto::cluster_status)))
 }
 
 /// `dorgu watch personas`.

@@ -34,7 +34,9 @@ pub fn persona(namespace: &str, name: &str, status: Option<&ApplicationPersonaSt
     };
     line(&mut out, "phase", s.phase.as_deref().unwrap_or("-"));
     if let Some(w) = &s.workload {
-        line(&mut out, "workload", &format!("{}/{} (matched by {})", w.kind, w.name, w.matched_by));
+        // Through the gateway, which label matched is not known.
+        let matched = if w.matched_by.is_empty() { String::new() } else { format!(" (matched by {})", w.matched_by) };
+        line(&mut out, "workload", &format!("{}/{}{matched}", w.kind, w.name));
     }
     if let Some(h) = &s.health {
         let replicas = match (h.ready_replicas, h.desired_replicas) {

@@ -1,6 +1,7 @@
-//! `dorgu watch` through a real gateway to a real reconciler (PersonaService over mTLS) on the
-//! test bench's kube-apiserver: the user's `persys login` session, the snapshot, and a live
-//! change a later watch resumes into.
+//! `dorgu watch`, `dorgu persona status` and `dorgu cluster status` through a real gateway to a
+//! real reconciler (PersonaService over mTLS) on the test bench's kube-apiserver: the user's
+//! `persys login` session, the snapshot, a live change a later watch resumes into, and statuses
+//! that read the same through the gateway as from the API server.
 
 use std::{
     io::{BufRead, BufReader},
@@ -13,7 +14,7 @@ use std::{
 use persys_client::{Connection, store::Store};
 use persys_e2e::kubectl::Kubectl;
 use persys_e2e::{
-    cluster::{Cluster, ClusterOptions, ReconcilerOptions},
+    cluster::{Cluster, ClusterOptions, FOLLOWER_LEASE, ReconcilerOptions},
     stack::{ADMIN, ADMIN_PASSWORD},
 };
 use serde_json::Value;
@@ -161,5 +162,155 @@ async fn watch_personas_through_the_gateway_from_a_snapshot_and_live() {
     assert!(text.starts_with("ADDED     ApplicationPersona  "), "{text}");
     assert!(text.contains(&format!("{namespace}/web")), "{text}");
 
+    kube.run(&["delete", "namespace", &namespace, "--wait=false"], None);
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "dorgu failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn persona_and_cluster_status_read_the_same_through_the_gateway_as_from_the_api_server() {
+    let Some(kube) = Kubectl::from_env() else { return };
+    kube.install_crds();
+    let namespace = format!("dorgu-status-{}", std::process::id());
+    let cluster_name = format!("dorgu-status-{}", std::process::id());
+    kube.run(&["create", "namespace", &namespace], None);
+    let apply = |body: serde_json::Value| {
+        kube.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(&body.to_string()))
+    };
+    let write_status = |resource: &str, namespaced: bool, status: serde_json::Value| {
+        let patch = serde_json::json!({ "status": status }).to_string();
+        let mut args = vec!["patch", resource, "--subresource=status", "--type=merge", "-p", &patch];
+        if namespaced {
+            args.extend(["-n", &namespace]);
+        }
+        kube.run(&args, None);
+    };
+
+    // A cluster-wide reconciler serving from its caches as a follower (another replica holds
+    // its Lease), so no controller rewrites the statuses written here.
+    apply(serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": FOLLOWER_LEASE, "namespace": namespace},
+        "spec": {"holderIdentity": "another-replica", "leaseDurationSeconds": 3600,
+            "renewTime": "2099-01-01T00:00:00.000000Z"}}));
+
+    // Every part of a persona's status the formatter prints. Not `workload.matchedBy`: the
+    // contract does not carry it (the one difference, checked below).
+    apply(serde_json::json!({"apiVersion": "dorgu.io/v1", "kind": "ApplicationPersona",
+        "metadata": {"name": "shop", "namespace": namespace}, "spec": {"name": "shop", "type": "api"}}));
+    write_status(
+        "applicationpersonas.dorgu.io/shop",
+        true,
+        serde_json::json!({
+            "phase": "Degraded", "lastUpdated": "2026-12-06T10:00:00Z", "observedGeneration": 1,
+            "workload": {"kind": "Deployment", "name": "shop"},
+            "deployments": {"current": "shop:2", "lastSuccessful": "shop:1", "lastFailed": "shop:0"},
+            "health": {"status": "Unhealthy", "lastCheck": "2026-12-06T09:59:00Z", "message": "1/3 replicas ready",
+                "readyReplicas": 1, "desiredReplicas": 3,
+                "podFailures": [{"podName": "shop-1", "container": "app", "reason": "CrashLoopBackOff", "message": "exit 1"}]},
+            "validation": {"passed": false, "lastChecked": "2026-12-06T09:58:00Z", "issues": [
+                {"severity": "error", "rule": "resources", "field": "spec.replicas", "message": "5 replicas exceed the maximum 3",
+                    "suggestion": "scale to at most 3"},
+                {"severity": "warning", "rule": "probes", "message": "no readiness probe"}]},
+            "learned": {"resourceBaseline": {"avgCPU": "250m", "peakCPU": "500m", "avgMemory": "258Mi", "peakMemory": "512Mi"},
+                "lastLearned": "2026-12-06T09:00:00Z"},
+            "recommendations": [{"type": "resource", "priority": "high", "message": "peak memory 512Mi is 200% of the limit",
+                "action": "raise resources.limits.memory to at least 640Mi"}],
+            "argoCD": {"syncStatus": "OutOfSync", "healthStatus": "Progressing", "lastSyncTime": "2026-12-06T09:30:00Z",
+                "revision": "0123456789abcdef0123456789abcdef01234567", "applicationName": "shop", "applicationNamespace": "argocd"},
+            "conditions": [{"type": "Ready", "status": "False", "reason": "ValidationFailed", "message": "1 error",
+                "lastTransitionTime": "2026-12-06T09:58:00Z", "observedGeneration": 1}]
+        }),
+    );
+    apply(serde_json::json!({"apiVersion": "dorgu.io/v1", "kind": "ClusterPersona",
+        "metadata": {"name": cluster_name}, "spec": {"name": cluster_name}}));
+    write_status(
+        &format!("clusterpersonas.dorgu.io/{cluster_name}"),
+        false,
+        serde_json::json!({
+            "phase": "Ready", "lastDiscovery": "2026-12-06T10:00:00Z", "platform": "Kind",
+            "kubernetesVersion": "v1.37.2", "applicationCount": 3,
+            "nodes": [{"name": "worker-1", "role": "worker", "ready": false, "kubeletVersion": "v1.37.2",
+                "containerRuntime": "containerd://2.1.0", "taints": ["node.kubernetes.io/not-ready:NoSchedule"],
+                "labels": {"kubernetes.io/hostname": "worker-1"},
+                "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}, "allocatable": {"cpu": "3800m", "memory": "7Gi", "pods": "110"}}],
+            "resourceSummary": {"nodeCount": 1, "totalCPU": "4", "allocatableCPU": "3800m", "usedCPU": "500m",
+                "cpuUtilization": 13, "memoryUtilization": 40, "totalMemory": "8Gi", "allocatableMemory": "7Gi",
+                "usedMemory": "2800Mi", "totalPods": 2, "runningPods": 1},
+            "namespaces": {"total": 5, "active": 4, "withPersonas": 2},
+            "addons": [{"name": "argocd", "type": "gitops", "installed": true, "healthy": false, "version": "v3.1.0", "namespace": "argocd"},
+                {"name": "istio", "type": "service-mesh", "installed": false}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Discovered", "message": "",
+                "lastTransitionTime": "2026-12-06T10:00:00Z"}]
+        }),
+    );
+
+    let cluster = Cluster::start(ClusterOptions {
+        reconciler: Some(ReconcilerOptions {
+            kubeconfig: kube.kubeconfig.clone(),
+            namespace: namespace.clone(),
+            projects_follower: true,
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("scheduler, reconciler and gateway start");
+    let server = cluster.url();
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::at(home.path().join("credentials.json"));
+    persys_client::login(&Connection::new(&server, None).unwrap(), &store, ADMIN, ADMIN_PASSWORD).await.unwrap();
+    let via_gateway = |args: &[&str]| dorgu(home.path(), &[args, &["--server", server.as_str()][..]].concat());
+    let via_api_server =
+        |args: &[&str]| dorgu(home.path(), &[args, &["--kubeconfig", kube.kubeconfig.as_str()][..]].concat());
+
+    let persona = ["persona", "status", "shop", "-n", namespace.as_str()];
+    let text = stdout(&via_gateway(&persona));
+    assert_eq!(text, stdout(&via_api_server(&persona)), "the same persona status both ways");
+    for want in [
+        "phase:      Degraded",
+        "workload:   Deployment/shop\n",
+        "health:     Unhealthy 1/3 replicas ready (1/3 ready)",
+        "shop-1/app: CrashLoopBackOff exit 1",
+        "validation: failed",
+        "fix: scale to at most 3",
+        "argocd:     OutOfSync / Progressing at 0123456789ab, synced 2026-12-06T09:30:00Z (Application argocd/shop)",
+        "baseline:   cpu avg 250m peak 500m, memory avg 258Mi peak 512Mi",
+        "[high] resource: peak memory 512Mi is 200% of the limit",
+        "ValidationFailed",
+        "updated:    2026-12-06T10:00:00Z",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    let json_of = |out: &Output| -> Value { serde_json::from_str(&stdout(out)).unwrap() };
+    let persona_json = [&["--json"][..], &persona[..]].concat();
+    assert_eq!(json_of(&via_gateway(&persona_json)), json_of(&via_api_server(&persona_json)));
+
+    // The one difference: which label matched is not in the contract.
+    write_status(
+        "applicationpersonas.dorgu.io/shop",
+        true,
+        serde_json::json!({"workload": {"kind": "Deployment", "name": "shop", "matchedBy": "app.kubernetes.io/name"}}),
+    );
+    assert!(stdout(&via_api_server(&persona)).contains("Deployment/shop (matched by app.kubernetes.io/name)"));
+
+    let cluster_status = ["cluster", "status", cluster_name.as_str()];
+    let text = stdout(&via_gateway(&cluster_status));
+    assert_eq!(text, stdout(&via_api_server(&cluster_status)), "the same cluster status both ways");
+    for want in ["platform:   Kind", "cpu:        500m requested of 3800m allocatable (13%)", "worker-1", "argocd"] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    assert!(!text.contains("istio"), "{text}");
+    let cluster_json = [&["--json"][..], &cluster_status[..]].concat();
+    assert_eq!(json_of(&via_gateway(&cluster_json)), json_of(&via_api_server(&cluster_json)));
+
+    // What does not exist is named, through the gateway as from the API server.
+    let missing = via_gateway(&["persona", "status", "nope", "-n", namespace.as_str()]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains(&format!("ApplicationPersona {namespace}/nope")) && err.contains(&server), "{err}");
+
+    kube.run(&["delete", "clusterpersonas.dorgu.io", &cluster_name], None);
     kube.run(&["delete", "namespace", &namespace, "--wait=false"], None);
 }
