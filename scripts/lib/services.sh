@@ -6,8 +6,7 @@
 #
 # Public entry points:
 #   svc_ensure_packages   install missing Debian packages (root) or say what is missing
-#   svc_start_all [SVC..] create the root dir and start every selected service (or the given ones)
-#   svc_tools_wanted      the Go programs the selected services need (scripts/tools/build)
+#   svc_start_all         create the root dir and start every selected service
 #   svc_print_exports     print `export VAR=...` lines for the services that came up
 #   svc_cleanup           stop every daemon started here and remove the root dir
 #
@@ -571,14 +570,6 @@ svc_tools_build() {
     "$SVC_LIB_DIR/../tools/build" "$@"
 }
 
-# svc_tools_wanted: the Go programs the wanted services run (kube, tools), one a line; building
-# them all up front (scripts/test does it in the background) makes their start instant.
-svc_tools_wanted() {
-    svc_wanted kube && printf '%s\n' kube-apiserver kube-controller-manager kubectl
-    svc_wanted tools && printf '%s\n' helm grpcurl prometheus promtool alertmanager
-    return 0
-}
-
 # svc_kube_cert DIR NAME CN ORG [SAN]: a key and a certificate signed by the test cluster's CA
 # (a server certificate when SAN is given, a client certificate otherwise).
 svc_kube_cert() {
@@ -743,23 +734,13 @@ svc_start_tools() {
 # Orchestration
 # ---------------------------------------------------------------------------
 
-# svc_make_root: the temporary root every service keeps its data and logs in (made once).
-svc_make_root() {
-    [ -n "$SVC_ROOT" ] && return 0
-    SVC_ROOT=$(mktemp -d "${PERSYS_TEST_TMPDIR:-/tmp}/persys-test.XXXXXX")
+svc_start_all() {
+    local base="${PERSYS_TEST_TMPDIR:-/tmp}" t0 s st
+    SVC_ROOT=$(mktemp -d "$base/persys-test.XXXXXX")
     chmod 755 "$SVC_ROOT"   # the postgres user must be able to reach its data dir
     mkdir -p "$SVC_ROOT/logs"
     svc_log "root: $SVC_ROOT"
-}
-
-# svc_start_all [SERVICE...]: start the wanted ones of SERVICE (default: every service, in the
-# order they depend on each other), then write $SVC_ROOT/env.sh. Callable more than once:
-# scripts/test starts the Kubernetes control plane and the tools later than the rest.
-svc_start_all() {
-    local t0 s st list=("$@")
-    [ "$#" -gt 0 ] || list=(postgres redis etcd docker kube tools)
-    svc_make_root
-    for s in "${list[@]}"; do
+    for s in postgres redis etcd docker kube tools; do
         svc_wanted "$s" || continue
         t0=$(svc_now)
         if "svc_start_$s"; then
