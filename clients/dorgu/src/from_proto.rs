@@ -1,13 +1,15 @@
 //! The reconciler's PersonaService answers in the contract's terms (`persys.reconciler.v1`);
 //! `dorgu persona status` and `dorgu cluster status` print and emit the custom resources'
-//! statuses whichever way they were read. This is the inverse of the reconciler's
-//! `proto.rs`, except for what the contract does not carry: which label matched the workload,
-//! unknown replica counts (sent as 0/0) and unknown utilisation (sent as 0).
+//! statuses whichever way they were read. This is the inverse of the reconciler's `proto.rs`
+//! (both spell enum values with `persys_analyzer::persona::spelling`), except for what the
+//! contract does not carry: which label matched the workload, unknown replica counts (sent as
+//! 0/0) and unknown utilisation (sent as 0).
 
 use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff,
 };
+use persys_analyzer::persona::spelling::spell;
 use persys_crds::{cluster as crd_cluster, persona as crd};
 use persys_proto::{analyzer::v1::FindingSeverity, common::v1 as common, reconciler::v1 as pb};
 
@@ -20,12 +22,7 @@ fn conditions(cs: &[common::Condition]) -> Vec<Condition> {
     cs.iter()
         .map(|c| Condition {
             type_: c.r#type.clone(),
-            status: match common::ConditionStatus::try_from(c.status) {
-                Ok(common::ConditionStatus::True) => "True",
-                Ok(common::ConditionStatus::False) => "False",
-                _ => "Unknown",
-            }
-            .to_owned(),
+            status: spell::<common::ConditionStatus>(c.status).unwrap_or_else(|| "Unknown".into()),
             reason: c.reason.clone(),
             message: c.message.clone(),
             last_transition_time: Time(
@@ -39,28 +36,11 @@ fn conditions(cs: &[common::Condition]) -> Vec<Condition> {
         .collect()
 }
 
-fn persona_phase(p: i32) -> Option<String> {
-    let phase = match pb::PersonaPhase::try_from(p).ok()? {
-        pb::PersonaPhase::Pending => "Pending",
-        pb::PersonaPhase::Active => "Active",
-        pb::PersonaPhase::Degraded => "Degraded",
-        pb::PersonaPhase::Failed => "Failed",
-        _ => return None,
-    };
-    Some(phase.to_owned())
-}
-
 fn health(h: &pb::HealthReport) -> crd::HealthStatus {
-    let status = match pb::HealthStatus::try_from(h.status) {
-        Ok(pb::HealthStatus::Healthy) => "Healthy",
-        Ok(pb::HealthStatus::Degraded) => "Degraded",
-        Ok(pb::HealthStatus::Unhealthy) => "Unhealthy",
-        _ => "Unknown",
-    };
     // The contract sends unknown counts as 0/0.
     let known = h.ready_replicas != 0 || h.desired_replicas != 0;
     crd::HealthStatus {
-        status: status.to_owned(),
+        status: spell::<pb::HealthStatus>(h.status).unwrap_or_else(|| "Unknown".into()),
         last_check: time(h.last_check.as_ref()),
         message: h.message.clone(),
         desired_replicas: known.then_some(h.desired_replicas),
@@ -86,12 +66,7 @@ fn validation(v: &pb::ValidationReport) -> crd::ValidationStatus {
             .issues
             .iter()
             .map(|i| crd::ValidationIssue {
-                severity: match FindingSeverity::try_from(i.severity) {
-                    Ok(FindingSeverity::Error) => "error",
-                    Ok(FindingSeverity::Warning) => "warning",
-                    _ => "info",
-                }
-                .to_owned(),
+                severity: spell::<FindingSeverity>(i.severity).unwrap_or_else(|| "info".into()),
                 rule: i.rule_id.clone(),
                 field: i.field.clone(),
                 message: i.message.clone(),
@@ -103,21 +78,8 @@ fn validation(v: &pb::ValidationReport) -> crd::ValidationStatus {
 
 fn argocd(a: &pb::ArgoCdStatus) -> crd::ArgoCdStatus {
     crd::ArgoCdStatus {
-        sync_status: match pb::ArgoSyncStatus::try_from(a.sync_status) {
-            Ok(pb::ArgoSyncStatus::Synced) => "Synced",
-            Ok(pb::ArgoSyncStatus::OutOfSync) => "OutOfSync",
-            _ => "Unknown",
-        }
-        .to_owned(),
-        health_status: match pb::ArgoHealthStatus::try_from(a.health_status) {
-            Ok(pb::ArgoHealthStatus::Healthy) => "Healthy",
-            Ok(pb::ArgoHealthStatus::Degraded) => "Degraded",
-            Ok(pb::ArgoHealthStatus::Progressing) => "Progressing",
-            Ok(pb::ArgoHealthStatus::Suspended) => "Suspended",
-            Ok(pb::ArgoHealthStatus::Missing) => "Missing",
-            _ => "Unknown",
-        }
-        .to_owned(),
+        sync_status: spell::<pb::ArgoSyncStatus>(a.sync_status).unwrap_or_else(|| "Unknown".into()),
+        health_status: spell::<pb::ArgoHealthStatus>(a.health_status).unwrap_or_else(|| "Unknown".into()),
         last_sync_time: time(a.last_sync_time.as_ref()),
         revision: a.revision.clone(),
         application_name: a.application_name.clone(),
@@ -128,7 +90,7 @@ fn argocd(a: &pb::ArgoCdStatus) -> crd::ArgoCdStatus {
 /// An ApplicationPersona's status as the CRD holds it.
 pub fn persona_status(s: &pb::ApplicationPersonaStatus) -> crd::ApplicationPersonaStatus {
     crd::ApplicationPersonaStatus {
-        phase: persona_phase(s.phase),
+        phase: spell::<pb::PersonaPhase>(s.phase),
         last_updated: time(s.last_updated.as_ref()),
         observed_generation: (s.observed_generation != 0).then_some(s.observed_generation),
         workload: s.matched_workload.as_ref().map(|w| crd::WorkloadStatus {
@@ -178,17 +140,10 @@ fn node_resources(r: &pb::NodeResources) -> crd_cluster::NodeResources {
 
 /// A ClusterPersona's status as the CRD holds it.
 pub fn cluster_status(s: &pb::ClusterPersonaStatus) -> crd_cluster::ClusterPersonaStatus {
-    let phase = match pb::ClusterPhase::try_from(s.phase) {
-        Ok(pb::ClusterPhase::Discovering) => Some("Discovering"),
-        Ok(pb::ClusterPhase::Ready) => Some("Ready"),
-        Ok(pb::ClusterPhase::Degraded) => Some("Degraded"),
-        Ok(pb::ClusterPhase::Unknown) => Some("Unknown"),
-        _ => None,
-    };
     // The contract sends an unknown utilisation as 0, like the reconciler's 0 %.
     let percent = |p: f64| (p > 0.0).then(|| p.round() as i32);
     crd_cluster::ClusterPersonaStatus {
-        phase: phase.map(str::to_owned),
+        phase: spell::<pb::ClusterPhase>(s.phase),
         last_discovery: time(s.last_discovery.as_ref()),
         nodes: s
             .nodes
@@ -223,18 +178,7 @@ pub fn cluster_status(s: &pb::ClusterPersonaStatus) -> crd_cluster::ClusterPerso
             .iter()
             .map(|a| crd_cluster::Addon {
                 name: a.name.clone(),
-                kind: match pb::AddonType::try_from(a.r#type) {
-                    Ok(pb::AddonType::Gitops) => "gitops",
-                    Ok(pb::AddonType::Monitoring) => "monitoring",
-                    Ok(pb::AddonType::Logging) => "logging",
-                    Ok(pb::AddonType::Ingress) => "ingress",
-                    Ok(pb::AddonType::ServiceMesh) => "service-mesh",
-                    Ok(pb::AddonType::Secrets) => "secrets",
-                    Ok(pb::AddonType::CertManagement) => "cert-management",
-                    Ok(pb::AddonType::Database) => "database",
-                    _ => "other",
-                }
-                .to_owned(),
+                kind: spell::<pb::AddonType>(a.r#type).unwrap_or_else(|| "other".into()),
                 installed: a.installed,
                 version: a.version.clone(),
                 namespace: a.namespace.clone(),

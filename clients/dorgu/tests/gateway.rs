@@ -14,7 +14,7 @@ use std::{
 use persys_client::{Connection, store::Store};
 use persys_e2e::kubectl::Kubectl;
 use persys_e2e::{
-    cluster::{Cluster, ClusterOptions, FOLLOWER_LEASE, ReconcilerOptions},
+    cluster::{Cluster, ClusterOptions, ReconcilerOptions},
     stack::{ADMIN, ADMIN_PASSWORD},
 };
 use serde_json::Value;
@@ -191,10 +191,7 @@ async fn persona_and_cluster_status_read_the_same_through_the_gateway_as_from_th
 
     // A cluster-wide reconciler serving from its caches as a follower (another replica holds
     // its Lease), so no controller rewrites the statuses written here.
-    apply(serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": FOLLOWER_LEASE, "namespace": namespace},
-        "spec": {"holderIdentity": "another-replica", "leaseDurationSeconds": 3600,
-            "renewTime": "2099-01-01T00:00:00.000000Z"}}));
+    let reconciler = ReconcilerOptions::follower(&kube, &namespace);
 
     // Every part of a persona's status the formatter prints. Not `workload.matchedBy`: the
     // contract does not carry it (the one difference, checked below).
@@ -247,16 +244,9 @@ async fn persona_and_cluster_status_read_the_same_through_the_gateway_as_from_th
         }),
     );
 
-    let cluster = Cluster::start(ClusterOptions {
-        reconciler: Some(ReconcilerOptions {
-            kubeconfig: kube.kubeconfig.clone(),
-            namespace: namespace.clone(),
-            projects_follower: true,
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("scheduler, reconciler and gateway start");
+    let cluster = Cluster::start(ClusterOptions { reconciler: Some(reconciler), ..Default::default() })
+        .await
+        .expect("scheduler, reconciler and gateway start");
     let server = cluster.url();
     let home = tempfile::tempdir().unwrap();
     let store = Store::at(home.path().join("credentials.json"));

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use persys_e2e::{
-    cluster::{Cluster, ClusterOptions, FOLLOWER_LEASE, ReconcilerOptions},
+    cluster::{Cluster, ClusterOptions, ReconcilerOptions},
     kubectl::Kubectl,
     stack::{ADMIN, ADMIN_PASSWORD},
 };
@@ -35,11 +35,7 @@ async fn projects_environments_and_builds_list_get_and_watch_through_the_gateway
     kube.run(&["create", "namespace", &ns], None);
 
     // The reconciler serves, cluster-wide, as a follower: another replica holds its Lease.
-    apply(
-        &kube,
-        &json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": FOLLOWER_LEASE, "namespace": ns},
-            "spec": {"holderIdentity": "another-replica", "leaseDurationSeconds": 3600, "renewTime": "2099-01-01T00:00:00.000000Z"}}),
-    );
+    let reconciler = ReconcilerOptions::follower(&kube, &ns);
     // What the controllers would have written: a project, its environments, its builds.
     apply(
         &kube,
@@ -106,16 +102,9 @@ async fn projects_environments_and_builds_list_get_and_watch_through_the_gateway
                 "lastTransitionTime": "2026-12-01T00:00:00Z"}]}),
     );
 
-    let cluster = Cluster::start(ClusterOptions {
-        reconciler: Some(ReconcilerOptions {
-            kubeconfig: kube.kubeconfig.clone(),
-            namespace: ns.clone(),
-            projects_follower: true,
-        }),
-        ..Default::default()
-    })
-    .await
-    .expect("scheduler, reconciler and gateway start");
+    let cluster = Cluster::start(ClusterOptions { reconciler: Some(reconciler), ..Default::default() })
+        .await
+        .expect("scheduler, reconciler and gateway start");
     let cli = Persys::new(cluster.url());
 
     // Not logged in: refused, saying how to log in.

@@ -609,35 +609,29 @@ pub async fn run(client: Client, options: Options, personas: cache::Personas, sh
             None => Api::all(client.clone()),
         }
     }
-    /// A watch of `K` feeding a cache of its own, each object passed through `forget` first to
-    /// drop what no decision reads.
-    fn cached<K>(
+    type WatchItem<K> = Result<watcher::Event<K>, watcher::Error>;
+    /// A watch of the workloads of kind `W` feeding a cache of its own, as [`Cached`]: each
+    /// object without what no decision reads.
+    fn cached<W>(
         client: &Client,
         namespace: Option<&str>,
-        forget: fn(&mut K),
-    ) -> (Store<K>, impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static)
+    ) -> (Store<Cached<W>>, impl futures::Stream<Item = WatchItem<Cached<W>>> + Send + 'static)
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static,
-        K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+        W: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+        Cached<W>: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     {
-        let (store, writer) = reflector::store::<K>();
-        let events = watcher(api::<K>(client, namespace), watcher::Config::default())
+        let (store, writer) = reflector::store::<Cached<W>>();
+        let events = watcher(api::<Cached<W>>(client, namespace), watcher::Config::default())
             .default_backoff()
-            .modify(forget)
+            .modify(Cached::forget_unread)
             .reflect(writer);
         (store, events)
     }
     let ns = options.namespace.as_deref();
     // Workloads as [`Cached`]: only the fields the decisions read (~1.5 KiB each instead of a
     // typed object's ~9 KiB).
-    let (deployments, deployment_events) = cached::<Cached<Deployment>>(&client, ns, Cached::forget_unread);
-    let (statefulsets, statefulset_events) = cached::<Cached<StatefulSet>>(&client, ns, Cached::forget_unread);
+    let (deployments, deployment_events) = cached::<Deployment>(&client, ns);
+    let (statefulsets, statefulset_events) = cached::<StatefulSet>(&client, ns);
     let (deployment_events, statefulset_events) =
         (deployment_events.touched_objects(), statefulset_events.touched_objects());
 

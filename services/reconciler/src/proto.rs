@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
-use persys_analyzer::persona::convert;
+use persys_analyzer::persona::{convert, spelling::parse};
 use persys_crds::{
     cluster::{self as crd_cluster, ClusterPersona},
     persona::{self as crd, ApplicationPersona},
@@ -42,11 +42,7 @@ pub(crate) fn conditions(cs: &[Condition]) -> Vec<common::Condition> {
     cs.iter()
         .map(|c| common::Condition {
             r#type: c.type_.clone(),
-            status: match c.status.as_str() {
-                "True" => common::ConditionStatus::True,
-                "False" => common::ConditionStatus::False,
-                _ => common::ConditionStatus::Unknown,
-            } as i32,
+            status: parse(&c.status).unwrap_or(common::ConditionStatus::Unknown) as i32,
             reason: c.reason.clone(),
             message: c.message.clone(),
             last_transition_time: Some(prost_types::Timestamp {
@@ -60,23 +56,12 @@ pub(crate) fn conditions(cs: &[Condition]) -> Vec<common::Condition> {
 
 /// The CRD's phase spelling as the contract's enum.
 pub fn phase(p: Option<&str>) -> pb::PersonaPhase {
-    match p {
-        Some("Pending") => pb::PersonaPhase::Pending,
-        Some("Active") => pb::PersonaPhase::Active,
-        Some("Degraded") => pb::PersonaPhase::Degraded,
-        Some("Failed") => pb::PersonaPhase::Failed,
-        _ => pb::PersonaPhase::Unspecified,
-    }
+    p.and_then(parse).unwrap_or(pb::PersonaPhase::Unspecified)
 }
 
 fn health(h: &crd::HealthStatus) -> pb::HealthReport {
     pb::HealthReport {
-        status: match h.status.as_str() {
-            "Healthy" => pb::HealthStatus::Healthy,
-            "Degraded" => pb::HealthStatus::Degraded,
-            "Unhealthy" => pb::HealthStatus::Unhealthy,
-            _ => pb::HealthStatus::Unknown,
-        } as i32,
+        status: parse(&h.status).unwrap_or(pb::HealthStatus::Unknown) as i32,
         last_check: timestamp(h.last_check.as_deref()),
         message: h.message.clone(),
         ready_replicas: h.ready_replicas.unwrap_or(0),
@@ -96,11 +81,7 @@ fn health(h: &crd::HealthStatus) -> pb::HealthReport {
 
 fn issue(i: &crd::ValidationIssue) -> Finding {
     Finding {
-        severity: match i.severity.as_str() {
-            "error" => FindingSeverity::Error,
-            "warning" => FindingSeverity::Warning,
-            _ => FindingSeverity::Info,
-        } as i32,
+        severity: parse(&i.severity).unwrap_or(FindingSeverity::Info) as i32,
         rule_id: i.rule.clone(),
         message: i.message.clone(),
         suggestion: i.suggestion.clone(),
@@ -111,19 +92,8 @@ fn issue(i: &crd::ValidationIssue) -> Finding {
 
 fn argocd(a: &crd::ArgoCdStatus) -> pb::ArgoCdStatus {
     pb::ArgoCdStatus {
-        sync_status: match a.sync_status.as_str() {
-            "Synced" => pb::ArgoSyncStatus::Synced,
-            "OutOfSync" => pb::ArgoSyncStatus::OutOfSync,
-            _ => pb::ArgoSyncStatus::Unknown,
-        } as i32,
-        health_status: match a.health_status.as_str() {
-            "Healthy" => pb::ArgoHealthStatus::Healthy,
-            "Degraded" => pb::ArgoHealthStatus::Degraded,
-            "Progressing" => pb::ArgoHealthStatus::Progressing,
-            "Suspended" => pb::ArgoHealthStatus::Suspended,
-            "Missing" => pb::ArgoHealthStatus::Missing,
-            _ => pb::ArgoHealthStatus::Unknown,
-        } as i32,
+        sync_status: parse(&a.sync_status).unwrap_or(pb::ArgoSyncStatus::Unknown) as i32,
+        health_status: parse(&a.health_status).unwrap_or(pb::ArgoHealthStatus::Unknown) as i32,
         last_sync_time: timestamp(a.last_sync_time.as_deref()),
         revision: a.revision.clone(),
         application_name: a.application_name.clone(),
@@ -198,13 +168,7 @@ fn node_resources(r: &crd_cluster::NodeResources) -> pb::NodeResources {
 
 /// The cluster's phase as the contract's enum.
 pub fn cluster_phase(p: Option<&str>) -> pb::ClusterPhase {
-    match p {
-        Some("Discovering") => pb::ClusterPhase::Discovering,
-        Some("Ready") => pb::ClusterPhase::Ready,
-        Some("Degraded") => pb::ClusterPhase::Degraded,
-        Some("Unknown") => pb::ClusterPhase::Unknown,
-        _ => pb::ClusterPhase::Unspecified,
-    }
+    p.and_then(parse).unwrap_or(pb::ClusterPhase::Unspecified)
 }
 
 /// A ClusterPersona in the contract's terms.
@@ -230,25 +194,18 @@ pub fn cluster_persona(c: &ClusterPersona) -> pb::ClusterPersona {
     let spec = pb::ClusterPersonaSpec {
         name: s.name.clone(),
         description: s.description.clone(),
-        environment: match s.environment.as_deref() {
-            Some("development") => pb::ClusterEnvironment::Development,
-            Some("staging") => pb::ClusterEnvironment::Staging,
-            Some("production") => pb::ClusterEnvironment::Production,
-            Some("sandbox") => pb::ClusterEnvironment::Sandbox,
-            _ => pb::ClusterEnvironment::Unspecified,
-        } as i32,
+        environment: s.environment.as_deref().and_then(parse).unwrap_or(pb::ClusterEnvironment::Unspecified) as i32,
         policies: s.policies.as_ref().map(|p| pb::ClusterPolicies {
             security: p.security.as_ref().map(|sec| pb::ClusterSecurityPolicy {
                 enforce_non_root: sec.enforce_non_root,
                 enforce_read_only_root: sec.enforce_read_only_root,
                 disallow_privileged: sec.disallow_privileged,
                 allowed_registries: sec.allowed_registries.clone(),
-                pod_security_standard: match sec.pod_security_standard.as_deref() {
-                    Some("privileged") => pb::PodSecurityStandard::Privileged,
-                    Some("baseline") => pb::PodSecurityStandard::Baseline,
-                    Some("restricted") => pb::PodSecurityStandard::Restricted,
-                    _ => pb::PodSecurityStandard::Unspecified,
-                } as i32,
+                pod_security_standard: sec
+                    .pod_security_standard
+                    .as_deref()
+                    .and_then(parse)
+                    .unwrap_or(pb::PodSecurityStandard::Unspecified) as i32,
             }),
             networking: p.networking.as_ref().map(|n| pb::ClusterNetworkingPolicy {
                 default_deny_ingress: n.default_deny_ingress.unwrap_or(false),
@@ -307,17 +264,7 @@ pub fn cluster_persona(c: &ClusterPersona) -> pb::ClusterPersona {
             .iter()
             .map(|a| pb::Addon {
                 name: a.name.clone(),
-                r#type: match a.kind.as_str() {
-                    "gitops" => pb::AddonType::Gitops,
-                    "monitoring" => pb::AddonType::Monitoring,
-                    "logging" => pb::AddonType::Logging,
-                    "ingress" => pb::AddonType::Ingress,
-                    "service-mesh" => pb::AddonType::ServiceMesh,
-                    "secrets" => pb::AddonType::Secrets,
-                    "cert-management" => pb::AddonType::CertManagement,
-                    "database" => pb::AddonType::Database,
-                    _ => pb::AddonType::Other,
-                } as i32,
+                r#type: parse(&a.kind).unwrap_or(pb::AddonType::Other) as i32,
                 installed: a.installed,
                 version: a.version.clone(),
                 namespace: a.namespace.clone(),

@@ -39,6 +39,20 @@ pub struct ReconcilerOptions {
 /// The Lease a `projects_follower` reconciler waits for.
 pub const FOLLOWER_LEASE: &str = "persys-e2e-follower";
 
+impl ReconcilerOptions {
+    /// A cluster-wide follower (see `projects_follower`) on the bench's API server: first
+    /// makes [`FOLLOWER_LEASE`] in `namespace`, held by another replica for good, so the
+    /// reconciler serves what the test writes from its caches and no controller rewrites it.
+    pub fn follower(kube: &crate::kubectl::Kubectl, namespace: &str) -> Self {
+        let lease = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": FOLLOWER_LEASE, "namespace": namespace},
+            "spec": {"holderIdentity": "another-replica", "leaseDurationSeconds": 3600,
+                "renewTime": "2099-01-01T00:00:00.000000Z"}});
+        kube.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(&lease.to_string()));
+        Self { kubeconfig: kube.kubeconfig.clone(), namespace: namespace.to_owned(), projects_follower: true }
+    }
+}
+
 /// A running scheduler and gateway.
 pub struct Cluster {
     /// Temp dir with certs, database and logs.

@@ -1,6 +1,6 @@
 //! Between the persona of the gRPC contract and the CRD's YAML form. Enum values map by name
 //! (`APP_TYPE_API` <-> `api`, `TIER_BEST_EFFORT` <-> `best-effort`, `ROLLING_UPDATE` <->
-//! `RollingUpdate`).
+//! `RollingUpdate`): see [`super::spelling`].
 
 use persys_proto::{
     analyzer::v1::{
@@ -12,45 +12,10 @@ use persys_proto::{
     common::v1::Protocol,
 };
 
-use super::crd;
-
-fn kebab(proto_name: &str, prefix: &str) -> String {
-    proto_name.trim_start_matches(prefix).to_ascii_lowercase().replace('_', "-")
-}
-
-fn pascal(proto_name: &str, prefix: &str) -> String {
-    proto_name
-        .trim_start_matches(prefix)
-        .split('_')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next().map_or_else(String::new, |f| f.to_string() + &c.as_str().to_ascii_lowercase())
-        })
-        .collect()
-}
-
-fn camel(proto_name: &str, prefix: &str) -> String {
-    let mut p = pascal(proto_name, prefix);
-    if let Some(first) = p.get_mut(0..1) {
-        first.make_ascii_lowercase();
-    }
-    p
-}
-
-fn from_kebab(value: &str, prefix: &str) -> String {
-    format!("{prefix}{}", value.to_ascii_uppercase().replace('-', "_"))
-}
-
-fn from_pascal(value: &str, prefix: &str) -> String {
-    let mut out = String::from(prefix);
-    for (i, c) in value.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
+use super::{
+    crd,
+    spelling::{parse, spell},
+};
 
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
@@ -58,15 +23,12 @@ fn non_empty(s: &str) -> Option<String> {
 
 /// Returns the CRD string of an app type (`api` for unspecified: the CRD requires one).
 pub fn app_type_str(t: i32) -> String {
-    match AppType::try_from(t).unwrap_or(AppType::Unspecified) {
-        AppType::Unspecified => "api".into(),
-        t => kebab(t.as_str_name(), "APP_TYPE_"),
-    }
+    spell::<AppType>(t).unwrap_or_else(|| "api".into())
 }
 
 /// Converts the contract's persona spec to the CRD spec.
 pub fn to_crd(s: &ApplicationPersonaSpec) -> crd::Spec {
-    let tier = Tier::try_from(s.tier).ok().filter(|t| *t != Tier::Unspecified).map(|t| kebab(t.as_str_name(), "TIER_"));
+    let tier = spell::<Tier>(s.tier);
     let amounts = |a: &Option<ResourceAmounts>| {
         a.as_ref()
             .filter(|a| !a.cpu.is_empty() || !a.memory.is_empty())
@@ -75,20 +37,14 @@ pub fn to_crd(s: &ApplicationPersonaSpec) -> crd::Spec {
     let resources = s.resources.as_ref().map(|r| crd::Resources {
         requests: amounts(&r.requests),
         limits: amounts(&r.limits),
-        profile: ResourceProfile::try_from(r.profile)
-            .ok()
-            .filter(|p| *p != ResourceProfile::Unspecified)
-            .map(|p| kebab(p.as_str_name(), "RESOURCE_PROFILE_")),
+        profile: spell::<ResourceProfile>(r.profile),
     });
     let scaling = s.scaling.as_ref().map(|sc| crd::Scaling {
         min_replicas: Some(sc.min_replicas),
         max_replicas: Some(sc.max_replicas),
         target_cpu: (sc.target_cpu_percent > 0).then_some(sc.target_cpu_percent),
         target_memory: (sc.target_memory_percent > 0).then_some(sc.target_memory_percent),
-        behavior: ScalingBehavior::try_from(sc.behavior)
-            .ok()
-            .filter(|b| *b != ScalingBehavior::Unspecified)
-            .map(|b| kebab(b.as_str_name(), "SCALING_BEHAVIOR_")),
+        behavior: spell::<ScalingBehavior>(sc.behavior),
     });
     let health = s.health.as_ref().map(|h| crd::Health {
         liveness_path: h.liveness_path.clone(),
@@ -101,10 +57,7 @@ pub fn to_crd(s: &ApplicationPersonaSpec) -> crd::Spec {
         .iter()
         .map(|d| crd::Dependency {
             name: d.name.clone(),
-            kind: DependencyType::try_from(d.r#type)
-                .ok()
-                .filter(|t| *t != DependencyType::Unspecified)
-                .map(|t| kebab(t.as_str_name(), "DEPENDENCY_TYPE_")),
+            kind: spell::<DependencyType>(d.r#type),
             required: d.required,
             health_check: d.health_check.clone(),
         })
@@ -142,10 +95,7 @@ pub fn to_crd(s: &ApplicationPersonaSpec) -> crd::Spec {
             run_as_user: sec.run_as_user,
         }),
         deployment: p.deployment.as_ref().map(|d| crd::Deployment {
-            strategy: DeploymentStrategy::try_from(d.strategy)
-                .ok()
-                .filter(|s| *s != DeploymentStrategy::Unspecified)
-                .map(|s| pascal(s.as_str_name(), "DEPLOYMENT_STRATEGY_")),
+            strategy: spell::<DeploymentStrategy>(d.strategy),
             max_surge: d.max_surge.clone(),
             max_unavailable: d.max_unavailable.clone(),
         }),
@@ -159,14 +109,8 @@ pub fn to_crd(s: &ApplicationPersonaSpec) -> crd::Spec {
         .iter()
         .map(|e| crd::EnvVar {
             name: e.name.clone(),
-            need: EnvNeed::try_from(e.need)
-                .ok()
-                .filter(|n| *n != EnvNeed::Unspecified)
-                .map(|n| kebab(n.as_str_name(), "ENV_NEED_")),
-            source: EnvSource::try_from(e.source)
-                .ok()
-                .filter(|n| *n != EnvSource::Unspecified)
-                .map(|n| camel(n.as_str_name(), "ENV_SOURCE_")),
+            need: spell::<EnvNeed>(e.need),
+            source: spell::<EnvSource>(e.source),
             default: e.default_value.clone(),
             read_at: e.read_at.clone(),
         })
@@ -207,12 +151,9 @@ fn parse_enum<T>(
 /// Converts a CRD spec (e.g. read from a persona.yaml) to the contract's form; unknown enum
 /// strings are errors naming the field.
 pub fn from_crd(s: &crd::Spec) -> Result<ApplicationPersonaSpec, String> {
-    let kind = AppType::from_str_name(&from_kebab(&s.kind, "APP_TYPE_"))
-        .filter(|t| *t != AppType::Unspecified)
+    let kind = parse::<AppType>(&s.kind)
         .ok_or_else(|| format!("spec.type: `{}` is not one of api, web, worker, cron, daemon", s.kind))?;
-    let tier = parse_enum(&s.tier, "spec.tier", "critical, standard, best-effort", |v| {
-        Tier::from_str_name(&from_kebab(v, "TIER_")).filter(|t| *t != Tier::Unspecified)
-    })?;
+    let tier = parse_enum(&s.tier, "spec.tier", "critical, standard, best-effort", parse::<Tier>)?;
     let amounts =
         |a: &Option<crd::Amounts>| a.as_ref().map(|a| ResourceAmounts { cpu: a.cpu.clone(), memory: a.memory.clone() });
     let resources = match &s.resources {
@@ -223,10 +164,7 @@ pub fn from_crd(s: &crd::Spec) -> Result<ApplicationPersonaSpec, String> {
                 &r.profile,
                 "spec.resources.profile",
                 "minimal, standard, compute-heavy, memory-heavy",
-                |v| {
-                    ResourceProfile::from_str_name(&from_kebab(v, "RESOURCE_PROFILE_"))
-                        .filter(|p| *p != ResourceProfile::Unspecified)
-                },
+                parse::<ResourceProfile>,
             )?
             .map_or(0, |p| p as i32),
         }),
@@ -238,10 +176,12 @@ pub fn from_crd(s: &crd::Spec) -> Result<ApplicationPersonaSpec, String> {
             max_replicas: sc.max_replicas.unwrap_or(0),
             target_cpu_percent: sc.target_cpu.unwrap_or(0),
             target_memory_percent: sc.target_memory.unwrap_or(0),
-            behavior: parse_enum(&sc.behavior, "spec.scaling.behavior", "conservative, balanced, aggressive", |v| {
-                ScalingBehavior::from_str_name(&from_kebab(v, "SCALING_BEHAVIOR_"))
-                    .filter(|b| *b != ScalingBehavior::Unspecified)
-            })?
+            behavior: parse_enum(
+                &sc.behavior,
+                "spec.scaling.behavior",
+                "conservative, balanced, aggressive",
+                parse::<ScalingBehavior>,
+            )?
             .map_or(0, |b| b as i32),
         }),
         None => None,
@@ -269,10 +209,7 @@ pub fn from_crd(s: &crd::Spec) -> Result<ApplicationPersonaSpec, String> {
             &d.kind,
             &format!("spec.dependencies[{i}].type"),
             "database, cache, queue, service, external",
-            |v| {
-                DependencyType::from_str_name(&from_kebab(v, "DEPENDENCY_TYPE_"))
-                    .filter(|t| *t != DependencyType::Unspecified)
-            },
+            parse::<DependencyType>,
         )?;
         dependencies.push(PersonaDependency {
             name: d.name.clone(),
@@ -319,10 +256,7 @@ pub fn from_crd(s: &crd::Spec) -> Result<ApplicationPersonaSpec, String> {
                         &d.strategy,
                         "spec.policies.deployment.strategy",
                         "RollingUpdate, Recreate, BlueGreen, Canary",
-                        |v| {
-                            DeploymentStrategy::from_str_name(&from_pascal(v, "DEPLOYMENT_STRATEGY_"))
-                                .filter(|s| *s != DeploymentStrategy::Unspecified)
-                        },
+                        parse::<DeploymentStrategy>,
                     )?
                     .map_or(0, |s| s as i32),
                     max_surge: d.max_surge.clone(),
@@ -339,13 +273,14 @@ pub fn from_crd(s: &crd::Spec) -> Result<ApplicationPersonaSpec, String> {
     };
     let mut env = Vec::new();
     for (i, e) in s.env.iter().enumerate() {
-        let need = parse_enum(&e.need, &format!("spec.env[{i}].need"), "required, defaulted, optional", |v| {
-            EnvNeed::from_str_name(&from_kebab(v, "ENV_NEED_")).filter(|n| *n != EnvNeed::Unspecified)
-        })?;
-        let source =
-            parse_enum(&e.source, &format!("spec.env[{i}].source"), "configMap, secret, image, missing, unset", |v| {
-                EnvSource::from_str_name(&from_pascal(v, "ENV_SOURCE_")).filter(|n| *n != EnvSource::Unspecified)
-            })?;
+        let need =
+            parse_enum(&e.need, &format!("spec.env[{i}].need"), "required, defaulted, optional", parse::<EnvNeed>)?;
+        let source = parse_enum(
+            &e.source,
+            &format!("spec.env[{i}].source"),
+            "configMap, secret, image, missing, unset",
+            parse::<EnvSource>,
+        )?;
         env.push(PersonaEnvVar {
             name: e.name.clone(),
             need: need.map_or(0, |n| n as i32),
@@ -389,17 +324,6 @@ pub fn opt(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn enum_names_map_both_ways() {
-        assert_eq!(kebab("TIER_BEST_EFFORT", "TIER_"), "best-effort");
-        assert_eq!(from_kebab("best-effort", "TIER_"), "TIER_BEST_EFFORT");
-        assert_eq!(pascal("DEPLOYMENT_STRATEGY_ROLLING_UPDATE", "DEPLOYMENT_STRATEGY_"), "RollingUpdate");
-        assert_eq!(from_pascal("BlueGreen", "DEPLOYMENT_STRATEGY_"), "DEPLOYMENT_STRATEGY_BLUE_GREEN");
-        assert_eq!(camel("ENV_SOURCE_CONFIG_MAP", "ENV_SOURCE_"), "configMap");
-        assert_eq!(from_pascal("configMap", "ENV_SOURCE_"), "ENV_SOURCE_CONFIG_MAP");
-        assert_eq!(camel("ENV_SOURCE_SECRET", "ENV_SOURCE_"), "secret");
-    }
 
     #[test]
     fn dorgu_sample_persona_round_trips() {

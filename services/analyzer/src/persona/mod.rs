@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod crd;
 mod markdown;
+pub mod spelling;
 
 use std::collections::BTreeMap;
 
