@@ -287,14 +287,8 @@ fn persona_apply_and_status_against_a_real_cluster() {
     assert!(!absent.status.success());
     let err = String::from_utf8_lossy(&absent.stderr);
     assert!(err.contains(&format!("ClusterPersona {cluster}: not found")), "{err}");
-    kubectl.run(
-        &["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"],
-        Some(
-            &serde_json::json!({"apiVersion": "dorgu.io/v1", "kind": "ClusterPersona",
-            "metadata": {"name": cluster}, "spec": {"name": cluster}})
-            .to_string(),
-        ),
-    );
+    kubectl.apply(&serde_json::json!({"apiVersion": "dorgu.io/v1", "kind": "ClusterPersona",
+        "metadata": {"name": cluster}, "spec": {"name": cluster}}));
     let discovered = serde_json::json!({"status": {
         "phase": "Ready", "platform": "Kind", "kubernetesVersion": "v1.37.2", "applicationCount": 3,
         "nodes": [{"name": "worker-1", "role": "worker", "ready": false, "kubeletVersion": "v1.37.2",

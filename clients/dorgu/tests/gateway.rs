@@ -177,9 +177,7 @@ async fn persona_and_cluster_status_read_the_same_through_the_gateway_as_from_th
     let namespace = format!("dorgu-status-{}", std::process::id());
     let cluster_name = format!("dorgu-status-{}", std::process::id());
     kube.run(&["create", "namespace", &namespace], None);
-    let apply = |body: serde_json::Value| {
-        kube.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(&body.to_string()))
-    };
+    let apply = |body: serde_json::Value| kube.apply(&body);
     let write_status = |resource: &str, namespaced: bool, status: serde_json::Value| {
         let patch = serde_json::json!({ "status": status }).to_string();
         let mut args = vec!["patch", resource, "--subresource=status", "--type=merge", "-p", &patch];

@@ -17,10 +17,6 @@ mod common;
 
 use common::{Persys, code, text};
 
-fn apply(kube: &Kubectl, object: &Value) {
-    kube.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(&object.to_string()));
-}
-
 fn status(kube: &Kubectl, ns: &str, resource: &str, status: &Value) {
     let patch = json!({"status": status}).to_string();
     kube.run(&["patch", "-n", ns, resource, "--subresource=status", "--type=merge", "-p", &patch], None);
@@ -37,9 +33,7 @@ async fn projects_environments_and_builds_list_get_and_watch_through_the_gateway
     // The reconciler serves, cluster-wide, as a follower: another replica holds its Lease.
     let reconciler = ReconcilerOptions::follower(&kube, &ns);
     // What the controllers would have written: a project, its environments, its builds.
-    apply(
-        &kube,
-        &json!({"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Project", "metadata": {"name": "api", "namespace": ns},
+    kube.apply(&json!({"apiVersion": "kapsa-project.io/v1alpha1", "kind": "Project", "metadata": {"name": "api", "namespace": ns},
         "spec": {"repository": {"url": "https://git.example.com/api.git", "pollInterval": 120},
             "build": {"strategy": "buildpack"}, "registry": {"name": "harbor", "imageRepository": "team/api"},
             "domain": {"subdomain": "api", "domainPoolRef": "apps"},
@@ -67,8 +61,8 @@ async fn projects_environments_and_builds_list_get_and_watch_through_the_gateway
             "metadata": {"name": name, "namespace": ns, "labels": {"kapsa-project.io/project": "api", "kapsa-project.io/project-namespace": ns}},
             "spec": {"projectRef": {"name": "api", "namespace": ns}, "type": kind, "branch": branch}})
     };
-    apply(&kube, &env("prod", "permanent", "main"));
-    apply(&kube, &env("preview-feature-x", "preview", "feature/x"));
+    kube.apply(&env("prod", "permanent", "main"));
+    kube.apply(&env("preview-feature-x", "preview", "feature/x"));
     status(
         &kube,
         &ns,
@@ -84,8 +78,8 @@ async fn projects_environments_and_builds_list_get_and_watch_through_the_gateway
                 "annotations": {"kapsa-project.io/branch-name": branch, "kapsa-project.io/commit": commit}},
             "spec": {"tag": "registry.example.com/team/api:x", "source": {"git": {"url": "https://git.example.com/api.git", "revision": commit}}}})
     };
-    apply(&kube, &image("build-main", "main", "0123456789abcdef0123456789abcdef01234567"));
-    apply(&kube, &image("build-feature-x", "feature/x", "89abcdef0123456789abcdef0123456789abcdef"));
+    kube.apply(&image("build-main", "main", "0123456789abcdef0123456789abcdef01234567"));
+    kube.apply(&image("build-feature-x", "feature/x", "89abcdef0123456789abcdef0123456789abcdef"));
     status(
         &kube,
         &ns,

@@ -48,7 +48,7 @@ impl ReconcilerOptions {
             "metadata": {"name": FOLLOWER_LEASE, "namespace": namespace},
             "spec": {"holderIdentity": "another-replica", "leaseDurationSeconds": 3600,
                 "renewTime": "2099-01-01T00:00:00.000000Z"}});
-        kube.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(&lease.to_string()));
+        kube.apply(&lease);
         Self { kubeconfig: kube.kubeconfig.clone(), namespace: namespace.to_owned(), projects_follower: true }
     }
 }

@@ -48,6 +48,11 @@ impl Kubectl {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Applies `objects` (one object, or a `List`) server-side as the tests' field manager.
+    pub fn apply(&self, objects: &serde_json::Value) {
+        self.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(&objects.to_string()));
+    }
+
     /// Runs kubectl with `-o json`.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();

@@ -655,7 +655,7 @@ fn prepare(kube: &Kubectl, namespace: &str, cluster_persona: &str) {
             "spec": {"tag": "harbor/team/app:abc1234",
                 "source": {"git": {"url": "https://git.example.com/app.git", "revision": "abc1234"}}}},
     ]});
-    kube.run(&["apply", "--server-side", "--field-manager=persys-tests", "-f", "-"], Some(&objects.to_string()));
+    kube.apply(&objects);
 }
 
 /// GitHub and DevLake as the DORA pipeline calls them, on one local port: GitHub knows every
